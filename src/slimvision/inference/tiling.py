@@ -23,12 +23,21 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile: rows ``top:bottom`` and columns ``left:right`` of the full image."""
+    """One tile: rows ``top:bottom`` and columns ``left:right`` of the full image.
+
+    The *core* (``core_top:core_bottom``, ``core_left:core_right``) is the part of the tile
+    that belongs to it alone: cores partition the image, splitting each overlap at its middle.
+    Statistics gathered over cores count every pixel exactly once.
+    """
 
     top: int
     bottom: int
     left: int
     right: int
+    core_top: int
+    core_bottom: int
+    core_left: int
+    core_right: int
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -42,13 +51,25 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
+def _spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, core_start, core_end) of each tile along one axis."""
+    starts = _starts(length, tile, overlap)
+    ends = [min(start + tile, length) for start in starts]
+    spans = []
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        core_start = 0 if i == 0 else (start + ends[i - 1]) // 2
+        core_end = length if i == len(starts) - 1 else (starts[i + 1] + end) // 2
+        spans.append((start, end, core_start, core_end))
+    return spans
+
+
 def tile_grid(height: int, width: int, tile_size: int, overlap: int) -> Iterator[Tile]:
     """Tiles covering an image, row by row."""
     if overlap * 2 >= tile_size:
         raise ValueError(f"overlap ({overlap}) must be less than half the tile size ({tile_size})")
-    for top in _starts(height, tile_size, overlap):
-        for left in _starts(width, tile_size, overlap):
-            yield Tile(top, min(top + tile_size, height), left, min(left + tile_size, width))
+    for top, bottom, core_top, core_bottom in _spans(height, tile_size, overlap):
+        for left, right, core_left, core_right in _spans(width, tile_size, overlap):
+            yield Tile(top, bottom, left, right, core_top, core_bottom, core_left, core_right)
 
 
 def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarray:
