@@ -1,0 +1,51 @@
+"""``slimvision`` command line: one sub-command group per system.
+
+Start-up matters for a CLI, so this module imports only the standard library; each command
+imports the pipeline it needs when it runs (the inference path never imports torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from slimvision import __version__
+from slimvision.errors import SlimvisionError
+
+log = logging.getLogger("slimvision")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from slimvision.cli import style
+
+    parser = argparse.ArgumentParser(
+        prog="slimvision",
+        description="Small, fast neural image models on ONNX Runtime. "
+                    "Run 'slimvision COMMAND --help' for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"slimvision {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    style.add_commands(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except SlimvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

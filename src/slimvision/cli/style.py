@@ -1,0 +1,305 @@
+"""``slimvision style ...``: stylize images, folders and videos; save style vectors; the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from slimvision.errors import InputError, OutputError, SlimvisionError
+
+log = logging.getLogger(__name__)
+
+DEMO_HELP = "stylize the bundled sample photos with the bundled paintings into a folder"
+
+
+def add_commands(groups: argparse._SubParsersAction) -> None:
+    style = groups.add_parser("style", help="arbitrary style transfer",
+                              description="Arbitrary style transfer: any painting, any photo.")
+    commands = style.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    stylize = commands.add_parser(
+        "stylize", help="paint content images (files or folders) in a style",
+        description="Paint content images in the style of one or more style images or saved "
+                    "style vectors (.npy). Folders are processed as a batch.")
+    stylize.add_argument("content", nargs="+", type=Path, help="content image files or folders")
+    _style_options(stylize)
+    stylize.add_argument("-o", "--output", type=Path, required=True,
+                         help="output image (one input) or folder (several inputs or a folder)")
+    stylize.add_argument("--format", default="png", choices=["png", "jpg", "webp", "bmp", "tiff"],
+                         help="file type of outputs written into a folder (default png)")
+    stylize.add_argument("--recursive", action="store_true", help="also look into sub-folders")
+    _common(stylize)
+    stylize.set_defaults(run=run_stylize)
+
+    vector = commands.add_parser(
+        "vector", help="compute a style vector once and save it (.npy + .json)",
+        description="Compute the 100-d style vector of a style image (or a weighted blend of "
+                    "several) and save it, so '--style V.npy' can reuse it without the predictor.")
+    vector.add_argument("style", nargs="+", type=Path, help="style images or .npy vectors to blend")
+    vector.add_argument("--weights", type=_weights, help="blend weights, e.g. 0.7,0.3")
+    vector.add_argument("-o", "--output", type=Path, required=True, help="output .npy file")
+    _common(vector)
+    vector.set_defaults(run=run_vector)
+
+    video = commands.add_parser(
+        "video", help="stylize a video frame by frame with one fixed style vector",
+        description="Stylize every frame of a video with one style vector. Audio is not carried over.")
+    video.add_argument("input", type=Path, help="input video (.mp4, .mkv, .mov, .avi, .webm)")
+    _style_options(video)
+    video.add_argument("-o", "--output", type=Path, required=True, help="output video file")
+    _common(video)
+    video.set_defaults(run=run_video)
+
+    demo = commands.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP.capitalize() + ".")
+    demo.add_argument("-o", "--output", type=Path, default=Path("outputs"),
+                      help="folder for the results (default ./outputs; its demo files are replaced)")
+    demo.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    demo.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    demo.set_defaults(run=run_demo)
+
+
+def _style_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--style", type=Path, action="append", required=True,
+                        help="style image or saved .npy vector; repeat to blend several")
+    parser.add_argument("--weights", type=_weights, help="blend weights, one per --style, e.g. 0.7,0.3")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="0 keeps the content's own style, 1 applies the full style (default 1)")
+    parser.add_argument("--preserve-color", action="store_true",
+                        help="keep the content's colours; take only the style's light and texture")
+    parser.add_argument("--max-side", type=int, default=None,
+                        help="downscale content so its longer side is at most N pixels (default: keep size)")
+    parser.add_argument("--memory-budget", type=float, default=None, metavar="MB",
+                        help="working memory per model run; larger images are tiled (default 2048)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="refuse inputs larger than this many pixels (default 100 million)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weights must be numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("weights must not be empty")
+    return values
+
+
+# --------------------------------------------------------------------------- helpers
+def _pipeline(args: argparse.Namespace) -> Any:
+    from slimvision.inference.session import SessionSettings
+    from slimvision.inference.style import DEFAULT_MEMORY_BUDGET_MB, StyleTransferPipeline
+
+    budget = getattr(args, "memory_budget", None) or DEFAULT_MEMORY_BUDGET_MB
+    return StyleTransferPipeline(settings=SessionSettings(threads=args.threads), memory_budget_mb=budget)
+
+
+def _max_pixels(args: argparse.Namespace) -> int:
+    from slimvision.io.images import DEFAULT_MAX_PIXELS
+
+    return getattr(args, "max_pixels", None) or DEFAULT_MAX_PIXELS
+
+
+def _check_style_args(args: argparse.Namespace) -> None:
+    from slimvision.inference.style import check_strength
+
+    check_strength(args.strength)
+    if args.weights is not None and len(args.weights) != len(args.style):
+        raise SlimvisionError(f"got {len(args.style)} --style but {len(args.weights)} --weights")
+    if args.max_side is not None and args.max_side < 16:
+        raise SlimvisionError(f"--max-side must be at least 16, got {args.max_side}")
+    for path in args.style:
+        if not path.exists():
+            raise InputError(path, "style file not found")
+
+
+def _style_tag(styles: list[Path]) -> str:
+    return styles[0].stem if len(styles) == 1 else "blend"
+
+
+def _progress(total: int, unit: str, args: argparse.Namespace, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, disable=args.quiet or args.json or total <= 1,
+                file=sys.stderr, leave=False)
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive: bool) -> list[Any]:
+    """Map inputs to outputs: one file -> the named file, otherwise files into a folder."""
+    from slimvision.inference.batch import FileJob
+    from slimvision.io.images import IMAGE_SUFFIXES, find_images
+
+    sources: list[Path] = []
+    for item in contents:
+        if item.is_dir():
+            found = find_images(item, recursive=recursive)
+            if not found:
+                raise InputError(item, "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+            sources.extend(found)
+        elif item.exists():
+            sources.append(item)
+        else:
+            raise InputError(item, "file not found")
+    single_file = len(contents) == 1 and not contents[0].is_dir()
+    if single_file and output.suffix:
+        return [FileJob(sources[0], output)]
+    if output.exists() and not output.is_dir():
+        raise OutputError(output, "is a file; give a folder for several inputs")
+    return [FileJob(source, output / f"{source.stem}_{tag}.{fmt}") for source in sources]
+
+
+# --------------------------------------------------------------------------- commands
+def run_stylize(args: argparse.Namespace) -> int:
+    from slimvision.inference.batch import process_files
+
+    _check_style_args(args)
+    jobs = plan_jobs(args.content, args.output, _style_tag(args.style), args.format, args.recursive)
+    pipe = _pipeline(args)
+    target = pipe.target_vector(args.style, args.weights)
+
+    def stylize(image: Any) -> Any:
+        return pipe.stylize_with_vector(image, target.values, args.strength, args.preserve_color, args.max_side)
+
+    results = []
+    started = time.perf_counter()
+    with _progress(len(jobs), "img", args, "stylizing") as bar:
+        for result in process_files(jobs, stylize, overwrite=args.overwrite, max_pixels=_max_pixels(args)):
+            results.append({"input": str(result.source), "output": str(result.output),
+                            "size": [result.width, result.height], "seconds": round(result.seconds, 3)})
+            bar.update()
+    total = time.perf_counter() - started
+    lines = [f"{r['input']} -> {r['output']}  ({r['size'][0]}x{r['size'][1]}, {r['seconds']:.2f} s)" for r in results]
+    if len(results) > 1:
+        lines.append(f"{len(results)} images in {total:.1f} s")
+    _emit(args, {"outputs": results, "seconds": round(total, 3)}, "\n".join(lines))
+    return 0
+
+
+def run_vector(args: argparse.Namespace) -> int:
+    from slimvision.inference.session import SessionSettings
+    from slimvision.inference.style import StyleTransferPipeline
+
+    if args.output.suffix.lower() != ".npy":
+        raise OutputError(args.output, "style vectors are saved as .npy")
+    if args.weights is not None and len(args.weights) != len(args.style):
+        raise SlimvisionError(f"got {len(args.style)} styles but {len(args.weights)} --weights")
+    if any(path.resolve() == args.output.resolve() for path in args.style):
+        raise OutputError(args.output, "is an input file; refusing to overwrite an input")
+    pipe = StyleTransferPipeline(settings=SessionSettings(threads=args.threads))
+    vector = pipe.target_vector([_existing(p) for p in args.style], args.weights)
+    vector.save(args.output, overwrite=args.overwrite)
+    sidecar = args.output.with_suffix(".json")
+    _emit(args, {"output": str(args.output), "provenance": str(sidecar), "model": vector.model},
+          f"wrote {args.output} (+ {sidecar.name}): 100-d style vector from "
+          + ", ".join(p.name for p in args.style))
+    return 0
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(path, "style file not found")
+    return path
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from slimvision.inference.style import fit_max_side
+    from slimvision.io.video import VideoWriter, iter_frames, probe_video
+
+    _check_style_args(args)
+    info = probe_video(args.input)
+    if info.has_audio:
+        log.warning("%s has an audio track; it is not carried over to %s", args.input, args.output)
+    pipe = _pipeline(args)
+    target = pipe.target_vector(args.style, args.weights)
+    # The output size is the first frame's after --max-side; every frame has the input's size.
+    probe_frame = fit_max_side(next(iter_frames(args.input)), args.max_side)
+    height, width = probe_frame.shape[:2]
+    started = time.perf_counter()
+    frames = 0
+    with VideoWriter(args.output, width=width, height=height, fps=info.fps, overwrite=args.overwrite,
+                     protected=[args.input]) as writer, \
+            _progress(info.frames or 0, "frame", args, "stylizing") as bar:
+        for frame in iter_frames(args.input):
+            writer.write(pipe.stylize_with_vector(frame, target.values, args.strength,
+                                                  args.preserve_color, args.max_side))
+            frames += 1
+            bar.update()
+    seconds = time.perf_counter() - started
+    payload = {"input": str(args.input), "output": str(args.output), "frames": frames,
+               "size": [width, height], "fps": info.fps, "audio_dropped": info.has_audio,
+               "seconds": round(seconds, 2)}
+    _emit(args, payload, f"wrote {args.output}: {frames} frames of {width}x{height} in {seconds:.1f} s"
+          + (" (audio dropped)" if info.has_audio else ""))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Every bundled photo in every bundled style, plus a blend and a colour-preserving version."""
+    from slimvision.assets import samples_dir
+    from slimvision.inference.batch import FileJob, process_files
+    from slimvision.inference.session import SessionSettings
+    from slimvision.inference.style import StyleTransferPipeline
+    from slimvision.io.images import find_images, save_image
+
+    samples = samples_dir()
+    contents = find_images(samples / "content")
+    styles = find_images(samples / "styles")
+    pipe = StyleTransferPipeline(settings=SessionSettings(threads=args.threads))
+    started = time.perf_counter()
+    vectors = {style.stem: pipe.resolve_style(style).values for style in styles}
+    # The painting shows colour preservation and blending best; fall back to the first style.
+    lead = "starry_night" if "starry_night" in vectors else styles[0].stem
+    partner = next(name for name in vectors if name != lead)
+    variants: list[tuple[str, Any, bool]] = [(name, vector, False) for name, vector in vectors.items()]
+    variants += [(f"{lead}_preserve_color", vectors[lead], True),
+                 (f"blend_{lead}_{partner}", 0.5 * (vectors[lead] + vectors[partner]), False)]
+    written: list[str] = []
+    for name, vector, keep_colour in variants:
+        jobs = [FileJob(content, args.output / f"{content.stem}_{name}.jpg") for content in contents]
+        results = process_files(jobs, lambda image, v=vector, k=keep_colour: pipe.stylize_with_vector(
+            image, v, preserve_color=k), overwrite=True, quality=92)
+        written.extend(str(result.output) for result in results)
+    grid = _demo_grid(contents, [name for name, _, _ in variants], args.output)
+    grid_path = save_image(grid, args.output / "demo_grid.png", overwrite=True)
+    seconds = time.perf_counter() - started
+    payload = {"output_dir": str(args.output.resolve()), "images": written, "grid": str(grid_path),
+               "seconds": round(seconds, 2)}
+    _emit(args, payload,
+          f"wrote {len(written)} stylized images to {args.output.resolve()}/ in {seconds:.1f} s\n"
+          f"overview: {grid_path.resolve()}\n  rows: {', '.join(c.stem for c in contents)}\n"
+          f"  columns: original, {', '.join(v[0] for v in variants)}")
+    return 0
+
+
+def _demo_grid(contents: list[Path], variants: list[str], folder: Path) -> Any:
+    """A contact sheet: one row per content image, the original first, 192 px cells."""
+    import numpy as np
+    from PIL import Image
+
+    from slimvision.io.images import load_image
+
+    cell = 192
+    columns = [None, *variants]
+    sheet = Image.new("RGB", (cell * len(columns), cell * len(contents)), "white")
+    for row, content in enumerate(contents):
+        for column, name in enumerate(columns):
+            path = content if name is None else folder / f"{content.stem}_{name}.jpg"
+            thumb = Image.fromarray(load_image(path))
+            thumb.thumbnail((cell - 4, cell - 4), Image.Resampling.LANCZOS)
+            sheet.paste(thumb, (column * cell + (cell - thumb.width) // 2, row * cell + (cell - thumb.height) // 2))
+    return np.asarray(sheet)
