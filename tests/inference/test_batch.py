@@ -1,0 +1,133 @@
+"""process_files: outputs checked up front, written atomically, one-line errors for bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slimvision.errors import InputError, OutputError
+from slimvision.inference.batch import FileJob, check_outputs, process_files
+from tests.conftest import make_content, read_png, save_png
+
+
+def invert(image: np.ndarray) -> np.ndarray:
+    return 255 - image
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    return [save_png(make_content(40 + 8 * i, 56 + 4 * i), folder / f"img{i}.png") for i in range(3)]
+
+
+def names(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_writes_every_output(inputs, tmp_path):
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}_inv.png") for src in inputs]
+    results = list(process_files(jobs, invert))
+    assert [r.output for r in results] == [job.output for job in jobs]
+    assert names(out) == ["img0_inv.png", "img1_inv.png", "img2_inv.png"]
+    for src, result in zip(inputs, results):
+        original = read_png(src)
+        np.testing.assert_array_equal(read_png(result.output), 255 - original)
+        assert (result.height, result.width) == original.shape[:2]
+        assert result.source == src and result.seconds >= 0
+
+
+def test_function_may_change_the_size(inputs, tmp_path):
+    jobs = [FileJob(inputs[0], tmp_path / "half.png")]
+    (result,) = process_files(jobs, lambda image: image[::2, ::2].copy())
+    assert read_png(tmp_path / "half.png").shape == (20, 28, 3)
+    assert (result.width, result.height) == (28, 20)
+
+
+def test_existing_output_is_refused_and_nothing_is_written(inputs, tmp_path):
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.png") for src in inputs]
+    out.mkdir()
+    (out / "img2.png").write_bytes(b"keep me")
+    calls = []
+    with pytest.raises(OutputError, match="img2.png: exists; pass --overwrite"):
+        list(process_files(jobs, lambda image: calls.append(1) or image))
+    assert calls == []
+    assert names(out) == ["img2.png"]
+    assert (out / "img2.png").read_bytes() == b"keep me"
+    # With overwrite every output is written, the old one replaced.
+    list(process_files(jobs, invert, overwrite=True))
+    assert names(out) == ["img0.png", "img1.png", "img2.png"]
+    np.testing.assert_array_equal(read_png(out / "img2.png"), 255 - read_png(inputs[2]))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_writing_onto_an_input_is_refused(inputs, tmp_path, overwrite):
+    before = [src.read_bytes() for src in inputs]
+    # The second job would write onto the third job's source.
+    jobs = [FileJob(inputs[0], tmp_path / "out" / "a.png"), FileJob(inputs[1], inputs[2]),
+            FileJob(inputs[2], tmp_path / "out" / "c.png")]
+    with pytest.raises(OutputError, match="is an input file"):
+        list(process_files(jobs, invert, overwrite=overwrite))
+    assert [src.read_bytes() for src in inputs] == before
+    assert names(tmp_path / "out") == []
+    with pytest.raises(OutputError, match="is an input file"):
+        check_outputs([FileJob(inputs[0], inputs[0])], overwrite=True)
+
+
+def test_two_jobs_with_the_same_output_are_refused(inputs, tmp_path):
+    out = tmp_path / "out"
+    jobs = [FileJob(inputs[0], out / "same.png"), FileJob(inputs[1], out / "x" / ".." / "same.png")]
+    with pytest.raises(OutputError, match="two inputs would be written to this same output"):
+        list(process_files(jobs, invert))
+    assert names(out) == []
+
+
+def test_corrupt_input_in_the_middle(inputs, tmp_path):
+    inputs[1].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG signature and nothing valid
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.png") for src in inputs]
+    done = []
+    with pytest.raises(InputError) as info:
+        for result in process_files(jobs, invert):
+            done.append(result.output.name)
+    message = str(info.value)
+    assert message.startswith(str(inputs[1])) and "\n" not in message
+    assert done == ["img0.png"]
+    # The finished output is complete; no temporary file and no later output is left behind.
+    assert names(out) == ["img0.png"]
+    np.testing.assert_array_equal(read_png(out / "img0.png"), 255 - read_png(inputs[0]))
+
+
+def test_zero_byte_input(inputs, tmp_path):
+    inputs[0].write_bytes(b"")
+    with pytest.raises(InputError, match="img0.png: file is empty"):
+        list(process_files([FileJob(inputs[0], tmp_path / "o.png")], invert))
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_failing_function_leaves_earlier_outputs_only(inputs, tmp_path):
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.png") for src in inputs]
+    seen = []
+
+    def fn(image):
+        seen.append(image.shape)
+        if len(seen) == 2:
+            raise RuntimeError("model failed")
+        return image
+
+    with pytest.raises(RuntimeError, match="model failed"):
+        list(process_files(jobs, fn))
+    assert names(out) == ["img0.png"]
+
+
+def test_no_jobs_is_a_no_op():
+    assert list(process_files([], invert)) == []
+
+
+def test_jpeg_quality_is_passed_on(inputs, tmp_path):
+    low = list(process_files([FileJob(inputs[2], tmp_path / "low.jpg")], invert, quality=10))
+    high = list(process_files([FileJob(inputs[2], tmp_path / "high.jpg")], invert, quality=95))
+    assert low and high
+    assert (tmp_path / "low.jpg").stat().st_size < (tmp_path / "high.jpg").stat().st_size

@@ -1,0 +1,176 @@
+"""Load-time graph rewrites: free height/width on the shipped transform, and the norm split."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from slimvision.assets import STYLE_TEACHER_TRANSFORM, file_sha256
+from slimvision.errors import SlimvisionError
+from slimvision.inference.graph import (
+    REWRITE_VERSION,
+    cache_dir,
+    free_spatial_dims_proto,
+    split_norm_statistics,
+    with_free_spatial_dims,
+)
+from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.inference.tiling import tile_grid
+
+# Measured on onnxruntime 1.32 (2 threads): the rewritten graph is bit-identical at 384x384
+# (max abs diff 0.0), and the split graphs fed with one whole-image tile's moments reproduce the
+# untiled output exactly (0.0). The bounds leave room for other ORT builds fusing differently.
+PARITY_ATOL = 1e-5
+SPLIT_ATOL = 0.02
+
+
+def _session(source) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def transform_path():
+    return STYLE_TEACHER_TRANSFORM.path()
+
+
+@pytest.fixture(scope="module")
+def free_bytes(transform_path) -> bytes:
+    return with_free_spatial_dims(transform_path)
+
+
+def test_shipped_transform_is_fixed_384(transform_path):
+    shipped = _session(str(transform_path))
+    assert shipped.get_inputs()[0].shape == [1, 384, 384, 3]
+    assert shipped.get_inputs()[1].shape == [1, 1, 1, 100]
+
+
+def test_rewrite_matches_the_shipped_graph_at_384(transform_path, free_bytes, pipeline):
+    shipped = _session(str(transform_path))
+    rewritten = _session(free_bytes)
+    image_name, style_name = (item.name for item in shipped.get_inputs())
+    rng = np.random.default_rng(384)
+    feeds = {image_name: rng.random((1, 384, 384, 3), dtype=np.float32),
+             style_name: (rng.standard_normal((1, 1, 1, 100)) * 0.5).astype(np.float32)}
+    (expected,) = shipped.run(None, feeds)
+    (got,) = rewritten.run(None, feeds)
+    assert got.shape == expected.shape == (1, 384, 384, 3)
+    assert np.abs(got - expected).max() < PARITY_ATOL
+    # The pipeline's own session (CPU-optimised graph cache) computes the same.
+    (via_pipeline,) = pipeline.transform.run(feeds)
+    assert np.abs(via_pipeline - expected).max() < PARITY_ATOL
+
+
+@pytest.mark.parametrize("height, width", [(96, 128), (256, 320), (100, 100)])
+def test_rewrite_runs_at_other_sizes(free_bytes, height, width):
+    model = OnnxModel(free_bytes, SessionSettings(threads=2))
+    assert model.input_shapes()[model.input_names[0]] == [1, "height", "width", 3]
+    assert model.input_shapes()[model.input_names[1]] == [1, 1, 1, 100]
+    rng = np.random.default_rng(0)
+    (out,) = model.run({model.input_names[0]: rng.random((1, height, width, 3), dtype=np.float32),
+                        model.input_names[1]: rng.standard_normal((1, 1, 1, 100)).astype(np.float32)})
+    assert out.shape == (1, height, width, 3)
+    assert np.all(np.isfinite(out)) and 0.0 <= out.min() and out.max() <= 1.0  # sigmoid output
+
+
+def test_rewrite_is_cached_on_disk(transform_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIMVISION_CACHE_DIR", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"
+    first = with_free_spatial_dims(transform_path)
+    expected_name = f"{transform_path.stem}-{file_sha256(transform_path)[:16]}-freehw-v{REWRITE_VERSION}.onnx"
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert entries == [expected_name]  # the entry and no temporary file
+    assert (tmp_path / "cache" / expected_name).read_bytes() == first
+    # The second call is served from the cache: it must not need the onnx package at all.
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    second = with_free_spatial_dims(transform_path)
+    assert second == first
+
+
+def test_cache_dir_defaults_to_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("SLIMVISION_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "slimvision"
+
+
+def _model(inputs, outputs, nodes) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "toy", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_free_dims_refuses_a_model_without_a_square_image():
+    flat = _model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                  [helper.make_node("Relu", ["x"], ["y"])])
+    with pytest.raises(SlimvisionError, match="no fixed NHWC image input or output to free"):
+        free_spatial_dims_proto(flat)
+    oblong = _model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 48, 3])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 48, 3])],
+                    [helper.make_node("Relu", ["x"], ["y"])])
+    with pytest.raises(SlimvisionError):
+        free_spatial_dims_proto(oblong)
+
+
+def test_free_dims_on_a_toy_model_leaves_vectors_alone():
+    toy = _model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 3]),
+                  helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 1, 1, 3])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 3])],
+                 [helper.make_node("Add", ["x", "v"], ["y"])])
+    toy.graph.value_info.append(helper.make_tensor_value_info("stale", TensorProto.FLOAT, [1, 8, 8, 3]))
+    freed = free_spatial_dims_proto(toy)
+    dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    assert dims(freed.graph.input[0]) == [1, "height", "width", 3]
+    assert dims(freed.graph.input[1]) == [1, 1, 1, 3]
+    assert dims(freed.graph.output[0]) == [1, "height", "width", 3]
+    assert len(freed.graph.value_info) == 0
+
+
+@pytest.fixture(scope="module")
+def split(free_bytes):
+    return split_norm_statistics(onnx.load_from_string(free_bytes))
+
+
+def test_split_finds_thirteen_norm_layers(split):
+    assert len(split.layers) == 13
+    assert all("/moments/mean" in layer.mean and "/moments/variance" in layer.variance for layer in split.layers)
+    assert len({layer.mean for layer in split.layers}) == 13
+    tiled = onnx.load_from_string(split.tiled)
+    fed = {value.name for value in tiled.graph.input}
+    assert {layer.mean for layer in split.layers} <= fed
+    assert {layer.variance for layer in split.layers} <= fed
+
+
+def test_split_refuses_a_model_without_moments():
+    toy = _model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 1, 1])],
+                 [helper.make_node("GlobalAveragePool", ["x"], ["y"])])
+    with pytest.raises(SlimvisionError, match="no instance-norm moments found"):
+        split_norm_statistics(toy)
+
+
+def test_whole_image_moments_reproduce_the_untiled_output(pipeline, content_image, style_vector):
+    content = content_image.astype(np.float32) / 255.0
+    height, width = content.shape[:2]
+    style = style_vector.reshape(1, 1, 1, 100).astype(np.float32)
+    tiler = pipeline.tiler
+    tiles = list(tile_grid(height, width, max(height, width), 16))
+    assert len(tiles) == 1
+    ticks = []
+    moments = tiler.moments(content, style, tiles, lambda: ticks.append(1))
+    assert len(ticks) == 26 and len(moments) == 26
+    assert all(m.shape[:1] == (1,) and m.shape[2:] == (1, 1) and np.all(np.isfinite(m)) for m in moments.values())
+    (split_out,) = tiler.tiled.run(tiler._feeds(tiler.tiled, content, style, moments))
+    untiled = pipeline.transform_array(content, style_vector)
+    diff = np.abs(split_out[0] - untiled).max()
+    assert diff < SPLIT_ATOL, diff
+    # The moments matter: quartering one layer's variance visibly changes the picture.
+    layer = tiler.layers[5][0]
+    wrong = {**moments, layer.variance: moments[layer.variance] * 0.25}
+    (off,) = tiler.tiled.run(tiler._feeds(tiler.tiled, content, style, wrong))
+    assert np.abs(off[0] - untiled).max() > 5 * SPLIT_ATOL
