@@ -135,6 +135,27 @@ def _progress(total: int, unit: str, args: argparse.Namespace, desc: str) -> Any
                 file=sys.stderr, leave=False)
 
 
+class _TileProgress:
+    """A progress bar that appears only when an image is large enough to be tiled."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = _progress(total, "pass", self.args, "large image, tile passes")
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __enter__(self) -> _TileProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2) if args.json else text)
 
@@ -173,7 +194,9 @@ def run_stylize(args: argparse.Namespace) -> int:
     target = pipe.target_vector(args.style, args.weights)
 
     def stylize(image: Any) -> Any:
-        return pipe.stylize_with_vector(image, target.values, args.strength, args.preserve_color, args.max_side)
+        with _TileProgress(args) as tiles:
+            return pipe.stylize_with_vector(image, target.values, args.strength, args.preserve_color,
+                                            args.max_side, progress=tiles.update)
 
     results = []
     started = time.perf_counter()
