@@ -491,7 +491,9 @@ class StyleTransferPipeline:
             )
         style_input = vector.reshape(1, 1, 1, STYLE_DIM).astype(np.float32)
         if max(height, width) > self.tile_size:
-            return self.tiler(content, style_input, self.tile_size, self.tile_overlap, progress)
+            # Small budgets give small tiles: keep the blending zone under a quarter of a tile.
+            overlap = min(self.tile_overlap, self.tile_size // 4)
+            return self.tiler(content, style_input, self.tile_size, overlap, progress)
         model = self.transform
         padded = _pad_to_multiple(content, SIZE_MULTIPLE)
         feeds = {model.input_names[0]: np.ascontiguousarray(padded[None]), model.input_names[1]: style_input}
