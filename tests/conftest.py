@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 CONTENT_SHAPE = (96, 128)  # (height, width)
 STYLE_SHAPE = (150, 200)  # (height, width): a 200x150 image
@@ -36,6 +36,22 @@ def make_style(height: int = STYLE_SHAPE[0], width: int = STYLE_SHAPE[1], seed: 
     val = 140 + 100 * np.sin(yy / 5 + xx / 17)
     hsv = np.stack([hue, sat, val], axis=-1).clip(0, 255).astype(np.uint8)
     return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+
+
+def make_scene(size: int = 256) -> np.ndarray:
+    """Gradient background with a dozen coloured discs and boxes (photo-like structure)."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = np.stack([200 * xx / size + 30, 150 * yy / size + 50, 220 - 180 * (xx + yy) / (2 * size)], axis=-1)
+    image = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x0, y0 = (int(v) for v in rng.integers(0, size - 40, 2))
+        side = int(rng.integers(15, 60))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, x0 + side, y0 + side], fill=colour)
+    return np.asarray(image)
 
 
 def save_png(array: np.ndarray, path: Path) -> Path:

@@ -332,7 +332,7 @@ class GlobalNormTiler:
     def __call__(self, content: np.ndarray, style: np.ndarray, tile_size: int, overlap: int,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         height, width = content.shape[:2]
-        tiles = list(tile_grid(height, width, tile_size, overlap))
+        tiles = list(tile_grid(height, width, tile_size, overlap, SIZE_MULTIPLE))
         total_steps = len(tiles) * self.passes
         steps = 0
 
@@ -350,13 +350,20 @@ class GlobalNormTiler:
             tick()
             return out[0, :h, :w]
 
-        return run_tiled(paint, content, tile_size, overlap)
+        return run_tiled(paint, content, tile_size, overlap, align=SIZE_MULTIPLE)
 
 
 def _core_of(tile: Tile, scale: float) -> tuple[int, int, int, int]:
-    """A tile's core in the coordinates of an activation ``scale`` times the tile's size."""
-    return (round((tile.core_top - tile.top) * scale), round((tile.core_bottom - tile.top) * scale),
-            round((tile.core_left - tile.left) * scale), round((tile.core_right - tile.left) * scale))
+    """A tile's core in the coordinates of an activation ``scale`` times the tile's size.
+
+    Edges are mapped from whole-image coordinates with one rule (floor), so neighbouring
+    cores still partition the activation grid exactly: every activation pixel is pooled once.
+    """
+    def edge(position: int, origin: int) -> int:
+        return math.floor(position * scale + 1e-9) - math.floor(origin * scale + 1e-9)
+
+    return (edge(tile.core_top, tile.top), edge(tile.core_bottom, tile.top),
+            edge(tile.core_left, tile.left), edge(tile.core_right, tile.left))
 
 
 # --------------------------------------------------------------------------- the pipeline

@@ -1,0 +1,343 @@
+"""``slimvision style ...`` end to end, in-process (plus one real subprocess for the entry point)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from slimvision.cli.main import main
+from tests.conftest import make_content, make_scene, read_png, save_png
+
+
+def run(*args: str | Path) -> int:
+    return main(["style", *map(str, args)])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture()
+def content(tmp_path, content_image) -> Path:
+    return save_png(content_image, tmp_path / "photo.png")
+
+
+def test_entry_point_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "slimvision.cli.main", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "style" in result.stdout and "usage: slimvision" in result.stdout
+
+
+def test_stylize_one_file(content, image_files, tmp_path, pipeline, capsys):
+    out = tmp_path / "result.png"
+    assert run("stylize", content, "-s", image_files["style"], "-o", out, "--threads", "2") == 0
+    result = read_png(out)
+    assert result.shape == (96, 128, 3)
+    expected = pipeline(read_png(content), image_files["style"])
+    assert np.abs(result.astype(int) - expected).max() <= 1
+    assert f"-> {out}" in capsys.readouterr().out
+    assert listing(tmp_path) == ["photo.png", "result.png"]
+
+
+def test_stylize_a_folder(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    for i, shape in enumerate([(40, 56), (64, 48), (33, 71)]):
+        save_png(make_content(*shape), folder / f"p{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "styled"
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "-q", "--threads", "2") == 0
+    assert listing(out) == ["p0_style.png", "p1_style.png", "p2_style.png"]
+    assert read_png(out / "p2_style.png").shape == (33, 71, 3)
+    assert "3 images in" in capsys.readouterr().out
+
+
+def test_json_summary_lists_the_outputs(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    save_png(make_content(40, 56), folder / "a.png")
+    save_png(make_content(48, 48), folder / "b.png")
+    out = tmp_path / "styled"
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "--format", "jpg", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [Path(item["output"]).name for item in summary["outputs"]] == ["a_style.jpg", "b_style.jpg"]
+    assert [item["size"] for item in summary["outputs"]] == [[56, 40], [48, 48]]
+    assert all(Path(item["output"]).is_file() for item in summary["outputs"])
+    assert summary["seconds"] >= 0
+
+
+def test_two_styles_with_weights(content, image_files, tmp_path, pipeline):
+    out = tmp_path / "blend.png"
+    assert run("stylize", content, "-s", image_files["style"], "-s", image_files["style2"],
+               "--weights", "0.7,0.3", "-o", out, "--threads", "2") == 0
+    expected = pipeline(read_png(content), [image_files["style"], image_files["style2"]], weights=[0.7, 0.3])
+    assert np.abs(read_png(out).astype(int) - expected).max() <= 1
+    only_first = pipeline(read_png(content), image_files["style"])
+    assert np.abs(read_png(out).astype(int) - only_first).mean() > 1  # the second style counts
+    # Outputs written into a folder are tagged "blend".
+    folder = tmp_path / "photos"
+    save_png(read_png(content), folder / "photo.png")
+    assert run("stylize", folder, "-s", image_files["style"], "-s", image_files["style2"],
+               "-o", tmp_path / "styled") == 0
+    assert listing(tmp_path / "styled") == ["photo_blend.png"]
+
+
+def test_same_input_twice_is_refused(content, image_files, tmp_path, capsys):
+    assert run("stylize", content, content, "-s", image_files["style"], "-o", tmp_path / "folder", "-q") == 2
+    assert "two inputs would be written to this same output" in one_line_error(capsys)
+    assert listing(tmp_path / "folder") == []
+
+
+def test_folder_with_one_existing_output_writes_nothing(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    for name in ("a", "b", "c"):
+        save_png(make_content(40, 56), folder / f"{name}.png")
+    out = tmp_path / "styled"
+    out.mkdir()
+    (out / "b_style.png").write_bytes(b"old")
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "-q") == 2
+    assert "b_style.png: exists" in one_line_error(capsys)
+    assert listing(out) == ["b_style.png"] and (out / "b_style.png").read_bytes() == b"old"
+
+
+def test_weights_count_mismatch(content, image_files, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert run("stylize", content, "-s", image_files["style"], "-s", image_files["style2"],
+               "--weights", "1", "-o", out) == 2
+    assert "got 2 --style but 1 --weights" in one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("strength", ["1.5", "-0.2"])
+def test_strength_out_of_range(content, image_files, tmp_path, capsys, strength):
+    assert run("stylize", content, "-s", image_files["style"], "--strength", strength, "-o", tmp_path / "x.png") == 2
+    assert "strength must be between 0 and 1" in one_line_error(capsys)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_missing_style_file(content, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "painting.jpg"
+    assert run("stylize", content, "-s", missing, "-o", tmp_path / "x.png") == 2
+    err = one_line_error(capsys)
+    assert str(missing) in err and "style file not found" in err
+
+
+def test_missing_content_file(image_files, tmp_path, capsys):
+    assert run("stylize", tmp_path / "ghost.png", "-s", image_files["style"], "-o", tmp_path / "x.png") == 2
+    assert "ghost.png: file not found" in one_line_error(capsys)
+
+
+def test_existing_output_needs_overwrite(content, image_files, tmp_path, capsys):
+    out = tmp_path / "result.png"
+    old = make_content(10, 10)
+    save_png(old, out)
+    before = out.read_bytes()
+    assert run("stylize", content, "-s", image_files["style"], "-o", out) == 2
+    assert "exists; pass --overwrite" in one_line_error(capsys)
+    assert out.read_bytes() == before
+    assert run("stylize", content, "-s", image_files["style"], "-o", out, "--overwrite") == 0
+    assert read_png(out).shape == (96, 128, 3)
+    assert listing(tmp_path) == ["photo.png", "result.png"]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_output_onto_the_input_is_refused(content, image_files, tmp_path, capsys, overwrite):
+    before = content.read_bytes()
+    assert run("stylize", content, "-s", image_files["style"], "-o", content, *overwrite) == 2
+    assert "is an input file" in one_line_error(capsys)
+    assert content.read_bytes() == before
+
+
+def test_zero_byte_content(image_files, tmp_path, capsys):
+    bad = tmp_path / "in" / "empty.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"")
+    out_dir = tmp_path / "out"
+    assert run("stylize", bad, "-s", image_files["style"], "-o", out_dir / "empty_styled.png") == 2
+    err = one_line_error(capsys)
+    assert str(bad) in err and "empty" in err
+    assert listing(out_dir) == []
+    assert listing(bad.parent) == ["empty.png"]
+
+
+def test_style_vector_then_reuse(content, image_files, tmp_path, capsys):
+    vector = tmp_path / "vectors" / "painting.npy"
+    assert run("vector", image_files["style"], "-o", vector, "--threads", "2") == 0
+    assert listing(vector.parent) == ["painting.json", "painting.npy"]
+    values = np.load(vector)
+    assert values.shape == (100,) and values.dtype == np.float32
+    sidecar = json.loads(vector.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["model"] == "magenta-arbitrary-v1-int8"
+    assert sidecar["source"]["name"] == "style.png" and len(sidecar["source"]["sha256"]) == 64
+    capsys.readouterr()
+    from_image, from_vector = tmp_path / "from_image.png", tmp_path / "from_vector.png"
+    assert run("stylize", content, "-s", image_files["style"], "-o", from_image, "--threads", "2") == 0
+    assert run("stylize", content, "-s", vector, "-o", from_vector, "--threads", "2") == 0
+    np.testing.assert_array_equal(read_png(from_vector), read_png(from_image))
+    assert from_vector.read_bytes() == from_image.read_bytes()
+    # Vectors blend too, and refuse to be overwritten silently.
+    assert run("vector", image_files["style"], "-o", vector) == 2
+    assert "exists" in one_line_error(capsys)
+
+
+def test_style_vector_blend_json(image_files, tmp_path, pipeline, capsys):
+    out = tmp_path / "mix.npy"
+    assert run("vector", image_files["style"], image_files["style2"], "--weights", "3,1", "-o", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["output"] == str(out) and summary["model"] == "magenta-arbitrary-v1-int8"
+    first = pipeline.predict_vector(read_png(image_files["style"]))
+    second = pipeline.predict_vector(read_png(image_files["style2"]))
+    np.testing.assert_allclose(np.load(out), 0.75 * first + 0.25 * second, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vector.png", "vector", "vector.npz"])
+def test_style_vector_output_must_be_npy(image_files, tmp_path, capsys, name):
+    assert run("vector", image_files["style"], "-o", tmp_path / name) == 2
+    assert "saved as .npy" in one_line_error(capsys)
+    assert listing(tmp_path) == []
+
+
+def test_style_vector_missing_style_and_weights_mismatch(image_files, tmp_path, capsys):
+    assert run("vector", tmp_path / "nope.jpg", "-o", tmp_path / "v.npy") == 2
+    assert "nope.jpg: style file not found" in one_line_error(capsys)
+    assert run("vector", image_files["style"], "--weights", "1,2", "-o", tmp_path / "v.npy") == 2
+    assert "--weights" in one_line_error(capsys)
+
+
+def test_max_side(content, image_files, tmp_path):
+    out = tmp_path / "small.png"
+    assert run("stylize", content, "-s", image_files["style"], "--max-side", "64", "-o", out) == 0
+    assert read_png(out).shape == (48, 64, 3)
+
+
+def test_max_side_too_small(content, image_files, tmp_path, capsys):
+    assert run("stylize", content, "-s", image_files["style"], "--max-side", "8", "-o", tmp_path / "x.png") == 2
+    assert "--max-side must be at least 16" in one_line_error(capsys)
+
+
+def test_preserve_color(content, image_files, tmp_path, pipeline):
+    out = tmp_path / "kept.png"
+    assert run("stylize", content, "-s", image_files["style"], "--preserve-color", "-o", out, "--threads", "2") == 0
+    expected = pipeline(read_png(content), image_files["style"], preserve_color=True)
+    assert np.abs(read_png(out).astype(int) - expected).max() <= 1
+
+
+def test_content_smaller_than_16_pixels(image_files, tmp_path, capsys):
+    tiny = save_png(make_content(12, 40), tmp_path / "tiny.png")
+    assert run("stylize", tiny, "-s", image_files["style"], "-o", tmp_path / "out.png") == 2
+    assert "at least 16x16" in one_line_error(capsys)
+    assert not (tmp_path / "out.png").exists()
+
+
+# --------------------------------------------------------------------------- video
+FRAMES, WIDTH, HEIGHT = 10, 64, 48
+
+
+def make_video(path: Path, audio: bool = False) -> Path:
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "lavfi", "-i", f"testsrc=size={WIDTH}x{HEIGHT}:rate=10"]
+    if audio:
+        command += ["-f", "lavfi", "-i", "sine=frequency=440", "-shortest"]
+    command += ["-t", "1", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(command, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    return path
+
+
+def test_video(tmp_path, image_files, capsys):
+    from slimvision.io.video import iter_frames, probe_video
+
+    clip = make_video(tmp_path / "clip.mp4")
+    out = tmp_path / "styled.mp4"
+    assert run("video", clip, "-s", image_files["style"], "-o", out, "-q", "--threads", "2") == 0
+    info = probe_video(out)
+    assert (info.width, info.height) == (WIDTH, HEIGHT)
+    frames = list(iter_frames(out))
+    assert len(frames) == FRAMES
+    assert frames[0].shape == (HEIGHT, WIDTH, 3)
+    original = next(iter(iter_frames(clip)))
+    assert np.abs(frames[0].astype(int) - original).mean() > 10  # the frames really are painted
+    assert f"wrote {out}: {FRAMES} frames of {WIDTH}x{HEIGHT}" in capsys.readouterr().out
+    assert listing(tmp_path) == ["clip.mp4", "styled.mp4"]
+
+
+def test_video_with_audio_warns(tmp_path, image_files, caplog, capsys):
+    from slimvision.io.video import probe_video
+
+    clip = make_video(tmp_path / "sound.mp4", audio=True)
+    assert probe_video(clip).has_audio
+    out = tmp_path / "styled.mp4"
+    with caplog.at_level(logging.WARNING):
+        assert run("video", clip, "-s", image_files["style"], "-o", out, "--json", "--max-side", "32") == 0
+    assert any("audio" in record.getMessage() and record.levelno == logging.WARNING for record in caplog.records)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["audio_dropped"] is True and summary["frames"] == FRAMES
+    assert summary["size"] == [32, 24]
+    info = probe_video(out)
+    assert (info.width, info.height) == (32, 24) and not info.has_audio
+
+
+def test_video_refuses_its_input_and_existing_outputs(tmp_path, image_files, capsys):
+    clip = make_video(tmp_path / "clip.mp4")
+    before = clip.read_bytes()
+    assert run("video", clip, "-s", image_files["style"], "-o", clip, "--overwrite") == 2
+    assert "is an input file" in one_line_error(capsys)
+    assert clip.read_bytes() == before
+    (tmp_path / "out.mp4").write_bytes(b"old")
+    assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "out.mp4") == 2
+    assert "exists" in one_line_error(capsys)
+    assert (tmp_path / "out.mp4").read_bytes() == b"old"
+    assert listing(tmp_path) == ["clip.mp4", "out.mp4"]
+
+
+# --------------------------------------------------------------------------- memory budget
+def test_smallest_memory_budget_works(tmp_path, image_files, capsys):
+    """3.5 MB gives 128 px tiles, too small for the default 64 px overlap (once a raw ValueError)."""
+    content = save_png(make_content(140, 150), tmp_path / "big.png")
+    out = tmp_path / "out.png"
+    assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "3.5",
+               "-o", out, "--threads", "2") == 0
+    assert read_png(out).shape == (140, 150, 3)
+    assert "tile passes" in capsys.readouterr().err  # a progress bar for tiled images
+
+
+def test_memory_budget_tiles_large_images(tmp_path, image_files, pipeline, capsys):
+    """200x200 at 4 MB: 2x2 tiles of 136 px; measured SSIM 0.958 against the untiled result."""
+    content = save_png(make_scene()[:200, :200].copy(), tmp_path / "big.png")
+    out = tmp_path / "out.png"
+    assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "4",
+               "-o", out, "--threads", "2", "-q") == 0
+    tiled = read_png(out)
+    assert tiled.shape == (200, 200, 3)
+    untiled = pipeline(read_png(content), image_files["style"])
+    assert structural_similarity(untiled, tiled, channel_axis=2, data_range=255) > 0.93
+    captured = capsys.readouterr()
+    assert "(200x200," in captured.out and "tile passes" not in captured.err  # -q: no bar
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert run("demo", "-o", out, "--threads", "2", "--json") == 0
+    files = listing(out)
+    jpgs = [name for name in files if name.endswith(".jpg")]
+    assert len(jpgs) == 20
+    assert "demo_grid.png" in files and len(files) == 21
+    assert "astronaut_starry_night_preserve_color.jpg" in jpgs
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["images"]) == 20 and Path(summary["grid"]).is_file()
+    grid = read_png(out / "demo_grid.png")
+    assert grid.shape == (4 * 192, 6 * 192, 3)
