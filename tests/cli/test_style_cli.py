@@ -187,7 +187,7 @@ def test_style_vector_then_reuse(content, image_files, tmp_path, capsys):
     assert run("stylize", content, "-s", vector, "-o", from_vector, "--threads", "2") == 0
     np.testing.assert_array_equal(read_png(from_vector), read_png(from_image))
     assert from_vector.read_bytes() == from_image.read_bytes()
-    # Vectors blend too, and refuse to be overwritten silently.
+    # An existing vector is not replaced without --overwrite.
     assert run("vector", image_files["style"], "-o", vector) == 2
     assert "exists" in one_line_error(capsys)
 
@@ -304,28 +304,21 @@ def test_video_refuses_its_input_and_existing_outputs(tmp_path, image_files, cap
 
 
 # --------------------------------------------------------------------------- memory budget
-def test_smallest_memory_budget_works(tmp_path, image_files, capsys):
-    """3.5 MB gives 128 px tiles, too small for the default 64 px overlap (once a raw ValueError)."""
-    content = save_png(make_content(140, 150), tmp_path / "big.png")
+def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline, capsys):
+    """3.5 MB: 128 px tiles, too small for the default 64 px overlap (once a raw ValueError; now
+    clamped to 32). 200x200 -> 2x2 tiles; measured SSIM 0.955 against the untiled result."""
+    content = save_png(make_scene()[:200, :200].copy(), tmp_path / "big.png")
     out = tmp_path / "out.png"
     assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "3.5",
                "-o", out, "--threads", "2") == 0
-    assert read_png(out).shape == (140, 150, 3)
-    assert "tile passes" in capsys.readouterr().err  # a progress bar for tiled images
-
-
-def test_memory_budget_tiles_large_images(tmp_path, image_files, pipeline, capsys):
-    """200x200 at 4 MB: 2x2 tiles of 136 px; measured SSIM 0.958 against the untiled result."""
-    content = save_png(make_scene()[:200, :200].copy(), tmp_path / "big.png")
-    out = tmp_path / "out.png"
-    assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "4",
-               "-o", out, "--threads", "2", "-q") == 0
     tiled = read_png(out)
     assert tiled.shape == (200, 200, 3)
     untiled = pipeline(read_png(content), image_files["style"])
-    assert structural_similarity(untiled, tiled, channel_axis=2, data_range=255) > 0.93
+    score = structural_similarity(untiled, tiled, channel_axis=2, data_range=255)
+    assert score > 0.92, score
     captured = capsys.readouterr()
-    assert "(200x200," in captured.out and "tile passes" not in captured.err  # -q: no bar
+    assert "(200x200," in captured.out
+    assert "tile passes" in captured.err  # a progress bar for images that are tiled
 
 
 # --------------------------------------------------------------------------- demo

@@ -13,6 +13,7 @@ from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.session import SessionSettings
 from slimvision.inference.style import (
     DEFAULT_TILE_OVERLAP,
+    SIZE_MULTIPLE,
     STYLE_DIM,
     StyleTransferPipeline,
     StyleVector,
@@ -321,75 +322,72 @@ def test_target_vector_blends_several_styles(pipeline, image_files):
 
 
 # --------------------------------------------------------------------------- tiling
-@pytest.fixture(scope="module")
-def tiled_pipeline(cache_dir):
-    pipe = StyleTransferPipeline(settings=SessionSettings(threads=2), tile_overlap=16)
-    pipe.tile_size = 128
+# The session pipeline is tiled by lowering its tile size for one test (monkeypatch restores it),
+# so every test shares one set of split-graph sessions (building them takes ~2 s).
+def _tiled(monkeypatch, pipe: StyleTransferPipeline, tile_size: int, overlap: int) -> StyleTransferPipeline:
+    monkeypatch.setattr(pipe, "tile_size", tile_size)
+    monkeypatch.setattr(pipe, "tile_overlap", overlap)
     return pipe
 
 
 @pytest.fixture(scope="module")
 def scene_and_reference(pipeline, style_vector):
     scene = make_scene()
-    reference = pipeline.stylize_with_vector(scene, style_vector)
     assert max(scene.shape[:2]) <= pipeline.tile_size  # the reference really is untiled
-    return scene, reference
+    return scene, pipeline.stylize_with_vector(scene, style_vector)
 
 
 @pytest.mark.parametrize("tile_size, overlap, bound", [(128, 16, SSIM_TILE_128), (192, 32, SSIM_TILE_192)])
-def test_tiled_matches_untiled(tiled_pipeline, pipeline, scene_and_reference, style_vector,
-                               tile_size, overlap, bound):
+def test_tiled_matches_untiled(monkeypatch, pipeline, scene_and_reference, style_vector, tile_size, overlap, bound):
     scene, reference = scene_and_reference
-    tiled_pipeline.tile_size, tiled_pipeline.tile_overlap = tile_size, overlap
     reports = []
-    tiled = tiled_pipeline.stylize_with_vector(scene, style_vector,
-                                               progress=lambda done, total: reports.append((done, total)))
+    tiled = _tiled(monkeypatch, pipeline, tile_size, overlap).stylize_with_vector(
+        scene, style_vector, progress=lambda done, total: reports.append((done, total)))
     assert tiled.shape == reference.shape
-    tiles = len(list(tile_grid(256, 256, tile_size, overlap)))
+    tiles = len(list(tile_grid(256, 256, tile_size, overlap, SIZE_MULTIPLE)))
     assert tiles > 1
-    total = tiles * tiled_pipeline.tiler.passes
+    total = tiles * pipeline.tiler.passes
     assert reports[-1] == (total, total) and len(reports) == total
     score = ssim(reference, tiled)
     assert score >= bound, score
     # Whole-image statistics are what makes this work: per-tile instance norm is far worse.
     naive = to_uint8(run_tiled(lambda tile: pipeline.transform_array(tile, style_vector),
-                               scene.astype(np.float32) / 255.0, tile_size, overlap))
+                               scene.astype(np.float32) / 255.0, tile_size, overlap, align=SIZE_MULTIPLE))
     assert score > ssim(reference, naive) + 0.1
 
 
-def test_tiler_runs_27_passes_per_tile(tiled_pipeline):
-    assert tiled_pipeline.tiler.passes == 2 * 13 + 1
+def test_tiler_runs_27_passes_per_tile(pipeline):
+    assert pipeline.tiler.passes == 2 * 13 + 1
 
 
-def _budget_4mb(pipe: StyleTransferPipeline) -> StyleTransferPipeline:
-    """What `--memory-budget 4` gives: 136 px tiles, 64 px overlap asked (used: 136 // 4 = 34)."""
-    pipe.tile_size, pipe.tile_overlap = tile_size_for_budget(4), DEFAULT_TILE_OVERLAP
-    assert (pipe.tile_size, pipe.tile_overlap) == (136, 64)
-    return pipe
+@pytest.mark.parametrize("height, width, size", [
+    # Tiles at 0/60/120: core edges at 98/158 are not on the 1/4-resolution grid. Measured 0.957
+    # (0.872 when each tile rounded its core separately and two activation columns were never pooled).
+    (256, 256, 256),
+    # Unaligned, the middle tile would start at 62 and see a shifted stride-4 sampling grid.
+    # Measured 0.963 with starts on multiples of 4 (0.855 at 62).
+    (120, 260, 260),
+])
+def test_small_budget_tiling_matches_untiled(monkeypatch, pipeline, style_vector, height, width, size):
+    """`--memory-budget 4`: 136 px tiles, the default 64 px overlap clamped to 136 // 4 = 34."""
+    assert (tile_size_for_budget(4), DEFAULT_TILE_OVERLAP) == (136, 64)
+    scene = make_scene(size)[:height, :width].copy()
+    reference = pipeline.stylize_with_vector(scene, style_vector)
+    tiled = _tiled(monkeypatch, pipeline, 136, 64).stylize_with_vector(scene, style_vector)
+    assert all(t.left % SIZE_MULTIPLE == 0 and t.top % SIZE_MULTIPLE == 0
+               for t in tile_grid(height, width, 136, 34, SIZE_MULTIPLE))
+    assert ssim(reference, tiled) >= 0.93
 
 
-def test_budget_grid_with_aligned_cores(tiled_pipeline, pipeline, style_vector):
-    """200 px: tiles at 0 and 64, core edge at 100 (a multiple of 4): measured SSIM 0.958."""
-    scene = make_scene()[:200, :200].copy()
-    tiled = _budget_4mb(tiled_pipeline).stylize_with_vector(scene, style_vector)
-    assert ssim(pipeline.stylize_with_vector(scene, style_vector), tiled) >= 0.93
-
-
-def test_budget_grid_with_unaligned_core_edges(tiled_pipeline, pipeline, scene_and_reference, style_vector):
-    scene, reference = scene_and_reference
-    assert [t.left for t in tile_grid(256, 256, 136, 64)][:3] == [0, 60, 120]
-    tiled = _budget_4mb(tiled_pipeline).stylize_with_vector(scene, style_vector)
-    assert ssim(reference, tiled) >= 0.94
-
-
-@pytest.mark.xfail(strict=False, reason="tiles are now aligned to the stride of 4, but at 136 px the overlap "
-                                        "is clamped to 34 px, well inside the network's receptive field: SSIM "
-                                        "0.88 here; real budgets give tiles of 1000+ px (0.9994 at 2048 px)")
-def test_budget_grid_with_tiles_off_the_stride_grid(tiled_pipeline, pipeline, style_vector):
+@pytest.mark.xfail(strict=True, reason="style.py _core_of floors the end of the last tile's core (150 / 4 = 37.5 -> "
+                                       "37), so the tiled moments leave out the last, partly padded activation "
+                                       "row that the untiled run pools (it pads 150 -> 152): SSIM 0.878; 0.967 "
+                                       "when the last core runs to the padded end (0.96-0.97 for 148 or 152 rows)")
+def test_small_budget_tiling_with_a_side_not_a_multiple_of_4(monkeypatch, pipeline, style_vector):
     scene = make_scene()[:150, :200].copy()
-    assert sorted({t.top for t in tile_grid(150, 200, 136, 64)}) == [0, 14]
-    tiled = _budget_4mb(tiled_pipeline).stylize_with_vector(scene, style_vector)
-    assert ssim(pipeline.stylize_with_vector(scene, style_vector), tiled) >= 0.93
+    reference = pipeline.stylize_with_vector(scene, style_vector)
+    tiled = _tiled(monkeypatch, pipeline, 136, 64).stylize_with_vector(scene, style_vector)
+    assert ssim(reference, tiled) >= 0.93
 
 
 # --------------------------------------------------------------------------- memory budget
@@ -410,10 +408,10 @@ def test_too_small_budget_is_an_error(budget):
         StyleTransferPipeline(memory_budget_mb=budget)
 
 
-def test_smallest_budget_still_tiles(tiled_pipeline, style_vector):
+def test_smallest_budget_still_tiles(monkeypatch, pipeline, style_vector):
     """3.5 MB gives 128 px tiles; the default 64 px overlap is clamped instead of failing."""
-    tiled_pipeline.tile_size, tiled_pipeline.tile_overlap = tile_size_for_budget(3.5), DEFAULT_TILE_OVERLAP
-    assert tiled_pipeline.tile_size == 128
-    out = tiled_pipeline.stylize_with_vector(make_content(140, 150), style_vector)
+    assert tile_size_for_budget(3.5) == 128
+    pipe = _tiled(monkeypatch, pipeline, 128, DEFAULT_TILE_OVERLAP)
+    out = pipe.stylize_with_vector(make_content(140, 150), style_vector)
     assert out.shape == (140, 150, 3) and out.dtype == np.uint8
 
