@@ -348,7 +348,7 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     names = models["a"].input_names
     report["transform"] = {"variants": variants, "sizes": {}}
     for size in args.sizes:
-        repeats = args.repeats if size <= 512 else max(3, args.repeats - 2)
+        repeats = args.repeats if size <= 512 else max(3, args.repeats - 4)
         log(f"transform latency at {size}x{size}: {len(models)} variants x {repeats} runs, interleaved")
         feeds = {names[0]: (resize(astronaut, size).astype(np.float32) / 255.0)[None], names[1]: style_feed}
         for model in models.values():
@@ -731,7 +731,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=None,
                         help="in-process timed runs per measurement (default 7; 3 with --quick; "
-                             "1024 px uses 2 fewer, at least 3)")
+                             "sizes above 512 px use 4 fewer, at least 3)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="alternating rounds of the one-image CLI and start-up commands (default 7; 3 with --quick)")
     parser.add_argument("--batch-rounds", type=int, default=None,
