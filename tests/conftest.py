@@ -83,7 +83,16 @@ def pipeline(cache_dir: Path):
     from slimvision.inference.session import SessionSettings
     from slimvision.inference.style import StyleTransferPipeline
 
-    return StyleTransferPipeline(settings=SessionSettings(threads=2))
+    # The shipped int8 graph: the tests that compare against it need it bit for bit.
+    return StyleTransferPipeline("magenta-arbitrary-v1-int8", settings=SessionSettings(threads=2))
+
+
+@pytest.fixture(scope="session")
+def pipeline_fp32(cache_dir: Path):
+    from slimvision.inference.session import SessionSettings
+    from slimvision.inference.style import StyleTransferPipeline
+
+    return StyleTransferPipeline("magenta-arbitrary-v1-fp32", settings=SessionSettings(threads=2))
 
 
 @pytest.fixture(scope="session")

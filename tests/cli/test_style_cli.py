@@ -42,12 +42,12 @@ def test_entry_point_runs_as_a_module():
     assert "style" in result.stdout and "usage: slimvision" in result.stdout
 
 
-def test_stylize_one_file(content, image_files, tmp_path, pipeline, capsys):
+def test_stylize_one_file(content, image_files, tmp_path, pipeline_fp32, capsys):
     out = tmp_path / "result.png"
     assert run("stylize", content, "-s", image_files["style"], "-o", out, "--threads", "2") == 0
     result = read_png(out)
     assert result.shape == (96, 128, 3)
-    expected = pipeline(read_png(content), image_files["style"])
+    expected = pipeline_fp32(read_png(content), image_files["style"])
     assert np.abs(result.astype(int) - expected).max() <= 1
     assert f"-> {out}" in capsys.readouterr().out
     assert listing(tmp_path) == ["photo.png", "result.png"]
@@ -78,13 +78,23 @@ def test_json_summary_lists_the_outputs(tmp_path, image_files, capsys):
     assert summary["seconds"] >= 0
 
 
-def test_two_styles_with_weights(content, image_files, tmp_path, pipeline):
+def test_precision_int8_runs_the_shipped_graph(content, image_files, tmp_path, pipeline, pipeline_fp32):
+    out = tmp_path / "int8.png"
+    assert run("stylize", content, "-s", image_files["style"], "--precision", "int8", "-o", out,
+               "--threads", "2") == 0
+    result = read_png(out)
+    expected = pipeline(read_png(content), image_files["style"])  # the int8 pipeline
+    assert np.abs(result.astype(int) - expected).max() <= 1
+    assert not np.array_equal(result, pipeline_fp32(read_png(content), image_files["style"]))
+
+
+def test_two_styles_with_weights(content, image_files, tmp_path, pipeline_fp32):
     out = tmp_path / "blend.png"
     assert run("stylize", content, "-s", image_files["style"], "-s", image_files["style2"],
                "--weights", "0.7,0.3", "-o", out, "--threads", "2") == 0
-    expected = pipeline(read_png(content), [image_files["style"], image_files["style2"]], weights=[0.7, 0.3])
+    expected = pipeline_fp32(read_png(content), [image_files["style"], image_files["style2"]], weights=[0.7, 0.3])
     assert np.abs(read_png(out).astype(int) - expected).max() <= 1
-    only_first = pipeline(read_png(content), image_files["style"])
+    only_first = pipeline_fp32(read_png(content), image_files["style"])
     assert np.abs(read_png(out).astype(int) - only_first).mean() > 1  # the second style counts
     # Outputs written into a folder are tagged "blend".
     folder = tmp_path / "photos"
@@ -179,7 +189,7 @@ def test_style_vector_then_reuse(content, image_files, tmp_path, capsys):
     values = np.load(vector)
     assert values.shape == (100,) and values.dtype == np.float32
     sidecar = json.loads(vector.with_suffix(".json").read_text(encoding="utf-8"))
-    assert sidecar["model"] == "magenta-arbitrary-v1-int8"
+    assert sidecar["model"] == "magenta-arbitrary-v1"
     assert sidecar["source"]["name"] == "style.png" and len(sidecar["source"]["sha256"]) == 64
     capsys.readouterr()
     from_image, from_vector = tmp_path / "from_image.png", tmp_path / "from_vector.png"
@@ -196,7 +206,7 @@ def test_style_vector_blend_json(image_files, tmp_path, pipeline, capsys):
     out = tmp_path / "mix.npy"
     assert run("vector", image_files["style"], image_files["style2"], "--weights", "3,1", "-o", out, "--json") == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["output"] == str(out) and summary["model"] == "magenta-arbitrary-v1-int8"
+    assert summary["output"] == str(out) and summary["model"] == "magenta-arbitrary-v1"
     first = pipeline.predict_vector(read_png(image_files["style"]))
     second = pipeline.predict_vector(read_png(image_files["style2"]))
     np.testing.assert_allclose(np.load(out), 0.75 * first + 0.25 * second, atol=1e-5)
@@ -227,10 +237,10 @@ def test_max_side_too_small(content, image_files, tmp_path, capsys):
     assert "--max-side must be at least 16" in one_line_error(capsys)
 
 
-def test_preserve_color(content, image_files, tmp_path, pipeline):
+def test_preserve_color(content, image_files, tmp_path, pipeline_fp32):
     out = tmp_path / "kept.png"
     assert run("stylize", content, "-s", image_files["style"], "--preserve-color", "-o", out, "--threads", "2") == 0
-    expected = pipeline(read_png(content), image_files["style"], preserve_color=True)
+    expected = pipeline_fp32(read_png(content), image_files["style"], preserve_color=True)
     assert np.abs(read_png(out).astype(int) - expected).max() <= 1
 
 
@@ -304,7 +314,7 @@ def test_video_refuses_its_input_and_existing_outputs(tmp_path, image_files, cap
 
 
 # --------------------------------------------------------------------------- memory budget
-def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline, capsys):
+def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline_fp32, capsys):
     """3.5 MB: 128 px tiles, too small for the default 64 px overlap (once a raw ValueError; now
     clamped to 32). 200x200 -> 2x2 tiles; measured SSIM 0.955 against the untiled result."""
     content = save_png(make_scene()[:200, :200].copy(), tmp_path / "big.png")
@@ -313,7 +323,7 @@ def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline,
                "-o", out, "--threads", "2") == 0
     tiled = read_png(out)
     assert tiled.shape == (200, 200, 3)
-    untiled = pipeline(read_png(content), image_files["style"])
+    untiled = pipeline_fp32(read_png(content), image_files["style"])
     score = structural_similarity(untiled, tiled, channel_axis=2, data_range=255)
     assert score > 0.92, score
     captured = capsys.readouterr()

@@ -59,6 +59,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     demo.add_argument("-o", "--output", type=Path, default=Path("outputs"),
                       help="folder for the results (default ./outputs; its demo files are replaced)")
     demo.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    _precision_option(demo)
     demo.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     demo.set_defaults(run=run_demo)
 
@@ -75,6 +76,13 @@ def _style_options(parser: argparse.ArgumentParser) -> None:
                         help="downscale content so its longer side is at most N pixels (default: keep size)")
     parser.add_argument("--memory-budget", type=float, default=None, metavar="MB",
                         help="working memory per model run; larger images are tiled (default 2048)")
+    _precision_option(parser)
+
+
+def _precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="fp32 (default): the transformer's int8 weights computed in float, faster "
+                             "on most CPUs; int8: the shipped graph exactly, int8 activations included")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -99,10 +107,11 @@ def _weights(text: str) -> list[float]:
 # --------------------------------------------------------------------------- helpers
 def _pipeline(args: argparse.Namespace) -> Any:
     from slimvision.inference.session import SessionSettings
-    from slimvision.inference.style import DEFAULT_MEMORY_BUDGET_MB, StyleTransferPipeline
+    from slimvision.inference.style import ARTIFACT_BY_PRECISION, DEFAULT_MEMORY_BUDGET_MB, StyleTransferPipeline
 
     budget = getattr(args, "memory_budget", None) or DEFAULT_MEMORY_BUDGET_MB
-    return StyleTransferPipeline(settings=SessionSettings(threads=args.threads), memory_budget_mb=budget)
+    return StyleTransferPipeline(ARTIFACT_BY_PRECISION[args.precision], settings=SessionSettings(threads=args.threads),
+                                 memory_budget_mb=budget)
 
 
 def _max_pixels(args: argparse.Namespace) -> int:
@@ -275,14 +284,12 @@ def run_demo(args: argparse.Namespace) -> int:
     """Every bundled photo in every bundled style, plus a blend and a colour-preserving version."""
     from slimvision.assets import samples_dir
     from slimvision.inference.batch import FileJob, process_files
-    from slimvision.inference.session import SessionSettings
-    from slimvision.inference.style import StyleTransferPipeline
     from slimvision.io.images import find_images, save_image
 
     samples = samples_dir()
     contents = find_images(samples / "content")
     styles = find_images(samples / "styles")
-    pipe = StyleTransferPipeline(settings=SessionSettings(threads=args.threads))
+    pipe = _pipeline(args)
     started = time.perf_counter()
     vectors = {style.stem: pipe.resolve_style(style).values for style in styles}
     # The painting shows colour preservation and blending best; fall back to the first style.

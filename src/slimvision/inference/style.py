@@ -31,6 +31,7 @@ from slimvision import __version__
 from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.graph import REWRITE_VERSION, split_norm_statistics, with_free_spatial_dims
+from slimvision.inference.precision import float_graph_key, with_float_weights
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: part of this module's API)
     MIN_CONTENT_SIDE,
@@ -57,6 +58,11 @@ class StyleArtifact:
     name: str
     predictor: PackagedFile
     transform: PackagedFile
+    #: "int8": run the transform graph as shipped; "fp32": weights dequantized, activations float
+    #: (see ``slimvision.inference.precision``).
+    precision: str = "int8"
+    #: Artifacts with the same vector space share a predictor, so their style vectors mix.
+    vector_space: str = ""
     style_size: int = 256
     layout: str = "NHWC"
     value_range: tuple[float, float] = (0.0, 1.0)
@@ -73,16 +79,34 @@ class StyleArtifact:
 
 @ARTIFACTS.register("magenta-arbitrary-v1-int8")
 def magenta_arbitrary_int8() -> StyleArtifact:
-    """Magenta arbitrary-image-stylization-v1-256, int8 TF-Lite models as ONNX (the teacher)."""
+    """Magenta arbitrary-image-stylization-v1-256, int8 TF-Lite models as ONNX, run as shipped."""
     return StyleArtifact(
         name="magenta-arbitrary-v1-int8",
         predictor=STYLE_TEACHER_PREDICTOR,
         transform=STYLE_TEACHER_TRANSFORM,
-        description="MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB)",
+        precision="int8",
+        vector_space="magenta-arbitrary-v1",
+        description="MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB), bit-exact with the shipped graph",
     )
 
 
-DEFAULT_ARTIFACT = "magenta-arbitrary-v1-int8"
+@ARTIFACTS.register("magenta-arbitrary-v1-fp32")
+def magenta_arbitrary_fp32() -> StyleArtifact:
+    """The same models with the transformer's int8 weights dequantized once and run in float."""
+    return StyleArtifact(
+        name="magenta-arbitrary-v1-fp32",
+        predictor=STYLE_TEACHER_PREDICTOR,
+        transform=STYLE_TEACHER_TRANSFORM,
+        precision="fp32",
+        vector_space="magenta-arbitrary-v1",
+        description="int8 style predictor + transformer with int8-valued weights computed in float "
+                    "(faster on CPUs without VNNI; skips activation rounding)",
+    )
+
+
+#: Names by precision, for ``--precision``.
+ARTIFACT_BY_PRECISION = {"int8": "magenta-arbitrary-v1-int8", "fp32": "magenta-arbitrary-v1-fp32"}
+DEFAULT_ARTIFACT = ARTIFACT_BY_PRECISION["fp32"]
 
 
 # --------------------------------------------------------------------------- style vectors
@@ -288,12 +312,19 @@ class StyleTransferPipeline:
                                         cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
         return self._predictor
 
+    def _transform_graph(self) -> tuple[bytes, str]:
+        """The transform graph this artifact runs (free H/W, at its precision) and its cache key."""
+        path = self.artifact.transform.path()
+        if self.artifact.precision == "fp32":
+            return with_float_weights(path), float_graph_key(path)
+        return with_free_spatial_dims(path), f"{path.stem}-{file_sha256(path)[:16]}-freehw-v{REWRITE_VERSION}"
+
     @property
     def transform(self) -> OnnxModel:
         if self._transform is None:
-            path = self.artifact.transform.path()
-            self._transform = OnnxModel(with_free_spatial_dims(path), self.settings, "style transformer",
-                                        cache_key=f"{path.stem}-{file_sha256(path)[:16]}-freehw-v{REWRITE_VERSION}")
+            data, key = self._transform_graph()
+            self._transform = OnnxModel(data, self.settings, f"style transformer ({self.artifact.precision})",
+                                        cache_key=key)
         return self._transform
 
     @property
@@ -301,7 +332,7 @@ class StyleTransferPipeline:
         if self._tiler is None:
             import onnx  # only large images need the split graphs
 
-            model = onnx.load_from_string(with_free_spatial_dims(self.artifact.transform.path()))
+            model = onnx.load_from_string(self._transform_graph()[0])
             self._tiler = GlobalNormTiler(split_norm_statistics(model), self.settings)
         return self._tiler
 
@@ -316,7 +347,7 @@ class StyleTransferPipeline:
     def style_vector(self, image: np.ndarray, source: str | Path | None = None) -> StyleVector:
         """Style vector of a style image, with provenance (model, source file and its hash)."""
         provenance: dict[str, Any] = {
-            "model": self.artifact.name,
+            "model": self.artifact.vector_space or self.artifact.name,
             "predictor": self.artifact.predictor.provenance(),
             "preprocessing": self.artifact.preprocessing()["style_image"],
             "created": _now(),
@@ -339,11 +370,21 @@ class StyleTransferPipeline:
             vector = self.style_vector(style)
         else:
             vector = self._vector_from_file(Path(style), max_pixels)
-        if vector.model is not None and vector.model != self.artifact.name:
+        if vector.model is not None and not self._vector_fits(vector.model):
             raise SlimvisionError(
                 f"style vector was computed by {vector.model!r}; this pipeline runs {self.artifact.name!r}"
             )
         return vector
+
+    def _vector_fits(self, model: str) -> bool:
+        """Vectors from any artifact that shares this one's predictor are interchangeable."""
+        if model in (self.artifact.name, self.artifact.vector_space):
+            return True
+        try:
+            other: StyleArtifact = ARTIFACTS.create(model)
+        except SlimvisionError:
+            return False
+        return bool(other.vector_space) and other.vector_space == self.artifact.vector_space
 
     def _vector_from_file(self, path: Path, max_pixels: int | None) -> StyleVector:
         if path.suffix.lower() == ".npy":
