@@ -423,6 +423,31 @@ def test_save_validates_array(tmp_path: Path, array: np.ndarray, message: str) -
 def test_save_validates_quality(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="quality"):
         save_image(_gradient(), tmp_path / "out.jpg", quality=0)
+    with pytest.raises(ValueError, match="png_level"):
+        save_image(_gradient(), tmp_path / "out.png", png_level=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_png_level_trades_size_for_speed_losslessly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    image = np.clip(_gradient(128, 128).astype(int) + rng.integers(-8, 9, (128, 128, 3)), 0, 255).astype(np.uint8)
+    sizes = {}
+    for level in (0, 1, 9):
+        path = save_image(image, tmp_path / f"level{level}.png", png_level=level)
+        assert np.array_equal(load_image(path), image)
+        sizes[level] = path.stat().st_size
+    assert sizes[0] > sizes[1] >= sizes[9]
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".jpg", "PNG"), (".png", "JPEG"), (".webp", "BMP"), (".gif", "TIFF")])
+def test_misnamed_files_still_load(tmp_path: Path, suffix: str, fmt: str) -> None:
+    """The suffix is only a first guess: the content decides the format."""
+    image = _gradient(32, 48)
+    path = tmp_path / f"misnamed{suffix}"
+    Image.fromarray(image).save(path, format=fmt, **({"quality": 100} if fmt == "JPEG" else {}))
+    loaded = load_image(path)
+    assert loaded.shape == (32, 48, 3)
+    assert np.abs(loaded.astype(int) - image).max() <= (8 if fmt == "JPEG" else 0)
 
 
 # ------------------------------------------------------------------------------------------
