@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from slimvision.inference.style_tiling import SIZE_MULTIPLE, _core_of
 from slimvision.inference.tiling import run_tiled, tile_grid
 
 GRIDS = [  # (height, width, tile_size, overlap)
@@ -166,12 +167,39 @@ def test_progress_counts_every_tile():
     assert reports == [(i, total) for i in range(1, total + 1)]
 
 
-@pytest.mark.xfail(strict=True, reason="tiling.py _starts rounds every start down to the grid, so an image 1-3 px "
-                                       "longer than a tile gets two tiles both starting at 0 (137 px, tile 136: "
-                                       "(0, 136) and (0, 137)); the pipeline then runs all 27 passes twice, e.g. "
-                                       "a 3126 px photo at the default 2048 MB budget costs double")
 def test_aligned_grid_has_no_duplicate_tiles():
     for length in (137, 138, 139, 3126):
         tile = 136 if length < 1000 else 3124
         starts = [t.top for t in tile_grid(length, 100, tile, 34, 4)]
         assert len(set(starts)) == len(starts), (length, starts)
+
+
+def test_a_side_a_few_px_longer_than_a_tile_is_one_stretched_tile():
+    # The two starts (0 and 1) round to the same grid point: one tile, stretched by < align.
+    assert [(t.top, t.bottom) for t in tile_grid(139, 100, 136, 34, 4)] == [(0, 139)]
+    assert [(t.top, t.bottom) for t in tile_grid(140, 100, 136, 34, 4)] == [(0, 136), (4, 140)]
+
+
+@pytest.mark.parametrize("tile_size, overlap, align", [(8, 3, 5), (8, 3, 8), (10, 4, 6), (64, 16, 0)])
+def test_tiles_that_cannot_advance_are_a_value_error(tile_size, overlap, align):
+    with pytest.raises(ValueError, match="align"):
+        list(tile_grid(500, 500, tile_size, overlap, align))
+
+
+@pytest.mark.parametrize("height, width", [(150, 200), (256, 256), (120, 260), (137, 301), (400, 152)])
+def test_cores_pool_the_padded_activation_of_an_untiled_run(height, width):
+    """At every network scale, tile cores cover the untiled run's padded activation exactly once."""
+    for scale in (1, 1 / 2, 1 / 4):
+        padded_h = -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE
+        padded_w = -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE
+        untiled = np.zeros((round(padded_h * scale), round(padded_w * scale)), dtype=np.int32)
+        for tile in tile_grid(height, width, 136, 34, SIZE_MULTIPLE):
+            tile_h = -(-(tile.bottom - tile.top) // SIZE_MULTIPLE) * SIZE_MULTIPLE
+            tile_w = -(-(tile.right - tile.left) // SIZE_MULTIPLE) * SIZE_MULTIPLE
+            activation = (round(tile_h * scale), round(tile_w * scale))
+            top, bottom, left, right = _core_of(tile, scale, activation, (height, width))
+            assert 0 <= top < bottom <= activation[0] and 0 <= left < right <= activation[1]
+            # Tile starts are on the stride grid, so the tile's activation sits at start * scale.
+            row, col = round(tile.top * scale), round(tile.left * scale)
+            untiled[row + top:row + bottom, col + left:col + right] += 1
+        np.testing.assert_array_equal(untiled, np.ones_like(untiled), err_msg=f"scale {scale}")

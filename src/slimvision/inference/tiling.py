@@ -51,7 +51,11 @@ def _starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     stride = tile - overlap - align  # room for rounding each start down to the grid
     count = -(-(length - overlap) // stride)  # ceil
     # Spread the tiles evenly so no thin sliver tile is left with almost no context.
-    return [round(i * (length - tile) / (count - 1)) // align * align for i in range(count)]
+    starts = [round(i * (length - tile) / (count - 1)) // align * align for i in range(count)]
+    # Starts closer than ``align`` can round onto the same grid point (a 137 px side, 136 px
+    # tiles: 0 and 0). Dropping the copy keeps the cover: the rounded step that replaces it
+    # is one the bound above already allowed for.
+    return sorted(set(starts))
 
 
 def _spans(length: int, tile: int, overlap: int, align: int) -> list[tuple[int, int, int, int]]:
@@ -71,6 +75,10 @@ def tile_grid(height: int, width: int, tile_size: int, overlap: int, align: int 
     """Tiles covering an image, row by row, starting on multiples of ``align``."""
     if overlap * 2 >= tile_size:
         raise ValueError(f"overlap ({overlap}) must be less than half the tile size ({tile_size})")
+    if align < 1 or tile_size - overlap - align <= 0:
+        # Each start may be rounded down by up to align - 1 px: the tiles must still advance.
+        raise ValueError(f"tile size ({tile_size}) must exceed overlap ({overlap}) plus align ({align}), "
+                         f"and align must be >= 1")
     for top, bottom, core_top, core_bottom in _spans(height, tile_size, overlap, align):
         for left, right, core_left, core_right in _spans(width, tile_size, overlap, align):
             yield Tile(top, bottom, left, right, core_top, core_bottom, core_left, core_right)
