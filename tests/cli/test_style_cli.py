@@ -65,6 +65,21 @@ def test_stylize_a_folder(tmp_path, image_files, capsys):
     assert "3 images in" in capsys.readouterr().out
 
 
+def test_workers_paint_a_folder_exactly_like_one_worker(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    for i, shape in enumerate([(40, 56), (64, 48), (33, 71), (52, 52)]):
+        save_png(make_content(*shape), folder / f"p{i}.png")
+    for workers in ("1", "3"):
+        assert run("stylize", folder, "-s", image_files["style"], "-o", tmp_path / f"w{workers}",
+                   "--workers", workers, "-q") == 0
+    assert listing(tmp_path / "w1") == listing(tmp_path / "w3") == [f"p{i}_style.png" for i in range(4)]
+    for name in listing(tmp_path / "w1"):
+        np.testing.assert_array_equal(read_png(tmp_path / "w1" / name), read_png(tmp_path / "w3" / name))
+    capsys.readouterr()
+    assert run("stylize", folder, "-s", image_files["style"], "-o", tmp_path / "w0", "--workers", "0") == 2
+    assert one_line_error(capsys) == "error: --workers must be at least 1, got 0"
+
+
 def test_json_summary_lists_the_outputs(tmp_path, image_files, capsys):
     folder = tmp_path / "photos"
     save_png(make_content(40, 56), folder / "a.png")
@@ -315,11 +330,11 @@ def test_video_refuses_its_input_and_existing_outputs(tmp_path, image_files, cap
 
 # --------------------------------------------------------------------------- memory budget
 def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline_fp32, capsys):
-    """3.5 MB: 128 px tiles, too small for the default 64 px overlap (once a raw ValueError; now
-    clamped to 32). 200x200 -> 2x2 tiles; measured SSIM 0.955 against the untiled result."""
+    """6 MB: 136 px tiles with the fp32 transformer (330 bytes per pixel), too small for the
+    default 64 px overlap (once a raw ValueError; now clamped to 34). 200x200 -> 2x2 tiles."""
     content = save_png(make_scene()[:200, :200].copy(), tmp_path / "big.png")
     out = tmp_path / "out.png"
-    assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "3.5",
+    assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "6",
                "-o", out, "--threads", "2") == 0
     tiled = read_png(out)
     assert tiled.shape == (200, 200, 3)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from slimvision.errors import InputError, OutputError
-from slimvision.inference.batch import FileJob, check_outputs, process_files
+from slimvision.inference.batch import FileJob, MemoryGate, check_outputs, process_files
 from tests.conftest import make_content, read_png, save_png
 
 
@@ -131,3 +134,96 @@ def test_jpeg_quality_is_passed_on(inputs, tmp_path):
     high = list(process_files([FileJob(inputs[2], tmp_path / "high.jpg")], invert, quality=95))
     assert low and high
     assert (tmp_path / "low.jpg").stat().st_size < (tmp_path / "high.jpg").stat().st_size
+
+
+# --------------------------------------------------------------------------- several workers
+class ConcurrencyProbe:
+    """An image function that records how many calls overlap (each sleeps a little)."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.delay = delay
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(self.delay)
+        with self.lock:
+            self.active -= 1
+        return 255 - image
+
+
+@pytest.fixture()
+def many_inputs(tmp_path):
+    folder = tmp_path / "many"
+    return [save_png(make_content(24 + 4 * (i % 3), 32 + 4 * i), folder / f"m{i:02d}.png") for i in range(8)]
+
+
+def test_workers_give_the_same_files_in_the_same_order(many_inputs, tmp_path):
+    sequential = [FileJob(src, tmp_path / "one" / f"{src.stem}.png") for src in many_inputs]
+    parallel = [FileJob(src, tmp_path / "two" / f"{src.stem}.png") for src in many_inputs]
+    probe = ConcurrencyProbe()
+    first = list(process_files(sequential, invert))
+    second = list(process_files(parallel, probe, workers=3))
+    assert [r.source for r in second] == [r.source for r in first] == many_inputs
+    assert probe.peak >= 2  # the calls really overlapped
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(read_png(a.output), read_png(b.output))
+
+
+def test_gate_limits_how_many_images_run_at_once(many_inputs, tmp_path):
+    jobs = [FileJob(src, tmp_path / "out" / f"{src.stem}.png") for src in many_inputs]
+    probe = ConcurrencyProbe()
+    gate = MemoryGate(budget_mb=10)
+    # Each image "needs" 6 MB of a 10 MB budget: never two at once, although 4 workers could.
+    list(process_files(jobs, probe, workers=4, gate=gate, memory_mb=lambda image: 6.0))
+    assert probe.peak == 1 and gate.in_use_mb == 0
+    probe = ConcurrencyProbe()
+    list(process_files(jobs, probe, workers=4, gate=MemoryGate(10), memory_mb=lambda image: 3.0,
+                       overwrite=True))
+    assert probe.peak == 3  # three 3 MB images fit in 10 MB
+
+
+def test_bad_input_with_workers_writes_the_jobs_before_it_and_starts_no_new_ones(many_inputs, tmp_path):
+    many_inputs[2].write_bytes(b"not a picture")
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.png") for src in many_inputs]
+    done = []
+    with pytest.raises(InputError, match="m02.png: not a recognised image"):
+        for result in process_files(jobs, ConcurrencyProbe(0.2), workers=2):
+            done.append(result.output.name)
+    assert done == ["m00.png", "m01.png"]
+    written = names(out)
+    assert written[:2] == ["m00.png", "m01.png"]
+    # Jobs already queued behind the bad one may finish, but the queue is short (2 x workers)
+    # and nothing past it starts; no temporary files are left.
+    assert len(written) <= 2 + 4 and all(name.endswith(".png") and not name.startswith(".") for name in written)
+
+
+def test_an_image_larger_than_the_budget_runs_alone():
+    gate = MemoryGate(budget_mb=100)
+    order = []
+
+    def run(name: str, mb: float, hold: float) -> None:
+        with gate.hold(mb):
+            order.append((name, "in", gate.in_use_mb))
+            time.sleep(hold)
+            order.append((name, "out"))
+
+    small = threading.Thread(target=run, args=("small", 30, 0.2))
+    small.start()
+    time.sleep(0.05)
+    big = threading.Thread(target=run, args=("big", 500, 0.05))  # capped at the whole budget
+    big.start()
+    time.sleep(0.05)
+    late = threading.Thread(target=run, args=("late", 30, 0.0))  # fits, but must not overtake
+    late.start()
+    for thread in (small, big, late):
+        thread.join(5)
+    assert order == [("small", "in", 30), ("small", "out"), ("big", "in", 100), ("big", "out"),
+                     ("late", "in", 30), ("late", "out")]
+    with pytest.raises(ValueError, match="positive"):
+        MemoryGate(0)

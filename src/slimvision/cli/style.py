@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -33,6 +34,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     stylize.add_argument("--format", default="png", choices=["png", "jpg", "webp", "bmp", "tiff"],
                          help="file type of outputs written into a folder (default png)")
     stylize.add_argument("--recursive", action="store_true", help="also look into sub-folders")
+    stylize.add_argument("--workers", type=int, default=None,
+                         help="images painted at once (default: one per CPU for several images, "
+                              "each on one thread; 1 = one image at a time on all threads)")
     _common(stylize)
     stylize.set_defaults(run=run_stylize)
 
@@ -105,13 +109,27 @@ def _weights(text: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------- helpers
-def _pipeline(args: argparse.Namespace) -> Any:
+def _pipeline(args: argparse.Namespace, workers: int = 1) -> Any:
+    from slimvision.inference.batch import available_cpus
     from slimvision.inference.session import SessionSettings
-    from slimvision.inference.style import ARTIFACT_BY_PRECISION, DEFAULT_MEMORY_BUDGET_MB, StyleTransferPipeline
+    from slimvision.inference.style import ARTIFACT_BY_PRECISION, StyleTransferPipeline
 
-    budget = getattr(args, "memory_budget", None) or DEFAULT_MEMORY_BUDGET_MB
-    return StyleTransferPipeline(ARTIFACT_BY_PRECISION[args.precision], settings=SessionSettings(threads=args.threads),
-                                 memory_budget_mb=budget)
+    threads = args.threads
+    if threads is None and workers > 1:  # share the cores out instead of oversubscribing them
+        threads = max(1, available_cpus() // workers)
+    return StyleTransferPipeline(ARTIFACT_BY_PRECISION[args.precision], settings=SessionSettings(threads=threads),
+                                 memory_budget_mb=getattr(args, "memory_budget", None))
+
+
+def _workers(requested: int | None, jobs: int) -> int:
+    """Images at once: as asked, else one per CPU when there are several images."""
+    from slimvision.inference.batch import available_cpus
+
+    if requested is not None:
+        if requested < 1:
+            raise SlimvisionError(f"--workers must be at least 1, got {requested}")
+        return min(requested, max(jobs, 1))
+    return max(1, min(available_cpus(), jobs))
 
 
 def _max_pixels(args: argparse.Namespace) -> int:
@@ -194,23 +212,32 @@ def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive:
 
 
 # --------------------------------------------------------------------------- commands
+def _quiet(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "quiet": True})
+
+
 def run_stylize(args: argparse.Namespace) -> int:
-    from slimvision.inference.batch import process_files
+    from slimvision.inference.batch import MemoryGate, process_files
 
     _check_style_args(args)
     jobs = plan_jobs(args.content, args.output, _style_tag(args.style), args.format, args.recursive)
-    pipe = _pipeline(args)
+    workers = _workers(args.workers, len(jobs))
+    pipe = _pipeline(args, workers)
     target = pipe.target_vector(args.style, args.weights)
 
     def stylize(image: Any) -> Any:
-        with _TileProgress(args) as tiles:
+        # Tile progress bars from several workers would fight over the terminal.
+        with _TileProgress(args if workers == 1 else _quiet(args)) as tiles:
             return pipe.stylize_with_vector(image, target.values, args.strength, args.preserve_color,
                                             args.max_side, progress=tiles.update)
 
     results = []
     started = time.perf_counter()
+    gate = MemoryGate(pipe.memory_budget_mb)
     with _progress(len(jobs), "img", args, "stylizing") as bar:
-        for result in process_files(jobs, stylize, overwrite=args.overwrite, max_pixels=_max_pixels(args)):
+        for result in process_files(jobs, stylize, overwrite=args.overwrite, max_pixels=_max_pixels(args),
+                                    workers=workers, gate=gate,
+                                    memory_mb=lambda image: pipe.working_memory_mb(*image.shape[:2], args.max_side)):
             results.append({"input": str(result.source), "output": str(result.output),
                             "size": [result.width, result.height], "seconds": round(result.seconds, 3)})
             bar.update()
@@ -259,14 +286,17 @@ def run_video(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
     target = pipe.target_vector(args.style, args.weights)
     # The output size is the first frame's after --max-side; every frame has the input's size.
-    probe_frame = fit_max_side(next(iter_frames(args.input)), args.max_side)
-    height, width = probe_frame.shape[:2]
+    source = iter_frames(args.input)
+    first = next(source, None)
+    if first is None:
+        raise InputError(args.input, "video has no frames")
+    height, width = fit_max_side(first, args.max_side).shape[:2]
     started = time.perf_counter()
     frames = 0
     with VideoWriter(args.output, width=width, height=height, fps=info.fps, overwrite=args.overwrite,
                      protected=[args.input]) as writer, \
             _progress(info.frames or 0, "frame", args, "stylizing") as bar:
-        for frame in iter_frames(args.input):
+        for frame in itertools.chain([first], source):
             writer.write(pipe.stylize_with_vector(frame, target.values, args.strength,
                                                   args.preserve_color, args.max_side))
             frames += 1
@@ -289,7 +319,8 @@ def run_demo(args: argparse.Namespace) -> int:
     samples = samples_dir()
     contents = find_images(samples / "content")
     styles = find_images(samples / "styles")
-    pipe = _pipeline(args)
+    workers = _workers(None, len(contents))
+    pipe = _pipeline(args, workers)
     started = time.perf_counter()
     vectors = {style.stem: pipe.resolve_style(style).values for style in styles}
     # The painting shows colour preservation and blending best; fall back to the first style.
@@ -302,7 +333,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for name, vector, keep_colour in variants:
         jobs = [FileJob(content, args.output / f"{content.stem}_{name}.jpg") for content in contents]
         results = process_files(jobs, lambda image, v=vector, k=keep_colour: pipe.stylize_with_vector(
-            image, v, preserve_color=k), overwrite=True, quality=92)
+            image, v, preserve_color=k), overwrite=True, quality=92, workers=workers)
         written.extend(str(result.output) for result in results)
     grid = _demo_grid(contents, [name for name, _, _ in variants], args.output)
     grid_path = save_image(grid, args.output / "demo_grid.png", overwrite=True)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +49,20 @@ log = logging.getLogger(__name__)
 
 STYLE_DIM = 100
 VECTOR_FORMAT = "slimvision-style-vector"
-DEFAULT_MEMORY_BUDGET_MB = 2048
 DEFAULT_TILE_OVERLAP = 64
+
+
+def default_memory_budget_mb() -> float:
+    """A quarter of the machine's RAM, between 1 and 8 GB: room for the OS and other work.
+
+    With the fp32 transformer (~330 bytes per pixel) that paints up to 3 MP untiled on a 4 GB
+    board, 12 MP on a 16 GB laptop and 25 MP from 32 GB on.
+    """
+    try:
+        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): assume 8 GB
+        total_mb = 8192.0
+    return float(min(max(total_mb / 4, 1024.0), 8192.0))
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,9 @@ class StyleArtifact:
     precision: str = "int8"
     #: Artifacts with the same vector space share a predictor, so their style vectors mix.
     vector_space: str = ""
+    #: Peak ONNX Runtime working memory of one transformer run per content pixel, measured at
+    #: 2048x2048 (ORT 1.32, peak RSS minus the idle process), plus ~10% headroom.
+    bytes_per_pixel: int = 330
     style_size: int = 256
     layout: str = "NHWC"
     value_range: tuple[float, float] = (0.0, 1.0)
@@ -86,6 +103,7 @@ def magenta_arbitrary_int8() -> StyleArtifact:
         transform=STYLE_TEACHER_TRANSFORM,
         precision="int8",
         vector_space="magenta-arbitrary-v1",
+        bytes_per_pixel=260,  # 239 measured: activations stay uint8 between fused int8 kernels
         description="MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB), bit-exact with the shipped graph",
     )
 
@@ -99,6 +117,7 @@ def magenta_arbitrary_fp32() -> StyleArtifact:
         transform=STYLE_TEACHER_TRANSFORM,
         precision="fp32",
         vector_space="magenta-arbitrary-v1",
+        bytes_per_pixel=330,  # 311 measured
         description="int8 style predictor + transformer with int8-valued weights computed in float "
                     "(faster on CPUs without VNNI; skips activation rounding)",
     )
@@ -281,23 +300,28 @@ StyleLike = StyleVector | np.ndarray | str | Path
 class StyleTransferPipeline:
     """Style images or vectors + content images -> stylized images, on ONNX Runtime.
 
-    Sessions are created on first use and reused, so one pipeline serves a whole batch.
+    Sessions are created on first use and reused, so one pipeline serves a whole batch; all
+    methods may be called from several threads at once (ONNX Runtime runs are thread-safe).
 
     Args:
         artifact: registered style artifact name (see ``slimvision.registry.ARTIFACTS``).
         settings: ONNX Runtime threads, optimisation level and providers.
-        memory_budget_mb: working memory allowed for one transformer run; larger images are
-            processed in overlapping tiles.
+        memory_budget_mb: working memory allowed for one transformer run (default: a quarter
+            of the RAM, 1-8 GB); larger images are processed in overlapping tiles.
         tile_overlap: pixels shared by neighbouring tiles.
     """
 
     def __init__(self, artifact: str = DEFAULT_ARTIFACT, settings: SessionSettings | None = None,
-                 memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+                 memory_budget_mb: float | None = None,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP) -> None:
         self.artifact: StyleArtifact = ARTIFACTS.create(artifact)
         self.settings = settings or SessionSettings()
-        self.tile_size = tile_size_for_budget(memory_budget_mb)
+        self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
+        # tile_size_for_budget counts TRANSFORM_BYTES_PER_PIXEL; rescale to this artifact's own.
+        self.tile_size = tile_size_for_budget(
+            self.memory_budget_mb * TRANSFORM_BYTES_PER_PIXEL / self.artifact.bytes_per_pixel)
         self.tile_overlap = tile_overlap
+        self._lock = threading.RLock()  # sessions are created once, even when threads race
         self._predictor: OnnxModel | None = None
         self._transform: OnnxModel | None = None
         self._tiler: GlobalNormTiler | None = None
@@ -306,11 +330,12 @@ class StyleTransferPipeline:
     # -- sessions (lazy: `style vector` never loads the transformer)
     @property
     def predictor(self) -> OnnxModel:
-        if self._predictor is None:
-            path = self.artifact.predictor.path()
-            self._predictor = OnnxModel(path, self.settings, "style predictor",
-                                        cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
-        return self._predictor
+        with self._lock:
+            if self._predictor is None:
+                path = self.artifact.predictor.path()
+                self._predictor = OnnxModel(path, self.settings, "style predictor",
+                                            cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
+            return self._predictor
 
     def _transform_graph(self) -> tuple[bytes, str]:
         """The transform graph this artifact runs (free H/W, at its precision) and its cache key."""
@@ -321,20 +346,29 @@ class StyleTransferPipeline:
 
     @property
     def transform(self) -> OnnxModel:
-        if self._transform is None:
-            data, key = self._transform_graph()
-            self._transform = OnnxModel(data, self.settings, f"style transformer ({self.artifact.precision})",
-                                        cache_key=key)
-        return self._transform
+        with self._lock:
+            if self._transform is None:
+                data, key = self._transform_graph()
+                self._transform = OnnxModel(data, self.settings, f"style transformer ({self.artifact.precision})",
+                                            cache_key=key)
+            return self._transform
 
     @property
     def tiler(self) -> GlobalNormTiler:
-        if self._tiler is None:
-            import onnx  # only large images need the split graphs
+        with self._lock:
+            if self._tiler is None:
+                import onnx  # only large images need the split graphs
 
-            model = onnx.load_from_string(self._transform_graph()[0])
-            self._tiler = GlobalNormTiler(split_norm_statistics(model), self.settings)
-        return self._tiler
+                model = onnx.load_from_string(self._transform_graph()[0])
+                self._tiler = GlobalNormTiler(split_norm_statistics(model), self.settings)
+            return self._tiler
+
+    def working_memory_mb(self, height: int, width: int, max_side: int | None = None) -> float:
+        """Estimated peak memory of painting an image of this size (capped by tiling at the budget)."""
+        if max_side is not None and max(height, width) > max_side:
+            scale = max_side / max(height, width)
+            height, width = round(height * scale), round(width * scale)
+        return min(height * width * self.artifact.bytes_per_pixel / 2**20, self.memory_budget_mb)
 
     # -- style vectors
     def predict_vector(self, image: np.ndarray) -> np.ndarray:

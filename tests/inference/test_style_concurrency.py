@@ -1,0 +1,44 @@
+"""One StyleTransferPipeline serving several threads, and the memory it plans for."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from slimvision.inference.session import SessionSettings
+from slimvision.inference.style import StyleTransferPipeline, default_memory_budget_mb
+from tests.conftest import make_content
+
+
+def test_threads_share_one_pipeline_and_get_what_they_would_alone(cache_dir, style_image):
+    pipe = StyleTransferPipeline(settings=SessionSettings(threads=1))  # sessions not created yet
+    vector = pipe.resolve_style(style_image).values
+    images = [make_content(48 + 8 * i, 64) for i in range(6)]
+    with ThreadPoolExecutor(3) as pool:  # the threads race to create the transformer session
+        together = list(pool.map(lambda image: pipe.stylize_with_vector(image, vector, strength=0.7), images))
+    alone = [pipe.stylize_with_vector(image, vector, strength=0.7) for image in images]
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_default_budget_is_a_quarter_of_ram_within_1_to_8_gb():
+    budget = default_memory_budget_mb()
+    assert 1024 <= budget <= 8192
+    assert StyleTransferPipeline().memory_budget_mb == budget
+
+
+@pytest.mark.parametrize("artifact, per_pixel", [("magenta-arbitrary-v1-fp32", 330), ("magenta-arbitrary-v1-int8", 260)])
+def test_working_memory_estimate(artifact, per_pixel):
+    pipe = StyleTransferPipeline(artifact, memory_budget_mb=4096)
+    assert pipe.working_memory_mb(1024, 1024) == pytest.approx(per_pixel)  # 1 MP * bytes per pixel
+    assert pipe.working_memory_mb(2048, 1024, max_side=1024) == pytest.approx(per_pixel / 2)
+    assert pipe.working_memory_mb(10000, 10000) == 4096  # tiled down to the budget
+
+
+def test_tiles_follow_the_precisions_memory_per_pixel():
+    fp32 = StyleTransferPipeline("magenta-arbitrary-v1-fp32", memory_budget_mb=512)
+    int8 = StyleTransferPipeline("magenta-arbitrary-v1-int8", memory_budget_mb=512)
+    assert fp32.tile_size < int8.tile_size  # float activations take more room per pixel
+    assert fp32.tile_size ** 2 * 330 <= 512 * 2**20 and int8.tile_size ** 2 * 260 <= 512 * 2**20
