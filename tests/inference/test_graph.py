@@ -154,6 +154,35 @@ def test_split_refuses_a_model_without_moments():
         split_norm_statistics(toy)
 
 
+def _toy_norm(variance_nodes) -> onnx.ModelProto:
+    """x = relu(image) -> (x - mean) + variance, the variance pool averaging what ``variance_nodes``
+    make of d = x - mean."""
+    nodes = [helper.make_node("Relu", ["image"], ["x"]),
+             helper.make_node("GlobalAveragePool", ["x"], ["n/moments/mean"]),
+             helper.make_node("Sub", ["x", "n/moments/mean"], ["d"]),
+             *variance_nodes,
+             helper.make_node("GlobalAveragePool", ["pooled"], ["n/moments/variance"]),
+             helper.make_node("Add", ["d", "n/moments/variance"], ["y"])]
+    return _model([helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])], nodes)
+
+
+def test_float_split_pools_sums_of_a_squared_difference():
+    split = split_norm_statistics(_toy_norm([helper.make_node("Mul", ["d", "d"], ["square"]),
+                                             helper.make_node("Identity", ["square"], ["pooled"])]))
+    (layer,) = split.layers
+    assert layer.normalised == "x" and layer.levels is None and layer.variance_table is None
+    prefix = _session(layer.prefix)
+    image = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    (out,) = prefix.run(None, {"image": image})
+    np.testing.assert_array_equal(out, np.maximum(image, 0))
+
+
+def test_float_split_refuses_a_variance_that_is_not_a_squared_difference():
+    with pytest.raises(SlimvisionError, match="not the mean of"):
+        split_norm_statistics(_toy_norm([helper.make_node("Abs", ["d"], ["pooled"])]))
+
+
 def test_whole_image_moments_reproduce_the_untiled_output(pipeline, content_image, style_vector):
     content = content_image.astype(np.float32) / 255.0
     height, width = content.shape[:2]
@@ -163,7 +192,7 @@ def test_whole_image_moments_reproduce_the_untiled_output(pipeline, content_imag
     assert len(tiles) == 1
     ticks = []
     moments = tiler.moments(content, style, tiles, lambda: ticks.append(1))
-    assert len(ticks) == 26 and len(moments) == 26
+    assert len(ticks) == 13 and len(moments) == 26  # one pass per layer gives both its moments
     assert all(m.shape[:1] == (1,) and m.shape[2:] == (1, 1) and np.all(np.isfinite(m)) for m in moments.values())
     (split_out,) = tiler.tiled.run(tiler._feeds(tiler.tiled, content, style, moments))
     untiled = pipeline.transform_array(content, style_vector)

@@ -357,8 +357,24 @@ def test_tiled_matches_untiled(monkeypatch, pipeline, scene_and_reference, style
     assert score > ssim(reference, naive) + 0.1
 
 
-def test_tiler_runs_27_passes_per_tile(pipeline):
-    assert pipeline.tiler.passes == 2 * 13 + 1
+@pytest.mark.parametrize("tile_size, overlap", [(192, 32), (136, 34)])
+def test_tiled_matches_untiled_on_the_float_graph(monkeypatch, pipeline_fp32, style_vector, tile_size, overlap):
+    """The float graph's variance is E[x^2] - E[x]^2 of pooled float64 sums (no code counts)."""
+    scene = make_scene()
+    reference = pipeline_fp32.stylize_with_vector(scene, style_vector)
+    tiled = _tiled(monkeypatch, pipeline_fp32, tile_size, overlap).stylize_with_vector(scene, style_vector)
+    assert all(table is None for _, _, table in pipeline_fp32.tiler.layers)
+    assert ssim(reference, tiled) >= SSIM_TILE_192
+
+
+def test_int8_graph_pools_code_counts(pipeline):
+    """Its variance pools a coarsely rounded square: only code counts reproduce it (see graph.py)."""
+    assert all(layer.levels is not None and table is not None for layer, _, table in pipeline.tiler.layers)
+
+
+def test_tiler_runs_14_passes_per_tile(pipeline):
+    """One pass per norm layer gives both its moments (two each before), then the painting."""
+    assert pipeline.tiler.passes == 13 + 1
 
 
 @pytest.mark.parametrize("height, width, size", [

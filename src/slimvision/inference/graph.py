@@ -97,12 +97,24 @@ def _live_nodes(graph: "onnx.GraphProto") -> list:  # noqa: F821
 
 @dataclass(frozen=True)
 class NormLayer:
-    """One instance-norm layer: the tensor it normalises and its two moment tensors."""
+    """One instance-norm layer: the tensor it normalises, its two moments and how to pool them.
+
+    In a float graph ``prefix`` outputs the normalised tensor x, and the variance pool averages
+    ``(x - mean)^2``: both moments follow from per-channel sums of x and x^2. In an int8 QDQ
+    graph the variance pool averages a *quantized* square, rounded to steps about as large as
+    the variance itself (0.30 for a variance of 0.13), so its variance is 1-40% off the float
+    one and no sums reproduce it (tiling with the float variances: SSIM 0.55 against the
+    untiled run). But there x is ``DequantizeLinear(codes)`` with one scale, so it takes at
+    most 256 values: ``prefix`` outputs the codes, whose per-channel counts give the mean
+    through ``levels`` and, through ``variance_table``, the graph's own variance, exactly.
+    """
 
     mean: str  # (1, C, 1, 1)
     variance: str  # (1, C, 1, 1)
-    mean_prefix: bytes  # image, style vector, earlier moments -> (1, C, h, w) mean pool input
-    variance_prefix: bytes  # the same plus this layer's mean -> variance pool input
+    normalised: str  # x, the (1, C, h, w) tensor the layer normalises
+    prefix: bytes  # image, style vector, earlier moments -> x, or x's int8 codes when quantized
+    levels: tuple[float, ...] | None = None  # quantized only: x for each code's byte pattern 0..255
+    variance_table: bytes | None = None  # quantized only: x (1, 1, 1, L), mean -> (1, C, 1, L) pool input
 
 
 @dataclass(frozen=True)
@@ -113,31 +125,42 @@ class NormSplitGraphs:
     Run on a tile, it would use the tile's own statistics, and neighbouring tiles would
     disagree in brightness and contrast (SSIM 0.75-0.82 against the untiled result on a
     2048x2048 photo, 512-1024 px tiles). With these graphs the statistics are gathered over
-    the whole image one layer at a time (layer k's prefixes need the moments of the layers
-    before it), and ``tiled`` then paints every tile with the whole-image moments.
-
-    The variance needs its own pass after the mean: the int8 graph squares ``x - mean`` and
-    quantizes the square, which saturates, so the float variance computed from sums of x and
-    x^2 is far from what the graph uses (SSIM 0.86 instead of 0.99 when we tried it).
+    the whole image one layer at a time (layer k's prefix needs the moments of the layers
+    before it; one run of it per tile gives both of layer k's moments, see :class:`NormLayer`),
+    and ``tiled`` then paints every tile with the whole-image moments.
     """
 
     tiled: bytes  # image, style vector, every moment -> stylized image
     layers: tuple[NormLayer, ...]
 
 
-def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str]) -> bytes:  # noqa: F821
-    """``model`` with the tensors in ``inputs_from`` fed from outside and only ``outputs`` kept."""
+#: Ops that act on each element alone (with broadcast constants): a variance table built from
+#: them gives the same value for an x whether it sits in an image or in a list of levels.
+_ELEMENTWISE = frozenset({"Identity", "Sub", "Add", "Mul", "Div", "Pow", "Abs", "Neg", "Cast",
+                          "QuantizeLinear", "DequantizeLinear"})
+
+
+def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str],  # noqa: F821
+              activations: frozenset[str] = frozenset(), output_types: dict[str, int] | None = None) -> bytes:
+    """``model`` with the tensors in ``inputs_from`` fed from outside and only ``outputs`` kept.
+
+    Fed tensors are (1, C, 1, 1) moments, except those in ``activations`` (shape left free).
+    Outputs are float unless ``output_types`` names another ONNX element type.
+    """
     import copy
 
     from onnx import TensorProto, helper
 
     sub = copy.deepcopy(model)
     graph = sub.graph
-    kept = [node for node in graph.node if not set(node.output) & inputs_from]
+    fed = inputs_from | activations
+    kept = [node for node in graph.node if not set(node.output) & fed]
     del graph.node[:]
     graph.node.extend(kept)
     del graph.output[:]
-    graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs)
+    types = output_types or {}
+    graph.output.extend(helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None)
+                        for name in outputs)
     live = _live_nodes(graph)
     del graph.node[:]
     graph.node.extend(live)
@@ -152,7 +175,88 @@ def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str
         helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, f"c{i}", 1, 1])
         for i, name in enumerate(sorted(inputs_from & used))
     )
+    graph.input.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+                       for name in sorted(activations & used))
     return sub.SerializeToString()
+
+
+def _quantized_levels(model: "onnx.ModelProto", x: str) -> tuple[str, tuple[float, ...], int] | None:  # noqa: F821
+    """(codes, value of each code byte 0..255, codes' ONNX type) when x = DequantizeLinear(8-bit codes)
+    with one scale and zero point; else None."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    producer = next((node for node in model.graph.node if x in node.output), None)
+    if producer is None or producer.op_type != "DequantizeLinear" or len(producer.input) < 3:
+        return None
+    constants = {init.name: init for init in model.graph.initializer}
+    if producer.input[1] not in constants or producer.input[2] not in constants:
+        return None
+    scale = numpy_helper.to_array(constants[producer.input[1]])
+    zero_point = numpy_helper.to_array(constants[producer.input[2]])
+    if scale.size != 1 or zero_point.size != 1 or zero_point.dtype not in (np.int8, np.uint8):
+        return None
+    codes = np.arange(256, dtype=np.uint8).view(zero_point.dtype)
+    # DequantizeLinear's own arithmetic: float(code - zero_point) * scale, in float32.
+    levels = (codes.astype(np.int32) - zero_point.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)
+    return producer.input[0], tuple(float(v) for v in levels.reshape(-1)), constants[producer.input[2]].data_type
+
+
+def _check_variance_table(name: str, table: bytes, x: str, mean: str) -> None:
+    """The table must depend on x and the mean only, element by element."""
+    import onnx
+
+    graph = onnx.load_from_string(table).graph
+    foreign = {value.name for value in graph.input} - {x, mean}
+    if foreign:
+        raise SlimvisionError(f"{name}: the variance of {x} also depends on {sorted(foreign)}")
+    depends_on_x = {x}
+    for node in graph.node:
+        if depends_on_x & set(node.input):
+            if node.op_type not in _ELEMENTWISE:
+                raise SlimvisionError(f"{name}: the variance of {x} goes through a {node.op_type}, "
+                                      "not element by element")
+            depends_on_x.update(node.output)
+
+
+def _check_squared_difference(model: "onnx.ModelProto", pool_input: str, x: str, mean: str) -> None:  # noqa: F821
+    """The variance pool must average (x - mean)^2 (Identity, Reshape allowed between)."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+
+    def through(name: str, ops: tuple[str, ...] = ("Identity",)) -> str:
+        while name in producers and producers[name].op_type in ops:
+            name = producers[name].input[0]
+        return name
+
+    def is_squared_difference() -> bool:
+        square = producers.get(through(pool_input))
+        if square is None or square.op_type != "Mul" or through(square.input[0]) != through(square.input[1]):
+            return False
+        difference = producers.get(through(square.input[0]))
+        # x itself may be an Identity's output (Q/DQ replaced in a float graph): compare roots.
+        return (difference is not None and difference.op_type == "Sub"
+                and through(difference.input[0]) == through(x)
+                and through(difference.input[1], ("Identity", "Reshape", "Unsqueeze")) == mean)
+
+    if not is_squared_difference():
+        raise SlimvisionError(f"{model.graph.name}: the variance of {x} is not the mean of (x - mean)^2")
+
+
+def _norm_layer(model: "onnx.ModelProto", pools: dict, mean: str, earlier: set[str]) -> NormLayer:  # noqa: F821
+    """The prefix (and, for an int8 x, the variance table) of the layer whose mean pool is ``mean``."""
+    variance = mean.replace("/moments/mean", "/moments/variance")
+    if variance not in pools:
+        raise SlimvisionError(f"{model.graph.name}: no variance pool beside {mean}")
+    x, variance_input = pools[mean].input[0], pools[variance].input[0]
+    quantized = _quantized_levels(model, x)
+    if quantized is None:
+        _check_squared_difference(model, variance_input, x, mean)
+        return NormLayer(mean, variance, x, _subgraph(model, earlier, [x]))
+    codes, levels, codes_type = quantized
+    table = _subgraph(model, {mean}, [variance_input], activations=frozenset({x}))
+    _check_variance_table(model.graph.name, table, x, mean)
+    prefix = _subgraph(model, earlier, [codes], output_types={codes: codes_type})
+    return NormLayer(mean, variance, x, prefix, levels, table)
 
 
 def split_norm_statistics(model: "onnx.ModelProto") -> NormSplitGraphs:  # noqa: F821
@@ -161,19 +265,15 @@ def split_norm_statistics(model: "onnx.ModelProto") -> NormSplitGraphs:  # noqa:
     tf2onnx names the moments of ``tf.nn.moments`` ``.../moments/mean`` and
     ``.../moments/variance``; each is a ``GlobalAveragePool`` output (``*_prequant`` in the
     int8 graph, before its QuantizeLinear). The mean's pool input is the normalised tensor.
+    Works on the shipped int8 QDQ graph and on float graphs made from it (Q/DQ as Identity).
     """
     pools = {node.output[0]: node for node in model.graph.node if node.op_type == "GlobalAveragePool"}
     means = [name for name in pools if "/moments/mean" in name]
     layers: list[NormLayer] = []
     earlier: set[str] = set()
     for mean in means:
-        variance = mean.replace("/moments/mean", "/moments/variance")
-        if variance not in pools:
-            raise SlimvisionError(f"{model.graph.name}: no variance pool beside {mean}")
-        mean_prefix = _subgraph(model, set(earlier), [pools[mean].input[0]])
-        variance_prefix = _subgraph(model, earlier | {mean}, [pools[variance].input[0]])
-        layers.append(NormLayer(mean, variance, mean_prefix, variance_prefix))
-        earlier |= {mean, variance}
+        layers.append(_norm_layer(model, pools, mean, earlier))
+        earlier |= {mean, layers[-1].variance}
     if not layers:
         raise SlimvisionError(f"{model.graph.name}: no instance-norm moments found")
     tiled = _subgraph(model, earlier, [output.name for output in model.graph.output])
