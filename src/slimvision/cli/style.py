@@ -155,11 +155,33 @@ def _style_tag(styles: list[Path]) -> str:
     return styles[0].stem if len(styles) == 1 else "blend"
 
 
+class _NoProgress:
+    """What a progress bar offers, doing nothing (and sparing tqdm's ~30 ms import)."""
+
+    n = 0
+
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def _progress(total: int, unit: str, args: argparse.Namespace, desc: str) -> Any:
+    if args.quiet or args.json or total <= 1:
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, desc=desc, disable=args.quiet or args.json or total <= 1,
-                file=sys.stderr, leave=False)
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, leave=False)
 
 
 class _TileProgress:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +75,8 @@ def _store(path: Path, data: bytes) -> None:
     """Write a cache entry atomically; a read-only home just means no cache."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # deferred: only the first run on a machine writes the cache
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
