@@ -20,6 +20,7 @@ from slimvision.inference.graph import (
     with_free_spatial_dims,
 )
 from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.inference.style_tiling import TileStore
 from slimvision.inference.tiling import tile_grid
 
 # Measured on onnxruntime 1.32 (2 threads): the rewritten graph is bit-identical at 384x384
@@ -140,10 +141,19 @@ def test_split_finds_thirteen_norm_layers(split):
     assert len(split.layers) == 13
     assert all("/moments/mean" in layer.mean and "/moments/variance" in layer.variance for layer in split.layers)
     assert len({layer.mean for layer in split.layers}) == 13
-    tiled = onnx.load_from_string(split.tiled)
-    fed = {value.name for value in tiled.graph.input}
-    assert {layer.mean for layer in split.layers} <= fed
-    assert {layer.variance for layer in split.layers} <= fed
+    segments = [onnx.load_from_string(layer.segment).graph for layer in split.layers]
+    segments.append(onnx.load_from_string(split.tail).graph)
+    moments = [(layer.mean, layer.variance) for layer in split.layers]
+    for k, segment in enumerate(segments):
+        fed = {value.name for value in segment.input}
+        # Segment k normalises with the moments of layer k - 1 and never sees a later layer's.
+        assert all(set(pair) <= fed for pair in moments[k - 1:k])
+        assert not fed & {name for pair in moments[k:] for name in pair}
+        assert (split.image in fed) == (k == 0)
+    # Only int8 codes cross between segments of the int8 graph (1 byte per value).
+    handed = {value.name: value.type.tensor_type.elem_type for segment in segments[1:] for value in segment.input
+              if value.name not in {split.style} | {name for pair in moments for name in pair}}
+    assert handed and set(handed.values()) == {TensorProto.INT8}
 
 
 def test_split_refuses_a_model_without_moments():
@@ -155,7 +165,7 @@ def test_split_refuses_a_model_without_moments():
 
 
 def _toy_norm(variance_nodes) -> onnx.ModelProto:
-    """x = relu(image) -> (x - mean) + variance, the variance pool averaging what ``variance_nodes``
+    """x = relu(image), a style input v unused -> (x - mean) + variance, the variance pool averaging what ``variance_nodes``
     make of d = x - mean."""
     nodes = [helper.make_node("Relu", ["image"], ["x"]),
              helper.make_node("GlobalAveragePool", ["x"], ["n/moments/mean"]),
@@ -163,7 +173,8 @@ def _toy_norm(variance_nodes) -> onnx.ModelProto:
              *variance_nodes,
              helper.make_node("GlobalAveragePool", ["pooled"], ["n/moments/variance"]),
              helper.make_node("Add", ["d", "n/moments/variance"], ["y"])]
-    return _model([helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+    return _model([helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8]),
+                   helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 1, 1, 3])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])], nodes)
 
 
@@ -172,10 +183,14 @@ def test_float_split_pools_sums_of_a_squared_difference():
                                              helper.make_node("Identity", ["square"], ["pooled"])]))
     (layer,) = split.layers
     assert layer.normalised == "x" and layer.levels is None and layer.variance_table is None
-    prefix = _session(layer.prefix)
     image = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    (out,) = prefix.run(None, {"image": image})
+    (out,) = _session(layer.segment).run(None, {"image": image})
     np.testing.assert_array_equal(out, np.maximum(image, 0))
+    # The rest normalises x with the fed moments, reading x from the first segment.
+    feeds = {"x": out, "n/moments/mean": np.ones((1, 3, 1, 1), np.float32),
+             "n/moments/variance": np.full((1, 3, 1, 1), 2, np.float32)}
+    (y,) = _session(split.tail).run(None, feeds)
+    np.testing.assert_array_equal(y, out - 1 + 2)
 
 
 def test_float_split_refuses_a_variance_that_is_not_a_squared_difference():
@@ -183,7 +198,7 @@ def test_float_split_refuses_a_variance_that_is_not_a_squared_difference():
         split_norm_statistics(_toy_norm([helper.make_node("Abs", ["d"], ["pooled"])]))
 
 
-def test_whole_image_moments_reproduce_the_untiled_output(pipeline, content_image, style_vector):
+def test_whole_image_moments_reproduce_the_untiled_output(pipeline, content_image, style_vector, tmp_path):
     content = content_image.astype(np.float32) / 255.0
     height, width = content.shape[:2]
     style = style_vector.reshape(1, 1, 1, 100).astype(np.float32)
@@ -191,15 +206,17 @@ def test_whole_image_moments_reproduce_the_untiled_output(pipeline, content_imag
     tiles = list(tile_grid(height, width, max(height, width), 16))
     assert len(tiles) == 1
     ticks = []
-    moments = tiler.moments(content, style, tiles, lambda: ticks.append(1))
-    assert len(ticks) == 13 and len(moments) == 26  # one pass per layer gives both its moments
+    store = TileStore(tmp_path)
+    moments = tiler.moments(content, style, tiles, lambda: ticks.append(1), store)
+    assert len(ticks) == 13 and len(moments) == 26  # one segment run per layer gives both its moments
     assert all(m.shape[:1] == (1,) and m.shape[2:] == (1, 1) and np.all(np.isfinite(m)) for m in moments.values())
-    (split_out,) = tiler.tiled.run(tiler._feeds(tiler.tiled, content, style, moments))
+    split_out = tiler.paint(content, style, tiles, moments, store, 16, lambda: ticks.append(1))
+    assert len(ticks) == 14
     untiled = pipeline.transform_array(content, style_vector)
-    diff = np.abs(split_out[0] - untiled).max()
+    diff = np.abs(split_out - untiled).max()
     assert diff < SPLIT_ATOL, diff
-    # The moments matter: quartering one layer's variance visibly changes the picture.
-    layer = tiler.layers[5][0]
+    # The moments matter: quartering the last layer's variance visibly changes the picture.
+    layer = tiler.layers[-1][0]
     wrong = {**moments, layer.variance: moments[layer.variance] * 0.25}
-    (off,) = tiler.tiled.run(tiler._feeds(tiler.tiled, content, style, wrong))
-    assert np.abs(off[0] - untiled).max() > 5 * SPLIT_ATOL
+    off = tiler.paint(content, style, tiles, wrong, store, 16, lambda: None)
+    assert np.abs(off - untiled).max() > 5 * SPLIT_ATOL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -365,6 +366,17 @@ def test_tiled_matches_untiled_on_the_float_graph(monkeypatch, pipeline_fp32, st
     tiled = _tiled(monkeypatch, pipeline_fp32, tile_size, overlap).stylize_with_vector(scene, style_vector)
     assert all(table is None for _, _, table in pipeline_fp32.tiler.layers)
     assert ssim(reference, tiled) >= SSIM_TILE_192
+
+
+def test_tiles_hand_activations_on_through_files_that_are_removed(monkeypatch, pipeline, style_vector, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spilled = []
+    out = _tiled(monkeypatch, pipeline, 136, 34).stylize_with_vector(
+        make_content(140, 150), style_vector,
+        progress=lambda done, total: spilled.append(len(list(tmp_path.glob("slimvision-tiles-*/*.npy")))))
+    assert out.shape == (140, 150, 3)
+    assert max(spilled) >= 4  # every tile (2 x 2) keeps its activations between segments
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_int8_graph_pools_code_counts(pipeline):

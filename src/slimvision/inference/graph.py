@@ -100,39 +100,45 @@ def _live_nodes(graph: "onnx.GraphProto") -> list:  # noqa: F821
 class NormLayer:
     """One instance-norm layer: the tensor it normalises, its two moments and how to pool them.
 
-    In a float graph ``prefix`` outputs the normalised tensor x, and the variance pool averages
+    In a float graph ``segment`` outputs the normalised tensor x, and the variance pool averages
     ``(x - mean)^2``: both moments follow from per-channel sums of x and x^2. In an int8 QDQ
     graph the variance pool averages a *quantized* square, rounded to steps about as large as
     the variance itself (0.30 for a variance of 0.13), so its variance is 1-40% off the float
     one and no sums reproduce it (tiling with the float variances: SSIM 0.55 against the
     untiled run). But there x is ``DequantizeLinear(codes)`` with one scale, so it takes at
-    most 256 values: ``prefix`` outputs the codes, whose per-channel counts give the mean
+    most 256 values: ``segment`` outputs the codes, whose per-channel counts give the mean
     through ``levels`` and, through ``variance_table``, the graph's own variance, exactly.
     """
 
     mean: str  # (1, C, 1, 1)
     variance: str  # (1, C, 1, 1)
     normalised: str  # x, the (1, C, h, w) tensor the layer normalises
-    prefix: bytes  # image, style vector, earlier moments -> x, or x's int8 codes when quantized
+    # what earlier segments handed on (the image, for the first), the style vector, earlier
+    # moments -> x or its int8 codes (first output), then what later segments read
+    segment: bytes
     levels: tuple[float, ...] | None = None  # quantized only: x for each code's byte pattern 0..255
     variance_table: bytes | None = None  # quantized only: x (1, 1, 1, L), mean -> (1, C, 1, L) pool input
 
 
 @dataclass(frozen=True)
 class NormSplitGraphs:
-    """An instance-norm network split so that its statistics can come from outside.
+    """An instance-norm network cut at its norms, so that their statistics can come from outside.
 
     Instance norm normalises each channel by its mean and variance over the *whole* image.
     Run on a tile, it would use the tile's own statistics, and neighbouring tiles would
     disagree in brightness and contrast (SSIM 0.75-0.82 against the untiled result on a
-    2048x2048 photo, 512-1024 px tiles). With these graphs the statistics are gathered over
-    the whole image one layer at a time (layer k's prefix needs the moments of the layers
-    before it; one run of it per tile gives both of layer k's moments, see :class:`NormLayer`),
-    and ``tiled`` then paints every tile with the whole-image moments.
+    2048x2048 photo, 512-1024 px tiles). So the network is cut into consecutive segments: layer
+    k's segment runs from where layer k-1's stopped up to layer k's normalised tensor, taking
+    the moments of the layers before it; ``tail`` runs from the last one to the stylized image.
+    Every tile runs every segment once, keeping what later segments read, and the statistics
+    are gathered over the whole image one layer at a time (one run gives both moments, see
+    :class:`NormLayer`).
     """
 
-    tiled: bytes  # image, style vector, every moment -> stylized image
+    image: str  # the (1, H, W, 3) content input, read by the first segment
+    style: str  # the (1, 1, 1, 100) style vector input
     layers: tuple[NormLayer, ...]
+    tail: bytes  # what the segments handed on, style vector, moments -> stylized image
 
 
 #: Ops that act on each element alone (with broadcast constants): a variance table built from
@@ -142,11 +148,10 @@ _ELEMENTWISE = frozenset({"Identity", "Sub", "Add", "Mul", "Div", "Pow", "Abs", 
 
 
 def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str],  # noqa: F821
-              activations: frozenset[str] = frozenset(), output_types: dict[str, int] | None = None) -> bytes:
-    """``model`` with the tensors in ``inputs_from`` fed from outside and only ``outputs`` kept.
+              activations: frozenset[str] = frozenset()) -> bytes:
+    """``model`` with the tensors in ``inputs_from`` fed from outside and only float ``outputs`` kept.
 
     Fed tensors are (1, C, 1, 1) moments, except those in ``activations`` (shape left free).
-    Outputs are float unless ``output_types`` names another ONNX element type.
     """
     import copy
 
@@ -159,9 +164,7 @@ def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str
     del graph.node[:]
     graph.node.extend(kept)
     del graph.output[:]
-    types = output_types or {}
-    graph.output.extend(helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None)
-                        for name in outputs)
+    graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs)
     live = _live_nodes(graph)
     del graph.node[:]
     graph.node.extend(live)
@@ -181,9 +184,9 @@ def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str
     return sub.SerializeToString()
 
 
-def _quantized_levels(model: "onnx.ModelProto", x: str) -> tuple[str, tuple[float, ...], int] | None:  # noqa: F821
-    """(codes, value of each code byte 0..255, codes' ONNX type) when x = DequantizeLinear(8-bit codes)
-    with one scale and zero point; else None."""
+def _quantized_levels(model: "onnx.ModelProto", x: str) -> tuple[str, tuple[float, ...]] | None:  # noqa: F821
+    """(codes, the value of each code byte 0..255) when x = DequantizeLinear(8-bit codes) with
+    one scale and zero point; else None."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -200,7 +203,7 @@ def _quantized_levels(model: "onnx.ModelProto", x: str) -> tuple[str, tuple[floa
     codes = np.arange(256, dtype=np.uint8).view(zero_point.dtype)
     # DequantizeLinear's own arithmetic: float(code - zero_point) * scale, in float32.
     levels = (codes.astype(np.int32) - zero_point.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)
-    return producer.input[0], tuple(float(v) for v in levels.reshape(-1)), constants[producer.input[2]].data_type
+    return producer.input[0], tuple(float(v) for v in levels.reshape(-1))
 
 
 def _check_variance_table(name: str, table: bytes, x: str, mean: str) -> None:
@@ -243,8 +246,8 @@ def _check_squared_difference(model: "onnx.ModelProto", pool_input: str, x: str,
         raise SlimvisionError(f"{model.graph.name}: the variance of {x} is not the mean of (x - mean)^2")
 
 
-def _norm_layer(model: "onnx.ModelProto", pools: dict, mean: str, earlier: set[str]) -> NormLayer:  # noqa: F821
-    """The prefix (and, for an int8 x, the variance table) of the layer whose mean pool is ``mean``."""
+def _norm_layer(model: "onnx.ModelProto", pools: dict, mean: str) -> tuple[NormLayer, str]:  # noqa: F821
+    """The layer whose mean pool is ``mean`` (its segment still empty), and the tensor to pool."""
     variance = mean.replace("/moments/mean", "/moments/variance")
     if variance not in pools:
         raise SlimvisionError(f"{model.graph.name}: no variance pool beside {mean}")
@@ -252,30 +255,101 @@ def _norm_layer(model: "onnx.ModelProto", pools: dict, mean: str, earlier: set[s
     quantized = _quantized_levels(model, x)
     if quantized is None:
         _check_squared_difference(model, variance_input, x, mean)
-        return NormLayer(mean, variance, x, _subgraph(model, earlier, [x]))
-    codes, levels, codes_type = quantized
+        return NormLayer(mean, variance, x, b""), x
+    codes, levels = quantized
     table = _subgraph(model, {mean}, [variance_input], activations=frozenset({x}))
     _check_variance_table(model.graph.name, table, x, mean)
-    prefix = _subgraph(model, earlier, [codes], output_types={codes: codes_type})
-    return NormLayer(mean, variance, x, prefix, levels, table)
+    return NormLayer(mean, variance, x, b"", levels, table), codes
+
+
+def _segment_nodes(nodes: list, targets: list[list[str]], image: str, constants: set[str]) -> list[list]:
+    """Nodes of each segment: those ``targets[k]`` needs that no earlier segment computed.
+
+    Nodes that do not depend on the image (the style vector's per-layer scales and offsets,
+    constant folding) are cheap and repeated wherever needed. A DequantizeLinear of an image
+    tensor is repeated too, so int8 codes (1 byte), not floats, cross between segments.
+    """
+    producers = {output: node for node in nodes for output in node.output}
+    on_image = {image}
+    for node in nodes:
+        if on_image & set(node.input):
+            on_image.update(node.output)
+    order = {id(node): i for i, node in enumerate(nodes)}
+    owned: set[int] = set()
+    segments = []
+    for wanted in targets:
+        found: dict[int, object] = {}
+        stack = list(wanted)
+        while stack:
+            node = producers.get(stack.pop())
+            if node is None or id(node) in found or id(node) in owned:
+                continue
+            found[id(node)] = node
+            repeated = node.op_type == "DequantizeLinear" and set(node.input[1:]) <= constants
+            if on_image & set(node.output) and not repeated:
+                owned.add(id(node))
+            stack.extend(name for name in node.input if name)
+        segments.append(sorted(found.values(), key=lambda node: order[id(node)]))
+    return segments
+
+
+def _segments(model: "onnx.ModelProto", targets: list[list[str]], fed: set[str]) -> list[bytes]:  # noqa: F821
+    """``model`` with the ``fed`` moments from outside, cut into one graph per entry of ``targets``.
+
+    Segment k outputs ``targets[k]`` first, then what later segments read from it, and reads
+    the image (``model``'s first input) or what earlier segments output.
+    """
+    from onnx import TensorProto, helper, shape_inference
+
+    graph = model.graph
+    inferred = shape_inference.infer_shapes(model).graph
+    types = {value.name: value.type.tensor_type.elem_type
+             for value in (*inferred.value_info, *inferred.input, *inferred.output)}
+    initializers = {init.name: init for init in graph.initializer}
+    nodes = [node for node in graph.node if not set(node.output) & fed]
+    parts = _segment_nodes(nodes, targets, graph.input[0].name, set(initializers))
+    made = [{name for node in part for name in node.output} for part in parts]
+    reads = [{name for node in part for name in node.input if name} for part in parts]
+    handed = [reads[k] - made[k] - set(initializers) - fed - {value.name for value in graph.input}
+              for k in range(len(parts))]
+
+    def value(name: str, shape: list | None = None) -> "onnx.ValueInfoProto":  # noqa: F821
+        return helper.make_tensor_value_info(name, types.get(name) or TensorProto.FLOAT, shape)
+
+    segments = []
+    for k, part in enumerate(parts):
+        later = set().union(*handed[k + 1:])
+        outputs = targets[k] + sorted((made[k] & later) - set(targets[k]))
+        inputs = [item for item in graph.input if item.name in reads[k]]
+        inputs += [value(name, [1, f"c{i}", 1, 1]) for i, name in enumerate(sorted(fed & reads[k]))]
+        inputs += [value(name) for name in sorted(handed[k])]
+        sub = helper.make_graph(part, f"{graph.name}-segment{k}", inputs, [value(name) for name in outputs],
+                                [initializers[name] for name in sorted(reads[k] & set(initializers))])
+        segments.append(helper.make_model(sub, opset_imports=model.opset_import,
+                                          ir_version=model.ir_version).SerializeToString())
+    return segments
 
 
 def split_norm_statistics(model: "onnx.ModelProto") -> NormSplitGraphs:  # noqa: F821
-    """Split a tf2onnx conversion of Magenta's conditional instance norm network.
+    """Cut a tf2onnx conversion of Magenta's conditional instance norm network at its norms.
 
     tf2onnx names the moments of ``tf.nn.moments`` ``.../moments/mean`` and
     ``.../moments/variance``; each is a ``GlobalAveragePool`` output (``*_prequant`` in the
     int8 graph, before its QuantizeLinear). The mean's pool input is the normalised tensor.
     Works on the shipped int8 QDQ graph and on float graphs made from it (Q/DQ as Identity).
+    The content image must be the model's first input and the style vector its second.
     """
+    import dataclasses
+
     pools = {node.output[0]: node for node in model.graph.node if node.op_type == "GlobalAveragePool"}
-    means = [name for name in pools if "/moments/mean" in name]
-    layers: list[NormLayer] = []
-    earlier: set[str] = set()
-    for mean in means:
-        layers.append(_norm_layer(model, pools, mean, earlier))
-        earlier |= {mean, layers[-1].variance}
-    if not layers:
+    found = [_norm_layer(model, pools, name) for name in pools if "/moments/mean" in name]
+    if not found:
         raise SlimvisionError(f"{model.graph.name}: no instance-norm moments found")
-    tiled = _subgraph(model, earlier, [output.name for output in model.graph.output])
-    return NormSplitGraphs(tiled, tuple(layers))
+    if len(model.graph.input) != 2:
+        raise SlimvisionError(f"{model.graph.name}: expected two inputs (image, style vector), "
+                              f"found {len(model.graph.input)}")
+    fed = {name for layer, _ in found for name in (layer.mean, layer.variance)}
+    targets = [[pooled] for _, pooled in found] + [[output.name for output in model.graph.output]]
+    *segments, tail = _segments(model, targets, fed)
+    layers = tuple(dataclasses.replace(layer, segment=segment) for (layer, _), segment in zip(found, segments))
+    return NormSplitGraphs(model.graph.input[0].name, model.graph.input[1].name, layers, tail)

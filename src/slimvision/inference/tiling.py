@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,10 +112,21 @@ def run_tiled(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, tile_si
     tiles = list(tile_grid(height, width, tile_size, overlap, align))
     if len(tiles) == 1:
         return fn(image)
+
+    def results() -> Iterator[tuple[Tile, np.ndarray]]:
+        for done, tile in enumerate(tiles, start=1):
+            yield tile, fn(image[tile.top:tile.bottom, tile.left:tile.right])
+            if progress is not None:
+                progress(done, len(tiles))
+
+    return blend(results(), height, width, overlap)
+
+
+def blend(results: Iterable[tuple[Tile, np.ndarray]], height: int, width: int, overlap: int) -> np.ndarray:
+    """Blend each tile's (h, w, C) result into an (H, W, C) float32 image (see :func:`run_tiled`)."""
     out: np.ndarray | None = None
     total_weight = np.zeros((height, width, 1), dtype=np.float32)
-    for done, tile in enumerate(tiles, start=1):
-        result = fn(image[tile.top:tile.bottom, tile.left:tile.right])  # (h, w, C')
+    for tile, result in results:
         wy = _ramp(tile.bottom - tile.top, overlap, tile.top > 0, tile.bottom < height)
         wx = _ramp(tile.right - tile.left, overlap, tile.left > 0, tile.right < width)
         weight = (wy[:, None] * wx[None, :])[:, :, None]  # (h, w, 1)
@@ -123,7 +134,6 @@ def run_tiled(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, tile_si
             out = np.zeros((height, width, result.shape[2]), dtype=np.float32)
         out[tile.top:tile.bottom, tile.left:tile.right] += result * weight
         total_weight[tile.top:tile.bottom, tile.left:tile.right] += weight
-        if progress is not None:
-            progress(done, len(tiles))
-    assert out is not None
+    if out is None:
+        raise ValueError("no tiles to blend")
     return out / total_weight
