@@ -42,6 +42,19 @@ def test_entry_point_runs_as_a_module():
     assert "style" in result.stdout and "usage: slimvision" in result.stdout
 
 
+def test_console_entry_flushes_its_output_before_the_fast_exit(content, image_files, tmp_path):
+    """run() skips the interpreter's teardown: stdout must still arrive, and codes must hold."""
+    out = tmp_path / "via_run.png"
+    command = [sys.executable, "-m", "slimvision.cli.main", "style", "stylize", str(content),
+               "-s", str(image_files["style"]), "-o", str(out), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["outputs"][0]["output"] == str(out)
+    assert read_png(out).shape == read_png(content).shape
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # exists, no --overwrite
+    assert again.returncode == 2 and again.stderr.startswith("error: ") and again.stdout == ""
+
+
 def test_stylize_one_file(content, image_files, tmp_path, pipeline_fp32, capsys):
     out = tmp_path / "result.png"
     assert run("stylize", content, "-s", image_files["style"], "-o", out, "--threads", "2") == 0

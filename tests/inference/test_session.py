@@ -61,6 +61,8 @@ def test_settings_validation():
     assert options.intra_op_num_threads == 3
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert SessionSettings().session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert SessionSettings().session_options().enable_cpu_mem_arena
+    assert not SessionSettings(memory_arena=False).session_options().enable_cpu_mem_arena
 
 
 @pytest.mark.parametrize("level", ["disable", "basic", "extended", "all"])

@@ -42,3 +42,11 @@ def test_tiles_follow_the_precisions_memory_per_pixel():
     int8 = StyleTransferPipeline("magenta-arbitrary-v1-int8", memory_budget_mb=512)
     assert fp32.tile_size < int8.tile_size  # float activations take more room per pixel
     assert fp32.tile_size ** 2 * 330 <= 512 * 2**20 and int8.tile_size ** 2 * 260 <= 512 * 2**20
+
+
+def test_tiler_sessions_keep_no_arena(pipeline_fp32):
+    """Many tiler sessions each holding its own peak would defeat the memory budget."""
+    tiler = pipeline_fp32.tiler
+    sessions = [tiler.tail] + [segment for _, segment, _ in tiler.layers]
+    assert all(not model.settings.memory_arena for model in sessions)
+    assert pipeline_fp32.transform.settings.memory_arena  # the one-piece path keeps it (reused per image)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,5 +48,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """Console-script entry point: ``main()``, then exit without the interpreter's teardown.
+
+    Once a command has returned, every output is closed and renamed into place; what is left
+    is finalising ONNX Runtime sessions, thread pools and modules, about 100 ms of a 0.7 s
+    one-image run on our 2-core box. Streams and logging are flushed first. Unexpected
+    exceptions (and argparse's exits) still leave the normal way, with their traceback.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. stdout piped into `head`, which has gone
+        code = code or 1
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()
