@@ -50,3 +50,14 @@ def test_tiler_sessions_keep_no_arena(pipeline_fp32):
     sessions = [tiler.tail] + [segment for _, segment, _ in tiler.layers]
     assert all(not model.settings.memory_arena for model in sessions)
     assert pipeline_fp32.transform.settings.memory_arena  # the one-piece path keeps it (reused per image)
+
+
+def test_a_side_just_over_the_tile_runs_untiled(monkeypatch, pipeline, style_vector):
+    """137 px with 136 px tiles is one stretched tile: no need for the tiler's passes."""
+    from tests.conftest import make_scene
+
+    scene = make_scene()[:137, :120].copy()
+    reference = pipeline.stylize_with_vector(scene, style_vector)
+    monkeypatch.setattr(pipeline, "tile_size", 136)
+    monkeypatch.setattr(type(pipeline), "tiler", property(lambda self: pytest.fail("the tiler was used")))
+    np.testing.assert_array_equal(pipeline.stylize_with_vector(scene, style_vector), reference)

@@ -35,6 +35,7 @@ from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.graph import REWRITE_VERSION, split_norm_statistics, with_free_spatial_dims
 from slimvision.inference.precision import float_graph_key, with_float_weights
 from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.inference.tiling import tile_grid
 from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: part of this module's API)
     MIN_CONTENT_SIDE,
     SIZE_MULTIPLE,
@@ -456,10 +457,12 @@ class StyleTransferPipeline:
                 f"{MIN_CONTENT_SIDE}x{MIN_CONTENT_SIDE} pixels"
             )
         style_input = vector.reshape(1, 1, 1, STYLE_DIM).astype(np.float32)
-        if max(height, width) > self.tile_size:
-            # Small budgets give small tiles: keep the blending zone under a quarter of a tile.
-            overlap = min(self.tile_overlap, self.tile_size // 4)
+        # Small budgets give small tiles: keep the blending zone under a quarter of a tile.
+        overlap = min(self.tile_overlap, self.tile_size // 4)
+        if max(height, width) > self.tile_size and len(list(tile_grid(height, width, self.tile_size, overlap,
+                                                                      SIZE_MULTIPLE))) > 1:
             return self.tiler(content, style_input, self.tile_size, overlap, progress)
+        # (A side a few pixels over the tile size makes one stretched tile: that is just an untiled run.)
         model = self.transform
         padded = pad_to_multiple(content, SIZE_MULTIPLE)
         feeds = {model.input_names[0]: np.ascontiguousarray(padded[None]), model.input_names[1]: style_input}
