@@ -405,6 +405,9 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     formats = {"png_level_6_default": ("PNG", {}), "png_level_1": ("PNG", {"compress_level": 1}),
                "png_level_0": ("PNG", {"compress_level": 0}), "jpeg_q95": ("JPEG", {"quality": 95})}
     encodings: dict[str, Any] = {label: {"raw_s": []} for label in formats}
+    from slimvision.io.png import encode_png
+
+    encodings["png_level_1_slimvision_writer"] = {"raw_s": []}
     for _ in range(args.repeats):
         for label, (fmt, options_) in formats.items():
             buffer = io.BytesIO()
@@ -412,6 +415,10 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
             Image.fromarray(out512).save(buffer, format=fmt, **options_)
             encodings[label]["raw_s"].append(time.perf_counter() - start)
             encodings[label]["bytes"] = buffer.tell()
+        start = time.perf_counter()
+        data = encode_png(out512, 1)  # what save_image writes by default
+        encodings["png_level_1_slimvision_writer"]["raw_s"].append(time.perf_counter() - start)
+        encodings["png_level_1_slimvision_writer"]["bytes"] = len(data)
     for entry in encodings.values():
         entry["median_s"] = median(entry["raw_s"])
     png_path = work / "decode_probe.png"
