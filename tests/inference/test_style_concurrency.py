@@ -61,3 +61,16 @@ def test_a_side_just_over_the_tile_runs_untiled(monkeypatch, pipeline, style_vec
     monkeypatch.setattr(pipeline, "tile_size", 136)
     monkeypatch.setattr(type(pipeline), "tiler", property(lambda self: pytest.fail("the tiler was used")))
     np.testing.assert_array_equal(pipeline.stylize_with_vector(scene, style_vector), reference)
+
+
+def test_pixel_conversions_match_the_plain_formulas():
+    from slimvision.inference.style import to_float, to_uint8
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_float(image), image.astype(np.float32) * np.float32(1.0 / 255.0))
+    painted = (rng.random((64, 48, 3), dtype=np.float32) * 1.4 - 0.2).astype(np.float32)  # out of range too
+    expected = np.floor(np.clip(painted.astype(np.float64), 0, 1) * 255 + 0.5)
+    assert np.abs(to_uint8(painted).astype(int) - expected).max() <= 1  # float32 vs float64 rounding
+    assert to_uint8(np.array([[[-1.0, 0.0, 1.0]]], np.float32)).tolist() == [[[0, 0, 255]]]
+    assert to_uint8(np.array([[[2.0, 0.5, 0.999]]], np.float32)).tolist() == [[[255, 128, 255]]]
