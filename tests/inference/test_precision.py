@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 from PIL import Image
@@ -14,13 +13,9 @@ from slimvision.assets import STYLE_TEACHER_TRANSFORM, samples_dir
 from slimvision.errors import SlimvisionError
 from slimvision.inference.precision import dequantize_qdq_proto, float_graph_key, with_float_weights
 from slimvision.io.images import load_image
+from tests.conftest import plain_session, transform_feeds
 from slimvision.inference.style import DEFAULT_ARTIFACT, StyleTransferPipeline, StyleVector
 
-
-def _session(model: str | bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _tiny_qdq_conv(per_channel: bool) -> onnx.ModelProto:
@@ -61,7 +56,7 @@ def test_dequantize_folds_weights_and_removes_activation_rounding(per_channel):
     assert not {"w_q", "b_q", "w_scale"} & set(weights)  # the int8 constants are gone
     # The activation is no longer rounded to steps of 0.1: 0.123 passes through exactly.
     x = np.full((1, 1, 2, 2), 0.123, dtype=np.float32)
-    (y,) = _session(model.SerializeToString()).run(None, {"x": x})
+    (y,) = plain_session(model.SerializeToString()).run(None, {"x": x})
     np.testing.assert_allclose(y[0, :, 0, 0], 0.123 * expected_w.ravel() + weights["b"], rtol=1e-6)
 
 
@@ -84,11 +79,8 @@ def test_float_graph_has_no_quantization_left(cache_dir):
 
 
 def test_float_pipeline_matches_the_fixed_float_graph_at_384(pipeline_fp32, float_fixed_384):
-    fixed = _session(float_fixed_384)
-    image_name, style_name = (item.name for item in fixed.get_inputs())
-    rng = np.random.default_rng(7)
-    feeds = {image_name: rng.random((1, 384, 384, 3), dtype=np.float32),
-             style_name: (rng.standard_normal((1, 1, 1, 100)) * 0.5).astype(np.float32)}
+    fixed = plain_session(float_fixed_384)
+    feeds = transform_feeds(fixed, 7)
     (expected,) = fixed.run(None, feeds)
     (got,) = pipeline_fp32.transform.run(feeds)
     assert np.abs(got - expected).max() < 1e-5
