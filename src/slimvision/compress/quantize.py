@@ -1,0 +1,225 @@
+"""Post-training quantization of ONNX models with ONNX Runtime, and an honest report of the cost.
+
+Three ways to shrink a float model, each written atomically next to nothing it could clobber:
+
+* :func:`quantize_int8_static`: int8 weights (per channel by default) and int8 activations
+  in the QDQ format, with activation ranges calibrated on sample inputs. The format the
+  shipped Magenta transformer uses; ONNX Runtime fuses the Q/DQ pairs into int8 kernels.
+* :func:`quantize_int8_dynamic`: int8 weights, activations quantized on the fly per run. Pays
+  off for MatMul/Gemm-heavy models (heads, embeddings); convolutions rarely gain.
+* :func:`convert_fp16`: float16 storage (half the bytes); inputs and outputs stay float32.
+
+Whether int8 is *faster* depends on the CPU (VNNI or not): on our AVX2 box the shipped int8
+style transformer is 1.3x slower than its float twin. So :func:`compare_models` reports the
+agreement, and speed is left to the benchmarks, which decide what ships.
+
+Example:
+    >>> feeds = [{"image": np.random.rand(1, 3, 64, 64).astype(np.float32)} for _ in range(8)]
+    >>> quantize_int8_static("model.onnx", feeds, "model.int8.onnx")            # doctest: +SKIP
+    >>> report = quantization_report("model.onnx", "model.int8.onnx", feeds)     # doctest: +SKIP
+    >>> print(report.summary())                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from slimvision.errors import InputError, SlimvisionError
+from slimvision.io.atomic import atomic_write
+
+log = logging.getLogger(__name__)
+
+Feeds = dict[str, np.ndarray]
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+
+
+def _check_model_file(model: str | Path) -> Path:
+    path = Path(model)
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    return path
+
+
+class _FeedReader:
+    """ONNX Runtime's CalibrationDataReader protocol over any iterable of feeds."""
+
+    def __init__(self, feeds: Iterable[Feeds]) -> None:
+        self._feeds: Iterator[Feeds] = iter(feeds)
+        self.count = 0
+
+    def get_next(self) -> Feeds | None:
+        feeds = next(self._feeds, None)
+        if feeds is not None:
+            self.count += 1
+        return feeds
+
+    def rewind(self) -> None:  # ORT calls it for some methods; our stream is read once
+        pass
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI int8 dot products (Linux flags; elsewhere assume not)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output: str | Path, *,
+                         per_channel: bool = True, method: CalibrationMethod = "minmax",
+                         activations: Literal["uint8", "int8"] = "uint8", reduce_range: bool | None = None,
+                         exclude_nodes: Sequence[str] = (), overwrite: bool = False) -> Path:
+    """Static int8 QDQ quantization with activation ranges calibrated on ``calibration``.
+
+    Args:
+        model: the float ONNX model.
+        calibration: input feeds (name -> array), typically 50-500 representative samples.
+        output: where to write the quantized model.
+        per_channel: one weight scale per output channel (much more accurate for convolutions
+            whose filters differ in magnitude; the shipped Magenta models use it).
+        method: how activation ranges are chosen: "minmax" (the observed range), "entropy"
+            (KL divergence, clips outliers) or "percentile" (99.999th).
+        activations: uint8 (asymmetric, ORT's CPU default) or int8 (symmetric).
+        reduce_range: 7-bit weights. Without VNNI, x86 CPUs multiply uint8 by int8 with an
+            instruction (pmaddubsw) whose pairwise sums saturate at 16 bits, so full-range
+            weights lose accuracy: on a test net, per-channel int8 had 4x the mean error of
+            7-bit weights (0.0038 vs 0.0009). Default: on when this CPU lacks VNNI.
+        exclude_nodes: node names to leave in float (e.g. a sensitive first or last layer).
+    """
+    from onnxruntime.quantization import CalibrationMethod as Method
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    source = _check_model_file(model)
+    methods = {"minmax": Method.MinMax, "entropy": Method.Entropy, "percentile": Method.Percentile}
+    if method not in methods:
+        raise SlimvisionError(f"calibration method must be one of {', '.join(methods)}, got {method!r}")
+    reader = _FeedReader(calibration)
+    activation_type = QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
+    with atomic_write(Path(output), overwrite=overwrite, protected=[source]) as temp, _quiet_ort_quantizer():
+        quantize_static(str(source), str(temp), reader, quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, reduce_range=reduce_range, activation_type=activation_type,
+                        weight_type=QuantType.QInt8, calibrate_method=methods[method],
+                        nodes_to_exclude=list(exclude_nodes))
+        if reader.count == 0:
+            raise SlimvisionError("calibration gave no samples: pass at least one input feed")
+    log.info("quantized %s -> %s (static int8, %d calibration samples)", source, output, reader.count)
+    return Path(output)
+
+
+@contextmanager
+def _quiet_ort_quantizer() -> Iterator[None]:
+    """ORT's quantizer logs a pre-processing hint on the root logger for every model; mute it."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_int8_dynamic(model: str | Path, output: str | Path, *, per_channel: bool = False,
+                          overwrite: bool = False) -> Path:
+    """int8 weights, activations quantized per run (no calibration needed)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = _check_model_file(model)
+    with atomic_write(Path(output), overwrite=overwrite, protected=[source]) as temp, _quiet_ort_quantizer():
+        quantize_dynamic(str(source), str(temp), per_channel=per_channel, weight_type=QuantType.QInt8)
+    return Path(output)
+
+
+def convert_fp16(model: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
+    """float16 weights and activations, float32 inputs and outputs (Casts at the edges)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    source = _check_model_file(model)
+    half = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    with atomic_write(Path(output), overwrite=overwrite, protected=[source]) as temp:
+        onnx.save(half, str(temp))
+    return Path(output)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely a candidate model's outputs follow a reference's, over several inputs."""
+
+    samples: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    #: Mean over samples of the cosine similarity of the flattened outputs.
+    mean_cosine: float
+    #: ``max_abs_diff`` as a fraction of the reference outputs' range.
+    relative_max_diff: float
+
+
+def compare_models(reference: str | Path | bytes, candidate: str | Path | bytes,
+                   inputs: Iterable[Feeds]) -> Agreement:
+    """Run both models on every feed and measure how far the candidate's outputs drift."""
+    from slimvision.inference.session import OnnxModel, SessionSettings
+
+    settings = SessionSettings(threads=None)
+    ref_model, cand_model = OnnxModel(reference, settings, "reference"), OnnxModel(candidate, settings, "candidate")
+    diffs: list[np.ndarray] = []
+    cosines: list[float] = []
+    low, high = np.inf, -np.inf
+    for feeds in inputs:
+        for ref, cand in zip(ref_model.run(feeds), cand_model.run(feeds)):
+            ref, cand = np.asarray(ref, np.float64).ravel(), np.asarray(cand, np.float64).ravel()
+            diffs.append(np.abs(ref - cand))
+            norm = np.linalg.norm(ref) * np.linalg.norm(cand)
+            cosines.append(float(ref @ cand / norm) if norm > 0 else float(np.array_equal(ref, cand)))
+            low, high = min(low, float(ref.min())), max(high, float(ref.max()))
+    if not diffs:
+        raise SlimvisionError("compare_models needs at least one input feed")
+    every = np.concatenate(diffs)
+    spread = high - low
+    return Agreement(samples=len(cosines), max_abs_diff=float(every.max()), mean_abs_diff=float(every.mean()),
+                     mean_cosine=float(np.mean(cosines)),
+                     relative_max_diff=float(every.max() / spread) if spread > 0 else float(every.max()))
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """Size and agreement of a compressed model against its float source."""
+
+    method: str
+    source_bytes: int
+    compressed_bytes: int
+    agreement: Agreement
+
+    @property
+    def size_ratio(self) -> float:
+        return self.compressed_bytes / self.source_bytes
+
+    def summary(self) -> str:
+        a = self.agreement
+        return (f"{self.method}: {self.source_bytes / 1e6:.2f} MB -> {self.compressed_bytes / 1e6:.2f} MB "
+                f"(x{self.size_ratio:.2f}); outputs vs float over {a.samples} samples: max abs diff "
+                f"{a.max_abs_diff:.3g} ({100 * a.relative_max_diff:.1f}% of range), mean {a.mean_abs_diff:.3g}, "
+                f"cosine {a.mean_cosine:.4f}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "source_bytes": self.source_bytes, "compressed_bytes": self.compressed_bytes,
+                "size_ratio": self.size_ratio, "agreement": asdict(self.agreement)}
+
+
+def quantization_report(source: str | Path, compressed: str | Path, inputs: Iterable[Feeds],
+                        method: str = "") -> QuantizationReport:
+    """Bytes on disk of both files and :func:`compare_models` of the compressed against the source."""
+    source_path, compressed_path = _check_model_file(source), _check_model_file(compressed)
+    agreement = compare_models(source_path, compressed_path, inputs)
+    return QuantizationReport(method or compressed_path.name, source_path.stat().st_size,
+                              compressed_path.stat().st_size, agreement)
