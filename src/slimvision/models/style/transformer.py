@@ -1,0 +1,149 @@
+"""The conditional-instance-norm style transformer (Ghiasi et al. 2017, Magenta's arbitrary stylization).
+
+A content image passes a few strided convolutions (contract), residual blocks and upsampling
+convolutions (expand). Every instance norm after the contract part takes its per-channel scale
+and offset from the 100-d style vector through its own linear map, so one network paints any
+style the predictor can describe.
+
+Example:
+    >>> import torch
+    >>> net = StyleTransformer(StyleTransformerConfig())
+    >>> net(torch.rand(1, 3, 64, 48), torch.randn(1, 100)).shape
+    torch.Size([1, 3, 64, 48])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimvision.models.style.config import StyleTransformerConfig
+from slimvision.registry import register_model
+
+
+class ReflectConv(nn.Module):
+    """Reflect-pad by k // 2, then an unpadded convolution (TF's MirrorPad + VALID conv)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.pad = kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        return self.conv(x)
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm whose scale (``gamma``) and offset (``beta``) are linear in the style vector."""
+
+    def __init__(self, channels: int, style_dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Linear(style_dim, channels)
+        self.beta = nn.Linear(style_dim, channels)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:  # (B, C, H, W), (B, D)
+        scale = self.gamma(style)[:, :, None, None]  # (B, C, 1, 1)
+        offset = self.beta(style)[:, :, None, None]
+        # Biased variance, like TF's moments: F.instance_norm computes exactly that.
+        return F.instance_norm(x, eps=self.eps) * scale + offset
+
+
+class NormConv(nn.Module):
+    """[nearest upsample] -> reflect conv -> conditional instance norm (activation left to the caller)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, eps: float,
+                 upsample: int = 1) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.conv = ReflectConv(in_channels, out_channels, kernel_size)
+        self.norm = ConditionalInstanceNorm(out_channels, style_dim, eps)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        if self.upsample > 1:
+            x = F.interpolate(x, scale_factor=float(self.upsample), mode="nearest")
+        return self.norm(self.conv(x), style)
+
+
+class ResidualBlock(nn.Module):
+    """x + norm(conv(relu(norm(conv(x))))): no activation after the sum, as in the teacher."""
+
+    def __init__(self, channels: int, kernel_size: int, style_dim: int, eps: float) -> None:
+        super().__init__()
+        self.conv1 = NormConv(channels, channels, kernel_size, style_dim, eps)
+        self.conv2 = NormConv(channels, channels, kernel_size, style_dim, eps)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x, style)), style)
+
+
+@register_model("style-transformer")
+class StyleTransformer(nn.Module):
+    """Content image (B, 3, H, W) in [0, 1] + style vector (B, D) -> stylized image in [0, 1].
+
+    The output has the input's size when H and W are multiples of the total stride (4 for the
+    teacher); otherwise each stride-2 layer rounds up, exactly as the shipped graph does.
+    """
+
+    config_class = StyleTransformerConfig
+
+    def __init__(self, config: StyleTransformerConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or StyleTransformerConfig()
+        eps, dim = config.norm_eps, config.style_dim
+        widths = (config.in_channels, *config.contract_channels)
+        self.contract = nn.ModuleList(
+            ReflectConv(c_in, c_out, k, s)
+            for c_in, c_out, k, s in zip(widths, widths[1:], config.contract_kernels, config.contract_strides)
+        )
+        width = widths[-1]
+        self.residual = nn.ModuleList(
+            ResidualBlock(width, config.residual_kernel, dim, eps) for _ in range(config.residual_blocks)
+        )
+        widths = (width, *config.expand_channels)
+        self.expand = nn.ModuleList(
+            NormConv(c_in, c_out, k, dim, eps, upsample=up)
+            for c_in, c_out, k, up in zip(widths, widths[1:], config.expand_kernels, config.expand_upsample)
+        )
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """content (B, C_in, H, W) in [0, 1]; style (B, style_dim) -> (B, C_out, H', W') in [0, 1]."""
+        x = content
+        for layer in self.contract:
+            x = F.relu(layer(x))
+        for block in self.residual:
+            x = block(x, style)
+        for index, layer in enumerate(self.expand):
+            x = layer(x, style)
+            x = torch.sigmoid(x) if index == len(self.expand) - 1 else F.relu(x)
+        return x
+
+    def main_convs(self) -> list[nn.Conv2d]:
+        """Image-path convolutions in the order they run (contract, residual, expand)."""
+        convs = [layer.conv for layer in self.contract]
+        convs += [conv.conv.conv for block in self.residual for conv in (block.conv1, block.conv2)]
+        return convs + [layer.conv.conv for layer in self.expand]
+
+    def norms(self) -> list[ConditionalInstanceNorm]:
+        """Style-conditioned norms in the order they run."""
+        norms = [conv.norm for block in self.residual for conv in (block.conv1, block.conv2)]
+        return norms + [layer.norm for layer in self.expand]
+
+
+class NHWCStyleTransformer(nn.Module):
+    """The shipped graph's interface around a :class:`StyleTransformer`.
+
+    NHWC content (B, H, W, 3) and a (B, 1, 1, D) style vector in, NHWC image out, so an export
+    is a drop-in replacement for ``arbitrary_transform.onnx`` in the inference pipeline.
+    """
+
+    def __init__(self, transformer: StyleTransformer) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        out = self.transformer(content.permute(0, 3, 1, 2), style.flatten(1))  # (B, C, H, W)
+        return out.permute(0, 2, 3, 1)
