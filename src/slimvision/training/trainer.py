@@ -1,0 +1,177 @@
+"""The one training loop: ``out = task(batch, phase); out["loss"].backward(); step``, with checkpoints.
+
+A *task* owns the model(s) and the losses; the trainer owns optimisation, logging, progress
+and checkpoints, so distillation, margin-softmax training, a VAE and a GAN all run here. A task
+with one optimiser is called as ``task(batch, "main")``; a GAN registers two optimisers
+(``{"discriminator": ..., "generator": ...}``) and is called once per phase, in that order.
+
+Example:
+    >>> trainer = Trainer(task, {"main": torch.optim.Adam(task.model.parameters(), 1e-3)},  # doctest: +SKIP
+    ...                   TrainerConfig(steps=2000, checkpoint_every=500), run_dir="runs/p035")
+    >>> history = trainer.fit(loader)                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from slimvision.config import BaseConfig
+from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.training.checkpoint import CheckpointStore
+
+log = logging.getLogger(__name__)
+
+
+class Task(Protocol):
+    """What the trainer needs from a task."""
+
+    #: Everything whose weights are trained and checkpointed (a ModuleDict for several nets).
+    model: nn.Module
+
+    def __call__(self, batch: Any, phase: str) -> dict[str, torch.Tensor]:
+        """Losses and metrics of one batch for one optimiser ``phase``; must hold "loss"."""
+        ...
+
+
+@dataclass
+class TrainerConfig(BaseConfig):
+    steps: int = 1000
+    log_every: int = 50
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    #: Clip the global gradient norm of each phase's parameters (None: no clipping).
+    grad_clip: float | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("steps", "log_every", "checkpoint_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainerConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"TrainerConfig.grad_clip must be positive, got {self.grad_clip}")
+
+
+@dataclass
+class History:
+    """Per-step averages of every number a task returned, logged every ``log_every`` steps."""
+
+    steps: list[int] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    resumed_from: int = 0
+
+    def add(self, step: int, sums: dict[str, float], count: int) -> None:
+        self.steps.append(step)
+        for key, total in sums.items():
+            self.values.setdefault(key, []).append(total / count)
+
+
+class Trainer:
+    """Runs a task for ``config.steps`` optimiser steps, resuming from ``run_dir`` if it holds one."""
+
+    def __init__(self, task: Task, optimizers: dict[str, torch.optim.Optimizer], config: TrainerConfig,
+                 run_dir: str | Path | None = None, extra: dict[str, Any] | None = None) -> None:
+        if not optimizers:
+            raise SlimvisionError("the trainer needs at least one optimiser")
+        self.task = task
+        self.optimizers = optimizers
+        self.config = config
+        self.store = CheckpointStore(run_dir, config.keep_last) if run_dir is not None else None
+        self.extra = extra or {}
+        self.step = 0
+
+    def resume(self) -> int:
+        """Load the run's latest checkpoint, if any; returns the step it reached."""
+        if self.store is not None:
+            state = self.store.load_latest(self.task.model, self.optimizers)
+            if state is not None:
+                self.step = state.step
+                log.info("resumed from %s (step %d)", state.path, state.step)
+        return self.step
+
+    def fit(self, batches: Iterable[Any], resume: bool = True) -> History:
+        """Train until ``config.steps``; ``batches`` is re-iterated when it runs out (epochs)."""
+        history = History(resumed_from=self.resume() if resume else 0)
+        self.task.model.train()
+        sums: dict[str, float] = {}
+        count = 0
+        with _progress(self.config, self.step) as bar:
+            for batch in _forever(batches, self.step >= self.config.steps):
+                if self.step >= self.config.steps:
+                    break
+                for key, value in self._train_step(batch).items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+                self.step += 1
+                bar.update(1)
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                    history.add(self.step, sums, count)
+                    bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items() if k.endswith("loss")})
+                    sums, count = {}, 0
+                if self.store is not None and (self.step % self.config.checkpoint_every == 0
+                                               or self.step == self.config.steps):
+                    self.store.save(self.step, self.task.model, self.optimizers, self.extra)
+        return history
+
+    def _train_step(self, batch: Any) -> dict[str, float]:
+        numbers: dict[str, float] = {}
+        for phase, optimizer in self.optimizers.items():
+            optimizer.zero_grad(set_to_none=True)
+            out = self.task(batch, phase)
+            loss = out.get("loss")
+            if loss is None:
+                raise SlimvisionError(f"the task returned no 'loss' for phase {phase!r} (keys: {sorted(out)})")
+            if not torch.isfinite(loss):
+                raise SlimvisionError(f"loss became {loss.item()} at step {self.step + 1} ({phase}); "
+                                      "lower the learning rate or check the data")
+            loss.backward()
+            if self.config.grad_clip is not None:
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            optimizer.step()
+            prefix = "" if len(self.optimizers) == 1 else f"{phase}/"
+            numbers.update({prefix + key: float(value.detach()) for key, value in out.items()
+                            if isinstance(value, torch.Tensor) and value.numel() == 1})
+        return numbers
+
+
+def _forever(batches: Iterable[Any], done: bool) -> Iterator[Any]:
+    if done:
+        return
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise SlimvisionError("the training data gave no batches")
+
+
+class _NoBar:
+    def update(self, count: int) -> None:
+        pass
+
+    def set_postfix(self, values: dict[str, str]) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(config: TrainerConfig, start: int) -> Any:
+    if not config.progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=config.steps, initial=start, unit="step", desc="training", dynamic_ncols=True,
+                smoothing=0.05, mininterval=0.5)
