@@ -1,0 +1,379 @@
+"""torch -> ONNX export, checked against torch and written with its preprocessing and provenance.
+
+Every export runs the new ONNX graph in ONNX Runtime next to the torch model, on the example
+inputs, on random inputs of the same shapes, on random inputs with every dynamic dimension
+changed (so a size baked into the graph is caught) and on any inputs the caller gives. The max
+abs difference of each check is reported; above ``tolerance`` nothing is written and
+:class:`ExportParityError` says which check failed. Only then are ``model.onnx`` and its
+sidecar ``model.json`` written, each atomically.
+
+The sidecar says how to feed the model (layout, size or ``"any"``, value range, channel
+order), so a pipeline never guesses preprocessing from the graph, and where it came from
+(source weights and their sha256, the model's config, slimvision/torch/onnx/onnxruntime
+versions, opset), plus the parity numbers.
+
+Example:
+    >>> report = export_onnx(model, "out/transformer.onnx",                         # doctest: +SKIP
+    ...                      {"content": torch.rand(1, 3, 64, 64), "style": torch.randn(1, 100)},
+    ...                      dynamic_axes={"content": {0: "batch", 2: "height", 3: "width"},
+    ...                                    "style": {0: "batch"}},
+    ...                      preprocessing={"content": ImageInput(layout="NCHW")})
+    >>> report.max_abs_diff < 1e-4                                                  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+import slimvision
+from slimvision.config import BaseConfig
+from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = "slimvision-onnx-sidecar-v1"
+DEFAULT_OPSET = 17
+Feeds = Mapping[str, "np.ndarray | torch.Tensor"]
+
+
+class ExportError(SlimvisionError):
+    """The model could not be exported, or the exported graph does not run."""
+
+
+class ExportParityError(ExportError):
+    """ONNX Runtime and torch disagree by more than the tolerance; nothing was written."""
+
+
+@dataclass
+class ImageInput(BaseConfig):
+    """How an image must be prepared for one model input (stored in the sidecar).
+
+    Attributes:
+        layout: axis order of the input tensor.
+        size: (height, width) the model needs, or ``"any"`` when height and width are free.
+        value_range: pixel values are scaled into this range (after any mean/std).
+        channel_order: colour channel order.
+        mean / std: per-channel normalisation applied after scaling to ``value_range``, if any.
+    """
+
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    size: tuple[int, int] | str = "any"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if isinstance(self.size, str) and self.size != "any":
+            raise ConfigError(f"{name}: size must be [height, width] or 'any', got {self.size!r}")
+        if isinstance(self.size, tuple) and min(self.size) < 1:
+            raise ConfigError(f"{name}: size must be positive, got {self.size}")
+        if self.value_range[0] >= self.value_range[1]:
+            raise ConfigError(f"{name}: value_range must be (low, high) with low < high, got {self.value_range}")
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError(f"{name}: give both mean and std, or neither")
+
+
+@dataclass
+class ParityCheck:
+    """One comparison of ONNX Runtime against torch."""
+
+    name: str
+    shapes: dict[str, list[int]]
+    max_abs_diff: float
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote and how closely ONNX Runtime matched torch."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    tolerance: float
+    checks: list[ParityCheck] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(check.max_abs_diff for check in self.checks)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{c.name} {c.max_abs_diff:.2e}" for c in self.checks)
+        return f"{self.onnx_path.name}: ONNX Runtime vs torch max abs diff {parts} (tolerance {self.tolerance:g})"
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    example_inputs: Feeds,
+    *,
+    output_names: Sequence[str] = ("output",),
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    preprocessing: Mapping[str, ImageInput] | None = None,
+    check_inputs: Sequence[Feeds] = (),
+    tolerance: float = 1e-4,
+    opset: int = DEFAULT_OPSET,
+    source_weights: str | Path | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+) -> ExportReport:
+    """Export ``model`` to ONNX at ``path``, check it against torch, write it and its sidecar.
+
+    Args:
+        model: the network; exported in eval mode (its training flag is restored afterwards).
+        path: where the ``.onnx`` goes; the sidecar is the same path with ``.json``.
+        example_inputs: input name -> tensor, in the order ``forward`` takes them.
+        output_names: names for the graph outputs, in the order ``forward`` returns them.
+        dynamic_axes: input or output name -> {axis: symbolic name}; the same name on two
+            tensors means the same size (e.g. ``"batch"``). Axes not named are fixed.
+        preprocessing: input name -> how to prepare an image for it (image inputs only).
+        check_inputs: extra feeds to compare on (e.g. real images), besides the random ones.
+        tolerance: the largest max abs difference accepted on any check.
+        opset: ONNX opset to export with.
+        source_weights: the weights file or folder the model was loaded from (hashed into the
+            sidecar's provenance).
+        overwrite: replace existing files at ``path`` and its sidecar.
+        seed: seeds the random check inputs.
+
+    Raises:
+        ExportError: bad arguments, or torch cannot export the model.
+        ExportParityError: a check differs by more than ``tolerance`` (nothing is written).
+    """
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    names = list(example_inputs)
+    _check_arguments(names, output_names, dynamic_axes or {}, preprocessing or {}, path, sidecar)
+    examples = {name: torch.as_tensor(value) for name, value in example_inputs.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        data = _export_bytes(model, examples, output_names, dynamic_axes or {}, opset)
+        checks = _parity_checks(model, data, examples, dynamic_axes or {}, preprocessing or {}, check_inputs, seed)
+    finally:
+        model.train(was_training)
+    report = ExportReport(path, sidecar, tolerance, checks)
+    log.info("%s", report.summary())
+    if report.max_abs_diff > tolerance or not np.isfinite(report.max_abs_diff):
+        raise ExportParityError(f"{path}: not written; {report.summary()}")
+    metadata = _sidecar(model, data, path, preprocessing or {}, opset, source_weights, report)
+    write_bytes_atomic(path, data, overwrite=overwrite)
+    write_text_atomic(sidecar, json.dumps(metadata, indent=2) + "\n", overwrite=overwrite)
+    return report
+
+
+def load_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar of an exported model (``model.onnx`` -> ``model.json``), checked for its format."""
+    from slimvision.errors import InputError
+
+    sidecar = Path(path).with_suffix(".json")
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(sidecar, f"cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(sidecar, f"invalid JSON ({exc})") from None
+    if data.get("format") != SIDECAR_FORMAT:
+        raise InputError(sidecar, f"not a {SIDECAR_FORMAT} sidecar")
+    return data
+
+
+def _check_arguments(names: list[str], output_names: Sequence[str], dynamic_axes: Mapping[str, Any],
+                     preprocessing: Mapping[str, Any], path: Path, sidecar: Path) -> None:
+    if not names:
+        raise ExportError("export_onnx: example_inputs is empty")
+    if path.suffix != ".onnx":
+        raise ExportError(f"{path}: the exported model's name must end in .onnx")
+    unknown = sorted(set(dynamic_axes) - set(names) - set(output_names))
+    if unknown:
+        raise ExportError(f"dynamic_axes names {unknown}, which are neither inputs {names} nor outputs "
+                          f"{list(output_names)}")
+    unknown = sorted(set(preprocessing) - set(names))
+    if unknown:
+        raise ExportError(f"preprocessing names {unknown}, which are not inputs {names}")
+    if not all(isinstance(spec, ImageInput) for spec in preprocessing.values()):
+        raise ExportError("preprocessing values must be ImageInput configs")
+
+
+def _export_bytes(model: nn.Module, examples: dict[str, torch.Tensor], output_names: Sequence[str],
+                  dynamic_axes: Mapping[str, Mapping[int, str]], opset: int) -> bytes:
+    """The serialised, checker-validated ONNX model."""
+    import onnx
+
+    buffer = io.BytesIO()
+    # The TorchScript exporter: the dynamo one needs onnxscript, which is not a dependency. Its
+    # deprecation notice and instance-norm "train=True" note (stats come from the input either
+    # way) would otherwise reach every user.
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        try:
+            torch.onnx.export(model, tuple(examples.values()), buffer, dynamo=False,
+                              input_names=list(examples), output_names=list(output_names),
+                              dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()},
+                              opset_version=opset, do_constant_folding=True)
+        except Exception as exc:  # torch raises many types here; the message is what helps
+            raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
+    # A tracer warning flags a value frozen at the example's size: usually harmless (torch's own
+    # shape checks), and the resized parity check is what decides, so it is logged, not shown.
+    for warning in caught:
+        if issubclass(warning.category, torch.jit.TracerWarning):
+            log.info("tracing %s: %s", type(model).__name__, str(warning.message).split(". ")[0])
+    data = buffer.getvalue()
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the exported {type(model).__name__} graph is invalid: {exc}") from exc
+    return data
+
+
+def _parity_checks(model: nn.Module, data: bytes, examples: dict[str, torch.Tensor],
+                   dynamic_axes: Mapping[str, Mapping[int, str]], preprocessing: Mapping[str, ImageInput],
+                   check_inputs: Sequence[Feeds], seed: int) -> list[ParityCheck]:
+    session = _session(data)
+    rng = np.random.default_rng(seed)
+    shapes = {name: tuple(t.shape) for name, t in examples.items()}
+    feeds = [("example", examples), ("random", _random_feeds(examples, shapes, preprocessing, rng))]
+    if any(name in dynamic_axes for name in examples):
+        resized = _resized_shapes(shapes, dynamic_axes)
+        feeds.append(("random-resized", _random_feeds(examples, resized, preprocessing, rng)))
+    feeds += [(f"given[{i}]", {k: torch.as_tensor(v) for k, v in f.items()}) for i, f in enumerate(check_inputs)]
+    return [_compare(model, session, name, feed) for name, feed in feeds]
+
+
+def _session(data: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2  # checks are small; two threads keep CI machines responsive
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"ONNX Runtime cannot load the exported graph: {exc}") from exc
+
+
+def _random_feeds(examples: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]],
+                  preprocessing: Mapping[str, ImageInput], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Uniform in the value range for image inputs; matching mean and spread for the others."""
+    feeds = {}
+    for name, example in examples.items():
+        if name in preprocessing:
+            low, high = preprocessing[name].value_range
+            values = rng.uniform(low, high, shapes[name])
+        else:
+            spread = float(example.float().std()) if example.numel() > 1 else 1.0
+            values = rng.standard_normal(shapes[name]) * (spread or 1.0) + float(example.float().mean())
+        feeds[name] = torch.from_numpy(values).to(example.dtype)
+    return feeds
+
+
+def _resized_shapes(shapes: dict[str, tuple[int, ...]],
+                    dynamic_axes: Mapping[str, Mapping[int, str]]) -> dict[str, tuple[int, ...]]:
+    """Every dynamic dimension changed: batch-like (axis 0) + 1, spatial ones by different odd steps.
+
+    One new size per symbolic name, so tensors that share a dimension keep sharing it.
+    """
+    new_sizes: dict[str, int] = {}
+    resized = {}
+    for name, shape in shapes.items():
+        dims = list(shape)
+        for axis, symbol in dynamic_axes.get(name, {}).items():
+            if symbol not in new_sizes:
+                step = 1 if axis == 0 else 5 + 6 * len(new_sizes)
+                new_sizes[symbol] = dims[axis] + step
+            dims[axis] = new_sizes[symbol]
+        resized[name] = tuple(dims)
+    return resized
+
+
+def _compare(model: nn.Module, session: Any, name: str, feeds: dict[str, torch.Tensor]) -> ParityCheck:
+    with torch.no_grad():
+        expected = model(*feeds.values())
+    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+    try:
+        produced = session.run(None, {k: v.numpy() for k, v in feeds.items()})
+    except Exception as exc:
+        shapes = {k: list(v.shape) for k, v in feeds.items()}
+        raise ExportError(f"ONNX Runtime failed on the '{name}' check with inputs {shapes}: {exc}") from exc
+    diff = 0.0
+    for index, (ours, theirs) in enumerate(zip(expected, produced)):
+        if tuple(ours.shape) != theirs.shape:
+            raise ExportParityError(f"'{name}' check: output {index} has shape {theirs.shape} in ONNX Runtime, "
+                                    f"{tuple(ours.shape)} in torch")
+        diff = max(diff, float(np.abs(ours.numpy().astype(np.float64) - theirs).max(initial=0.0)))
+    if len(expected) != len(produced):
+        raise ExportParityError(f"'{name}' check: torch returns {len(expected)} outputs, the graph {len(produced)}")
+    return ParityCheck(name, {k: list(v.shape) for k, v in feeds.items()}, diff)
+
+
+def _sidecar(model: nn.Module, data: bytes, path: Path, preprocessing: Mapping[str, ImageInput], opset: int,
+             source_weights: str | Path | None, report: ExportReport) -> dict[str, Any]:
+    import hashlib
+
+    import onnx
+    import onnxruntime
+
+    graph = onnx.load_from_string(data).graph
+    # A wrapper (e.g. a layout adapter) has no config of its own: record the configured network inside.
+    configured = next((m for m in model.modules() if isinstance(getattr(m, "config", None), BaseConfig)), None)
+    return {
+        "format": SIDECAR_FORMAT,
+        "model": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "inputs": [_tensor_spec(value) for value in graph.input],
+        "outputs": [_tensor_spec(value) for value in graph.output],
+        "preprocessing": {name: spec.to_dict() for name, spec in preprocessing.items()},
+        "provenance": {
+            "source_weights": _weights_provenance(source_weights),
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "config": configured.config.to_dict() if configured is not None else None,
+            "config_class": type(configured.config).__name__ if configured is not None else None,
+            "slimvision": slimvision.__version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "opset": opset,
+            "exporter": "torch.onnx.export (TorchScript)",
+        },
+        "parity": {
+            "tolerance": report.tolerance,
+            "max_abs_diff": report.max_abs_diff,
+            "checks": [{"name": c.name, "shapes": c.shapes, "max_abs_diff": c.max_abs_diff} for c in report.checks],
+        },
+    }
+
+
+def _tensor_spec(value: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    tensor = value.type.tensor_type
+    dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": dims}
+
+
+def _weights_provenance(source: str | Path | None) -> list[dict[str, str]] | None:
+    """[{path, sha256}] for a weights file, or for every file in a weights folder."""
+    from slimvision.assets import file_sha256
+
+    if source is None:
+        return None
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif source.is_file():
+        files = [source]
+    else:
+        raise ExportError(f"{source}: source_weights is neither a file nor a folder")
+    return [{"path": str(p.resolve()), "sha256": file_sha256(p)} for p in files]

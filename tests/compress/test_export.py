@@ -1,0 +1,176 @@
+"""torch -> ONNX export: parity checks, dynamic sizes, atomic writes and the sidecar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_flush_denormal(True)  # denormals slow CPU convolutions many times over
+
+import onnxruntime as ort  # noqa: E402
+from torch import nn  # noqa: E402
+
+import slimvision  # noqa: E402
+from slimvision.compress.export import (  # noqa: E402
+    ExportError, ExportParityError, ImageInput, export_onnx, load_sidecar,
+)
+from slimvision.errors import ConfigError, OutputError  # noqa: E402
+
+
+class TinyNet(nn.Module):
+    """Conv + instance norm + nearest upsampling: the ops the style networks export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.out = nn.Conv2d(4, 3, 3, padding=1, padding_mode="reflect")
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W), H and W even
+        x = torch.relu(nn.functional.instance_norm(self.conv(image)))
+        return torch.sigmoid(self.out(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")))
+
+
+class ShapeSensitive(nn.Module):
+    """Adds a constant that the tracer bakes in at the example's width: wrong at any other width."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image + float(image.shape[-1])
+
+
+IMAGE = {"image": ImageInput(layout="NCHW")}
+DYNAMIC = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_tiny_model_exports_with_dynamic_sizes_and_a_sidecar(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet()
+    photo = np.random.default_rng(1).random((1, 3, 20, 30), dtype=np.float32)
+    report = export_onnx(model, tmp_path / "tiny.onnx", {"image": torch.rand(1, 3, 16, 24)},
+                         dynamic_axes=DYNAMIC, preprocessing=IMAGE, check_inputs=[{"image": photo}])
+    assert [c.name for c in report.checks] == ["example", "random", "random-resized", "given[0]"]
+    assert report.checks[2].shapes == {"image": [2, 3, 27, 41]}  # batch and both sides changed
+    assert report.max_abs_diff <= 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.onnx"]  # no temp files
+
+    # The written graph runs at a size and batch no check used.
+    x = torch.rand(3, 3, 8, 12)
+    with torch.no_grad():
+        np.testing.assert_allclose(_session(report.onnx_path).run(None, {"image": x.numpy()})[0], model(x).numpy(),
+                                   atol=1e-5)
+
+    sidecar = load_sidecar(report.onnx_path)
+    assert sidecar["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}]
+    assert sidecar["preprocessing"]["image"] == {"layout": "NCHW", "size": "any", "value_range": [0.0, 1.0],
+                                                "channel_order": "RGB", "mean": None, "std": None}
+    provenance = sidecar["provenance"]
+    assert provenance["slimvision"] == slimvision.__version__ and provenance["torch"] == torch.__version__
+    assert provenance["opset"] == 17 and provenance["source_weights"] is None
+    assert provenance["model_class"].endswith("TinyNet")
+    assert sidecar["parity"]["max_abs_diff"] == report.max_abs_diff
+    import hashlib
+
+    assert sidecar["sha256"] == hashlib.sha256(report.onnx_path.read_bytes()).hexdigest()
+
+
+def test_a_size_baked_into_the_graph_fails_parity_and_writes_nothing(tmp_path):
+    with pytest.raises(ExportParityError, match="random-resized"):
+        export_onnx(ShapeSensitive(), tmp_path / "bad.onnx", {"image": torch.rand(1, 3, 8, 8)},
+                    dynamic_axes={"image": {2: "height", 3: "width"}}, preprocessing=IMAGE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tolerance_is_enforced(tmp_path):
+    model = TinyNet()
+    with pytest.raises(ExportParityError, match="tolerance 0"):
+        export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 16, 16) * 50}, tolerance=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_files_need_overwrite_and_model_mode_is_restored(tmp_path):
+    model = TinyNet().train()
+    export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)})
+    assert model.training
+    with pytest.raises(OutputError, match="exists"):
+        export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)})
+    export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, overwrite=True)
+
+
+def test_source_weights_are_hashed_into_the_provenance(tmp_path):
+    from slimvision.assets import file_sha256
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\x00" * 64)
+    report = export_onnx(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, source_weights=weights)
+    assert load_sidecar(report.onnx_path)["provenance"]["source_weights"] == [
+        {"path": str(weights.resolve()), "sha256": file_sha256(weights)}]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dynamic_axes": {"imgae": {0: "batch"}}}, "imgae"),
+    ({"preprocessing": {"other": ImageInput()}}, "preprocessing names"),
+    ({"source_weights": "/no/such/weights"}, "neither a file nor a folder"),
+])
+def test_bad_arguments_are_clear_errors(tmp_path, kwargs, message):
+    with pytest.raises(ExportError, match=message):
+        export_onnx(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, **kwargs)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_image_input_rejects_bad_values():
+    with pytest.raises(ConfigError, match="'any'"):
+        ImageInput(size="auto")
+    with pytest.raises(ConfigError, match="low < high"):
+        ImageInput(value_range=(1.0, 0.0))
+    assert ImageInput.from_dict({"size": [256, 256]}).size == (256, 256)
+
+
+def test_ported_transformer_exports_as_a_drop_in_for_the_shipped_graph(tmp_path, cache_dir):
+    """NHWC in/out like arbitrary_transform.onnx; checked against torch and against the shipped float graph."""
+    from PIL import Image
+
+    from slimvision.assets import STYLE_TEACHER_TRANSFORM, samples_dir
+    from slimvision.inference.precision import with_float_weights
+    from slimvision.models.style import NHWCStyleTransformer
+    from slimvision.models.style.port import port_transformer
+    from slimvision.models.weights import save_model
+
+    teacher = port_transformer()
+    folder = save_model(teacher, tmp_path / "teacher")
+    with Image.open(samples_dir() / "content" / "coffee.jpg") as image:
+        photo = (np.asarray(image.convert("RGB").resize((90, 60)), dtype=np.float32) / 255)[None]
+    vector = np.random.default_rng(0).standard_normal((1, 1, 1, 100)).astype(np.float32)
+    report = export_onnx(
+        NHWCStyleTransformer(teacher), tmp_path / "transformer.onnx",
+        {"content_image": torch.rand(1, 64, 48, 3), "style_vector": torch.from_numpy(vector)},
+        output_names=["stylized_image"],
+        dynamic_axes={"content_image": {0: "batch", 1: "height", 2: "width"}, "style_vector": {0: "batch"},
+                      "stylized_image": {0: "batch", 1: "height", 2: "width"}},
+        preprocessing={"content_image": ImageInput(layout="NHWC")},
+        check_inputs=[{"content_image": photo, "style_vector": vector}],
+        source_weights=folder,
+    )
+    assert report.max_abs_diff <= 1e-4, report.summary()
+    sidecar = json.loads(report.sidecar_path.read_text())
+    assert sidecar["provenance"]["config"]["residual_blocks"] == 5
+    assert {Path(f["path"]).name for f in sidecar["provenance"]["source_weights"]} == {"config.json",
+                                                                                     "model.safetensors"}
+    # Same interface and same numbers as the shipped transformer with float weights.
+    shipped = _session_bytes(with_float_weights(STYLE_TEACHER_TRANSFORM.path()))
+    expected = shipped.run(None, {"content_image": photo, "mobilenet_conv/Conv/BiasAdd": vector})[0]
+    ours = _session(report.onnx_path).run(None, {"content_image": photo, "style_vector": vector})[0]
+    assert np.abs(ours - expected).max() <= 1e-4
+
+
+def _session_bytes(data: bytes):
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+
