@@ -1,0 +1,201 @@
+"""Knowledge distillation: fit a student to a frozen teacher's outputs, the teacher run once per sample.
+
+The teacher can be anything that maps a batch of inputs to outputs without gradients, most
+usefully an ONNX model on ONNX Runtime (:class:`OnnxTeacher`): the shipped int8 Magenta
+networks teach their torch students this way. Teacher outputs are cached on disk by sample id
+(:class:`TeacherCache`), so epochs two and later never run the teacher again, and a cache made
+for another teacher (another sha256) is refused instead of silently reused.
+
+Two tasks for ``slimvision.training.trainer.Trainer``:
+
+* :class:`VectorDistillTask`: MSE between student and teacher vectors (the style-predictor
+  compression of the paper we build on: Inception-v3 -> MobileNetV2 by MSE on style vectors);
+* :class:`ImageDistillTask`: L1 between student and teacher images, plus an optional feature
+  (perceptual) term from a frozen feature extractor.
+
+A batch is a dict: ``{"inputs": student input (B, ...), "ids": B sample ids}``, and for image
+tasks optionally ``"style"`` (B, D) passed to both networks.
+
+Example:
+    >>> teacher = OnnxTeacher(STYLE_TEACHER_PREDICTOR.path(), layout="NHWC")     # doctest: +SKIP
+    >>> task = VectorDistillTask(student, teacher, TeacherCache("cache/predictor", teacher.fingerprint))  # doctest: +SKIP
+    >>> Trainer(task, {"main": torch.optim.Adam(student.parameters(), 1e-3)}, cfg).fit(loader)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimvision.errors import InputError, SlimvisionError
+from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
+
+TeacherFn = Callable[..., np.ndarray]
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OnnxTeacher:
+    """An ONNX model as a teacher: numpy batch in (NCHW, like the student), numpy outputs out.
+
+    Args:
+        model: path to (or bytes of) the ONNX model.
+        layout: the model's image layout; "NHWC" inputs are transposed from the student's NCHW
+            and image outputs transposed back.
+        output: which output to return (index).
+        run_one_by_one: feed samples one at a time (for graphs fixed at batch 1, like Magenta's).
+    """
+
+    def __init__(self, model: str | Path | bytes, layout: Literal["NCHW", "NHWC"] = "NCHW", output: int = 0,
+                 run_one_by_one: bool = True) -> None:
+        from slimvision.assets import file_sha256
+        from slimvision.inference.session import OnnxModel
+
+        self.model = OnnxModel(model, name="teacher")
+        self.layout = layout
+        self.output = output
+        self.run_one_by_one = run_one_by_one
+        self.fingerprint = (file_sha256(Path(model)) if not isinstance(model, bytes)
+                            else _bytes_sha256(model))
+
+    def __call__(self, inputs: np.ndarray, *extra: np.ndarray) -> np.ndarray:
+        images = inputs.transpose(0, 2, 3, 1) if self.layout == "NHWC" and inputs.ndim == 4 else inputs
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if not self.run_one_by_one:
+            return self._run(images, *extra)
+        return np.concatenate([self._run(images[i:i + 1], *(e[i:i + 1] for e in extra)) for i in range(len(images))])
+
+    def _run(self, images: np.ndarray, *extra: np.ndarray) -> np.ndarray:
+        names = self.model.input_names
+        feeds = {names[0]: images}
+        for name, value in zip(names[1:], extra):
+            shape = self.model.input_shapes()[name]
+            feeds[name] = np.ascontiguousarray(value.reshape([len(images)] + [d if isinstance(d, int) else -1
+                                                                                for d in shape[1:]]), np.float32)
+        out = self.model.run(feeds)[self.output]
+        return out.transpose(0, 3, 1, 2) if self.layout == "NHWC" and out.ndim == 4 else out
+
+
+def _bytes_sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+class TeacherCache:
+    """Teacher outputs on disk, one ``.npy`` per sample id, bound to one teacher fingerprint."""
+
+    def __init__(self, folder: str | Path, fingerprint: str) -> None:
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+        manifest = self.folder / "teacher.json"
+        if manifest.is_file():
+            recorded = json.loads(manifest.read_text()).get("fingerprint")
+            if recorded != fingerprint:
+                raise InputError(manifest, f"cache belongs to teacher {str(recorded)[:12]}..., not "
+                                           f"{fingerprint[:12]}...; use another folder or delete it")
+        else:
+            write_text_atomic(manifest, json.dumps({"fingerprint": fingerprint}) + "\n", overwrite=True)
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, sample_id: str) -> Path:
+        return self.folder / f"{_SAFE_ID.sub('_', sample_id)}.npy"
+
+    def outputs(self, ids: Sequence[str], inputs: np.ndarray, teacher: TeacherFn, *extra: np.ndarray) -> np.ndarray:
+        """Teacher outputs for a batch, computing (in one teacher call) only the missing ones."""
+        if len(set(ids)) != len(ids):
+            raise SlimvisionError("sample ids in a batch must be unique (they key the teacher cache)")
+        found = {i: np.load(self._path(sid)) for i, sid in enumerate(ids) if self._path(sid).is_file()}
+        missing = [i for i in range(len(ids)) if i not in found]
+        self.hits += len(found)
+        self.misses += len(missing)
+        if missing:
+            computed = teacher(inputs[missing], *(e[missing] for e in extra))
+            for i, value in zip(missing, computed):
+                found[i] = value
+                write_bytes_atomic(self._path(ids[i]), _npy_bytes(value), overwrite=True)
+        return np.stack([found[i] for i in range(len(ids))])
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _teacher_targets(batch: dict[str, Any], teacher: TeacherFn, cache: TeacherCache | None,
+                     extra_keys: Sequence[str]) -> torch.Tensor:
+    inputs = batch["inputs"].detach().cpu().numpy()
+    extra = [batch[key].detach().cpu().numpy() for key in extra_keys if key in batch]
+    if cache is None:
+        values = teacher(inputs, *extra)
+    else:
+        if "ids" not in batch:
+            raise SlimvisionError("a cached teacher needs sample 'ids' in every batch")
+        values = cache.outputs(list(batch["ids"]), inputs, teacher, *extra)
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(batch["inputs"].device)
+
+
+class VectorDistillTask:
+    """Student vector vs teacher vector: MSE (reported with the mean cosine similarity)."""
+
+    def __init__(self, student: nn.Module, teacher: TeacherFn, cache: TeacherCache | None = None) -> None:
+        self.model = student
+        self.teacher = teacher
+        self.cache = cache
+
+    def __call__(self, batch: dict[str, Any], phase: str = "main") -> dict[str, torch.Tensor]:
+        target = _teacher_targets(batch, self.teacher, self.cache, ())
+        predicted = self.model(batch["inputs"]).reshape(target.shape)
+        mse = nn.functional.mse_loss(predicted, target)
+        cosine = nn.functional.cosine_similarity(predicted.flatten(1), target.flatten(1)).mean()
+        return {"loss": mse, "mse": mse.detach(), "cosine": cosine.detach()}
+
+
+class ImageDistillTask:
+    """Student image vs teacher image: L1, plus ``feature_weight`` x L1 between frozen features.
+
+    Args:
+        student: maps ``inputs`` (and ``style`` if the batch has it) to images like the teacher's.
+        teacher: a teacher function (e.g. :class:`OnnxTeacher` with layout "NHWC").
+        features: a frozen network giving a feature map (or list of maps) of an image, e.g.
+            EfficientNet-Lite0's early stages; its parameters are frozen here.
+    """
+
+    def __init__(self, student: nn.Module, teacher: TeacherFn, cache: TeacherCache | None = None,
+                 features: nn.Module | None = None, feature_weight: float = 0.1) -> None:
+        self.model = student
+        self.teacher = teacher
+        self.cache = cache
+        self.features = features
+        self.feature_weight = feature_weight
+        if features is not None:
+            features.eval().requires_grad_(False)
+
+    def __call__(self, batch: dict[str, Any], phase: str = "main") -> dict[str, torch.Tensor]:
+        target = _teacher_targets(batch, self.teacher, self.cache, ("style",))
+        args = (batch["inputs"], batch["style"]) if "style" in batch else (batch["inputs"],)
+        predicted = self.model(*args)
+        l1 = nn.functional.l1_loss(predicted, target)
+        out = {"l1": l1.detach()}
+        loss = l1
+        if self.features is not None and self.feature_weight > 0:
+            feature_loss = sum(nn.functional.l1_loss(p, t) for p, t in
+                               zip(_as_list(self.features(predicted)), _as_list(self.features(target))))
+            loss = loss + self.feature_weight * feature_loss
+            out["feature_l1"] = feature_loss.detach()
+        out["loss"] = loss
+        return out
+
+
+def _as_list(maps: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [maps] if isinstance(maps, torch.Tensor) else list(maps)
