@@ -174,3 +174,22 @@ def _session_bytes(data: bytes):
 
 
 
+
+
+def test_predictor_exports_with_dynamic_batch_and_refuses_dynamic_sizes(tmp_path):
+    """TF "SAME" padding depends on the input's parity, which the TorchScript tracer freezes: the
+    predictor exports at a fixed size (256 for the teacher) with a free batch, and the resized
+    parity check refuses a free height/width instead of writing a wrong graph."""
+    from slimvision.models.style import StylePredictor, StylePredictorConfig
+
+    model = StylePredictor(StylePredictorConfig(width_multiplier=0.35, last_channels=64))
+    example = {"style_image": torch.rand(1, 3, 64, 64)}
+    report = export_onnx(model, tmp_path / "predictor.onnx", example, output_names=["style_vector"],
+                         preprocessing={"style_image": ImageInput(size=(64, 64))},
+                         dynamic_axes={"style_image": {0: "batch"}, "style_vector": {0: "batch"}})
+    assert report.checks[2].shapes == {"style_image": [2, 3, 64, 64]}
+    assert report.max_abs_diff <= 1e-4, report.summary()
+    assert load_sidecar(report.onnx_path)["preprocessing"]["style_image"]["size"] == [64, 64]
+    with pytest.raises(ExportParityError, match="random-resized"):
+        export_onnx(model, tmp_path / "free.onnx", example,
+                    dynamic_axes={"style_image": {0: "batch", 2: "height", 3: "width"}})

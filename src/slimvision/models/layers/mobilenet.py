@@ -3,7 +3,10 @@
 TensorFlow pads a stride-2 convolution asymmetrically (nothing before, one pixel after on an even
 input); torch's symmetric ``padding=`` would shift every feature map by half a pixel and the
 port would drift from the teacher. :class:`SamePadConv2d` computes TF's padding from the input
-size at run time, so it matches at any resolution (and exports to ONNX with dynamic H/W).
+size at run time, so it matches at any resolution in torch. The TorchScript ONNX exporter
+freezes that padding at the traced size (the export's resized parity check refuses a free H/W),
+so export these networks at a fixed size with a free batch; the teacher predictor is fixed at
+256x256 anyway.
 
 Example:
     >>> import torch
