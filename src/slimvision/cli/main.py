@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import style
+    from slimvision.cli import style, train
 
     parser = argparse.ArgumentParser(
         prog="slimvision",
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     style.add_commands(groups)
+    train.add_commands(groups)
     return parser
 
 

@@ -1,0 +1,59 @@
+"""``slimvision train ...``: the commands that train (and distil) the students we ship.
+
+torch is imported only when a command runs, so ``slimvision --help`` stays fast and the
+inference-only install (without the ``train`` extra) still starts; a training command there
+says which extra to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from slimvision.errors import SlimvisionError
+
+
+def add_commands(groups: argparse._SubParsersAction) -> None:
+    train = groups.add_parser("train", help="train or distil models (needs the 'train' extra: torch)",
+                              description="Train or distil models. Needs: pip install 'slimvision[train]'.")
+    commands = train.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    predictor = commands.add_parser(
+        "style-predictor", help="distil the style predictor into a narrower MobileNetV2",
+        description="Distil the shipped style predictor (MobileNetV2 1.0, int8) into a narrower MobileNetV2 by "
+                    "MSE between style vectors, on style samples from installed packages plus procedural "
+                    "textures. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ "
+                    "(safetensors + config), RUN_DIR/student.onnx (+ .json) and RUN_DIR/report.json.")
+    predictor.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
+    predictor.add_argument("--width", type=float, default=0.35, help="width multiplier (default 0.35)")
+    predictor.add_argument("--last-channels", type=int, default=1280, help="channels of the last 1x1 conv (default 1280)")
+    predictor.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    predictor.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    predictor.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed (default 2e-3)")
+    predictor.add_argument("--samples", type=int, default=20_000, help="distinct style samples (default 20000)")
+    predictor.add_argument("--seed", type=int, default=0, help="seed of the samples and the student's init")
+    predictor.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    predictor.add_argument("--json", action="store_true", help="print the report as JSON")
+    predictor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    predictor.set_defaults(run=run_style_predictor)
+
+
+def run_style_predictor(args: argparse.Namespace) -> int:
+    try:
+        from slimvision.training.style_predictor import PredictorDistillConfig, distill_predictor
+    except ImportError as exc:
+        raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
+    config = PredictorDistillConfig(width_multiplier=args.width, last_channels=args.last_channels,
+                                    steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                                    samples=args.samples, seed=args.seed, device=args.device)
+    report = distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
+    held = report["held_out"]
+    summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}
+    summary["held_out_mean_cosine"], summary["held_out_min_cosine"] = held["mean_cosine"], held["min_cosine"]
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"student: {report['params']:,} parameters, {report['onnx_bytes'] / 1e6:.2f} MB ONNX; "
+              f"held-out cosine to the teacher: mean {held['mean_cosine']:.4f}, min {held['min_cosine']:.4f} "
+              f"over {held['images']} images\nresults in {args.run_dir}/ (report.json, student/, student.onnx)")
+    return 0
