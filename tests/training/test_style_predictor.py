@@ -69,3 +69,32 @@ def test_cli_command(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps_done"] == 2 and summary["export_max_abs_diff"] <= 1e-4
     assert -1 <= summary["held_out_mean_cosine"] <= 1
+
+
+def test_evaluation_reports_the_mean_vector_baseline():
+    import numpy as np
+
+    from slimvision.data.style_images import find_style_sources, split_sources
+    from slimvision.training.style_predictor import evaluate_predictor
+
+    _, held_out = split_sources(find_style_sources())
+    rng = np.random.default_rng(0)
+    table = {source.name: rng.standard_normal(100).astype(np.float32) + 5 for source in held_out}
+    mean = np.full(100, 5.0, np.float32)
+    order = iter(held_out)
+
+    def teacher(pixels):  # a vector per file, with a big shared component (+5), like style vectors
+        return table[next(order).name][None]
+
+    class Constant(torch.nn.Module):  # "predicts" the mean vector for every image
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.tensor(mean))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 100)
+
+    report = evaluate_predictor(Constant(), teacher, held_out, reference_mean=mean)
+    assert report["mean_cosine"] > 0.9  # plain cosine flatters a constant...
+    assert report["mean_cosine"] == pytest.approx(report["baseline_mean_vector_cosine"])
+    assert abs(report["centred_cosine"]) < 1e-6 and report["r2"] < 0.05  # ...the centred numbers do not

@@ -50,10 +50,14 @@ def run_style_predictor(args: argparse.Namespace) -> int:
     held = report["held_out"]
     summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}
     summary["held_out_mean_cosine"], summary["held_out_min_cosine"] = held["mean_cosine"], held["min_cosine"]
+    for key in ("baseline_mean_vector_cosine", "centred_cosine", "r2"):
+        summary[f"held_out_{key}"] = held.get(key)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"student: {report['params']:,} parameters, {report['onnx_bytes'] / 1e6:.2f} MB ONNX; "
               f"held-out cosine to the teacher: mean {held['mean_cosine']:.4f}, min {held['min_cosine']:.4f} "
-              f"over {held['images']} images\nresults in {args.run_dir}/ (report.json, student/, student.onnx)")
+              f"over {held['images']} images (predicting the mean vector: "
+              f"{held.get('baseline_mean_vector_cosine', float('nan')):.4f}; centred cosine "
+              f"{held.get('centred_cosine', float('nan')):.4f}, R^2 {held.get('r2', float('nan')):.3f})\nresults in {args.run_dir}/ (report.json, student/, student.onnx)")
     return 0

@@ -71,23 +71,52 @@ def _batches(dataset: Any, batch_size: int, seed: int, device: str) -> Iterator[
         epoch += 1
 
 
-def evaluate_predictor(student: torch.nn.Module, teacher: Any, sources: list[Any]) -> dict[str, Any]:
-    """Cosine between student and teacher vectors on each file's centre square (the pipeline's crop)."""
+def evaluate_predictor(student: torch.nn.Module, teacher: Any, sources: list[Any],
+                       reference_mean: np.ndarray | None = None) -> dict[str, Any]:
+    """Student vs teacher vectors on each file's centre square (the pipeline's crop).
+
+    Style vectors share a large common component, so plain cosine flatters: a constant vector
+    (the mean of the training vectors, ``reference_mean``) already scores high. With it the
+    report also gives the baseline's cosine, the *centred* cosine (both vectors minus the mean)
+    and R^2 = 1 - |student - teacher|^2 / |teacher - mean|^2 (0 = no better than the mean).
+    """
     from slimvision.data.style_images import load_rgb
     from slimvision.inference.style import centre_square
 
-    cosines: dict[str, float] = {}
+    names, predicted, targets = [], [], []
     student.eval()
+    device = next(student.parameters()).device
     with torch.no_grad():
         for source in sources:
-            square = centre_square(load_rgb(source.path), STYLE_SIZE)
+            square = np.array(centre_square(load_rgb(source.path), STYLE_SIZE))
             pixels = torch.from_numpy(square).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, 256, 256)
-            target = teacher(pixels.numpy()).reshape(-1)
-            predicted = student(pixels.to(next(student.parameters()).device)).cpu().numpy().reshape(-1)
-            cosines[source.name] = float(predicted @ target / (np.linalg.norm(predicted) * np.linalg.norm(target)))
-    values = list(cosines.values())
-    return {"images": len(values), "mean_cosine": float(np.mean(values)) if values else None,
-            "min_cosine": float(np.min(values)) if values else None, "per_image": cosines}
+            targets.append(teacher(pixels.numpy()).reshape(-1))
+            predicted.append(student(pixels.to(device)).cpu().numpy().reshape(-1))
+            names.append(source.name)
+    if not names:
+        return {"images": 0, "mean_cosine": None, "min_cosine": None, "per_image": {}}
+    student_vectors, teacher_vectors = np.stack(predicted), np.stack(targets)  # (N, 100)
+    cosines = _cosine(student_vectors, teacher_vectors)
+    report: dict[str, Any] = {"images": len(names), "mean_cosine": float(cosines.mean()),
+                              "min_cosine": float(cosines.min()),
+                              "per_image": dict(zip(names, map(float, cosines)))}
+    if reference_mean is not None:
+        centred_teacher = teacher_vectors - reference_mean
+        report["baseline_mean_vector_cosine"] = float(_cosine(np.broadcast_to(reference_mean, teacher_vectors.shape),
+                                                              teacher_vectors).mean())
+        report["centred_cosine"] = float(_cosine(student_vectors - reference_mean, centred_teacher).mean())
+        report["r2"] = float(1 - ((student_vectors - teacher_vectors) ** 2).sum() / (centred_teacher ** 2).sum())
+    return report
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def cached_mean(cache_folder: Path) -> np.ndarray | None:
+    """Mean of the teacher vectors cached during training (the "predict the average" baseline)."""
+    vectors = [np.load(path).reshape(-1) for path in sorted(cache_folder.glob("*.npy"))]
+    return np.mean(vectors, axis=0) if vectors else None
 
 
 def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -131,7 +160,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
               "onnx_bytes": exported.onnx_path.stat().st_size,
               "export_max_abs_diff": max(check.max_abs_diff for check in exported.checks),
               "train_log": {"steps": history.steps, **history.values},
-              "held_out": evaluate_predictor(student, teacher, held_out),
+              "held_out": evaluate_predictor(student, teacher, held_out, cached_mean(run_dir / "teacher-cache")),
               "teacher_cache": {"hits": task.cache.hits, "misses": task.cache.misses} if task.cache else None}
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
     log.info("student: %d params, held-out mean cosine %.4f", report["params"], report["held_out"]["mean_cosine"])
