@@ -55,6 +55,10 @@ class StyleTransformerConfig(BaseConfig):
     expand_kernels: tuple[int, ...] = (3, 3, 9)
     expand_upsample: tuple[int, ...] = (2, 2, 1)
     norm_eps: float = 1e-5
+    #: Parts whose convolutions become depthwise-separable (a k x k depthwise conv, then a 1x1):
+    #: any of "contract", "residual", "expand". The first contract conv (3 input channels)
+    #: and the last expand conv (the RGB output) stay standard: splitting them saves nothing.
+    separable: tuple[str, ...] = ()
 
     def validate(self) -> None:
         super().validate()
@@ -75,6 +79,9 @@ class StyleTransformerConfig(BaseConfig):
                               "the output would not have the input's size")
         if self.norm_eps <= 0:
             raise ConfigError(f"{name}: norm_eps must be > 0, got {self.norm_eps}")
+        unknown = sorted(set(self.separable) - {"contract", "residual", "expand"})
+        if unknown:
+            raise ConfigError(f"{name}: separable parts must be 'contract', 'residual' or 'expand', got {unknown}")
 
     @property
     def out_channels(self) -> int:

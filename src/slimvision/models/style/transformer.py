@@ -23,17 +23,28 @@ from slimvision.registry import register_model
 
 
 class ReflectConv(nn.Module):
-    """Reflect-pad by k // 2, then an unpadded convolution (TF's MirrorPad + VALID conv)."""
+    """Reflect-pad by k // 2, then an unpadded convolution (TF's MirrorPad + VALID conv).
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+    ``separable``: a k x k depthwise conv (one filter per input channel) then a 1x1 pointwise
+    conv, which costs about 1/out_channels + 1/k^2 of the full conv's multiply-adds.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 separable: bool = False) -> None:
         super().__init__()
         self.pad = kernel_size // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride)
+        self.separable = separable
+        if separable:
+            self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels,
+                                       bias=False)
+            self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
+        else:
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         if self.pad:
             x = F.pad(x, (self.pad,) * 4, mode="reflect")
-        return self.conv(x)
+        return self.pointwise(self.depthwise(x)) if self.separable else self.conv(x)
 
 
 class ConditionalInstanceNorm(nn.Module):
@@ -56,10 +67,10 @@ class NormConv(nn.Module):
     """[nearest upsample] -> reflect conv -> conditional instance norm (activation left to the caller)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, eps: float,
-                 upsample: int = 1) -> None:
+                 upsample: int = 1, separable: bool = False) -> None:
         super().__init__()
         self.upsample = upsample
-        self.conv = ReflectConv(in_channels, out_channels, kernel_size)
+        self.conv = ReflectConv(in_channels, out_channels, kernel_size, separable=separable)
         self.norm = ConditionalInstanceNorm(out_channels, style_dim, eps)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -71,10 +82,10 @@ class NormConv(nn.Module):
 class ResidualBlock(nn.Module):
     """x + norm(conv(relu(norm(conv(x))))): no activation after the sum, as in the teacher."""
 
-    def __init__(self, channels: int, kernel_size: int, style_dim: int, eps: float) -> None:
+    def __init__(self, channels: int, kernel_size: int, style_dim: int, eps: float, separable: bool = False) -> None:
         super().__init__()
-        self.conv1 = NormConv(channels, channels, kernel_size, style_dim, eps)
-        self.conv2 = NormConv(channels, channels, kernel_size, style_dim, eps)
+        self.conv1 = NormConv(channels, channels, kernel_size, style_dim, eps, separable=separable)
+        self.conv2 = NormConv(channels, channels, kernel_size, style_dim, eps, separable=separable)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x, style)), style)
@@ -94,19 +105,24 @@ class StyleTransformer(nn.Module):
         super().__init__()
         self.config = config = config or StyleTransformerConfig()
         eps, dim = config.norm_eps, config.style_dim
+        split = set(config.separable)
         widths = (config.in_channels, *config.contract_channels)
         self.contract = nn.ModuleList(
-            ReflectConv(c_in, c_out, k, s)
-            for c_in, c_out, k, s in zip(widths, widths[1:], config.contract_kernels, config.contract_strides)
+            ReflectConv(c_in, c_out, k, s, separable="contract" in split and index > 0)
+            for index, (c_in, c_out, k, s) in enumerate(zip(widths, widths[1:], config.contract_kernels,
+                                                            config.contract_strides))
         )
         width = widths[-1]
         self.residual = nn.ModuleList(
-            ResidualBlock(width, config.residual_kernel, dim, eps) for _ in range(config.residual_blocks)
+            ResidualBlock(width, config.residual_kernel, dim, eps, separable="residual" in split)
+            for _ in range(config.residual_blocks)
         )
         widths = (width, *config.expand_channels)
+        last = len(config.expand_channels) - 1
         self.expand = nn.ModuleList(
-            NormConv(c_in, c_out, k, dim, eps, upsample=up)
-            for c_in, c_out, k, up in zip(widths, widths[1:], config.expand_kernels, config.expand_upsample)
+            NormConv(c_in, c_out, k, dim, eps, upsample=up, separable="expand" in split and index < last)
+            for index, (c_in, c_out, k, up) in enumerate(zip(widths, widths[1:], config.expand_kernels,
+                                                             config.expand_upsample))
         )
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -122,7 +138,10 @@ class StyleTransformer(nn.Module):
         return x
 
     def main_convs(self) -> list[nn.Conv2d]:
-        """Image-path convolutions in the order they run (contract, residual, expand)."""
+        """Image-path convolutions in the order they run (contract, residual, expand); the
+        teacher's layout only (the port fills these), so not for separable configs."""
+        if self.config.separable:
+            raise ValueError("main_convs() lists the teacher's full convolutions; this config has separable ones")
         convs = [layer.conv for layer in self.contract]
         convs += [conv.conv.conv for block in self.residual for conv in (block.conv1, block.conv2)]
         return convs + [layer.conv.conv for layer in self.expand]
