@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,15 +57,28 @@ def free_spatial_dims_proto(model: "onnx.ModelProto") -> "onnx.ModelProto":  # n
     return model
 
 
+def free_graph_key(path: Path) -> str:
+    """Cache name of :func:`with_free_spatial_dims`'s result for ``path`` (also the session cache key)."""
+    return f"{path.stem}-{file_sha256(path)[:16]}-freehw-v{REWRITE_VERSION}"
+
+
 def with_free_spatial_dims(path: Path) -> bytes:
     """The model at ``path`` with free height and width, as serialised bytes (cached on disk)."""
-    digest = file_sha256(path)
-    cached = cache_dir() / f"{path.stem}-{digest[:16]}-freehw-v{REWRITE_VERSION}.onnx"
+    return cached_rewrite(path, free_graph_key(path), free_spatial_dims_proto)
+
+
+def cached_rewrite(path: Path, key: str, rewrite: Callable[["onnx.ModelProto"], "onnx.ModelProto"]) -> bytes:  # noqa: F821
+    """``rewrite(onnx.load(path))`` checked and serialised, kept as ``<cache_dir>/<key>.onnx``.
+
+    ``key`` must change whenever the source file or the rewrite does (a content hash and a
+    version), so a stale entry is never reused; ``onnx`` is imported only on a cache miss.
+    """
+    cached = cache_dir() / f"{key}.onnx"
     if cached.is_file():
         return cached.read_bytes()
-    import onnx  # deferred: ~0.3 s to import, needed only on the first run
+    import onnx  # deferred: ~0.3 s to import, needed only on the first run on a machine
 
-    model = free_spatial_dims_proto(onnx.load(str(path)))
+    model = rewrite(onnx.load(str(path)))
     onnx.checker.check_model(model)
     data = model.SerializeToString()
     _store(cached, data)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slimvision.assets import file_sha256
-from slimvision.inference.graph import cache_dir, free_spatial_dims_proto
+from slimvision.inference.graph import cached_rewrite, free_spatial_dims_proto
 
 if TYPE_CHECKING:
     import onnx
@@ -43,7 +43,6 @@ def dequantize_qdq_proto(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[
     Returns:
         The model (modified in place) and counts: ``weights_folded``, ``qdq_nodes_removed``.
     """
-    import numpy as np
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -100,16 +99,8 @@ def float_graph_key(path: Path) -> str:
 
 def with_float_weights(path: Path) -> bytes:
     """The QDQ model at ``path`` as a float graph with free H/W, as serialised bytes (cached)."""
-    from slimvision.inference.graph import _store
 
-    cached = cache_dir() / f"{float_graph_key(path)}.onnx"
-    if cached.is_file():
-        return cached.read_bytes()
-    import onnx  # deferred: needed only on the first run on a machine
+    def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
+        return free_spatial_dims_proto(dequantize_qdq_proto(model)[0])
 
-    model, _ = dequantize_qdq_proto(onnx.load(str(path)))
-    model = free_spatial_dims_proto(model)
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    _store(cached, data)
-    return data
+    return cached_rewrite(path, float_graph_key(path), rewrite)

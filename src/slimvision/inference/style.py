@@ -32,7 +32,7 @@ from PIL import Image
 from slimvision import __version__
 from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.graph import REWRITE_VERSION, split_norm_statistics, with_free_spatial_dims
+from slimvision.inference.graph import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.inference.precision import float_graph_key, with_float_weights
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import tile_grid
@@ -352,7 +352,7 @@ class StyleTransferPipeline:
         path = self.artifact.transform.path()
         if self.artifact.precision == "fp32":
             return with_float_weights(path), float_graph_key(path)
-        return with_free_spatial_dims(path), f"{path.stem}-{file_sha256(path)[:16]}-freehw-v{REWRITE_VERSION}"
+        return with_free_spatial_dims(path), free_graph_key(path)
 
     @property
     def transform(self) -> OnnxModel:
