@@ -74,3 +74,12 @@ def test_pixel_conversions_match_the_plain_formulas():
     assert np.abs(to_uint8(painted).astype(int) - expected).max() <= 1  # float32 vs float64 rounding
     assert to_uint8(np.array([[[-1.0, 0.0, 1.0]]], np.float32)).tolist() == [[[0, 0, 255]]]
     assert to_uint8(np.array([[[2.0, 0.5, 0.999]]], np.float32)).tolist() == [[[255, 128, 255]]]
+
+
+def test_a_too_small_budget_names_the_budget_given_and_this_precisions_minimum():
+    from slimvision.errors import SlimvisionError
+
+    with pytest.raises(SlimvisionError, match=r"a memory budget of 3 MB is too small \(need >= 5.16 MB\)"):
+        StyleTransferPipeline("magenta-arbitrary-v1-fp32", memory_budget_mb=3)  # 128^2 px * 330 bytes
+    with pytest.raises(SlimvisionError, match=r"a memory budget of 3 MB is too small \(need >= 4.07 MB\)"):
+        StyleTransferPipeline("magenta-arbitrary-v1-int8", memory_budget_mb=3)  # 128^2 px * 260 bytes

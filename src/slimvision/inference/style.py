@@ -327,9 +327,7 @@ class StyleTransferPipeline:
         self.artifact: StyleArtifact = ARTIFACTS.create(artifact)
         self.settings = settings or SessionSettings()
         self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
-        # tile_size_for_budget counts TRANSFORM_BYTES_PER_PIXEL; rescale to this artifact's own.
-        self.tile_size = tile_size_for_budget(
-            self.memory_budget_mb * TRANSFORM_BYTES_PER_PIXEL / self.artifact.bytes_per_pixel)
+        self.tile_size = tile_size_for_budget(self.memory_budget_mb, self.artifact.bytes_per_pixel)
         self.tile_overlap = tile_overlap
         self._lock = threading.RLock()  # sessions are created once, even when threads race
         self._predictor: OnnxModel | None = None

@@ -45,13 +45,13 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
 
 
-def tile_size_for_budget(memory_budget_mb: float) -> int:
+def tile_size_for_budget(memory_budget_mb: float, bytes_per_pixel: float = TRANSFORM_BYTES_PER_PIXEL) -> int:
     """Largest square tile (multiple of 4) whose transformer working memory fits the budget."""
-    pixels = memory_budget_mb * 1024 * 1024 / TRANSFORM_BYTES_PER_PIXEL
+    pixels = memory_budget_mb * 1024 * 1024 / bytes_per_pixel
     side = int(math.sqrt(pixels)) // SIZE_MULTIPLE * SIZE_MULTIPLE
     if side < MIN_TILE_SIDE:
         # Rounded up to the reported precision, so the stated minimum is itself accepted.
-        minimum = math.ceil(MIN_TILE_SIDE ** 2 * TRANSFORM_BYTES_PER_PIXEL / (1024 * 1024) * 100) / 100
+        minimum = math.ceil(MIN_TILE_SIDE ** 2 * bytes_per_pixel / (1024 * 1024) * 100) / 100
         raise SlimvisionError(f"a memory budget of {memory_budget_mb} MB is too small (need >= {minimum} MB)")
     return side
 
