@@ -6,7 +6,6 @@ import argparse
 import itertools
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,8 @@ def _style_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, default=None,
                         help="downscale content so its longer side is at most N pixels (default: keep size)")
     parser.add_argument("--memory-budget", type=float, default=None, metavar="MB",
-                        help="working memory per model run; larger images are tiled (default 2048)")
+                        help="working memory per model run; larger images are tiled "
+                             "(default: a quarter of the RAM, 1-8 GB)")
     _precision_option(parser)
 
 
@@ -155,33 +155,10 @@ def _style_tag(styles: list[Path]) -> str:
     return styles[0].stem if len(styles) == 1 else "blend"
 
 
-class _NoProgress:
-    """What a progress bar offers, doing nothing (and sparing tqdm's ~30 ms import)."""
-
-    n = 0
-
-    def update(self, count: int = 1) -> None:
-        pass
-
-    def refresh(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def _progress(total: int, unit: str, args: argparse.Namespace, desc: str) -> Any:
-    if args.quiet or args.json or total <= 1:
-        return _NoProgress()
-    from tqdm import tqdm
+    from slimvision.progress import progress_bar
 
-    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, leave=False)
+    return progress_bar(total, enabled=not (args.quiet or args.json or total <= 1), unit=unit, desc=desc, leave=False)
 
 
 class _TileProgress:

@@ -154,24 +154,8 @@ def _forever(batches: Iterable[Any], done: bool) -> Iterator[Any]:
             raise SlimvisionError("the training data gave no batches")
 
 
-class _NoBar:
-    def update(self, count: int) -> None:
-        pass
-
-    def set_postfix(self, values: dict[str, str]) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def _progress(config: TrainerConfig, start: int) -> Any:
-    if not config.progress:
-        return _NoBar()
-    from tqdm import tqdm
+    from slimvision.progress import progress_bar
 
-    return tqdm(total=config.steps, initial=start, unit="step", desc="training", dynamic_ncols=True,
-                smoothing=0.05, mininterval=0.5)
+    return progress_bar(config.steps, enabled=config.progress, initial=start, unit="step", desc="training",
+                        dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
