@@ -311,3 +311,22 @@ def test_replace_takes_python_values_for_nested_configs():
     assert config.stacks == {"a": (Inner(2, 2.0),)}  # a list for a tuple field becomes a tuple
     with pytest.raises(ConfigError, match=r"^Nested\.grid: expected list\[list\[Inner\]\], got tuple"):
         Nested().replace(grid=([Inner()],))  # a tuple for a list field is still refused
+
+
+def test_require_at_least_names_the_class_field_and_value():
+    import dataclasses
+
+    from slimvision.config import BaseConfig
+
+    @dataclasses.dataclass
+    class Steps(BaseConfig):
+        steps: int = 1
+        batch: int = 1
+
+        def validate(self) -> None:
+            super().validate()
+            self.require_at_least(1, "steps", "batch")
+
+    assert Steps(steps=3).steps == 3
+    with pytest.raises(ConfigError, match=r"^Steps.batch must be at least 1, got 0$"):
+        Steps(batch=0)

@@ -43,6 +43,13 @@ class BaseConfig:
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         _check_fields(values, get_type_hints(type(self)), type(self).__name__)
 
+    def require_at_least(self, minimum: float, *names: str) -> None:
+        """Range check for subclasses' ``validate``: each named field must be >= ``minimum``."""
+        for name in names:
+            value = getattr(self, name)
+            if value < minimum:
+                raise ConfigError(f"{type(self).__name__}.{name} must be at least {minimum}, got {value}")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of JSON-compatible values (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))

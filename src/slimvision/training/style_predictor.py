@@ -52,9 +52,7 @@ class PredictorDistillConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"PredictorDistillConfig.{name} must be at least 1, got {getattr(self, name)}")
+        self.require_at_least(1, "steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels")
         if not 0 < self.width_multiplier <= 2:
             raise ConfigError(f"PredictorDistillConfig.width_multiplier must be in (0, 2], got {self.width_multiplier}")
 

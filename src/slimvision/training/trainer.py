@@ -52,9 +52,7 @@ class TrainerConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("steps", "log_every", "checkpoint_every", "keep_last"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainerConfig.{name} must be at least 1, got {getattr(self, name)}")
+        self.require_at_least(1, "steps", "log_every", "checkpoint_every", "keep_last")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"TrainerConfig.grad_clip must be positive, got {self.grad_clip}")
 
