@@ -251,7 +251,8 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
 
     # -- model sizes
     fp32_bytes = with_float_weights(transform_path)
-    _, fp32_stats = dequantize_qdq_proto(onnx.load(str(transform_path)))
+    # The float graph at its fixed 384 (no freed H/W): its stats here, its parity check below.
+    fixed_fp32, fp32_stats = dequantize_qdq_proto(onnx.load(str(transform_path)))
     report["models"] = {
         "predictor_int8": {"path": str(predictor_path), "bytes": predictor_path.stat().st_size},
         "transform_int8": {"path": str(transform_path), "bytes": transform_path.stat().st_size},
@@ -374,7 +375,6 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     ours = int8_pipe.transform_array(content384, vector)
     parity = float(np.abs(ours - reference).max())
     # The float variant is checked the same way against its own fixed-384 graph.
-    fixed_fp32, _ = dequantize_qdq_proto(onnx.load(str(transform_path)))
     fixed_fp32_session = ort.InferenceSession(fixed_fp32.SerializeToString(), options,
                                               providers=["CPUExecutionProvider"])
     fp32_parity = float(np.abs(pipe.transform_array(content384, vector)
