@@ -256,19 +256,22 @@ def centre_square(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR))
 
 
+def fitted_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(height, width) after :func:`fit_max_side`: the longer side at most ``max_side``, never up."""
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def fit_max_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
     """Downscale (Lanczos) so the longer side is at most ``max_side``; never upscales."""
-    if max_side is None:
-        return image
-    if max_side < MIN_CONTENT_SIDE:
+    if max_side is not None and max_side < MIN_CONTENT_SIDE:
         raise SlimvisionError(f"max_side must be at least {MIN_CONTENT_SIDE}, got {max_side}")
-    height, width = image.shape[:2]
-    longer = max(height, width)
-    if longer <= max_side:
+    height, width = fitted_size(*image.shape[:2], max_side)
+    if (height, width) == image.shape[:2]:
         return image
-    scale = max_side / longer
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -373,9 +376,7 @@ class StyleTransferPipeline:
 
     def working_memory_mb(self, height: int, width: int, max_side: int | None = None) -> float:
         """Estimated peak memory of painting an image of this size (capped by tiling at the budget)."""
-        if max_side is not None and max(height, width) > max_side:
-            scale = max_side / max(height, width)
-            height, width = round(height * scale), round(width * scale)
+        height, width = fitted_size(height, width, max_side)
         return min(height * width * self.artifact.bytes_per_pixel / 2**20, self.memory_budget_mb)
 
     # -- style vectors
