@@ -119,3 +119,35 @@ def test_zero_ratio_changes_nothing(image):
 def test_bad_arguments(image, kwargs, message):
     with pytest.raises(SlimvisionError, match=message):
         prune_channels(ResidualNet(), image, **kwargs)
+
+
+def test_prune_to_match_fills_a_narrow_model_with_the_strongest_channels() -> None:
+    from slimvision.compress.prune import prune_to_match
+
+    torch.manual_seed(0)
+    wide, narrow = ResidualNet(width=16).eval(), ResidualNet(width=8).eval()
+    with torch.no_grad():  # make channels 0-7 of the stream clearly the strongest
+        wide.stem[0].weight[8:] *= 0.01
+    strongest = wide.stem[0].weight[:8].clone()
+    report = prune_to_match(wide, narrow, torch.randn(1, 3, 16, 16))
+    assert channel_counts(narrow) == channel_counts(wide)
+    assert channel_counts(narrow)["block.3"] == 8 and channel_counts(narrow)["head"] == 10
+    # The residual add couples the stem and the block's last conv: both keep the same 8 channels.
+    assert torch.equal(narrow.stem[0].weight, strongest)
+    assert report.params_after < report.params_before and report.macs_after < report.macs_before
+    assert narrow(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_prune_to_match_refuses_a_wider_target() -> None:
+    from slimvision.compress.prune import prune_to_match
+
+    with pytest.raises(SlimvisionError, match="wants 32"):
+        prune_to_match(ResidualNet(width=16), ResidualNet(width=32), torch.randn(1, 3, 16, 16))
+
+
+def test_macs_count_subclassed_convs() -> None:
+    from slimvision.compress.prune import count_params_and_macs
+    from slimvision.models.layers.mobilenet import SamePadConv2d
+
+    params, macs = count_params_and_macs(nn.Sequential(SamePadConv2d(3, 8, 3, stride=2)), torch.randn(1, 3, 16, 16))
+    assert params == 3 * 8 * 9 + 8 and macs == 8 * 8 * 8 * 3 * 9

@@ -31,6 +31,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     predictor.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     predictor.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed (default 2e-3)")
     predictor.add_argument("--samples", type=int, default=20_000, help="distinct style samples (default 20000)")
+    predictor.add_argument("--init", choices=("pruned-teacher", "scratch"), default="pruned-teacher",
+                           help="start from the teacher's strongest channels (default) or from random weights")
     predictor.add_argument("--seed", type=int, default=0, help="seed of the samples and the student's init")
     predictor.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     predictor.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -45,7 +47,8 @@ def run_style_predictor(args: argparse.Namespace) -> int:
         raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
     config = PredictorDistillConfig(width_multiplier=args.width, last_channels=args.last_channels,
                                     steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                                    samples=args.samples, seed=args.seed, device=args.device)
+                                    samples=args.samples, seed=args.seed, device=args.device,
+                                    init=args.init)
     report = distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}

@@ -64,11 +64,38 @@ def _importance(kind: Importance) -> Any:
 
 
 def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
-    """(parameters, multiply-accumulates of one forward pass on ``example_inputs``)."""
-    import torch_pruning as tp
+    """(parameters, multiply-accumulates of the convs and linear layers in one forward pass).
 
-    macs, params = tp.utils.count_ops_and_params(model, example_inputs)
-    return int(params), int(macs)
+    Our own hooks rather than torch-pruning's counter, which matches layer types exactly and so
+    counts nothing for subclasses of ``nn.Conv2d`` (TF-style padded convs, for one).
+    """
+    macs = 0
+
+    def count(layer: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(layer, nn.Conv2d):
+            per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+        else:
+            per_output = layer.in_features
+        macs += output.numel() * per_output
+
+    hooks = [layer.register_forward_hook(count) for layer in model.modules()
+             if isinstance(layer, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            _call(model, example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(p.numel() for p in model.parameters()), macs
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
 
 
 def prune_channels(model: nn.Module, example_inputs: Any, ratio: float, *,
@@ -117,3 +144,72 @@ def channel_counts(model: nn.Module) -> dict[str, int]:
         elif isinstance(module, nn.Linear):
             counts[name] = module.out_features
     return counts
+
+
+def prune_to_match(model: nn.Module, target: nn.Module, example_inputs: Any, *,
+                   importance: Importance = "l1") -> PruneReport:
+    """Prune ``model`` in place until each conv and linear layer has as many output channels as the
+    same-named layer of ``target``, then copy the surviving weights into ``target``.
+
+    This is how a narrow student (e.g. MobileNetV2 at width 0.5) starts from a wide teacher of the
+    same family instead of from random weights: the channels kept are the most important ones of
+    each coupled group (a residual stream keeps the same channels in every block it passes).
+    Layers the target keeps at full width are left alone; a target layer that is *wider* than
+    the model's, or a name the model lacks, is an error.
+
+    Returns the params/MACs report of ``model`` (before -> after).
+    """
+    import torch_pruning as tp
+
+    target_layers = dict(target.named_modules())
+    was_training = model.training
+    model.eval()
+    try:
+        params_before, macs_before = count_params_and_macs(model, example_inputs)
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+        rank = _importance(importance)
+        for name, layer in model.named_modules():
+            if not isinstance(layer, (nn.Conv2d, nn.Linear)) or _is_depthwise(layer):
+                continue  # a depthwise conv's channels follow its input's
+            if name not in target_layers:
+                raise SlimvisionError(f"prune_to_match: the target has no layer named {name!r}")
+            have, want = _out_channels(layer), _out_channels(target_layers[name])
+            if want > have:
+                raise SlimvisionError(f"prune_to_match: {name} has {have} output channels, the target wants {want}")
+            if want < have:
+                _prune_layer(graph, rank, layer, have - want)
+        _copy_matching(model, target)
+        params_after, macs_after = count_params_and_macs(model, example_inputs)
+    finally:
+        model.train(was_training)
+    return PruneReport(params_before, params_after, macs_before, macs_after, importance,
+                       1.0 - params_after / params_before)
+
+
+def _is_depthwise(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels
+
+
+def _out_channels(layer: nn.Module) -> int:
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+def _prune_layer(graph: Any, rank: Any, layer: nn.Module, count: int) -> None:
+    """Remove the ``count`` least important output channels of ``layer`` and of everything coupled to it."""
+    import torch_pruning as tp
+
+    prune_out = tp.prune_conv_out_channels if isinstance(layer, nn.Conv2d) else tp.prune_linear_out_channels
+    everything = graph.get_pruning_group(layer, prune_out, idxs=list(range(_out_channels(layer))))
+    scores = rank(everything)  # one score per output channel of the group
+    weakest = torch.argsort(scores)[:count].tolist()
+    graph.get_pruning_group(layer, prune_out, idxs=sorted(weakest)).prune()
+
+
+@torch.no_grad()
+def _copy_matching(model: nn.Module, target: nn.Module) -> None:
+    source, wanted = model.state_dict(), target.state_dict()
+    wrong = [f"{name}: {tuple(source[name].shape) if name in source else 'missing'} vs {tuple(value.shape)}"
+             for name, value in wanted.items() if name not in source or source[name].shape != value.shape]
+    if wrong:
+        raise SlimvisionError("prune_to_match: the pruned model does not fit the target: " + "; ".join(wrong[:5]))
+    target.load_state_dict(source)

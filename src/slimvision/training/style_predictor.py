@@ -31,6 +31,7 @@ from slimvision.errors import ConfigError
 log = logging.getLogger(__name__)
 
 STYLE_SIZE = 256  # the teacher's fixed input size
+INITS = ("pruned-teacher", "scratch")
 
 
 @dataclass
@@ -49,10 +50,15 @@ class PredictorDistillConfig(BaseConfig):
     checkpoint_every: int = 250
     log_every: int = 50
     device: str = "cpu"
+    #: "pruned-teacher": start from the teacher's own weights, its weakest channels pruned away to
+    #: the student's widths (``compress.prune.prune_to_match``); "scratch": random weights.
+    init: str = "pruned-teacher"
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels")
+        if self.init not in INITS:
+            raise ConfigError(f"PredictorDistillConfig.init must be one of {INITS}, got {self.init!r}")
         if not 0 < self.width_multiplier <= 2:
             raise ConfigError(f"PredictorDistillConfig.width_multiplier must be in (0, 2], got {self.width_multiplier}")
 
@@ -135,7 +141,10 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
                                 texture_fraction=config.texture_fraction)
     teacher = OnnxTeacher(STYLE_TEACHER_PREDICTOR.path(), layout="NHWC")
     student = StylePredictor(StylePredictorConfig(width_multiplier=config.width_multiplier,
-                                                  last_channels=config.last_channels)).to(config.device)
+                                                  last_channels=config.last_channels))
+    if config.init == "pruned-teacher":
+        _start_from_teacher(student)
+    student.to(config.device)
     task = VectorDistillTask(student, teacher, TeacherCache(run_dir / "teacher-cache", teacher.fingerprint))
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     trainer = Trainer(task, {"main": optimizer},
@@ -163,6 +172,15 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
     log.info("student: %d params, held-out mean cosine %.4f", report["params"], report["held_out"]["mean_cosine"])
     return report
+
+
+def _start_from_teacher(student: torch.nn.Module) -> None:
+    """Fill ``student`` with the teacher's most important channels (a resumed run overwrites them)."""
+    from slimvision.compress.prune import prune_to_match
+    from slimvision.models.style.port import port_predictor
+
+    report = prune_to_match(port_predictor(), student, torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE))
+    log.info("student initialised from the teacher: %s", report.summary())
 
 
 class _CosineDecay:

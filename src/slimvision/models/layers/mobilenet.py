@@ -39,10 +39,16 @@ class SamePadConv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
-                         groups=groups, bias=bias)
+        # At stride 1 an odd kernel's SAME padding is k // 2 on each side whatever the input size,
+        # so the conv pads itself: an export then has one Conv with static pads instead of a
+        # shape-computed Pad before it (3x slower in ONNX Runtime for a whole MobileNetV2).
+        self.static_padding = stride == 1 and kernel_size % 2 == 1
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=kernel_size // 2 if self.static_padding else 0, groups=groups, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        if self.static_padding:
+            return super().forward(x)
         pad_h = _same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
         pad_w = _same_pad(x.shape[-1], self.kernel_size[1], self.stride[1])
         if any(pad_h) or any(pad_w):
