@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 STYLE_SIZE = 256  # the teacher's fixed input size
 INITS = ("pruned-teacher", "scratch")
+TEACHERS = ("fp32", "int8")
 
 
 @dataclass
@@ -53,12 +54,18 @@ class PredictorDistillConfig(BaseConfig):
     #: "pruned-teacher": start from the teacher's own weights, its weakest channels pruned away to
     #: the student's widths (``compress.prune.prune_to_match``); "scratch": random weights.
     init: str = "pruned-teacher"
+    #: "fp32": the shipped predictor with its weights dequantized (the float model it was made
+    #: from); "int8": the graph as shipped, activation rounding included. Held-out scores are
+    #: reported against both.
+    teacher: str = "fp32"
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels")
         if self.init not in INITS:
             raise ConfigError(f"PredictorDistillConfig.init must be one of {INITS}, got {self.init!r}")
+        if self.teacher not in TEACHERS:
+            raise ConfigError(f"PredictorDistillConfig.teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if not 0 < self.width_multiplier <= 2:
             raise ConfigError(f"PredictorDistillConfig.width_multiplier must be in (0, 2], got {self.width_multiplier}")
 
@@ -128,7 +135,9 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     from slimvision.assets import STYLE_TEACHER_PREDICTOR
     from slimvision.compress.distill import OnnxTeacher, TeacherCache, VectorDistillTask
     from slimvision.compress.export import ImageInput, export_onnx
+    from slimvision.compress.fold import fold_batch_norms
     from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
+    from slimvision.inference.precision import with_float_weights
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.style import StylePredictor, StylePredictorConfig
     from slimvision.models.weights import save_model
@@ -139,11 +148,14 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
     dataset = StyleImageDataset(train_sources, config.samples, seed=config.seed, size=STYLE_SIZE,
                                 texture_fraction=config.texture_fraction)
-    teacher = OnnxTeacher(STYLE_TEACHER_PREDICTOR.path(), layout="NHWC")
-    student = StylePredictor(StylePredictorConfig(width_multiplier=config.width_multiplier,
-                                                  last_channels=config.last_channels))
+    shipped = OnnxTeacher(STYLE_TEACHER_PREDICTOR.path(), layout="NHWC")
+    teacher = shipped if config.teacher == "int8" else OnnxTeacher(
+        with_float_weights(STYLE_TEACHER_PREDICTOR.path()), layout="NHWC")
+    # Trains with a batch norm after every conv; they are folded away before saving.
+    deployed = StylePredictorConfig(width_multiplier=config.width_multiplier, last_channels=config.last_channels)
+    student = StylePredictor(replace(deployed, train_batch_norm=True))
     if config.init == "pruned-teacher":
-        _start_from_teacher(student)
+        _start_from_teacher(student, deployed, _batches(dataset, config.batch_size, config.seed + 7919, "cpu"))
     student.to(config.device)
     task = VectorDistillTask(student, teacher, TeacherCache(run_dir / "teacher-cache", teacher.fingerprint))
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -156,6 +168,8 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
                            optimizer, config.learning_rate, start, config.steps)
     history = trainer.fit(batches, resume=False)
     student.eval().cpu()
+    fold_batch_norms(student)
+    student = _without_norms(student, deployed)
     folder = save_model(student, run_dir / "student", overwrite=True)
     example = {"style_image": torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE)}
     exported = export_onnx(student, run_dir / "student.onnx", example, output_names=("style_vector",),
@@ -168,19 +182,44 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
               "export_max_abs_diff": max(check.max_abs_diff for check in exported.checks),
               "train_log": {"steps": history.steps, **history.values},
               "held_out": evaluate_predictor(student, teacher, held_out, cached_mean(run_dir / "teacher-cache")),
+              "held_out_vs_shipped_int8": (evaluate_predictor(student, shipped, held_out,
+                                                              cached_mean(run_dir / "teacher-cache"))
+                                           if teacher is not shipped else None),
               "teacher_cache": {"hits": task.cache.hits, "misses": task.cache.misses} if task.cache else None}
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
     log.info("student: %d params, held-out mean cosine %.4f", report["params"], report["held_out"]["mean_cosine"])
     return report
 
 
-def _start_from_teacher(student: torch.nn.Module) -> None:
-    """Fill ``student`` with the teacher's most important channels (a resumed run overwrites them)."""
+def _start_from_teacher(student: torch.nn.Module, deployed: Any, batches: Iterator[dict[str, Any]]) -> None:
+    """Fill ``student`` with the teacher's most important channels, its batch norms set to
+    identity on a few training batches (a resumed run then overwrites all of it)."""
+    from slimvision.compress.fold import calibrate_identity_batch_norms
     from slimvision.compress.prune import prune_to_match
+    from slimvision.models.style import StylePredictor
     from slimvision.models.style.port import port_predictor
 
-    report = prune_to_match(port_predictor(), student, torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE))
+    plain = StylePredictor(deployed)
+    report = prune_to_match(port_predictor(), plain, torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE))
+    result = student.load_state_dict(plain.state_dict(), strict=False)
+    if result.unexpected_keys or not all(_is_norm_key(student, key) for key in result.missing_keys):
+        raise RuntimeError(f"pruned teacher does not fit the student: {result}")
+    calibrate_identity_batch_norms(student, (batch["inputs"] for batch in batches), max_batches=4)
     log.info("student initialised from the teacher: %s", report.summary())
+
+
+def _is_norm_key(model: torch.nn.Module, key: str) -> bool:
+    owner = model.get_submodule(key.rsplit(".", 1)[0])
+    return isinstance(owner, torch.nn.BatchNorm2d)
+
+
+def _without_norms(student: torch.nn.Module, deployed: Any) -> torch.nn.Module:
+    """The folded student's weights in the same network built without batch norms (what ships)."""
+    from slimvision.models.style import StylePredictor
+
+    plain = StylePredictor(deployed)
+    plain.load_state_dict(student.state_dict())
+    return plain.eval()
 
 
 class _CosineDecay:

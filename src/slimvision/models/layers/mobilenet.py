@@ -64,11 +64,18 @@ def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 class ConvAct(nn.Sequential):
-    """SamePadConv2d (batch norm folded into its bias) followed by ReLU6, or by nothing."""
+    """SamePadConv2d, an optional batch norm, then ReLU6 or nothing.
+
+    Shipped weights have the batch norm folded into the conv's bias (``batch_norm=False``); a
+    student trains with ``batch_norm=True`` (a deep MobileNetV2 without normalisation barely
+    trains) and has it folded away before export (``compress.fold.fold_batch_norms``).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, relu6: bool = True) -> None:
+                 groups: int = 1, relu6: bool = True, batch_norm: bool = False) -> None:
         layers: list[nn.Module] = [SamePadConv2d(in_channels, out_channels, kernel_size, stride, groups)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
         if relu6:
             layers.append(nn.ReLU6())
         super().__init__(*layers)
@@ -79,7 +86,7 @@ class ConvAct(nn.Sequential):
 
     @property
     def has_relu6(self) -> bool:
-        return len(self) > 1
+        return isinstance(self[-1], nn.ReLU6)
 
 
 class InvertedResidual(nn.Module):
@@ -88,12 +95,13 @@ class InvertedResidual(nn.Module):
     The skip connection exists when the block keeps both the resolution and the channel count.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int,
+                 batch_norm: bool = False) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
-        self.expand = ConvAct(in_channels, hidden) if expand_ratio != 1 else None
-        self.depthwise = ConvAct(hidden, hidden, kernel_size=3, stride=stride, groups=hidden)
-        self.project = ConvAct(hidden, out_channels, relu6=False)
+        self.expand = ConvAct(in_channels, hidden, batch_norm=batch_norm) if expand_ratio != 1 else None
+        self.depthwise = ConvAct(hidden, hidden, kernel_size=3, stride=stride, groups=hidden, batch_norm=batch_norm)
+        self.project = ConvAct(hidden, out_channels, relu6=False, batch_norm=batch_norm)
         self.use_residual = stride == 1 and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, C_out, H/s, W/s)

@@ -106,6 +106,8 @@ class StylePredictorConfig(BaseConfig):
         last_channels: channels of the final 1x1 conv; like TF-slim, scaled only when the
             multiplier is above 1.
         round_to: channel counts are multiples of this.
+        train_batch_norm: a batch norm after every conv, for training a student; folded into the
+            convs (and this flag cleared) before the weights are saved for inference.
     """
 
     width_multiplier: float = 1.0
@@ -115,6 +117,7 @@ class StylePredictorConfig(BaseConfig):
     stages: tuple[tuple[int, int, int, int], ...] = MOBILENET_V2_STAGES
     last_channels: int = 1280
     round_to: int = 8
+    train_batch_norm: bool = False
 
     def validate(self) -> None:
         super().validate()

@@ -32,18 +32,19 @@ class StylePredictor(nn.Module):
         self.config = config = config or StylePredictorConfig()
         width = config.width_multiplier
         channels = make_divisible(config.stem_channels * width, config.round_to)
-        self.stem = ConvAct(config.in_channels, channels, kernel_size=3, stride=2)
+        bn = config.train_batch_norm
+        self.stem = ConvAct(config.in_channels, channels, kernel_size=3, stride=2, batch_norm=bn)
         blocks = []
         for expand_ratio, stage_channels, repeats, first_stride in config.stages:
             out_channels = make_divisible(stage_channels * width, config.round_to)
             for index in range(repeats):
                 stride = first_stride if index == 0 else 1
-                blocks.append(InvertedResidual(channels, out_channels, stride, expand_ratio))
+                blocks.append(InvertedResidual(channels, out_channels, stride, expand_ratio, batch_norm=bn))
                 channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         # TF-slim keeps the last layer at full width for multipliers below 1 (it carries the head).
         last = make_divisible(config.last_channels * max(width, 1.0), config.round_to)
-        self.last = ConvAct(channels, last)
+        self.last = ConvAct(channels, last, batch_norm=bn)
         self.head = nn.Linear(last, config.style_dim)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, style_dim)
