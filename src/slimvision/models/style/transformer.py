@@ -108,7 +108,7 @@ class StyleTransformer(nn.Module):
         split = set(config.separable)
         widths = (config.in_channels, *config.contract_channels)
         self.contract = nn.ModuleList(
-            ReflectConv(c_in, c_out, k, s, separable="contract" in split and index > 0)
+            ReflectConv(c_in, c_out, k, s, separable=("contract" if index > 0 else "edges") in split)
             for index, (c_in, c_out, k, s) in enumerate(zip(widths, widths[1:], config.contract_kernels,
                                                             config.contract_strides))
         )
@@ -120,7 +120,7 @@ class StyleTransformer(nn.Module):
         widths = (width, *config.expand_channels)
         last = len(config.expand_channels) - 1
         self.expand = nn.ModuleList(
-            NormConv(c_in, c_out, k, dim, eps, upsample=up, separable="expand" in split and index < last)
+            NormConv(c_in, c_out, k, dim, eps, upsample=up, separable=("expand" if index < last else "edges") in split)
             for index, (c_in, c_out, k, up) in enumerate(zip(widths, widths[1:], config.expand_kernels,
                                                              config.expand_upsample))
         )
