@@ -14,6 +14,7 @@ from slimvision.compress.quantize import (
     quantization_report,
     quantize_int8_dynamic,
     quantize_int8_static,
+    quantize_weights_int8,
 )
 from slimvision.errors import InputError, OutputError, SlimvisionError
 
@@ -106,6 +107,28 @@ def test_fp16_halves_the_file_and_keeps_float32_io(conv_net, tmp_path):
     report = quantization_report(conv_net, out, _feeds(3, 5), method="fp16")
     assert 0.4 < report.size_ratio < 0.65
     assert report.agreement.relative_max_diff < 0.01
+
+
+def test_int8_weight_storage_folds_back_to_float_at_load(conv_net, tmp_path):
+    from pathlib import Path
+
+    from slimvision.inference.precision import dequantize_qdq_proto
+
+    out = quantize_weights_int8(conv_net, tmp_path / "w8.onnx")
+    model = onnx.load(str(out))
+    assert [n.op_type for n in model.graph.node].count("DequantizeLinear") == 3
+    assert {i.data_type for i in model.graph.initializer if i.name.endswith("_int8")} == {TensorProto.INT8}
+    assert "b1" in {i.name for i in model.graph.initializer}  # biases stay float
+    report = quantization_report(conv_net, out, _feeds(3, 6), method="int8-weights")
+    assert report.size_ratio < 0.4
+    assert report.agreement.relative_max_diff < 0.02  # per-channel: the 30x-weaker filters keep their detail
+    folded, counts = dequantize_qdq_proto(onnx.load(str(out)))
+    assert counts == {"weights_folded": 3, "qdq_nodes_removed": 0}
+    assert "DequantizeLinear" not in {n.op_type for n in folded.graph.node}
+    # Per-channel scale: each filter's largest weight is stored as +-127.
+    values = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w1_int8"))
+    assert (np.abs(values).reshape(values.shape[0], -1).max(axis=1) == 127).all()
+    assert Path(conv_net).read_bytes() == Path(tmp_path / "float.onnx").read_bytes()
 
 
 def test_dynamic_int8_on_a_matmul_head(tmp_path):
