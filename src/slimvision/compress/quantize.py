@@ -174,7 +174,7 @@ def quantize_weights_int8(model: str | Path, output: str | Path, *, overwrite: b
         if weight.dtype != np.float32 or weight.ndim < 2:
             continue
         name = node.input[1]
-        values, scales = _symmetric_int8(weight, axis)
+        values, scales = symmetric_int8(weight, axis)
         replaced[name] = [numpy_helper.from_array(values, f"{name}_int8"),
                           numpy_helper.from_array(scales, f"{name}_scale"),
                           numpy_helper.from_array(np.zeros_like(scales, dtype=np.int8), f"{name}_zero_point")]
@@ -206,7 +206,7 @@ def _weight_channel_axis(node: Any) -> int | None:
     return None
 
 
-def _symmetric_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def symmetric_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """(int8 values, float32 scale per channel along ``axis``); the largest |w| maps to 127."""
     reduce = tuple(i for i in range(weight.ndim) if i != axis)
     scales = np.abs(weight).max(axis=reduce) / 127.0

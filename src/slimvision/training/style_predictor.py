@@ -176,6 +176,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
                            dynamic_axes={"style_image": {0: "batch"}, "style_vector": {0: "batch"}},
                            preprocessing={"style_image": ImageInput(layout="NCHW", size=(STYLE_SIZE, STYLE_SIZE))},
                            source_weights=folder / "model.safetensors", overwrite=True)
+    pipeline_file = _export_for_pipeline(student, run_dir, folder / "model.safetensors")
     report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()),
               "onnx_bytes": exported.onnx_path.stat().st_size,
@@ -185,10 +186,44 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
               "held_out_vs_shipped_int8": (evaluate_predictor(student, shipped, held_out,
                                                               cached_mean(run_dir / "teacher-cache"))
                                            if teacher is not shipped else None),
+              "pipeline_model": {"path": pipeline_file.name, "bytes": pipeline_file.stat().st_size,
+                                 "held_out": evaluate_predictor(_with_int8_weights(student), teacher, held_out,
+                                                                cached_mean(run_dir / "teacher-cache"))},
               "teacher_cache": {"hits": task.cache.hits, "misses": task.cache.misses} if task.cache else None}
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
     log.info("student: %d params, held-out mean cosine %.4f", report["params"], report["held_out"]["mean_cosine"])
     return report
+
+
+def _export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) -> Path:
+    """``predictor.int8w.onnx``: the shipped predictor's NHWC interface, weights stored as int8
+    (a quarter of the bytes; the pipeline folds them back to float when it loads the file)."""
+    from slimvision.compress.export import ImageInput, export_onnx
+    from slimvision.compress.quantize import quantize_weights_int8
+    from slimvision.models.style import NHWCStylePredictor
+
+    float_path = run_dir / "predictor-nhwc.onnx"
+    export_onnx(NHWCStylePredictor(student), float_path, {"style_image": torch.rand(1, STYLE_SIZE, STYLE_SIZE, 3)},
+                output_names=("style_vector",),
+                preprocessing={"style_image": ImageInput(layout="NHWC", size=(STYLE_SIZE, STYLE_SIZE))},
+                source_weights=weights, overwrite=True)
+    return quantize_weights_int8(float_path, run_dir / "predictor.int8w.onnx", overwrite=True)
+
+
+@torch.no_grad()
+def _with_int8_weights(student: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``student`` whose conv and linear weights are rounded as ``quantize_weights_int8`` stores them."""
+    import copy
+
+    from slimvision.compress.quantize import symmetric_int8
+
+    rounded = copy.deepcopy(student)
+    for layer in rounded.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            values, scales = symmetric_int8(layer.weight.numpy(), axis=0)
+            shape = (-1,) + (1,) * (values.ndim - 1)
+            layer.weight.copy_(torch.from_numpy(values.astype(np.float32) * scales.reshape(shape)))
+    return rounded
 
 
 def _start_from_teacher(student: torch.nn.Module, deployed: Any, batches: Iterator[dict[str, Any]]) -> None:

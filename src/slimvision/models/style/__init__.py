@@ -6,8 +6,8 @@ through :mod:`slimvision.models.style.port`.
 """
 
 from slimvision.models.style.config import StylePredictorConfig, StyleTransformerConfig
-from slimvision.models.style.predictor import StylePredictor
+from slimvision.models.style.predictor import NHWCStylePredictor, StylePredictor
 from slimvision.models.style.transformer import NHWCStyleTransformer, StyleTransformer
 
-__all__ = ["NHWCStyleTransformer", "StylePredictor", "StylePredictorConfig", "StyleTransformer",
+__all__ = ["NHWCStylePredictor", "NHWCStyleTransformer", "StylePredictor", "StylePredictorConfig", "StyleTransformer",
            "StyleTransformerConfig"]

@@ -57,3 +57,17 @@ class StylePredictor(nn.Module):
         for block in self.blocks:
             layers += block.conv_layers()
         return layers + [self.last]
+
+
+class NHWCStylePredictor(nn.Module):
+    """The shipped predictor's interface around a :class:`StylePredictor`: NHWC image (B, 256, 256, 3)
+    in [0, 1] in, (B, 1, 1, style_dim) out, so an export drops into the inference pipeline in
+    place of ``arbitrary_predict.onnx``."""
+
+    def __init__(self, predictor: StylePredictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        vector = self.predictor(image.permute(0, 3, 1, 2))  # (B, style_dim)
+        return vector[:, None, None, :]
