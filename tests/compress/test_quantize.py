@@ -15,6 +15,7 @@ from slimvision.compress.quantize import (
     quantize_int8_dynamic,
     quantize_int8_static,
     quantize_weights_int8,
+    store_weights_fp16,
 )
 from slimvision.errors import InputError, OutputError, SlimvisionError
 
@@ -129,6 +130,17 @@ def test_int8_weight_storage_folds_back_to_float_at_load(conv_net, tmp_path):
     values = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w1_int8"))
     assert (np.abs(values).reshape(values.shape[0], -1).max(axis=1) == 127).all()
     assert Path(conv_net).read_bytes() == Path(tmp_path / "float.onnx").read_bytes()
+
+
+def test_fp16_weight_storage_keeps_float_compute(conv_net, tmp_path):
+    out = store_weights_fp16(conv_net, tmp_path / "w16.onnx")
+    model = onnx.load(str(out))
+    assert [n.op_type for n in model.graph.node].count("Cast") == 3
+    assert {i.data_type for i in model.graph.initializer if i.name.endswith("_fp16")} == {TensorProto.FLOAT16}
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    report = quantization_report(conv_net, out, _feeds(3, 7), method="fp16-weights")
+    assert 0.45 < report.size_ratio < 0.6
+    assert report.agreement.relative_max_diff < 2e-3
 
 
 def test_dynamic_int8_on_a_matmul_head(tmp_path):

@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import style, train
+    from slimvision.cli import bench, models, style, train
 
     parser = argparse.ArgumentParser(
         prog="slimvision",
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     style.add_commands(groups)
     train.add_commands(groups)
+    models.add_commands(groups)
+    bench.add_commands(groups)
     return parser
 
 

@@ -84,6 +84,9 @@ def _style_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=["teacher", "fast"], default="teacher",
+                        help="teacher (default): Magenta's MobileNetV2 predictor and transformer as shipped; "
+                             "fast: our distilled students (see 'slimvision models')")
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
                         help="fp32 (default): the transformer's int8 weights computed in float, faster "
                              "on most CPUs; int8: the shipped graph exactly, int8 activations included")
@@ -112,12 +115,12 @@ def _weights(text: str) -> list[float]:
 def _pipeline(args: argparse.Namespace, workers: int = 1) -> Any:
     from slimvision.inference.batch import available_cpus
     from slimvision.inference.session import SessionSettings
-    from slimvision.inference.style import ARTIFACT_BY_PRECISION, StyleTransferPipeline
+    from slimvision.inference.style import StyleTransferPipeline, artifact_for
 
     threads = args.threads
     if threads is None and workers > 1:  # share the cores out instead of oversubscribing them
         threads = max(1, available_cpus() // workers)
-    return StyleTransferPipeline(ARTIFACT_BY_PRECISION[args.precision], settings=SessionSettings(threads=threads),
+    return StyleTransferPipeline(artifact_for(args.model, args.precision), settings=SessionSettings(threads=threads),
                                  memory_budget_mb=getattr(args, "memory_budget", None))
 
 

