@@ -38,7 +38,8 @@ PAPER_TABLE_1 = {"teacher": {"predictor_mb": 36.3, "predictor_ms": 4972, "total_
 class Variant:
     name: str
     predictor: bytes | str
-    transform: bytes | str
+    #: Which transform graph it runs (a key of ``build_variants``' second result).
+    transform: str
     files_bytes: int
     note: str = ""
     sessions: dict[str, Any] = field(default_factory=dict)
@@ -50,8 +51,9 @@ def _session(model: bytes | str, threads: int | None) -> Any:
     return OnnxModel(model, SessionSettings(threads=threads), "bench")
 
 
-def build_variants(work: Path) -> list[Variant]:
-    """The rows of the table; quantized student variants are made in ``work``."""
+def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[list[Variant], dict[str, bytes]]:
+    """The rows of the table and the transform graphs they run, by key (the students share the
+    teacher's fp32 one); quantized student variants are made in ``work``."""
     from slimvision.assets import FAST_STYLE_PREDICTOR, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
     from slimvision.compress.quantize import convert_fp16, quantize_int8_static
     from slimvision.inference.graph import with_free_spatial_dims
@@ -60,33 +62,34 @@ def build_variants(work: Path) -> list[Variant]:
     teacher_p, teacher_t = STYLE_TEACHER_PREDICTOR.path(), STYLE_TEACHER_TRANSFORM.path()
     student_p = FAST_STYLE_PREDICTOR.path()
     teacher_bytes = teacher_p.stat().st_size + teacher_t.stat().st_size
-    float_transform = with_float_weights(teacher_t)
     student_float = work / "student-float.onnx"
     student_float.write_bytes(with_float_weights(student_p))
-    calibration = [{"style_image": image[None]} for image in held_out_styles(16)]
+    calibration = [{"style_image": image[None]} for image in calibration_styles]
     int8 = quantize_int8_static(student_float, calibration, work / "student-int8.onnx")
     fp16 = convert_fp16(student_float, work / "student-fp16.onnx")
     fast_bytes = student_p.stat().st_size + teacher_t.stat().st_size
-    return [
-        Variant("teacher int8 (as shipped)", str(teacher_p), with_free_spatial_dims(teacher_t), teacher_bytes),
-        Variant("teacher fp32", with_float_weights(teacher_p), float_transform, teacher_bytes,
+    variants = [
+        Variant("teacher int8 (as shipped)", str(teacher_p), "int8", teacher_bytes),
+        Variant("teacher fp32", with_float_weights(teacher_p), "fp32", teacher_bytes,
                 "int8 weights computed in float"),
-        Variant("fast (student predictor)", str(student_float), float_transform, fast_bytes,
-                "MobileNetV2-0.35 student, int8-stored weights"),
-        Variant("  student predictor int8 QDQ", str(int8), float_transform,
-                int8.stat().st_size + teacher_t.stat().st_size, "static int8, calibrated on 16 held-out styles"),
-        Variant("  student predictor fp16", str(fp16), float_transform,
+        Variant("fast (student predictor)", str(student_float), "fp32", fast_bytes,
+                "MobileNetV2-0.35 student, fp16-stored weights computed in float"),
+        Variant("  student predictor int8 QDQ", str(int8), "fp32",
+                int8.stat().st_size + teacher_t.stat().st_size,
+                f"static int8, calibrated on {len(calibration)} held-out styles"),
+        Variant("  student predictor fp16", str(fp16), "fp32",
                 fp16.stat().st_size + teacher_t.stat().st_size, "fp16 storage and compute"),
     ]
+    return variants, {"int8": with_free_spatial_dims(teacher_t), "fp32": with_float_weights(teacher_t)}
 
 
-def held_out_styles(limit: int | None = None) -> list[np.ndarray]:
+def held_out_styles() -> list[np.ndarray]:
     """(256, 256, 3) float32 centre squares of the style images no student was trained on."""
     from slimvision.data.style_images import find_style_sources, load_rgb, split_sources
     from slimvision.inference.style import centre_square, to_float
 
     _, held_out = split_sources(find_style_sources())
-    return [to_float(centre_square(load_rgb(source.path), 256)) for source in held_out[:limit]]
+    return [to_float(centre_square(load_rgb(source.path), 256)) for source in held_out]
 
 
 def content_images(side: int) -> list[tuple[str, np.ndarray]]:
@@ -130,15 +133,16 @@ def _transform(session: Any, content: np.ndarray, vector: np.ndarray) -> np.ndar
 
 
 def compare(sizes: Iterable[int] = (512, 1024), repeats: int = 7, threads: int | None = None,
-            sheet: Path | None = None, progress: bool = False) -> dict[str, Any]:
+            sheet: Path | None = None) -> dict[str, Any]:
     """Measure every variant; optionally save a comparison sheet PNG (content | teacher | each variant)."""
     sizes = tuple(sizes)
     with tempfile.TemporaryDirectory(prefix="slimvision-bench-") as folder:
-        variants = build_variants(Path(folder))
+        styles = held_out_styles()
+        variants, graphs = build_variants(Path(folder), styles[:16])
+        transforms = {key: _session(graph, threads) for key, graph in graphs.items()}
         for variant in variants:
             variant.sessions = {"predictor": _session(variant.predictor, threads),
-                                "transform": _session(variant.transform, threads)}
-        styles = held_out_styles()
+                                "transform": transforms[variant.transform]}
         reference = variants[0]
         vectors = {v.name: np.stack([_predict(v.sessions["predictor"], s) for s in styles]) for v in variants}
         rows = {v.name: {"bytes": v.files_bytes, "note": v.note} for v in variants}
@@ -149,14 +153,13 @@ def compare(sizes: Iterable[int] = (512, 1024), repeats: int = 7, threads: int |
                                      for v in variants}, repeats)
         for v in variants:
             rows[v.name]["predictor_ms_256"] = predictor_ms[v.name]
-        distinct = _distinct_transforms(variants)
         for size in sizes:
             content = content_images(size)[0][1]
             vector = vectors[reference.name][0]
-            ms = _interleaved({name: (lambda s=session: _transform(s, content, vector))
-                               for name, session in distinct.items()}, repeats)
+            ms = _interleaved({key: (lambda s=session: _transform(s, content, vector))
+                               for key, session in transforms.items()}, repeats)
             for v in variants:
-                rows[v.name][f"transform_ms_{size}"] = ms[_transform_key(v, distinct)]
+                rows[v.name][f"transform_ms_{size}"] = ms[v.transform]
         fidelity, panels = _fidelity(variants, vectors, styles)
         for v in variants:
             rows[v.name].update(fidelity[v.name])
@@ -164,22 +167,6 @@ def compare(sizes: Iterable[int] = (512, 1024), repeats: int = 7, threads: int |
             _save_sheet(panels, [v.name for v in variants], sheet)
     return {"rows": rows, "sizes": list(sizes), "repeats": repeats, "paper_table_1": PAPER_TABLE_1,
             "held_out_styles": len(styles)}
-
-
-def _distinct_transforms(variants: list[Variant]) -> dict[str, Any]:
-    """One timing per distinct transform graph (the students share the teacher's fp32 one)."""
-    distinct: dict[str, Any] = {}
-    for v in variants:
-        if _transform_key(v, distinct) is None:
-            distinct[v.name] = v.sessions["transform"]
-    return distinct
-
-
-def _transform_key(variant: Variant, distinct: dict[str, Any]) -> str | None:
-    for name, session in distinct.items():
-        if session is variant.sessions["transform"] or name == variant.name:
-            return name
-    return None
 
 
 def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:

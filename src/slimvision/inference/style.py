@@ -82,8 +82,8 @@ class StyleArtifact:
     #: Peak ONNX Runtime working memory of one transformer run per content pixel, measured at
     #: 2048x2048 (ORT 1.32, peak RSS minus the idle process), plus ~10% headroom.
     bytes_per_pixel: int = 330
-    #: The predictor file stores int8 weights for float compute (``quantize_weights_int8``):
-    #: fold them back to float at load time.
+    #: The predictor file stores compressed weights for float compute (fp16 behind Casts, or int8
+    #: behind DequantizeLinear; see ``compress.quantize``): load it as a float graph.
     float_predictor: bool = False
     style_size: int = 256
     layout: str = "NHWC"
@@ -164,7 +164,7 @@ def artifact_for(model: str, precision: str) -> str:
     except KeyError:
         offered = ", ".join(f"{m}/{p}" for m, p in ARTIFACT_BY_MODEL)
         raise SlimvisionError(f"--model {model} has no {precision} variant (int8 compute was slower than float on "
-                         f"the CPUs we measured); available: {offered}") from None
+                              f"the CPUs we measured); available: {offered}") from None
 
 
 # --------------------------------------------------------------------------- style vectors
@@ -382,12 +382,9 @@ class StyleTransferPipeline:
         with self._lock:
             if self._predictor is None:
                 path = self.artifact.predictor.path()
-                if self.artifact.float_predictor:
-                    self._predictor = OnnxModel(with_float_weights(path), self.settings, "style predictor",
-                                                cache_key=float_graph_key(path))
-                else:
-                    self._predictor = OnnxModel(path, self.settings, "style predictor",
-                                                cache_key=f"{path.stem}-{file_sha256(path)[:16]}")
+                model, key = ((with_float_weights(path), float_graph_key(path)) if self.artifact.float_predictor
+                              else (path, f"{path.stem}-{file_sha256(path)[:16]}"))
+                self._predictor = OnnxModel(model, self.settings, "style predictor", cache_key=key)
             return self._predictor
 
     def _transform_graph(self) -> tuple[bytes, str]:
