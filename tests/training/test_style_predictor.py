@@ -11,7 +11,8 @@ pytest.importorskip("torch_pruning")
 
 from slimvision.errors import ConfigError  # noqa: E402
 from slimvision.inference.session import OnnxModel  # noqa: E402
-from slimvision.training.style_predictor import PredictorDistillConfig, _CosineDecay, distill_predictor  # noqa: E402
+from slimvision.training.style_predictor import PredictorDistillConfig, distill_predictor  # noqa: E402
+from slimvision.training.trainer import CosineDecay  # noqa: E402
 
 
 def tiny(steps: int) -> PredictorDistillConfig:
@@ -44,11 +45,11 @@ def test_a_tiny_run_trains_resumes_exports_and_reports(tmp_path):
 def test_learning_rate_follows_one_cosine_across_a_resume():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=1.0)
-    straight = _CosineDecay(iter([{}] * 10), optimizer, 1.0, 0, 10)
+    straight = CosineDecay(iter([{}] * 10), optimizer, 1.0, 0, 10)
     rates = []
     for _ in straight:
         rates.append(optimizer.param_groups[0]["lr"])
-    resumed = _CosineDecay(iter([{}] * 4), optimizer, 1.0, 6, 10)
+    resumed = CosineDecay(iter([{}] * 4), optimizer, 1.0, 6, 10)
     assert [optimizer.param_groups[0]["lr"] for _ in resumed] == pytest.approx(rates[6:])
     assert rates[0] == 1.0 and rates[5] == pytest.approx(0.5)
 

@@ -367,3 +367,51 @@ def split_norm_statistics(model: "onnx.ModelProto") -> NormSplitGraphs:  # noqa:
     *segments, tail = _segments(model, targets, fed)
     layers = tuple(dataclasses.replace(layer, segment=segment) for (layer, _), segment in zip(found, segments))
     return NormSplitGraphs(model.graph.input[0].name, model.graph.input[1].name, layers, tail)
+
+
+def label_norm_moments(path: str | Path) -> int:
+    """Name the instance-norm moments of a torch export the way tf2onnx does, so that
+    :func:`split_norm_statistics` (and so tiling) finds them; the file is rewritten in place.
+
+    A norm is recognised by its structure: ``mean = GlobalAveragePool(x)``, ``d = x - mean``,
+    ``variance = GlobalAveragePool(d * d)``. Its two pool outputs become ``norm{k}/moments/mean``
+    and ``norm{k}/moments/variance``. Returns the number of norms labelled.
+    """
+    import onnx
+
+    from slimvision.io.atomic import write_bytes_atomic
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    nodes = model.graph.node
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    renames: dict[str, str] = {}
+    for node in nodes:
+        if node.op_type != "GlobalAveragePool":
+            continue
+        variance = _variance_pool(node, consumers)
+        if variance is not None:
+            label = f"norm{len(renames) // 2}/moments"
+            renames[node.output[0]], renames[variance.output[0]] = f"{label}/mean", f"{label}/variance"
+    for node in nodes:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    write_bytes_atomic(path, model.SerializeToString(), overwrite=True)
+    return len(renames) // 2
+
+
+def _variance_pool(mean_pool: "onnx.NodeProto", consumers: dict[str, list]) -> "onnx.NodeProto | None":  # noqa: F821
+    """The pool averaging (x - mean)^2 for ``mean_pool`` = GlobalAveragePool(x), if there is one."""
+    x, mean = mean_pool.input[0], mean_pool.output[0]
+    for sub in consumers.get(mean, []):
+        if sub.op_type != "Sub" or list(sub.input) != [x, mean]:
+            continue
+        for square in consumers.get(sub.output[0], []):
+            if square.op_type == "Mul" and list(square.input) == [sub.output[0]] * 2:
+                for pool in consumers.get(square.output[0], []):
+                    if pool.op_type == "GlobalAveragePool":
+                        return pool
+    return None

@@ -141,7 +141,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.style import StylePredictor, StylePredictorConfig
     from slimvision.models.weights import save_model
-    from slimvision.training.trainer import Trainer, TrainerConfig
+    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
 
     run_dir = Path(run_dir)
     torch.manual_seed(config.seed)
@@ -164,7 +164,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
                                     checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
-    batches = _CosineDecay(_batches(dataset, config.batch_size, config.seed + start, config.device),
+    batches = CosineDecay(_batches(dataset, config.batch_size, config.seed + start, config.device),
                            optimizer, config.learning_rate, start, config.steps)
     history = trainer.fit(batches, resume=False)
     student.eval().cpu()
@@ -267,26 +267,3 @@ def _without_norms(student: torch.nn.Module, deployed: Any) -> torch.nn.Module:
     plain = StylePredictor(deployed)
     plain.load_state_dict(student.state_dict())
     return plain.eval()
-
-
-class _CosineDecay:
-    """Batches that set a cosine-decayed learning rate for the step each is used in.
-
-    The rate is a function of the absolute step, so a resumed run continues the same curve
-    (a torch scheduler would restart from the checkpoint's already-decayed rate).
-    """
-
-    def __init__(self, batches: Iterator[dict[str, Any]], optimizer: torch.optim.Optimizer, base_rate: float,
-                 start: int, total: int) -> None:
-        self.batches, self.optimizer, self.base_rate = batches, optimizer, base_rate
-        self.step, self.total = start, total
-
-    def rate(self, step: int) -> float:
-        return self.base_rate * 0.5 * (1.0 + float(np.cos(np.pi * min(step / self.total, 1.0))))
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.batches:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.rate(self.step)
-            self.step += 1
-            yield batch

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,3 +158,26 @@ def _progress(config: TrainerConfig, start: int) -> Any:
 
     return progress_bar(config.steps, enabled=config.progress, initial=start, unit="step", desc="training",
                         dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
+
+
+class CosineDecay:
+    """Batches that set a cosine-decayed learning rate for the step each is used in.
+
+    The rate is a function of the absolute step, so a resumed run continues the same curve
+    (a torch scheduler would restart from the checkpoint's already-decayed rate).
+    """
+
+    def __init__(self, batches: Iterator[dict[str, Any]], optimizer: torch.optim.Optimizer, base_rate: float,
+                 start: int, total: int) -> None:
+        self.batches, self.optimizer, self.base_rate = batches, optimizer, base_rate
+        self.step, self.total = start, total
+
+    def rate(self, step: int) -> float:
+        return self.base_rate * 0.5 * (1.0 + math.cos(math.pi * min(step / self.total, 1.0)))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.batches:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.rate(self.step)
+            self.step += 1
+            yield batch

@@ -27,6 +27,7 @@ MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
 
 
 SEPARABLE_PARTS = ("contract", "residual", "expand", "edges")
+PADDINGS = ("reflect", "zeros")
 
 
 @dataclass
@@ -63,6 +64,9 @@ class StyleTransformerConfig(BaseConfig):
     #: contract conv and the last expand conv, at full resolution: with the teacher's 9x9
     #: kernels they hold a third of its multiply-adds).
     separable: tuple[str, ...] = ()
+    #: "reflect" (the teacher: mirror-pad, then an unpadded conv) or "zeros" (the conv pads
+    #: with zeros itself: no separate pad pass over every feature map).
+    padding: str = "reflect"
 
     def validate(self) -> None:
         super().validate()
@@ -83,6 +87,8 @@ class StyleTransformerConfig(BaseConfig):
                               "the output would not have the input's size")
         if self.norm_eps <= 0:
             raise ConfigError(f"{name}: norm_eps must be > 0, got {self.norm_eps}")
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"{name}: padding must be one of {PADDINGS}, got {self.padding!r}")
         unknown = sorted(set(self.separable) - set(SEPARABLE_PARTS))
         if unknown:
             raise ConfigError(f"{name}: separable parts must be among {SEPARABLE_PARTS}, got {unknown}")

@@ -1,0 +1,409 @@
+"""Distil the teacher's style transformer into a student with depthwise-separable convolutions.
+
+The next step the paper we build on named (its transformer kept full convolutions): every inner
+3x3 convolution becomes a depthwise 3x3 + a 1x1, and the two 9x9 convolutions at full
+resolution (the first and the last, a third of the teacher's multiply-adds and most of its
+time) become 3x3. The student starts from the teacher: separable layers from the best rank-1
+factorisation of the teacher's filters, the smaller edge kernels fitted by least squares to the
+teacher's own layer outputs, every style-conditioned norm copied (``compress.decompose``).
+
+Training pairs are (content crop, style vector): content crops from every image installed
+packages ship (``data.style_images``), style vectors from the teacher predictor on augmented
+style samples, single or blended, as users blend them. The loss is L1 to the teacher's
+stylization plus a perceptual term on frozen EfficientNet-Lite0 features; teacher images are
+cached on disk (fp16), so the teacher runs once per pair. Held-out pairs (content and style
+files never trained on) are scored by SSIM/PSNR against the float teacher and the shipped int8
+graph, for the torch student and for the exported file that ships.
+
+Example (the command that trains the shipped student; see ``slimvision train style-transformer``):
+    >>> report = distill_transformer(TransformerDistillConfig(), "runs/t-sep")   # doctest: +SKIP
+    >>> report["held_out"]["vs_fp32_teacher"]["ssim_mean"]                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slimvision.config import BaseConfig
+from slimvision.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+STYLE_SIZE = 256  # the predictor's input size
+TEACHERS = ("fp32", "int8")
+INITS = ("teacher", "scratch")
+ImageFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B, 3, H, W), (B, D) -> (B, 3, H, W)
+
+
+@dataclass
+class TransformerDistillConfig(BaseConfig):
+    #: Parts made depthwise-separable (see ``StyleTransformerConfig.separable``).
+    separable: tuple[str, ...] = ("contract", "residual", "expand")
+    #: Kernel of the first and the last convolution (the teacher's: 9).
+    edge_kernel: int = 3
+    residual_blocks: int = 5
+    #: "zeros" drops the separate reflect-pad passes (see ``ReflectConv``); "reflect" as the teacher.
+    padding: str = "zeros"
+    crop_size: int = 128
+    steps: int = 6000
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    samples: int = 12_000
+    style_bank: int = 512
+    #: Share of pairs whose style vector is a random blend of two (the rest use one).
+    blend_fraction: float = 0.4
+    #: Weight of the EfficientNet-Lite0 feature L1 against the pixel L1 (0: pixels only).
+    #: (The feature L1 is about 100x the pixel L1 at the start, so 0.02 weighs them about alike.)
+    feature_weight: float = 0.02
+    seed: int = 0
+    held_out_fraction: float = 0.15
+    eval_size: int = 384
+    checkpoint_every: int = 250
+    log_every: int = 50
+    device: str = "cpu"
+    #: "fp32": the shipped transformer with its weights dequantized, computed in float (the
+    #: fastest teacher graph here); "int8": the graph as shipped.
+    teacher: str = "fp32"
+    #: "teacher": warm start from the teacher's weights (see the module docstring); "scratch".
+    init: str = "teacher"
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(1, "steps", "batch_size", "samples", "style_bank", "checkpoint_every", "log_every")
+        if self.teacher not in TEACHERS:
+            raise ConfigError(f"TransformerDistillConfig.teacher must be one of {TEACHERS}, got {self.teacher!r}")
+        if self.init not in INITS:
+            raise ConfigError(f"TransformerDistillConfig.init must be one of {INITS}, got {self.init!r}")
+        if self.edge_kernel < 1 or self.edge_kernel % 2 == 0:
+            raise ConfigError(f"TransformerDistillConfig.edge_kernel must be odd, got {self.edge_kernel}")
+        if self.crop_size < 32 or self.crop_size % 4:
+            raise ConfigError(f"TransformerDistillConfig.crop_size must be a multiple of 4 and >= 32, "
+                              f"got {self.crop_size}")
+        if not 0.0 <= self.blend_fraction <= 1.0:
+            raise ConfigError(f"TransformerDistillConfig.blend_fraction must be in [0, 1], got {self.blend_fraction}")
+        self.student_config()  # checks the separable parts and the padding
+
+    def student_config(self) -> Any:
+        from slimvision.models.style import StyleTransformerConfig
+
+        teacher = StyleTransformerConfig()
+        k = self.edge_kernel
+        return StyleTransformerConfig(separable=tuple(self.separable), residual_blocks=self.residual_blocks,
+                                      padding=self.padding,
+                                      contract_kernels=(k, *teacher.contract_kernels[1:]),
+                                      expand_kernels=(*teacher.expand_kernels[:-1], k))
+
+    def data_fingerprint(self) -> str:
+        """What decides the pairs behind each sample id (the teacher cache is bound to it)."""
+        keys = ("crop_size", "samples", "style_bank", "blend_fraction", "seed", "held_out_fraction")
+        return json.dumps({key: getattr(self, key) for key in keys}, sort_keys=True)
+
+
+class PairDataset:
+    """``dataset[i] -> (id, content (S, S, 3) uint8, style vector (D,))``, fixed by ``(seed, i)``."""
+
+    def __init__(self, contents: Any, bank: np.ndarray, seed: int, blend_fraction: float) -> None:
+        self.contents, self.bank, self.seed, self.blend_fraction = contents, bank, seed, blend_fraction
+
+    def __len__(self) -> int:
+        return len(self.contents)
+
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        sample_id, content = self.contents[index]
+        rng = np.random.default_rng([self.seed, 104729, index])
+        first, second = rng.integers(len(self.bank), size=2)
+        weight = rng.uniform(0.0, 1.0) if rng.random() < self.blend_fraction else 1.0
+        vector = weight * self.bank[first] + (1.0 - weight) * self.bank[second]
+        return sample_id, content, vector.astype(np.float32)
+
+
+def _batches(dataset: PairDataset, batch_size: int, seed: int, device: str) -> Iterator[dict[str, Any]]:
+    """Shuffled epochs of {"inputs": (B, 3, S, S) in [0, 1], "style": (B, D), "ids": [...]}."""
+    epoch = 0
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(len(dataset))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            ids, contents, vectors = zip(*(dataset[int(i)] for i in order[start:start + batch_size]))
+            pixels = torch.from_numpy(np.stack(contents)).permute(0, 3, 1, 2).float().div_(255.0)
+            yield {"inputs": pixels.to(device), "style": torch.from_numpy(np.stack(vectors)).to(device),
+                   "ids": list(ids)}
+        epoch += 1
+
+
+def style_bank(sources: list[Any], count: int, seed: int, predictor: Any, path: Path,
+               progress: bool = True) -> np.ndarray:
+    """Teacher style vectors (count, D) of augmented style samples, computed once and kept at ``path``."""
+    from slimvision.data.style_images import StyleImageDataset
+    from slimvision.io.atomic import write_bytes_atomic
+    from slimvision.progress import progress_bar
+
+    if path.is_file():
+        bank = np.load(path)
+        if len(bank) == count:
+            return bank
+    samples = StyleImageDataset(sources, count, seed=seed, size=STYLE_SIZE, texture_fraction=0.25)
+    vectors = []
+    with progress_bar(count, enabled=progress, desc="style bank") as bar:
+        for index in range(count):
+            pixels = samples[index][1][None].astype(np.float32).transpose(0, 3, 1, 2) / 255.0  # (1, 3, 256, 256)
+            vectors.append(predictor(pixels).reshape(-1))
+            bar.update()
+    bank = np.stack(vectors).astype(np.float32)
+    write_bytes_atomic(path, _npy_bytes(bank), overwrite=True)
+    return bank
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _teachers(config: TransformerDistillConfig) -> tuple[Any, Any, Any]:
+    """(training teacher, fp32 teacher, shipped int8 teacher) transform graphs and the fp32 predictor."""
+    from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
+    from slimvision.compress.distill import OnnxTeacher
+    from slimvision.inference.graph import with_free_spatial_dims
+    from slimvision.inference.precision import with_float_weights
+
+    fp32 = OnnxTeacher(with_float_weights(STYLE_TEACHER_TRANSFORM.path()), layout="NHWC")
+    # The shipped graph is fixed at 384x384; with free H/W it computes the same at any size.
+    shipped = OnnxTeacher(with_free_spatial_dims(STYLE_TEACHER_TRANSFORM.path()), layout="NHWC")
+    predictor = OnnxTeacher(with_float_weights(STYLE_TEACHER_PREDICTOR.path()), layout="NHWC")
+    return fp32, shipped, predictor
+
+
+class _HalfStored:
+    """A teacher whose outputs are cached as fp16 (pixel values in [0, 1]: 3 decimal digits is plenty)."""
+
+    def __init__(self, teacher: Any, data_fingerprint: str) -> None:
+        import hashlib
+
+        self.teacher = teacher
+        self.fingerprint = hashlib.sha256(f"{teacher.fingerprint}|{data_fingerprint}".encode()).hexdigest()
+
+    def __call__(self, inputs: np.ndarray, *extra: np.ndarray) -> np.ndarray:
+        return self.teacher(inputs, *extra).astype(np.float16)
+
+
+def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a transformer student in ``run_dir``; write it, its exports and a report."""
+    from slimvision.compress.distill import ImageDistillTask, TeacherCache
+    from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
+    from slimvision.io.atomic import write_text_atomic
+    from slimvision.models.layers.efficientnet_lite import PerceptualFeatures
+    from slimvision.models.style import StyleTransformer
+    from slimvision.models.weights import save_model
+    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
+    fp32, shipped, predictor = _teachers(config)
+    teacher = fp32 if config.teacher == "fp32" else shipped
+    bank = style_bank(train_sources, config.style_bank, config.seed + 1, predictor, run_dir / "style-bank.npy",
+                      progress)
+    contents = StyleImageDataset(train_sources, config.samples, seed=config.seed, size=config.crop_size,
+                                 texture_fraction=0.1, mix_fraction=0.1)
+    pairs = PairDataset(contents, bank, config.seed, config.blend_fraction)
+    student = StyleTransformer(config.student_config())
+    init_report = (warm_start(student, _batches(pairs, 4, config.seed + 7919, "cpu"))
+                   if config.init == "teacher" else None)
+    student.to(config.device)
+    stored = _HalfStored(teacher, config.data_fingerprint())
+    features = PerceptualFeatures().to(config.device) if config.feature_weight > 0 else None
+    task = ImageDistillTask(student, stored, TeacherCache(run_dir / "teacher-cache", stored.fingerprint),
+                            features=features, feature_weight=config.feature_weight)
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
+    trainer = Trainer(task, {"main": optimizer},
+                      TrainerConfig(steps=config.steps, log_every=config.log_every,
+                                    checkpoint_every=config.checkpoint_every, progress=progress),
+                      run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
+    start = trainer.resume()
+    batches = CosineDecay(_batches(pairs, config.batch_size, config.seed + start, config.device),
+                          optimizer, config.learning_rate, start, config.steps)
+    history = trainer.fit(batches, resume=False)
+    student.eval().cpu()
+    folder = save_model(student, run_dir / "student", overwrite=True)
+    exports = export_for_pipeline(student, run_dir, folder / "model.safetensors")
+    held_pairs = held_out_pairs(held_out, predictor, config.eval_size)
+    report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
+              "params": sum(p.numel() for p in student.parameters()), "init": init_report,
+              "train_log": {"steps": history.steps, **history.values},
+              "exports": {name: {"file": path.name, "bytes": path.stat().st_size} for name, path in exports.items()},
+              "held_out": score_students({"torch": _torch_fn(student),
+                                          **{name: _onnx_fn(path) for name, path in exports.items()}},
+                                         {"fp32_teacher": fp32, "int8_teacher": shipped}, held_pairs),
+              "teacher_cache": {"hits": task.cache.hits, "misses": task.cache.misses}}
+    write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
+    return report
+
+
+def _torch_fn(student: torch.nn.Module) -> ImageFn:
+    def run(contents: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return student(torch.from_numpy(contents), torch.from_numpy(vectors)).numpy()
+
+    return run
+
+
+def _onnx_fn(path: Path) -> ImageFn:
+    from slimvision.compress.distill import OnnxTeacher
+
+    return OnnxTeacher(path, layout="NHWC")
+
+
+def held_out_pairs(sources: list[Any], predictor: Any, size: int, styles_per_content: int = 2) -> list[dict[str, Any]]:
+    """(content, style) pairs from files never trained on: each file's centre square as content,
+    painted with the teacher vectors of the next ``styles_per_content`` files."""
+    from slimvision.data.style_images import load_rgb
+    from slimvision.inference.style import centre_square
+
+    squares = {source.name: load_rgb(source.path) for source in sources}
+    names = sorted(squares)
+    vectors = {}
+    for name in names:
+        pixels = np.array(centre_square(squares[name], STYLE_SIZE))[None].transpose(0, 3, 1, 2) / 255.0
+        vectors[name] = predictor(pixels.astype(np.float32)).reshape(-1)
+    pairs = []
+    for index, name in enumerate(names):
+        content = np.array(centre_square(squares[name], size)).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        for step in range(1, min(styles_per_content, len(names) - 1) + 1):
+            style = names[(index + step) % len(names)]
+            pairs.append({"content": name, "style": style, "pixels": content,
+                          "vector": vectors[style][None].astype(np.float32)})
+    return pairs
+
+
+def score_students(students: dict[str, ImageFn], references: dict[str, ImageFn],
+                   pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """SSIM / PSNR of every student's output against every reference's, over ``pairs``; plus the
+    references against each other (how far apart the teachers themselves are)."""
+    from slimvision.metrics import psnr, ssim
+
+    def image(fn: ImageFn, pair: dict[str, Any]) -> np.ndarray:
+        return np.clip(fn(pair["pixels"], pair["vector"])[0].transpose(1, 2, 0), 0.0, 1.0)
+
+    reference_images = {name: [image(fn, pair) for pair in pairs] for name, fn in references.items()}
+    scores: dict[str, Any] = {"pairs": len(pairs)}
+    for student_name, fn in students.items():
+        outputs = [image(fn, pair) for pair in pairs]
+        scores[student_name] = {f"vs_{name}": _summary(outputs, images, ssim, psnr)
+                                for name, images in reference_images.items()}
+    names = list(reference_images)
+    for a, b in zip(names, names[1:]):
+        scores[f"{b}_vs_{a}"] = _summary(reference_images[b], reference_images[a], ssim, psnr)
+    return scores
+
+
+def _summary(outputs: list[np.ndarray], targets: list[np.ndarray], ssim: Any, psnr: Any) -> dict[str, float]:
+    ssims = [ssim(t, o) for o, t in zip(outputs, targets)]
+    psnrs = [psnr(t, o) for o, t in zip(outputs, targets)]
+    return {"ssim_mean": float(np.mean(ssims)), "ssim_min": float(np.min(ssims)),
+            "ssim_median": float(np.median(ssims)), "psnr_mean": float(np.mean(psnrs))}
+
+
+def export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) -> dict[str, Path]:
+    """The shipped transformer's interface (NHWC content, (1, 1, 1, D) style, free H/W), in float,
+    and with weights stored as fp16 (what ships) and int8, each computed in float."""
+    from slimvision.compress.export import ImageInput, compact_names, export_onnx
+    from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16
+    from slimvision.inference.graph import label_norm_moments
+    from slimvision.models.style import NHWCStyleTransformer
+
+    float_path = run_dir / "transform-nhwc.onnx"
+    size = {1: "height", 2: "width"}
+    export_onnx(NHWCStyleTransformer(student), float_path,
+                {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
+                output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
+                preprocessing={"content_image": ImageInput(layout="NHWC")}, source_weights=weights, overwrite=True)
+    paths = {"fp32": float_path,
+             "fp16_weights": store_weights_fp16(float_path, run_dir / "transform.fp16w.onnx", overwrite=True),
+             "int8_weights": quantize_weights_int8(float_path, run_dir / "transform.int8w.onnx", overwrite=True)}
+    for path in paths.values():
+        compact_names(path)
+        label_norm_moments(path)  # after compact_names, which would rename the labels away
+    return paths
+
+
+@torch.no_grad()
+def warm_start(student: torch.nn.Module, batches: Iterator[dict[str, Any]], calibration_batches: int = 2,
+               teacher: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Fill ``student`` from the teacher port: norms copied, inner convs factorised, edge convs
+    fitted to the teacher's outputs on a few real batches. Returns the fit errors."""
+    from slimvision.models.style.port import port_transformer
+
+    teacher = teacher or port_transformer()
+    # Residual blocks pair up from the first (a shallower student keeps the teacher's first
+    # blocks); the expand norms pair up one to one.
+    for mine, theirs in zip(student.residual, teacher.residual):
+        for a, b in ((mine.conv1.norm, theirs.conv1.norm), (mine.conv2.norm, theirs.conv2.norm)):
+            a.load_state_dict(b.state_dict())
+    for mine, theirs in zip(student.expand, teacher.expand):
+        mine.norm.load_state_dict(theirs.norm.state_dict())
+    report: dict[str, Any] = {"separable_rank1_error": {}}
+    inner = [(f"contract.{i}", student.contract[i], teacher.contract[i].conv) for i in range(1, len(student.contract))]
+    for b, (mine, theirs) in enumerate(zip(student.residual, teacher.residual)):
+        inner += [(f"residual.{b}.conv1", mine.conv1.conv, theirs.conv1.conv.conv),
+                  (f"residual.{b}.conv2", mine.conv2.conv, theirs.conv2.conv.conv)]
+    inner += [(f"expand.{i}", student.expand[i].conv, teacher.expand[i].conv.conv)
+              for i in range(len(student.expand) - 1)]
+    for name, mine, theirs in inner:
+        error = _copy_conv(mine, theirs.weight, theirs.bias)
+        if error is not None:
+            report["separable_rank1_error"][name] = round(error, 4)
+    report["edges_r2"] = _fit_edges(student, teacher, batches, calibration_batches)
+    return report
+
+
+def _copy_conv(target: Any, weight: torch.Tensor, bias: torch.Tensor) -> float | None:
+    """Put a full conv's weight into ``target`` (a ReflectConv), factorised if it is separable."""
+    from slimvision.compress.decompose import separable_from_conv
+
+    if not target.separable:
+        target.conv.weight.copy_(weight)
+        target.conv.bias.copy_(bias)
+        return None
+    depthwise, pointwise, error = separable_from_conv(weight)
+    target.depthwise.weight.copy_(depthwise)
+    target.pointwise.weight.copy_(pointwise)
+    target.pointwise.bias.copy_(bias)
+    return error
+
+
+def _fit_edges(student: Any, teacher: Any, batches: Iterator[dict[str, Any]], count: int) -> dict[str, float]:
+    """Least-squares fits of the student's first and last convs to the teacher's (pre-activation) outputs."""
+    from slimvision.compress.decompose import fit_conv_to_outputs
+
+    captured: dict[str, list[torch.Tensor]] = {"last_in": []}
+    hook = teacher.expand[-1].conv.register_forward_pre_hook(lambda _m, args: captured["last_in"].append(args[0]))
+    contents = []
+    try:
+        for _, batch in zip(range(count), batches):
+            contents.append(batch["inputs"])
+            teacher(batch["inputs"], batch["style"])
+    finally:
+        hook.remove()
+    scores = {}
+    for name, mine, theirs, inputs in (("first", student.contract[0], teacher.contract[0], torch.cat(contents)),
+                                       ("last", student.expand[-1].conv, teacher.expand[-1].conv,
+                                        torch.cat(captured["last_in"]))):
+        inputs = inputs[:, :, ::2, ::2].contiguous()  # every other pixel: plenty of rows, a quarter of the memory
+        targets = theirs(inputs)
+        kernel = student.config.contract_kernels[0] if name == "first" else student.config.expand_kernels[-1]
+        mode = "reflect" if student.config.padding == "reflect" else "constant"
+        weight, bias, r2 = fit_conv_to_outputs(inputs, targets, kernel, padding_mode=mode)
+        _copy_conv(mine, weight, bias)
+        scores[name] = round(r2, 4)
+    return scores
