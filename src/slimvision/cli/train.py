@@ -60,7 +60,7 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--edge-kernel", type=int, default=3, help="kernel of the first and last conv (teacher: 9; default 3)")
     parser.add_argument("--padding", choices=("zeros", "reflect"), default="zeros",
                         help="zeros: padding inside the convs, no pad passes (default); reflect: as the teacher")
-    parser.add_argument("--steps", type=int, default=6000, help="optimiser steps (default 6000)")
+    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
     parser.add_argument("--crop-size", type=int, default=128, help="content crop side in pixels (default 128)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed (default 2e-3)")

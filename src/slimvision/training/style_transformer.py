@@ -53,7 +53,7 @@ class TransformerDistillConfig(BaseConfig):
     #: "zeros" drops the separate reflect-pad passes (see ``ReflectConv``); "reflect" as the teacher.
     padding: str = "zeros"
     crop_size: int = 128
-    steps: int = 6000
+    steps: int = 3000
     batch_size: int = 8
     learning_rate: float = 2e-3
     samples: int = 12_000
