@@ -42,8 +42,6 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
 
 def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
-    from slimvision.models.style.config import SEPARABLE_PARTS
-
     parser = commands.add_parser(
         "style-transformer", help="distil the style transformer into a depthwise-separable student",
         description="Distil the shipped style transformer into a student whose inner convolutions are "
@@ -55,7 +53,7 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
                     "held-out SSIM/PSNR against the teachers.")
     parser.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
     parser.add_argument("--separable", default="contract,residual,expand",
-                        help=f"comma-separated parts made separable, among {','.join(SEPARABLE_PARTS)} "
+                        help="comma-separated parts made separable, among contract,residual,expand,edges "
                              "(default contract,residual,expand)")
     parser.add_argument("--edge-kernel", type=int, default=3, help="kernel of the first and last conv (teacher: 9; default 3)")
     parser.add_argument("--padding", choices=("zeros", "reflect"), default="zeros",
