@@ -50,6 +50,12 @@ class BaseConfig:
             if value < minimum:
                 raise ConfigError(f"{type(self).__name__}.{name} must be at least {minimum}, got {value}")
 
+    def require_one_of(self, name: str, options: tuple[Any, ...]) -> None:
+        """Choice check for subclasses' ``validate``: the named field must be one of ``options``."""
+        value = getattr(self, name)
+        if value not in options:
+            raise ConfigError(f"{type(self).__name__}.{name} must be one of {options}, got {value!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of JSON-compatible values (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from slimvision.errors import SlimvisionError
 
@@ -24,7 +25,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "MSE between style vectors, on style samples from installed packages plus procedural "
                     "textures. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ "
                     "(safetensors + config), RUN_DIR/student.onnx (+ .json) and RUN_DIR/report.json.")
-    predictor.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
+    _add_run_options(predictor, "print the report as JSON")
     predictor.add_argument("--width", type=float, default=0.35, help="width multiplier (default 0.35)")
     predictor.add_argument("--last-channels", type=int, default=1280, help="channels of the last 1x1 conv (default 1280)")
     predictor.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
@@ -34,11 +35,26 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     predictor.add_argument("--init", choices=("pruned-teacher", "scratch"), default="pruned-teacher",
                            help="start from the teacher's strongest channels (default) or from random weights")
     predictor.add_argument("--seed", type=int, default=0, help="seed of the samples and the student's init")
-    predictor.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    predictor.add_argument("--json", action="store_true", help="print the report as JSON")
-    predictor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     predictor.set_defaults(run=run_style_predictor)
     _add_style_transformer(commands)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """What every training command takes: where it runs, on which device, and how it reports."""
+    parser.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _training_module(name: str) -> Any:
+    """``slimvision.training.<name>``, or a clear error when the train extra (torch) is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"slimvision.training.{name}")
+    except ImportError as exc:
+        raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
 
 
 def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
@@ -51,7 +67,7 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
                     "holds checkpoints. Writes RUN_DIR/student/ (safetensors + config), "
                     "RUN_DIR/transform.fp16w.onnx (what ships) and other exports, and RUN_DIR/report.json with "
                     "held-out SSIM/PSNR against the teachers.")
-    parser.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
+    _add_run_options(parser, "print the held-out scores as JSON")
     parser.add_argument("--separable", default="contract,residual,expand",
                         help="comma-separated parts made separable, among contract,residual,expand,edges "
                              "(default contract,residual,expand)")
@@ -68,23 +84,17 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--init", choices=("teacher", "scratch"), default="teacher",
                         help="start from the teacher's weights (default) or from random weights")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the student's init")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    parser.add_argument("--json", action="store_true", help="print the held-out scores as JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_style_transformer)
 
 
 def run_style_transformer(args: argparse.Namespace) -> int:
-    try:
-        from slimvision.training.style_transformer import TransformerDistillConfig, distill_transformer
-    except ImportError as exc:
-        raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
+    training = _training_module("style_transformer")
     parts = tuple(part.strip() for part in args.separable.split(",") if part.strip())
-    config = TransformerDistillConfig(separable=parts, edge_kernel=args.edge_kernel, padding=args.padding,
+    config = training.TransformerDistillConfig(separable=parts, edge_kernel=args.edge_kernel, padding=args.padding,
                                       steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size,
                                       learning_rate=args.lr, samples=args.samples, feature_weight=args.feature_weight,
                                       init=args.init, seed=args.seed, device=args.device)
-    report = distill_transformer(config, args.run_dir, progress=not (args.quiet or args.json))
+    report = training.distill_transformer(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     if args.json:
         print(json.dumps({"steps_done": report["steps_done"], "params": report["params"],
@@ -101,15 +111,12 @@ def run_style_transformer(args: argparse.Namespace) -> int:
 
 
 def run_style_predictor(args: argparse.Namespace) -> int:
-    try:
-        from slimvision.training.style_predictor import PredictorDistillConfig, distill_predictor
-    except ImportError as exc:
-        raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
-    config = PredictorDistillConfig(width_multiplier=args.width, last_channels=args.last_channels,
+    training = _training_module("style_predictor")
+    config = training.PredictorDistillConfig(width_multiplier=args.width, last_channels=args.last_channels,
                                     steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                     samples=args.samples, seed=args.seed, device=args.device,
                                     init=args.init)
-    report = distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
+    report = training.distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}
     summary["held_out_mean_cosine"], summary["held_out_min_cosine"] = held["mean_cosine"], held["min_cosine"]

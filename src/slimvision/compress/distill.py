@@ -120,11 +120,12 @@ class TeacherCache:
             computed = teacher(inputs[missing], *(e[missing] for e in extra))
             for i, value in zip(missing, computed):
                 found[i] = value
-                write_bytes_atomic(self._path(ids[i]), _npy_bytes(value), overwrite=True)
+                write_bytes_atomic(self._path(ids[i]), npy_bytes(value), overwrite=True)
         return np.stack([found[i] for i in range(len(ids))])
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file (for atomic writes), never pickled."""
     import io
 
     buffer = io.BytesIO()

@@ -62,24 +62,20 @@ class PredictorDistillConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels")
-        if self.init not in INITS:
-            raise ConfigError(f"PredictorDistillConfig.init must be one of {INITS}, got {self.init!r}")
-        if self.teacher not in TEACHERS:
-            raise ConfigError(f"PredictorDistillConfig.teacher must be one of {TEACHERS}, got {self.teacher!r}")
+        self.require_one_of("init", INITS)
+        self.require_one_of("teacher", TEACHERS)
         if not 0 < self.width_multiplier <= 2:
             raise ConfigError(f"PredictorDistillConfig.width_multiplier must be in (0, 2], got {self.width_multiplier}")
 
 
 def _batches(dataset: Any, batch_size: int, seed: int, device: str) -> Iterator[dict[str, Any]]:
-    """One shuffled epoch of {"inputs": (B, 3, 256, 256) float in [0, 1], "ids": [...]}."""
-    epoch = 0
-    while True:
-        order = np.random.default_rng([seed, epoch]).permutation(len(dataset))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            ids, images = zip(*(dataset[int(i)] for i in order[start:start + batch_size]))
-            pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
-            yield {"inputs": pixels.to(device), "ids": list(ids)}
-        epoch += 1
+    """Shuffled epochs of {"inputs": (B, 3, 256, 256) float in [0, 1], "ids": [...]}."""
+    from slimvision.training.trainer import shuffled_batches
+
+    for indices in shuffled_batches(len(dataset), batch_size, seed):
+        ids, images = zip(*(dataset[i] for i in indices))
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+        yield {"inputs": pixels.to(device), "ids": list(ids)}
 
 
 def evaluate_predictor(student: torch.nn.Module, teacher: Any, sources: list[Any],

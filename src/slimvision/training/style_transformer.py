@@ -78,10 +78,8 @@ class TransformerDistillConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "steps", "batch_size", "samples", "style_bank", "checkpoint_every", "log_every")
-        if self.teacher not in TEACHERS:
-            raise ConfigError(f"TransformerDistillConfig.teacher must be one of {TEACHERS}, got {self.teacher!r}")
-        if self.init not in INITS:
-            raise ConfigError(f"TransformerDistillConfig.init must be one of {INITS}, got {self.init!r}")
+        self.require_one_of("teacher", TEACHERS)
+        self.require_one_of("init", INITS)
         if self.edge_kernel < 1 or self.edge_kernel % 2 == 0:
             raise ConfigError(f"TransformerDistillConfig.edge_kernel must be odd, got {self.edge_kernel}")
         if self.crop_size < 32 or self.crop_size % 4:
@@ -127,20 +125,19 @@ class PairDataset:
 
 def _batches(dataset: PairDataset, batch_size: int, seed: int, device: str) -> Iterator[dict[str, Any]]:
     """Shuffled epochs of {"inputs": (B, 3, S, S) in [0, 1], "style": (B, D), "ids": [...]}."""
-    epoch = 0
-    while True:
-        order = np.random.default_rng([seed, epoch]).permutation(len(dataset))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            ids, contents, vectors = zip(*(dataset[int(i)] for i in order[start:start + batch_size]))
-            pixels = torch.from_numpy(np.stack(contents)).permute(0, 3, 1, 2).float().div_(255.0)
-            yield {"inputs": pixels.to(device), "style": torch.from_numpy(np.stack(vectors)).to(device),
-                   "ids": list(ids)}
-        epoch += 1
+    from slimvision.training.trainer import shuffled_batches
+
+    for indices in shuffled_batches(len(dataset), batch_size, seed):
+        ids, contents, vectors = zip(*(dataset[i] for i in indices))
+        pixels = torch.from_numpy(np.stack(contents)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
+        yield {"inputs": pixels.to(device), "style": torch.from_numpy(np.stack(vectors)).to(device),
+               "ids": list(ids)}
 
 
 def style_bank(sources: list[Any], count: int, seed: int, predictor: Any, path: Path,
                progress: bool = True) -> np.ndarray:
     """Teacher style vectors (count, D) of augmented style samples, computed once and kept at ``path``."""
+    from slimvision.compress.distill import npy_bytes
     from slimvision.data.style_images import StyleImageDataset
     from slimvision.io.atomic import write_bytes_atomic
     from slimvision.progress import progress_bar
@@ -157,20 +154,12 @@ def style_bank(sources: list[Any], count: int, seed: int, predictor: Any, path: 
             vectors.append(predictor(pixels).reshape(-1))
             bar.update()
     bank = np.stack(vectors).astype(np.float32)
-    write_bytes_atomic(path, _npy_bytes(bank), overwrite=True)
+    write_bytes_atomic(path, npy_bytes(bank), overwrite=True)
     return bank
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _teachers(config: TransformerDistillConfig) -> tuple[Any, Any, Any]:
-    """(training teacher, fp32 teacher, shipped int8 teacher) transform graphs and the fp32 predictor."""
+def _teachers() -> tuple[Any, Any, Any]:
+    """The fp32 and the shipped int8 teacher transform graphs, and the fp32 teacher predictor."""
     from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
     from slimvision.compress.distill import OnnxTeacher
     from slimvision.inference.graph import with_free_spatial_dims
@@ -210,7 +199,7 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
-    fp32, shipped, predictor = _teachers(config)
+    fp32, shipped, predictor = _teachers()
     teacher = fp32 if config.teacher == "fp32" else shipped
     bank = style_bank(train_sources, config.style_bank, config.seed + 1, predictor, run_dir / "style-bank.npy",
                       progress)
@@ -270,15 +259,15 @@ def held_out_pairs(sources: list[Any], predictor: Any, size: int, styles_per_con
     from slimvision.data.style_images import load_rgb
     from slimvision.inference.style import centre_square
 
-    squares = {source.name: load_rgb(source.path) for source in sources}
-    names = sorted(squares)
+    images = {source.name: load_rgb(source.path) for source in sources}
+    names = sorted(images)
     vectors = {}
     for name in names:
-        pixels = np.array(centre_square(squares[name], STYLE_SIZE))[None].transpose(0, 3, 1, 2) / 255.0
+        pixels = np.array(centre_square(images[name], STYLE_SIZE))[None].transpose(0, 3, 1, 2) / 255.0
         vectors[name] = predictor(pixels.astype(np.float32)).reshape(-1)
     pairs = []
     for index, name in enumerate(names):
-        content = np.array(centre_square(squares[name], size)).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        content = np.array(centre_square(images[name], size)).transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         for step in range(1, min(styles_per_content, len(names) - 1) + 1):
             style = names[(index + step) % len(names)]
             pairs.append({"content": name, "style": style, "pixels": content,
@@ -290,7 +279,6 @@ def score_students(students: dict[str, ImageFn], references: dict[str, ImageFn],
                    pairs: list[dict[str, Any]]) -> dict[str, Any]:
     """SSIM / PSNR of every student's output against every reference's, over ``pairs``; plus the
     references against each other (how far apart the teachers themselves are)."""
-    from slimvision.metrics import psnr, ssim
 
     def image(fn: ImageFn, pair: dict[str, Any]) -> np.ndarray:
         return np.clip(fn(pair["pixels"], pair["vector"])[0].transpose(1, 2, 0), 0.0, 1.0)
@@ -299,15 +287,17 @@ def score_students(students: dict[str, ImageFn], references: dict[str, ImageFn],
     scores: dict[str, Any] = {"pairs": len(pairs)}
     for student_name, fn in students.items():
         outputs = [image(fn, pair) for pair in pairs]
-        scores[student_name] = {f"vs_{name}": _summary(outputs, images, ssim, psnr)
+        scores[student_name] = {f"vs_{name}": _summary(outputs, images)
                                 for name, images in reference_images.items()}
     names = list(reference_images)
     for a, b in zip(names, names[1:]):
-        scores[f"{b}_vs_{a}"] = _summary(reference_images[b], reference_images[a], ssim, psnr)
+        scores[f"{b}_vs_{a}"] = _summary(reference_images[b], reference_images[a])
     return scores
 
 
-def _summary(outputs: list[np.ndarray], targets: list[np.ndarray], ssim: Any, psnr: Any) -> dict[str, float]:
+def _summary(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, float]:
+    from slimvision.metrics import psnr, ssim
+
     ssims = [ssim(t, o) for o, t in zip(outputs, targets)]
     psnrs = [psnr(t, o) for o, t in zip(outputs, targets)]
     return {"ssim_mean": float(np.mean(ssims)), "ssim_min": float(np.min(ssims)),

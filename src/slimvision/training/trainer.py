@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -158,6 +159,17 @@ def _progress(config: TrainerConfig, start: int) -> Any:
 
     return progress_bar(config.steps, enabled=config.progress, initial=start, unit="step", desc="training",
                         dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
+
+
+def shuffled_batches(length: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Sample indices, ``batch_size`` at a time, epoch after epoch, each epoch in a new order
+    fixed by ``(seed, epoch)``; an epoch's last incomplete batch is dropped."""
+    epoch = 0
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(length)
+        for start in range(0, length - batch_size + 1, batch_size):
+            yield [int(i) for i in order[start:start + batch_size]]
+        epoch += 1
 
 
 class CosineDecay:
