@@ -35,7 +35,7 @@ def test_edges_stay_standard_and_the_rest_splits():
     assert not any(layer.separable for layer in only_residual.contract)
     with pytest.raises(ValueError, match="separable"):
         student.main_convs()
-    with_edges = StyleTransformer(StyleTransformerConfig(separable=("residual", "edges")))
+    with_edges = StyleTransformer(StyleTransformerConfig(separable=("residual", "first", "last")))
     assert with_edges.contract[0].separable and with_edges.expand[-1].conv.separable
     assert not with_edges.contract[1].separable and not with_edges.expand[0].conv.separable
 

@@ -112,10 +112,11 @@ def test_exported_student_tiles_like_it_runs_whole(tmp_path):
 
 
 def test_config_checks():
-    with pytest.raises(ConfigError, match="edge_kernel must be odd"):
-        TransformerDistillConfig(edge_kernel=4)
+    with pytest.raises(ConfigError, match="edge_kernels must be two odd sizes"):
+        TransformerDistillConfig(edge_kernels=(3, 4))
     with pytest.raises(ConfigError, match="crop_size"):
         TransformerDistillConfig(crop_size=30)
     with pytest.raises(ConfigError, match="teacher"):
         TransformerDistillConfig(teacher="bf16")
-    assert TransformerDistillConfig(edge_kernel=5).student_config().contract_kernels == (5, 3, 3)
+    student = TransformerDistillConfig(edge_kernels=(5, 9)).student_config()
+    assert student.contract_kernels == (5, 3, 3) and student.expand_kernels == (3, 3, 9)

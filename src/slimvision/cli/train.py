@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slimvision.errors import SlimvisionError
+from slimvision.errors import ConfigError, SlimvisionError
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -57,6 +57,14 @@ def _training_module(name: str) -> Any:
         raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
 
 
+def _int_pair(text: str, option: str) -> tuple[int, int]:
+    """'3,9' -> (3, 9); anything else is a one-line error naming the option."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise ConfigError(f"{option} takes two whole numbers like 3,9; got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "style-transformer", help="distil the style transformer into a depthwise-separable student",
@@ -69,9 +77,10 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
                     "held-out SSIM/PSNR against the teachers.")
     _add_run_options(parser, "print the held-out scores as JSON")
     parser.add_argument("--separable", default="contract,residual,expand",
-                        help="comma-separated parts made separable, among contract,residual,expand,edges "
+                        help="comma-separated parts made separable, among contract,residual,expand,first,last "
                              "(default contract,residual,expand)")
-    parser.add_argument("--edge-kernel", type=int, default=3, help="kernel of the first and last conv (teacher: 9; default 3)")
+    parser.add_argument("--edge-kernels", default="3,3", metavar="FIRST,LAST",
+                        help="kernels of the first and the last conv (teacher: 9,9; default 3,3)")
     parser.add_argument("--padding", choices=("zeros", "reflect"), default="zeros",
                         help="zeros: padding inside the convs, no pad passes (default); reflect: as the teacher")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
@@ -90,7 +99,8 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
 def run_style_transformer(args: argparse.Namespace) -> int:
     training = _training_module("style_transformer")
     parts = tuple(part.strip() for part in args.separable.split(",") if part.strip())
-    config = training.TransformerDistillConfig(separable=parts, edge_kernel=args.edge_kernel, padding=args.padding,
+    config = training.TransformerDistillConfig(separable=parts, edge_kernels=_int_pair(args.edge_kernels, "--edge-kernels"),
+                                      padding=args.padding,
                                       steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size,
                                       learning_rate=args.lr, samples=args.samples, feature_weight=args.feature_weight,
                                       init=args.init, seed=args.seed, device=args.device)

@@ -47,8 +47,8 @@ ImageFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B, 3, H, W), (B, D)
 class TransformerDistillConfig(BaseConfig):
     #: Parts made depthwise-separable (see ``StyleTransformerConfig.separable``).
     separable: tuple[str, ...] = ("contract", "residual", "expand")
-    #: Kernel of the first and the last convolution (the teacher's: 9).
-    edge_kernel: int = 3
+    #: Kernels of the first and the last convolution (the teacher's: 9 and 9).
+    edge_kernels: tuple[int, int] = (3, 3)
     residual_blocks: int = 5
     #: "zeros" drops the separate reflect-pad passes (see ``ReflectConv``); "reflect" as the teacher.
     padding: str = "zeros"
@@ -80,8 +80,9 @@ class TransformerDistillConfig(BaseConfig):
         self.require_at_least(1, "steps", "batch_size", "samples", "style_bank", "checkpoint_every", "log_every")
         self.require_one_of("teacher", TEACHERS)
         self.require_one_of("init", INITS)
-        if self.edge_kernel < 1 or self.edge_kernel % 2 == 0:
-            raise ConfigError(f"TransformerDistillConfig.edge_kernel must be odd, got {self.edge_kernel}")
+        if len(self.edge_kernels) != 2 or any(k < 1 or k % 2 == 0 for k in self.edge_kernels):
+            raise ConfigError(f"TransformerDistillConfig.edge_kernels must be two odd sizes (first, last), "
+                              f"got {self.edge_kernels}")
         if self.crop_size < 32 or self.crop_size % 4:
             raise ConfigError(f"TransformerDistillConfig.crop_size must be a multiple of 4 and >= 32, "
                               f"got {self.crop_size}")
@@ -93,11 +94,11 @@ class TransformerDistillConfig(BaseConfig):
         from slimvision.models.style import StyleTransformerConfig
 
         teacher = StyleTransformerConfig()
-        k = self.edge_kernel
+        first, last = self.edge_kernels
         return StyleTransformerConfig(separable=tuple(self.separable), residual_blocks=self.residual_blocks,
                                       padding=self.padding,
-                                      contract_kernels=(k, *teacher.contract_kernels[1:]),
-                                      expand_kernels=(*teacher.expand_kernels[:-1], k))
+                                      contract_kernels=(first, *teacher.contract_kernels[1:]),
+                                      expand_kernels=(*teacher.expand_kernels[:-1], last))
 
     def data_fingerprint(self) -> str:
         """What decides the pairs behind each sample id (the teacher cache is bound to it)."""

@@ -26,7 +26,7 @@ MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
 )
 
 
-SEPARABLE_PARTS = ("contract", "residual", "expand", "edges")
+SEPARABLE_PARTS = ("contract", "residual", "expand", "first", "last")
 PADDINGS = ("reflect", "zeros")
 
 
@@ -60,9 +60,9 @@ class StyleTransformerConfig(BaseConfig):
     expand_upsample: tuple[int, ...] = (2, 2, 1)
     norm_eps: float = 1e-5
     #: Parts whose convolutions become depthwise-separable (a k x k depthwise conv, then a 1x1):
-    #: any of "contract", "residual", "expand" (their inner convs) and "edges" (the first
-    #: contract conv and the last expand conv, at full resolution: with the teacher's 9x9
-    #: kernels they hold a third of its multiply-adds).
+    #: any of "contract", "residual", "expand" (their inner convs), "first" (the first contract
+    #: conv) and "last" (the last expand conv). The first and the last run at full resolution:
+    #: with the teacher's 9x9 kernels they hold a third of its multiply-adds.
     separable: tuple[str, ...] = ()
     #: "reflect" (the teacher: mirror-pad, then an unpadded conv) or "zeros" (the conv pads
     #: with zeros itself: no separate pad pass over every feature map).

@@ -119,7 +119,7 @@ class StyleTransformer(nn.Module):
         split = set(config.separable)
         widths = (config.in_channels, *config.contract_channels)
         self.contract = nn.ModuleList(
-            ReflectConv(c_in, c_out, k, s, separable=("contract" if index > 0 else "edges") in split,
+            ReflectConv(c_in, c_out, k, s, separable=("contract" if index > 0 else "first") in split,
                         padding=config.padding)
             for index, (c_in, c_out, k, s) in enumerate(zip(widths, widths[1:], config.contract_kernels,
                                                             config.contract_strides))
@@ -133,7 +133,7 @@ class StyleTransformer(nn.Module):
         widths = (width, *config.expand_channels)
         last = len(config.expand_channels) - 1
         self.expand = nn.ModuleList(
-            NormConv(c_in, c_out, k, dim, eps, upsample=up, separable=("expand" if index < last else "edges") in split,
+            NormConv(c_in, c_out, k, dim, eps, upsample=up, separable=("expand" if index < last else "last") in split,
                      padding=config.padding)
             for index, (c_in, c_out, k, up) in enumerate(zip(widths, widths[1:], config.expand_kernels,
                                                              config.expand_upsample))
