@@ -144,7 +144,7 @@ FAST_STYLE_PREDICTOR = PackagedFile(
     version="0.1.0",
     package="slimvision",
     resource="weights/style/predictor-mbv2-035.fp16w.onnx",
-    sha256="78d987ad6773868bb3a1cb06cb0d020da4d1346267d15abc8aa9fedc3575c4c0",
+    sha256="86988bf58669fbc412d1a2f3f81ef73c32be14fbabd986508f935472a9e29e25",
     licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
 )
 
