@@ -553,14 +553,12 @@ def _is_constant(name: str, producers: dict[str, Any], constants: set[str]) -> b
 
 def _drop_dead_nodes(graph: Any) -> None:
     """Remove nodes no graph output depends on (e.g. the shape arithmetic of folded pads)."""
-    needed = {output.name for output in graph.output}
-    live = []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            live.append(node)
-            needed.update(name for name in node.input if name)
+    from slimvision.inference.graph import live_nodes
+
+    live = [type(node).FromString(node.SerializeToString()) for node in live_nodes(graph)]
+    needed = {name for node in live for name in node.input} | {output.name for output in graph.output}
     del graph.node[:]
-    graph.node.extend(reversed(live))
+    graph.node.extend(live)
     unused = [init for init in graph.initializer if init.name not in needed]
     for init in unused:
         graph.initializer.remove(init)

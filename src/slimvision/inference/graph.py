@@ -99,7 +99,7 @@ def _store(path: Path, data: bytes) -> None:
         log.debug("cannot cache %s (%s); the rewrite will be redone next time", path, exc)
 
 
-def _live_nodes(graph: "onnx.GraphProto") -> list:  # noqa: F821
+def live_nodes(graph: "onnx.GraphProto") -> list:  # noqa: F821
     """Nodes that contribute to a graph output, in their original (topological) order."""
     needed = {output.name for output in graph.output}
     live = []
@@ -179,7 +179,7 @@ def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str
     graph.node.extend(kept)
     del graph.output[:]
     graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs)
-    live = _live_nodes(graph)
+    live = live_nodes(graph)
     del graph.node[:]
     graph.node.extend(live)
     used = {name for node in live for name in node.input}
