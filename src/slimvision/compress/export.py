@@ -451,7 +451,8 @@ def _fold_known_pads(model: Any) -> int:
     if not candidates:
         return 0
     fills = [node.input[2] if len(node.input) > 2 else "" for node in candidates]
-    values = _evaluate_constants(model, [node.input[1] for node in candidates] + [f for f in fills if f], producers)
+    values = _evaluate_constants(model, [node.input[1] for node in candidates] + [f for f in fills if f], producers,
+                                 constants)
     folded = 0
     for pad, fill in zip(candidates, fills):
         if fill and np.any(values[fill] != 0):
@@ -473,7 +474,9 @@ def _fold_known_pads(model: Any) -> int:
         graph.node.remove(pad)
         folded += 1
     if folded:
-        _drop_dead_nodes(graph)
+        from slimvision.inference.graph import drop_dead_nodes
+
+        drop_dead_nodes(graph)  # the shape arithmetic that computed the folded pads
     return folded
 
 
@@ -517,18 +520,15 @@ def _pad_foldable(pad: Any, consumers: dict[str, list[Any]], outputs: set[str], 
     return _is_constant(pad.input[1], producers, constants)
 
 
-def _evaluate_constants(model: Any, names: list[str], producers: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Values of tensors that depend on initializers and Constant nodes only."""
+def _evaluate_constants(model: Any, names: list[str], producers: dict[str, Any],
+                        constants: set[str]) -> dict[str, np.ndarray]:
+    """Values of tensors that depend on initializers and Constant nodes only (checked by the caller)."""
     import onnx
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
-    needed, stack = set(), list(names)
-    while stack:
-        node = producers.get(stack.pop())
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(name for name in node.input if name)
+    needed = _constant_ancestry(names, producers, constants)
+    assert needed is not None, "only constant tensors can be evaluated"
     nodes = [node for node in graph.node if id(node) in needed]
     outputs = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in dict.fromkeys(names)]
     sub = onnx.helper.make_graph(nodes, "constants", [], outputs, initializer=list(graph.initializer))
@@ -538,27 +538,21 @@ def _evaluate_constants(model: Any, names: list[str], producers: dict[str, Any])
 
 def _is_constant(name: str, producers: dict[str, Any], constants: set[str]) -> bool:
     """Whether ``name`` depends on initializers and Constant nodes only (no graph input)."""
-    stack, seen = [name], set()
+    return _constant_ancestry([name], producers, constants) is not None
+
+
+def _constant_ancestry(names: list[str], producers: dict[str, Any], constants: set[str]) -> set[int] | None:
+    """ids of the nodes that compute ``names``; None if any of them reads a graph input."""
+    needed: set[int] = set()
+    stack = list(names)
     while stack:
         current = stack.pop()
-        if not current or current in seen or current in constants:
+        if not current or current in constants:
             continue
-        seen.add(current)
         node = producers.get(current)
         if node is None:
-            return False  # a graph input
-        stack.extend(node.input)
-    return True
-
-
-def _drop_dead_nodes(graph: Any) -> None:
-    """Remove nodes no graph output depends on (e.g. the shape arithmetic of folded pads)."""
-    from slimvision.inference.graph import live_nodes
-
-    live = [type(node).FromString(node.SerializeToString()) for node in live_nodes(graph)]
-    needed = {name for node in live for name in node.input} | {output.name for output in graph.output}
-    del graph.node[:]
-    graph.node.extend(live)
-    unused = [init for init in graph.initializer if init.name not in needed]
-    for init in unused:
-        graph.initializer.remove(init)
+            return None  # a graph input
+        if id(node) not in needed:
+            needed.add(id(node))
+            stack.extend(node.input)
+    return needed

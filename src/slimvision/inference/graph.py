@@ -110,6 +110,19 @@ def live_nodes(graph: "onnx.GraphProto") -> list:  # noqa: F821
     return live[::-1]
 
 
+def drop_dead_nodes(graph: "onnx.GraphProto") -> set[str]:  # noqa: F821
+    """Keep only the nodes that feed a graph output and the initializers they (or the outputs)
+    name; returns those names."""
+    live = live_nodes(graph)
+    del graph.node[:]
+    graph.node.extend(live)
+    used = {name for node in live for name in node.input} | {output.name for output in graph.output}
+    initializers = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    return used
+
+
 @dataclass(frozen=True)
 class NormLayer:
     """One instance-norm layer: the tensor it normalises, its two moments and how to pool them.
@@ -179,13 +192,7 @@ def _subgraph(model: "onnx.ModelProto", inputs_from: set[str], outputs: list[str
     graph.node.extend(kept)
     del graph.output[:]
     graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs)
-    live = live_nodes(graph)
-    del graph.node[:]
-    graph.node.extend(live)
-    used = {name for node in live for name in node.input}
-    initializers = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
+    used = drop_dead_nodes(graph)
     original_inputs = [value for value in graph.input if value.name in used]
     del graph.input[:]
     graph.input.extend(original_inputs)
