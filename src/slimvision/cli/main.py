@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import bench, models, style, train
+    from slimvision.cli import bench, models, numerals, style, train
 
     parser = argparse.ArgumentParser(
         prog="slimvision",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_commands(groups)
     models.add_commands(groups)
     bench.add_commands(groups)
+    numerals.add_commands(groups)
     return parser
 
 

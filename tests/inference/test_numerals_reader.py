@@ -1,0 +1,78 @@
+"""Reading Roman numerals off pages with the shipped map: generated pages, odd tokens, bad pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slimvision.data.numerals import NoiseConfig, find_fonts, render_page, render_text, split_fonts
+from slimvision.inference.numerals import DEFAULT_MAP, NumeralReader, annotate
+from slimvision.models.som import SelfOrganizingMap
+
+
+@pytest.fixture(scope="module")
+def reader() -> NumeralReader:
+    return NumeralReader()
+
+
+@pytest.fixture(scope="module")
+def fonts():
+    train, _ = split_fonts(find_fonts())
+    return {font.name: font for font in train}
+
+
+def test_the_shipped_map_is_labelled_with_the_seven_symbols():
+    som = SelfOrganizingMap.load(DEFAULT_MAP)
+    assert som.classes == tuple("IVXLCDM") and som.config.dim == 1024
+    assert set(np.unique(som.node_labels)) == set(range(7))
+
+
+def test_a_generated_page_reads_back_its_numerals_and_boxes(reader, fonts):
+    numbers = [14, 1994, 3, 48, 2024, 700]
+    face = [fonts["DejaVuSerif"], fonts["DejaVuSans"]]
+    page, placed = render_page(numbers, face, seed=4, noise=NoiseConfig(level=0.3))
+    readings = reader(page)
+    assert sorted(reading.value for reading in readings) == sorted(numbers)
+    for number, (top, left, bottom, right) in placed:
+        match = next(reading for reading in readings if reading.value == number)
+        assert match.standard and match.problem is None and 0 < match.confidence <= 1
+        r_top, r_left, r_bottom, r_right = match.box
+        assert abs(r_top - top) <= 3 and abs(r_left - left) <= 3 and abs(r_bottom - bottom) <= 3
+        assert abs(r_right - right) <= 3
+
+
+def test_a_non_standard_token_is_read_and_reported(reader, fonts):
+    patch = render_text("IIII", fonts["DejaVuSerif"], cap_height=48, rng=np.random.default_rng(0),
+                        noise=NoiseConfig(level=0))
+    [reading] = reader(patch)
+    assert (reading.text, reading.value, reading.standard) == ("IIII", 4, False)
+    assert "written IV" in reading.problem
+
+
+def test_blank_and_uniform_pages_have_no_numerals(reader):
+    assert reader(np.full((300, 400), 235, np.uint8)) == []
+    assert reader(np.zeros((50, 50, 3), np.uint8)) == []
+
+
+def test_blobs_that_are_not_numerals_are_not_reported(reader):
+    page = np.full((300, 400), 240, np.uint8)
+    yy, xx = np.mgrid[:300, :400]
+    page[(yy - 150) ** 2 + (xx - 200) ** 2 < 60 ** 2] = 20          # an ink disc
+    page[40:60, 30:370] = 30                                           # a rule
+    assert reader(page) == []
+
+
+def test_annotate_draws_on_a_copy(reader, fonts):
+    page, _ = render_page([12], [fonts["DejaVuSans"]], seed=1, noise=NoiseConfig(level=0), size=(200, 300))
+    readings = reader(page)
+    drawn = annotate(page, readings)
+    assert drawn.shape == (*page.shape, 3) and drawn.dtype == np.uint8
+    assert (drawn[..., 1] != drawn[..., 0]).any()          # green boxes on a grey page
+    assert page.ndim == 2                                   # the input is untouched
+
+
+def test_a_map_without_labels_is_refused(tmp_path):
+    som = SelfOrganizingMap(SelfOrganizingMap.load(DEFAULT_MAP).config)
+    som.weights = np.zeros((som.config.nodes, som.config.dim), np.float32)
+    with pytest.raises(ValueError, match="labelled map"):
+        NumeralReader(som)
