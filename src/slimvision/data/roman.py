@@ -85,10 +85,9 @@ def _lenient_value(text: str) -> int:
 
     Runs, not single symbols, so ``IIX`` reads as 8 (the old printers' reading), not 10.
     """
-    runs = [SYMBOL_VALUES[match.group()[0]] * len(match.group()) for match in re.finditer(r"(.)\1*", text)]
-    symbols = [SYMBOL_VALUES[match.group()[0]] for match in re.finditer(r"(.)\1*", text)]
+    runs = [(SYMBOL_VALUES[match.group()[0]], len(match.group())) for match in re.finditer(r"(.)\1*", text)]
     total = 0
-    for index, run in enumerate(runs):
-        following = symbols[index + 1] if index + 1 < len(symbols) else 0
-        total += -run if symbols[index] < following else run
+    for index, (value, length) in enumerate(runs):
+        following = runs[index + 1][0] if index + 1 < len(runs) else 0
+        total += -value * length if value < following else value * length
     return total

@@ -246,13 +246,17 @@ def _group_words(components: list[int], boxes: list[Box]) -> list[list[int]]:
         return index
 
     ordered = sorted(components, key=lambda i: boxes[i][1])
+    tallest = max((boxes[i][2] - boxes[i][0] for i in components), default=0)
     for position, a in enumerate(ordered):
         top_a, left_a, bottom_a, right_a = boxes[a]
         for b in ordered[position + 1:]:
             top_b, left_b, bottom_b, right_b = boxes[b]
             height = max(bottom_a - top_a, bottom_b - top_b)
             if left_b - right_a > 0.6 * height:
-                break   # sorted by left edge: every later component starts even farther right
+                # Too far for this pair; a later, taller component may still be near enough.
+                if left_b - right_a > 0.6 * tallest:
+                    break   # sorted by left edge: every later component starts even farther right
+                continue
             overlap = min(bottom_a, bottom_b) - max(top_a, top_b)
             if overlap >= 0.5 * min(bottom_a - top_a, bottom_b - top_b):
                 parent[root(b)] = root(a)
