@@ -81,7 +81,7 @@ def test_online_rule_on_a_hand_checked_2x2_map():
 
 
 def test_batch_rule_with_a_winner_only_neighbourhood_is_a_k_means_step():
-    config = SOMConfig(rows=1, cols=2, dim=1, epochs=1, neighbourhood="bubble", radius=0.5, radius_end=0.5,
+    config = SOMConfig(rows=1, cols=2, dim=1, epochs=1, batch_steps=1, neighbourhood="bubble", radius=0.5, radius_end=0.5,
                        init="random")
     som = SelfOrganizingMap(config, np.array([[0.0], [10.0]], np.float32))
     som.fit(np.array([[1.0], [2.0], [9.0]], np.float32), progress=False)
@@ -89,7 +89,7 @@ def test_batch_rule_with_a_winner_only_neighbourhood_is_a_k_means_step():
 
 
 def test_batch_rule_with_a_gaussian_mixes_in_the_neighbours_samples():
-    config = SOMConfig(rows=1, cols=2, dim=1, epochs=1, radius=1.0, radius_end=1.0)
+    config = SOMConfig(rows=1, cols=2, dim=1, epochs=1, batch_steps=1, radius=1.0, radius_end=1.0)
     som = SelfOrganizingMap(config, np.array([[0.0], [10.0]], np.float32))
     som.fit(np.array([[1.0], [9.0]], np.float32), progress=False)
     h = np.exp(-0.5)   # pull between the two nodes, one lattice step apart
@@ -207,3 +207,14 @@ def test_load_names_the_broken_file(tmp_path):
     (folder / "map.npz").unlink()
     with pytest.raises(InputError, match="map.npz.*missing"):
         SelfOrganizingMap.load(folder)
+
+
+def test_batch_steps_shrink_the_radius_within_an_epoch_and_fit_tighter():
+    data = np.random.default_rng(3).random((2000, 2), dtype=np.float32)
+    errors = {}
+    for steps in (1, 10):
+        som = SelfOrganizingMap(SOMConfig(rows=8, cols=8, dim=2, epochs=2, batch_steps=steps, radius_end=1.0))
+        errors[steps] = som.fit(data, progress=False).quantization_error[-1]
+    assert errors[10] < errors[1]
+    with pytest.raises(ConfigError, match="batch_steps"):
+        SOMConfig(batch_steps=0)

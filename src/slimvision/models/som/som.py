@@ -123,7 +123,7 @@ class SelfOrganizingMap:
         with progress_bar(total, enabled=progress, desc=f"SOM {self.config.rows}x{self.config.cols}",
                           unit=unit) as bar:
             for epoch in range(epochs):
-                radius = self._batch_epoch(data, epoch) if self.config.rule == "batch" else \
+                radius = self._batch_epoch(data, epoch, rng) if self.config.rule == "batch" else \
                     self._online_epoch(data, epoch, rng, bar)
                 if self.config.rule == "batch":
                     bar.update()
@@ -137,9 +137,19 @@ class SelfOrganizingMap:
     def _radius(self, progress: float) -> float:
         return decay(self.config.start_radius, self.config.radius_end, progress, self.config.decay)
 
-    def _batch_epoch(self, data: np.ndarray, epoch: int) -> float:
-        """Every node becomes the neighbourhood-weighted mean of all samples (Kohonen's batch map)."""
-        radius = self._radius(epoch / max(self.config.epochs - 1, 1))
+    def _batch_epoch(self, data: np.ndarray, epoch: int, rng: np.random.Generator) -> float:
+        """Kohonen's batch map on mini-batches: each replaces the nodes it reaches by a weighted mean."""
+        steps = min(self.config.batch_steps, len(data))
+        total = max(self.config.epochs * steps - 1, 1)
+        order = rng.permutation(len(data)) if steps > 1 else np.arange(len(data))
+        radius = self.config.start_radius
+        for step, chunk in enumerate(np.array_split(order, steps)):
+            radius = self._radius((epoch * steps + step) / total)
+            self._batch_update(data[np.sort(chunk)], radius)
+        return radius
+
+    def _batch_update(self, data: np.ndarray, radius: float) -> None:
+        """Every node becomes the neighbourhood-weighted mean of ``data`` (unless no sample reaches it)."""
         winners, _ = self._nearest_nodes(data, distances=False)
         counts = np.bincount(winners, minlength=self.config.nodes).astype(np.float64)
         sums = np.zeros_like(self.weights, dtype=np.float64)                   # (nodes, dim)
@@ -152,7 +162,6 @@ class SelfOrganizingMap:
         numerator, denominator = pull @ sums, pull @ counts
         reached = denominator > 1e-12   # a bubble can leave a node with no sample in reach
         self.weights[reached] = (numerator[reached] / denominator[reached, None]).astype(np.float32)
-        return radius
 
     def _online_epoch(self, data: np.ndarray, epoch: int, rng: np.random.Generator, bar: object) -> float:
         """Kohonen's rule, one random sample at a time: w += rate * pull * (x - w)."""
