@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from slimvision.cli.arguments import number_list
 from slimvision.errors import InputError, SlimvisionError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEVELS = "0,0.5,1,1.5,2"
+_LEVELS = number_list("levels", minimum=0)
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -58,7 +60,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                                    description="Symbol and whole-numeral accuracy of a map on fonts it never "
                                                "saw, at several noise levels; optionally plotted.")
     _map_option(evaluate)
-    evaluate.add_argument("--levels", type=_levels, default=_levels(DEFAULT_LEVELS),
+    evaluate.add_argument("--levels", type=_LEVELS, default=_LEVELS(DEFAULT_LEVELS),
                           help=f"noise levels, comma-separated (default {DEFAULT_LEVELS}; 1 = default noise)")
     evaluate.add_argument("--symbols", type=int, default=2100, help="symbols rendered per level (default 2100)")
     evaluate.add_argument("--numerals", type=int, default=1000,
@@ -103,16 +105,6 @@ def _map_option(parser: argparse.ArgumentParser) -> None:
 def _quiet_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def _levels(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"levels must be numbers separated by commas, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"levels must be non-negative numbers, got {text!r}")
-    return values
 
 
 def _load_map(path: Path | None) -> Any:

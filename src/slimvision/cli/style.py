@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slimvision.cli.arguments import number_list
 from slimvision.errors import InputError, OutputError, SlimvisionError
 
 log = logging.getLogger(__name__)
+
+_WEIGHTS = number_list("weights")
 
 DEMO_HELP = "stylize the bundled sample photos with the bundled paintings into a folder"
 
@@ -44,7 +47,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         description="Compute the 100-d style vector of a style image (or a weighted blend of "
                     "several) and save it, so '--style V.npy' can reuse it without the predictor.")
     vector.add_argument("style", nargs="+", type=Path, help="style images or .npy vectors to blend")
-    vector.add_argument("--weights", type=_weights, help="blend weights, e.g. 0.7,0.3")
+    vector.add_argument("--weights", type=_WEIGHTS, help="blend weights, e.g. 0.7,0.3")
     vector.add_argument("-o", "--output", type=Path, required=True, help="output .npy file")
     _common(vector)
     vector.set_defaults(run=run_vector)
@@ -70,7 +73,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 def _style_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--style", type=Path, action="append", required=True,
                         help="style image or saved .npy vector; repeat to blend several")
-    parser.add_argument("--weights", type=_weights, help="blend weights, one per --style, e.g. 0.7,0.3")
+    parser.add_argument("--weights", type=_WEIGHTS, help="blend weights, one per --style, e.g. 0.7,0.3")
     parser.add_argument("--strength", type=float, default=1.0,
                         help="0 keeps the content's own style, 1 applies the full style (default 1)")
     parser.add_argument("--preserve-color", action="store_true",
@@ -99,16 +102,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="refuse inputs larger than this many pixels (default 100 million)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def _weights(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"weights must be numbers separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("weights must not be empty")
-    return values
 
 
 # --------------------------------------------------------------------------- helpers
