@@ -89,10 +89,8 @@ def _node_grid(som: SelfOrganizingMap, values: np.ndarray | None, colours: list[
         collection.set_cmap("viridis")
         figure.colorbar(collection, ax=axes, fraction=0.04)
     else:
-        collection.set_facecolor(colours)
-        if alpha is not None:
-            collection.set_alpha(None)
-            collection.set_facecolor([(*_rgb(colour), 0.25 + 0.75 * float(a)) for colour, a in zip(colours, alpha)])
+        shades = np.ones(len(colours)) if alpha is None else 0.25 + 0.75 * np.asarray(alpha, np.float64)
+        collection.set_facecolor([(*_rgb(colour), float(shade)) for colour, shade in zip(colours, shades)])
     axes.add_collection(collection)
     if text is not None:
         for (y, x), letter in zip(som.coords, text):

@@ -162,14 +162,16 @@ class NumeralReader:
     def _piece_options(self, pieces: list[np.ndarray], origin: tuple[int, int], offsets: list[int]
                        ) -> list[list[SymbolReading]]:
         """Readings of side-by-side pieces, each with its likeliest labels; [] if a piece is unknown."""
-        if any(not piece.any() for piece in pieces) or any(_too_wide(piece) for piece in pieces):
+        if any(not piece.any() for piece in pieces):
+            return []
+        boxes = [_ink_box(piece, origin, offset) for piece, offset in zip(pieces, offsets)]
+        if any(_too_wide(box) for box in boxes):
             return []
         vectors = np.stack([glyph_vector(piece) for piece in pieces])
         nodes, distances = self.som.bmu(vectors, k=min(_NEAREST, self.som.config.nodes))
         nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
         per_piece = []
-        for piece, offset, piece_nodes, piece_distances in zip(pieces, offsets, nodes, distances):
-            box = _ink_box(piece, origin, offset)
+        for box, piece_nodes, piece_distances in zip(boxes, nodes, distances):
             choices, seen = [], set()
             for node, distance in zip(piece_nodes, piece_distances):
                 label = int(self.som.node_labels[node])
@@ -194,10 +196,10 @@ def _reading(symbols: list[SymbolReading]) -> NumeralReading:
                           box=box, confidence=min(s.confidence for s in symbols), symbols=symbols)
 
 
-def _too_wide(piece: np.ndarray) -> bool:
+def _too_wide(box: Box) -> bool:
     """Wider than any Roman capital (a rule, a smudge, or several letters): no single symbol."""
-    rows, cols = np.nonzero(piece)
-    return bool(np.ptp(cols) + 1 > _WIDE * (np.ptp(rows) + 1))
+    top, left, bottom, right = box
+    return right - left > _WIDE * (bottom - top)
 
 
 def _ink_box(piece: np.ndarray, origin: tuple[int, int], offset: int) -> Box:

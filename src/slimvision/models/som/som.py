@@ -128,8 +128,9 @@ class SelfOrganizingMap:
                 if self.config.rule == "batch":
                     bar.update()
                 history.radius.append(radius)
-                history.quantization_error.append(self.quantization_error(monitor))
-                history.topographic_error.append(self.topographic_error(monitor))
+                quantization, topographic = self._errors(monitor)
+                history.quantization_error.append(quantization)
+                history.topographic_error.append(topographic)
                 bar.set_postfix({"qe": f"{history.quantization_error[-1]:.3f}",
                                  "te": f"{history.topographic_error[-1]:.3f}"})
         return history
@@ -250,10 +251,20 @@ class SelfOrganizingMap:
         """Share of samples whose two nearest nodes are not lattice neighbours (lower: better ordered)."""
         if self.config.nodes < 2 or not len(data):
             return 0.0
-        nodes, _ = self.bmu(data, k=2)
+        return self._apart(self.bmu(data, k=2)[0])
+
+    def _apart(self, nodes: np.ndarray) -> float:
+        """Topographic error from each sample's two nearest nodes, (N, 2)."""
         first, second = self.coords[nodes[:, 0]], self.coords[nodes[:, 1]]
         apart = np.sum((first - second) ** 2, axis=1) > NEIGHBOUR_DISTANCE[self.config.lattice] ** 2
         return float(np.mean(apart))
+
+    def _errors(self, data: np.ndarray) -> tuple[float, float]:
+        """Quantization and topographic error from one two-nearest-nodes search (training's monitor)."""
+        if self.config.nodes < 2:
+            return self.quantization_error(data), 0.0
+        nodes, distances = self._nearest_nodes(data, k=2)
+        return float(np.mean(distances[:, 0])), self._apart(nodes)
 
     def u_matrix(self) -> np.ndarray:
         """(rows, cols) mean weight distance of each node to its lattice neighbours: ridges are cluster borders."""
