@@ -58,6 +58,8 @@ COMPUTER_MODERN = {"cmr10": "Roman", "cmb10": "Bold", "cmti10": "Italic", "cmmi1
 REFERENCE_CAP_HEIGHT = 48
 #: Cap heights of the numerals on a rendered page (chapter headings and page numbers).
 PAGE_CAP_HEIGHT = (24, 64)
+#: How far toward the paper's grey the pale-ink threshold of :func:`binarize` lies.
+HYSTERESIS = 0.0
 _PROBE_SIZE = 64  # font size (px) the usability check renders at
 _MISSING = "\U0010fffd"  # a private-use code point no text font maps: draws the .notdef box
 
@@ -424,9 +426,27 @@ def otsu_threshold(gray: np.ndarray) -> int:
     return int((best[0] + best[-1]) // 2)
 
 
-def binarize(gray: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 grey page -> (H, W) bool ink mask (dark ink on light paper), by Otsu's threshold."""
-    return np.asarray(gray) <= otsu_threshold(gray)
+def binarize(gray: np.ndarray, hysteresis: float = HYSTERESIS) -> np.ndarray:
+    """(H, W) uint8 grey page -> (H, W) bool ink mask (dark ink on light paper).
+
+    Otsu's threshold finds the solid ink. Worn print greys its hairlines (the thin diagonals
+    of M, serifs, the foot of L) above that threshold, and a single threshold breaks letters
+    into pieces. So, as Canny does with edges, paler pixels are kept as ink where they connect
+    to solid ink: ``hysteresis`` is how far toward the paper's grey (0: Otsu alone, 1: up to
+    the paper's median) the second threshold lies.
+    """
+    gray = np.asarray(gray)
+    threshold = otsu_threshold(gray)
+    solid = gray <= threshold
+    if hysteresis <= 0 or not solid.any() or solid.all():
+        return solid
+    paper = float(np.median(gray[~solid]))
+    pale = gray <= threshold + hysteresis * (paper - threshold)
+    labels, _, _ = connected_components(pale)
+    touching = np.zeros(labels.max() + 1, bool)
+    touching[labels[solid]] = True
+    touching[0] = False
+    return touching[labels]
 
 
 def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, list[Box], np.ndarray]:

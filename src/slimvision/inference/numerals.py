@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,14 +43,20 @@ _SPECK_FRACTION = 0.02
 #: A component wider than this many times its height is tried as several touching symbols
 #: (the widest single symbol, M, is about 1.3 in the fonts we render).
 _WIDE = 1.45
-#: Most pieces one component is cut into, and most cut candidates tried.
-_MAX_PIECES, _MAX_CUTS = 4, 8
+#: A component shorter than this share of its word's tallest is a fragment (a broken-off serif
+#: or foot), joined to the nearest full-height component within this share of the height.
+_FRAGMENT, _FRAGMENT_REACH = 0.6, 0.3
+#: Paper narrower than this share of the height between two pieces of ink may lie inside one
+#: broken letter (an M whose thin diagonal broke); wider paper always separates letters.
+_TOUCH = 0.06
+#: Most cut places one symbol may span (cuts inside a broken or oddly inked letter).
+_MAX_PIECES = 12
+#: Leans (shift per row up) below this are upright print; above that the largest believed.
+_UPRIGHT, _MAX_SLANT = 0.08, 0.5
 #: Most ink (share of the component's height) a column may hold to be a place to cut.
 _THIN_JOIN = 0.3
-#: A component read as one symbol this close to a node (in unknown-distance units) is not cut.
-_SURE = 0.6
-#: Nodes looked at per piece, labels kept per piece, readings kept per component and per word.
-_NEAREST, _LABELS_PER_PIECE, _OPTIONS, _BEAM = 8, 2, 12, 40
+#: Nodes looked at per piece, labels kept per piece, readings kept per cut place.
+_NEAREST, _LABELS_PER_PIECE, _BEAM = 8, 2, 40
 #: How much more (in summed unknown-distance units) a standard numeral may cost than the
 #: cheapest reading and still be preferred to it.
 _STANDARD_MARGIN = 0.6
@@ -128,19 +133,27 @@ class NumeralReader:
     def _read_word(self, word: list[int], labels: np.ndarray, boxes: list[Box]) -> NumeralReading | None:
         """Best reading of a word: the cheapest standard numeral close to the cheapest reading at all.
 
-        Each component offers a few readings (itself as one symbol, or cut into touching
-        symbols, each piece with its one or two likeliest labels). A beam search joins them
-        left to right. Symbols alone cannot tell an M cut into ``IVI`` from an honest ``IVI``;
-        the numeral can, so a standard numeral wins unless it costs clearly more.
+        The word is over-cut: its ink is split at every gap between letters and at every thin
+        join where touching letters may meet, measured along the text's slant so italic
+        letters part cleanly. Each run of neighbouring cuts is a candidate symbol; the map
+        reads them all in one batch, and a beam search over the cuts finds the cheapest
+        readings. Symbols alone cannot tell an M cut into ``IVI`` from an honest ``IVI``; the
+        numeral can, so a standard numeral wins unless it costs clearly more.
         """
-        beam: list[tuple[float, list[SymbolReading]]] = [(0.0, [])]
-        for index in sorted(word, key=lambda i: boxes[i][1]):
-            top, left, bottom, right = boxes[index]
-            options = self._component_options(labels[top:bottom, left:right] == index + 1, (top, left))
-            if not options:
-                return None
-            beam = sorted(((cost + _cost(option), symbols + option) for cost, symbols in beam for option in options),
-                          key=lambda state: state[0])[:_BEAM]
+        ink = _WordInk.gather(_attach_fragments(word, boxes), labels, boxes)
+        spans = ink.candidate_spans()
+        if not spans:
+            return None
+        choices = self._span_choices(ink, spans)
+        beams: dict[int, list[tuple[float, list[SymbolReading]]]] = {0: [(0.0, [])]}
+        for (start, stop), options in sorted(choices.items()):
+            if start not in beams:
+                continue
+            extended = [(cost + option.distance, symbols + [option]) for cost, symbols in beams[start] for option in options]
+            beams[stop] = sorted(beams.get(stop, []) + extended, key=lambda state: state[0])[:_BEAM]
+        beam = beams.get(len(ink.cuts) - 1)
+        if not beam:
+            return None
         cheapest_cost, cheapest = beam[0]
         standard = [(cost, symbols) for cost, symbols in beam
                     if parse_roman("".join(s.symbol for s in symbols)).standard]
@@ -148,93 +161,185 @@ class NumeralReader:
             cheapest = standard[0][1]
         return _reading(cheapest)
 
-    def _component_options(self, mask: np.ndarray, origin: tuple[int, int]) -> list[list[SymbolReading]]:
-        """Readings of one component, cheapest first: itself as one symbol, or its best cuts."""
-        height, width = mask.shape
-        options = self._piece_options([mask], origin, [0])
-        if options and width <= _WIDE * height and _cost(options[0]) <= _SURE:
-            return options   # a clear single symbol of a plausible width: no cut can beat it
-        for cuts in _cut_sets(mask):
-            edges = [0, *cuts, width]
-            options += self._piece_options([mask[:, a:b] for a, b in zip(edges, edges[1:])], origin, edges[:-1])
-        return sorted(options, key=_cost)[:_OPTIONS]
-
-    def _piece_options(self, pieces: list[np.ndarray], origin: tuple[int, int], offsets: list[int]
-                       ) -> list[list[SymbolReading]]:
-        """Readings of side-by-side pieces, each with its likeliest labels; [] if a piece is unknown."""
-        if any(not piece.any() for piece in pieces):
-            return []
-        boxes = [_ink_box(piece, origin, offset) for piece, offset in zip(pieces, offsets)]
-        if any(_too_wide(box) for box in boxes):
-            return []
-        vectors = np.stack([glyph_vector(piece) for piece in pieces])
-        nodes, distances = self.som.bmu(vectors, k=min(_NEAREST, self.som.config.nodes))
+    def _span_choices(self, ink: _WordInk, spans: list[tuple[int, int]]) -> dict[tuple[int, int], list[SymbolReading]]:
+        """The likeliest labels (up to ``_LABELS_PER_PIECE``, all within the unknown distance) of each span."""
+        pieces = [ink.piece(start, stop) for start, stop in spans]
+        nodes, distances = self.som.bmu(np.stack([glyph_vector(mask) for mask, _ in pieces]),
+                                        k=min(_NEAREST, self.som.config.nodes))
         nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
-        per_piece = []
-        for box, piece_nodes, piece_distances in zip(boxes, nodes, distances):
-            choices, seen = [], set()
+        choices = {}
+        for span, (_, box), piece_nodes, piece_distances in zip(spans, pieces, nodes, distances):
+            options, seen = [], set()
             for node, distance in zip(piece_nodes, piece_distances):
                 label = int(self.som.node_labels[node])
-                if label in seen or distance > self.som.unknown_distance or len(choices) == _LABELS_PER_PIECE:
+                if label in seen or distance > self.som.unknown_distance or len(options) == _LABELS_PER_PIECE:
                     continue
                 seen.add(label)
-                choices.append(SymbolReading(symbol=self.som.classes[label], box=box,
+                options.append(SymbolReading(symbol=self.som.classes[label], box=box,
                                              confidence=float(self.som.node_confidence[node]),
                                              distance=float(distance) / self.som.unknown_distance))
-            if not choices:
-                return []
-            per_piece.append(choices)
-        return [list(combination) for combination in itertools.product(*per_piece)]
+            if options:
+                choices[span] = options
+        return choices
+
+
+@dataclass
+class _WordInk:
+    """A word's ink pixels with their columns measured along the text's slant, and where to cut them.
+
+    ``cuts`` are slanted columns, ascending, from the left edge to past the right edge;
+    ``gaps`` marks the cuts that lie in paper wider than ``_TOUCH`` of the height (between
+    letters), which no symbol may straddle.
+    """
+
+    rows: np.ndarray       # page row of each ink pixel, sorted by slanted column
+    cols: np.ndarray       # page column of each ink pixel
+    slanted: np.ndarray    # column after removing the slant, ascending
+    height: int            # the tallest glyph's height
+    cuts: np.ndarray
+    gaps: np.ndarray
+
+    @classmethod
+    def gather(cls, glyphs: list[list[int]], labels: np.ndarray, boxes: list[Box]) -> _WordInk:
+        pixels = []
+        for glyph in glyphs:
+            top, left, bottom, right = _union_box([boxes[index] for index in glyph])
+            rows, cols = np.nonzero(np.isin(labels[top:bottom, left:right], np.add(glyph, 1)))
+            pixels.append((rows + top, cols + left))
+        height = max(int(rows.max() - rows.min()) + 1 for rows, _ in pixels)
+        slant = _slant(pixels)
+        rows, cols = np.concatenate([rows for rows, _ in pixels]), np.concatenate([cols for _, cols in pixels])
+        slanted = cols - slant * (rows.max() - rows)
+        order = np.argsort(slanted, kind="stable")
+        rows, cols, slanted = rows[order], cols[order], slanted[order]
+        cuts, gaps = _cut_columns(slanted, height)
+        return cls(rows, cols, slanted, height, cuts, gaps)
+
+    def candidate_spans(self) -> list[tuple[int, int]]:
+        """(start, stop) cut indices of every run of cuts that may hold exactly one symbol."""
+        spans = []
+        for start in range(len(self.cuts) - 1):
+            for stop in range(start + 1, min(start + _MAX_PIECES, len(self.cuts) - 1) + 1):
+                if stop - 1 > start and self.gaps[stop - 1]:
+                    break   # a symbol never straddles the paper between two letters
+                if self.cuts[stop] - self.cuts[start] > 2 * _WIDE * self.height:
+                    break   # (cuts lie mid-gap, so a span is wider than its ink)
+                if self._plausible(start, stop):
+                    spans.append((start, stop))
+        return spans
+
+    def _plausible(self, start: int, stop: int) -> bool:
+        """At least a fragment's height of ink, and no wider than the widest capital."""
+        low, high = np.searchsorted(self.slanted, self.cuts[[start, stop]])
+        if high - low < 2:
+            return False
+        rows = self.rows[low:high]
+        tall = rows.max() - rows.min() + 1
+        return tall >= _FRAGMENT * self.height and self.slanted[high - 1] - self.slanted[low] + 1 <= _WIDE * tall
+
+    def piece(self, start: int, stop: int) -> tuple[np.ndarray, Box]:
+        """The ink between two cuts as a mask of its box, and the box on the page."""
+        low, high = np.searchsorted(self.slanted, self.cuts[[start, stop]])
+        rows, cols = self.rows[low:high], self.cols[low:high]
+        box = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+        mask = np.zeros((box[2] - box[0], box[3] - box[1]), bool)
+        mask[rows - box[0], cols - box[1]] = True
+        return mask, box
+
+
+def _slant(glyphs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """How far the text leans: the shift right per row up that makes its glyphs upright.
+
+    Each glyph's ink is centred on its own centroid and the shear that removes the
+    covariance of column and height (the moment deskew used for handwritten digits) is
+    fitted over all of them together. Upright capitals are near 0 (X, V and M are
+    symmetric), italic ones 0.2-0.3; a lean below ``_UPRIGHT`` is treated as none.
+    """
+    covariance = variance = 0.0
+    for rows, cols in glyphs:
+        up, right = rows.mean() - rows, cols - cols.mean()
+        covariance += float(np.dot(up, right))
+        variance += float(np.dot(up, up))
+    slant = covariance / variance if variance > 0 else 0.0
+    return 0.0 if abs(slant) < _UPRIGHT else float(np.clip(slant, -_MAX_SLANT, _MAX_SLANT))
+
+
+def _cut_columns(slanted: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut places along the slanted columns: the middle of each paper gap, and thin joins.
+
+    Touching letters meet at thin places (serifs, hairlines): a column inked for more than
+    ``_THIN_JOIN`` of the height is inside a stroke, and cutting there would slice a solid
+    blob into bars that look like I's.
+    """
+    base = np.floor(slanted.min())
+    profile = np.bincount((np.floor(slanted) - base).astype(np.int64)).astype(np.float64)
+    width = len(profile)
+    cuts, gaps = [0.0], [True]
+    column = 0
+    while column < width:
+        if profile[column] == 0:
+            end = column
+            while profile[end] == 0:
+                end += 1
+            cuts.append((column + end) / 2)
+            gaps.append(end - column > _TOUCH * height)
+            column = end
+        column += 1
+    smooth = np.convolve(profile, np.ones(3) / 3, mode="same")
+    valleys = [column for column in range(1, width - 1)
+               if 0 < profile[column] and smooth[column] <= _THIN_JOIN * height
+               and smooth[column] <= smooth[column - 1] and smooth[column] <= smooth[column + 1]]
+    # A thin stretch (a hairline diagonal, a long serif) has many minima; the lowest one within
+    # a sixth of the height stands for them all.
+    spacing = max(2, height // 6)
+    kept: list[int] = []
+    for column in sorted(valleys, key=lambda c: (smooth[c], c)):
+        if all(abs(column - other) >= spacing for other in kept):
+            kept.append(column)
+    for column in kept:
+        cuts.append(column + 0.5)
+        gaps.append(False)
+    cuts.append(float(width))
+    gaps.append(True)
+    order = np.argsort(cuts, kind="stable")
+    return np.asarray(cuts)[order] + base, np.asarray(gaps)[order]
+
+
+def _attach_fragments(word: list[int], boxes: list[Box]) -> list[list[int]]:
+    """The word's glyphs, left to right: each full-height component with the fragments it lost.
+
+    Worn print breaks hairlines, so a serif, the foot of an L or the tail of a C comes off as
+    a short component of its own. A component shorter than ``_FRAGMENT`` of the word's
+    tallest joins the full-height component it overlaps most, or the nearest one within
+    ``_FRAGMENT_REACH`` of the height; farther away it is a speck and is left out.
+    """
+    tallest = max(boxes[index][2] - boxes[index][0] for index in word)
+    is_fragment = {index: boxes[index][2] - boxes[index][0] < _FRAGMENT * tallest for index in word}
+    glyphs = {index: [index] for index in sorted(word, key=lambda i: boxes[i][1]) if not is_fragment[index]}
+    for fragment in (index for index in word if is_fragment[index]):
+        gaps = {index: _gap(boxes[index], boxes[fragment]) for index in glyphs}
+        nearest = min(gaps, key=gaps.get, default=None)
+        if nearest is not None and gaps[nearest] <= _FRAGMENT_REACH * tallest:
+            glyphs[nearest].append(fragment)
+    return list(glyphs.values())
+
+
+def _gap(a: Box, b: Box) -> int:
+    """Horizontal gap between two boxes (negative: they overlap by that many columns)."""
+    return max(a[1], b[1]) - min(a[3], b[3])
+
+
+def _union_box(boxes: list[Box]) -> Box:
+    return (min(box[0] for box in boxes), min(box[1] for box in boxes),
+            max(box[2] for box in boxes), max(box[3] for box in boxes))
 
 
 def _reading(symbols: list[SymbolReading]) -> NumeralReading:
     text = "".join(symbol.symbol for symbol in symbols)
     parsed = parse_roman(text)
-    box = (min(s.box[0] for s in symbols), min(s.box[1] for s in symbols),
-           max(s.box[2] for s in symbols), max(s.box[3] for s in symbols))
+    box = _union_box([symbol.box for symbol in symbols])
     return NumeralReading(text=text, value=parsed.value, standard=parsed.standard, problem=parsed.problem,
                           box=box, confidence=min(s.confidence for s in symbols), symbols=symbols)
-
-
-def _too_wide(box: Box) -> bool:
-    """Wider than any Roman capital (a rule, a smudge, or several letters): no single symbol."""
-    top, left, bottom, right = box
-    return right - left > _WIDE * (bottom - top)
-
-
-def _ink_box(piece: np.ndarray, origin: tuple[int, int], offset: int) -> Box:
-    rows, cols = np.nonzero(piece)
-    top, left = origin[0] + int(rows.min()), origin[1] + offset + int(cols.min())
-    return top, left, origin[0] + int(rows.max()) + 1, origin[1] + offset + int(cols.max()) + 1
-
-
-def _cost(symbols: list[SymbolReading]) -> float:
-    """Sum of the symbols' distances (in unknown-distance units): fewer, closer symbols cost less."""
-    return float(sum(symbol.distance for symbol in symbols))
-
-
-def _cut_sets(mask: np.ndarray) -> list[tuple[int, ...]]:
-    """Candidate ways to cut a blob into 2.._MAX_PIECES symbols at columns with little ink."""
-    height, width = mask.shape
-    ink = mask.sum(axis=0).astype(np.float64)
-    smooth = np.convolve(ink, np.ones(3) / 3, mode="same")
-    margin = max(2, height // 5)   # no symbol is narrower than a fifth of its height (I is ~0.2-0.3)
-    inner = np.arange(margin, width - margin)
-    if not len(inner):
-        return []
-    # Touching letters meet at thin places (serifs, hairlines): a column inked for more than
-    # _THIN_JOIN of the height is inside a stroke, and cutting there would slice a solid blob
-    # into bars that look like I's.
-    valleys = [int(c) for c in inner if smooth[c] <= smooth[max(c - 1, 0)] and smooth[c] <= smooth[min(c + 1, width - 1)]
-               and smooth[c] <= _THIN_JOIN * height]
-    valleys = sorted(valleys, key=lambda c: smooth[c])[:_MAX_CUTS]
-    cut_sets = []
-    for count in range(1, _MAX_PIECES):
-        for cuts in itertools.combinations(sorted(valleys), count):
-            edges = [0, *cuts, width]
-            if min(b - a for a, b in zip(edges, edges[1:])) >= margin:
-                cut_sets.append(cuts)
-    return cut_sets
 
 
 def _group_words(components: list[int], boxes: list[Box]) -> list[list[int]]:
