@@ -57,14 +57,17 @@ def plot_training_errors(history: dict[str, list[float]], path: str | Path, *, o
 
 
 def plot_noise_curve(rows: list[dict[str, Any]], path: str | Path, *, overwrite: bool = False) -> Path:
-    """Symbol and whole-numeral accuracy against the noise level, on held-out fonts."""
+    """Symbol and whole-numeral accuracy (and words misread as numerals) against the noise level, held-out fonts."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.5))
     levels = [row["noise"] for row in rows]
     axes.plot(levels, [100 * row["symbol_accuracy"] for row in rows], marker="o", label="symbols")
     axes.plot(levels, [100 * row["numeral_accuracy"] for row in rows], marker="s", label="whole numerals")
+    if all("text_false_alarms" in row for row in rows):
+        axes.plot(levels, [100 * row["text_false_alarms"] for row in rows], marker="^", linestyle="--",
+                  label="words read as numerals")
     axes.axvline(1.0, color="#7f7f7f", linestyle=":", label="default noise")
-    axes.set(xlabel="noise level (1 = default)", ylabel="accuracy, %", title="held-out fonts")
+    axes.set(xlabel="noise level (1 = default)", ylabel="%", title="held-out fonts")
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()

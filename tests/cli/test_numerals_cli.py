@@ -51,9 +51,11 @@ def test_read_never_overwrites_the_page(page_file, capsys):
 def test_train_eval_and_map_on_a_tiny_map(tmp_path, capsys):
     folder = tmp_path / "map"
     assert main(["numerals", "train", "-o", str(folder), "--rows", "6", "--cols", "6", "--epochs", "3",
-                 "--samples", "700", "--lattice", "hex", "--json"]) == 0
+                 "--samples", "700", "--other-samples", "470", "--lvq-epochs", "2", "--lattice", "hex",
+                 "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert 0.5 < summary["symbol_accuracy"] <= 1 and summary["samples"] == 700
+    assert 0 <= summary["other_rejected"] <= 1
     for name in ("config.json", "map.npz", "training.json", "report.json", "errors.png"):
         assert (folder / name).is_file(), name
     assert main(["numerals", "train", "-o", str(folder)]) != 0          # no silent replacement
@@ -63,9 +65,23 @@ def test_train_eval_and_map_on_a_tiny_map(tmp_path, capsys):
                  "--numerals", "10", "--json", "--plot", str(tmp_path / "curve.png")]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["noise"] for row in rows] == [0.0, 1.0] and (tmp_path / "curve.png").is_file()
+    assert all(0 <= row["text_false_alarms"] <= 1 and row["words"] > 100 for row in rows)
 
     assert main(["numerals", "map", "--map", str(folder), "-o", str(tmp_path / "pictures")]) == 0
     assert {p.name for p in (tmp_path / "pictures").iterdir()} == {"umatrix.png", "labels.png", "prototypes.png"}
+
+
+def test_train_help_states_the_training_configs_defaults(capsys):
+    from slimvision.training.numerals import NumeralTrainingConfig
+
+    defaults = NumeralTrainingConfig()
+    with pytest.raises(SystemExit):
+        main(["numerals", "train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for stated in (f"rows (default {defaults.som.rows})", f"columns (default {defaults.som.cols})",
+                   f"epochs (default {defaults.som.epochs})", f"symbols (default {defaults.samples})",
+                   f"(default {defaults.other_samples};", f"labelling (default {defaults.lvq_epochs};"):
+        assert stated in text, stated
 
 
 def test_render_writes_images_and_truth(tmp_path, capsys):

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from slimvision.data.glyphs import glyph_vector
 from slimvision.data.numerals import (
+    NOT_NUMERALS,
     FontFace,
     NoiseConfig,
     binarize,
@@ -92,6 +93,19 @@ def test_render_symbols_is_balanced_in_range_and_reproducible(train_fonts):
     assert parallel.tobytes() == data.tobytes()
     other, _ = render_symbols(train_fonts, 35, seed=1)
     assert not np.array_equal(other, data)
+
+
+def test_render_symbols_draws_any_alphabet_and_refuses_blank_characters(train_fonts):
+    data, labels = render_symbols(train_fonts, len(NOT_NUMERALS), seed=0, alphabet=NOT_NUMERALS,
+                                  noise=NoiseConfig(level=0))
+    assert labels.tolist() == list(range(len(NOT_NUMERALS)))
+    assert not set(NOT_NUMERALS) & set(SYMBOLS)                       # no numeral letter in capitals
+    capitals, _ = render_symbols(train_fonts, 7, seed=0, noise=NoiseConfig(level=0))
+    # The first 7 samples share a font: every other glyph differs from every numeral symbol.
+    assert np.abs(data[:7, None, :] - capitals[None, :, :]).sum(axis=2).min() > 1.0
+    for alphabet in ("", "I V"):
+        with pytest.raises(ValueError, match="alphabet"):
+            render_symbols(train_fonts, 7, seed=0, alphabet=alphabet)
 
 
 def test_clean_print_gives_the_fonts_own_glyph(fonts):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slimvision.data.numerals import NoiseConfig, find_fonts, render_page, render_text, split_fonts
-from slimvision.inference.numerals import DEFAULT_MAP, NumeralReader, annotate
+from slimvision.inference.numerals import DEFAULT_MAP, NumeralReader, _slant, annotate
 from slimvision.models.som import SelfOrganizingMap
 
 
@@ -21,10 +21,42 @@ def fonts():
     return {font.name: font for font in train}
 
 
-def test_the_shipped_map_is_labelled_with_the_seven_symbols():
+def test_the_shipped_map_is_labelled_with_the_seven_symbols_and_other():
     som = SelfOrganizingMap.load(DEFAULT_MAP)
-    assert som.classes == tuple("IVXLCDM") and som.config.dim == 1024
-    assert set(np.unique(som.node_labels)) == set(range(7))
+    assert som.classes == (*"IVXLCDM", "other") and som.config.dim == 1024
+    assert set(np.unique(som.node_labels)) == set(range(8))
+
+
+def clean(text: str, font, cap_height: int = 48) -> np.ndarray:
+    return render_text(text, font, cap_height=cap_height, rng=np.random.default_rng(0), noise=NoiseConfig(level=0))
+
+
+@pytest.mark.parametrize("face", ["DejaVuSerif-Italic", "DejaVuSans-Oblique"])
+def test_slanted_print_is_measured_and_read(reader, fonts, face):
+    patch = clean("XXIV", fonts[face])
+    ink = patch < 128
+    rows, cols = np.nonzero(ink)
+    assert 0.12 < _slant([(rows, cols)]) < 0.4                     # italic capitals lean ~12-20 degrees
+    assert [(reading.text, reading.value) for reading in reader(patch)] == [("XXIV", 24)]
+    upright = clean("XXIV", fonts[face.split("-")[0]])
+    assert [(reading.text, reading.value) for reading in reader(upright)] == [("XXIV", 24)]
+
+
+def test_a_letter_broken_by_wear_is_read_whole(reader, fonts):
+    patch = clean("XL", fonts["DejaVuSerif"], cap_height=60)
+    ink_columns = np.flatnonzero((patch < 128).any(axis=0))
+    rows = np.flatnonzero((patch < 128).any(axis=1))
+    stem_right = ink_columns[-1] - 25       # the L's stem ends well before its foot does
+    broken = patch.copy()
+    broken[rows[0]: rows[-1] - 8, stem_right - 14: stem_right - 12] = 255   # nothing, the stem is solid here
+    broken[rows[-1] - 8:, stem_right: stem_right + 2] = 255                  # the foot comes off the stem
+    assert [(reading.text, reading.value) for reading in reader(broken)] == [("XL", 40)]
+
+
+@pytest.mark.parametrize("word", ["THE", "Page", "and", "SECTION"])
+def test_ordinary_words_are_not_numerals(reader, fonts, word):
+    for face in ("DejaVuSerif", "DejaVuSans"):
+        assert reader(clean(word, fonts[face])) == [], (word, face)
 
 
 def test_a_generated_page_reads_back_its_numerals_and_boxes(reader, fonts):

@@ -179,7 +179,55 @@ def test_u_matrix_has_a_ridge_between_two_clusters():
     np.testing.assert_allclose(umatrix[0], [0.0, 4.5, 4.5, 0.0])
 
 
+def test_lvq1_pulls_an_agreeing_node_and_pushes_a_disagreeing_one_by_hand():
+    # Two nodes on a line, labelled a (at 0) and b (at 10). One batch, learning rate 0.5:
+    # the a-sample at 2 pulls node 0 to 0 + 0.5 * (2 - 0) = 1; the a-sample at 8 wins node 1
+    # (label b) and pushes it to 10 - 0.5 * (8 - 10) = 11.
+    som = SelfOrganizingMap(SOMConfig(rows=1, cols=2, dim=1), np.array([[0.0], [10.0]], np.float32))
+    som.node_labels = np.array([0, 1])
+    errors = som.fine_tune(np.array([[2.0], [8.0]], np.float32), np.array([0, 0]), epochs=1, learning_rate=0.5,
+                           batch_size=2)
+    np.testing.assert_allclose(som.weights[:, 0], [1.0, 11.0])
+    assert errors == [0.5]
+
+
+def test_lvq1_moves_a_misplaced_border_to_where_the_classes_part():
+    # Class a is x < 1 and class b is x > 1, but the samples crowd at 0 and 2 around a few far b's:
+    # the unsupervised fit puts a b node where b is rare; LVQ1 fixes what labels it wins.
+    rng = np.random.default_rng(0)
+    data = np.concatenate([rng.uniform(0.0, 1.0, 300), rng.uniform(1.0, 3.0, 300)]).astype(np.float32)[:, None]
+    labels = (data[:, 0] > 1.0).astype(np.int64)
+    som = SelfOrganizingMap(SOMConfig(rows=1, cols=3, dim=1), np.array([[0.2], [1.4], [2.6]], np.float32))
+    som.label(data, labels, ("a", "b"))
+    before = np.mean(som.classify(data, unknown_distance=np.inf).label != labels)
+    errors = som.fine_tune(data, labels, epochs=20, learning_rate=0.1, batch_size=32)
+    som.label(data, labels, ("a", "b"))
+    after = np.mean(som.classify(data, unknown_distance=np.inf).label != labels)
+    assert after < before and errors[-1] < errors[0]
+
+
+def test_lvq1_needs_a_labelled_map():
+    som = SelfOrganizingMap(SOMConfig(rows=1, cols=2, dim=1), np.zeros((2, 1), np.float32))
+    with pytest.raises(SlimvisionError, match="labelled map"):
+        som.fine_tune(np.zeros((2, 1), np.float32), np.array([0, 1]))
+
+
 # ------------------------------------------------------------------ storage
+def test_half_precision_storage_halves_the_file_and_keeps_the_answers(tmp_path):
+    data, labels = two_blobs()
+    som = SelfOrganizingMap(SOMConfig(rows=6, cols=6, dim=4, epochs=2))
+    som.fit(data, progress=False)
+    som.label(data, labels, ("a", "b"))
+    som.save(tmp_path / "full")
+    som.save(tmp_path / "half", half=True)
+    loaded = SelfOrganizingMap.load(tmp_path / "half")
+    assert loaded.weights.dtype == np.float32
+    np.testing.assert_allclose(loaded.weights, som.weights, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(loaded.classify(data).label, som.classify(data).label)
+    weights_bytes = {name: np.load(tmp_path / name / "map.npz")["weights"].nbytes for name in ("full", "half")}
+    assert weights_bytes["half"] * 2 == weights_bytes["full"]
+
+
 def test_save_load_round_trip_keeps_weights_labels_and_config(tmp_path):
     data, labels = two_blobs()
     som = SelfOrganizingMap(SOMConfig(rows=3, cols=4, dim=4, lattice="hex", epochs=2))

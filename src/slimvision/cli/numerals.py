@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,21 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                                             "nodes and score it on held-out fonts. Writes the map "
                                             "(config.json + map.npz), training.json, report.json and errors.png.")
     train.add_argument("-o", "--output", type=Path, required=True, help="folder for the map")
-    train.add_argument("--rows", type=int, default=20)
-    train.add_argument("--cols", type=int, default=20)
+    # Defaults left as None come from NumeralTrainingConfig when the command runs (importing it
+    # here would slow every command's start-up); the numbers in the help are checked by a test.
+    train.add_argument("--rows", type=int, help="lattice rows (default 30)")
+    train.add_argument("--cols", type=int, help="lattice columns (default 30)")
     train.add_argument("--lattice", choices=["rect", "hex"], default="rect")
     train.add_argument("--neighbourhood", choices=["gaussian", "bubble", "mexican_hat"], default="gaussian")
     train.add_argument("--rule", choices=["batch", "online"], default="batch")
     train.add_argument("--decay", choices=["linear", "exponential", "inverse"], default="linear")
     train.add_argument("--init", choices=["pca", "random"], default="pca")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--samples", type=int, default=14_000, help="rendered training symbols (default 14000)")
+    train.add_argument("--epochs", type=int, help="SOM epochs (default 10)")
+    train.add_argument("--samples", type=int, help="rendered training symbols (default 35000)")
+    train.add_argument("--other-samples", type=int,
+                       help="rendered letters and digits that are no numerals, the map's 'other' class "
+                            "(default 21000; 0: a map of the seven symbols alone)")
+    train.add_argument("--lvq-epochs", type=int, help="epochs of LVQ1 fine-tuning after labelling (default 6; 0: none)")
     _noise_option(train)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--overwrite", action="store_true", help="replace a map that exists")
@@ -171,27 +178,34 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from slimvision.io.atomic import write_text_atomic
-    from slimvision.models.som import SOMConfig
     from slimvision.plots import plot_training_errors
     from slimvision.training.numerals import NumeralTrainingConfig, train_numeral_map
 
     if (args.output / "config.json").exists() and not args.overwrite:
         raise SlimvisionError(f"{args.output}: a map is already there (pass --overwrite to replace it)")
-    som_config = SOMConfig(rows=args.rows, cols=args.cols, dim=1024, lattice=args.lattice,
-                           neighbourhood=args.neighbourhood, rule=args.rule, epochs=args.epochs, decay=args.decay,
-                           init=args.init, seed=args.seed)
-    config = NumeralTrainingConfig(som=som_config, samples=args.samples, noise=_noise(args.noise), seed=args.seed)
+    defaults = NumeralTrainingConfig()
+    chosen = {name: value for name, value in (("rows", args.rows), ("cols", args.cols), ("epochs", args.epochs))
+              if value is not None}
+    som_config = replace(defaults.som, lattice=args.lattice, neighbourhood=args.neighbourhood, rule=args.rule,
+                         decay=args.decay, init=args.init, seed=args.seed, **chosen)
+    config = replace(defaults, som=som_config, noise=_noise(args.noise), seed=args.seed,
+                     **{name: value for name, value in (("samples", args.samples), ("other_samples", args.other_samples),
+                                                        ("lvq_epochs", args.lvq_epochs)) if value is not None})
     som, report = train_numeral_map(config, progress=not (args.quiet or args.json))
-    som.save(args.output, overwrite=args.overwrite)
+    som.save(args.output, overwrite=args.overwrite, half=True)
     write_text_atomic(args.output / "training.json", config.to_json(), overwrite=args.overwrite)
     write_text_atomic(args.output / "report.json", json.dumps(report, indent=1) + "\n", overwrite=args.overwrite)
     plot_training_errors(report["history"], args.output / "errors.png", overwrite=args.overwrite)
     summary = {key: report[key] for key in ("samples", "render_seconds", "fit_seconds", "quantization_error",
-                                            "topographic_error", "symbol_accuracy")}
-    text = (f"map {args.rows}x{args.cols} ({args.lattice}, {args.rule}) trained on {args.samples} symbols in "
+                                            "topographic_error", "symbol_accuracy", "other_rejected")
+               if key in report}
+    text = (f"map {som_config.rows}x{som_config.cols} ({som_config.lattice}, {som_config.rule}) trained on "
+            f"{config.samples} symbols and {config.other_samples} other glyphs in "
             f"{report['fit_seconds']} s: quantization error {report['quantization_error']:.3f}, topographic "
             f"error {report['topographic_error']:.3f}; symbol accuracy on held-out fonts "
-            f"{100 * report['symbol_accuracy']:.2f}%\nsaved to {args.output} (errors plotted in errors.png)")
+            f"{100 * report['symbol_accuracy']:.2f}%"
+            + (f", other letters rejected {100 * report['other_rejected']:.2f}%" if "other_rejected" in report else "")
+            + f"\nsaved to {args.output} (errors plotted in errors.png)")
     print(json.dumps(summary, indent=2) if args.json else text)
     return 0
 
@@ -209,10 +223,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'noise':>6} {'symbols':>9} {'numerals':>9}   (held-out fonts; {rows[0]['symbols']} symbols, "
-          f"{rows[0]['numerals']} numerals per level)")
+    print(f"{'noise':>6} {'symbols':>9} {'numerals':>9} {'words read as numerals':>23}   (held-out fonts; "
+          f"{rows[0]['symbols']} symbols, {rows[0]['numerals']} numerals, {rows[0]['words']} words per level)")
     for row in rows:
-        print(f"{row['noise']:6.2f} {100 * row['symbol_accuracy']:8.2f}% {100 * row['numeral_accuracy']:8.2f}%")
+        print(f"{row['noise']:6.2f} {100 * row['symbol_accuracy']:8.2f}% {100 * row['numeral_accuracy']:8.2f}% "
+              f"{100 * row['text_false_alarms']:22.2f}%")
     return 0
 
 

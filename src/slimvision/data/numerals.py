@@ -54,12 +54,14 @@ FONT_SUFFIXES = (".ttf", ".otf")
 #: matplotlib's Computer Modern files name themselves "cmr10" etc.; they are one family of styles.
 COMPUTER_MODERN = {"cmr10": "Roman", "cmb10": "Bold", "cmti10": "Italic", "cmmi10": "Math Italic",
                    "cmss10": "Sans", "cmtt10": "Typewriter", "cmsy10": "Symbols", "cmex10": "Extension"}
+#: Letters and digits a page reader meets beside numerals, which it must not read as numerals.
+#: Left out: the numeral letters in lower case (``xiv`` is a numeral too) and ``l`` and ``1``,
+#: which many typefaces draw as a bare bar, like ``I``.
+NOT_NUMERALS = "ABEFGHJKNOPQRSTUWYZabefghjknopqrstuwyz023456789"
 #: Cap height (pixels) the noise maxima are stated at; blur and stains scale with the real one.
 REFERENCE_CAP_HEIGHT = 48
 #: Cap heights of the numerals on a rendered page (chapter headings and page numbers).
 PAGE_CAP_HEIGHT = (24, 64)
-#: How far toward the paper's grey the pale-ink threshold of :func:`binarize` lies.
-HYSTERESIS = 0.0
 _PROBE_SIZE = 64  # font size (px) the usability check renders at
 _MISSING = "\U0010fffd"  # a private-use code point no text font maps: draws the .notdef box
 
@@ -426,27 +428,9 @@ def otsu_threshold(gray: np.ndarray) -> int:
     return int((best[0] + best[-1]) // 2)
 
 
-def binarize(gray: np.ndarray, hysteresis: float = HYSTERESIS) -> np.ndarray:
-    """(H, W) uint8 grey page -> (H, W) bool ink mask (dark ink on light paper).
-
-    Otsu's threshold finds the solid ink. Worn print greys its hairlines (the thin diagonals
-    of M, serifs, the foot of L) above that threshold, and a single threshold breaks letters
-    into pieces. So, as Canny does with edges, paler pixels are kept as ink where they connect
-    to solid ink: ``hysteresis`` is how far toward the paper's grey (0: Otsu alone, 1: up to
-    the paper's median) the second threshold lies.
-    """
-    gray = np.asarray(gray)
-    threshold = otsu_threshold(gray)
-    solid = gray <= threshold
-    if hysteresis <= 0 or not solid.any() or solid.all():
-        return solid
-    paper = float(np.median(gray[~solid]))
-    pale = gray <= threshold + hysteresis * (paper - threshold)
-    labels, _, _ = connected_components(pale)
-    touching = np.zeros(labels.max() + 1, bool)
-    touching[labels[solid]] = True
-    touching[0] = False
-    return touching[labels]
+def binarize(gray: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 grey page -> (H, W) bool ink mask (dark ink on light paper), by Otsu's threshold."""
+    return np.asarray(gray) <= otsu_threshold(gray)
 
 
 def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, list[Box], np.ndarray]:
@@ -566,30 +550,35 @@ def main_glyph(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
 
 # --------------------------------------------------------------------------- datasets
 def render_symbols(fonts: list[FontFace], count: int, *, seed: int, noise: NoiseConfig | None = None,
-                   cap_height: tuple[int, int] = (24, 64), workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   cap_height: tuple[int, int] = (24, 64), workers: int | None = None,
+                   alphabet: str = SYMBOLS) -> tuple[np.ndarray, np.ndarray]:
     """``count`` worn single symbols, cut out as a page reader would, as glyph vectors.
 
-    Sample ``i`` is symbol ``SYMBOLS[i % 7]`` in font ``fonts[(i // 7) % len(fonts)]`` (so symbols
-    and fonts are balanced), at a random cap height in ``cap_height`` (inclusive); its wear
-    comes from ``np.random.default_rng([seed, i])``. Shuffle before online training.
+    Sample ``i`` is ``alphabet[i % len(alphabet)]`` in font ``fonts[(i // len(alphabet)) % len(fonts)]``
+    (so symbols and fonts are balanced), at a random cap height in ``cap_height`` (inclusive);
+    its wear comes from ``np.random.default_rng([seed, i])``. Shuffle before online training.
 
     Args:
         workers: processes to render in; the data are the same for any number. Default: every
             available core from 2000 samples up (forked processes, where the OS has fork).
+        alphabet: the characters to render: the seven numeral symbols, or e.g. ``NOT_NUMERALS``
+            (letters and digits a reader must not take for numerals).
 
     Returns:
         X: (count, 1024) float32 in [0, 1] (see :func:`~slimvision.data.glyphs.glyph_vector`).
-        y: (count,) int64 indices into ``SYMBOLS``.
+        y: (count,) int64 indices into ``alphabet``.
     """
     _check_request(fonts, count, cap_height)
+    if not alphabet or any(not character.strip() for character in alphabet):
+        raise ValueError(f"render_symbols: alphabet must be printable characters, got {alphabet!r}")
     noise = noise or NoiseConfig()
-    labels = np.arange(count, dtype=np.int64) % len(SYMBOLS)
+    labels = np.arange(count, dtype=np.int64) % len(alphabet)
     workers = _worker_count(workers, count)
     if workers == 1:
-        return _symbol_rows(fonts, 0, count, seed, noise, cap_height), labels
+        return _symbol_rows(fonts, 0, count, seed, noise, cap_height, alphabet), labels
     # A few chunks per process even out fast and slow chunks (big cap heights cost more).
     bounds = np.linspace(0, count, 4 * workers + 1).round().astype(int).tolist()
-    jobs = [(fonts, start, stop, seed, noise, cap_height) for start, stop in zip(bounds[:-1], bounds[1:])]
+    jobs = [(fonts, start, stop, seed, noise, cap_height, alphabet) for start, stop in zip(bounds[:-1], bounds[1:])]
     # fork: the children start at once with the parent's fonts loaded, and need no importable __main__.
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         parts = pool.starmap(_symbol_rows, jobs)
@@ -614,14 +603,14 @@ def _worker_count(workers: int | None, count: int) -> int:
 
 
 def _symbol_rows(fonts: list[FontFace], start: int, stop: int, seed: int, noise: NoiseConfig,
-                 cap_height: tuple[int, int]) -> np.ndarray:
+                 cap_height: tuple[int, int], alphabet: str = SYMBOLS) -> np.ndarray:
     """Glyph vectors of samples ``start`` to ``stop`` of :func:`render_symbols`, (stop - start, 1024)."""
     rows = np.empty((stop - start, GLYPH_SIZE * GLYPH_SIZE), np.float32)
     for index in range(start, stop):
         rng = np.random.default_rng([seed, index])
-        font = fonts[(index // len(SYMBOLS)) % len(fonts)]
+        font = fonts[(index // len(alphabet)) % len(fonts)]
         height = int(rng.integers(cap_height[0], cap_height[1] + 1))
-        gray = render_text(SYMBOLS[index % len(SYMBOLS)], font, cap_height=height, rng=rng, noise=noise)
+        gray = render_text(alphabet[index % len(alphabet)], font, cap_height=height, rng=rng, noise=noise)
         rows[index - start] = glyph_vector(main_glyph(binarize(gray)))
     return rows
 

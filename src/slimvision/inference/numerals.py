@@ -29,7 +29,7 @@ import numpy as np
 
 from slimvision.data.glyphs import glyph_vector
 from slimvision.data.numerals import binarize, connected_components
-from slimvision.data.roman import parse_roman
+from slimvision.data.roman import SYMBOLS, parse_roman
 from slimvision.models.som import SelfOrganizingMap
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,11 @@ _UPRIGHT, _MAX_SLANT = 0.08, 0.5
 #: Most ink (share of the component's height) a column may hold to be a place to cut.
 _THIN_JOIN = 0.3
 #: Nodes looked at per piece, labels kept per piece, readings kept per cut place.
-_NEAREST, _LABELS_PER_PIECE, _BEAM = 8, 2, 40
+_NEAREST, _LABELS_PER_PIECE, _BEAM = 24, 2, 40
+#: A word whose best reading with letters that are no numerals beats its best numeral reading by
+#: this much per symbol (in unknown-distance units) is text, not a numeral. Per symbol, since a
+#: long numeral has more chances for one letter to look like something else.
+_TEXT_MARGIN = 0.1
 #: How much more (in summed unknown-distance units) a standard numeral may cost than the
 #: cheapest reading and still be preferred to it.
 _STANDARD_MARGIN = 0.6
@@ -131,56 +135,99 @@ class NumeralReader:
                 if area >= floor and box[2] - box[0] >= self.min_height]
 
     def _read_word(self, word: list[int], labels: np.ndarray, boxes: list[Box]) -> NumeralReading | None:
-        """Best reading of a word: the cheapest standard numeral close to the cheapest reading at all.
+        """Best reading of a word, or None when it is no numeral.
 
         The word is over-cut: its ink is split at every gap between letters and at every thin
         join where touching letters may meet, measured along the text's slant so italic
         letters part cleanly. Each run of neighbouring cuts is a candidate symbol; the map
         reads them all in one batch, and a beam search over the cuts finds the cheapest
-        readings. Symbols alone cannot tell an M cut into ``IVI`` from an honest ``IVI``; the
-        numeral can, so a standard numeral wins unless it costs clearly more.
+        readings. The slant is measured from the glyphs' moments, which stroke contrast can
+        fool, so upright cuts are tried too and the cheaper reading wins.
         """
-        ink = _WordInk.gather(_attach_fragments(word, boxes), labels, boxes)
+        glyphs = _attach_fragments(word, boxes)
+        measured = _slant([_glyph_pixels(glyph, labels, boxes) for glyph in glyphs])
+        best: tuple[float, list[SymbolReading]] | None = None
+        for slant in sorted({0.0, measured}):
+            found = self._read_ink(_WordInk.gather(glyphs, labels, boxes, slant))
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+        return None if best is None else _reading(best[1])
+
+    def _read_ink(self, ink: _WordInk) -> tuple[float, list[SymbolReading]] | None:
+        """(cost, symbols) of the word's best numeral reading, or None if it reads better as text.
+
+        Symbols alone cannot tell an M cut into ``IVI`` from an honest ``IVI``; the numeral
+        can, so a standard numeral wins unless it costs clearly more. Every span may also be
+        read as the nearest letter or digit that is no numeral; when such a reading of the
+        word beats the best numeral by ``_TEXT_MARGIN`` per symbol, the word is text (``THE`` could be cut
+        into ``ILIL``, but reads far better as three non-numeral letters).
+        """
         spans = ink.candidate_spans()
         if not spans:
             return None
-        choices = self._span_choices(ink, spans)
-        beams: dict[int, list[tuple[float, list[SymbolReading]]]] = {0: [(0.0, [])]}
-        for (start, stop), options in sorted(choices.items()):
-            if start not in beams:
-                continue
-            extended = [(cost + option.distance, symbols + [option]) for cost, symbols in beams[start] for option in options]
-            beams[stop] = sorted(beams.get(stop, []) + extended, key=lambda state: state[0])[:_BEAM]
-        beam = beams.get(len(ink.cuts) - 1)
+        numerals, others = self._span_choices(ink, spans)
+        end = len(ink.cuts) - 1
+        beam = _cheapest_paths(numerals, end)
         if not beam:
             return None
         cheapest_cost, cheapest = beam[0]
         standard = [(cost, symbols) for cost, symbols in beam
                     if parse_roman("".join(s.symbol for s in symbols)).standard]
         if standard and standard[0][0] <= cheapest_cost + _STANDARD_MARGIN:
-            cheapest = standard[0][1]
-        return _reading(cheapest)
+            cheapest_cost, cheapest = standard[0]
+        mixed = {span: numerals.get(span, []) + others.get(span, []) for span in numerals.keys() | others.keys()}
+        text = _cheapest_paths(mixed, end, beam_width=1)
+        if text and text[0][0] + _TEXT_MARGIN * len(cheapest) < cheapest_cost:
+            return None
+        return cheapest_cost, cheapest
 
-    def _span_choices(self, ink: _WordInk, spans: list[tuple[int, int]]) -> dict[tuple[int, int], list[SymbolReading]]:
-        """The likeliest labels (up to ``_LABELS_PER_PIECE``, all within the unknown distance) of each span."""
+    def _span_choices(self, ink: _WordInk, spans: list[tuple[int, int]]
+                      ) -> tuple[dict[tuple[int, int], list[SymbolReading]], dict[tuple[int, int], list[SymbolReading]]]:
+        """Each span's likeliest numeral symbols (up to ``_LABELS_PER_PIECE``) and its nearest non-numeral.
+
+        Only readings within the map's unknown distance count; a span with none is absent.
+        """
         pieces = [ink.piece(start, stop) for start, stop in spans]
         nodes, distances = self.som.bmu(np.stack([glyph_vector(mask) for mask, _ in pieces]),
                                         k=min(_NEAREST, self.som.config.nodes))
         nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
-        choices = {}
+        numerals, others = {}, {}
         for span, (_, box), piece_nodes, piece_distances in zip(spans, pieces, nodes, distances):
             options, seen = [], set()
             for node, distance in zip(piece_nodes, piece_distances):
                 label = int(self.som.node_labels[node])
-                if label in seen or distance > self.som.unknown_distance or len(options) == _LABELS_PER_PIECE:
+                if label in seen or distance > self.som.unknown_distance:
                     continue
                 seen.add(label)
-                options.append(SymbolReading(symbol=self.som.classes[label], box=box,
-                                             confidence=float(self.som.node_confidence[node]),
-                                             distance=float(distance) / self.som.unknown_distance))
+                reading = SymbolReading(symbol=self.som.classes[label], box=box,
+                                        confidence=float(self.som.node_confidence[node]),
+                                        distance=float(distance) / self.som.unknown_distance)
+                if reading.symbol not in SYMBOLS:
+                    others.setdefault(span, [reading])
+                elif len(options) < _LABELS_PER_PIECE:
+                    options.append(reading)
             if options:
-                choices[span] = options
-        return choices
+                numerals[span] = options
+        return numerals, others
+
+
+def _cheapest_paths(choices: dict[tuple[int, int], list[SymbolReading]], end: int, beam_width: int = _BEAM
+                    ) -> list[tuple[float, list[SymbolReading]]]:
+    """The cheapest ways (summed distance) to read the cuts 0..end, each a run of spans; cheapest first."""
+    beams: dict[int, list[tuple[float, list[SymbolReading]]]] = {0: [(0.0, [])]}
+    for (start, stop), options in sorted(choices.items()):
+        if start not in beams:
+            continue
+        extended = [(cost + option.distance, symbols + [option]) for cost, symbols in beams[start] for option in options]
+        beams[stop] = sorted(beams.get(stop, []) + extended, key=lambda state: state[0])[:beam_width]
+    return beams.get(end, [])
+
+
+def _glyph_pixels(glyph: list[int], labels: np.ndarray, boxes: list[Box]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) on the page of the ink of a glyph's components."""
+    top, left, bottom, right = _union_box([boxes[index] for index in glyph])
+    rows, cols = np.nonzero(np.isin(labels[top:bottom, left:right], np.add(glyph, 1)))
+    return rows + top, cols + left
 
 
 @dataclass
@@ -200,14 +247,9 @@ class _WordInk:
     gaps: np.ndarray
 
     @classmethod
-    def gather(cls, glyphs: list[list[int]], labels: np.ndarray, boxes: list[Box]) -> _WordInk:
-        pixels = []
-        for glyph in glyphs:
-            top, left, bottom, right = _union_box([boxes[index] for index in glyph])
-            rows, cols = np.nonzero(np.isin(labels[top:bottom, left:right], np.add(glyph, 1)))
-            pixels.append((rows + top, cols + left))
+    def gather(cls, glyphs: list[list[int]], labels: np.ndarray, boxes: list[Box], slant: float) -> _WordInk:
+        pixels = [_glyph_pixels(glyph, labels, boxes) for glyph in glyphs]
         height = max(int(rows.max() - rows.min()) + 1 for rows, _ in pixels)
-        slant = _slant(pixels)
         rows, cols = np.concatenate([rows for rows, _ in pixels]), np.concatenate([cols for _, cols in pixels])
         slanted = cols - slant * (rows.max() - rows)
         order = np.argsort(slanted, kind="stable")

@@ -21,13 +21,19 @@ from typing import Any
 import numpy as np
 
 from slimvision.config import BaseConfig
-from slimvision.data.numerals import FontFace, NoiseConfig, find_fonts, render_numerals, render_symbols, split_fonts
+from slimvision.data.numerals import (NOT_NUMERALS, FontFace, NoiseConfig, find_fonts, render_numerals, render_symbols,
+                                     render_text, split_fonts)
 from slimvision.data.roman import MAX_STANDARD, SYMBOLS, to_roman
 from slimvision.errors import ConfigError
-from slimvision.models.som import SelfOrganizingMap, SOMConfig
+from slimvision.models.som import SelfOrganizingMap, SOMConfig, TrainingHistory
 from slimvision.progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+#: The map's class for glyphs that are not numeral symbols (other letters, digits).
+NOT_A_NUMERAL = "other"
+#: The map's classes: the seven symbols, then NOT_A_NUMERAL.
+CLASSES = (*SYMBOLS, NOT_A_NUMERAL)
 
 
 @dataclass
@@ -35,8 +41,14 @@ class NumeralTrainingConfig(BaseConfig):
     """Everything a numeral map is trained from; saved as ``training.json`` beside the map.
 
     Attributes:
-        som: the map (its ``dim`` must be 1024: 32 x 32 glyphs).
+        som: the map (its ``dim`` must be 1024: 32 x 32 glyphs). 30 x 30 nodes: the seven
+            symbols and the other letters share the map, and each symbol needs room for many
+            typefaces (20 x 20 read 1% fewer held-out symbols).
         samples: rendered training symbols, spread evenly over the 7 symbols and the fonts.
+        other_samples: rendered letters and digits that are not numerals (``NOT_NUMERALS``),
+            labelled ``"other"``: nodes they win tell the reader a glyph is no numeral symbol.
+            Without them every node is a numeral, and a word like ``THE``, cut into bars and
+            corners, reads as ``IIIL``. 0 trains a map of the seven symbols alone.
         noise: how worn the rendered print is (``NoiseConfig()`` is the default level).
         validation_families: font families held out of training and used for every score.
         validation_samples: held-out symbols rendered to measure symbol accuracy.
@@ -47,21 +59,32 @@ class NumeralTrainingConfig(BaseConfig):
             map has never seen (it rejected 2% of held-out symbols that the map read right).
         unknown_quantile: share of the calibration symbols the map must still call known; beyond
             that distance to the BMU a glyph is "unknown" (not a numeral).
+        lvq_epochs: epochs of Kohonen's LVQ1 after labelling, which moves the prototypes'
+            borders to where the classes part (0: the plain self-organised map).
+        lvq_learning_rate: LVQ1's starting learning rate (it falls linearly to zero).
         seed: seeds rendering (training and validation get different streams).
     """
 
-    som: SOMConfig = field(default_factory=SOMConfig)
-    samples: int = 14_000
+    som: SOMConfig = field(default_factory=lambda: SOMConfig(rows=30, cols=30, dim=1024))
+    samples: int = 35_000
+    other_samples: int = 21_000
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     validation_families: tuple[str, ...] = ("Computer Modern",)
     validation_samples: int = 2_100
     calibration_families: tuple[str, ...] = ("STIXGeneral",)
     unknown_quantile: float = 0.999
+    lvq_epochs: int = 6
+    lvq_learning_rate: float = 0.05
     seed: int = 0
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(len(SYMBOLS), "samples", "validation_samples")
+        for name in ("other_samples", "lvq_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"NumeralTrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lvq_learning_rate > 0:
+            raise ConfigError(f"NumeralTrainingConfig.lvq_learning_rate must be > 0, got {self.lvq_learning_rate}")
         if self.som.dim != 1024:
             raise ConfigError(f"NumeralTrainingConfig: som.dim must be 1024 (32 x 32 glyphs), got {self.som.dim}")
         if not 0 < self.unknown_quantile <= 1:
@@ -82,12 +105,10 @@ def train_numeral_map(config: NumeralTrainingConfig, *, progress: bool = True) -
     """
     train_fonts, held_out = font_split(config)
     started = time.perf_counter()
-    data, labels = render_symbols(train_fonts, config.samples, seed=config.seed, noise=config.noise)
+    data, labels, families = training_glyphs(config, train_fonts)
     rendered = time.perf_counter()
-    calibration = calibrate_unknown_distance(config, train_fonts, data, labels)
-    som = SelfOrganizingMap(config.som)
-    history = som.fit(data, progress=progress)
-    som.label(data, labels, tuple(SYMBOLS), unknown_quantile=config.unknown_quantile)
+    calibration = calibrate_unknown_distance(config, data, labels, families)
+    som, history = fit_labelled_map(config, data, labels, progress=progress)
     som.unknown_distance = max(som.unknown_distance, calibration["unknown_distance"])
     fitted = time.perf_counter()
     accuracy = symbol_accuracy(som, held_out, config.validation_samples, seed=config.seed + 1, noise=config.noise)
@@ -101,31 +122,63 @@ def train_numeral_map(config: NumeralTrainingConfig, *, progress: bool = True) -
         "quantization_error": history.quantization_error[-1],
         "topographic_error": history.topographic_error[-1],
         "symbol_accuracy": accuracy,
+        **({"other_rejected": other_rejection(som, held_out, config.validation_samples, seed=config.seed + 1,
+                                              noise=config.noise)} if config.other_samples else {}),
         "unknown_distance": som.unknown_distance,
         "calibration": calibration,
     }
     return som, report
 
 
-def calibrate_unknown_distance(config: NumeralTrainingConfig, fonts: list[FontFace], data: np.ndarray,
-                               labels: np.ndarray) -> dict[str, Any]:
-    """Fit a map without the calibration families; measure how far their symbols land from it.
+def training_glyphs(config: NumeralTrainingConfig, fonts: list[FontFace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Glyph vectors, class indices into the map's classes, and each glyph's font family."""
+    data, labels = render_symbols(fonts, config.samples, seed=config.seed, noise=config.noise)
+    families = _families(fonts, config.samples, len(SYMBOLS))
+    if config.other_samples:
+        # A seed of its own: sample i of this stream must not repeat sample i's wear above.
+        others, _ = render_symbols(fonts, config.other_samples, seed=config.seed + 7919, noise=config.noise,
+                                   alphabet=NOT_NUMERALS)
+        data = np.concatenate([data, others])
+        labels = np.concatenate([labels, np.full(config.other_samples, len(SYMBOLS), np.int64)])
+        families = np.concatenate([families, _families(fonts, config.other_samples, len(NOT_NUMERALS))])
+    return data, labels, families
 
-    ``render_symbols`` draws sample ``i`` in ``fonts[(i // 7) % len(fonts)]``, so each sample's
-    family is known without rendering anything again.
-    """
-    families = np.array([fonts[(index // len(SYMBOLS)) % len(fonts)].family for index in range(len(data))])
+
+def _families(fonts: list[FontFace], count: int, alphabet_size: int) -> np.ndarray:
+    """The family of each sample ``render_symbols`` draws: sample i is in ``fonts[(i // size) % len(fonts)]``."""
+    return np.array([fonts[(index // alphabet_size) % len(fonts)].family for index in range(count)])
+
+
+def fit_labelled_map(config: NumeralTrainingConfig, data: np.ndarray, labels: np.ndarray, *,
+                     progress: bool) -> tuple[SelfOrganizingMap, TrainingHistory]:
+    """Fit the map, label its nodes by majority vote, sharpen the class borders with LVQ1, relabel."""
+    som = SelfOrganizingMap(config.som)
+    history = som.fit(data, progress=progress)
+    som.label(data, labels, _classes(config), unknown_quantile=config.unknown_quantile)
+    if config.lvq_epochs:
+        som.fine_tune(data, labels, epochs=config.lvq_epochs, learning_rate=config.lvq_learning_rate,
+                      seed=config.seed, progress=progress)
+        som.label(data, labels, _classes(config), unknown_quantile=config.unknown_quantile)
+    return som, history
+
+
+def _classes(config: NumeralTrainingConfig) -> tuple[str, ...]:
+    return CLASSES if config.other_samples else tuple(SYMBOLS)
+
+
+def calibrate_unknown_distance(config: NumeralTrainingConfig, data: np.ndarray, labels: np.ndarray,
+                               families: np.ndarray) -> dict[str, Any]:
+    """Fit a map without the calibration families; measure how far their symbols land from it."""
     unseen = np.isin(families, config.calibration_families)
     if not unseen.any() or unseen.all():
         raise ConfigError(f"NumeralTrainingConfig.calibration_families {config.calibration_families} must name "
                           f"some but not all training families: {sorted(set(families.tolist()))}")
-    som = SelfOrganizingMap(config.som)
-    som.fit(data[~unseen], progress=False)
-    som.label(data[~unseen], labels[~unseen], tuple(SYMBOLS))
-    prediction = som.classify(data[unseen], unknown_distance=np.inf)
+    som, _ = fit_labelled_map(config, data[~unseen], labels[~unseen], progress=False)
+    symbols = unseen & (labels < len(SYMBOLS))
+    prediction = som.classify(data[symbols], unknown_distance=np.inf)
     distance = float(np.quantile(prediction.distance, config.unknown_quantile))
-    return {"families": list(config.calibration_families), "samples": int(unseen.sum()),
-            "accuracy_unseen": float(np.mean(prediction.label == labels[unseen])), "unknown_distance": distance}
+    return {"families": list(config.calibration_families), "samples": int(symbols.sum()),
+            "accuracy_unseen": float(np.mean(prediction.label == labels[symbols])), "unknown_distance": distance}
 
 
 def symbol_accuracy(som: SelfOrganizingMap, fonts: list[FontFace], count: int, *, seed: int,
@@ -133,6 +186,14 @@ def symbol_accuracy(som: SelfOrganizingMap, fonts: list[FontFace], count: int, *
     """Share of rendered symbols whose BMU label is right ("unknown" counts as wrong)."""
     data, labels = render_symbols(fonts, count, seed=seed, noise=noise)
     return float(np.mean(som.classify(data).label == labels))
+
+
+def other_rejection(som: SelfOrganizingMap, fonts: list[FontFace], count: int, *, seed: int,
+                    noise: NoiseConfig) -> float:
+    """Share of rendered letters and digits that are no numerals which the map does not call a numeral symbol."""
+    data, _ = render_symbols(fonts, count, seed=seed, noise=noise, alphabet=NOT_NUMERALS)
+    label = som.classify(data).label
+    return float(np.mean((label < 0) | (label >= len(SYMBOLS))))
 
 
 def numeral_accuracy(reader: Any, fonts: list[FontFace], numbers: list[int], *, seed: int, noise: NoiseConfig,
@@ -154,6 +215,34 @@ def numeral_accuracy(reader: Any, fonts: list[FontFace], numbers: list[int], *, 
     return 1.0 - len(misses) / max(len(patches), 1), misses
 
 
+#: Ordinary words a page holds beside its numerals: none of them is a numeral, so every one read
+#: as a numeral is a false alarm. Words made only of the letters IVXLCDM (``MIX``, ``DID``,
+#: ``civil``) are left out: they are numeral tokens by shape.
+TEXT_WORDS = ("CHAPTER", "PART", "BOOK", "SECTION", "Page", "Index", "Preface", "Contents", "Volume", "NOTES",
+              "APPENDIX", "THE", "and", "of", "the", "to", "in", "is", "that", "with", "for", "as", "was", "on",
+              "figure", "TABLE", "plate", "London", "Paris", "ONE", "TWO", "three", "FOUR", "five", "SEVEN",
+              "eight", "NINE", "ten", "Mr", "Dr", "St", "etc", "see", "also", "House", "Abbey", "Queen", "Street",
+              "1994", "2024", "17", "A", "B", "E", "H", "N", "O", "P", "R", "T", "W")
+
+
+def text_false_alarms(reader: Any, fonts: list[FontFace], *, seed: int, noise: NoiseConfig,
+                      repeats: int = 2) -> tuple[float, list[dict[str, Any]]]:
+    """Share of ordinary words (``TEXT_WORDS``, each printed ``repeats`` times) read as any numeral.
+
+    Returns:
+        The share and, for each false alarm, the word, the font and what was read.
+    """
+    alarms, count = [], 0
+    for index, word in enumerate(TEXT_WORDS * repeats):
+        rng = np.random.default_rng([seed, index])
+        font = fonts[index % len(fonts)]
+        patch = render_text(word, font, cap_height=int(rng.integers(24, 65)), rng=rng, noise=noise)
+        readings, count = reader(patch), count + 1
+        if readings:
+            alarms.append({"word": word, "font": font.name, "read": [reading.text for reading in readings]})
+    return len(alarms) / count, alarms
+
+
 def evaluation_numbers(count: int, seed: int) -> list[int]:
     """``count`` distinct integers spread over 1..3999 (all of them when ``count`` >= 3999)."""
     if count >= MAX_STANDARD:
@@ -163,7 +252,7 @@ def evaluation_numbers(count: int, seed: int) -> list[int]:
 
 def noise_curve(som: SelfOrganizingMap, levels: list[float], *, symbols: int, numerals: int, seed: int,
                 validation_families: tuple[str, ...] = ("Computer Modern",), progress: bool = True) -> list[dict[str, Any]]:
-    """Symbol and whole-numeral accuracy on held-out fonts at each noise level."""
+    """Symbol and whole-numeral accuracy, and ordinary words read as numerals, on held-out fonts per noise level."""
     from slimvision.inference.numerals import NumeralReader
 
     _, held_out = split_fonts(find_fonts(), validation_families=validation_families)
@@ -174,7 +263,9 @@ def noise_curve(som: SelfOrganizingMap, levels: list[float], *, symbols: int, nu
         noise = NoiseConfig(level=level)
         symbol = symbol_accuracy(som, held_out, symbols, seed=seed + 1, noise=noise)
         whole, misses = numeral_accuracy(reader, held_out, numbers, seed=seed + 2, noise=noise, progress=progress)
-        rows.append({"noise": level, "symbol_accuracy": symbol, "numeral_accuracy": whole,
-                     "symbols": symbols, "numerals": len(numbers), "misses": misses[:20]})
-        log.info("noise %.2f: symbols %.4f, numerals %.4f", level, symbol, whole)
+        alarms, alarmed = text_false_alarms(reader, held_out, seed=seed + 3, noise=noise)
+        rows.append({"noise": level, "symbol_accuracy": symbol, "numeral_accuracy": whole, "text_false_alarms": alarms,
+                     "symbols": symbols, "numerals": len(numbers), "words": 2 * len(TEXT_WORDS),
+                     "misses": misses[:20], "alarms": alarmed[:20]})
+        log.info("noise %.2f: symbols %.4f, numerals %.4f, words read as numerals %.4f", level, symbol, whole, alarms)
     return rows
