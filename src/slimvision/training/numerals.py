@@ -30,6 +30,8 @@ from slimvision.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
+#: Below this many training fonts, the map is warned to read unseen typefaces worse.
+_FEW_FONTS = 60
 #: The map's class for glyphs that are not numeral symbols (other letters, digits).
 NOT_A_NUMERAL = "other"
 #: The map's classes: the seven symbols, then NOT_A_NUMERAL.
@@ -104,6 +106,10 @@ def train_numeral_map(config: NumeralTrainingConfig, *, progress: bool = True) -
         and the symbol accuracy on held-out fonts.
     """
     train_fonts, held_out = font_split(config)
+    if len(train_fonts) < _FEW_FONTS:
+        log.warning("only %d training fonts found; the shipped map was trained on 106 (matplotlib's and "
+                    "Debian's font packages: `make fonts`), and fewer typefaces read unseen ones worse",
+                    len(train_fonts))
     started = time.perf_counter()
     data, labels, families = training_glyphs(config, train_fonts)
     rendered = time.perf_counter()
