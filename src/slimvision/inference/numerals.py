@@ -40,9 +40,12 @@ DEFAULT_MAP = Path(__file__).resolve().parent.parent / "weights" / "numerals-som
 _MIN_CONTRAST = 40
 #: Components smaller than this share of the page's largest component are specks of noise.
 _SPECK_FRACTION = 0.02
-#: A component wider than this many times its height is tried as several touching symbols
-#: (the widest single symbol, M, is about 1.3 in the fonts we render).
-_WIDE = 1.45
+#: Widest each symbol is printed (width along the slant over height): about the 99th
+#: percentile of the training fonts at the default wear (M: 1.66 there; bold Computer Modern's
+#: is 1.5). A span wider than its symbol's limit is not that symbol: two touching X's are
+#: never one M, and nothing wider than an M is one symbol.
+_WIDE = 1.6
+_WIDEST = {"I": 1.1, "V": 1.3, "X": 1.4, "L": 1.15, "C": 1.2, "D": 1.35, "M": _WIDE}
 #: A component shorter than this share of its word's tallest is a fragment (a broken-off serif
 #: or foot), joined to the nearest full-height component within this share of the height.
 _FRAGMENT, _FRAGMENT_REACH = 0.6, 0.3
@@ -204,7 +207,7 @@ class NumeralReader:
                                         distance=float(distance) / self.som.unknown_distance)
                 if reading.symbol not in SYMBOLS:
                     others.setdefault(span, [reading])
-                elif len(options) < _LABELS_PER_PIECE:
+                elif len(options) < _LABELS_PER_PIECE and ink.aspect(*span) <= _WIDEST[reading.symbol]:
                     options.append(reading)
             if options:
                 numerals[span] = options
@@ -276,8 +279,13 @@ class _WordInk:
         if high - low < 2:
             return False
         rows = self.rows[low:high]
-        tall = rows.max() - rows.min() + 1
-        return tall >= _FRAGMENT * self.height and self.slanted[high - 1] - self.slanted[low] + 1 <= _WIDE * tall
+        return rows.max() - rows.min() + 1 >= _FRAGMENT * self.height and self.aspect(start, stop) <= _WIDE
+
+    def aspect(self, start: int, stop: int) -> float:
+        """Width (along the slant) over height of the ink between two cuts."""
+        low, high = np.searchsorted(self.slanted, self.cuts[[start, stop]])
+        rows = self.rows[low:high]
+        return float(self.slanted[high - 1] - self.slanted[low] + 1) / float(rows.max() - rows.min() + 1)
 
     def piece(self, start: int, stop: int) -> tuple[np.ndarray, Box]:
         """The ink between two cuts as a mask of its box, and the box on the page."""
