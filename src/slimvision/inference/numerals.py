@@ -1,17 +1,17 @@
 """Read Roman numerals off page images with a labelled self-organising map (numpy only).
 
-A page goes through five steps:
+A page goes through these steps:
 1. binarise (Otsu's global threshold; a page with no contrast has no ink and no numerals);
 2. connected components (8-connected), dropping specks far smaller than the text;
 3. group components into words: they share a text line and the gap between them is narrower
-   than the letters are tall;
-4. classify each component with the map; a component the map does not know or that is too wide
-   for one symbol (serifs that touch: ``XX`` printed as one blob) is cut at ink valleys, and the
-   cut whose pieces the map knows best wins;
-5. parse the symbols as a numeral: value, whether it is standard, and what is wrong if not.
+   than the letters are tall; short fragments worn off a letter rejoin it;
+4. over-cut each word along its slant, at paper gaps and at thin joins where touching
+   letters meet, and read every run of cuts that could be one symbol with the map;
+5. a beam search over the cuts finds the cheapest reading, preferring standard numerals;
+   a word that non-numeral letters explain clearly better (``THE`` cut into ``ILIL``) is text;
+6. parse the symbols as a numeral: value, whether it is standard, and what is wrong if not.
 
-Words with a symbol the map calls unknown are not numerals (ordinary text, stains) and are
-not reported.
+Words with a piece the map calls unknown (rules, stains) are not reported either.
 
 Example:
     >>> reader = NumeralReader()                          # doctest: +SKIP
@@ -196,7 +196,7 @@ class NumeralReader:
         nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
         numerals, others = {}, {}
         for span, (_, box), piece_nodes, piece_distances in zip(spans, pieces, nodes, distances):
-            options, seen = [], set()
+            options, seen, aspect = [], set(), ink.aspect(*span)
             for node, distance in zip(piece_nodes, piece_distances):
                 label = int(self.som.node_labels[node])
                 if label in seen or distance > self.som.unknown_distance:
@@ -207,7 +207,7 @@ class NumeralReader:
                                         distance=float(distance) / self.som.unknown_distance)
                 if reading.symbol not in SYMBOLS:
                     others.setdefault(span, [reading])
-                elif len(options) < _LABELS_PER_PIECE and ink.aspect(*span) <= _WIDEST[reading.symbol]:
+                elif len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]:
                     options.append(reading)
             if options:
                 numerals[span] = options
