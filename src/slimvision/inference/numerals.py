@@ -40,6 +40,10 @@ DEFAULT_MAP = Path(__file__).resolve().parent.parent / "weights" / "numerals-som
 _MIN_CONTRAST = 40
 #: Components smaller than this share of the page's largest component are specks of noise.
 _SPECK_FRACTION = 0.02
+#: Paper wider than this share of the letters' height parts two words. Letters of a word stand
+#: 0.02-0.21 of the cap height apart in the fonts we render; a word space is about a third of
+#: an em, 0.4-0.5 of the cap height. So ``Chapter XIV`` is two words and ``XIV`` is read alone.
+_WORD_SPACE = 0.35
 #: Widest each symbol is printed (width along the slant over height): about the 99th
 #: percentile of the training fonts at the default wear (M: 1.66 there; bold Computer Modern's
 #: is 1.5). A span wider than its symbol's limit is not that symbol: two touching X's are
@@ -409,9 +413,9 @@ def _group_words(components: list[int], boxes: list[Box]) -> list[list[int]]:
         for b in ordered[position + 1:]:
             top_b, left_b, bottom_b, right_b = boxes[b]
             height = max(bottom_a - top_a, bottom_b - top_b)
-            if left_b - right_a > 0.6 * height:
+            if left_b - right_a > _WORD_SPACE * height:
                 # Too far for this pair; a later, taller component may still be near enough.
-                if left_b - right_a > 0.6 * tallest:
+                if left_b - right_a > _WORD_SPACE * tallest:
                     break   # sorted by left edge: every later component starts even farther right
                 continue
             overlap = min(bottom_a, bottom_b) - max(top_a, top_b)
