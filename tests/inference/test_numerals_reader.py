@@ -53,6 +53,19 @@ def test_a_letter_broken_by_wear_is_read_whole(reader, fonts):
     assert [(reading.text, reading.value) for reading in reader(broken)] == [("XL", 40)]
 
 
+@pytest.mark.parametrize("face", ["DejaVuSerif", "DejaVuSans"])
+@pytest.mark.parametrize("line, numeral, value", [("Chapter XIV", "XIV", 14), ("PAGE xii", "XII", 12),
+                                                  ("BOOK III. THE END", "III", 3), ("Part II", "II", 2)])
+def test_a_numeral_in_a_line_of_text_is_found_alone(reader, fonts, face, line, numeral, value):
+    patch = clean(line, fonts[face], cap_height=40)
+    [reading] = reader(patch)
+    assert (reading.text, reading.value) == (numeral, value)
+    ink_columns = np.flatnonzero((patch < 128).any(axis=0))
+    share_before = (reading.box[1] - ink_columns[0]) / (ink_columns[-1] - ink_columns[0])
+    assert share_before == pytest.approx(line.index(numeral.lower() if numeral not in line else numeral) / len(line),
+                                         abs=0.2)
+
+
 @pytest.mark.parametrize("word", ["THE", "Page", "and", "SECTION"])
 def test_ordinary_words_are_not_numerals(reader, fonts, word):
     for face in ("DejaVuSerif", "DejaVuSans"):

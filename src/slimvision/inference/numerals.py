@@ -68,6 +68,10 @@ _NEAREST, _LABELS_PER_PIECE, _BEAM = 24, 2, 40
 #: this much per symbol (in unknown-distance units) is text, not a numeral. Per symbol, since a
 #: long numeral has more chances for one letter to look like something else.
 _TEXT_MARGIN = 0.1
+#: Taken off each symbol's distance when choosing among numeral readings. A plain sum favours
+#: fewer symbols, so close-set ``III`` or ``XI`` read as one M; with the bonus, three good I's
+#: beat one poor M. (The text test compares plain sums.)
+_SYMBOL_BONUS = 0.2
 #: How much more (in summed unknown-distance units) a standard numeral may cost than the
 #: cheapest reading and still be preferred to it.
 _STANDARD_MARGIN = 0.6
@@ -166,15 +170,18 @@ class NumeralReader:
         Symbols alone cannot tell an M cut into ``IVI`` from an honest ``IVI``; the numeral
         can, so a standard numeral wins unless it costs clearly more. Every span may also be
         read as the nearest letter or digit that is no numeral; when such a reading of the
-        word beats the best numeral by ``_TEXT_MARGIN`` per symbol, the word is text (``THE`` could be cut
-        into ``ILIL``, but reads far better as three non-numeral letters).
+        word beats the best numeral by ``_TEXT_MARGIN`` per symbol, the word is text (``THE``
+        could be cut into ``ILIL``, but reads far better as three non-numeral letters).
+
+        Returns:
+            The cost (summed distance less ``_SYMBOL_BONUS`` per symbol) and the symbols.
         """
         spans = ink.candidate_spans()
         if not spans:
             return None
         numerals, others = self._span_choices(ink, spans)
         end = len(ink.cuts) - 1
-        beam = _cheapest_paths(numerals, end)
+        beam = _cheapest_paths(numerals, end, bonus=_SYMBOL_BONUS)
         if not beam:
             return None
         cheapest_cost, cheapest = beam[0]
@@ -184,7 +191,8 @@ class NumeralReader:
             cheapest_cost, cheapest = standard[0]
         mixed = {span: numerals.get(span, []) + others.get(span, []) for span in numerals.keys() | others.keys()}
         text = _cheapest_paths(mixed, end, beam_width=1)
-        if text and text[0][0] + _TEXT_MARGIN * len(cheapest) < cheapest_cost:
+        summed = cheapest_cost + _SYMBOL_BONUS * len(cheapest)
+        if text and text[0][0] + _TEXT_MARGIN * len(cheapest) < summed:
             return None
         return cheapest_cost, cheapest
 
@@ -218,14 +226,18 @@ class NumeralReader:
         return numerals, others
 
 
-def _cheapest_paths(choices: dict[tuple[int, int], list[SymbolReading]], end: int, beam_width: int = _BEAM
-                    ) -> list[tuple[float, list[SymbolReading]]]:
-    """The cheapest ways (summed distance) to read the cuts 0..end, each a run of spans; cheapest first."""
+def _cheapest_paths(choices: dict[tuple[int, int], list[SymbolReading]], end: int, beam_width: int = _BEAM,
+                    bonus: float = 0.0) -> list[tuple[float, list[SymbolReading]]]:
+    """The cheapest ways to read the cuts 0..end, each a run of spans; cheapest first.
+
+    A way costs the sum of its symbols' distances, less ``bonus`` per symbol.
+    """
     beams: dict[int, list[tuple[float, list[SymbolReading]]]] = {0: [(0.0, [])]}
     for (start, stop), options in sorted(choices.items()):
         if start not in beams:
             continue
-        extended = [(cost + option.distance, symbols + [option]) for cost, symbols in beams[start] for option in options]
+        extended = [(cost + option.distance - bonus, symbols + [option])
+                    for cost, symbols in beams[start] for option in options]
         beams[stop] = sorted(beams.get(stop, []) + extended, key=lambda state: state[0])[:beam_width]
     return beams.get(end, [])
 
