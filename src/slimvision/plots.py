@@ -63,6 +63,8 @@ def plot_noise_curve(rows: list[dict[str, Any]], path: str | Path, *, overwrite:
     levels = [row["noise"] for row in rows]
     axes.plot(levels, [100 * row["symbol_accuracy"] for row in rows], marker="o", label="symbols")
     axes.plot(levels, [100 * row["numeral_accuracy"] for row in rows], marker="s", label="whole numerals")
+    if all("line_accuracy" in row for row in rows):
+        axes.plot(levels, [100 * row["line_accuracy"] for row in rows], marker="D", label="numerals in lines of text")
     if all("text_false_alarms" in row for row in rows):
         axes.plot(levels, [100 * row["text_false_alarms"] for row in rows], marker="^", linestyle="--",
                   label="words read as numerals")

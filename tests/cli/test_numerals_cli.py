@@ -66,6 +66,7 @@ def test_train_eval_and_map_on_a_tiny_map(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [row["noise"] for row in rows] == [0.0, 1.0] and (tmp_path / "curve.png").is_file()
     assert all(0 <= row["text_false_alarms"] <= 1 and row["words"] > 100 for row in rows)
+    assert all(0 <= row["line_accuracy"] <= 1 and row["lines"] == 10 for row in rows)
 
     assert main(["numerals", "map", "--map", str(folder), "-o", str(tmp_path / "pictures")]) == 0
     assert {p.name for p in (tmp_path / "pictures").iterdir()} == {"umatrix.png", "labels.png", "prototypes.png"}

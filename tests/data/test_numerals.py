@@ -23,6 +23,7 @@ from slimvision.data.numerals import (
     render_symbols,
     render_text,
     split_fonts,
+    word_space,
 )
 from slimvision.data.roman import SYMBOLS
 from slimvision.errors import ConfigError
@@ -251,3 +252,9 @@ def test_main_glyph_keeps_pieces_in_its_box_and_drops_specks():
     assert glyph.sum() == 20 * 3 + 3 * 12 + 8 * 3 and not glyph[5, 5]
     with pytest.raises(ValueError, match="no ink"):
         main_glyph(np.zeros((4, 4), bool))
+
+
+def test_word_space_tells_text_fonts_from_math_fonts(fonts):
+    by_name = {font.name: font for font in fonts}
+    assert word_space(by_name["cmmi10"]) == 0.0            # math italic sets no spaces
+    assert 0.2 < word_space(by_name["cmr10"]) < 0.6 and 0.2 < word_space(by_name["DejaVuSerif"]) < 0.6

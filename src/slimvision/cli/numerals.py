@@ -71,7 +71,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                           help=f"noise levels, comma-separated (default {DEFAULT_LEVELS}; 1 = default noise)")
     evaluate.add_argument("--symbols", type=int, default=2100, help="symbols rendered per level (default 2100)")
     evaluate.add_argument("--numerals", type=int, default=1000,
-                          help="whole numerals read per level, spread over 1..3999 (default 1000; 3999 = all)")
+                          help="whole numerals read per level, spread over 1..3999 (default 1000; 3999 = all); "
+                               "also up to 500 lines like 'Chapter XIV'")
     evaluate.add_argument("--seed", type=int, default=1)
     evaluate.add_argument("--plot", type=Path, help="save the accuracy curve as a PNG")
     evaluate.add_argument("--overwrite", action="store_true", help="replace a plot that exists")
@@ -223,11 +224,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'noise':>6} {'symbols':>9} {'numerals':>9} {'words read as numerals':>23}   (held-out fonts; "
-          f"{rows[0]['symbols']} symbols, {rows[0]['numerals']} numerals, {rows[0]['words']} words per level)")
+    print(f"{'noise':>6} {'symbols':>9} {'numerals':>9} {'in lines':>9} {'words read as numerals':>23}   "
+          f"(held-out fonts; {rows[0]['symbols']} symbols, {rows[0]['numerals']} numerals, {rows[0]['lines']} "
+          f"lines, {rows[0]['words']} words per level)")
     for row in rows:
         print(f"{row['noise']:6.2f} {100 * row['symbol_accuracy']:8.2f}% {100 * row['numeral_accuracy']:8.2f}% "
-              f"{100 * row['text_false_alarms']:22.2f}%")
+              f"{100 * row['line_accuracy']:8.2f}% {100 * row['text_false_alarms']:22.2f}%")
     return 0
 
 

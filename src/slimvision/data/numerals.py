@@ -183,6 +183,11 @@ def _holes(mask: np.ndarray) -> int:
 
 
 @lru_cache(maxsize=4096)
+def word_space(font: FontFace) -> float:
+    """Width of the font's space, in ems (0 for math fonts such as cmmi10, which set no spaces)."""
+    return _truetype(str(font.path), _PROBE_SIZE).getlength(" ") / _PROBE_SIZE
+
+
 def _truetype(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
 
