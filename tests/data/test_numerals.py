@@ -9,15 +9,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from slimvision.data.glyphs import glyph_vector
+from slimvision.data.ink import binarize, connected_components, main_glyph, otsu_threshold
 from slimvision.data.numerals import (
     NOT_NUMERALS,
     FontFace,
     NoiseConfig,
-    binarize,
-    connected_components,
     find_fonts,
-    main_glyph,
-    otsu_threshold,
     render_numerals,
     render_page,
     render_symbols,

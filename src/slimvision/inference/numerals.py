@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from slimvision.data.glyphs import glyph_vector
-from slimvision.data.numerals import binarize, connected_components
+from slimvision.data.ink import binarize, connected_components
 from slimvision.data.roman import SYMBOLS, parse_roman
 from slimvision.models.som import SelfOrganizingMap
 
