@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from slimvision.data.roman import MAX_STANDARD, parse_roman, to_roman
@@ -21,7 +22,11 @@ def test_known_spellings(number, spelling):
     assert to_roman(number) == spelling
 
 
-@pytest.mark.parametrize("bad", [0, -3, 4000, 2.0, True, "12"])
+def test_numpy_integers_are_integers():
+    assert to_roman(np.int64(1994)) == "MCMXCIV" and to_roman(np.uint16(4)) == "IV"
+
+
+@pytest.mark.parametrize("bad", [0, -3, 4000, 2.0, True, "12", np.float64(3.0), np.int64(0)])
 def test_to_roman_rejects_what_has_no_standard_form(bad):
     with pytest.raises(ValueError, match="1..3999"):
         to_roman(bad)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -34,13 +35,14 @@ _STANDARD = re.compile(r"M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})"
 
 
 def to_roman(number: int) -> str:
-    """1..3999 -> its standard numeral.
+    """1..3999 -> its standard numeral. Any integer type counts (``numpy.int64`` too), bools do not.
 
     Raises:
-        ValueError: ``number`` is not an int in 1..3999.
+        ValueError: ``number`` is not an integer in 1..3999.
     """
-    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_STANDARD:
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral) or not 1 <= number <= MAX_STANDARD:
         raise ValueError(f"to_roman: {number!r} is not an integer in 1..{MAX_STANDARD}")
+    number = int(number)
     parts = []
     for value, letters in _UNITS:
         count, number = divmod(number, value)
