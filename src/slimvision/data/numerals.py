@@ -38,6 +38,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -47,6 +48,7 @@ from slimvision.data.glyphs import GLYPH_SIZE, glyph_vector
 from slimvision.data.ink import Box, binarize, connected_components, main_glyph
 from slimvision.data.roman import SYMBOLS, to_roman
 from slimvision.errors import ConfigError
+from slimvision.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +411,7 @@ def _jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
 # --------------------------------------------------------------------------- datasets
 def render_symbols(fonts: list[FontFace], count: int, *, seed: int, noise: NoiseConfig | None = None,
                    cap_height: tuple[int, int] = (24, 64), workers: int | None = None,
-                   alphabet: str = SYMBOLS) -> tuple[np.ndarray, np.ndarray]:
+                   alphabet: str = SYMBOLS, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``count`` worn single symbols, cut out as a page reader would, as glyph vectors.
 
     Sample ``i`` is ``alphabet[i % len(alphabet)]`` in font ``fonts[(i // len(alphabet)) % len(fonts)]``
@@ -421,6 +423,7 @@ def render_symbols(fonts: list[FontFace], count: int, *, seed: int, noise: Noise
             available core from 2000 samples up (forked processes, where the OS has fork).
         alphabet: the characters to render: the seven numeral symbols, or e.g. ``NOT_NUMERALS``
             (letters and digits a reader must not take for numerals).
+        progress: show a progress bar on stderr.
 
     Returns:
         X: (count, 1024) float32 in [0, 1] (see :func:`~slimvision.data.glyphs.glyph_vector`).
@@ -432,17 +435,33 @@ def render_symbols(fonts: list[FontFace], count: int, *, seed: int, noise: Noise
     noise = noise or NoiseConfig()
     labels = np.arange(count, dtype=np.int64) % len(alphabet)
     workers = _worker_count(workers, count)
-    if workers == 1:
-        return _symbol_rows(fonts, 0, count, seed, noise, cap_height, alphabet), labels
-    # A few chunks per process even out fast and slow chunks (big cap heights cost more).
-    bounds = np.linspace(0, count, 4 * workers + 1).round().astype(int).tolist()
+    # A few chunks per process even out fast and slow chunks (big cap heights cost more), and
+    # chunks of at most _CHUNK samples keep the progress bar moving.
+    chunks = max(4 * workers if workers > 1 else 1, math.ceil(count / _CHUNK))
+    bounds = np.linspace(0, count, chunks + 1).round().astype(int).tolist()
     jobs = [(fonts, start, stop, seed, noise, cap_height, alphabet) for start, stop in zip(bounds[:-1], bounds[1:])]
-    # fork: the children start at once with the parent's fonts loaded, and need no importable __main__.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        parts = pool.starmap(_symbol_rows, jobs)
+    parts = []
+    with progress_bar(count, enabled=progress, desc=f"rendering {alphabet if len(alphabet) <= 8 else 'glyphs'}",
+                      unit="glyph", leave=False) as bar:
+        if workers == 1:
+            for job in jobs:
+                parts.append(_symbol_rows(*job))
+                bar.update(len(parts[-1]))
+        else:
+            # fork: the children start at once with the parent's fonts loaded, and need no importable __main__.
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for part in pool.imap(_star_symbol_rows, jobs):
+                    parts.append(part)
+                    bar.update(len(part))
     return np.concatenate(parts), labels
 
 
+def _star_symbol_rows(job: tuple[Any, ...]) -> np.ndarray:
+    return _symbol_rows(*job)
+
+
+#: Most samples per rendering job (one progress-bar step).
+_CHUNK = 1000
 #: Below this many samples starting processes costs more than it saves.
 PARALLEL_FROM = 2000
 

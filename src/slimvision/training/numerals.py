@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,9 +114,9 @@ def train_numeral_map(config: NumeralTrainingConfig, *, progress: bool = True) -
                     "Debian's font packages: `make fonts`), and fewer typefaces read unseen ones worse",
                     len(train_fonts))
     started = time.perf_counter()
-    data, labels, families = training_glyphs(config, train_fonts)
+    data, labels, families = training_glyphs(config, train_fonts, progress=progress)
     rendered = time.perf_counter()
-    calibration = calibrate_unknown_distance(config, data, labels, families)
+    calibration = calibrate_unknown_distance(config, data, labels, families, progress=progress)
     som, history = fit_labelled_map(config, data, labels, progress=progress)
     som.unknown_distance = max(som.unknown_distance, calibration["unknown_distance"])
     fitted = time.perf_counter()
@@ -138,14 +139,15 @@ def train_numeral_map(config: NumeralTrainingConfig, *, progress: bool = True) -
     return som, report
 
 
-def training_glyphs(config: NumeralTrainingConfig, fonts: list[FontFace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_glyphs(config: NumeralTrainingConfig, fonts: list[FontFace], *, progress: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Glyph vectors, class indices into the map's classes, and each glyph's font family."""
-    data, labels = render_symbols(fonts, config.samples, seed=config.seed, noise=config.noise)
+    data, labels = render_symbols(fonts, config.samples, seed=config.seed, noise=config.noise, progress=progress)
     families = _families(fonts, config.samples, len(SYMBOLS))
     if config.other_samples:
         # A seed of its own: sample i of this stream must not repeat sample i's wear above.
         others, _ = render_symbols(fonts, config.other_samples, seed=config.seed + 7919, noise=config.noise,
-                                   alphabet=NOT_NUMERALS)
+                                   alphabet=NOT_NUMERALS, progress=progress)
         data = np.concatenate([data, others])
         labels = np.concatenate([labels, np.full(config.other_samples, len(SYMBOLS), np.int64)])
         families = np.concatenate([families, _families(fonts, config.other_samples, len(NOT_NUMERALS))])
@@ -175,13 +177,16 @@ def _classes(config: NumeralTrainingConfig) -> tuple[str, ...]:
 
 
 def calibrate_unknown_distance(config: NumeralTrainingConfig, data: np.ndarray, labels: np.ndarray,
-                               families: np.ndarray) -> dict[str, Any]:
+                               families: np.ndarray, *, progress: bool = False) -> dict[str, Any]:
     """Fit a map without the calibration families; measure how far their symbols land from it."""
     unseen = np.isin(families, config.calibration_families)
     if not unseen.any() or unseen.all():
         raise ConfigError(f"NumeralTrainingConfig.calibration_families {config.calibration_families} must name "
                           f"some but not all training families: {sorted(set(families.tolist()))}")
-    som, _ = fit_labelled_map(config, data[~unseen], labels[~unseen], progress=False)
+    if progress:
+        print(f"calibrating the unknown distance: a map without {', '.join(config.calibration_families)}",
+              file=sys.stderr)
+    som, _ = fit_labelled_map(config, data[~unseen], labels[~unseen], progress=progress)
     symbols = unseen & (labels < len(SYMBOLS))
     prediction = som.classify(data[symbols], unknown_distance=np.inf)
     distance = float(np.quantile(prediction.distance, config.unknown_quantile))
