@@ -97,3 +97,20 @@ def test_prepare_applies_the_fixes_drops_outliers_and_buckets_by_size(tmp_path):
     assert saved["kept"] == report.kept
     with pytest.raises(InputError, match="not a folder"):
         prepare_cats(tmp_path / "missing", tmp_path / "out2")
+
+
+def test_the_cli_prepares_and_reports(tmp_path, capsys):
+    from slimvision.cli.main import main
+
+    folder = tmp_path / "cats" / "CAT_01"
+    folder.mkdir(parents=True)
+    points = head_points(scale=40.0)
+    Image.fromarray(photo_with_eyes(points)).save(folder / "00000100_000.jpg")
+    (folder / "00000100_000.jpg.cat").write_text(cat_text(points))
+    assert main(["gan", "prepare-cats", str(tmp_path / "cats"), "-o", str(tmp_path / "out"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kept"] == {"64": 1, "128": 1}
+    assert main(["gan", "prepare-cats", str(tmp_path / "cats"), "-o", str(tmp_path / "out"), "-q"]) != 0
+    assert "exists" in capsys.readouterr().err                   # no silent replacement
+    assert main(["gan", "prepare-cats", str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "not a folder" in err

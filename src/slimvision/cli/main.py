@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import bench, models, numerals, style, train
+    from slimvision.cli import bench, gan, models, numerals, style, train
 
     parser = argparse.ArgumentParser(
         prog="slimvision",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(groups)
     bench.add_commands(groups)
     numerals.add_commands(groups)
+    gan.add_commands(groups)
     return parser
 
 

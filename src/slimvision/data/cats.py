@@ -30,6 +30,7 @@ from PIL import Image
 from slimvision.errors import InputError
 from slimvision.io.atomic import write_text_atomic
 from slimvision.io.images import load_image, save_image
+from slimvision.progress import progress_bar
 
 #: Order of the 9 points in a ``.cat`` file.
 POINT_NAMES = ("left_eye", "right_eye", "mouth", "left_ear_1", "left_ear_tip", "left_ear_3",
@@ -117,7 +118,7 @@ class CatReport:
 
 
 def prepare_cats(source: str | Path, output: str | Path, *, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
-                 overwrite: bool = False) -> CatReport:
+                 overwrite: bool = False, progress: bool = False) -> CatReport:
     """Crop every annotated cat head under ``source`` into ``output/<side>/`` for each bucket it fills.
 
     ``source`` is the unpacked dataset (``CAT_00`` .. ``CAT_06``, or their merged contents). A
@@ -134,30 +135,38 @@ def prepare_cats(source: str | Path, output: str | Path, *, buckets: tuple[int, 
     photos = sorted(source.rglob("*.jpg"))
     if not photos:
         raise InputError(source, "no .jpg photos found")
-    for photo in photos:
-        name = photo.name
-        if name in outliers:
-            report.drop("outlier (cat_outliers.txt)", name)
-            continue
-        annotation = photo.with_name(name + ".cat")
-        # fix 2: the stray file is found wherever it lies in the tree (rglob above).
-        annotation = annotation if annotation.is_file() else annotations.get(name + ".cat")
-        if annotation is None or annotation.name == BROKEN_ANNOTATION:
-            report.drop("no usable annotation", name)
-            continue
-        points = parse_cat_text(annotation.read_text(encoding="utf-8", errors="replace"), str(annotation))
-        image = load_image(photo)
-        side = crop_box(points)[1]
-        fits = [bucket for bucket in buckets if side >= bucket]
-        if not fits:
-            report.drop(f"head smaller than {min(buckets)} px", name)
-            continue
-        for bucket in fits:
-            crop, _ = crop_head(image, points, bucket)
-            save_image(crop, output / str(bucket) / (photo.stem + ".png"), overwrite=overwrite, protected=[photo])
-            report.kept[str(bucket)] += 1
+    with progress_bar(len(photos), enabled=progress, desc="cropping cat heads", unit="photo") as bar:
+        for photo in photos:
+            _prepare_photo(photo, annotations, outliers, buckets, output, overwrite, report)
+            bar.update()
     write_text_atomic(output / "report.json", json.dumps(asdict(report), indent=1) + "\n", overwrite=True)
     return report
+
+
+def _prepare_photo(photo: Path, annotations: dict[str, Path], outliers: frozenset[str], buckets: tuple[int, ...],
+                   output: Path, overwrite: bool, report: CatReport) -> None:
+    """Crop one photo's head into every bucket it fills, or record why it was dropped."""
+    name = photo.name
+    if name in outliers:
+        report.drop("outlier (cat_outliers.txt)", name)
+        return
+    annotation = photo.with_name(name + ".cat")
+    # fix 2: the stray file is found wherever it lies in the tree.
+    annotation = annotation if annotation.is_file() else annotations.get(name + ".cat")
+    if annotation is None or annotation.name == BROKEN_ANNOTATION:
+        report.drop("no usable annotation", name)
+        return
+    points = parse_cat_text(annotation.read_text(encoding="utf-8", errors="replace"), str(annotation))
+    side = crop_box(points)[1]
+    fits = [bucket for bucket in buckets if side >= bucket]
+    if not fits:
+        report.drop(f"head smaller than {min(buckets)} px", name)
+        return
+    image = load_image(photo)
+    for bucket in fits:
+        crop, _ = crop_head(image, points, bucket)
+        save_image(crop, output / str(bucket) / (photo.stem + ".png"), overwrite=overwrite, protected=[photo])
+        report.kept[str(bucket)] += 1
 
 
 def _rotate(points: np.ndarray, pivot: np.ndarray, degrees: float) -> np.ndarray:
