@@ -114,3 +114,24 @@ def test_the_cli_prepares_and_reports(tmp_path, capsys):
     assert main(["gan", "prepare-cats", str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")]) != 0
     err = capsys.readouterr().err
     assert "nowhere" in err and "not a folder" in err
+
+
+def test_any_image_folder_gives_centre_squares_and_lists_broken_files(tmp_path, capsys):
+    from slimvision.cli.main import main
+
+    folder = tmp_path / "photos" / "trip"
+    folder.mkdir(parents=True)
+    wide = np.zeros((100, 160, 3), np.uint8)
+    wide[:, 30:130] = 200                                        # the centre square is the bright part
+    Image.fromarray(wide).save(folder / "wide.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "tiny.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["gan", "prepare-images", str(tmp_path / "photos"), "-o", str(tmp_path / "out"), "--sizes", "64",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kept"] == {"64": 1}
+    assert report["dropped"]["smaller than 64 px"] == ["tiny.png"]
+    assert [name for reason, names in report["dropped"].items() if reason.startswith("unreadable")
+            for name in names] == ["broken.jpg"]
+    crop = np.asarray(Image.open(tmp_path / "out" / "64" / "trip_wide.png"))
+    assert crop.shape == (64, 64, 3) and crop.min() > 150

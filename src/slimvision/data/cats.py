@@ -29,7 +29,7 @@ from PIL import Image
 
 from slimvision.errors import InputError
 from slimvision.io.atomic import write_text_atomic
-from slimvision.io.images import load_image, save_image
+from slimvision.io.images import find_images, load_image, save_image
 from slimvision.progress import progress_bar
 
 #: Order of the 9 points in a ``.cat`` file.
@@ -138,6 +138,43 @@ def prepare_cats(source: str | Path, output: str | Path, *, buckets: tuple[int, 
     with progress_bar(len(photos), enabled=progress, desc="cropping cat heads", unit="photo") as bar:
         for photo in photos:
             _prepare_photo(photo, annotations, outliers, buckets, output, overwrite, report)
+            bar.update()
+    write_text_atomic(output / "report.json", json.dumps(asdict(report), indent=1) + "\n", overwrite=True)
+    return report
+
+
+def prepare_images(source: str | Path, output: str | Path, *, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+                   overwrite: bool = False, progress: bool = False) -> CatReport:
+    """Any image folder as GAN data: the centre square of each image into every bucket it fills.
+
+    For photos without head annotations (your own cats, faces, textures). Images that cannot
+    be read are dropped with the reason, not fatal: one broken file in 9,000 should not stop a run.
+    """
+    source, output = Path(source), Path(output)
+    images = find_images(source, recursive=True)
+    if not images:
+        raise InputError(source, "no images found")
+    report = CatReport(kept={str(side): 0 for side in buckets})
+    with progress_bar(len(images), enabled=progress, desc="cropping images", unit="image") as bar:
+        for path in images:
+            try:
+                image = load_image(path)
+            except InputError as exc:
+                report.drop(f"unreadable: {exc.problem}", path.name)
+                bar.update()
+                continue
+            height, width = image.shape[:2]
+            side = min(height, width)
+            top, left = (height - side) // 2, (width - side) // 2
+            square = image[top: top + side, left: left + side]
+            fits = [bucket for bucket in buckets if side >= bucket]
+            if not fits:
+                report.drop(f"smaller than {min(buckets)} px", path.name)
+            for bucket in fits:
+                crop = np.asarray(Image.fromarray(square).resize((bucket, bucket), Image.Resampling.LANCZOS))
+                name = str(path.relative_to(source).with_suffix(".png")).replace("/", "_")
+                save_image(crop, output / str(bucket) / name, overwrite=overwrite, protected=[path])
+                report.kept[str(bucket)] += 1
             bar.update()
     write_text_atomic(output / "report.json", json.dumps(asdict(report), indent=1) + "\n", overwrite=True)
     return report
