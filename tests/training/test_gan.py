@@ -1,0 +1,72 @@
+"""DCGAN training: one step moves both networks, label smoothing, exact resume, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slimvision.errors import ConfigError, InputError
+from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+from slimvision.training.gan import DCGANTask, GANTrainingConfig, step_batches, train_dcgan
+
+TINY = DCGANConfig(resolution=16, base_channels=4, latent_dim=8)
+
+
+def images(count: int = 24) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (count, 16, 16, 3), dtype=np.uint8)
+
+
+def config(steps: int, **changes) -> GANTrainingConfig:
+    return GANTrainingConfig(model=TINY, steps=steps, batch_size=4, checkpoint_every=2, log_every=1, **changes)
+
+
+def test_one_step_changes_both_networks(tmp_path):
+    torch.manual_seed(0)
+    before_g = DCGANGenerator(TINY).state_dict()
+    before_d = DCGANDiscriminator(TINY).state_dict()
+    generator, history = train_dcgan(config(1), images(), tmp_path, progress=False)
+    run_dir = tmp_path / "checkpoints"
+    assert history.steps == [1] and {"discriminator/loss", "generator/loss"} <= set(history.values)
+    after_g = generator.state_dict()
+    assert any(not torch.equal(before_g[k], after_g[k]) for k in before_g if k.endswith("weight"))
+    from safetensors.torch import load_file
+    saved = load_file(str(next(run_dir.glob("step-*")) / "model.safetensors"))
+    assert any(not torch.equal(before_d[k], saved["discriminator." + k]) for k in before_d if k.endswith("weight"))
+
+
+def test_resume_continues_with_the_same_losses(tmp_path):
+    straight = train_dcgan(config(4), images(), tmp_path / "straight", progress=False)[1]
+    train_dcgan(config(2), images(), tmp_path / "halves", progress=False)
+    resumed = train_dcgan(config(4), images(), tmp_path / "halves", progress=False)[1]
+    assert resumed.resumed_from == 2 and resumed.steps == [3, 4]
+    for key in ("discriminator/loss", "generator/loss"):
+        assert resumed.values[key] == pytest.approx(straight.values[key][2:], rel=1e-5)
+
+
+def test_real_images_are_labelled_below_one():
+    discriminator = DCGANDiscriminator(TINY)
+    task = DCGANTask(DCGANGenerator(TINY), discriminator, real_label=0.9)
+    with torch.no_grad():                       # a discriminator sure of everything: logit +20 for all
+        discriminator.logit.weight.zero_()
+        discriminator.logit.bias.fill_(20.0)
+    loss = task(torch.zeros(2, 3, 16, 16), "discriminator")["loss"].item()
+    # real: -0.9 log s(20) - 0.1 log(1 - s(20)) ~ 0.1 * 20 = 2; fake: -log(1 - s(20)) ~ 20
+    assert loss == pytest.approx(2.0 + 20.0, abs=0.01)
+
+
+def test_batches_depend_on_the_step_only_and_span_minus_one_to_one():
+    data = images()
+    first = list(zip(range(3), step_batches(data, 4, seed=1, start=0)))[2][1]
+    again = next(step_batches(data, 4, seed=1, start=2))
+    assert torch.equal(first, again) and first.shape == (4, 3, 16, 16)
+    assert first.min() >= -1 and first.max() <= 1
+
+
+def test_bad_images_and_configs_are_refused(tmp_path):
+    with pytest.raises(InputError, match="uint8"):
+        train_dcgan(config(1), images().astype(np.float32), tmp_path, progress=False)
+    with pytest.raises(InputError, match="fewer than one batch"):
+        train_dcgan(config(1), images(3), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="real_label"):
+        config(1, real_label=0.3)
