@@ -56,6 +56,25 @@ def plot_training_errors(history: dict[str, list[float]], path: str | Path, *, o
     return _save_figure(figure, Path(path), overwrite)
 
 
+def plot_gan_losses(losses: dict[str, list[float]], path: str | Path, *, overwrite: bool = False) -> Path:
+    """Discriminator and generator losses (and D's scores of real and fake images) against the step."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    steps = losses["step"]
+    for key, label in (("discriminator/loss", "discriminator"), ("generator/loss", "generator")):
+        if key in losses:
+            left.plot(steps, losses[key], label=label)
+    left.set(xlabel="step", ylabel="loss", title="losses")
+    left.legend()
+    for key, label in (("discriminator/real_score", "D(real)"), ("discriminator/fake_score", "D(fake)")):
+        if key in losses:
+            right.plot(steps, losses[key], label=label)
+    right.set(xlabel="step", ylabel="mean sigmoid", title="discriminator's scores", ylim=(0, 1))
+    right.legend()
+    figure.tight_layout()
+    return _save_figure(figure, Path(path), overwrite)
+
+
 def plot_noise_curve(rows: list[dict[str, Any]], path: str | Path, *, overwrite: bool = False) -> Path:
     """Symbol and whole-numeral accuracy (and words misread as numerals) against the noise level, held-out fonts."""
     plt = _pyplot()

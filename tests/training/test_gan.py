@@ -70,3 +70,30 @@ def test_bad_images_and_configs_are_refused(tmp_path):
         train_dcgan(config(1), images(3), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="real_label"):
         config(1, real_label=0.3)
+
+
+def test_the_cli_trains_draws_samples_and_resumes(tmp_path, capsys):
+    from PIL import Image
+
+    from slimvision.cli.main import main
+    from slimvision.models.weights import load_model
+
+    data = tmp_path / "crops"
+    data.mkdir()
+    for index, picture in enumerate(images(12)):
+        Image.fromarray(picture).save(data / f"{index:02d}.png")
+    run = tmp_path / "run"
+    arguments = ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
+                 "--batch-size", "4", "--sample-every", "2", "-q"]
+    assert main([*arguments, "--steps", "3"]) == 0
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000002.png", "step-000003.png"]
+    assert (run / "losses.png").is_file() and isinstance(load_model(run / "generator"), DCGANGenerator)
+    grid_at_2 = (run / "samples" / "step-000002.png").read_bytes()
+    assert main([*arguments, "--steps", "4"]) == 0                    # resumes: only step 4 is new
+    assert "step-000004.png" in {p.name for p in (run / "samples").iterdir()}
+    assert (run / "samples" / "step-000002.png").read_bytes() == grid_at_2   # past grids are kept
+    Image.fromarray(images(1)[0][:8]).save(data / "odd.png")
+    capsys.readouterr()
+    assert main([*arguments, "--steps", "5"]) != 0
+    err = capsys.readouterr().err
+    assert "odd.png" in err and "expected 16x16" in err

@@ -46,6 +46,24 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     images.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     images.set_defaults(run=run_prepare_images)
 
+    train = commands.add_parser(
+        "train", help="train a DCGAN on a folder of square crops",
+        description="Train (or resume) a DCGAN on the images in DATA (all RESOLUTION x RESOLUTION, e.g. a "
+                    "bucket written by prepare-cats). Writes RUN/checkpoints/, a sample grid of the same noise "
+                    "every --sample-every steps (RUN/samples/), RUN/losses.png and the generator (RUN/generator/).")
+    train.add_argument("data", type=Path, help="folder of square images")
+    train.add_argument("-o", "--output", type=Path, required=True, help="run folder (resumed if it holds checkpoints)")
+    train.add_argument("--resolution", type=int, default=64, help="image side: 32, 64 or 128 (default 64)")
+    train.add_argument("--base-channels", type=int, default=64, help="channels next to the image (default 64)")
+    train.add_argument("--steps", type=int, default=10_000, help="steps of each network (default 10000)")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--generator-lr", type=float, default=2e-4)
+    train.add_argument("--discriminator-lr", type=float, default=2e-4)
+    train.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (default 500)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+
 
 def run_prepare_cats(args: argparse.Namespace) -> int:
     from slimvision.data.cats import prepare_cats
@@ -69,4 +87,36 @@ def _print_report(args: argparse.Namespace, prepare: Any) -> int:
     kept = ", ".join(f"{count} at {side} px" for side, count in report.kept.items())
     dropped = "; ".join(f"{len(names)} {reason}" for reason, names in report.dropped.items()) or "none"
     print(f"kept {kept}\ndropped: {dropped}\nreport: {args.output / 'report.json'}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from slimvision.errors import InputError
+    from slimvision.io.images import find_images, load_image
+    from slimvision.models.gan import DCGANConfig
+    from slimvision.models.weights import save_model
+    from slimvision.plots import plot_gan_losses
+    from slimvision.training.gan import GANTrainingConfig, train_with_samples
+
+    config = GANTrainingConfig(model=DCGANConfig(resolution=args.resolution, base_channels=args.base_channels),
+                               steps=args.steps, batch_size=args.batch_size, generator_lr=args.generator_lr,
+                               discriminator_lr=args.discriminator_lr, seed=args.seed)
+    paths = find_images(args.data, recursive=True)
+    if not paths:
+        raise InputError(args.data, "no images found")
+    images = []
+    for path in paths:
+        image = load_image(path)
+        if image.shape[:2] != (args.resolution, args.resolution):
+            raise InputError(path, f"is {image.shape[1]}x{image.shape[0]}, expected {args.resolution}x{args.resolution} "
+                                   f"(crop with 'slimvision gan prepare-cats' or 'prepare-images' first)")
+        images.append(image)
+    generator, losses = train_with_samples(config, np.stack(images), args.output, sample_every=args.sample_every,
+                                           progress=not args.quiet)
+    save_model(generator, args.output / "generator", overwrite=True)
+    plot_gan_losses(losses, args.output / "losses.png", overwrite=True)
+    print(f"trained on {len(images)} images to step {config.steps}: generator in {args.output / 'generator'}, "
+          f"samples in {args.output / 'samples'}, losses in {args.output / 'losses.png'}")
     return 0

@@ -124,3 +124,64 @@ def train_dcgan(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Pa
     history = trainer.fit(step_batches(images, config.batch_size, config.seed, start), resume=False)
     history.resumed_from = start
     return task.generator.eval(), history
+
+
+def sample_grid(generator: DCGANGenerator, noise: torch.Tensor, columns: int = 8, gap: int = 2) -> np.ndarray:
+    """The generator's images for ``noise``, tiled ``columns`` wide on a white background, (H, W, 3) uint8."""
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        pictures = generator(noise).add(1.0).mul(127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+    generator.train(was_training)
+    if pictures.shape[-1] == 1:
+        pictures = np.repeat(pictures, 3, axis=-1)
+    count, side = len(pictures), pictures.shape[1]
+    rows = -(-count // columns)
+    grid = np.full((rows * (side + gap) + gap, columns * (side + gap) + gap, 3), 255, np.uint8)
+    for index, picture in enumerate(pictures):
+        top, left = gap + (index // columns) * (side + gap), gap + (index % columns) * (side + gap)
+        grid[top: top + side, left: left + side] = picture
+    return grid
+
+
+def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Path, *, sample_every: int,
+                       samples: int = 64, progress: bool = True) -> tuple[DCGANGenerator, dict[str, list[float]]]:
+    """:func:`train_dcgan` in stretches of ``sample_every`` steps, saving a grid after each one.
+
+    Every grid draws the same noise (seeded by the config), so ``samples/step-NNNNNN.png`` show
+    one set of faces taking shape. A rerun resumes from the last checkpoint; the losses of all
+    stretches run in this call are returned as {"step": [...], "discriminator/loss": [...], ...}.
+    """
+    from dataclasses import replace
+
+    from slimvision.io.images import save_image
+
+    run_dir = Path(run_dir)
+    if sample_every < 1:
+        raise ConfigError(f"sample_every must be at least 1, got {sample_every}")
+    noise = sample_noise(samples, config.model.latent_dim, torch.Generator().manual_seed(config.seed + 1))
+    # A stretch ends on a checkpoint, so the next one resumes exactly there.
+    stretch = replace(config, checkpoint_every=min(config.checkpoint_every, sample_every))
+    losses: dict[str, list[float]] = {"step": []}
+    generator = None
+    done = _steps_done(run_dir / "checkpoints")
+    stops = sorted({min(stop, config.steps) for stop in range(sample_every, config.steps + sample_every, sample_every)})
+    # Stretches a resumed run has already done keep their grids; the last one always runs
+    # (it does nothing when the run is finished) so the generator is returned.
+    for stop in [stop for stop in stops if stop > done] or stops[-1:]:
+        generator, history = train_dcgan(replace(stretch, steps=stop), images, run_dir, progress=progress)
+        losses["step"] += history.steps
+        for key, values in history.values.items():
+            losses.setdefault(key, []).extend(values)
+        if stop > done:
+            save_image(sample_grid(generator, noise), run_dir / "samples" / f"step-{stop:06d}.png", overwrite=True)
+    assert generator is not None
+    return generator, losses
+
+
+def _steps_done(checkpoints: Path) -> int:
+    """The step of a run's newest checkpoint (0 when it has none)."""
+    from slimvision.training.checkpoint import CheckpointStore
+
+    latest = CheckpointStore(checkpoints, 1).latest()
+    return 0 if latest is None else int(latest.name.split("-")[1])
