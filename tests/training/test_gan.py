@@ -97,3 +97,48 @@ def test_the_cli_trains_draws_samples_and_resumes(tmp_path, capsys):
     assert main([*arguments, "--steps", "5"]) != 0
     err = capsys.readouterr().err
     assert "odd.png" in err and "expected 16x16" in err
+
+
+def test_the_exported_generator_draws_what_torch_draws_and_the_cli_saves_grids(tmp_path, capsys):
+    from PIL import Image
+
+    from slimvision.cli.main import main
+    from slimvision.inference.gan import GANSampler
+    from slimvision.models.weights import load_model
+
+    data = tmp_path / "crops"
+    data.mkdir()
+    for index, picture in enumerate(images(8)):
+        Image.fromarray(picture).save(data / f"{index:02d}.png")
+    run = tmp_path / "run"
+    assert main(["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
+                 "--batch-size", "4", "--steps", "2", "--sample-every", "2", "-q"]) == 0
+    assert "max abs diff vs torch" in capsys.readouterr().out
+    sampler = GANSampler(run / "generator.onnx")
+    noise = sampler.noise(5, seed=7)
+    with torch.no_grad():
+        expected = load_model(run / "generator")(torch.from_numpy(noise)).add(1).mul(127.5).round()
+    drawn = sampler.generate(noise, batch_size=2)                      # batches of 2, 2 and 1
+    assert drawn.shape == (5, 16, 16, 3)
+    assert np.abs(drawn.astype(int) - expected.permute(0, 2, 3, 1).numpy().astype(int)).max() <= 1
+    assert np.array_equal(sampler.sample(3, seed=1), sampler.sample(3, seed=1))
+
+    assert main(["gan", "generate", str(run), "-o", str(tmp_path / "grid.png"), "-n", "4", "--columns", "2"]) == 0
+    assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (2 * 18 + 2, 2 * 18 + 2, 3)
+    assert main(["gan", "generate", str(run), "-o", str(tmp_path / "strip.png"), "-n", "5",
+                 "--interpolate", "1", "2"]) == 0
+    assert main(["gan", "generate", str(run / "generator.onnx"), "-o", str(tmp_path / "many"), "-n", "3"]) == 0
+    assert len(list((tmp_path / "many").glob("sample_*.png"))) == 3
+    assert main(["gan", "generate", str(run), "-o", str(tmp_path / "many"), "-n", "4"]) != 0
+    assert "exists" in capsys.readouterr().err
+    assert not (tmp_path / "many" / "sample_00003.png").exists()       # nothing half-written
+    assert main(["gan", "generate", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "x.png")]) != 0
+    assert "missing.onnx" in capsys.readouterr().err
+
+
+def test_sampling_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, slimvision.inference.gan; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -64,6 +64,21 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
+    generate = commands.add_parser(
+        "generate", help="draw images from a trained generator (ONNX Runtime, no torch)",
+        description="Draw N images from RUN/generator.onnx (or any generator graph): one grid PNG, a folder of "
+                    "PNGs, or with --interpolate a strip walking from one seed's image to another's.")
+    generate.add_argument("model", type=Path, help="generator.onnx, or the run folder holding it")
+    generate.add_argument("-o", "--output", type=Path, required=True,
+                          help="a .png for one grid, or a folder for one PNG per image")
+    generate.add_argument("-n", "--count", type=int, default=64, help="images to draw (default 64)")
+    generate.add_argument("--seed", type=int, default=0, help="noise seed: the same seed draws the same images")
+    generate.add_argument("--columns", type=int, default=8, help="grid width (default 8)")
+    generate.add_argument("--interpolate", type=int, nargs=2, metavar=("SEED_A", "SEED_B"),
+                          help="draw COUNT steps from SEED_A's image to SEED_B's instead")
+    generate.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    generate.set_defaults(run=run_generate)
+
 
 def run_prepare_cats(args: argparse.Namespace) -> int:
     from slimvision.data.cats import prepare_cats
@@ -98,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.models.gan import DCGANConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_gan_losses
-    from slimvision.training.gan import GANTrainingConfig, train_with_samples
+    from slimvision.training.gan import GANTrainingConfig, export_generator, train_with_samples
 
     config = GANTrainingConfig(model=DCGANConfig(resolution=args.resolution, base_channels=args.base_channels),
                                steps=args.steps, batch_size=args.batch_size, generator_lr=args.generator_lr,
@@ -116,7 +131,36 @@ def run_train(args: argparse.Namespace) -> int:
     generator, losses = train_with_samples(config, np.stack(images), args.output, sample_every=args.sample_every,
                                            progress=not args.quiet)
     save_model(generator, args.output / "generator", overwrite=True)
+    report = export_generator(generator, args.output / "generator.onnx", overwrite=True,
+                              source_weights=args.output / "generator")
     plot_gan_losses(losses, args.output / "losses.png", overwrite=True)
-    print(f"trained on {len(images)} images to step {config.steps}: generator in {args.output / 'generator'}, "
+    print(f"trained on {len(images)} images to step {config.steps}: generator in {args.output / 'generator'} "
+          f"and {args.output / 'generator.onnx'} (max abs diff vs torch {report.max_abs_diff:.2e}), "
           f"samples in {args.output / 'samples'}, losses in {args.output / 'losses.png'}")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from slimvision.errors import OutputError, SlimvisionError
+    from slimvision.inference.gan import GANSampler, tile
+    from slimvision.io.images import save_image
+
+    if args.count < 1 or args.columns < 1:
+        raise SlimvisionError("--count and --columns must be at least 1")
+    model = args.model / "generator.onnx" if args.model.is_dir() else args.model
+    sampler = GANSampler(model)
+    images = (sampler.interpolate(*args.interpolate, steps=args.count) if args.interpolate
+              else sampler.sample(args.count, seed=args.seed))
+    if args.output.suffix.lower() == ".png":
+        columns = args.count if args.interpolate else args.columns
+        save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=[model])
+        print(f"{len(images)} images in {args.output}")
+        return 0
+    targets = [args.output / f"sample_{index:05d}.png" for index in range(len(images))]
+    taken = next((target for target in targets if target.exists()), None)
+    if taken is not None and not args.overwrite:
+        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
+    for image, target in zip(images, targets):
+        save_image(image, target, overwrite=args.overwrite, protected=[model])
+    print(f"{len(images)} images in {args.output}")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from torch import nn
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, InputError
+from slimvision.inference.gan import tile
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
 from slimvision.training.trainer import History, Trainer, TrainerConfig
 
@@ -135,13 +137,7 @@ def sample_grid(generator: DCGANGenerator, noise: torch.Tensor, columns: int = 8
     generator.train(was_training)
     if pictures.shape[-1] == 1:
         pictures = np.repeat(pictures, 3, axis=-1)
-    count, side = len(pictures), pictures.shape[1]
-    rows = -(-count // columns)
-    grid = np.full((rows * (side + gap) + gap, columns * (side + gap) + gap, 3), 255, np.uint8)
-    for index, picture in enumerate(pictures):
-        top, left = gap + (index // columns) * (side + gap), gap + (index % columns) * (side + gap)
-        grid[top: top + side, left: left + side] = picture
-    return grid
+    return tile(pictures, columns, gap)
 
 
 def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Path, *, sample_every: int,
@@ -185,3 +181,15 @@ def _steps_done(checkpoints: Path) -> int:
 
     latest = CheckpointStore(checkpoints, 1).latest()
     return 0 if latest is None else int(latest.name.split("-")[1])
+
+
+def export_generator(generator: DCGANGenerator, path: str | Path, *, overwrite: bool = False,
+                     source_weights: str | Path | None = None) -> Any:
+    """The generator as ONNX (input ``noise`` (B, latent), output ``images`` (B, C, R, R) in [-1, 1]),
+    checked against torch at two batch sizes by :func:`~slimvision.compress.export.export_onnx`."""
+    from slimvision.compress.export import export_onnx
+
+    example = {"noise": sample_noise(2, generator.config.latent_dim, torch.Generator().manual_seed(0))}
+    return export_onnx(generator, path, example, output_names=("images",),
+                       dynamic_axes={"noise": {0: "batch"}, "images": {0: "batch"}},
+                       overwrite=overwrite, source_weights=source_weights)
