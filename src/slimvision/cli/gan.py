@@ -1,4 +1,4 @@
-"""``slimvision gan ...``: generative models. So far: preparing the CAT dataset's head crops."""
+"""``slimvision gan ...``: DCGAN data preparation, training and sampling."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _SIZES = number_list("--sizes", minimum=8)
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
     gan = groups.add_parser("gan", help="generative adversarial networks (DCGAN)",
-                            description="DCGAN image generation: data preparation (training and sampling follow).")
+                            description="DCGAN image generation: prepare square crops, train (resumable), draw images.")
     commands = gan.add_subparsers(dest="command", metavar="COMMAND", required=True)
     prepare = commands.add_parser(
         "prepare-cats", help="crop the CAT dataset's cat heads into size buckets",
