@@ -155,11 +155,10 @@ class NumeralReader:
         readings. The slant is measured from the glyphs' moments, which stroke contrast can
         fool, so upright cuts are tried too and the cheaper reading wins.
         """
-        glyphs = _attach_fragments(word, boxes)
-        measured = _slant([_glyph_pixels(glyph, labels, boxes) for glyph in glyphs])
+        pixels = [_glyph_pixels(glyph, labels, boxes) for glyph in _attach_fragments(word, boxes)]
         best: tuple[float, list[SymbolReading]] | None = None
-        for slant in sorted({0.0, measured}):
-            found = self._read_ink(_WordInk.gather(glyphs, labels, boxes, slant))
+        for slant in sorted({0.0, _slant(pixels)}):
+            found = self._read_ink(_WordInk.gather(pixels, slant))
             if found is not None and (best is None or found[0] < best[0]):
                 best = found
         return None if best is None else _reading(best[1])
@@ -196,7 +195,7 @@ class NumeralReader:
             return None
         return cheapest_cost, cheapest
 
-    def _span_choices(self, ink: _WordInk, spans: list[tuple[int, int]]
+    def _span_choices(self, ink: _WordInk, spans: dict[tuple[int, int], float]
                       ) -> tuple[dict[tuple[int, int], list[SymbolReading]], dict[tuple[int, int], list[SymbolReading]]]:
         """Each span's likeliest numeral symbols (up to ``_LABELS_PER_PIECE``) and its nearest non-numeral.
 
@@ -207,8 +206,8 @@ class NumeralReader:
                                         k=min(_NEAREST, self.som.config.nodes))
         nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
         numerals, others = {}, {}
-        for span, (_, box), piece_nodes, piece_distances in zip(spans, pieces, nodes, distances):
-            options, seen, aspect = [], set(), ink.aspect(*span)
+        for (span, aspect), (_, box), piece_nodes, piece_distances in zip(spans.items(), pieces, nodes, distances):
+            options, seen = [], set()
             for node, distance in zip(piece_nodes, piece_distances):
                 label = int(self.som.node_labels[node])
                 if label in seen or distance > self.som.unknown_distance:
@@ -266,8 +265,8 @@ class _WordInk:
     gaps: np.ndarray
 
     @classmethod
-    def gather(cls, glyphs: list[list[int]], labels: np.ndarray, boxes: list[Box], slant: float) -> _WordInk:
-        pixels = [_glyph_pixels(glyph, labels, boxes) for glyph in glyphs]
+    def gather(cls, pixels: list[tuple[np.ndarray, np.ndarray]], slant: float) -> _WordInk:
+        """The word from its glyphs' (rows, cols) ink pixels, columns sheared by ``slant``."""
         height = max(int(rows.max() - rows.min()) + 1 for rows, _ in pixels)
         rows, cols = np.concatenate([rows for rows, _ in pixels]), np.concatenate([cols for _, cols in pixels])
         slanted = cols - slant * (rows.max() - rows)
@@ -276,32 +275,30 @@ class _WordInk:
         cuts, gaps = _cut_columns(slanted, height)
         return cls(rows, cols, slanted, height, cuts, gaps)
 
-    def candidate_spans(self) -> list[tuple[int, int]]:
-        """(start, stop) cut indices of every run of cuts that may hold exactly one symbol."""
-        spans = []
+    def candidate_spans(self) -> dict[tuple[int, int], float]:
+        """Every run of cuts (start, stop) that may hold exactly one symbol, with its width-to-height ratio."""
+        spans = {}
         for start in range(len(self.cuts) - 1):
             for stop in range(start + 1, min(start + _MAX_PIECES, len(self.cuts) - 1) + 1):
                 if stop - 1 > start and self.gaps[stop - 1]:
                     break   # a symbol never straddles the paper between two letters
                 if self.cuts[stop] - self.cuts[start] > 2 * _WIDE * self.height:
                     break   # (cuts lie mid-gap, so a span is wider than its ink)
-                if self._plausible(start, stop):
-                    spans.append((start, stop))
+                aspect = self._plausible_aspect(start, stop)
+                if aspect is not None:
+                    spans[start, stop] = aspect
         return spans
 
-    def _plausible(self, start: int, stop: int) -> bool:
-        """At least a fragment's height of ink, and no wider than the widest capital."""
+    def _plausible_aspect(self, start: int, stop: int) -> float | None:
+        """Width (along the slant) over height of the ink between two cuts; None unless it has at
+        least a fragment's height and is no wider than the widest capital."""
         low, high = np.searchsorted(self.slanted, self.cuts[[start, stop]])
         if high - low < 2:
-            return False
+            return None
         rows = self.rows[low:high]
-        return rows.max() - rows.min() + 1 >= _FRAGMENT * self.height and self.aspect(start, stop) <= _WIDE
-
-    def aspect(self, start: int, stop: int) -> float:
-        """Width (along the slant) over height of the ink between two cuts."""
-        low, high = np.searchsorted(self.slanted, self.cuts[[start, stop]])
-        rows = self.rows[low:high]
-        return float(self.slanted[high - 1] - self.slanted[low] + 1) / float(rows.max() - rows.min() + 1)
+        tall = rows.max() - rows.min() + 1
+        aspect = float(self.slanted[high - 1] - self.slanted[low] + 1) / float(tall)
+        return aspect if tall >= _FRAGMENT * self.height and aspect <= _WIDE else None
 
     def piece(self, start: int, stop: int) -> tuple[np.ndarray, Box]:
         """The ink between two cuts as a mask of its box, and the box on the page."""
