@@ -330,3 +330,22 @@ def test_require_at_least_names_the_class_field_and_value():
     assert Steps(steps=3).steps == 3
     with pytest.raises(ConfigError, match=r"^Steps.batch must be at least 1, got 0$"):
         Steps(batch=0)
+
+
+def test_require_positive_refuses_zero_and_names_the_field():
+    import dataclasses
+
+    from slimvision.config import BaseConfig
+
+    @dataclasses.dataclass
+    class Rate(BaseConfig):
+        rate: float = 0.1
+
+        def validate(self) -> None:
+            super().validate()
+            self.require_positive("rate")
+
+    assert Rate(rate=1e-9).rate == 1e-9
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError, match=rf"^Rate.rate must be > 0, got {bad}$"):
+            Rate(rate=bad)

@@ -50,6 +50,13 @@ class BaseConfig:
             if value < minimum:
                 raise ConfigError(f"{type(self).__name__}.{name} must be at least {minimum}, got {value}")
 
+    def require_positive(self, *names: str) -> None:
+        """Range check for subclasses' ``validate``: each named field must be > 0."""
+        for name in names:
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be > 0, got {value}")
+
     def require_one_of(self, name: str, options: tuple[Any, ...]) -> None:
         """Choice check for subclasses' ``validate``: the named field must be one of ``options``."""
         value = getattr(self, name)

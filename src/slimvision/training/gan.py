@@ -61,9 +61,7 @@ class GANTrainingConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "steps", "batch_size", "checkpoint_every", "log_every")
-        for name in ("generator_lr", "discriminator_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"GANTrainingConfig.{name} must be > 0, got {getattr(self, name)}")
+        self.require_positive("generator_lr", "discriminator_lr")
         if not 0 <= self.beta1 < 1:
             raise ConfigError(f"GANTrainingConfig.beta1 must be in [0, 1), got {self.beta1}")
         if not 0.5 < self.real_label <= 1:

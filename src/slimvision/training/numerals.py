@@ -85,11 +85,8 @@ class NumeralTrainingConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(len(SYMBOLS), "samples", "validation_samples")
-        for name in ("other_samples", "lvq_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"NumeralTrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lvq_learning_rate > 0:
-            raise ConfigError(f"NumeralTrainingConfig.lvq_learning_rate must be > 0, got {self.lvq_learning_rate}")
+        self.require_at_least(0, "other_samples", "lvq_epochs")
+        self.require_positive("lvq_learning_rate")
         if self.som.dim != 1024:
             raise ConfigError(f"NumeralTrainingConfig: som.dim must be 1024 (32 x 32 glyphs), got {self.som.dim}")
         if not 0 < self.unknown_quantile <= 1:

@@ -56,8 +56,7 @@ class DCGANConfig(BaseConfig):
             raise ConfigError(f"DCGANConfig.kernel_size must be odd (same padding), got {self.kernel_size}")
         if not 0 <= self.leaky_slope < 1:
             raise ConfigError(f"DCGANConfig.leaky_slope must be in [0, 1), got {self.leaky_slope}")
-        if not self.init_std > 0:
-            raise ConfigError(f"DCGANConfig.init_std must be > 0, got {self.init_std}")
+        self.require_positive("init_std")
 
     @property
     def doublings(self) -> int:
