@@ -38,9 +38,7 @@ class GANSampler:
         noise = np.asarray(noise, np.float32)
         parts = [self.model.run({"noise": noise[start:start + batch_size]})[0]
                  for start in range(0, len(noise), batch_size)]
-        images = np.concatenate(parts).transpose(0, 2, 3, 1)
-        pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
-        return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
+        return to_pixels(np.concatenate(parts))
 
     def sample(self, count: int, seed: int = 0) -> np.ndarray:
         return self.generate(self.noise(count, seed))
@@ -50,6 +48,13 @@ class GANSampler:
         a, b = self.noise(1, seed_a)[0], self.noise(1, seed_b)[0]
         weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.generate((1 - weights) * a + weights * b)
+
+
+def to_pixels(images: np.ndarray) -> np.ndarray:
+    """Generator output (N, C, R, R) in [-1, 1] -> (N, R, R, 3) uint8 RGB (grey repeated to RGB)."""
+    pixels = np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    pixels = pixels.transpose(0, 2, 3, 1)
+    return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
 
 
 def tile(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:

@@ -26,7 +26,7 @@ from torch import nn
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, InputError
-from slimvision.inference.gan import tile
+from slimvision.inference.gan import tile, to_pixels
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
 from slimvision.training.trainer import History, Trainer, TrainerConfig
 
@@ -131,10 +131,8 @@ def sample_grid(generator: DCGANGenerator, noise: torch.Tensor, columns: int = 8
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
-        pictures = generator(noise).add(1.0).mul(127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+        pictures = to_pixels(generator(noise).numpy())
     generator.train(was_training)
-    if pictures.shape[-1] == 1:
-        pictures = np.repeat(pictures, 3, axis=-1)
     return tile(pictures, columns, gap)
 
 
