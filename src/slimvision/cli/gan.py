@@ -23,13 +23,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "two known annotation fixes, drop the known outliers, level the eyes, crop a square "
                     "head and write it into OUTPUT/<size>/ for every size the head reaches, with "
                     "report.json listing what was dropped and why.")
-    prepare.add_argument("source", type=Path, help="the unpacked dataset folder")
-    prepare.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    prepare.add_argument("--sizes", type=_SIZES, default=_SIZES("64,128"),
-                         help="crop sides; a head goes into each size it is at least as wide as (default 64,128)")
-    prepare.add_argument("--overwrite", action="store_true", help="replace crops that exist")
-    prepare.add_argument("--json", action="store_true", help="print the report as JSON")
-    prepare.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _crop_arguments(prepare, source_help="the unpacked dataset folder",
+                    sizes_help="crop sides; a head goes into each size it is at least as wide as")
     prepare.set_defaults(run=run_prepare_cats)
 
     images = commands.add_parser(
@@ -37,13 +32,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         description="Cut the centre square of every image under SOURCE (recursively) and write it into "
                     "OUTPUT/<size>/ for every size it is at least as wide as, with report.json. Unreadable "
                     "images are dropped and listed, not fatal.")
-    images.add_argument("source", type=Path, help="a folder of images")
-    images.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    images.add_argument("--sizes", type=_SIZES, default=_SIZES("64,128"),
-                        help="crop sides (default 64,128)")
-    images.add_argument("--overwrite", action="store_true", help="replace crops that exist")
-    images.add_argument("--json", action="store_true", help="print the report as JSON")
-    images.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _crop_arguments(images, source_help="a folder of images", sizes_help="crop sides")
     images.set_defaults(run=run_prepare_images)
 
     train = commands.add_parser(
@@ -78,6 +67,16 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                           help="draw COUNT steps from SEED_A's image to SEED_B's instead")
     generate.add_argument("--overwrite", action="store_true", help="replace files that exist")
     generate.set_defaults(run=run_generate)
+
+
+def _crop_arguments(parser: argparse.ArgumentParser, *, source_help: str, sizes_help: str) -> None:
+    """The options prepare-cats and prepare-images share: where from, where to, which sizes."""
+    parser.add_argument("source", type=Path, help=source_help)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--sizes", type=_SIZES, default=_SIZES("64,128"), help=f"{sizes_help} (default 64,128)")
+    parser.add_argument("--overwrite", action="store_true", help="replace crops that exist")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run_prepare_cats(args: argparse.Namespace) -> int:
