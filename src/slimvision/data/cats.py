@@ -117,6 +117,36 @@ class CatReport:
         self.dropped.setdefault(reason, []).append(name)
 
 
+@dataclass
+class _Buckets:
+    """Writes crops into ``output/<size>/`` and keeps the report of what was kept and dropped."""
+
+    output: Path
+    sizes: tuple[int, ...]
+    overwrite: bool
+    report: CatReport = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report = CatReport(kept={str(size): 0 for size in self.sizes})
+
+    def fitting(self, side: float, name: str, too_small: str) -> list[int]:
+        """The sizes a square ``side`` pixels wide fills (smaller ones would be upscaled blur);
+        none: ``name`` is dropped as ``too_small``."""
+        sizes = [size for size in self.sizes if side >= size]
+        if not sizes:
+            self.report.drop(f"{too_small} {min(self.sizes)} px", name)
+        return sizes
+
+    def write(self, crop: np.ndarray, size: int, name: str, source: Path) -> None:
+        save_image(crop, self.output / str(size) / name, overwrite=self.overwrite, protected=[source])
+        self.report.kept[str(size)] += 1
+
+    def finish(self) -> CatReport:
+        write_text_atomic(self.output / "report.json", json.dumps(asdict(self.report), indent=1) + "\n",
+                          overwrite=True)
+        return self.report
+
+
 def prepare_cats(source: str | Path, output: str | Path, *, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
                  overwrite: bool = False, progress: bool = False) -> CatReport:
     """Crop every annotated cat head under ``source`` into ``output/<side>/`` for each bucket it fills.
@@ -129,7 +159,7 @@ def prepare_cats(source: str | Path, output: str | Path, *, buckets: tuple[int, 
     if not source.is_dir():
         raise InputError(source, "not a folder: expected the unpacked CAT dataset (CAT_00 .. CAT_06)")
     outliers = outlier_names()
-    report = CatReport(kept={str(side): 0 for side in buckets})
+    writer = _Buckets(output, buckets, overwrite)
     annotations = {path.name: path for path in sorted(source.rglob("*.jpg.cat"))}
     annotations.pop(BROKEN_ANNOTATION, None)           # fix 1: its points are wrong
     photos = sorted(source.rglob("*.jpg"))
@@ -137,10 +167,9 @@ def prepare_cats(source: str | Path, output: str | Path, *, buckets: tuple[int, 
         raise InputError(source, "no .jpg photos found")
     with progress_bar(len(photos), enabled=progress, desc="cropping cat heads", unit="photo") as bar:
         for photo in photos:
-            _prepare_photo(photo, annotations, outliers, buckets, output, overwrite, report)
+            _prepare_photo(photo, annotations, outliers, writer)
             bar.update()
-    write_text_atomic(output / "report.json", json.dumps(asdict(report), indent=1) + "\n", overwrite=True)
-    return report
+    return writer.finish()
 
 
 def prepare_images(source: str | Path, output: str | Path, *, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
@@ -154,56 +183,49 @@ def prepare_images(source: str | Path, output: str | Path, *, buckets: tuple[int
     images = find_images(source, recursive=True)
     if not images:
         raise InputError(source, "no images found")
-    report = CatReport(kept={str(side): 0 for side in buckets})
+    writer = _Buckets(output, buckets, overwrite)
     with progress_bar(len(images), enabled=progress, desc="cropping images", unit="image") as bar:
         for path in images:
-            try:
-                image = load_image(path)
-            except InputError as exc:
-                report.drop(f"unreadable: {exc.problem}", path.name)
-                bar.update()
-                continue
-            height, width = image.shape[:2]
-            side = min(height, width)
-            top, left = (height - side) // 2, (width - side) // 2
-            square = image[top: top + side, left: left + side]
-            fits = [bucket for bucket in buckets if side >= bucket]
-            if not fits:
-                report.drop(f"smaller than {min(buckets)} px", path.name)
-            for bucket in fits:
-                crop = np.asarray(Image.fromarray(square).resize((bucket, bucket), Image.Resampling.LANCZOS))
-                name = str(path.relative_to(source).with_suffix(".png")).replace("/", "_")
-                save_image(crop, output / str(bucket) / name, overwrite=overwrite, protected=[path])
-                report.kept[str(bucket)] += 1
+            _prepare_image(path, source, writer)
             bar.update()
-    write_text_atomic(output / "report.json", json.dumps(asdict(report), indent=1) + "\n", overwrite=True)
-    return report
+    return writer.finish()
 
 
-def _prepare_photo(photo: Path, annotations: dict[str, Path], outliers: frozenset[str], buckets: tuple[int, ...],
-                   output: Path, overwrite: bool, report: CatReport) -> None:
-    """Crop one photo's head into every bucket it fills, or record why it was dropped."""
+def _prepare_image(path: Path, source: Path, writer: _Buckets) -> None:
+    """The centre square of one image into every size it fills, or the reason it was dropped."""
+    try:
+        image = load_image(path)
+    except InputError as exc:
+        writer.report.drop(f"unreadable: {exc.problem}", path.name)
+        return
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = Image.fromarray(image[top: top + side, left: left + side])
+    name = str(path.relative_to(source).with_suffix(".png")).replace("/", "_")
+    for size in writer.fitting(side, path.name, "smaller than"):
+        writer.write(np.asarray(square.resize((size, size), Image.Resampling.LANCZOS)), size, name, path)
+
+
+def _prepare_photo(photo: Path, annotations: dict[str, Path], outliers: frozenset[str], writer: _Buckets) -> None:
+    """Crop one photo's head into every size it fills, or record why it was dropped."""
     name = photo.name
     if name in outliers:
-        report.drop("outlier (cat_outliers.txt)", name)
+        writer.report.drop("outlier (cat_outliers.txt)", name)
         return
     annotation = photo.with_name(name + ".cat")
     # fix 2: the stray file is found wherever it lies in the tree.
     annotation = annotation if annotation.is_file() else annotations.get(name + ".cat")
     if annotation is None or annotation.name == BROKEN_ANNOTATION:
-        report.drop("no usable annotation", name)
+        writer.report.drop("no usable annotation", name)
         return
     points = parse_cat_text(annotation.read_text(encoding="utf-8", errors="replace"), str(annotation))
-    side = crop_box(points)[1]
-    fits = [bucket for bucket in buckets if side >= bucket]
-    if not fits:
-        report.drop(f"head smaller than {min(buckets)} px", name)
-        return
+    sizes = writer.fitting(crop_box(points)[1], name, "head smaller than")
+    if not sizes:
+        return   # not even decoded: most of the dataset's time goes into reading JPEGs
     image = load_image(photo)
-    for bucket in fits:
-        crop, _ = crop_head(image, points, bucket)
-        save_image(crop, output / str(bucket) / (photo.stem + ".png"), overwrite=overwrite, protected=[photo])
-        report.kept[str(bucket)] += 1
+    for size in sizes:
+        writer.write(crop_head(image, points, size)[0], size, photo.stem + ".png", photo)
 
 
 def _rotate(points: np.ndarray, pivot: np.ndarray, degrees: float) -> np.ndarray:
