@@ -20,6 +20,7 @@ from slimvision.data.numerals import (
     render_symbols,
     render_text,
     split_fonts,
+    symbol_font,
     word_space,
 )
 from slimvision.data.roman import SYMBOLS
@@ -82,6 +83,7 @@ def test_render_symbols_is_balanced_in_range_and_reproducible(train_fonts):
     assert 0.0 <= data.min() and data.max() <= 1.0 and data.max() > 0.9
     assert np.bincount(labels, minlength=len(SYMBOLS)).tolist() == [5] * len(SYMBOLS)
     assert "".join(SYMBOLS[label] for label in labels[:7]) == SYMBOLS
+    assert symbol_font(train_fonts, 6, 7) is train_fonts[0] and symbol_font(train_fonts, 7, 7) is train_fonts[1]
 
     again, _ = render_symbols(train_fonts, 35, seed=0)
     assert again.tobytes() == data.tobytes()

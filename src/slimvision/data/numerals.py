@@ -479,13 +479,18 @@ def _worker_count(workers: int | None, count: int) -> int:
     return max(1, min(workers, count))
 
 
+def symbol_font(fonts: list[FontFace], index: int, alphabet_size: int) -> FontFace:
+    """The font :func:`render_symbols` draws sample ``index`` in (each character once per font, in turn)."""
+    return fonts[(index // alphabet_size) % len(fonts)]
+
+
 def _symbol_rows(fonts: list[FontFace], start: int, stop: int, seed: int, noise: NoiseConfig,
                  cap_height: tuple[int, int], alphabet: str = SYMBOLS) -> np.ndarray:
     """Glyph vectors of samples ``start`` to ``stop`` of :func:`render_symbols`, (stop - start, 1024)."""
     rows = np.empty((stop - start, GLYPH_SIZE * GLYPH_SIZE), np.float32)
     for index in range(start, stop):
         rng = np.random.default_rng([seed, index])
-        font = fonts[(index // len(alphabet)) % len(fonts)]
+        font = symbol_font(fonts, index, len(alphabet))
         height = int(rng.integers(cap_height[0], cap_height[1] + 1))
         gray = render_text(alphabet[index % len(alphabet)], font, cap_height=height, rng=rng, noise=noise)
         rows[index - start] = glyph_vector(main_glyph(binarize(gray)))

@@ -23,7 +23,7 @@ import numpy as np
 
 from slimvision.config import BaseConfig
 from slimvision.data.numerals import (NOT_NUMERALS, FontFace, NoiseConfig, find_fonts, render_numerals, render_symbols,
-                                     render_text, split_fonts, word_space)
+                                     render_text, split_fonts, symbol_font, word_space)
 from slimvision.data.roman import MAX_STANDARD, SYMBOLS, to_roman
 from slimvision.errors import ConfigError
 from slimvision.models.som import SelfOrganizingMap, SOMConfig, TrainingHistory
@@ -152,8 +152,8 @@ def training_glyphs(config: NumeralTrainingConfig, fonts: list[FontFace], *, pro
 
 
 def _families(fonts: list[FontFace], count: int, alphabet_size: int) -> np.ndarray:
-    """The family of each sample ``render_symbols`` draws: sample i is in ``fonts[(i // size) % len(fonts)]``."""
-    return np.array([fonts[(index // alphabet_size) % len(fonts)].family for index in range(count)])
+    """The font family of each of ``count`` samples :func:`render_symbols` drew."""
+    return np.array([symbol_font(fonts, index, alphabet_size).family for index in range(count)])
 
 
 def fit_labelled_map(config: NumeralTrainingConfig, data: np.ndarray, labels: np.ndarray, *,
