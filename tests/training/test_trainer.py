@@ -76,6 +76,7 @@ def test_checkpoints_are_complete_pruned_and_pointed_to(tmp_path):
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no staging left
     meta = json.loads((store.latest() / "trainer.json").read_text())
     assert meta["step"] == 30 and meta["extra"] == {"note": "test"}
+    assert store.latest_step() == 30 and CheckpointStore(tmp_path / "empty").latest_step() == 0
     assert "exp_avg" not in json.dumps(meta)  # tensors live in safetensors, not in the JSON
 
 

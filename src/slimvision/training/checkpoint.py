@@ -136,6 +136,11 @@ class CheckpointStore:
         found = self.checkpoints()
         return found[-1] if found else None
 
+    def latest_step(self) -> int:
+        """The step the latest checkpoint reached (its trainer.json says), 0 when there is none."""
+        path = self.latest()
+        return 0 if path is None else int(json.loads((path / TRAINER_FILE).read_text())["step"])
+
     def load_latest(self, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> CheckpointState | None:
         path = self.latest()
         return None if path is None else load_checkpoint(path, model, optimizers)

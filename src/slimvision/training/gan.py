@@ -28,6 +28,7 @@ from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, InputError
 from slimvision.inference.gan import tile, to_pixels
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
+from slimvision.training.checkpoint import CheckpointStore
 from slimvision.training.trainer import History, Trainer, TrainerConfig
 
 
@@ -156,7 +157,7 @@ def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: s
     stretch = replace(config, checkpoint_every=min(config.checkpoint_every, sample_every))
     losses: dict[str, list[float]] = {"step": []}
     generator = None
-    done = _steps_done(run_dir / "checkpoints")
+    done = CheckpointStore(run_dir / "checkpoints").latest_step()
     stops = sorted({min(stop, config.steps) for stop in range(sample_every, config.steps + sample_every, sample_every)})
     # Stretches a resumed run has already done keep their grids; the last one always runs
     # (it does nothing when the run is finished) so the generator is returned.
@@ -169,14 +170,6 @@ def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: s
             save_image(sample_grid(generator, noise), run_dir / "samples" / f"step-{stop:06d}.png", overwrite=True)
     assert generator is not None
     return generator, losses
-
-
-def _steps_done(checkpoints: Path) -> int:
-    """The step of a run's newest checkpoint (0 when it has none)."""
-    from slimvision.training.checkpoint import CheckpointStore
-
-    latest = CheckpointStore(checkpoints, 1).latest()
-    return 0 if latest is None else int(latest.name.split("-")[1])
 
 
 def export_generator(generator: DCGANGenerator, path: str | Path, *, overwrite: bool = False,
