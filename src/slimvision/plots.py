@@ -56,10 +56,17 @@ def plot_training_errors(history: dict[str, list[float]], path: str | Path, *, o
     return _save_figure(figure, Path(path), overwrite)
 
 
-def plot_gan_losses(losses: dict[str, list[float]], path: str | Path, *, overwrite: bool = False) -> Path:
-    """Discriminator and generator losses (and D's scores of real and fake images) against the step."""
+def plot_gan_losses(losses: dict[str, list[float]], path: str | Path, *, overwrite: bool = False,
+                    fid: list[dict[str, float]] | None = None) -> Path:
+    """Discriminator and generator losses (and D's scores of real and fake images) against the step,
+    and with ``fid`` (:func:`~slimvision.training.gan.fid_history`) a third panel of FID-Lite0."""
     plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    figure, axes = plt.subplots(1, 3 if fid else 2, figsize=(13.5 if fid else 9, 3.2))
+    left, right = axes[0], axes[1]
+    if fid:
+        axes[2].plot([row["step"] for row in fid], [row["fid_lite0"] for row in fid], marker="o")
+        axes[2].set(xlabel="step", ylabel="FID-Lite0 (lower is better)", title="FID-Lite0")
+        axes[2].grid(alpha=0.3)
     steps = losses["step"]
     for key, label in (("discriminator/loss", "discriminator"), ("generator/loss", "generator")):
         if key in losses:

@@ -127,6 +127,12 @@ def test_the_exported_generator_draws_what_torch_draws_and_the_cli_saves_grids(t
     assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (2 * 18 + 2, 2 * 18 + 2, 3)
     assert main(["gan", "generate", str(run), "-o", str(tmp_path / "strip.png"), "-n", "5",
                  "--interpolate", "1", "2"]) == 0
+    assert main(["gan", "generate", str(run), "-o", str(tmp_path / "walk.gif"), "-n", "5",
+                 "--interpolate", "1", "2"]) == 0
+    with Image.open(tmp_path / "walk.gif") as walk:
+        assert walk.n_frames == 5 + 3 and walk.size == (16, 16)          # there and back
+    assert main(["gan", "generate", str(run), "-o", str(tmp_path / "plain.gif")]) != 0
+    assert "--interpolate" in capsys.readouterr().err and not (tmp_path / "plain.gif").exists()
     assert main(["gan", "generate", str(run / "generator.onnx"), "-o", str(tmp_path / "many"), "-n", "3"]) == 0
     assert len(list((tmp_path / "many").glob("sample_*.png"))) == 3
     assert main(["gan", "generate", str(run), "-o", str(tmp_path / "many"), "-n", "4"]) != 0
@@ -142,3 +148,76 @@ def test_sampling_needs_no_torch():
 
     code = "import sys, slimvision.inference.gan; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_weight_average_follows_its_warm_up_schedule_and_then_the_decay():
+    from torch import nn
+
+    from slimvision.training.gan import WeightAverage
+
+    network = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        network.weight.fill_(0.0)
+    average = WeightAverage(network, decay=0.5)
+    with torch.no_grad():
+        network.weight.fill_(1.0)
+    average.update(network)                 # warm-up decay (1 + 1) / (10 + 1) = 2/11 < 0.5
+    assert average.average.weight.item() == pytest.approx(1 - 2 / 11)
+    for _ in range(20):
+        average.update(network)
+    assert average.average.weight.item() == pytest.approx(1.0, abs=1e-6)
+    assert int(average.updates) == 21 and not average.average.weight.requires_grad
+
+
+def test_the_averaged_generator_is_what_training_returns_and_it_resumes_exactly(tmp_path):
+    augmented = {"diff_augment": "color,translation,cutout"}
+    straight_g, straight = train_dcgan(config(4, **augmented), images(), tmp_path / "straight", progress=False)
+    train_dcgan(config(2, **augmented), images(), tmp_path / "halves", progress=False)
+    resumed_g, resumed = train_dcgan(config(4, **augmented), images(), tmp_path / "halves", progress=False)
+    for key in ("discriminator/loss", "generator/loss"):
+        assert resumed.values[key] == pytest.approx(straight.values[key][2:], rel=1e-5)
+    for name, value in straight_g.state_dict().items():
+        assert torch.allclose(value, resumed_g.state_dict()[name], atol=1e-6), name
+    from safetensors.torch import load_file
+    saved = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000004" / "model.safetensors"))
+    assert int(saved["generator_ema.updates"]) == 4
+    trained = {k[len("generator."):]: v for k, v in saved.items() if k.startswith("generator.")}
+    differs = [k for k, v in straight_g.state_dict().items() if k.endswith("weight") and not torch.equal(v, trained[k])]
+    assert differs                                                        # the average, not the last weights
+    plain_g, _ = train_dcgan(config(1, ema_decay=0.0), images(), tmp_path / "plain", progress=False)
+    assert not any(key.startswith("generator_ema") for key in load_file(
+        str(tmp_path / "plain" / "checkpoints" / "step-00000001" / "model.safetensors")))
+
+
+def test_fid_lite0_is_measured_on_schedule_and_kept_across_resumes(tmp_path):
+    from slimvision.training.gan import fid_history, train_with_samples
+
+    run = tmp_path / "run"
+    train_with_samples(config(3), images(), run, sample_every=2, fid_every=2, fid_samples=6, progress=False)
+    first = fid_history(run)
+    assert [row["step"] for row in first] == [2, 3] and all(row["samples"] == 6 for row in first)
+    assert all(row["fid_lite0"] > 0 and np.isfinite(row["kid_lite0"]) for row in first)
+    assert (run / "fid-real.npz").is_file()
+    train_with_samples(config(4), images(), run, sample_every=2, fid_every=2, fid_samples=6, progress=False)
+    assert fid_history(run)[:2] == first and [row["step"] for row in fid_history(run)] == [2, 3, 4]
+
+
+def test_the_cli_trains_a_grey_generator_and_plots_its_fid(tmp_path, capsys):
+    from PIL import Image
+
+    from slimvision.cli.main import main
+    from slimvision.inference.gan import GANSampler
+    from slimvision.models.weights import load_model
+
+    data = tmp_path / "crops"
+    data.mkdir()
+    for index, picture in enumerate(images(8)):
+        Image.fromarray(picture).save(data / f"{index:02d}.png")
+    run = tmp_path / "run"
+    assert main(["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
+                 "--batch-size", "4", "--steps", "2", "--sample-every", "2", "--grey", "--fid-every", "2",
+                 "--fid-samples", "4", "--diff-augment", "translation", "-q"]) == 0
+    assert "FID-Lite0" in capsys.readouterr().out
+    assert load_model(run / "generator").config.image_channels == 1
+    assert GANSampler(run / "generator.onnx").sample(2).shape == (2, 16, 16, 3)     # grey drawn as RGB
+    assert (run / "losses.png").is_file() and (run / "fid.json").is_file()

@@ -35,6 +35,16 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     _crop_arguments(images, source_help="a folder of images", sizes_help="crop sides")
     images.set_defaults(run=run_prepare_images)
 
+    digits = commands.add_parser(
+        "prepare-digits", help="write OpenCV's 5,000 handwritten digits as grey PNGs (a dataset that ships offline)",
+        description="Cut the 5,000 20x20 digits out of Debian's opencv-doc digits.png (apt-get install opencv-doc), "
+                    "resize them to SIZE and write OUTPUT/digit<label>_<index>.png: the data of the demo generator.")
+    digits.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    digits.add_argument("--size", type=int, default=32, help="image side (default 32)")
+    digits.add_argument("--sheet", type=Path, default=None, help="the digits.png sheet (default: opencv-doc's)")
+    digits.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    digits.set_defaults(run=run_prepare_digits)
+
     train = commands.add_parser(
         "train", help="train a DCGAN on a folder of square crops",
         description="Train (or resume) a DCGAN on the images in DATA (all RESOLUTION x RESOLUTION, e.g. a "
@@ -48,7 +58,15 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--generator-lr", type=float, default=2e-4)
     train.add_argument("--discriminator-lr", type=float, default=2e-4)
+    train.add_argument("--grey", action="store_true", help="train on one grey channel (colour images are converted)")
+    train.add_argument("--ema-decay", type=float, default=0.999,
+                       help="decay of the averaged generator that samples and is exported (0: none; default 0.999)")
+    train.add_argument("--diff-augment", default="", metavar="POLICIES",
+                       help='DiffAugment for small datasets, e.g. "color,translation,cutout" (default: none)')
     train.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (default 500)")
+    train.add_argument("--fid-every", type=int, default=0,
+                       help="steps between FID-Lite0 measurements (default 0: never; slow on a CPU)")
+    train.add_argument("--fid-samples", type=int, default=1000, help="images per FID-Lite0 measurement (default 1000)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
@@ -59,12 +77,13 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "PNGs, or with --interpolate a strip walking from one seed's image to another's.")
     generate.add_argument("model", type=Path, help="generator.onnx, or the run folder holding it")
     generate.add_argument("-o", "--output", type=Path, required=True,
-                          help="a .png for one grid, or a folder for one PNG per image")
+                          help="a .png for one grid, a .gif for an animated --interpolate walk, or a folder "
+                               "for one PNG per image")
     generate.add_argument("-n", "--count", type=int, default=64, help="images to draw (default 64)")
     generate.add_argument("--seed", type=int, default=0, help="noise seed: the same seed draws the same images")
     generate.add_argument("--columns", type=int, default=8, help="grid width (default 8)")
     generate.add_argument("--interpolate", type=int, nargs=2, metavar=("SEED_A", "SEED_B"),
-                          help="draw COUNT steps from SEED_A's image to SEED_B's instead")
+                          help="draw COUNT steps from SEED_A's image to SEED_B's instead (a .gif output animates them)")
     generate.add_argument("--overwrite", action="store_true", help="replace files that exist")
     generate.set_defaults(run=run_generate)
 
@@ -104,6 +123,22 @@ def _print_report(args: argparse.Namespace, prepare: Any) -> int:
     return 0
 
 
+def run_prepare_digits(args: argparse.Namespace) -> int:
+    from slimvision.data.digits import load_opencv_digits
+    from slimvision.errors import OutputError
+    from slimvision.io.images import save_image
+
+    digits, labels = load_opencv_digits(args.sheet, size=args.size)
+    targets = [args.output / f"digit{label}_{index:04d}.png" for index, label in enumerate(labels)]
+    taken = next((target for target in targets if target.exists()), None)
+    if taken is not None and not args.overwrite:
+        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
+    for digit, target in zip(digits, targets):
+        save_image(digit[..., 0], target, overwrite=args.overwrite)
+    print(f"{len(targets)} digits at {args.size} px in {args.output}")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -112,11 +147,13 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.models.gan import DCGANConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_gan_losses
-    from slimvision.training.gan import GANTrainingConfig, export_generator, train_with_samples
+    from slimvision.training.gan import GANTrainingConfig, export_generator, fid_history, train_with_samples
 
-    config = GANTrainingConfig(model=DCGANConfig(resolution=args.resolution, base_channels=args.base_channels),
-                               steps=args.steps, batch_size=args.batch_size, generator_lr=args.generator_lr,
-                               discriminator_lr=args.discriminator_lr, seed=args.seed)
+    model = DCGANConfig(resolution=args.resolution, base_channels=args.base_channels,
+                        image_channels=1 if args.grey else 3)
+    config = GANTrainingConfig(model=model, steps=args.steps, batch_size=args.batch_size,
+                               generator_lr=args.generator_lr, discriminator_lr=args.discriminator_lr, seed=args.seed,
+                               ema_decay=args.ema_decay, diff_augment=args.diff_augment)
     paths = find_images(args.data, recursive=True)
     if not paths:
         raise InputError(args.data, "no images found")
@@ -126,23 +163,34 @@ def run_train(args: argparse.Namespace) -> int:
         if image.shape[:2] != (args.resolution, args.resolution):
             raise InputError(path, f"is {image.shape[1]}x{image.shape[0]}, expected {args.resolution}x{args.resolution} "
                                    f"(crop with 'slimvision gan prepare-cats' or 'prepare-images' first)")
-        images.append(image)
+        images.append(_grey(image) if args.grey else image)
     generator, losses = train_with_samples(config, np.stack(images), args.output, sample_every=args.sample_every,
+                                           fid_every=args.fid_every, fid_samples=args.fid_samples,
                                            progress=not args.quiet)
     save_model(generator, args.output / "generator", overwrite=True)
     report = export_generator(generator, args.output / "generator.onnx", overwrite=True,
                               source_weights=args.output / "generator")
-    plot_gan_losses(losses, args.output / "losses.png", overwrite=True)
-    print(f"trained on {len(images)} images to step {config.steps}: generator in {args.output / 'generator'} "
+    measured = fid_history(args.output)
+    plot_gan_losses(losses, args.output / "losses.png", overwrite=True, fid=measured)
+    fid = f", FID-Lite0 {measured[-1]['fid_lite0']:.2f} at step {measured[-1]['step']}" if measured else ""
+    print(f"trained on {len(images)} images to step {config.steps}{fid}: generator in {args.output / 'generator'} "
           f"and {args.output / 'generator.onnx'} (max abs diff vs torch {report.max_abs_diff:.2e}), "
           f"samples in {args.output / 'samples'}, losses in {args.output / 'losses.png'}")
     return 0
 
 
+def _grey(image: Any) -> Any:
+    """(H, W, 3) uint8 RGB -> (H, W, 1) luma (ITU-R BT.601 weights; grey images come back unchanged)."""
+    import numpy as np
+
+    luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import OutputError, SlimvisionError
     from slimvision.inference.gan import GANSampler, tile
-    from slimvision.io.images import save_image
+    from slimvision.io.images import save_animation, save_image
 
     if args.count < 1 or args.columns < 1:
         raise SlimvisionError("--count and --columns must be at least 1")
@@ -150,6 +198,12 @@ def run_generate(args: argparse.Namespace) -> int:
     sampler = GANSampler(model)
     images = (sampler.interpolate(*args.interpolate, steps=args.count) if args.interpolate
               else sampler.sample(args.count, seed=args.seed))
+    if args.output.suffix.lower() == ".gif":
+        if not args.interpolate:
+            raise SlimvisionError("a .gif output animates an --interpolate walk; pass --interpolate SEED_A SEED_B")
+        save_animation(list(images), args.output, overwrite=args.overwrite, protected=[model])
+        print(f"{len(images)} frames in {args.output}")
+        return 0
     if args.output.suffix.lower() == ".png":
         columns = args.count if args.interpolate else args.columns
         save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=[model])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -454,6 +454,43 @@ def save_image(
         else:
             Image.fromarray(array).save(temp, format=fmt, **options)
     logger.debug("saved %s (%dx%d %s)", target, array.shape[1], array.shape[0], fmt)
+    return target
+
+
+def save_animation(
+    frames: Sequence[np.ndarray],
+    path: str | Path,
+    *,
+    frame_ms: int = 80,
+    bounce: bool = True,
+    overwrite: bool = False,
+    protected: Iterable[str | Path] = (),
+) -> Path:
+    """Write ``HxWx3`` uint8 frames as a looping animated GIF, atomically (see :func:`save_image`).
+
+    Args:
+        frames: at least one frame, all the same shape.
+        frame_ms: how long each frame shows.
+        bounce: play forwards then backwards (the walk returns to its start without a jump).
+
+    Example:
+        >>> save_animation([np.zeros((8, 8, 3), np.uint8)] * 2, "out/walk.gif")  # doctest: +SKIP
+        PosixPath('out/walk.gif')
+    """
+    if len(frames) == 0:
+        raise ValueError("an animation needs at least one frame")
+    for frame in frames:
+        _validate_output_array(frame)
+    if len({frame.shape for frame in frames}) > 1:
+        raise ValueError(f"animation frames differ in shape: {sorted({frame.shape for frame in frames})}")
+    target = Path(path)
+    if target.suffix.lower() != ".gif":
+        raise OutputError(target, "animations are written as .gif")
+    sequence = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
+    pictures = [Image.fromarray(np.ascontiguousarray(frame)) for frame in sequence]
+    with atomic_write(target, overwrite=overwrite, protected=protected) as temp:
+        pictures[0].save(temp, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms,
+                         loop=0, optimize=False)
     return target
 
 

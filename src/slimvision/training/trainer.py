@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -39,6 +39,15 @@ class Task(Protocol):
 
     def __call__(self, batch: Any, phase: str) -> dict[str, torch.Tensor]:
         """Losses and metrics of one batch for one optimiser ``phase``; must hold "loss"."""
+        ...
+
+
+@runtime_checkable
+class TaskAfterStep(Task, Protocol):
+    """A task that also acts after each optimiser step (e.g. to update an average of the weights)."""
+
+    def after_step(self, phase: str) -> None:
+        """Called right after the optimiser of ``phase`` stepped, with gradients off."""
         ...
 
 
@@ -136,6 +145,9 @@ class Trainer:
                 params = [p for group in optimizer.param_groups for p in group["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
             optimizer.step()
+            if isinstance(self.task, TaskAfterStep):
+                with torch.no_grad():
+                    self.task.after_step(phase)
             prefix = "" if len(self.optimizers) == 1 else f"{phase}/"
             numbers.update({prefix + key: float(value.detach()) for key, value in out.items()
                             if isinstance(value, torch.Tensor) and value.numel() == 1})

@@ -176,10 +176,13 @@ class EfficientNetLite0(nn.Module):
                 maps.append(x)
         return maps
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1000)
+    def pooled(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [0, 1] -> (B, 1280)
+        """The globally pooled head features the classifier reads (the embedding FID-Lite0 compares)."""
         (last,) = self.features(image, stages=(len(FEATURE_STRIDES) - 1,))  # (B, 320, H/32, W/32)
-        pooled = self.head(last).mean(dim=(2, 3))  # (B, 1280)
-        return self.classifier(pooled)
+        return self.head(last).mean(dim=(2, 3))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1000)
+        return self.classifier(self.pooled(image))
 
 
 class PerceptualFeatures(nn.Module):
