@@ -1,0 +1,44 @@
+"""Transposed convs rewritten as conv + depth-to-space: same outputs, ineligible layers untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from slimvision.compress.subpixel import SubPixelConv, rewrite_transposed_convs
+
+
+@pytest.mark.parametrize(("kernel", "padding", "output_padding"), [(5, 2, 1), (4, 1, 0), (3, 1, 1), (2, 0, 0)])
+def test_stride_two_layers_become_subpixel_convs_with_the_same_output(kernel, padding, output_padding):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose2d(3, 4, kernel, stride=2, padding=padding, output_padding=output_padding))
+    x = torch.randn(2, 3, 5, 7)
+    before = net(x)
+    assert rewrite_transposed_convs(net) == 1 and isinstance(net[0], SubPixelConv)
+    assert before.shape == (2, 4, 10, 14)
+    assert torch.allclose(net(x), before, atol=1e-5)
+
+
+def test_stride_one_layers_become_flipped_convs_and_odd_ones_are_left_alone():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.ConvTranspose2d(3, 2, 5, padding=2, bias=False),
+                        nn.ConvTranspose2d(2, 2, 3, stride=3),                  # stride 3: left as it is
+                        nn.Sequential(nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, groups=2)))  # groups
+    x = torch.randn(1, 3, 6, 6)
+    before = net(x)
+    assert rewrite_transposed_convs(net) == 1
+    assert isinstance(net[0], nn.Conv2d) and net[0].bias is None
+    assert isinstance(net[1], nn.ConvTranspose2d) and isinstance(net[2][0], nn.ConvTranspose2d)
+    assert torch.allclose(net(x), before, atol=1e-5)
+
+
+def test_a_rewritten_dcgan_generator_draws_the_same_images():
+    from slimvision.models.gan import DCGANConfig, DCGANGenerator, sample_noise
+
+    generator = DCGANGenerator(DCGANConfig(resolution=32, base_channels=8)).eval()
+    noise = sample_noise(3, 100, torch.Generator().manual_seed(0))
+    before = generator(noise)
+    assert rewrite_transposed_convs(generator) == 3
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in generator.modules())
+    assert torch.allclose(generator(noise), before, atol=1e-5)
