@@ -221,3 +221,25 @@ def test_the_cli_trains_a_grey_generator_and_plots_its_fid(tmp_path, capsys):
     assert load_model(run / "generator").config.image_channels == 1
     assert GANSampler(run / "generator.onnx").sample(2).shape == (2, 16, 16, 3)     # grey drawn as RGB
     assert (run / "losses.png").is_file() and (run / "fid.json").is_file()
+
+
+def test_the_int8_export_draws_close_to_the_float_generator(tmp_path, capsys):
+    from slimvision.cli.main import main
+    from slimvision.inference.gan import GANSampler
+    from slimvision.models.weights import save_model
+
+    torch.manual_seed(0)
+    # Wide initial weights, so the images span the grey range and int8 rounding has something to spoil.
+    generator = DCGANGenerator(DCGANConfig(resolution=16, base_channels=8, latent_dim=8, init_std=0.3)).eval()
+    save_model(generator, tmp_path / "run" / "generator")
+    assert main(["gan", "export", str(tmp_path / "run"), "--int8"]) == 0
+    out = capsys.readouterr().out
+    assert "generator.int8.onnx" in out and "rewrite vs torch: max abs diff" in out
+    assert main(["gan", "export", str(tmp_path / "run")]) == 0
+    int8, fp32 = GANSampler(tmp_path / "run" / "generator.int8.onnx"), GANSampler(tmp_path / "run" / "generator.onnx")
+    reference = fp32.sample(16, seed=5).astype(int)
+    assert reference.std() > 30
+    difference = np.abs(int8.sample(16, seed=5).astype(int) - reference)
+    assert difference.mean() < 4 and difference.max() < 64                 # grey levels out of 255
+    assert main(["gan", "export", str(tmp_path / "run"), "--int8"]) != 0     # exists: not replaced silently
+    assert "exists" in capsys.readouterr().err

@@ -71,6 +71,18 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
+    export = commands.add_parser(
+        "export", help="export a trained generator to ONNX (float, or int8 for fast CPU sampling)",
+        description="Export RUN/generator (the weights 'gan train' saves) to ONNX, checked against torch. With "
+                    "--int8: transposed convs rewritten as conv + depth-to-space, then static int8 (calibrated on "
+                    "noise); prints its agreement with the float graph.")
+    export.add_argument("run_dir", metavar="RUN", type=Path, help="the run folder (or its generator/ weights folder)")
+    export.add_argument("-o", "--output", type=Path, default=None,
+                        help="the .onnx to write (default RUN/generator.onnx, or RUN/generator.int8.onnx with --int8)")
+    export.add_argument("--int8", action="store_true", help="static int8 (about 1.6-2x faster on CPUs with VNNI)")
+    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+    export.set_defaults(run=run_export)
+
     generate = commands.add_parser(
         "generate", help="draw images from a trained generator (ONNX Runtime, no torch)",
         description="Draw N images from RUN/generator.onnx (or any generator graph): one grid PNG, a folder of "
@@ -185,6 +197,27 @@ def _grey(image: Any) -> Any:
 
     luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from slimvision.errors import InputError
+    from slimvision.models.gan import DCGANGenerator
+    from slimvision.models.weights import load_model
+    from slimvision.training.gan import export_generator, export_generator_int8
+
+    weights = args.run_dir / "generator" if (args.run_dir / "generator").is_dir() else args.run_dir
+    generator = load_model(weights)
+    if not isinstance(generator, DCGANGenerator):
+        raise InputError(weights, f"holds a {type(generator).__name__}, not a DCGAN generator")
+    run_dir = weights.parent
+    if args.int8:
+        output = args.output or run_dir / "generator.int8.onnx"
+        print(f"{output}: {export_generator_int8(generator, output, overwrite=args.overwrite).summary()}")
+    else:
+        output = args.output or run_dir / "generator.onnx"
+        report = export_generator(generator, output, overwrite=args.overwrite, source_weights=weights)
+        print(f"{output}: max abs diff vs torch {report.max_abs_diff:.2e}")
+    return 0
 
 
 def run_generate(args: argparse.Namespace) -> int:
