@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean fonts numerals-map
+.PHONY: demo test bench clean fonts numerals-map gan-digits
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ fonts:
 # Retrain the shipped numeral map (about 3 minutes on 2 cores).
 numerals-map: $(VENV)/.dev fonts
 	$(BIN)/slimvision numerals train -o src/slimvision/weights/numerals-som --overwrite
+
+# Retrain the shipped 32 px digits generator (about 16 minutes on 2 cores; root and apt-get needed
+# for opencv-doc's digits.png). Writes runs/digits32/; copy generator/ and generator.int8.onnx into
+# src/slimvision/weights/gan-digits32/ to ship it.
+gan-digits: $(VENV)/.dev
+	apt-get install -y -q --no-install-recommends opencv-doc
+	$(BIN)/slimvision gan prepare-digits -o data/digits32 --overwrite
+	$(BIN)/slimvision gan train data/digits32 -o runs/digits32 --resolution 32 --grey --base-channels 32 \
+	    --steps 3000 --sample-every 250 --fid-every 1000
+	$(BIN)/slimvision gan export runs/digits32 --int8 --overwrite
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

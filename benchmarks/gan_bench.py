@@ -1,15 +1,21 @@
 #!/usr/bin/env python
-"""DCGAN speed: our trainer against a plain PyTorch loop, and sampling with ONNX Runtime.
+"""DCGAN speed and quality: our trainer against a plain PyTorch loop, sampling with ONNX Runtime,
+and FID-Lite0 of the shipped digits generator against an untrained one.
 
 Training: the same networks, batch, optimisers and threads, one step = a discriminator step and
 a generator step; our Trainer + DCGANTask and a straightforward loop written here alternate,
-``--repeats`` times each, and the medians of images per second are compared (the ratio is ours
-over the reference). Sampling: the exported 64 px generator in ONNX Runtime, images per second
-at a batch of 64, median of ``--repeats`` runs. The issue's targets: training >= 1.0x the
-reference, sampling 64 px >= 500 images/s.
+``--repeats`` times each, at every ``--resolutions``, and the medians of images per second are
+compared (the ratio is ours over the reference). Sampling: 64 px generators in ONNX Runtime at a
+batch of ``--sample-batch``, the median of ``--repeats`` runs, for the reference widths (base 64)
+and half widths (base 32), each as exported (float, transposed convs) and as int8 (sub-pixel
+convs, static QDQ). Quality: FID-Lite0 / KID-Lite0 (``slimvision.bench.fid``) of the shipped
+32 px digits generator and of the same network untrained, each ``--fid-samples`` images against
+as many of OpenCV's digits (needs ``apt-get install opencv-doc``; skipped without it).
+The issue's targets: training >= 1.0x the reference, sampling 64 px >= 500 images/s, the demo's
+FID-Lite0 at least 5x lower than the untrained generator's.
 
-    python benchmarks/gan_bench.py                      # 64 px, batch 32, 10 timed steps, 3 repeats
-    python benchmarks/gan_bench.py --resolution 128 --steps 5
+    python benchmarks/gan_bench.py                                  # everything (about 10 minutes on 2 cores)
+    python benchmarks/gan_bench.py --resolutions 64 --fid-samples 0  # quick: no 128 px, no FID
 
 Writes benchmarks/results/gan.json and prints one table.
 """
@@ -33,20 +39,21 @@ RESULTS = Path(__file__).resolve().parent / "results" / "gan.json"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--resolutions", default="64,128", help="training rows (default 64,128)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per repeat (after 2 warm-up steps)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample-batch", type=int, default=64)
+    parser.add_argument("--fid-samples", type=int, default=2000, help="images per FID-Lite0 side (0: skip)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args()
 
 
-def networks(resolution: int):
+def networks(resolution: int, base_channels: int = 64):
     from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
 
     torch.manual_seed(0)
-    config = DCGANConfig(resolution=resolution)
+    config = DCGANConfig(resolution=resolution, base_channels=base_channels)
     return DCGANGenerator(config), DCGANDiscriminator(config)
 
 
@@ -103,49 +110,110 @@ def reference(real: torch.Tensor, steps: int) -> float:
     return steps * len(real) / (time.perf_counter() - started)
 
 
-def sampling(resolution: int, batch: int, repeats: int) -> float:
-    """Median images per second of the exported generator in ONNX Runtime."""
-    from slimvision.inference.gan import GANSampler
-    from slimvision.training.gan import export_generator
+def sampling(batch: int, repeats: int) -> list[dict]:
+    """Median images per second of 64 px generators in ONNX Runtime, float and int8, two widths."""
+    from slimvision.training.gan import export_generator, export_generator_int8
 
-    generator, _ = networks(resolution)
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "generator.onnx"
-        export_generator(generator, path)
-        sampler = GANSampler(path)
-        noise = sampler.noise(batch, seed=0)
-        sampler.generate(noise, batch_size=batch)                       # warm-up
-        rates = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            sampler.generate(noise, batch_size=batch)
-            rates.append(batch / (time.perf_counter() - started))
+        for base in (64, 32):
+            generator, _ = networks(64, base)
+            generator.train()
+            with torch.no_grad():                       # batch-norm statistics of real activations
+                generator(torch.rand(64, generator.config.latent_dim) * 2 - 1)
+            generator.eval()
+            plain, fast = Path(folder) / f"g{base}.onnx", Path(folder) / f"g{base}.int8.onnx"
+            export_generator(generator, plain)
+            quality = export_generator_int8(generator, fast).quantization.agreement
+            for name, path in ((f"base {base}, float (as exported)", plain), (f"base {base}, int8 sub-pixel", fast)):
+                rows.append({"variant": name, "base_channels": base, "megabytes": path.stat().st_size / 1e6,
+                             "images_per_s": _rate(path, batch, repeats),
+                             "max_abs_diff_vs_float": 0.0 if path == plain else quality.max_abs_diff})
+    return rows
+
+
+def _rate(path: Path, batch: int, repeats: int) -> float:
+    from slimvision.inference.gan import GANSampler
+
+    sampler = GANSampler(path)
+    noise = sampler.noise(batch, seed=0)
+    sampler.generate(noise, batch_size=batch)                           # warm-up
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        sampler.generate(noise, batch_size=batch)
+        rates.append(batch / (time.perf_counter() - started))
     return statistics.median(rates)
+
+
+def demo_fid(count: int) -> dict | None:
+    """FID-Lite0 / KID-Lite0 of the shipped digits generator and of its untrained twin, vs real digits."""
+    from slimvision.bench.fid import FeatureStats, Lite0Embedder, frechet_distance, kernel_distance
+    from slimvision.data.digits import DIGITS_PNG, load_opencv_digits
+    from slimvision.inference.gan import DEMO_GENERATOR, DEMO_WEIGHTS, GANSampler
+    from slimvision.models.gan import DCGANGenerator
+    from slimvision.models.weights import load_model
+    from slimvision.training.gan import generated_pixels
+
+    if not DIGITS_PNG.is_file():
+        print(f"FID-Lite0 skipped: {DIGITS_PNG} is missing (apt-get install opencv-doc)")
+        return None
+    digits, _ = load_opencv_digits(size=32)
+    count = min(count, len(digits))
+    real_images = digits[np.sort(np.random.default_rng(0).choice(len(digits), count, replace=False))]
+    trained = GANSampler(DEMO_GENERATOR).sample(count, seed=1)[..., :1]
+    trained_float = load_model(DEMO_WEIGHTS)
+    torch.manual_seed(0)
+    untrained = DCGANGenerator(trained_float.config).eval()
+    embed = Lite0Embedder()
+    real = embed(real_images, progress=True)
+    stats = FeatureStats.of(real)
+    result = {"samples": count}
+    for name, images in (("shipped (int8 ONNX)", trained),
+                         ("shipped (float torch)", generated_pixels(trained_float, count, seed=1)),
+                         ("untrained", generated_pixels(untrained, count, seed=1))):
+        features = embed(images, progress=True)
+        result[name] = {"fid_lite0": frechet_distance(stats, FeatureStats.of(features)),
+                        "kid_lite0": kernel_distance(real, features)}
+    result["untrained_over_shipped"] = result["untrained"]["fid_lite0"] / result["shipped (int8 ONNX)"]["fid_lite0"]
+    return result
 
 
 def main() -> None:
     args = parse_args()
-    real = torch.rand(args.batch_size, 3, args.resolution, args.resolution) * 2 - 1
-    runs: dict[str, list[float]] = {"ours": [], "reference": []}
-    for _ in range(args.repeats):                                       # alternated
-        runs["ours"].append(ours(real, args.steps))
-        runs["reference"].append(reference(real, args.steps))
-    medians = {name: statistics.median(rates) for name, rates in runs.items()}
-    sample_rate = sampling(64, args.sample_batch, args.repeats)
+    training = {}
+    for resolution in (int(part) for part in args.resolutions.split(",") if part):
+        real = torch.rand(args.batch_size, 3, resolution, resolution) * 2 - 1
+        runs: dict[str, list[float]] = {"ours": [], "reference": []}
+        for _ in range(args.repeats):                                   # alternated
+            runs["ours"].append(ours(real, args.steps))
+            runs["reference"].append(reference(real, args.steps))
+        medians = {name: statistics.median(rates) for name, rates in runs.items()}
+        training[f"{resolution}px"] = {"images_per_s": medians, "runs": runs,
+                                       "ratio_ours_over_reference": medians["ours"] / medians["reference"]}
+    sampling_rows = sampling(args.sample_batch, args.repeats)
+    fid = demo_fid(args.fid_samples) if args.fid_samples else None
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
         "settings": vars(args) | {"output": str(args.output)},
-        "training_images_per_s": medians, "training_runs": runs,
-        "ratio_ours_over_reference": medians["ours"] / medians["reference"],
-        "sampling_64px_images_per_s": sample_rate,
+        "training": training, "sampling_64px": sampling_rows, "demo_fid": fid,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"DCGAN {args.resolution} px, batch {args.batch_size}, {args.steps} steps x {args.repeats} (medians)")
-    print(f"  training, ours       {medians['ours']:8.1f} images/s")
-    print(f"  training, reference  {medians['reference']:8.1f} images/s   ratio {result['ratio_ours_over_reference']:.2f}x")
-    print(f"  sampling 64 px, ONNX Runtime, batch {args.sample_batch}: {sample_rate:.0f} images/s (target >= 500)")
+    print(f"DCGAN training, batch {args.batch_size}, {args.steps} steps x {args.repeats} (medians, images/s)")
+    for resolution, row in training.items():
+        print(f"  {resolution:>6}  ours {row['images_per_s']['ours']:7.1f}   reference "
+              f"{row['images_per_s']['reference']:7.1f}   ratio {row['ratio_ours_over_reference']:.2f}x (target >= 1.0)")
+    print(f"sampling 64 px, ONNX Runtime, batch {args.sample_batch} (target >= 500 images/s)")
+    for row in sampling_rows:
+        print(f"  {row['variant']:<30} {row['megabytes']:6.2f} MB  {row['images_per_s']:7.0f} images/s  "
+              f"max abs diff vs float {row['max_abs_diff_vs_float']:.3f}")
+    if fid:
+        print(f"FID-Lite0 of the 32 px digits generator, {fid['samples']} images per side (lower is better)")
+        for name in ("shipped (int8 ONNX)", "shipped (float torch)", "untrained"):
+            print(f"  {name:<24} FID-Lite0 {fid[name]['fid_lite0']:8.2f}   KID-Lite0 {fid[name]['kid_lite0']:.4f}")
+        print(f"  untrained / shipped: {fid['untrained_over_shipped']:.1f}x (target >= 5)")
     print(f"written to {args.output}")
 
 

@@ -243,3 +243,21 @@ def test_the_int8_export_draws_close_to_the_float_generator(tmp_path, capsys):
     assert difference.mean() < 4 and difference.max() < 64                 # grey levels out of 255
     assert main(["gan", "export", str(tmp_path / "run"), "--int8"]) != 0     # exists: not replaced silently
     assert "exists" in capsys.readouterr().err
+
+
+def test_the_shipped_digits_generator_draws_by_default(tmp_path):
+    from PIL import Image
+
+    from slimvision.cli.main import main
+    from slimvision.inference.gan import DEMO_GENERATOR, DEMO_WEIGHTS, GANSampler
+    from slimvision.models.weights import load_model
+
+    assert main(["gan", "generate", "-o", str(tmp_path / "digits.png"), "-n", "4", "--columns", "4"]) == 0
+    grid = np.asarray(Image.open(tmp_path / "digits.png"))
+    assert grid.shape == (32 + 4, 4 * 34 + 2, 3)
+    digits = GANSampler(DEMO_GENERATOR).sample(8, seed=0)
+    assert digits.shape == (8, 32, 32, 3) and np.array_equal(digits[..., 0], digits[..., 2])
+    # white strokes on black, like the training digits: mostly dark, some bright ink
+    assert np.median(digits) < 40 and (digits > 200).mean() > 0.03
+    generator = load_model(DEMO_WEIGHTS)
+    assert generator.config.resolution == 32 and generator.config.image_channels == 1

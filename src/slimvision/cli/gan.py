@@ -85,9 +85,12 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
     generate = commands.add_parser(
         "generate", help="draw images from a trained generator (ONNX Runtime, no torch)",
-        description="Draw N images from RUN/generator.onnx (or any generator graph): one grid PNG, a folder of "
-                    "PNGs, or with --interpolate a strip walking from one seed's image to another's.")
-    generate.add_argument("model", type=Path, help="generator.onnx, or the run folder holding it")
+        description="Draw N images from RUN/generator.onnx (or any generator graph; without one, the shipped "
+                    "digits generator): one grid PNG, a folder of PNGs, or with --interpolate a strip (.png) or an "
+                    "animation (.gif) walking from one seed's image to another's.")
+    generate.add_argument("model", type=Path, nargs="?", default=None,
+                          help="generator.onnx, or the run folder holding it (default: the shipped 32 px digits "
+                               "generator)")
     generate.add_argument("-o", "--output", type=Path, required=True,
                           help="a .png for one grid, a .gif for an animated --interpolate walk, or a folder "
                                "for one PNG per image")
@@ -227,7 +230,12 @@ def run_generate(args: argparse.Namespace) -> int:
 
     if args.count < 1 or args.columns < 1:
         raise SlimvisionError("--count and --columns must be at least 1")
-    model = args.model / "generator.onnx" if args.model.is_dir() else args.model
+    if args.model is None:
+        from slimvision.inference.gan import DEMO_GENERATOR
+
+        model = DEMO_GENERATOR
+    else:
+        model = args.model / "generator.onnx" if args.model.is_dir() else args.model
     sampler = GANSampler(model)
     images = (sampler.interpolate(*args.interpolate, steps=args.count) if args.interpolate
               else sampler.sample(args.count, seed=args.seed))

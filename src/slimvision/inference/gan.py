@@ -16,6 +16,13 @@ from slimvision.errors import InputError
 from slimvision.inference.session import OnnxModel, SessionSettings
 
 
+#: The shipped demo: a 32 px DCGAN trained on OpenCV's 5,000 handwritten digits (docs/gan.md has
+#: the command), as the int8 graph that samples and the float weights it was quantized from.
+DEMO_FOLDER = Path(__file__).resolve().parent.parent / "weights" / "gan-digits32"
+DEMO_GENERATOR = DEMO_FOLDER / "generator.int8.onnx"
+DEMO_WEIGHTS = DEMO_FOLDER / "generator"
+
+
 class GANSampler:
     """A generator graph (``noise`` -> ``images`` in [-1, 1]) that returns uint8 RGB pictures."""
 
