@@ -97,6 +97,11 @@ def test_the_cli_trains_draws_samples_and_resumes(tmp_path, capsys):
     assert main([*arguments, "--steps", "5"]) != 0
     err = capsys.readouterr().err
     assert "odd.png" in err and "expected 16x16" in err
+    (data / "odd.png").unlink()
+    often = [*arguments[:4], str(tmp_path / "often"), *arguments[5:], "--sample-every", "3", "--checkpoint-every", "1"]
+    assert main([*often, "--steps", "3"]) == 0                        # every step (the last two kept), not every grid
+    assert sorted(p.name for p in (tmp_path / "often" / "checkpoints").glob("step-*")) == [
+        "step-00000002", "step-00000003"]
 
 
 def test_the_exported_generator_draws_what_torch_draws_and_the_cli_saves_grids(tmp_path, capsys):

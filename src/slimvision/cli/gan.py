@@ -64,6 +64,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--diff-augment", default="", metavar="POLICIES",
                        help='DiffAugment for small datasets, e.g. "color,translation,cutout" (default: none)')
     train.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (default 500)")
+    train.add_argument("--checkpoint-every", type=int, default=500,
+                       help="steps between checkpoints (default 500; a run also checkpoints at every sample grid "
+                            "and FID measurement, and keeps the last two)")
     train.add_argument("--fid-every", type=int, default=0,
                        help="steps between FID-Lite0 measurements (default 0: never; slow on a CPU)")
     train.add_argument("--fid-samples", type=int, default=1000, help="images per FID-Lite0 measurement (default 1000)")
@@ -168,7 +171,8 @@ def run_train(args: argparse.Namespace) -> int:
                         image_channels=1 if args.grey else 3)
     config = GANTrainingConfig(model=model, steps=args.steps, batch_size=args.batch_size,
                                generator_lr=args.generator_lr, discriminator_lr=args.discriminator_lr, seed=args.seed,
-                               ema_decay=args.ema_decay, diff_augment=args.diff_augment)
+                               ema_decay=args.ema_decay, diff_augment=args.diff_augment,
+                               checkpoint_every=args.checkpoint_every)
     paths = find_images(args.data, recursive=True)
     if not paths:
         raise InputError(args.data, "no images found")
