@@ -30,6 +30,7 @@ import numpy as np
 from slimvision.data.glyphs import glyph_vector
 from slimvision.data.ink import binarize, connected_components
 from slimvision.data.roman import SYMBOLS, parse_roman
+from slimvision.io.images import to_gray
 from slimvision.models.som import SelfOrganizingMap
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class NumeralReader:
 
     def __call__(self, page: np.ndarray) -> list[NumeralReading]:
         """(H, W) or (H, W, 3) uint8 page -> the numerals on it, top to bottom, left to right."""
-        gray = _to_gray(page)
+        gray = to_gray(page)
         if np.subtract(*np.percentile(gray, [99, 1])) < _MIN_CONTRAST:
             return []
         ink = binarize(gray)
@@ -434,16 +435,6 @@ def _group_words(components: list[int], boxes: list[Box]) -> list[list[int]]:
     for index in components:
         words.setdefault(root(index), []).append(index)
     return list(words.values())
-
-
-def _to_gray(page: np.ndarray) -> np.ndarray:
-    page = np.asarray(page)
-    if page.ndim == 3 and page.shape[2] in (3, 4):
-        rgb = page[..., :3].astype(np.float32)
-        return (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
-    if page.ndim != 2:
-        raise ValueError(f"expected an (H, W) or (H, W, 3) page, got shape {page.shape}")
-    return page.astype(np.uint8)
 
 
 def annotate(page: np.ndarray, readings: list[NumeralReading]) -> np.ndarray:

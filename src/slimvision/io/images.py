@@ -360,6 +360,22 @@ def _stretch(values: np.ndarray) -> np.ndarray:
     return np.rint((values - low) * scale).astype(np.uint8)
 
 
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3 or 4)`` uint8 RGB(A) -> ``(H, W)`` uint8 luma (ITU-R BT.601 weights); ``(H, W)`` passes through.
+
+    Example:
+        >>> to_gray(np.full((1, 1, 3), (255, 0, 0), np.uint8)).tolist()
+        [[76]]
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        rgb = image[..., :3].astype(np.float32)
+        return (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
+    if image.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    return image.astype(np.uint8)
+
+
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     """Repeat a 2-D uint8 gray image into three channels."""
     return np.ascontiguousarray(np.repeat(gray[:, :, np.newaxis], 3, axis=2))
