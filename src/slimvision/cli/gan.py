@@ -143,16 +143,10 @@ def _print_report(args: argparse.Namespace, prepare: Any) -> int:
 
 def run_prepare_digits(args: argparse.Namespace) -> int:
     from slimvision.data.digits import load_opencv_digits
-    from slimvision.errors import OutputError
-    from slimvision.io.images import save_image
 
     digits, labels = load_opencv_digits(args.sheet, size=args.size)
     targets = [args.output / f"digit{label}_{index:04d}.png" for index, label in enumerate(labels)]
-    taken = next((target for target in targets if target.exists()), None)
-    if taken is not None and not args.overwrite:
-        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
-    for digit, target in zip(digits, targets):
-        save_image(digit[..., 0], target, overwrite=args.overwrite)
+    _save_each(digits[..., 0], targets, overwrite=args.overwrite)
     print(f"{len(targets)} digits at {args.size} px in {args.output}")
     return 0
 
@@ -161,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from slimvision.errors import InputError
-    from slimvision.io.images import find_images, load_image
+    from slimvision.io.images import find_images, load_image, to_gray
     from slimvision.models.gan import DCGANConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_gan_losses
@@ -182,7 +176,7 @@ def run_train(args: argparse.Namespace) -> int:
         if image.shape[:2] != (args.resolution, args.resolution):
             raise InputError(path, f"is {image.shape[1]}x{image.shape[0]}, expected {args.resolution}x{args.resolution} "
                                    f"(crop with 'slimvision gan prepare-cats' or 'prepare-images' first)")
-        images.append(_grey(image) if args.grey else image)
+        images.append(to_gray(image)[..., None] if args.grey else image)
     generator, losses = train_with_samples(config, np.stack(images), args.output, sample_every=args.sample_every,
                                            fid_every=args.fid_every, fid_samples=args.fid_samples,
                                            progress=not args.quiet)
@@ -196,14 +190,6 @@ def run_train(args: argparse.Namespace) -> int:
           f"and {args.output / 'generator.onnx'} (max abs diff vs torch {report.max_abs_diff:.2e}), "
           f"samples in {args.output / 'samples'}, losses in {args.output / 'losses.png'}")
     return 0
-
-
-def _grey(image: Any) -> Any:
-    """(H, W, 3) uint8 RGB -> (H, W, 1) luma (ITU-R BT.601 weights; grey images come back unchanged)."""
-    import numpy as np
-
-    luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -228,7 +214,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from slimvision.errors import OutputError, SlimvisionError
+    from slimvision.errors import SlimvisionError
     from slimvision.inference.gan import GANSampler, tile
     from slimvision.io.images import save_animation, save_image
 
@@ -254,11 +240,19 @@ def run_generate(args: argparse.Namespace) -> int:
         save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=[model])
         print(f"{len(images)} images in {args.output}")
         return 0
-    targets = [args.output / f"sample_{index:05d}.png" for index in range(len(images))]
-    taken = next((target for target in targets if target.exists()), None)
-    if taken is not None and not args.overwrite:
-        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
-    for image, target in zip(images, targets):
-        save_image(image, target, overwrite=args.overwrite, protected=[model])
+    _save_each(images, [args.output / f"sample_{index:05d}.png" for index in range(len(images))],
+               overwrite=args.overwrite, protected=[model])
     print(f"{len(images)} images in {args.output}")
     return 0
+
+
+def _save_each(images: Any, targets: list[Path], *, overwrite: bool, protected: list[Path] | None = None) -> None:
+    """One PNG per image; without ``overwrite``, a target that exists stops it before anything is written."""
+    from slimvision.errors import OutputError
+    from slimvision.io.images import save_image
+
+    taken = next((target for target in targets if target.exists()), None)
+    if taken is not None and not overwrite:
+        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
+    for image, target in zip(images, targets):
+        save_image(image, target, overwrite=overwrite, protected=protected or [])
