@@ -57,11 +57,12 @@ class GANSampler:
         return self.generate((1 - weights) * a + weights * b)
 
 
-def to_pixels(images: np.ndarray) -> np.ndarray:
-    """Generator output (N, C, R, R) in [-1, 1] -> (N, R, R, 3) uint8 RGB (grey repeated to RGB)."""
+def to_pixels(images: np.ndarray, rgb: bool = True) -> np.ndarray:
+    """Generator output (N, C, R, R) in [-1, 1] -> (N, R, R, 3) uint8 RGB (grey repeated to RGB),
+    or with ``rgb=False`` (N, R, R, C) as drawn."""
     pixels = np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
     pixels = pixels.transpose(0, 2, 3, 1)
-    return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
+    return np.repeat(pixels, 3, axis=3) if rgb and pixels.shape[3] == 1 else pixels
 
 
 def tile(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:

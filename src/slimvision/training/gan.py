@@ -200,12 +200,18 @@ def train_dcgan(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Pa
 
 def sample_grid(generator: DCGANGenerator, noise: torch.Tensor, columns: int = 8, gap: int = 2) -> np.ndarray:
     """The generator's images for ``noise``, tiled ``columns`` wide on a white background, (H, W, 3) uint8."""
+    return tile(to_pixels(_draw(generator, noise)), columns, gap)
+
+
+def _draw(generator: DCGANGenerator, noise: torch.Tensor, batch_size: int = 100) -> np.ndarray:
+    """(N, C, R, R) images in [-1, 1] from the generator in eval mode (its mode is restored after)."""
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
-        pictures = to_pixels(generator(noise).numpy())
+        drawn = np.concatenate([generator(noise[start:start + batch_size]).numpy()
+                                for start in range(0, len(noise), batch_size)])
     generator.train(was_training)
-    return tile(pictures, columns, gap)
+    return drawn
 
 
 def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Path, *, sample_every: int,
@@ -300,17 +306,10 @@ class _FIDMeter:
         return entry
 
 
-def generated_pixels(generator: DCGANGenerator, count: int, seed: int, batch_size: int = 100) -> np.ndarray:
+def generated_pixels(generator: DCGANGenerator, count: int, seed: int) -> np.ndarray:
     """``count`` images from the generator in eval mode, (count, R, R, C) uint8, noise fixed by ``seed``."""
     noise = sample_noise(count, generator.config.latent_dim, torch.Generator().manual_seed(seed))
-    was_training = generator.training
-    generator.eval()
-    with torch.no_grad():
-        drawn = np.concatenate([generator(noise[start:start + batch_size]).numpy()
-                                for start in range(0, count, batch_size)])
-    generator.train(was_training)
-    pixels = np.clip(np.rint((drawn + 1.0) * 127.5), 0, 255).astype(np.uint8)  # (N, C, R, R)
-    return pixels.transpose(0, 2, 3, 1)
+    return to_pixels(_draw(generator, noise), rgb=False)
 
 
 def export_generator(generator: DCGANGenerator, path: str | Path, *, overwrite: bool = False,
