@@ -95,6 +95,7 @@ class Trainer:
         self.store = CheckpointStore(run_dir, config.keep_last) if run_dir is not None else None
         self.extra = extra or {}
         self.step = 0
+        self.after_step = task.after_step if isinstance(task, TaskAfterStep) else None
 
     def resume(self) -> int:
         """Load the run's latest checkpoint, if any; returns the step it reached."""
@@ -145,9 +146,9 @@ class Trainer:
                 params = [p for group in optimizer.param_groups for p in group["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
             optimizer.step()
-            if isinstance(self.task, TaskAfterStep):
+            if self.after_step is not None:
                 with torch.no_grad():
-                    self.task.after_step(phase)
+                    self.after_step(phase)
             prefix = "" if len(self.optimizers) == 1 else f"{phase}/"
             numbers.update({prefix + key: float(value.detach()) for key, value in out.items()
                             if isinstance(value, torch.Tensor) and value.numel() == 1})
