@@ -17,6 +17,17 @@ def images(count: int = 24) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (count, 16, 16, 3), dtype=np.uint8)
 
 
+def crops_folder(tmp_path, count: int):
+    """``count`` of :func:`images` saved as PNGs in tmp_path/crops, the input of 'gan train'."""
+    from PIL import Image
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for index, picture in enumerate(images(count)):
+        Image.fromarray(picture).save(folder / f"{index:02d}.png")
+    return folder
+
+
 def config(steps: int, **changes) -> GANTrainingConfig:
     return GANTrainingConfig(model=TINY, steps=steps, batch_size=4, checkpoint_every=2, log_every=1, **changes)
 
@@ -78,10 +89,7 @@ def test_the_cli_trains_draws_samples_and_resumes(tmp_path, capsys):
     from slimvision.cli.main import main
     from slimvision.models.weights import load_model
 
-    data = tmp_path / "crops"
-    data.mkdir()
-    for index, picture in enumerate(images(12)):
-        Image.fromarray(picture).save(data / f"{index:02d}.png")
+    data = crops_folder(tmp_path, 12)
     run = tmp_path / "run"
     arguments = ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
                  "--batch-size", "4", "--sample-every", "2", "-q"]
@@ -111,10 +119,7 @@ def test_the_exported_generator_draws_what_torch_draws_and_the_cli_saves_grids(t
     from slimvision.inference.gan import GANSampler
     from slimvision.models.weights import load_model
 
-    data = tmp_path / "crops"
-    data.mkdir()
-    for index, picture in enumerate(images(8)):
-        Image.fromarray(picture).save(data / f"{index:02d}.png")
+    data = crops_folder(tmp_path, 8)
     run = tmp_path / "run"
     assert main(["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
                  "--batch-size", "4", "--steps", "2", "--sample-every", "2", "-q"]) == 0
@@ -208,16 +213,11 @@ def test_fid_lite0_is_measured_on_schedule_and_kept_across_resumes(tmp_path):
 
 
 def test_the_cli_trains_a_grey_generator_and_plots_its_fid(tmp_path, capsys):
-    from PIL import Image
-
     from slimvision.cli.main import main
     from slimvision.inference.gan import GANSampler
     from slimvision.models.weights import load_model
 
-    data = tmp_path / "crops"
-    data.mkdir()
-    for index, picture in enumerate(images(8)):
-        Image.fromarray(picture).save(data / f"{index:02d}.png")
+    data = crops_folder(tmp_path, 8)
     run = tmp_path / "run"
     assert main(["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
                  "--batch-size", "4", "--steps", "2", "--sample-every", "2", "--grey", "--fid-every", "2",
