@@ -52,3 +52,13 @@ def _box_mean(x: np.ndarray, window: int) -> np.ndarray:
     total = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     sums = total[window:, window:] - total[:-window, window:] - total[window:, :-window] + total[:-window, :-window]
     return sums / (window * window)
+
+
+def restoration_scores(clean: np.ndarray, results: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean SSIM and PSNR of each named stack of results (N, H, W) against the clean stack:
+    {"<name>_ssim": ..., "<name>_psnr": ...}."""
+    scores = {}
+    for name, result in results.items():
+        scores[f"{name}_ssim"] = float(np.mean([ssim(a, b) for a, b in zip(clean, result)]))
+        scores[f"{name}_psnr"] = float(np.mean([psnr(a, b) for a, b in zip(clean, result)]))
+    return scores

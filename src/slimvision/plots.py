@@ -82,6 +82,32 @@ def plot_gan_losses(losses: dict[str, list[float]], path: str | Path, *, overwri
     return _save_figure(figure, Path(path), overwrite)
 
 
+def plot_vae_training(losses: dict[str, list[float]], path: str | Path, *, overwrite: bool = False,
+                      metrics: list[dict[str, float]] | None = None) -> Path:
+    """The VAE's loss terms against the step (log scale) and, with ``metrics``
+    (:func:`~slimvision.training.vae.metrics_history`), the held-out SSIM after 60% pixel removal."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2 if metrics else 1, figsize=(9 if metrics else 4.8, 3.2), squeeze=False)
+    left = axes[0, 0]
+    for key, label in (("reconstruction", "original_dim x MSE"), ("kld", "KLD"), ("loss", "loss")):
+        if key in losses:
+            left.plot(losses["step"], losses[key], label=label)
+    left.set(xlabel="step", ylabel="per image", yscale="log", title="training loss")
+    left.legend()
+    left.grid(alpha=0.3)
+    if metrics:
+        right = axes[0, 1]
+        epochs = [row["epoch"] for row in metrics]
+        for key, label in (("inpainted_ssim", "VAE, kept pixels pasted back"), ("restored_ssim", "VAE output"),
+                           ("damaged_ssim", "damaged input")):
+            right.plot(epochs, [row[key] for row in metrics], marker="o", label=label)
+        right.set(xlabel="epoch", ylabel="SSIM", title="held-out slices, 60% of pixels removed", ylim=(0, 1))
+        right.legend()
+        right.grid(alpha=0.3)
+    figure.tight_layout()
+    return _save_figure(figure, Path(path), overwrite)
+
+
 def plot_noise_curve(rows: list[dict[str, Any]], path: str | Path, *, overwrite: bool = False) -> Path:
     """Symbol and whole-numeral accuracy (and words misread as numerals) against the noise level, held-out fonts."""
     plt = _pyplot()

@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import bench, gan, models, numerals, style, train
+    from slimvision.cli import bench, gan, models, numerals, style, train, vae
 
     parser = argparse.ArgumentParser(
         prog="slimvision",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_commands(groups)
     numerals.add_commands(groups)
     gan.add_commands(groups)
+    vae.add_commands(groups)
     return parser
 
 

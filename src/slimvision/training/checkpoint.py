@@ -141,6 +141,11 @@ class CheckpointStore:
         path = self.latest()
         return 0 if path is None else int(json.loads((path / TRAINER_FILE).read_text())["step"])
 
+    def latest_extra(self) -> dict[str, Any]:
+        """The ``extra`` the latest checkpoint was saved with (e.g. the run's config); {} when there is none."""
+        path = self.latest()
+        return {} if path is None else dict(json.loads((path / TRAINER_FILE).read_text()).get("extra", {}))
+
     def load_latest(self, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> CheckpointState | None:
         path = self.latest()
         return None if path is None else load_checkpoint(path, model, optimizers)

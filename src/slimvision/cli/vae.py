@@ -1,0 +1,365 @@
+"""``slimvision vae ...``: the medical-image VAE: train, export, denoise, evaluate, augment, sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from slimvision.cli.arguments import number_list
+
+_WINDOW = number_list("--window")
+
+
+def add_commands(groups: argparse._SubParsersAction) -> None:
+    vae = groups.add_parser("vae", help="variational autoencoder for grey medical images (MRI / CT)",
+                            description="Train a VAE on MRI/CT slices (PNG, TIFF, DICOM, NIfTI), restore damaged "
+                                        "slices, and make new slices for data augmentation.")
+    commands = vae.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train", help="train (or resume) a VAE on slices",
+        description="Train a VAE on every slice of DATA (files or folders; volumes are cut along --axis), or on "
+                    "the MNI152 demo set (--mni152). Writes RUN/checkpoints/ (resumed on a rerun), RUN/samples/ "
+                    "(rows: clean, 60%% of pixels removed, restored, reconstructed), RUN/losses.png, RUN/vae/ "
+                    "(weights + config) and RUN/export/ (ONNX graphs for the other commands).")
+    train.add_argument("data", type=Path, nargs="*", help="training files or folders")
+    train.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    train.add_argument("--mni152", action="store_true",
+                       help="train on the MNI152 template's training slices (nilearn ships it); its held-out "
+                            "slices are scored at every sample stop")
+    train.add_argument("--holdout", type=Path, nargs="+", default=None, help="held-out files or folders to score")
+    train.add_argument("--image-size", type=int, default=128, help="side of the network's square (default 128)")
+    train.add_argument("--latent-dim", type=int, default=512, help="latent size (default 512, as in the paper)")
+    train.add_argument("--backbone", default="efficientnet-lite0", choices=("efficientnet-lite0", "efficientnet-b1"))
+    train.add_argument("--backbone-weights", type=Path, default=None,
+                       help="a state dict for the backbone (default: Lite0's shipped ImageNet weights; B1 starts "
+                            "random without one)")
+    train.add_argument("--skip-connections", action="store_true",
+                       help="U-Net skips: much sharper restoration, but the model cannot sample new images")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--backbone-lr", type=float, default=2e-4)
+    train.add_argument("--beta", type=float, default=1.0, help="weight of the KLD term (default 1: the paper's loss)")
+    train.add_argument("--keep", type=number_list("--keep", minimum=0), default=[0.3, 1.0], metavar="MIN,MAX",
+                       help="each training image keeps a fraction of its pixels drawn from MIN..MAX (default 0.3,1; "
+                            "1,1 trains a plain VAE)")
+    train.add_argument("--noise", type=float, default=0.05, help="largest Gaussian noise std (default 0.05)")
+    train.add_argument("--blocks", type=float, default=0.3,
+                       help="chance of 1-3 rectangular holes per training image (default 0.3)")
+    train.add_argument("--no-augment", action="store_true", help="no random flips, rotations and scales")
+    train.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (default 5)")
+    train.add_argument("--sample-every", type=int, default=5, help="epochs between sample grids (default 5)")
+    _intensity_arguments(train)
+    train.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+
+    export = commands.add_parser("export", help="export a trained VAE to ONNX (checked against torch)",
+                                 description="Export RUN/vae to ONNX graphs and vae.json in RUN/export (or -o).")
+    export.add_argument("run_dir", metavar="RUN", type=Path, help="the run folder")
+    export.add_argument("-o", "--output", type=Path, default=None, help="export folder (default RUN/export)")
+    export.add_argument("--int8-weights", action="store_true",
+                        help="store weights as int8 (a quarter of the size; compute stays float)")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(run=run_export)
+
+    denoise = commands.add_parser(
+        "denoise", help="restore noisy or incomplete slices (ONNX Runtime, no torch)",
+        description="Restore every slice of INPUT (an image, DICOM or NIfTI file) and write PNGs: OUTPUT.png for a "
+                    "single slice, else OUTPUT/<name>.png per slice. With --mask, only the masked pixels are "
+                    "replaced (inpainting); without, the whole slice is the model's reconstruction.")
+    denoise.add_argument("input", type=Path, help="image, DICOM or NIfTI file")
+    denoise.add_argument("-o", "--output", type=Path, required=True, help="a .png, or a folder for several slices")
+    denoise.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped one)")
+    denoise.add_argument("--mask", type=Path, default=None,
+                         help="image of the input's size: white (non-zero) marks pixels to fill in")
+    denoise.add_argument("--zeros-missing", action="store_true",
+                         help="treat pixels that are exactly 0 inside the body as missing (dropout damage)")
+    _intensity_arguments(denoise)
+    denoise.add_argument("--overwrite", action="store_true")
+    denoise.set_defaults(run=run_denoise)
+
+    evaluate = commands.add_parser(
+        "eval", help="MSE, PSNR, SSIM and KLD of a VAE on slices",
+        description="Score a VAE on DATA (or the MNI152 held-out slices): reconstruction MSE / PSNR / SSIM and "
+                    "KLD on clean slices, and SSIM / PSNR after removing all but --keep of the pixels.")
+    evaluate.add_argument("data", type=Path, nargs="*", help="files or folders (default: MNI152 held-out slices)")
+    evaluate.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped denoiser)")
+    evaluate.add_argument("--keep", type=float, default=0.4, help="fraction of pixels kept (default 0.4)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    _intensity_arguments(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.set_defaults(run=run_eval)
+
+    augment = commands.add_parser(
+        "augment", help="write new slices made from a dataset, with a manifest that rebuilds them",
+        description="Write N new slices made by the VAE from DATA's slices (vary: a latent drawn around one "
+                    "slice's; interpolate: between two slices' latents; prior: a latent from N(0, I)) into OUTPUT, "
+                    "with OUTPUT/manifest.json naming each image's operation, sources and seed. --replay "
+                    "MANIFEST rebuilds the same images from DATA.")
+    augment.add_argument("data", type=Path, nargs="*", help="source files or folders (default: MNI152 training slices)")
+    augment.add_argument("-n", "--count", type=int, default=16, help="images to write (default 16)")
+    augment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    augment.add_argument("--model", type=Path, default=None,
+                         help="exported VAE folder without U-Net skips (default: the shipped generative one)")
+    augment.add_argument("--operations", default="vary,interpolate", help="some of vary,interpolate,prior")
+    augment.add_argument("--scale", type=float, default=1.0, help="vary: latent noise in units of sigma (default 1)")
+    augment.add_argument("--temperature", type=float, default=1.0, help="prior: std of the latents (default 1)")
+    augment.add_argument("--replay", type=Path, default=None, help="a manifest.json to rebuild instead")
+    augment.add_argument("--seed", type=int, default=0)
+    _intensity_arguments(augment)
+    augment.add_argument("--overwrite", action="store_true")
+    augment.set_defaults(run=run_augment)
+
+    sample = commands.add_parser("sample", help="draw new slices from the prior as one grid",
+                                 description="Decode N latents drawn from N(0, temperature^2 I) into one PNG grid.")
+    sample.add_argument("-o", "--output", type=Path, required=True, help="the grid .png")
+    sample.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped one)")
+    sample.add_argument("-n", "--count", type=int, default=16)
+    sample.add_argument("--columns", type=int, default=8)
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--overwrite", action="store_true")
+    sample.set_defaults(run=run_sample)
+
+
+def _intensity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
+                        help="NIfTI slicing axis: 0 sagittal, 1 coronal, 2 axial (default 2)")
+    parser.add_argument("--window", type=_WINDOW, default=None, metavar="CENTER,WIDTH",
+                        help="map raw values (CT: HU) through this window instead of the model's rule")
+    parser.add_argument("--dicom-window", action="store_true", help="use each DICOM file's own window")
+
+
+def _intensity(args: argparse.Namespace, default: Any = None) -> Any:
+    from slimvision.errors import ConfigError
+    from slimvision.io.medical import Intensity
+
+    if args.window is not None and args.dicom_window:
+        raise ConfigError("give --window or --dicom-window, not both")
+    if args.window is not None:
+        if len(args.window) != 2:
+            raise ConfigError(f"--window takes CENTER,WIDTH, got {len(args.window)} numbers")
+        return Intensity.window(*args.window)
+    if args.dicom_window:
+        return Intensity(mode="dicom-window")
+    return default if default is not None else Intensity()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from slimvision.data.corruption import Corruption
+    from slimvision.data.medical import load_slices, mni152_slices
+    from slimvision.errors import ConfigError
+    from slimvision.models.vae import VAEConfig
+    from slimvision.models.weights import save_model
+    from slimvision.plots import plot_vae_training
+    from slimvision.training.vae import VAETrainingConfig, export_vae, metrics_history, train_vae
+
+    if bool(args.data) == args.mni152:
+        raise ConfigError("give training DATA or --mni152 (not both)")
+    if len(args.keep) != 2:
+        raise ConfigError(f"--keep takes MIN,MAX, got {len(args.keep)} numbers")
+    intensity = _intensity(args)
+    config = VAETrainingConfig(
+        model=VAEConfig(image_size=args.image_size, latent_dim=args.latent_dim, backbone=args.backbone,
+                        skip_connections=args.skip_connections),
+        intensity=intensity,
+        corruption=Corruption(keep_min=args.keep[0], keep_max=args.keep[1], noise_max=args.noise,
+                              block_probability=args.blocks),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr, beta=args.beta,
+        augment=not args.no_augment, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        seed=args.seed, device=args.device)
+    if args.mni152:
+        train, holdout = mni152_slices("train", args.image_size), mni152_slices("test", args.image_size)
+    else:
+        train = load_slices(args.data, args.image_size, intensity=intensity, axis=args.axis, progress=not args.quiet)
+        holdout = (load_slices(args.holdout, args.image_size, intensity=intensity, axis=args.axis)
+                   if args.holdout else None)
+    vae, losses = train_vae(config, train.images, args.output, holdout=None if holdout is None else holdout.images,
+                            backbone_weights=args.backbone_weights, progress=not args.quiet)
+    save_model(vae, args.output / "vae", overwrite=True)
+    drift = export_vae(vae, args.output / "export", intensity=intensity, source_weights=args.output / "vae",
+                       overwrite=True)
+    scores = metrics_history(args.output)
+    plot_vae_training(losses, args.output / "losses.png", metrics=scores, overwrite=True)
+    held = (f"; held-out SSIM with 60% of pixels removed: {scores[-1]['inpainted_ssim']:.3f} (inpainted), "
+            f"{scores[-1]['restored_ssim']:.3f} (restored)") if scores else ""
+    print(f"trained on {len(train)} slices to epoch {config.epochs}{held}\nweights: {args.output / 'vae'}\n"
+          f"ONNX: {args.output / 'export'} (max abs diff vs torch {max(drift.values()):.1e})\n"
+          f"samples: {args.output / 'samples'}, curves: {args.output / 'losses.png'}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from slimvision.errors import InputError
+    from slimvision.models.vae import VariationalAutoencoder
+    from slimvision.models.weights import load_model
+    from slimvision.training.checkpoint import CheckpointStore
+    from slimvision.training.vae import VAETrainingConfig, export_vae
+
+    weights = args.run_dir / "vae"
+    vae = load_model(weights)
+    if not isinstance(vae, VariationalAutoencoder):
+        raise InputError(weights, f"holds a {type(vae).__name__}, not a VAE")
+    saved = CheckpointStore(args.run_dir / "checkpoints").latest_extra().get("config")
+    if saved is None:
+        raise InputError(args.run_dir, "has no checkpoint with its training config (run 'slimvision vae train' there)")
+    config = VAETrainingConfig.from_dict(saved)
+    output = args.output or args.run_dir / "export"
+    if not args.int8_weights:
+        drift = export_vae(vae, output, intensity=config.intensity, source_weights=weights, overwrite=args.overwrite)
+    else:
+        drift = _export_int8_weights(vae, output, config.intensity, weights, args.overwrite)
+    print(f"{output}: {', '.join(sorted(drift))} (max abs diff vs torch {max(drift.values()):.1e}"
+          f"{' before int8 weight storage' if args.int8_weights else ''})")
+    return 0
+
+
+def _export_int8_weights(vae: Any, output: Path, intensity: Any, weights: Path, overwrite: bool) -> dict[str, float]:
+    """The float export, then each graph with int8 weight storage (compute stays float32)."""
+    import tempfile
+
+    from slimvision.compress.quantize import quantize_weights_int8
+    from slimvision.inference.vae import MANIFEST_FILE
+    from slimvision.io.atomic import write_text_atomic
+    from slimvision.training.vae import export_vae
+
+    with tempfile.TemporaryDirectory() as folder:
+        drift = export_vae(vae, folder, intensity=intensity, source_weights=weights, overwrite=True)
+        for graph in sorted(Path(folder).glob("*.onnx")):
+            quantize_weights_int8(graph, output / graph.name, overwrite=overwrite)
+        manifest = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+    manifest["weight_storage"] = "int8 per output channel (dequantized to float32 at load)"
+    write_text_atomic(output / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n", overwrite=overwrite)
+    return drift
+
+
+def _model(path: Path | None, generative: bool = False) -> Any:
+    from slimvision.inference.vae import DEMO_DENOISER, DEMO_GENERATIVE, MedicalVAE
+
+    return MedicalVAE(path if path is not None else (DEMO_GENERATIVE if generative else DEMO_DENOISER))
+
+
+def run_denoise(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from slimvision.errors import InputError, SlimvisionError
+    from slimvision.inference.vae import to_uint8
+    from slimvision.io.images import load_image, save_image, to_gray
+    from slimvision.io.medical import read_medical
+
+    vae = _model(args.model)
+    slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis)
+    if args.mask is not None and len(slices) > 1:
+        raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
+    single = len(slices) == 1
+    if single and args.output.suffix.lower() != ".png":
+        raise SlimvisionError(f"{args.output}: a single slice is written as one .png")
+    stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
+    targets = [args.output] if single else [args.output / f"{stem}_slice-{s.index:03d}.png" for s in slices]
+    taken = next((t for t in targets if t.exists()), None)
+    if taken is not None and not args.overwrite:
+        raise InputError(taken, "exists (pass --overwrite to replace it); nothing was written")
+    for piece, target in zip(slices, targets):
+        kept = None
+        if args.mask is not None:
+            mask = to_gray(load_image(args.mask))
+            if mask.shape != piece.pixels.shape:
+                raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
+                                            f"{piece.pixels.shape[1]}x{piece.pixels.shape[0]}")
+            kept = mask == 0
+        elif args.zeros_missing:
+            kept = piece.pixels > 0
+        restored = vae.restore_slice(piece.pixels, kept=kept)
+        save_image(to_uint8(restored), target, overwrite=args.overwrite, protected=[args.input])
+    print(f"{len(slices)} slice(s) restored into {args.output}" + ("" if kept is None else
+                                                                  f" ({int(np.sum(~kept))} pixels filled in)"))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from slimvision.bench.vae import score_vae
+    from slimvision.data.medical import load_slices, mni152_slices
+
+    vae = _model(args.model)
+    data = (load_slices(args.data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=args.axis)
+            if args.data else mni152_slices("test", vae.image_size))
+    scores = score_vae(vae, data.images, keep=args.keep, seed=args.seed)
+    if args.json:
+        print(json.dumps({"slices": len(data), **scores}, indent=2))
+        return 0
+    print(f"{len(data)} slices, {vae.folder}\n"
+          f"clean:  MSE {scores['mse']:.5f}  PSNR {scores['psnr']:.2f} dB  SSIM {scores['ssim']:.4f}  "
+          f"KLD {scores['kld']:.1f}\n"
+          f"{1 - args.keep:.0%} of pixels removed: damaged SSIM {scores['damaged_ssim']:.4f} / "
+          f"{scores['damaged_psnr']:.2f} dB -> restored {scores['restored_ssim']:.4f} / {scores['restored_psnr']:.2f} dB"
+          f", inpainted {scores['inpainted_ssim']:.4f} / {scores['inpainted_psnr']:.2f} dB")
+    return 0
+
+
+def run_augment(args: argparse.Namespace) -> int:
+    from slimvision.data.medical import load_slices, mni152_slices
+    from slimvision.errors import InputError, SlimvisionError
+    from slimvision.inference.vae import AUGMENT_FORMAT, plan_augmentation, render_entry, to_uint8
+    from slimvision.io.atomic import write_text_atomic
+    from slimvision.io.images import save_image
+
+    if args.replay is not None:
+        try:
+            manifest = json.loads(args.replay.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(args.replay, f"unreadable manifest ({error})") from None
+        if manifest.get("format") != AUGMENT_FORMAT:
+            raise InputError(args.replay, f"not an augmentation manifest (format {manifest.get('format')!r})")
+        model, data, entries = Path(manifest["model"]), [Path(p) for p in manifest["data"]], manifest["entries"]
+        axis = manifest["axis"]
+    else:
+        if args.count < 1:
+            raise SlimvisionError("--count must be at least 1")
+        model, data, axis, entries = args.model, args.data, args.axis, None
+    vae = _model(model, generative=True)
+    if not vae.generative:
+        raise InputError(vae.folder, "has U-Net skip connections and cannot make new images; use a plain VAE")
+    slices = (load_slices(data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=axis)
+              if data else mni152_slices("train", vae.image_size))
+    images = dict(zip(slices.names, slices.images))
+    if entries is None:
+        operations = tuple(part.strip() for part in args.operations.split(",") if part.strip())
+        try:
+            entries = plan_augmentation(args.count, slices.names, operations, seed=args.seed, scale=args.scale,
+                                        temperature=args.temperature)
+        except ValueError as error:
+            raise SlimvisionError(str(error)) from None
+    targets = [args.output / entry["file"] for entry in entries]
+    taken = next((t for t in [*targets, args.output / "manifest.json"] if t.exists()), None)
+    if taken is not None and not args.overwrite:
+        raise InputError(taken, "exists (pass --overwrite to replace it); nothing was written")
+    for entry, target in zip(entries, targets):
+        save_image(to_uint8(render_entry(vae, entry, images)), target, overwrite=args.overwrite)
+    manifest = {"format": AUGMENT_FORMAT, "model": str(vae.folder.resolve()),
+                "data": [str(Path(p).resolve()) for p in data], "axis": axis,
+                "intensity": vae.intensity.to_dict(), "entries": entries}
+    write_text_atomic(args.output / "manifest.json", json.dumps(manifest, indent=1) + "\n", overwrite=args.overwrite)
+    print(f"{len(entries)} images and manifest.json in {args.output}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from slimvision.errors import SlimvisionError
+    from slimvision.inference.gan import tile
+    from slimvision.inference.vae import to_uint8
+    from slimvision.io.images import save_image
+
+    if args.count < 1 or args.columns < 1:
+        raise SlimvisionError("--count and --columns must be at least 1")
+    vae = _model(args.model, generative=True)
+    images = to_uint8(vae.sample(args.count, seed=args.seed, temperature=args.temperature))
+    save_image(tile(np.repeat(images[..., None], 3, axis=3), args.columns), args.output, overwrite=args.overwrite)
+    print(f"{args.count} samples in {args.output}")
+    return 0

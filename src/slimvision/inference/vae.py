@@ -1,0 +1,205 @@
+"""Run an exported medical-image VAE with ONNX Runtime (numpy only, no torch): restore damaged
+slices, encode, decode, sample from the prior, vary and interpolate.
+
+An exported VAE is a folder: ``vae.json`` (the model config, the intensity rule and the
+preprocessing: pad to a centred square, resize to ``image_size``), and either
+``encoder.onnx`` (image -> mean, log_var) with ``decoder.onnx`` (latent -> image), or, for a
+U-Net VAE (whose decoder needs the encoder's maps), one ``autoencoder.onnx`` (image ->
+reconstruction, mean, log_var).
+
+Example:
+    >>> vae = MedicalVAE("runs/mni128/export")                      # doctest: +SKIP
+    >>> restored = vae.restore_slice(damaged, kept=mask)             # doctest: +SKIP
+    >>> new = vae.sample(8, seed=0)                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimvision.errors import InputError
+from slimvision.inference.gan import tile
+from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.io.medical import Intensity, from_square, to_square
+
+MANIFEST_FORMAT = "slimvision-vae-export-v1"
+MANIFEST_FILE = "vae.json"
+#: The shipped demo models (docs/vae.md has the commands that trained them).
+WEIGHTS_FOLDER = Path(__file__).resolve().parent.parent / "weights"
+DEMO_DENOISER = WEIGHTS_FOLDER / "vae-mni128-unet"
+DEMO_GENERATIVE = WEIGHTS_FOLDER / "vae-mni128"
+
+
+class MedicalVAE:
+    """An exported VAE folder, with sessions created on first use."""
+
+    def __init__(self, folder: str | Path, settings: SessionSettings | None = None) -> None:
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise InputError(self.folder, f"no {MANIFEST_FILE}: not an exported VAE (export one with 'slimvision vae export')")
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(manifest_path, f"unreadable ({error})") from None
+        if self.manifest.get("format") != MANIFEST_FORMAT:
+            raise InputError(manifest_path, f"format {self.manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        model = self.manifest["model"]
+        self.image_size = int(model["image_size"])
+        self.latent_dim = int(model["latent_dim"])
+        self.skip_connections = bool(model["skip_connections"])
+        self.intensity = Intensity.from_dict(self.manifest["intensity"])
+        self.settings = settings
+        self._sessions: dict[str, OnnxModel] = {}
+
+    @property
+    def generative(self) -> bool:
+        """Whether the decoder works from a latent alone (no U-Net skips), so sample / vary / interpolate work."""
+        return not self.skip_connections
+
+    def _session(self, name: str) -> OnnxModel:
+        if name not in self._sessions:
+            if name == "decoder" and not self.generative:
+                raise InputError(self.folder, "this VAE has U-Net skip connections: it restores images but cannot "
+                                              "decode a latent alone (sample, vary, interpolate); use a model "
+                                              "trained without --skip-connections")
+            path = self.folder / f"{name}.onnx"
+            if not path.is_file():
+                raise InputError(path, "missing from the exported VAE")
+            self._sessions[name] = OnnxModel(path, self.settings)
+        return self._sessions[name]
+
+    def _batched(self, name: str, inputs: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
+        session = self._session(name)
+        key = session.input_names[0]
+        parts = [session.run({key: np.ascontiguousarray(inputs[start:start + batch_size], np.float32)})
+                 for start in range(0, len(inputs), batch_size)]
+        return [np.concatenate(outputs) for outputs in zip(*parts)]
+
+    def restore(self, images: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
+        """(N, S, S) squares in [0, 1] -> reconstructions from the latent mean; with ``kept``
+        (N, S, S) bool, the pixels known to be intact are kept and only the others filled in."""
+        restored, _, _ = self.autoencode(images)
+        return np.where(kept, images, restored) if kept is not None else restored
+
+    def autoencode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, S, S) -> reconstructions (N, S, S), latent means and log-variances (N, latent_dim)."""
+        images = self._check(images)
+        if self.skip_connections:
+            restored, mean, log_var = self._batched("autoencoder", images[:, None])
+            return restored[:, 0], mean, log_var
+        mean, log_var = self.encode(images)
+        return self.decode(mean), mean, log_var
+
+    def restore_slice(self, pixels: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
+        """One slice of any shape (H, W) in [0, 1] -> restored at its own size (padded and resized
+        for the network, then back; with ``kept``, its intact pixels are kept exactly)."""
+        square = to_square(np.asarray(pixels, np.float32), self.image_size)
+        restored = from_square(self.restore(square[None])[0], pixels.shape)
+        return np.where(kept, pixels, restored) if kept is not None else restored
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S) -> latent mean and log-variance, (N, latent_dim) each."""
+        if self.skip_connections:
+            _, mean, log_var = self.autoencode(images)
+            return mean, log_var
+        mean, log_var = self._batched("encoder", self._check(images)[:, None])
+        return mean, log_var
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """(N, latent_dim) -> (N, S, S) images in [0, 1]."""
+        (images,) = self._batched("decoder", np.asarray(latents, np.float32))
+        return images[:, 0]
+
+    def sample(self, count: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """``count`` new images decoded from latents drawn from the prior N(0, temperature^2 I)."""
+        rng = np.random.default_rng(seed)
+        return self.decode(temperature * rng.standard_normal((count, self.latent_dim)).astype(np.float32))
+
+    def vary(self, images: np.ndarray, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+        """Reconstructions from latents drawn around each image's own: mean + scale * sigma * eps."""
+        mean, log_var = self.encode(images)
+        noise = np.random.default_rng(seed).standard_normal(mean.shape).astype(np.float32)
+        return self.decode(mean + scale * np.exp(0.5 * log_var) * noise)
+
+    def interpolate(self, first: np.ndarray, second: np.ndarray, steps: int) -> np.ndarray:
+        """``steps`` images decoded along the straight line between two images' latent means."""
+        means, _ = self.encode(np.stack([first, second]))
+        weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        return self.decode((1 - weights) * means[0] + weights * means[1])
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        size = self.image_size
+        if images.ndim != 3 or images.shape[1:] != (size, size):
+            raise ValueError(f"expected (N, {size}, {size}) images (use to_square first), got {images.shape}")
+        return images
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> uint8, rounded."""
+    return np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def comparison_grid(rows: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    """Rows of (N, S, S) images in [0, 1] (e.g. clean / damaged / restored) as one RGB uint8 grid."""
+    columns = len(rows[0])
+    stacked = to_uint8(np.concatenate(rows))
+    return tile(np.repeat(stacked[..., None], 3, axis=3), columns, gap)
+
+
+AUGMENT_FORMAT = "slimvision-vae-augment-v1"
+#: What ``augment`` can do to make a new image: decode a latent drawn around one slice's ("vary"),
+#: a point between two slices' latents ("interpolate"), or a latent from the prior ("prior").
+OPERATIONS = ("vary", "interpolate", "prior")
+
+
+def plan_augmentation(count: int, sources: list[str], operations: tuple[str, ...] = ("vary", "interpolate"),
+                      seed: int = 0, scale: float = 1.0, temperature: float = 1.0) -> list[dict[str, Any]]:
+    """One manifest entry per new image: its file name, operation, source slice names and seed.
+
+    Entry ``i`` is drawn from rng([seed, i]) alone, so a manifest can be extended or replayed
+    entry by entry; :func:`render_entry` turns an entry back into the same image.
+    """
+    unknown = sorted(set(operations) - set(OPERATIONS))
+    if unknown or not operations:
+        raise ValueError(f"operations must be some of {', '.join(OPERATIONS)}, got {', '.join(operations) or 'none'}")
+    if not sources and set(operations) - {"prior"}:
+        raise ValueError("'vary' and 'interpolate' need source images")
+    entries = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        operation = operations[int(rng.integers(len(operations)))]
+        entry: dict[str, Any] = {"file": f"aug_{index:05d}.png", "operation": operation,
+                                 "seed": int(rng.integers(2 ** 31))}
+        if operation == "vary":
+            entry.update(sources=[sources[int(rng.integers(len(sources)))]], scale=scale)
+        elif operation == "interpolate":
+            first, second = rng.choice(len(sources), 2, replace=len(sources) < 2)
+            entry.update(sources=[sources[int(first)], sources[int(second)]],
+                         weight=round(float(rng.uniform(0.2, 0.8)), 6))
+        else:
+            entry.update(sources=[], temperature=temperature)
+        entries.append(entry)
+    return entries
+
+
+def render_entry(vae: MedicalVAE, entry: dict[str, Any], images: dict[str, np.ndarray]) -> np.ndarray:
+    """The (S, S) image in [0, 1] a manifest entry describes; ``images`` maps source names to squares."""
+    missing = [name for name in entry["sources"] if name not in images]
+    if missing:
+        raise InputError(entry["file"], f"its source {missing[0]!r} is not among the images given")
+    operation, seed = entry["operation"], int(entry["seed"])
+    if operation == "vary":
+        return vae.vary(images[entry["sources"][0]][None], scale=float(entry["scale"]), seed=seed)[0]
+    if operation == "interpolate":
+        means, _ = vae.encode(np.stack([images[name] for name in entry["sources"]]))
+        weight = float(entry["weight"])
+        return vae.decode(((1 - weight) * means[0] + weight * means[1])[None])[0]
+    if operation == "prior":
+        return vae.sample(1, seed=seed, temperature=float(entry["temperature"]))[0]
+    raise InputError(entry["file"], f"unknown operation {operation!r} (known: {', '.join(OPERATIONS)})")

@@ -1,0 +1,319 @@
+"""Grey medical images as float slices in [0, 1]: PNG/JPEG/TIFF (8 or 16 bit), DICOM and NIfTI.
+
+Every reader returns :class:`MedicalSlice` objects: one 2-D ``float32`` array each, already mapped
+to [0, 1] by an :class:`Intensity` rule, plus where it came from. The rule is part of a trained
+model's config, so the same raw values always become the same network inputs:
+
+* ``auto`` (default): 8-bit files by their full range 0..255; everything else (16-bit images,
+  DICOM, NIfTI) by the 0.5th..99.5th percentile of the whole file, which ignores a few hot
+  pixels and works for MRI, whose units are arbitrary;
+* ``percentile``: the ``low``..``high`` percentiles of each file (a volume is one file, so all
+  its slices share one mapping);
+* ``range``: fixed raw values ``low``..``high``, e.g. a CT window in Hounsfield units
+  (``Intensity.window(center=40, width=400)`` for soft tissue);
+* ``dicom-window``: each DICOM file's own WindowCenter / WindowWidth.
+
+DICOM pixel values go through RescaleSlope / RescaleIntercept first (so CT is in HU), and
+MONOCHROME1 images are inverted so that bright always means dense. NIfTI volumes are turned to
+the closest RAS orientation, cut along ``axis`` (0 sagittal, 1 coronal, 2 axial) and shown with
+the upper side up; slices with almost no foreground are skipped. Colour images are converted to
+grey (BT.601) with a warning. Unreadable files raise a one-line :class:`InputError` naming them.
+
+``pydicom`` and ``nibabel`` are imported only when a DICOM or NIfTI file is read (they are in the
+``medical`` extra).
+
+Example:
+    >>> slices = read_medical("brain.nii.gz", axis=2)                        # doctest: +SKIP
+    >>> ct = read_medical("CT_small.dcm", intensity=Intensity.window(40, 400))  # doctest: +SKIP
+    >>> square = to_square(ct[0].pixels, 128)                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimvision.config import BaseConfig
+from slimvision.errors import ConfigError, InputError, MissingAssetError
+
+log = logging.getLogger(__name__)
+
+#: Suffixes :func:`find_medical_files` picks up (``.nii.gz`` is matched as a whole).
+PLAIN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+INTENSITY_MODES = ("auto", "percentile", "range", "dicom-window")
+_BT601 = np.array([0.299, 0.587, 0.114], np.float64)
+
+
+@dataclass
+class Intensity(BaseConfig):
+    """How a file's raw values become [0, 1] (values outside ``low``..``high`` are clipped).
+
+    Attributes:
+        mode: one of ``auto``, ``percentile``, ``range``, ``dicom-window`` (see the module docstring).
+        low / high: percentiles (``percentile``, ``auto``) or raw values (``range``).
+    """
+
+    mode: str = "auto"
+    low: float = 0.5
+    high: float = 99.5
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mode not in INTENSITY_MODES:
+            raise ConfigError(f"Intensity.mode must be one of {', '.join(INTENSITY_MODES)}, got {self.mode!r}")
+        if not self.low < self.high:
+            raise ConfigError(f"Intensity.low must be below Intensity.high, got {self.low} and {self.high}")
+        if self.mode in ("auto", "percentile") and not 0 <= self.low < self.high <= 100:
+            raise ConfigError(f"Intensity percentiles must lie in [0, 100], got {self.low} and {self.high}")
+
+    @classmethod
+    def window(cls, center: float, width: float) -> Intensity:
+        """A fixed display window (CT: center 40 / width 400 soft tissue, 400 / 1800 bone)."""
+        if width <= 0:
+            raise ConfigError(f"a window's width must be positive, got {width}")
+        return cls(mode="range", low=center - width / 2, high=center + width / 2)
+
+    def bounds(self, raw: np.ndarray, *, eight_bit: bool, dicom_window: tuple[float, float] | None,
+               name: str) -> tuple[float, float]:
+        """The raw values that map to 0 and 1 for this file."""
+        if self.mode == "range":
+            return self.low, self.high
+        if self.mode == "dicom-window":
+            if dicom_window is None:
+                raise InputError(name, "has no WindowCenter/WindowWidth; choose another intensity mode "
+                                       "(e.g. --window CENTER,WIDTH)")
+            center, width = dicom_window
+            return center - width / 2, center + width / 2
+        if self.mode == "auto" and eight_bit:
+            return 0.0, 255.0
+        low, high = np.percentile(raw, [self.low, self.high])
+        return float(low), float(high)
+
+
+@dataclass
+class MedicalSlice:
+    """One grey slice: ``pixels`` (H, W) float32 in [0, 1], from ``source`` (slice or frame ``index``)."""
+
+    pixels: np.ndarray
+    source: Path
+    index: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``brain.nii.gz#slice-091`` for a slice of a file with several, else the file name."""
+        return self.source.name if self.index is None else f"{self.source.name}#slice-{self.index:03d}"
+
+
+def medical_kind(path: Path) -> str | None:
+    """``plain``, ``dicom``, ``nifti`` or None, by suffix (DICOM files without one are sniffed)."""
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return "dicom"
+    if path.suffix.lower() in PLAIN_SUFFIXES:
+        return "plain"
+    if not path.suffix and _has_dicom_preamble(path):
+        return "dicom"
+    return None
+
+
+def find_medical_files(folder: str | Path) -> list[Path]:
+    """Every readable medical image under ``folder`` (recursive, hidden files skipped), sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "folder not found" if not root.exists() else "is not a folder")
+    return sorted(path for path in root.rglob("*")
+                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+                  and medical_kind(path) is not None)
+
+
+def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: int = 2,
+                 skip_empty: bool = True, min_foreground: float = 0.01) -> list[MedicalSlice]:
+    """The grey slices of one file, each mapped to [0, 1] by ``intensity``.
+
+    Args:
+        path: a PNG/JPEG/TIFF/BMP image (8 or 16 bit), a DICOM file (single or multi-frame) or a
+            NIfTI volume (``.nii`` / ``.nii.gz``).
+        intensity: the raw-value mapping (default ``auto``).
+        axis: the NIfTI axis to cut along after RAS reorientation (0 sagittal, 1 coronal, 2 axial).
+        skip_empty: drop slices whose foreground (values above 5% of the mapped range) covers
+            less than ``min_foreground`` of the slice; only volumes and multi-frame files, since
+            a single image is always wanted.
+
+    Raises:
+        InputError: the file is missing, unreadable, not grey-convertible or empty.
+    """
+    path = Path(path)
+    intensity = intensity or Intensity()
+    if not path.is_file():
+        raise InputError(path, "file not found" if not path.exists() else "is not a file")
+    kind = medical_kind(path)
+    if kind is None:
+        raise InputError(path, "not a medical image this reader knows (PNG, JPEG, TIFF, BMP, DICOM .dcm, NIfTI .nii/.nii.gz)")
+    if axis not in (0, 1, 2):
+        raise ConfigError(f"axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
+    raw, eight_bit, window = {"plain": _read_plain, "dicom": _read_dicom, "nifti": _read_nifti}[kind](path, axis)
+    low, high = intensity.bounds(raw, eight_bit=eight_bit, dicom_window=window, name=str(path))
+    mapped = _map_range(raw, low, high)
+    if mapped.ndim == 2:
+        return [MedicalSlice(mapped, path)]
+    slices = [MedicalSlice(np.ascontiguousarray(mapped[index]), path, index) for index in range(len(mapped))]
+    if skip_empty:
+        slices = [s for s in slices if float((s.pixels > 0.05).mean()) >= min_foreground]
+    if not slices:
+        raise InputError(path, f"every one of its {len(mapped)} slices is empty (foreground < {min_foreground:.0%})")
+    return slices
+
+
+def to_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Pad a (H, W) slice to a centred square with zeros, then resize it to ``size`` x ``size``.
+
+    Padding first keeps the anatomy's proportions; shrinking uses box averaging (no aliasing),
+    enlarging is bilinear.
+    """
+    from PIL import Image
+
+    height, width = pixels.shape
+    side = max(height, width)
+    square = np.zeros((side, side), np.float32)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top:top + height, left:left + width] = pixels
+    if side == size:
+        return square
+    method = Image.Resampling.BOX if side > size else Image.Resampling.BILINEAR
+    resized = np.asarray(Image.fromarray(square, mode="F").resize((size, size), method), np.float32)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def from_square(square: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Undo :func:`to_square`: resize the square back to the padded side and cut out the (H, W) slice."""
+    from PIL import Image
+
+    height, width = shape
+    side = max(height, width)
+    if square.shape[0] != side:
+        method = Image.Resampling.BOX if square.shape[0] > side else Image.Resampling.BILINEAR
+        square = np.asarray(Image.fromarray(np.asarray(square, np.float32), mode="F").resize((side, side), method))
+    top, left = (side - height) // 2, (side - width) // 2
+    return np.clip(square[top:top + height, left:left + width], 0.0, 1.0).astype(np.float32)
+
+
+def _map_range(raw: np.ndarray, low: float, high: float) -> np.ndarray:
+    scale = 1.0 / (high - low) if high > low else 0.0
+    return np.clip((raw.astype(np.float32) - np.float32(low)) * np.float32(scale), 0.0, 1.0)
+
+
+def _to_grey(values: np.ndarray, path: Path, channel_axis: int = -1) -> np.ndarray:
+    """Colour -> grey (BT.601) with a warning; alpha is dropped."""
+    log.warning("%s: colour image converted to grey (BT.601 luma)", path)
+    colour = np.moveaxis(values, channel_axis, -1)[..., :3].astype(np.float64)
+    return colour @ _BT601
+
+
+def _read_plain(path: Path, axis: int) -> tuple[np.ndarray, bool, None]:
+    """(H, W) raw values of an ordinary image file, and whether it is 8-bit."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
+                image = image.convert("RGBA" if mode == "PA" else "RGB")
+            values = np.asarray(image)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise InputError(path, f"not a readable image ({type(error).__name__}: {error})") from None
+    eight_bit = values.dtype == np.uint8
+    if values.ndim == 3:
+        values = values[..., 0] if values.shape[2] == 2 else _to_grey(values, path)  # LA: grey + alpha
+    return values.astype(np.float32), eight_bit, None
+
+
+def _read_dicom(path: Path, axis: int) -> tuple[np.ndarray, bool, tuple[float, float] | None]:
+    """Pixel values in modality units (slope/intercept applied), MONOCHROME1 inverted."""
+    pydicom = _require("pydicom")
+    try:
+        dataset = pydicom.dcmread(path)
+    except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        raise InputError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from None
+    if "PixelData" not in dataset:
+        modality = dataset.get("Modality", "unknown")
+        raise InputError(path, f"DICOM file holds no image (modality {modality}, no PixelData)")
+    try:
+        values = dataset.pixel_array
+    except Exception as error:  # pydicom raises many types for damaged or unsupported pixel data
+        raise InputError(path, f"DICOM pixel data cannot be decoded ({type(error).__name__}: {error})") from None
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    if not photometric.startswith("MONOCHROME"):
+        # pydicom 3 hands YBR data over as RGB already (pixel_array's as_rgb default).
+        values = _to_grey(values, path)
+    values = values.astype(np.float64) * float(dataset.get("RescaleSlope", 1) or 1) \
+        + float(dataset.get("RescaleIntercept", 0) or 0)
+    if photometric == "MONOCHROME1":
+        values = values.max() + values.min() - values  # bright means dense, as in MONOCHROME2
+    if frames == 1 and values.ndim == 3:
+        values = values[0]
+    return values.astype(np.float32), False, _dicom_window(dataset)
+
+
+def _dicom_window(dataset: Any) -> tuple[float, float] | None:
+    """The file's first WindowCenter / WindowWidth pair (both may hold several values), or None."""
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    try:
+        return _first_number(center), _first_number(width)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _first_number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float, str)) else float(value[0])
+
+
+def _read_nifti(path: Path, axis: int) -> tuple[np.ndarray, bool, None]:
+    """(slices, H, W) of a volume cut along ``axis`` in RAS orientation, upper side up."""
+    nibabel = _require("nibabel")
+    try:
+        image = nibabel.as_closest_canonical(nibabel.load(path))
+        volume = np.asanyarray(image.dataobj)  # applies the header's scl_slope / scl_inter
+    except Exception as error:  # nibabel raises ImageFileError, EOFError, zlib errors... for damaged files
+        raise InputError(path, f"not a readable NIfTI volume ({type(error).__name__}: {error})") from None
+    if volume.ndim == 4:
+        if volume.shape[3] > 1:
+            log.warning("%s: 4-D volume with %d time points; using the first", path, volume.shape[3])
+        volume = volume[..., 0]
+    if volume.ndim != 3:
+        raise InputError(path, f"expected a 3-D volume, got shape {volume.shape}")
+    # RAS: axis 0 runs left->right, 1 posterior->anterior, 2 inferior->superior. Moving the cut
+    # axis first and transposing each slice puts the later axis vertical; flipping it puts
+    # anterior (sagittal cuts: superior) at the top, as radiology viewers show it.
+    cut = np.moveaxis(volume, axis, 0)
+    return np.ascontiguousarray(cut.transpose(0, 2, 1)[:, ::-1, :], np.float32), volume.dtype == np.uint8, None
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _require(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingAssetError(f"reading this file needs '{module}', which is not installed; "
+                                "run: pip install 'slimvision[medical]'") from None

@@ -1,0 +1,341 @@
+"""VAE training as a task of the shared trainer: corrupted slice in, clean slice out.
+
+The loss is the paper's L = mean(original_dim x MSE + KLD) (Gerget & Lantev 2021, eqs. 1-3):
+per image, the mean squared error times the number of output values (so, the sum of squared
+errors) plus the KL divergence of N(mean, exp(log_var)) from N(0, I); ``beta`` weighs the KLD
+(beta = 1 is the paper's loss; smaller values trade sampling quality for sharper
+reconstructions, Higgins et al. 2017 for the other direction).
+
+Batches are a function of the step alone (seeded by ``(seed, step)``): each picks slices, flips
+and slightly rotates / scales them, and damages them with :mod:`slimvision.data.corruption`, so a
+resumed run continues exactly where it stopped. Every ``sample_every`` epochs the run writes a
+reconstruction grid and, with held-out slices, their inpainting scores.
+
+Example:
+    >>> config = VAETrainingConfig(model=VAEConfig(image_size=64, latent_dim=16), epochs=2)   # doctest: +SKIP
+    >>> vae, history = train_vae(config, train.images, "runs/tiny-vae", holdout=test.images)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slimvision.config import BaseConfig
+from slimvision.data.corruption import Corruption, corrupt, drop_pixels, drop_pixels_each
+from slimvision.errors import ConfigError, InputError
+from slimvision.io.atomic import write_text_atomic
+from slimvision.io.medical import Intensity
+from slimvision.metrics import restoration_scores
+from slimvision.models.vae import VAEConfig, VariationalAutoencoder, build_vae
+from slimvision.training.trainer import Trainer, TrainerConfig
+
+METRICS_FILE = "metrics.json"
+#: The benchmark's damage: 60% of the pixels removed.
+EVAL_KEEP = 0.4
+
+
+@dataclass
+class VAETrainingConfig(BaseConfig):
+    """Everything a VAE run is trained from (saved in each checkpoint and beside the weights).
+
+    Attributes:
+        model: the network.
+        intensity: how raw file values were mapped to [0, 1] (kept so inference maps new files alike).
+        corruption: the damage drawn for each training image (``Corruption.none()``: a plain VAE).
+        epochs / batch_size: an epoch is ``len(data) // batch_size`` steps.
+        lr: Adam's learning rate for the decoder and the new layers; ``backbone_lr`` for the
+            pretrained backbone, lower so its ImageNet features are adjusted rather than erased.
+        beta: weight of the KLD term (1: the paper's loss).
+        augment: random left-right flips, rotations up to 10 degrees and scales 0.9-1.1.
+        checkpoint_every / sample_every: in epochs.
+        device: "cpu", "cuda", "cuda:1", "mps"...
+    """
+
+    model: VAEConfig = field(default_factory=VAEConfig)
+    intensity: Intensity = field(default_factory=Intensity)
+    corruption: Corruption = field(default_factory=Corruption)
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    backbone_lr: float = 2e-4
+    beta: float = 1.0
+    augment: bool = True
+    checkpoint_every: int = 5
+    sample_every: int = 5
+    log_every: int = 10
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(1, "epochs", "batch_size", "checkpoint_every", "sample_every", "log_every")
+        self.require_positive("lr", "backbone_lr")
+        if self.beta < 0:
+            raise ConfigError(f"VAETrainingConfig.beta must be >= 0, got {self.beta}")
+
+
+def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
+             beta: float = 1.0) -> dict[str, torch.Tensor]:
+    """The paper's loss and its parts, each averaged over the batch.
+
+    ``mse`` is per value, ``reconstruction`` = original_dim x mse, ``kld`` the KL divergence
+    -0.5 * sum(1 + log_var - mean^2 - exp(log_var)) per image.
+    """
+    original_dim = target[0].numel()
+    mse = (reconstruction - target).pow(2).flatten(1).mean(dim=1)                         # (B,)
+    kld = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1)                    # (B,)
+    loss = (original_dim * mse + beta * kld).mean()
+    return {"loss": loss, "mse": mse.mean(), "kld": kld.mean(), "reconstruction": (original_dim * mse).mean()}
+
+
+class VAETask:
+    """One phase ("main"): reconstruct the clean slice from the damaged one."""
+
+    def __init__(self, vae: VariationalAutoencoder, beta: float, device: torch.device) -> None:
+        self.model = vae.to(device)
+        self.beta, self.device = beta, device
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        damaged, clean = (part.to(self.device, non_blocking=True) for part in batch)
+        reconstruction, mean, log_var = self.model(damaged)
+        return vae_loss(reconstruction, clean, mean, log_var, self.beta)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a torch device, refused clearly when this machine has no such accelerator."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"unknown device {name!r} ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested, but this torch build sees no CUDA GPU; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested, but MPS is not available here; use --device cpu")
+    return device
+
+
+def step_batches(images: np.ndarray, config: VAETrainingConfig, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(damaged, clean) batches (B, 1, S, S) for steps ``start``, ``start + 1``...: step k draws from rng([seed, k])."""
+    step = start
+    while True:
+        rng = np.random.default_rng([config.seed, step])
+        chosen = np.sort(rng.choice(len(images), config.batch_size, replace=len(images) < config.batch_size))
+        clean = images[chosen]
+        if config.augment:
+            clean = _jitter_geometry(clean, rng)
+        damaged = np.stack([corrupt(image, config.corruption, rng)[0] for image in clean])
+        yield torch.from_numpy(damaged)[:, None], torch.from_numpy(np.ascontiguousarray(clean))[:, None]
+        step += 1
+
+
+def _jitter_geometry(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each (S, S) image flipped left-right at random, rotated up to 10 degrees and scaled 0.9-1.1."""
+    count = len(images)
+    angle = np.radians(rng.uniform(-10, 10, count))
+    scale = rng.uniform(0.9, 1.1, count)
+    flip = np.where(rng.random(count) < 0.5, -1.0, 1.0)
+    theta = np.zeros((count, 2, 3), np.float32)
+    theta[:, 0, 0] = flip * np.cos(angle) / scale
+    theta[:, 0, 1] = -np.sin(angle) / scale
+    theta[:, 1, 0] = flip * np.sin(angle) / scale
+    theta[:, 1, 1] = np.cos(angle) / scale
+    batch = torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None]
+    grid = F.affine_grid(torch.from_numpy(theta), list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, padding_mode="zeros", align_corners=False)[:, 0].numpy()
+
+
+def _optimizer(vae: VariationalAutoencoder, config: VAETrainingConfig) -> torch.optim.Optimizer:
+    backbone = list(vae.encoder.backbone.parameters())
+    known = {id(p) for p in backbone}
+    rest = [p for p in vae.parameters() if id(p) not in known]
+    return torch.optim.Adam([{"params": backbone, "lr": config.backbone_lr}, {"params": rest, "lr": config.lr}])
+
+
+def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path, *,
+              holdout: np.ndarray | None = None, pretrained: bool = True, backbone_weights: str | Path | None = None,
+              progress: bool = True) -> tuple[VariationalAutoencoder, dict[str, list[float]]]:
+    """Train (or resume) a VAE in ``run_dir`` on ``images`` (N, S, S) float32 in [0, 1].
+
+    Writes ``checkpoints/``, ``samples/epoch-NNNN.png`` (rows: clean, damaged, reconstructed)
+    and, with ``holdout`` slices, ``metrics.json`` (their SSIM / PSNR after 60% of the pixels were
+    removed, at each sample stop). Returns the model (eval mode, on the CPU) and the losses of
+    the steps run in this call as {"step": [...], "loss": [...], "mse": [...], "kld": [...]}.
+    """
+    images = _checked(images, config.model.image_size, "training images")
+    holdout = _checked(holdout, config.model.image_size, "held-out images") if holdout is not None else None
+    run_dir = Path(run_dir)
+    steps_per_epoch = max(1, len(images) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    torch.manual_seed(config.seed)
+    task = VAETask(build_vae(config.model, backbone_weights, pretrained), config.beta, resolve_device(config.device))
+    trainer = Trainer(task, {"main": _optimizer(task.model, config)},
+                      TrainerConfig(steps=total, log_every=config.log_every,
+                                    checkpoint_every=config.checkpoint_every * steps_per_epoch, progress=progress),
+                      run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
+    _check_resumable(trainer, config)
+    done = trainer.resume()
+    preview = _preview_set(holdout if holdout is not None else images)
+    losses: dict[str, list[float]] = {"step": []}
+    every = config.sample_every * steps_per_epoch
+    stops = sorted({min(stop, total) for stop in range(every, total + every, every)})
+    for stop in [stop for stop in stops if stop > done]:
+        trainer.config = replace(trainer.config, steps=stop)
+        history = trainer.fit(step_batches(images, config, trainer.step), resume=False)
+        losses["step"] += history.steps
+        for key, values in history.values.items():
+            losses.setdefault(key, []).extend(values)
+        epoch = math.ceil(stop / steps_per_epoch)
+        _save_preview(task.model, preview, run_dir / "samples" / f"epoch-{epoch:04d}.png")
+        if holdout is not None:
+            _record_metrics(run_dir, epoch, stop, evaluate(task.model, holdout, keep=EVAL_KEEP, seed=config.seed))
+        task.model.train()
+    return task.model.cpu().eval(), losses
+
+
+def _check_resumable(trainer: Trainer, config: VAETrainingConfig) -> None:
+    """A run resumes only with the settings it started with (more epochs are allowed)."""
+    assert trainer.store is not None
+    saved = trainer.store.latest_extra().get("config")
+    if saved is None:
+        return
+    wanted = config.to_dict()
+    changed = sorted(key for key in set(saved) | set(wanted) if key != "epochs" and saved.get(key) != wanted.get(key))
+    if changed:
+        raise ConfigError(f"{trainer.store.folder.parent} was started with other settings ({', '.join(changed)} "
+                          "differ); resume with the same ones or use a new run folder")
+
+
+def _checked(images: np.ndarray, size: int, what: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (size, size) or not np.issubdtype(images.dtype, np.floating):
+        raise InputError(what, f"expected (N, {size}, {size}) floats in [0, 1], got {images.shape} {images.dtype}")
+    if not len(images):
+        raise InputError(what, "no images")
+    return images.astype(np.float32, copy=False)
+
+
+@torch.no_grad()
+def reconstruct(vae: VariationalAutoencoder, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """(N, S, S) -> (N, S, S) reconstructions from the latent mean, in eval mode (mode restored after)."""
+    was_training = vae.training
+    vae.eval()
+    device = next(vae.parameters()).device
+    parts = [vae(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))[:, None].to(device))[0]
+             for start in range(0, len(images), batch_size)]
+    vae.train(was_training)
+    return torch.cat(parts)[:, 0].cpu().numpy()
+
+
+def evaluate(vae: VariationalAutoencoder, images: np.ndarray, *, keep: float = EVAL_KEEP, seed: int = 0) -> dict[str, float]:
+    """Mean SSIM / PSNR of ``images`` restored after keeping only ``keep`` of their pixels, raw
+    and with the surviving pixels pasted back ("inpainted"), and of their damaged versions."""
+    damaged, kept = drop_pixels_each(images, keep, seed)
+    restored = reconstruct(vae, damaged)
+    results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored)}
+    return {"keep": keep, **restoration_scores(images, results)}
+
+
+def _record_metrics(run_dir: Path, epoch: int, step: int, scores: dict[str, float]) -> None:
+    path = run_dir / METRICS_FILE
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    rows = [row for row in rows if row["step"] != step] + [{"epoch": epoch, "step": step, **scores}]
+    write_text_atomic(path, json.dumps(rows, indent=1), overwrite=True)
+
+
+def metrics_history(run_dir: str | Path) -> list[dict[str, float]]:
+    """The held-out scores a run recorded at its sample stops (see :func:`evaluate`)."""
+    path = Path(run_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _preview_set(images: np.ndarray, count: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The same ``count`` slices, evenly spaced, and their fixed damage (40% of pixels kept)."""
+    picked = images[np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)]
+    rng = np.random.default_rng(1234)
+    return picked, np.stack([drop_pixels(image, EVAL_KEEP, rng)[0] for image in picked])
+
+
+def _save_preview(vae: VariationalAutoencoder, preview: tuple[np.ndarray, np.ndarray], path: Path) -> None:
+    from slimvision.inference.vae import comparison_grid
+    from slimvision.io.images import save_image
+
+    clean, damaged = preview
+    save_image(comparison_grid([clean, damaged, reconstruct(vae, damaged), reconstruct(vae, clean)]), path,
+               overwrite=True)
+
+
+class _Autoencode(torch.nn.Module):
+    """Export view of a U-Net VAE: image -> (reconstruction from the latent mean, mean, log_var)."""
+
+    def __init__(self, vae: VariationalAutoencoder) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.vae(image)
+
+
+class _Encode(_Autoencode):
+    """Export view: image -> (mean, log_var)."""
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.vae.encode(image)
+
+
+class _Decode(_Autoencode):
+    """Export view: latent -> image."""
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.vae.decode(latent)
+
+
+def export_vae(vae: VariationalAutoencoder, folder: str | Path, *, intensity: Intensity | None = None,
+               source_weights: str | Path | None = None, overwrite: bool = False) -> dict[str, float]:
+    """Write the ONNX graphs :class:`~slimvision.inference.vae.MedicalVAE` runs, and ``vae.json``.
+
+    A VAE without U-Net skips gets ``encoder.onnx`` (image -> mean, log_var) and ``decoder.onnx``
+    (latent -> image), which restore, sample and interpolate between them; a U-Net VAE gets one
+    ``autoencoder.onnx`` (image -> reconstruction, mean, log_var), since its decoder needs the
+    encoder's maps. Each graph is checked against torch at two batch sizes (the max abs diff
+    per graph is returned); ``vae.json`` carries the model config, the intensity rule and the
+    preprocessing.
+    """
+    from slimvision.compress.export import export_onnx
+    from slimvision.inference.vae import MANIFEST_FILE, MANIFEST_FORMAT
+
+    folder = Path(folder)
+    config = vae.config
+    vae = vae.cpu().eval()
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, config.in_channels, config.image_size, config.image_size, generator=generator)
+    latent = torch.randn(2, config.latent_dim, generator=generator)
+    batch = {0: "batch"}
+    graphs: list[tuple[str, torch.nn.Module, dict[str, torch.Tensor], tuple[str, ...]]] = (
+        [("autoencoder", _Autoencode(vae), {"image": image}, ("reconstruction", "mean", "log_var"))]
+        if config.skip_connections else
+        [("encoder", _Encode(vae), {"image": image}, ("mean", "log_var")),
+         ("decoder", _Decode(vae), {"latent": latent}, ("image",))])
+    drift = {}
+    for name, module, example, outputs in graphs:
+        # export_onnx restores the module's training flag afterwards: a fresh wrapper's is True,
+        # which would switch the VAE itself to training mode.
+        report = export_onnx(module.eval(), folder / f"{name}.onnx", example, output_names=outputs,
+                             dynamic_axes={key: batch for key in (*example, *outputs)},
+                             overwrite=overwrite, source_weights=source_weights)
+        drift[name] = report.max_abs_diff
+    manifest = {"format": MANIFEST_FORMAT, "model": config.to_dict(),
+                "intensity": (intensity or Intensity()).to_dict(),
+                "preprocessing": {"layout": "NCHW", "value_range": [0.0, 1.0],
+                                  "resize": f"pad to a centred square with 0, then resize to {config.image_size} "
+                                            "(box filter when shrinking, bilinear when enlarging)"},
+                "graphs": sorted(drift), "max_abs_diff_vs_torch": drift}
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n", overwrite=overwrite)
+    return drift

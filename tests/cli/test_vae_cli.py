@@ -1,0 +1,106 @@
+"""``slimvision vae``: train on generated files, export, eval, denoise, augment (+ replay) and sample."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slimvision.cli.main import main
+
+nibabel = pytest.importorskip("nibabel")
+
+
+def _slices(folder, count: int = 8, size: int = 40) -> list:
+    """Grey PNGs of bright ellipses on black (40 px: the CLI squares them to the model's 32)."""
+    folder.mkdir(parents=True)
+    y, x = np.mgrid[:size, :size]
+    paths = []
+    for index in range(count):
+        radius = 8 + index
+        image = (((x - 20) / radius) ** 2 + ((y - 20) / (radius * 0.8)) ** 2 < 1) * (120 + 10 * index)
+        paths.append(folder / f"slice{index}.png")
+        Image.fromarray(image.astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vae-cli")
+    _slices(root / "data")
+    run = root / "run"
+    assert main(["vae", "train", str(root / "data"), "-o", str(run), "--image-size", "32", "--latent-dim", "4",
+                 "--epochs", "2", "--batch-size", "4", "--sample-every", "1", "--holdout", str(root / "data"),
+                 "-q"]) == 0
+    return root, run
+
+
+def test_training_writes_weights_onnx_samples_curves_and_scores(trained, capsys):
+    root, run = trained
+    for name in ("vae/model.safetensors", "vae/config.json", "export/vae.json", "export/encoder.onnx",
+                 "export/decoder.onnx", "losses.png", "metrics.json", "samples/epoch-0002.png"):
+        assert (run / name).is_file(), name
+    assert main(["vae", "export", str(run), "-o", str(root / "int8"), "--int8-weights"]) == 0
+    assert (root / "int8" / "encoder.onnx").stat().st_size < (run / "export" / "encoder.onnx").stat().st_size / 2
+    capsys.readouterr()
+    assert main(["vae", "eval", str(root / "data"), "--model", str(run / "export"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["slices"] == 8 and scores["keep"] == 0.4 and scores["kld"] >= 0
+    assert 0 < scores["damaged_ssim"] < 1 and np.isfinite(scores["inpainted_psnr"])
+
+
+def test_denoise_keeps_intact_pixels_with_a_mask_and_cuts_volumes_into_slices(trained, tmp_path):
+    root, run = trained
+    source = root / "data" / "slice3.png"
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "restored.png"
+    assert main(["vae", "denoise", str(source), "-o", str(out), "--model", str(run / "export"),
+                 "--mask", str(tmp_path / "mask.png")]) == 0
+    before, after = np.asarray(Image.open(source)), np.asarray(Image.open(out))
+    assert after.shape[:2] == (40, 40)
+    outside = mask == 0
+    assert np.array_equal(np.asarray(Image.open(out).convert("L"))[outside], before[outside])
+    assert main(["vae", "denoise", str(source), "-o", str(out), "--model", str(run / "export")]) != 0  # exists
+    volume = np.zeros((20, 20, 5), np.uint8)
+    volume[5:15, 5:15, 1:4] = 200
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "head.nii.gz")
+    assert main(["vae", "denoise", str(tmp_path / "head.nii.gz"), "-o", str(tmp_path / "slices"),
+                 "--model", str(run / "export")]) == 0
+    assert len(list((tmp_path / "slices").glob("*.png"))) == 3          # empty end slices skipped
+
+
+def test_augment_writes_a_manifest_that_rebuilds_the_same_images(trained, tmp_path):
+    root, run = trained
+    first, second = tmp_path / "aug", tmp_path / "again"
+    assert main(["vae", "augment", str(root / "data"), "-n", "5", "-o", str(first), "--model", str(run / "export"),
+                 "--operations", "vary,interpolate,prior", "--seed", "3"]) == 0
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert len(manifest["entries"]) == 5 and {e["operation"] for e in manifest["entries"]} <= {"vary", "interpolate", "prior"}
+    assert all("seed" in e and "sources" in e for e in manifest["entries"])
+    assert main(["vae", "augment", "--replay", str(first / "manifest.json"), "-o", str(second)]) == 0
+    for entry in manifest["entries"]:
+        assert (first / entry["file"]).read_bytes() == (second / entry["file"]).read_bytes(), entry
+    assert main(["vae", "augment", str(root / "data"), "-o", str(tmp_path / "bad"), "--model", str(run / "export"),
+                 "--operations", "dream"]) != 0
+    assert main(["vae", "sample", "-o", str(tmp_path / "grid.png"), "--model", str(run / "export"), "-n", "6",
+                 "--columns", "3"]) == 0
+    assert Image.open(tmp_path / "grid.png").size == (3 * 34 + 2, 2 * 34 + 2)
+
+
+def test_bad_inputs_get_one_line_errors(trained, tmp_path, capsys):
+    root, run = trained
+    (tmp_path / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x01" * 10)
+    assert main(["vae", "denoise", str(tmp_path / "broken.dcm"), "-o", str(tmp_path / "x.png"),
+                 "--model", str(run / "export")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "broken.dcm" in error and "\n" not in error
+    assert not (tmp_path / "x.png").exists()
+    assert main(["vae", "train", "-o", str(tmp_path / "run")]) == 2                       # no data
+    assert main(["vae", "train", str(root / "data"), "-o", str(run), "--image-size", "32", "--latent-dim", "8",
+                 "--epochs", "3", "-q"]) == 2                                           # other settings
+    assert "differ" in capsys.readouterr().err
+    assert main(["vae", "eval", str(root / "data"), "--model", str(tmp_path)]) == 2     # not an export

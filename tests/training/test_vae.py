@@ -1,0 +1,133 @@
+"""VAE training: the paper's loss on a hand-checked case, corruption, batches, steps, resume, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slimvision.data.corruption import Corruption, block_mask, corrupt, drop_pixels, drop_pixels_each
+from slimvision.errors import ConfigError, InputError
+from slimvision.models.vae import VAEConfig, VariationalAutoencoder
+from slimvision.training.vae import VAETrainingConfig, export_vae, step_batches, train_vae, vae_loss
+
+TINY = VAEConfig(image_size=32, latent_dim=4, reduce_channels=4)
+
+
+def _images(count: int = 12, size: int = 32) -> np.ndarray:
+    """Bright discs of different radii on black, like a head on its background."""
+    y, x = np.mgrid[:size, :size]
+    radii = np.linspace(size / 5, size / 2.5, count)
+    return np.stack([((x - size / 2) ** 2 + (y - size / 2) ** 2 < r ** 2) * (0.4 + 0.5 * r / size)
+                     for r in radii]).astype(np.float32)
+
+
+def test_the_loss_is_the_mean_of_original_dim_times_mse_plus_kld():
+    reconstruction = torch.full((1, 1, 2, 2), 0.5)
+    target = torch.zeros(1, 1, 2, 2)
+    mean, log_var = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    out = vae_loss(reconstruction, target, mean, log_var)
+    # MSE 0.25 over 4 values -> 4 x 0.25 = 1; KLD = -0.5 * ((1 + 0 - 1 - 1) + (1 + 0 - 0 - 1)) = 0.5.
+    assert out["mse"].item() == pytest.approx(0.25)
+    assert out["reconstruction"].item() == pytest.approx(1.0)
+    assert out["kld"].item() == pytest.approx(0.5)
+    assert out["loss"].item() == pytest.approx(1.5)
+    assert vae_loss(reconstruction, target, mean, log_var, beta=2.0)["loss"].item() == pytest.approx(2.0)
+    # A batch is the mean of its images' losses.
+    batch = vae_loss(torch.cat([reconstruction, target]), torch.cat([target, target]), torch.cat([mean, 0 * mean]),
+                     torch.cat([log_var, log_var]))
+    assert batch["loss"].item() == pytest.approx(0.75)
+
+
+def test_corruptions_keep_the_asked_fraction_and_report_what_survived():
+    rng = np.random.default_rng(0)
+    image = np.full((100, 100), 0.5, np.float32)
+    damaged, kept = drop_pixels(image, 0.4, rng)
+    assert abs(kept.mean() - 0.4) < 0.02 and (damaged[~kept] == 0).all() and (damaged[kept] == 0.5).all()
+    clean, everything = corrupt(image, Corruption.none(), rng)
+    assert everything.all() and np.array_equal(clean, image)
+    holes = block_mask((50, 50), 2, 0.3, rng)
+    assert 0 < (~holes).sum() <= 2 * 15 * 15
+    first, second = drop_pixels_each(np.stack([image, image]), 0.4, seed=3), drop_pixels_each(np.stack([image] * 2), 0.4, seed=3)
+    assert np.array_equal(first[1], second[1])
+    with pytest.raises(ConfigError):
+        Corruption(keep_min=0.8, keep_max=0.5)
+
+
+def test_batches_depend_on_the_step_only():
+    config = VAETrainingConfig(model=TINY, batch_size=4)
+    images = _images()
+    first = next(step_batches(images, config, start=5))
+    again = next(step_batches(images, config, start=5))
+    later = list(zip(range(6), step_batches(images, config, start=0)))[5][1]
+    for a, b, c in zip(first, again, later):
+        assert a.shape == (4, 1, 32, 32) and torch.equal(a, b) and torch.equal(a, c)
+    damaged, clean = first
+    assert (damaged <= clean + 0.3).all() and ((damaged == 0) & (clean > 0)).any()      # noise and removed pixels
+
+
+def test_one_step_changes_the_weights_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    config = VAETrainingConfig(model=TINY, epochs=2, batch_size=4, sample_every=1, log_every=1)
+    torch.manual_seed(config.seed)
+    start = VariationalAutoencoder(TINY)
+    whole, losses = train_vae(config, _images(), tmp_path / "whole", holdout=_images(4), pretrained=False,
+                              progress=False)
+    assert losses["step"] == list(range(1, 7)) and all(np.isfinite(losses["loss"]))
+    assert not torch.equal(start.decoder.to_image.weight, whole.decoder.to_image.weight)
+    first = VAETrainingConfig(model=TINY, epochs=1, batch_size=4, sample_every=1, log_every=1)
+    train_vae(first, _images(), tmp_path / "split", holdout=_images(4), pretrained=False, progress=False)
+    resumed, rest = train_vae(config, _images(), tmp_path / "split", holdout=_images(4), pretrained=False,
+                              progress=False)
+    assert rest["step"] == [4, 5, 6] and rest["loss"] == pytest.approx(losses["loss"][3:], rel=1e-5)
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert sorted(p.name for p in (tmp_path / "split" / "samples").iterdir()) == ["epoch-0001.png", "epoch-0002.png"]
+    import json
+
+    rows = json.loads((tmp_path / "split" / "metrics.json").read_text())
+    assert [row["epoch"] for row in rows] == [1, 2] and rows[0]["keep"] == 0.4
+
+
+def test_resuming_with_other_settings_or_bad_images_is_refused(tmp_path):
+    config = VAETrainingConfig(model=TINY, epochs=1, batch_size=4)
+    train_vae(config, _images(), tmp_path / "run", pretrained=False, progress=False)
+    with pytest.raises(ConfigError, match="batch_size"):
+        train_vae(VAETrainingConfig(model=TINY, epochs=2, batch_size=2), _images(), tmp_path / "run",
+                  pretrained=False, progress=False)
+    with pytest.raises(InputError, match="expected"):
+        train_vae(config, _images(size=16), tmp_path / "other", pretrained=False, progress=False)
+    with pytest.raises(ConfigError, match="CUDA|device"):
+        train_vae(VAETrainingConfig(model=TINY, device="cuda:7"), _images(), tmp_path / "gpu", pretrained=False,
+                  progress=False)
+
+
+@pytest.mark.parametrize("skips", [False, True])
+def test_the_export_restores_what_torch_restores(tmp_path, skips):
+    from slimvision.inference.vae import MedicalVAE
+    from slimvision.io.medical import Intensity
+
+    torch.manual_seed(0)
+    vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4, skip_connections=skips)).eval()
+    drift = export_vae(vae, tmp_path / "export", intensity=Intensity.window(40, 400))
+    assert max(drift.values()) < 1e-4
+    exported = MedicalVAE(tmp_path / "export")
+    assert exported.intensity == Intensity.window(40, 400) and exported.generative is not skips
+    images = _images(3)
+    with torch.no_grad():
+        expected, mean, _ = vae(torch.from_numpy(images)[:, None])
+    restored, got_mean, _ = exported.autoencode(images)
+    np.testing.assert_allclose(restored, expected[:, 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(got_mean, mean.numpy(), atol=1e-4)
+    kept = np.zeros_like(images, bool)
+    kept[:, :16] = True
+    pasted = exported.restore(images, kept=kept)
+    assert np.array_equal(pasted[:, :16], images[:, :16])
+    odd = np.random.default_rng(0).random((20, 50)).astype(np.float32)
+    assert exported.restore_slice(odd).shape == (20, 50)
+    if skips:
+        with pytest.raises(InputError, match="skip connections"):
+            exported.sample(2)
+    else:
+        assert exported.sample(2, seed=1).shape == (2, 32, 32)
+        np.testing.assert_array_equal(exported.sample(2, seed=1), exported.sample(2, seed=1))
+        assert exported.interpolate(images[0], images[1], 4).shape == (4, 32, 32)
