@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean fonts numerals-map gan-digits
+.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,16 @@ gan-digits: $(VENV)/.dev
 	$(BIN)/slimvision gan train data/digits32 -o runs/digits32 --resolution 32 --grey --base-channels 32 \
 	    --steps 3000 --sample-every 250 --fid-every 1000
 	$(BIN)/slimvision gan export runs/digits32 --int8 --overwrite
+
+# Retrain the two demo VAEs on the MNI152 template that nilearn ships (128 px; the denoiser with
+# U-Net skips, then the plain generative VAE) and export them with int8 weight storage into
+# src/slimvision/weights/. About 45 minutes on 2 cores; --device cuda on a GPU.
+vae-demo: $(VENV)/.dev
+	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128-unet --image-size 128 --skip-connections \
+	    --epochs 60 --sample-every 10
+	$(BIN)/slimvision vae export runs/vae-mni128-unet --int8-weights --overwrite -o src/slimvision/weights/vae-mni128-unet
+	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128 --image-size 128 --epochs 40 --sample-every 10
+	$(BIN)/slimvision vae export runs/vae-mni128 --int8-weights --overwrite -o src/slimvision/weights/vae-mni128
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -239,9 +239,15 @@ def _export_int8_weights(vae: Any, output: Path, intensity: Any, weights: Path, 
 
 
 def _model(path: Path | None, generative: bool = False) -> Any:
+    from slimvision.errors import MissingAssetError
     from slimvision.inference.vae import DEMO_DENOISER, DEMO_GENERATIVE, MedicalVAE
 
-    return MedicalVAE(path if path is not None else (DEMO_GENERATIVE if generative else DEMO_DENOISER))
+    if path is None:
+        path = DEMO_GENERATIVE if generative else DEMO_DENOISER
+        if not path.is_dir():
+            raise MissingAssetError(f"this install has no shipped {path.name} model; train one ('make vae-demo', "
+                                    "or 'slimvision vae train') and pass --model RUN/export")
+    return MedicalVAE(path)
 
 
 def run_denoise(args: argparse.Namespace) -> int:
