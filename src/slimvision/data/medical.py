@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ import numpy as np
 from slimvision.errors import InputError, MissingAssetError
 from slimvision.io.medical import Intensity, find_medical_files, read_medical, to_square
 
-log = logging.getLogger(__name__)
 
 MNI152_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 #: Slice indices are grouped in blocks of HOLDOUT_BLOCK; every HOLDOUT_EVERY-th block is held out.
