@@ -143,10 +143,11 @@ def _print_report(args: argparse.Namespace, prepare: Any) -> int:
 
 def run_prepare_digits(args: argparse.Namespace) -> int:
     from slimvision.data.digits import load_opencv_digits
+    from slimvision.io.images import save_images
 
     digits, labels = load_opencv_digits(args.sheet, size=args.size)
     targets = [args.output / f"digit{label}_{index:04d}.png" for index, label in enumerate(labels)]
-    _save_each(digits[..., 0], targets, overwrite=args.overwrite)
+    save_images(digits[..., 0], targets, overwrite=args.overwrite)
     print(f"{len(targets)} digits at {args.size} px in {args.output}")
     return 0
 
@@ -216,7 +217,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import SlimvisionError
     from slimvision.inference.gan import GANSampler, tile
-    from slimvision.io.images import save_animation, save_image
+    from slimvision.io.images import save_animation, save_image, save_images
 
     if args.count < 1 or args.columns < 1:
         raise SlimvisionError("--count and --columns must be at least 1")
@@ -240,19 +241,7 @@ def run_generate(args: argparse.Namespace) -> int:
         save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=[model])
         print(f"{len(images)} images in {args.output}")
         return 0
-    _save_each(images, [args.output / f"sample_{index:05d}.png" for index in range(len(images))],
-               overwrite=args.overwrite, protected=[model])
+    save_images(images, [args.output / f"sample_{index:05d}.png" for index in range(len(images))],
+                overwrite=args.overwrite, protected=[model])
     print(f"{len(images)} images in {args.output}")
     return 0
-
-
-def _save_each(images: Any, targets: list[Path], *, overwrite: bool, protected: list[Path] | None = None) -> None:
-    """One PNG per image; without ``overwrite``, a target that exists stops it before anything is written."""
-    from slimvision.errors import OutputError
-    from slimvision.io.images import save_image
-
-    taken = next((target for target in targets if target.exists()), None)
-    if taken is not None and not overwrite:
-        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
-    for image, target in zip(images, targets):
-        save_image(image, target, overwrite=overwrite, protected=protected or [])

@@ -255,7 +255,7 @@ def run_denoise(args: argparse.Namespace) -> int:
 
     from slimvision.errors import InputError, SlimvisionError
     from slimvision.inference.vae import to_uint8
-    from slimvision.io.images import load_image, save_image, to_gray
+    from slimvision.io.images import load_image, save_images, to_gray
     from slimvision.io.medical import read_medical
 
     vae = _model(args.model)
@@ -267,33 +267,36 @@ def run_denoise(args: argparse.Namespace) -> int:
         raise SlimvisionError(f"{args.output}: a single slice is written as one .png")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
     targets = [args.output] if single else [args.output / f"{stem}_slice-{s.index:03d}.png" for s in slices]
-    taken = next((t for t in targets if t.exists()), None)
-    if taken is not None and not args.overwrite:
-        raise InputError(taken, "exists (pass --overwrite to replace it); nothing was written")
-    for piece, target in zip(slices, targets):
-        kept = None
-        if args.mask is not None:
-            mask = to_gray(load_image(args.mask))
-            if mask.shape != piece.pixels.shape:
-                raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
-                                            f"{piece.pixels.shape[1]}x{piece.pixels.shape[0]}")
-            kept = mask == 0
-        elif args.zeros_missing:
-            kept = piece.pixels > 0
-        restored = vae.restore_slice(piece.pixels, kept=kept)
-        save_image(to_uint8(restored), target, overwrite=args.overwrite, protected=[args.input])
-    print(f"{len(slices)} slice(s) restored into {args.output}" + ("" if kept is None else
-                                                                  f" ({int(np.sum(~kept))} pixels filled in)"))
+    mask = to_gray(load_image(args.mask)) if args.mask is not None else None
+    if mask is not None and mask.shape != slices[0].pixels.shape:
+        raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
+                                    f"{slices[0].pixels.shape[1]}x{slices[0].pixels.shape[0]}")
+    filled = 0
+    restored = []
+    for piece in slices:
+        kept = mask == 0 if mask is not None else (piece.pixels > 0 if args.zeros_missing else None)
+        filled += 0 if kept is None else int(np.sum(~kept))
+        restored.append(to_uint8(vae.restore_slice(piece.pixels, kept=kept)))
+    save_images(restored, targets, overwrite=args.overwrite, protected=[args.input])
+    only = f" ({filled} pixels filled in)" if mask is not None or args.zeros_missing else ""
+    print(f"{len(slices)} slice(s) restored into {args.output}{only}")
     return 0
+
+
+def _dataset(vae: Any, data: list[Path], args: argparse.Namespace, split: str, axis: int) -> Any:
+    """The slices of ``data`` mapped by the model's intensity rule (or --window), or the MNI152 ``split``."""
+    from slimvision.data.medical import load_slices, mni152_slices
+
+    if not data:
+        return mni152_slices(split, vae.image_size)
+    return load_slices(data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=axis)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from slimvision.bench.vae import score_vae
-    from slimvision.data.medical import load_slices, mni152_slices
 
     vae = _model(args.model)
-    data = (load_slices(args.data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=args.axis)
-            if args.data else mni152_slices("test", vae.image_size))
+    data = _dataset(vae, args.data, args, "test", args.axis)
     scores = score_vae(vae, data.images, keep=args.keep, seed=args.seed)
     if args.json:
         print(json.dumps({"slices": len(data), **scores}, indent=2))
@@ -308,11 +311,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from slimvision.data.medical import load_slices, mni152_slices
-    from slimvision.errors import InputError, SlimvisionError
+    from slimvision.errors import InputError, OutputError, SlimvisionError
     from slimvision.inference.vae import AUGMENT_FORMAT, plan_augmentation, render_entry, to_uint8
     from slimvision.io.atomic import write_text_atomic
-    from slimvision.io.images import save_image
+    from slimvision.io.images import save_images
 
     if args.replay is not None:
         try:
@@ -330,8 +332,7 @@ def run_augment(args: argparse.Namespace) -> int:
     vae = _model(model, generative=True)
     if not vae.generative:
         raise InputError(vae.folder, "has U-Net skip connections and cannot make new images; use a plain VAE")
-    slices = (load_slices(data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=axis)
-              if data else mni152_slices("train", vae.image_size))
+    slices = _dataset(vae, data, args, "train", axis)
     images = dict(zip(slices.names, slices.images))
     if entries is None:
         operations = tuple(part.strip() for part in args.operations.split(",") if part.strip())
@@ -340,16 +341,15 @@ def run_augment(args: argparse.Namespace) -> int:
                                         temperature=args.temperature)
         except ValueError as error:
             raise SlimvisionError(str(error)) from None
-    targets = [args.output / entry["file"] for entry in entries]
-    taken = next((t for t in [*targets, args.output / "manifest.json"] if t.exists()), None)
-    if taken is not None and not args.overwrite:
-        raise InputError(taken, "exists (pass --overwrite to replace it); nothing was written")
-    for entry, target in zip(entries, targets):
-        save_image(to_uint8(render_entry(vae, entry, images)), target, overwrite=args.overwrite)
+    manifest_path = args.output / "manifest.json"
+    if manifest_path.exists() and not args.overwrite:
+        raise OutputError(manifest_path, "exists (pass --overwrite to replace it); nothing was written")
+    made = [to_uint8(render_entry(vae, entry, images)) for entry in entries]
+    save_images(made, [args.output / entry["file"] for entry in entries], overwrite=args.overwrite)
     manifest = {"format": AUGMENT_FORMAT, "model": str(vae.folder.resolve()),
                 "data": [str(Path(p).resolve()) for p in data], "axis": axis,
                 "intensity": vae.intensity.to_dict(), "entries": entries}
-    write_text_atomic(args.output / "manifest.json", json.dumps(manifest, indent=1) + "\n", overwrite=args.overwrite)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n", overwrite=args.overwrite)
     print(f"{len(entries)} images and manifest.json in {args.output}")
     return 0
 

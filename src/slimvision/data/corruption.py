@@ -59,11 +59,7 @@ def drop_pixels(image: np.ndarray, keep: float, rng: np.random.Generator) -> tup
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
     kept = rng.random(image.shape[:2]) < keep
-    if image.ndim == 3:
-        kept_values = kept[..., None]
-    else:
-        kept_values = kept
-    return np.where(kept_values, image, 0).astype(image.dtype), kept
+    return np.where(kept if image.ndim == 2 else kept[..., None], image, 0).astype(image.dtype), kept
 
 
 def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:

@@ -28,6 +28,7 @@ __all__ = [
     "find_images",
     "load_image",
     "save_image",
+    "save_images",
     "to_rgb_array",
 ]
 
@@ -471,6 +472,27 @@ def save_image(
             Image.fromarray(array).save(temp, format=fmt, **options)
     logger.debug("saved %s (%dx%d %s)", target, array.shape[1], array.shape[0], fmt)
     return target
+
+
+def save_images(
+    images: Iterable[np.ndarray],
+    paths: Sequence[str | Path],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | Path] = (),
+) -> list[Path]:
+    """:func:`save_image` for several images, all or nothing: without ``overwrite``, a path that
+    exists stops it before any file is written.
+
+    Raises:
+        OutputError: a path exists (and ``overwrite`` is off), naming it.
+    """
+    targets = [Path(path) for path in paths]
+    taken = next((target for target in targets if target.exists()), None)
+    if taken is not None and not overwrite:
+        raise OutputError(taken, "exists (pass --overwrite to replace it); nothing was written")
+    guarded = list(protected)
+    return [save_image(image, target, overwrite=overwrite, protected=guarded) for image, target in zip(images, targets)]
 
 
 def save_animation(

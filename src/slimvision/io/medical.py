@@ -178,31 +178,32 @@ def to_square(pixels: np.ndarray, size: int) -> np.ndarray:
     Padding first keeps the anatomy's proportions; shrinking uses box averaging (no aliasing),
     enlarging is bilinear.
     """
-    from PIL import Image
-
     height, width = pixels.shape
     side = max(height, width)
     square = np.zeros((side, side), np.float32)
     top, left = (side - height) // 2, (side - width) // 2
     square[top:top + height, left:left + width] = pixels
-    if side == size:
-        return square
-    method = Image.Resampling.BOX if side > size else Image.Resampling.BILINEAR
-    resized = np.asarray(Image.fromarray(square, mode="F").resize((size, size), method), np.float32)
-    return np.clip(resized, 0.0, 1.0)
+    return _resize_square(square, size)
 
 
 def from_square(square: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Undo :func:`to_square`: resize the square back to the padded side and cut out the (H, W) slice."""
-    from PIL import Image
-
     height, width = shape
     side = max(height, width)
-    if square.shape[0] != side:
-        method = Image.Resampling.BOX if square.shape[0] > side else Image.Resampling.BILINEAR
-        square = np.asarray(Image.fromarray(np.asarray(square, np.float32), mode="F").resize((side, side), method))
     top, left = (side - height) // 2, (side - width) // 2
-    return np.clip(square[top:top + height, left:left + width], 0.0, 1.0).astype(np.float32)
+    resized = _resize_square(np.asarray(square, np.float32), side)
+    return np.clip(resized[top:top + height, left:left + width], 0.0, 1.0)
+
+
+def _resize_square(square: np.ndarray, size: int) -> np.ndarray:
+    """A float square resized to ``size`` (box filter shrinking, bilinear enlarging), clipped to [0, 1]."""
+    from PIL import Image
+
+    if square.shape[0] == size:
+        return square
+    method = Image.Resampling.BOX if square.shape[0] > size else Image.Resampling.BILINEAR
+    resized = np.asarray(Image.fromarray(square, mode="F").resize((size, size), method), np.float32)
+    return np.clip(resized, 0.0, 1.0)
 
 
 def _map_range(raw: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -196,7 +196,6 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
         _save_preview(task.model, preview, run_dir / "samples" / f"epoch-{epoch:04d}.png")
         if holdout is not None:
             _record_metrics(run_dir, epoch, stop, evaluate(task.model, holdout, keep=EVAL_KEEP, seed=config.seed))
-        task.model.train()
     return task.model.cpu().eval(), losses
 
 
