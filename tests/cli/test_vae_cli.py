@@ -104,3 +104,23 @@ def test_bad_inputs_get_one_line_errors(trained, tmp_path, capsys):
                  "--epochs", "3", "-q"]) == 2                                           # other settings
     assert "differ" in capsys.readouterr().err
     assert main(["vae", "eval", str(root / "data"), "--model", str(tmp_path)]) == 2     # not an export
+
+
+def test_a_mask_channel_unet_trains_from_the_cli_and_is_told_the_mask_when_denoising(trained, tmp_path):
+    root, _ = trained
+    run = tmp_path / "unet"
+    assert main(["vae", "train", str(root / "data"), "-o", str(run), "--image-size", "32", "--latent-dim", "4",
+                 "--epochs", "1", "--batch-size", "4", "--skip-connections", "--mask-channel", "--l1", "1",
+                 "--keep", "0.3,0.7", "--constant-lr", "-q"]) == 0
+    manifest = json.loads((run / "export" / "vae.json").read_text())
+    assert manifest["model"]["mask_channel"] and manifest["graphs"] == ["autoencoder"]
+    saved = json.loads((run / "vae" / "config.json").read_text())
+    assert json.dumps(saved).count('"mask_channel": true') == 1
+    source = root / "data" / "slice3.png"
+    mask = np.zeros((40, 40), np.uint8)
+    mask[::2] = 255                                       # every other row is missing
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["vae", "denoise", str(source), "-o", str(tmp_path / "told.png"), "--model", str(run / "export"),
+                 "--mask", str(tmp_path / "mask.png")]) == 0
+    before, after = np.asarray(Image.open(source)), np.asarray(Image.open(tmp_path / "told.png").convert("L"))
+    assert np.array_equal(after[1::2], before[1::2])

@@ -34,6 +34,26 @@ def test_shapes_and_finite_outputs(backbone, skips):
         assert vae.decode(torch.zeros(3, 8)).shape == (3, 1, 64, 64)
 
 
+def test_a_mask_channel_model_reads_which_pixels_are_intact():
+    torch.manual_seed(0)
+    vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4, skip_connections=True, mask_channel=True))
+    assert vae.encoder.to_rgb.in_channels == 2
+    image = torch.rand(2, 1, 32, 32)
+    known = (torch.rand(2, 1, 32, 32) < 0.4).float()
+
+    def run(*inputs: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(1)   # the same latent noise each time (training mode: unclipped outputs)
+        with torch.no_grad():
+            return vae(*inputs)[0]
+
+    told, untold, all_intact = run(image, known), run(image), run(image, torch.ones_like(known))
+    torch.testing.assert_close(untold, all_intact)              # no mask given: nothing is missing
+    assert not torch.allclose(told, untold)                     # the mask changes what it sees
+    plain = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(image, known)[0], plain(image)[0])   # models without one ignore it
+
+
 def test_the_first_conv_starts_by_copying_the_grey_channel_to_rgb():
     vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4))
     image = torch.rand(1, 1, 32, 32)

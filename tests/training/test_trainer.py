@@ -12,7 +12,7 @@ from torch import nn  # noqa: E402
 
 from slimvision.errors import ConfigError, InputError, SlimvisionError  # noqa: E402
 from slimvision.training.checkpoint import CheckpointStore, load_checkpoint  # noqa: E402
-from slimvision.training.trainer import Trainer, TrainerConfig  # noqa: E402
+from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig  # noqa: E402
 
 
 class Regression:
@@ -136,3 +136,12 @@ def test_bad_runs_fail_clearly(tmp_path):
     trainer.fit(batches())
     with pytest.raises(InputError, match="does not fit this model"):
         load_checkpoint(CheckpointStore(tmp_path / "run").latest(), nn.Linear(3, 2), trainer.optimizers)
+
+
+def test_cosine_decay_scales_each_parameter_group_from_its_own_rate():
+    first, second = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [first], "lr": 1.0}, {"params": [second], "lr": 1.0}])
+    seen = [[group["lr"] for group in optimizer.param_groups] for _ in CosineDecay(range(5), optimizer, [0.1, 1.0], 0, 4)]
+    assert seen[0] == [0.1, 1.0] and seen[2] == pytest.approx([0.05, 0.5]) and seen[4] == [0.0, 0.0]
+    with pytest.raises(SlimvisionError, match="3 rates for 2"):
+        CosineDecay(range(1), optimizer, [1.0, 1.0, 1.0], 0, 4)

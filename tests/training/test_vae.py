@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,8 @@ def test_the_loss_is_the_mean_of_original_dim_times_mse_plus_kld():
     assert out["kld"].item() == pytest.approx(0.5)
     assert out["loss"].item() == pytest.approx(1.5)
     assert vae_loss(reconstruction, target, mean, log_var, beta=2.0)["loss"].item() == pytest.approx(2.0)
+    # The optional L1 term: 4 values x (0.25 + 2 x 0.5) = 5, plus the KLD.
+    assert vae_loss(reconstruction, target, mean, log_var, l1_weight=2.0)["loss"].item() == pytest.approx(5.5)
     # A batch is the mean of its images' losses.
     batch = vae_loss(torch.cat([reconstruction, target]), torch.cat([target, target]), torch.cat([mean, 0 * mean]),
                      torch.cat([log_var, log_var]))
@@ -62,19 +66,21 @@ def test_batches_depend_on_the_step_only():
     later = list(zip(range(6), step_batches(images, config, start=0)))[5][1]
     for a, b, c in zip(first, again, later):
         assert a.shape == (4, 1, 32, 32) and torch.equal(a, b) and torch.equal(a, c)
-    damaged, clean = first
+    damaged, clean, kept = first
     assert (damaged <= clean + 0.3).all() and ((damaged == 0) & (clean > 0)).any()      # noise and removed pixels
+    assert set(kept.unique().tolist()) == {0.0, 1.0} and (damaged[kept == 0] == 0).all()
 
 
 def test_one_step_changes_the_weights_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    config = VAETrainingConfig(model=TINY, epochs=2, batch_size=4, sample_every=1, log_every=1)
+    # A constant rate: a cosine stretches to the new last epoch when a run is extended.
+    config = VAETrainingConfig(model=TINY, epochs=2, batch_size=4, sample_every=1, log_every=1, cosine_decay=False)
     torch.manual_seed(config.seed)
     start = VariationalAutoencoder(TINY)
     whole, losses = train_vae(config, _images(), tmp_path / "whole", holdout=_images(4), pretrained=False,
                               progress=False)
     assert losses["step"] == list(range(1, 7)) and all(np.isfinite(losses["loss"]))
     assert not torch.equal(start.decoder.to_image.weight, whole.decoder.to_image.weight)
-    first = VAETrainingConfig(model=TINY, epochs=1, batch_size=4, sample_every=1, log_every=1)
+    first = replace(config, epochs=1)
     train_vae(first, _images(), tmp_path / "split", holdout=_images(4), pretrained=False, progress=False)
     resumed, rest = train_vae(config, _images(), tmp_path / "split", holdout=_images(4), pretrained=False,
                               progress=False)
@@ -101,13 +107,14 @@ def test_resuming_with_other_settings_or_bad_images_is_refused(tmp_path):
                   progress=False)
 
 
-@pytest.mark.parametrize("skips", [False, True])
-def test_the_export_restores_what_torch_restores(tmp_path, skips):
+@pytest.mark.parametrize("skips, mask", [(False, False), (True, False), (True, True)])
+def test_the_export_restores_what_torch_restores(tmp_path, skips, mask):
     from slimvision.inference.vae import MedicalVAE
     from slimvision.io.medical import Intensity
 
     torch.manual_seed(0)
-    vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4, skip_connections=skips)).eval()
+    vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4, skip_connections=skips,
+                                           mask_channel=mask)).eval()
     drift = export_vae(vae, tmp_path / "export", intensity=Intensity.window(40, 400))
     assert max(drift.values()) < 1e-4
     exported = MedicalVAE(tmp_path / "export")
@@ -122,6 +129,12 @@ def test_the_export_restores_what_torch_restores(tmp_path, skips):
     kept[:, :16] = True
     pasted = exported.restore(images, kept=kept)
     assert np.array_equal(pasted[:, :16], images[:, :16])
+    if mask:   # the graph is told which pixels are intact, as torch was
+        with torch.no_grad():
+            told = vae(torch.from_numpy(images)[:, None], torch.from_numpy(kept)[:, None].float())[0][:, 0].numpy()
+        np.testing.assert_allclose(exported.autoencode(images, kept)[0], told, atol=1e-4)
+        np.testing.assert_allclose(pasted[:, 16:], told[:, 16:], atol=1e-4)
+        assert exported.restore_slice(images[0], kept=kept[0]).shape == (32, 32)
     odd = np.random.default_rng(0).random((20, 50)).astype(np.float32)
     assert exported.restore_slice(odd).shape == (20, 50)
     if skips:

@@ -37,7 +37,7 @@ def score_vae(vae: Any, images: np.ndarray, *, keep: float = 0.4, seed: int = 0)
               "ssim": float(np.mean([ssim(a, b) for a, b in zip(images, reconstruction)])),
               "kld": float(np.mean(kld)), "keep": keep}
     damaged, kept = drop_pixels_each(images, keep, seed)
-    restored = vae.restore(damaged)
+    restored, _, _ = vae.autoencode(damaged, kept)   # a model with a mask channel is told which pixels survived
     results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored)}
     return {**scores, **restoration_scores(images, results)}
 

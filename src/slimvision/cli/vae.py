@@ -38,11 +38,19 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                             "random without one)")
     train.add_argument("--skip-connections", action="store_true",
                        help="U-Net skips: much sharper restoration, but the model cannot sample new images")
+    train.add_argument("--mask-channel", action="store_true",
+                       help="the network is also told which pixels are intact (denoise --mask / --zeros-missing "
+                            "pass it on); without it a removed pixel looks like black background")
     train.add_argument("--epochs", type=int, default=100)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--backbone-lr", type=float, default=2e-4)
+    train.add_argument("--constant-lr", action="store_true",
+                       help="keep the learning rates fixed (default: they fall along a cosine to 0 at the last epoch)")
     train.add_argument("--beta", type=float, default=1.0, help="weight of the KLD term (default 1: the paper's loss)")
+    train.add_argument("--l1", type=float, default=0.0, metavar="WEIGHT",
+                       help="add WEIGHT x mean absolute error to the MSE (default 0: the paper's loss); "
+                            "keeps edges sharp where MSE blurs them")
     train.add_argument("--keep", type=number_list("--keep", minimum=0), default=[0.3, 1.0], metavar="MIN,MAX",
                        help="each training image keeps a fraction of its pixels drawn from MIN..MAX (default 0.3,1; "
                             "1,1 trains a plain VAE)")
@@ -166,11 +174,12 @@ def run_train(args: argparse.Namespace) -> int:
     intensity = _intensity(args)
     config = VAETrainingConfig(
         model=VAEConfig(image_size=args.image_size, latent_dim=args.latent_dim, backbone=args.backbone,
-                        skip_connections=args.skip_connections),
+                        skip_connections=args.skip_connections, mask_channel=args.mask_channel),
         intensity=intensity,
         corruption=Corruption(keep_min=args.keep[0], keep_max=args.keep[1], noise_max=args.noise,
                               block_probability=args.blocks),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr, beta=args.beta,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
+        cosine_decay=not args.constant_lr, beta=args.beta, l1_weight=args.l1,
         augment=not args.no_augment, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         seed=args.seed, device=args.device)
     if args.mni152:

@@ -52,6 +52,8 @@ class MedicalVAE:
         self.image_size = int(model["image_size"])
         self.latent_dim = int(model["latent_dim"])
         self.skip_connections = bool(model["skip_connections"])
+        # Older exports have no such key; they read the image alone.
+        self.mask_channel = bool(model.get("mask_channel", False))
         self.intensity = Intensity.from_dict(self.manifest["intensity"])
         self.settings = settings
         self._sessions: dict[str, OnnxModel] = {}
@@ -73,41 +75,61 @@ class MedicalVAE:
             self._sessions[name] = OnnxModel(path, self.settings)
         return self._sessions[name]
 
-    def _batched(self, name: str, inputs: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
+    def _batched(self, name: str, *inputs: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
+        """Run graph ``name`` on its inputs (in the graph's order) in batches; outputs concatenated."""
         session = self._session(name)
-        key = session.input_names[0]
-        parts = [session.run({key: np.ascontiguousarray(inputs[start:start + batch_size], np.float32)})
-                 for start in range(0, len(inputs), batch_size)]
+        parts = [session.run({key: np.ascontiguousarray(array[start:start + batch_size], np.float32)
+                              for key, array in zip(session.input_names, inputs)})
+                 for start in range(0, len(inputs[0]), batch_size)]
         return [np.concatenate(outputs) for outputs in zip(*parts)]
+
+    def _network_inputs(self, images: np.ndarray, kept: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(N, 1, S, S) image planes, plus the intact-pixel planes for a model with a mask channel
+        (all intact when ``kept`` is None); models without one ignore ``kept`` here."""
+        images = self._check(images)[:, None]
+        if not self.mask_channel:
+            return (images,)
+        if kept is None:
+            return images, np.ones_like(images)
+        kept = np.asarray(kept)
+        if kept.shape != images.shape[:1] + images.shape[2:]:
+            raise ValueError(f"the intact-pixel mask is {kept.shape}, the images are {images.shape[:1] + images.shape[2:]}")
+        return images, kept[:, None].astype(np.float32)
 
     def restore(self, images: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
         """(N, S, S) squares in [0, 1] -> reconstructions from the latent mean; with ``kept``
-        (N, S, S) bool, the pixels known to be intact are kept and only the others filled in."""
-        restored, _, _ = self.autoencode(images)
+        (N, S, S) bool, the pixels known to be intact are kept and only the others filled in
+        (a model with a mask channel is also told which they are)."""
+        restored, _, _ = self.autoencode(images, kept)
         return np.where(kept, images, restored) if kept is not None else restored
 
-    def autoencode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def autoencode(self, images: np.ndarray, kept: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, S, S) -> reconstructions (N, S, S), latent means and log-variances (N, latent_dim)."""
-        images = self._check(images)
         if self.skip_connections:
-            restored, mean, log_var = self._batched("autoencoder", images[:, None])
+            restored, mean, log_var = self._batched("autoencoder", *self._network_inputs(images, kept))
             return restored[:, 0], mean, log_var
-        mean, log_var = self.encode(images)
+        mean, log_var = self.encode(images, kept)
         return self.decode(mean), mean, log_var
 
     def restore_slice(self, pixels: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
         """One slice of any shape (H, W) in [0, 1] -> restored at its own size (padded and resized
         for the network, then back; with ``kept``, its intact pixels are kept exactly)."""
         square = to_square(np.asarray(pixels, np.float32), self.image_size)
-        restored = from_square(self.restore(square[None])[0], pixels.shape)
+        # The network sees the mask at its own size: a pixel counts as intact when most of the
+        # original pixels that shrank into it were (the padding is intact background).
+        known = None
+        if kept is not None and self.mask_channel:
+            known = to_square(np.asarray(kept, np.float32), self.image_size, fill=1.0)[None] >= 0.5
+        restored = from_square(self.autoencode(square[None], known)[0][0], pixels.shape)
         return np.where(kept, pixels, restored) if kept is not None else restored
 
-    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, images: np.ndarray, kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S) -> latent mean and log-variance, (N, latent_dim) each."""
         if self.skip_connections:
-            _, mean, log_var = self.autoencode(images)
+            _, mean, log_var = self.autoencode(images, kept)
             return mean, log_var
-        mean, log_var = self._batched("encoder", self._check(images)[:, None])
+        mean, log_var = self._batched("encoder", *self._network_inputs(images, kept))
         return mean, log_var
 
     def decode(self, latents: np.ndarray) -> np.ndarray:

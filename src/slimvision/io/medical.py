@@ -172,15 +172,15 @@ def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: 
     return slices
 
 
-def to_square(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Pad a (H, W) slice to a centred square with zeros, then resize it to ``size`` x ``size``.
+def to_square(pixels: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+    """Pad a (H, W) slice to a centred square with ``fill``, then resize it to ``size`` x ``size``.
 
     Padding first keeps the anatomy's proportions; shrinking uses box averaging (no aliasing),
     enlarging is bilinear.
     """
     height, width = pixels.shape
     side = max(height, width)
-    square = np.zeros((side, side), np.float32)
+    square = np.full((side, side), fill, np.float32)
     top, left = (side - height) // 2, (side - width) // 2
     square[top:top + height, left:left + width] = pixels
     return _resize_square(square, size)

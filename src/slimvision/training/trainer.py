@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -190,19 +190,29 @@ class CosineDecay:
 
     The rate is a function of the absolute step, so a resumed run continues the same curve
     (a torch scheduler would restart from the checkpoint's already-decayed rate).
+    ``base_rate`` is one rate for all of the optimiser's parameter groups, or one per group.
     """
 
-    def __init__(self, batches: Iterator[dict[str, Any]], optimizer: torch.optim.Optimizer, base_rate: float,
-                 start: int, total: int) -> None:
-        self.batches, self.optimizer, self.base_rate = batches, optimizer, base_rate
+    def __init__(self, batches: Iterable[Any], optimizer: torch.optim.Optimizer,
+                 base_rate: float | Sequence[float], start: int, total: int) -> None:
+        groups = len(optimizer.param_groups)
+        self.base_rates = [float(base_rate)] * groups if isinstance(base_rate, (int, float)) else list(base_rate)
+        if len(self.base_rates) != groups:
+            raise SlimvisionError(f"CosineDecay got {len(self.base_rates)} rates for {groups} parameter groups")
+        self.batches, self.optimizer = batches, optimizer
         self.step, self.total = start, total
 
-    def rate(self, step: int) -> float:
-        return self.base_rate * 0.5 * (1.0 + math.cos(math.pi * min(step / self.total, 1.0)))
+    def factor(self, step: int) -> float:
+        """The fraction of the base rate used at ``step``: 1 at the start, 0 at ``total``."""
+        return 0.5 * (1.0 + math.cos(math.pi * min(step / self.total, 1.0)))
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def rate(self, step: int) -> float:
+        """The first group's rate at ``step``."""
+        return self.base_rates[0] * self.factor(step)
+
+    def __iter__(self) -> Iterator[Any]:
         for batch in self.batches:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.rate(self.step)
+            for group, base in zip(self.optimizer.param_groups, self.base_rates):
+                group["lr"] = base * self.factor(self.step)
             self.step += 1
             yield batch

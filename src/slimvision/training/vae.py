@@ -35,7 +35,7 @@ from slimvision.io.atomic import write_text_atomic
 from slimvision.io.medical import Intensity
 from slimvision.metrics import restoration_scores
 from slimvision.models.vae import VAEConfig, VariationalAutoencoder, build_vae
-from slimvision.training.trainer import Trainer, TrainerConfig
+from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
 
 METRICS_FILE = "metrics.json"
 #: The benchmark's damage: 60% of the pixels removed.
@@ -53,7 +53,12 @@ class VAETrainingConfig(BaseConfig):
         epochs / batch_size: an epoch is ``len(data) // batch_size`` steps.
         lr: Adam's learning rate for the decoder and the new layers; ``backbone_lr`` for the
             pretrained backbone, lower so its ImageNet features are adjusted rather than erased.
+        cosine_decay: both learning rates fall along a cosine to 0 at the last epoch (a run
+            resumed with more epochs stretches the curve from where it stands).
         beta: weight of the KLD term (1: the paper's loss).
+        l1_weight: adds ``l1_weight`` x mean absolute error to the per-value MSE (0: the paper's
+            loss). MSE's best guess for an uncertain pixel is the mean of what it could be, so
+            edges blur into a grey halo; the absolute error's is the median, which stays sharp.
         augment: random left-right flips, rotations up to 10 degrees and scales 0.9-1.1.
         checkpoint_every / sample_every: in epochs.
         device: "cpu", "cuda", "cuda:1", "mps"...
@@ -66,7 +71,9 @@ class VAETrainingConfig(BaseConfig):
     batch_size: int = 16
     lr: float = 1e-3
     backbone_lr: float = 2e-4
+    cosine_decay: bool = True
     beta: float = 1.0
+    l1_weight: float = 0.0
     augment: bool = True
     checkpoint_every: int = 5
     sample_every: int = 5
@@ -78,35 +85,38 @@ class VAETrainingConfig(BaseConfig):
         super().validate()
         self.require_at_least(1, "epochs", "batch_size", "checkpoint_every", "sample_every", "log_every")
         self.require_positive("lr", "backbone_lr")
-        if self.beta < 0:
-            raise ConfigError(f"VAETrainingConfig.beta must be >= 0, got {self.beta}")
+        for name in ("beta", "l1_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"VAETrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-             beta: float = 1.0) -> dict[str, torch.Tensor]:
-    """The paper's loss and its parts, each averaged over the batch.
+             beta: float = 1.0, l1_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """The paper's loss (with ``l1_weight`` = 0) and its parts, each averaged over the batch.
 
-    ``mse`` is per value, ``reconstruction`` = original_dim x mse, ``kld`` the KL divergence
-    -0.5 * sum(1 + log_var - mean^2 - exp(log_var)) per image.
+    ``mse`` and ``mae`` are per value, ``reconstruction`` = original_dim x (mse + l1_weight x
+    mae), ``kld`` the KL divergence -0.5 * sum(1 + log_var - mean^2 - exp(log_var)) per image.
     """
     original_dim = target[0].numel()
-    mse = (reconstruction - target).pow(2).flatten(1).mean(dim=1)                         # (B,)
+    error = (reconstruction - target).flatten(1)
+    mse, mae = error.pow(2).mean(dim=1), error.abs().mean(dim=1)                         # (B,) each
     kld = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1)                    # (B,)
-    loss = (original_dim * mse + beta * kld).mean()
-    return {"loss": loss, "mse": mse.mean(), "kld": kld.mean(), "reconstruction": (original_dim * mse).mean()}
+    recon = original_dim * (mse + l1_weight * mae) if l1_weight else original_dim * mse
+    loss = (recon + beta * kld).mean()
+    return {"loss": loss, "mse": mse.mean(), "mae": mae.mean(), "kld": kld.mean(), "reconstruction": recon.mean()}
 
 
 class VAETask:
     """One phase ("main"): reconstruct the clean slice from the damaged one."""
 
-    def __init__(self, vae: VariationalAutoencoder, beta: float, device: torch.device) -> None:
+    def __init__(self, vae: VariationalAutoencoder, beta: float, device: torch.device, l1_weight: float = 0.0) -> None:
         self.model = vae.to(device)
-        self.beta, self.device = beta, device
+        self.beta, self.l1_weight, self.device = beta, l1_weight, device
 
-    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
-        damaged, clean = (part.to(self.device, non_blocking=True) for part in batch)
-        reconstruction, mean, log_var = self.model(damaged)
-        return vae_loss(reconstruction, clean, mean, log_var, self.beta)
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        damaged, clean, kept = (part.to(self.device, non_blocking=True) for part in batch)
+        reconstruction, mean, log_var = self.model(damaged, kept)
+        return vae_loss(reconstruction, clean, mean, log_var, self.beta, self.l1_weight)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -122,8 +132,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def step_batches(images: np.ndarray, config: VAETrainingConfig, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(damaged, clean) batches (B, 1, S, S) for steps ``start``, ``start + 1``...: step k draws from rng([seed, k])."""
+def step_batches(images: np.ndarray, config: VAETrainingConfig, start: int
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(damaged, clean, kept) batches (B, 1, S, S) for steps ``start``, ``start + 1``...: step k
+    draws from rng([seed, k]); ``kept`` is 1.0 where a pixel survived the damage."""
     step = start
     while True:
         rng = np.random.default_rng([config.seed, step])
@@ -131,8 +143,9 @@ def step_batches(images: np.ndarray, config: VAETrainingConfig, start: int) -> I
         clean = images[chosen]
         if config.augment:
             clean = _jitter_geometry(clean, rng)
-        damaged = np.stack([corrupt(image, config.corruption, rng)[0] for image in clean])
-        yield torch.from_numpy(damaged)[:, None], torch.from_numpy(np.ascontiguousarray(clean))[:, None]
+        damaged, kept = (np.stack(parts) for parts in zip(*(corrupt(image, config.corruption, rng) for image in clean)))
+        yield (torch.from_numpy(damaged)[:, None], torch.from_numpy(np.ascontiguousarray(clean))[:, None],
+               torch.from_numpy(kept.astype(np.float32))[:, None])
         step += 1
 
 
@@ -175,8 +188,10 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
     steps_per_epoch = max(1, len(images) // config.batch_size)
     total = config.epochs * steps_per_epoch
     torch.manual_seed(config.seed)
-    task = VAETask(build_vae(config.model, backbone_weights, pretrained), config.beta, resolve_device(config.device))
-    trainer = Trainer(task, {"main": _optimizer(task.model, config)},
+    task = VAETask(build_vae(config.model, backbone_weights, pretrained), config.beta, resolve_device(config.device),
+                   config.l1_weight)
+    optimizer = _optimizer(task.model, config)
+    trainer = Trainer(task, {"main": optimizer},
                       TrainerConfig(steps=total, log_every=config.log_every,
                                     checkpoint_every=config.checkpoint_every * steps_per_epoch, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
@@ -188,7 +203,10 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
     stops = sorted({min(stop, total) for stop in range(every, total + every, every)})
     for stop in [stop for stop in stops if stop > done]:
         trainer.config = replace(trainer.config, steps=stop)
-        history = trainer.fit(step_batches(images, config, trainer.step), resume=False)
+        batches = step_batches(images, config, trainer.step)
+        if config.cosine_decay:
+            batches = CosineDecay(batches, optimizer, [config.backbone_lr, config.lr], trainer.step, total)
+        history = trainer.fit(batches, resume=False)
         losses["step"] += history.steps
         for key, values in history.values.items():
             losses.setdefault(key, []).extend(values)
@@ -222,12 +240,18 @@ def _checked(images: np.ndarray, size: int, what: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def reconstruct(vae: VariationalAutoencoder, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """(N, S, S) -> (N, S, S) reconstructions from the latent mean, in eval mode (mode restored after)."""
+def reconstruct(vae: VariationalAutoencoder, images: np.ndarray, kept: np.ndarray | None = None,
+                batch_size: int = 32) -> np.ndarray:
+    """(N, S, S) -> (N, S, S) reconstructions from the latent mean, in eval mode (mode restored
+    after); ``kept`` (N, S, S) bool marks the intact pixels for models with a mask channel."""
     was_training = vae.training
     vae.eval()
     device = next(vae.parameters()).device
-    parts = [vae(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))[:, None].to(device))[0]
+
+    def planes(array: np.ndarray, start: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array[start:start + batch_size], np.float32))[:, None].to(device)
+
+    parts = [vae(planes(images, start), planes(kept, start) if kept is not None else None)[0]
              for start in range(0, len(images), batch_size)]
     vae.train(was_training)
     return torch.cat(parts)[:, 0].cpu().numpy()
@@ -237,7 +261,7 @@ def evaluate(vae: VariationalAutoencoder, images: np.ndarray, *, keep: float = E
     """Mean SSIM / PSNR of ``images`` restored after keeping only ``keep`` of their pixels, raw
     and with the surviving pixels pasted back ("inpainted"), and of their damaged versions."""
     damaged, kept = drop_pixels_each(images, keep, seed)
-    restored = reconstruct(vae, damaged)
+    restored = reconstruct(vae, damaged, kept)
     results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored)}
     return {"keep": keep, **restoration_scores(images, results)}
 
@@ -255,38 +279,41 @@ def metrics_history(run_dir: str | Path) -> list[dict[str, float]]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def _preview_set(images: np.ndarray, count: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """The same ``count`` slices, evenly spaced, and their fixed damage (40% of pixels kept)."""
+def _preview_set(images: np.ndarray, count: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same ``count`` slices, evenly spaced, their fixed damage (40% of pixels kept) and its mask."""
     picked = images[np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)]
     rng = np.random.default_rng(1234)
-    return picked, np.stack([drop_pixels(image, EVAL_KEEP, rng)[0] for image in picked])
+    damaged, kept = zip(*(drop_pixels(image, EVAL_KEEP, rng) for image in picked))
+    return picked, np.stack(damaged), np.stack(kept)
 
 
-def _save_preview(vae: VariationalAutoencoder, preview: tuple[np.ndarray, np.ndarray], path: Path) -> None:
+def _save_preview(vae: VariationalAutoencoder, preview: tuple[np.ndarray, np.ndarray, np.ndarray], path: Path) -> None:
     from slimvision.inference.vae import comparison_grid
     from slimvision.io.images import save_image
 
-    clean, damaged = preview
-    save_image(comparison_grid([clean, damaged, reconstruct(vae, damaged), reconstruct(vae, clean)]), path,
+    clean, damaged, kept = preview
+    save_image(comparison_grid([clean, damaged, reconstruct(vae, damaged, kept), reconstruct(vae, clean)]), path,
                overwrite=True)
 
 
 class _Autoencode(torch.nn.Module):
-    """Export view of a U-Net VAE: image -> (reconstruction from the latent mean, mean, log_var)."""
+    """Export view of a U-Net VAE: image [, known] -> (reconstruction from the latent mean, mean, log_var)."""
 
     def __init__(self, vae: VariationalAutoencoder) -> None:
         super().__init__()
         self.vae = vae
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.vae(image)
+    def forward(self, image: torch.Tensor, known: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.vae(image, known)
 
 
 class _Encode(_Autoencode):
-    """Export view: image -> (mean, log_var)."""
+    """Export view: image [, known] -> (mean, log_var)."""
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return self.vae.encode(image)
+    def forward(self, image: torch.Tensor, known: torch.Tensor | None = None  # type: ignore[override]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vae.encode(image, known)
 
 
 class _Decode(_Autoencode):
@@ -303,7 +330,8 @@ def export_vae(vae: VariationalAutoencoder, folder: str | Path, *, intensity: In
     A VAE without U-Net skips gets ``encoder.onnx`` (image -> mean, log_var) and ``decoder.onnx``
     (latent -> image), which restore, sample and interpolate between them; a U-Net VAE gets one
     ``autoencoder.onnx`` (image -> reconstruction, mean, log_var), since its decoder needs the
-    encoder's maps. Each graph is checked against torch at two batch sizes (the max abs diff
+    encoder's maps. A model with a mask channel takes a second input, ``known`` (N, 1, S, S),
+    1 where a pixel is intact. Each graph is checked against torch at two batch sizes (the max abs diff
     per graph is returned); ``vae.json`` carries the model config, the intensity rule and the
     preprocessing.
     """
@@ -315,12 +343,15 @@ def export_vae(vae: VariationalAutoencoder, folder: str | Path, *, intensity: In
     vae = vae.cpu().eval()
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(2, config.in_channels, config.image_size, config.image_size, generator=generator)
+    inputs = {"image": image}
+    if config.mask_channel:
+        inputs["known"] = (torch.rand(2, 1, config.image_size, config.image_size, generator=generator) < 0.5).float()
     latent = torch.randn(2, config.latent_dim, generator=generator)
     batch = {0: "batch"}
     graphs: list[tuple[str, torch.nn.Module, dict[str, torch.Tensor], tuple[str, ...]]] = (
-        [("autoencoder", _Autoencode(vae), {"image": image}, ("reconstruction", "mean", "log_var"))]
+        [("autoencoder", _Autoencode(vae), inputs, ("reconstruction", "mean", "log_var"))]
         if config.skip_connections else
-        [("encoder", _Encode(vae), {"image": image}, ("mean", "log_var")),
+        [("encoder", _Encode(vae), inputs, ("mean", "log_var")),
          ("decoder", _Decode(vae), {"latent": latent}, ("image",))])
     drift = {}
     for name, module, example, outputs in graphs:

@@ -33,9 +33,13 @@ class VAEConfig(BaseConfig):
         reduce_channels: channels of the stride-32 map that the dense layers see; keeps them
             small (at 224 px, 7 x 7 x 32 = 1568 inputs instead of 7 x 7 x 320).
         skip_connections: U-Net skips: the decoder also sees the encoder's feature map at each
-            size (and the input image at full size). Restores detail for denoising and
-            inpainting, but then the decoder needs an image, so such a model cannot sample
-            new images from the prior.
+            size (and features of the input, from three convolutions, at full size). Restores
+            detail for denoising and inpainting, but then the decoder needs an image, so such a
+            model cannot sample new images from the prior.
+        mask_channel: the network also sees which pixels are intact (a second input plane, 1 where
+            a pixel is known). Without it a removed pixel (0) looks like black background, which
+            MRI and CT slices are full of; with it the model knows exactly what to fill in.
+            Plain denoising passes an all-ones mask.
     """
 
     image_size: int = 224
@@ -45,6 +49,7 @@ class VAEConfig(BaseConfig):
     latent_dim: int = 512
     reduce_channels: int = 32
     skip_connections: bool = False
+    mask_channel: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -60,6 +65,11 @@ class VAEConfig(BaseConfig):
     def bottleneck_side(self) -> int:
         """Side of the encoder's last feature map (image_size / 32)."""
         return self.image_size // BACKBONE_STRIDE
+
+    @property
+    def network_channels(self) -> int:
+        """Planes the network reads: the image's, plus the intact-pixel mask if ``mask_channel``."""
+        return self.in_channels + int(self.mask_channel)
 
     @property
     def original_dim(self) -> int:
