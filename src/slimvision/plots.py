@@ -89,7 +89,7 @@ def plot_vae_training(losses: dict[str, list[float]], path: str | Path, *, overw
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2 if metrics else 1, figsize=(9 if metrics else 4.8, 3.2), squeeze=False)
     left = axes[0, 0]
-    for key, label in (("reconstruction", "original_dim x MSE"), ("kld", "KLD"), ("loss", "loss")):
+    for key, label in (("reconstruction", "reconstruction (original_dim x error)"), ("kld", "KLD"), ("loss", "loss")):
         if key in losses:
             left.plot(losses["step"], losses[key], label=label)
     left.set(xlabel="step", ylabel="per image", yscale="log", title="training loss")
