@@ -56,7 +56,7 @@ gan-digits: $(VENV)/.dev
 # src/slimvision/weights/. About 45 minutes on 2 cores; --device cuda on a GPU.
 vae-demo: $(VENV)/.dev
 	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128-unet --image-size 128 --skip-connections \
-	    --mask-channel --l1 1 --keep 0.3,0.7 --epochs 60 --sample-every 10
+	    --mask-channel --l1 1 --keep 0.3,0.7 --intact 0.15 --epochs 60 --sample-every 10
 	$(BIN)/slimvision vae export runs/vae-mni128-unet --int8-weights --overwrite -o src/slimvision/weights/vae-mni128-unet
 	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128 --image-size 128 --epochs 40 --sample-every 10
 	$(BIN)/slimvision vae export runs/vae-mni128 --int8-weights --overwrite -o src/slimvision/weights/vae-mni128

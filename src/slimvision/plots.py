@@ -98,10 +98,12 @@ def plot_vae_training(losses: dict[str, list[float]], path: str | Path, *, overw
     if metrics:
         right = axes[0, 1]
         epochs = [row["epoch"] for row in metrics]
-        for key, label in (("inpainted_ssim", "VAE, kept pixels pasted back"), ("restored_ssim", "VAE output"),
-                           ("damaged_ssim", "damaged input")):
-            right.plot(epochs, [row[key] for row in metrics], marker="o", label=label)
-        right.set(xlabel="epoch", ylabel="SSIM", title="held-out slices, 60% of pixels removed", ylim=(0, 1))
+        for key, label in (("inpainted_ssim", "60% removed: VAE, kept pixels pasted back"),
+                           ("restored_ssim", "60% removed: VAE output"), ("damaged_ssim", "60% removed: input"),
+                           ("reconstructed_ssim", "undamaged slice through the VAE")):
+            if all(key in row for row in metrics):
+                right.plot(epochs, [row[key] for row in metrics], marker="o", label=label)
+        right.set(xlabel="epoch", ylabel="SSIM", title="held-out slices", ylim=(0, 1))
         right.legend()
         right.grid(alpha=0.3)
     figure.tight_layout()

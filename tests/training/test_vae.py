@@ -56,6 +56,12 @@ def test_corruptions_keep_the_asked_fraction_and_report_what_survived():
     assert np.array_equal(first[1], second[1])
     with pytest.raises(ConfigError):
         Corruption(keep_min=0.8, keep_max=0.5)
+    always_intact = Corruption(keep_min=0.3, keep_max=0.5, noise_max=0.0, intact_probability=1.0)
+    damaged, kept = corrupt(image, always_intact, np.random.default_rng(0))
+    assert kept.all() and np.array_equal(damaged, image)
+    draws = [corrupt(image, Corruption(keep_min=0.3, keep_max=0.5, intact_probability=0.5), np.random.default_rng(i))[1]
+             for i in range(40)]
+    assert 5 < sum(mask.all() for mask in draws) < 35
 
 
 def test_batches_depend_on_the_step_only():
@@ -92,6 +98,7 @@ def test_one_step_changes_the_weights_and_a_resumed_run_matches_an_uninterrupted
 
     rows = json.loads((tmp_path / "split" / "metrics.json").read_text())
     assert [row["epoch"] for row in rows] == [1, 2] and rows[0]["keep"] == 0.4
+    assert {"inpainted_ssim", "restored_psnr", "damaged_ssim", "reconstructed_ssim"} <= set(rows[1])
 
 
 def test_resuming_with_other_settings_or_bad_images_is_refused(tmp_path):

@@ -55,6 +55,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                        help="each training image keeps a fraction of its pixels drawn from MIN..MAX (default 0.3,1; "
                             "1,1 trains a plain VAE)")
     train.add_argument("--noise", type=float, default=0.05, help="largest Gaussian noise std (default 0.05)")
+    train.add_argument("--intact", type=float, default=0.0, metavar="P",
+                       help="chance that a training image loses no pixels, only gets noise (default 0); "
+                            "keeps plain denoising working when --keep stops well below 1")
     train.add_argument("--blocks", type=float, default=0.3,
                        help="chance of 1-3 rectangular holes per training image (default 0.3)")
     train.add_argument("--no-augment", action="store_true", help="no random flips, rotations and scales")
@@ -177,7 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
                         skip_connections=args.skip_connections, mask_channel=args.mask_channel),
         intensity=intensity,
         corruption=Corruption(keep_min=args.keep[0], keep_max=args.keep[1], noise_max=args.noise,
-                              block_probability=args.blocks),
+                              block_probability=args.blocks, intact_probability=args.intact),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
         cosine_decay=not args.constant_lr, beta=args.beta, l1_weight=args.l1,
         augment=not args.no_augment, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,

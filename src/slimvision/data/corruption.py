@@ -32,6 +32,9 @@ class Corruption(BaseConfig):
         noise_max: each image gets Gaussian noise with a standard deviation drawn from [0, noise_max].
         block_probability: chance that an image also loses one to three rectangles.
         block_max_side: the largest rectangle side, as a fraction of the image side.
+        intact_probability: chance that an image loses no pixels at all (it still gets noise).
+            A model trained only on heavy dropout (say ``keep_max`` 0.7) never sees a whole
+            image, and then fails at plain denoising, where every pixel is present.
     """
 
     keep_min: float = 0.3
@@ -39,12 +42,13 @@ class Corruption(BaseConfig):
     noise_max: float = 0.05
     block_probability: float = 0.3
     block_max_side: float = 0.3
+    intact_probability: float = 0.0
 
     def validate(self) -> None:
         super().validate()
         if not 0 < self.keep_min <= self.keep_max <= 1:
             raise ConfigError(f"Corruption needs 0 < keep_min <= keep_max <= 1, got {self.keep_min} and {self.keep_max}")
-        for name in ("noise_max", "block_probability", "block_max_side"):
+        for name in ("noise_max", "block_probability", "block_max_side", "intact_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"Corruption.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -90,8 +94,9 @@ def corrupt(image: np.ndarray, config: Corruption, rng: np.random.Generator) -> 
     if noise > 0:
         damaged = add_noise(damaged, noise, rng)
     keep = rng.uniform(config.keep_min, config.keep_max)
-    kept = rng.random(image.shape[:2]) < keep if keep < 1 else np.ones(image.shape[:2], bool)
-    if config.block_probability > 0 and rng.random() < config.block_probability:
+    intact = config.intact_probability > 0 and rng.random() < config.intact_probability
+    kept = rng.random(image.shape[:2]) < keep if keep < 1 and not intact else np.ones(image.shape[:2], bool)
+    if not intact and config.block_probability > 0 and rng.random() < config.block_probability:
         kept &= block_mask(image.shape[:2], int(rng.integers(1, 4)), config.block_max_side, rng)
     return np.where(kept, damaged, 0.0).astype(np.float32), kept
 

@@ -259,10 +259,12 @@ def reconstruct(vae: VariationalAutoencoder, images: np.ndarray, kept: np.ndarra
 
 def evaluate(vae: VariationalAutoencoder, images: np.ndarray, *, keep: float = EVAL_KEEP, seed: int = 0) -> dict[str, float]:
     """Mean SSIM / PSNR of ``images`` restored after keeping only ``keep`` of their pixels, raw
-    and with the surviving pixels pasted back ("inpainted"), and of their damaged versions."""
+    and with the surviving pixels pasted back ("inpainted"), of their damaged versions, and of
+    the undamaged images passed through the model ("reconstructed")."""
     damaged, kept = drop_pixels_each(images, keep, seed)
     restored = reconstruct(vae, damaged, kept)
-    results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored)}
+    results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored),
+               "reconstructed": reconstruct(vae, images)}
     return {"keep": keep, **restoration_scores(images, results)}
 
 
