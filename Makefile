@@ -53,7 +53,7 @@ gan-digits: $(VENV)/.dev
 
 # Retrain the two demo VAEs on the MNI152 template that nilearn ships (128 px; the denoiser with
 # U-Net skips, then the plain generative VAE) and export them with int8 weight storage into
-# src/slimvision/weights/. About 45 minutes on 2 cores; --device cuda on a GPU.
+# src/slimvision/weights/. About 35 minutes on 2 cores; --device cuda on a GPU.
 vae-demo: $(VENV)/.dev
 	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128-unet --image-size 128 --skip-connections \
 	    --mask-channel --l1 1 --keep 0.3,0.7 --intact 0.15 --epochs 60 --sample-every 10
