@@ -89,7 +89,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     denoise.add_argument("--mask", type=Path, default=None,
                          help="image of the input's size: white (non-zero) marks pixels to fill in")
     denoise.add_argument("--zeros-missing", action="store_true",
-                         help="treat pixels that are exactly 0 inside the body as missing (dropout damage)")
+                         help="treat pixels that are exactly 0 inside the body as missing (dropout damage); "
+                              "black background outside it stays as it is")
     _intensity_arguments(denoise)
     denoise.add_argument("--overwrite", action="store_true")
     denoise.set_defaults(run=run_denoise)
@@ -266,7 +267,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from slimvision.errors import InputError, SlimvisionError
-    from slimvision.inference.vae import to_uint8
+    from slimvision.inference.vae import kept_from_zeros, to_uint8
     from slimvision.io.images import load_image, save_images, to_gray
     from slimvision.io.medical import read_medical
 
@@ -286,7 +287,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     filled = 0
     restored = []
     for piece in slices:
-        kept = mask == 0 if mask is not None else (piece.pixels > 0 if args.zeros_missing else None)
+        kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored.append(to_uint8(vae.restore_slice(piece.pixels, kept=kept)))
     save_images(restored, targets, overwrite=args.overwrite, protected=[args.input])
@@ -371,7 +372,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
     from slimvision.errors import SlimvisionError
     from slimvision.inference.gan import tile
-    from slimvision.inference.vae import to_uint8
+    from slimvision.inference.vae import kept_from_zeros, to_uint8
     from slimvision.io.images import save_image
 
     if args.count < 1 or args.columns < 1:

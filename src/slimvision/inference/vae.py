@@ -162,6 +162,37 @@ class MedicalVAE:
         return images
 
 
+def kept_from_zeros(pixels: np.ndarray, margin: int = 3) -> np.ndarray:
+    """The intact-pixel mask of a slice whose removed pixels were set to 0: zeros inside the body
+    are missing, zeros outside it are background and count as intact.
+
+    The body is where a pixel lies between non-zero pixels both along its row and along its
+    column (a cheap hull that holds for heads and trunks), grown by ``margin`` pixels so that
+    removed pixels on its rim count as missing too. Marking all the background as missing
+    would make the network paint it grey; missing the rim would keep holes black.
+    """
+    pixels = np.asarray(pixels)
+    nonzero = pixels > 0
+    body = _between_first_and_last(nonzero, axis=1) & _between_first_and_last(nonzero, axis=0)
+    return nonzero | ~_grow(body, margin)
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` dilated by a (2 * steps + 1)-pixel square."""
+    for _ in range(steps):
+        padded = np.pad(mask, 1)
+        mask = np.logical_or.reduce([padded[1 + dy:padded.shape[0] - 1 + dy, 1 + dx:padded.shape[1] - 1 + dx]
+                                     for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    return mask
+
+
+def _between_first_and_last(mask: np.ndarray, axis: int) -> np.ndarray:
+    """True from the first to the last True of each line along ``axis`` (all False on empty lines)."""
+    before = np.cumsum(mask, axis=axis) > 0
+    after = np.flip(np.cumsum(np.flip(mask, axis=axis), axis=axis) > 0, axis=axis)
+    return before & after
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Values in [0, 1] -> uint8, rounded."""
     return np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
