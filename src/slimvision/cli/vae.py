@@ -372,7 +372,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
     from slimvision.errors import SlimvisionError
     from slimvision.inference.gan import tile
-    from slimvision.inference.vae import kept_from_zeros, to_uint8
+    from slimvision.inference.vae import to_uint8
     from slimvision.io.images import save_image
 
     if args.count < 1 or args.columns < 1:
