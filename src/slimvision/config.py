@@ -57,6 +57,14 @@ class BaseConfig:
             if not value > 0:
                 raise ConfigError(f"{type(self).__name__}.{name} must be > 0, got {value}")
 
+    def require_range(self, name: str, low: float, high: float, meaning: str = "") -> None:
+        """Range check for subclasses' ``validate``: the named field must lie in [low, high];
+        ``meaning`` explains the scale in the error."""
+        value = getattr(self, name)
+        if not low <= value <= high:
+            note = f" ({meaning})" if meaning else ""
+            raise ConfigError(f"{type(self).__name__}.{name} must be in [{low}, {high}]{note}, got {value}")
+
     def require_one_of(self, name: str, options: tuple[Any, ...]) -> None:
         """Choice check for subclasses' ``validate``: the named field must be one of ``options``."""
         value = getattr(self, name)

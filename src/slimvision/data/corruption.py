@@ -49,8 +49,7 @@ class Corruption(BaseConfig):
         if not 0 < self.keep_min <= self.keep_max <= 1:
             raise ConfigError(f"Corruption needs 0 < keep_min <= keep_max <= 1, got {self.keep_min} and {self.keep_max}")
         for name in ("noise_max", "block_probability", "block_max_side", "intact_probability"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"Corruption.{name} must be in [0, 1], got {getattr(self, name)}")
+            self.require_range(name, 0, 1)
 
     @classmethod
     def none(cls) -> Corruption:

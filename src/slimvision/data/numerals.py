@@ -47,7 +47,6 @@ from slimvision.config import BaseConfig
 from slimvision.data.glyphs import GLYPH_SIZE, glyph_vector
 from slimvision.data.ink import Box, binarize, connected_components, main_glyph
 from slimvision.data.roman import SYMBOLS, to_roman
-from slimvision.errors import ConfigError
 from slimvision.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -240,23 +239,16 @@ class NoiseConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        self._require_range("level", 0.0, 4.0, "0 = clean print, 1 = the default wear")
-        self._require_range("rotation_degrees", 0.0, 45.0)
-        self._require_range("blur_sigma", 0.0, 5.0)
-        self._require_range("ink_noise", 0.0, 0.2)
-        self._require_range("stroke_weight", 0.0, 1.0)
-        self._require_range("stain_probability", 0.0, 1.0)
-        self._require_range("stain_size", 0.0, 5.0)
-        self._require_range("jpeg_quality_min", 1, 95)
-        self._require_range("paper_grey", 0.0, 100.0)
-        self._require_range("scale", 0.0, 0.5)
-
-    def _require_range(self, name: str, low: float, high: float, meaning: str = "") -> None:
-        value = getattr(self, name)
-        if not low <= value <= high:
-            note = f" ({meaning})" if meaning else ""
-            raise ConfigError(f"{type(self).__name__}.{name} must be in [{low}, {high}]{note}, got {value}")
-
+        self.require_range("level", 0.0, 4.0, "0 = clean print, 1 = the default wear")
+        self.require_range("rotation_degrees", 0.0, 45.0)
+        self.require_range("blur_sigma", 0.0, 5.0)
+        self.require_range("ink_noise", 0.0, 0.2)
+        self.require_range("stroke_weight", 0.0, 1.0)
+        self.require_range("stain_probability", 0.0, 1.0)
+        self.require_range("stain_size", 0.0, 5.0)
+        self.require_range("jpeg_quality_min", 1, 95)
+        self.require_range("paper_grey", 0.0, 100.0)
+        self.require_range("scale", 0.0, 0.5)
 
 # --------------------------------------------------------------------------- rendering
 def render_text(text: str, font: FontFace, *, cap_height: float, rng: np.random.Generator,

@@ -86,8 +86,7 @@ class TransformerDistillConfig(BaseConfig):
         if self.crop_size < 32 or self.crop_size % 4:
             raise ConfigError(f"TransformerDistillConfig.crop_size must be a multiple of 4 and >= 32, "
                               f"got {self.crop_size}")
-        if not 0.0 <= self.blend_fraction <= 1.0:
-            raise ConfigError(f"TransformerDistillConfig.blend_fraction must be in [0, 1], got {self.blend_fraction}")
+        self.require_range("blend_fraction", 0, 1)
         self.student_config()  # checks the separable parts and the padding
 
     def student_config(self) -> Any:
