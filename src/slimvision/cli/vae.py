@@ -368,17 +368,14 @@ def run_augment(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from slimvision.errors import SlimvisionError
-    from slimvision.inference.gan import tile
-    from slimvision.inference.vae import to_uint8
+    from slimvision.inference.vae import grey_grid
     from slimvision.io.images import save_image
 
     if args.count < 1 or args.columns < 1:
         raise SlimvisionError("--count and --columns must be at least 1")
     vae = _model(args.model, generative=True)
-    images = to_uint8(vae.sample(args.count, seed=args.seed, temperature=args.temperature))
-    save_image(tile(np.repeat(images[..., None], 3, axis=3), args.columns), args.output, overwrite=args.overwrite)
+    images = vae.sample(args.count, seed=args.seed, temperature=args.temperature)
+    save_image(grey_grid(images, args.columns), args.output, overwrite=args.overwrite)
     print(f"{args.count} samples in {args.output}")
     return 0

@@ -150,8 +150,12 @@ class MedicalVAE:
 
     def interpolate(self, first: np.ndarray, second: np.ndarray, steps: int) -> np.ndarray:
         """``steps`` images decoded along the straight line between two images' latent means."""
+        return self.mix(first, second, np.linspace(0.0, 1.0, steps))
+
+    def mix(self, first: np.ndarray, second: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """One image per weight w, decoded from (1 - w) x first's latent mean + w x second's."""
         means, _ = self.encode(np.stack([first, second]))
-        weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        weights = np.asarray(weights, np.float32).reshape(-1, 1)
         return self.decode((1 - weights) * means[0] + weights * means[1])
 
     def _check(self, images: np.ndarray) -> np.ndarray:
@@ -198,11 +202,14 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def grey_grid(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
+    """(N, S, S) images in [0, 1] as one RGB uint8 grid, ``columns`` wide."""
+    return tile(np.repeat(to_uint8(images)[..., None], 3, axis=3), columns, gap)
+
+
 def comparison_grid(rows: list[np.ndarray], gap: int = 2) -> np.ndarray:
     """Rows of (N, S, S) images in [0, 1] (e.g. clean / damaged / restored) as one RGB uint8 grid."""
-    columns = len(rows[0])
-    stacked = to_uint8(np.concatenate(rows))
-    return tile(np.repeat(stacked[..., None], 3, axis=3), columns, gap)
+    return grey_grid(np.concatenate(rows), len(rows[0]), gap)
 
 
 AUGMENT_FORMAT = "slimvision-vae-augment-v1"
@@ -250,9 +257,8 @@ def render_entry(vae: MedicalVAE, entry: dict[str, Any], images: dict[str, np.nd
     if operation == "vary":
         return vae.vary(images[entry["sources"][0]][None], scale=float(entry["scale"]), seed=seed)[0]
     if operation == "interpolate":
-        means, _ = vae.encode(np.stack([images[name] for name in entry["sources"]]))
-        weight = float(entry["weight"])
-        return vae.decode(((1 - weight) * means[0] + weight * means[1])[None])[0]
+        first, second = (images[name] for name in entry["sources"])
+        return vae.mix(first, second, [float(entry["weight"])])[0]
     if operation == "prior":
         return vae.sample(1, seed=seed, temperature=float(entry["temperature"]))[0]
     raise InputError(entry["file"], f"unknown operation {operation!r} (known: {', '.join(OPERATIONS)})")

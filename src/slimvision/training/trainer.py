@@ -206,10 +206,6 @@ class CosineDecay:
         """The fraction of the base rate used at ``step``: 1 at the start, 0 at ``total``."""
         return 0.5 * (1.0 + math.cos(math.pi * min(step / self.total, 1.0)))
 
-    def rate(self, step: int) -> float:
-        """The first group's rate at ``step``."""
-        return self.base_rates[0] * self.factor(step)
-
     def __iter__(self) -> Iterator[Any]:
         for batch in self.batches:
             for group, base in zip(self.optimizer.param_groups, self.base_rates):

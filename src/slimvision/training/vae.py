@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from slimvision.bench.vae import damage_scores
 from slimvision.config import BaseConfig
-from slimvision.data.corruption import Corruption, corrupt, drop_pixels, drop_pixels_each
+from slimvision.data.corruption import Corruption, corrupt, drop_pixels
 from slimvision.errors import ConfigError, InputError
 from slimvision.io.atomic import write_text_atomic
 from slimvision.io.medical import Intensity
@@ -85,9 +86,7 @@ class VAETrainingConfig(BaseConfig):
         super().validate()
         self.require_at_least(1, "epochs", "batch_size", "checkpoint_every", "sample_every", "log_every")
         self.require_positive("lr", "backbone_lr")
-        for name in ("beta", "l1_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"VAETrainingConfig.{name} must be >= 0, got {getattr(self, name)}")
+        self.require_at_least(0, "beta", "l1_weight")
 
 
 def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
@@ -261,11 +260,8 @@ def evaluate(vae: VariationalAutoencoder, images: np.ndarray, *, keep: float = E
     """Mean SSIM / PSNR of ``images`` restored after keeping only ``keep`` of their pixels, raw
     and with the surviving pixels pasted back ("inpainted"), of their damaged versions, and of
     the undamaged images passed through the model ("reconstructed")."""
-    damaged, kept = drop_pixels_each(images, keep, seed)
-    restored = reconstruct(vae, damaged, kept)
-    results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored),
-               "reconstructed": reconstruct(vae, images)}
-    return {"keep": keep, **restoration_scores(images, results)}
+    damaged = damage_scores(images, lambda damaged, kept: reconstruct(vae, damaged, kept), keep=keep, seed=seed)
+    return {**damaged, **restoration_scores(images, {"reconstructed": reconstruct(vae, images)})}
 
 
 def _record_metrics(run_dir: Path, epoch: int, step: int, scores: dict[str, float]) -> None:
