@@ -7,10 +7,12 @@ here), interleaved, and the medians and ratios are printed. This is how the edge
 docs/compress.md were chosen.
 
     python benchmarks/transformer_arch.py                        # the candidates in docs/compress.md
-    python benchmarks/transformer_arch.py 3-3 5-7x --size 1024 --repeats 15
+    python benchmarks/transformer_arch.py 3-3 p5-5 p3-3/residual --size 1024 --repeats 15
 
-A spec is FIRST-LAST edge kernels. An ``x`` after a kernel makes that conv depthwise-separable.
-The inner convs are always separable, with zero padding, as the distillation recipe builds them.
+A spec is ``[p]FIRST-LAST[/PARTS][:BLOCKS]`` (see :func:`student_config`): edge kernels, ``x``
+for a separable edge, ``p`` for the phase-plane layout, the separable parts, the residual blocks. Padding is zeros,
+as the distillation recipe builds it. Before each timed run the script pauses 50 ms: ONNX
+Runtime's pool threads spin for a while after a run and would slow the next session's.
 """
 
 from __future__ import annotations
@@ -23,22 +25,33 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_SPECS = ("3-3", "3-9x", "5-7x", "3-9", "9x-9x")
+DEFAULT_SPECS = ("3-3", "5-7x", "p5-5", "p3-3", "p5-3", "p3-3/residual")
 
 
 def student_config(spec: str):
-    """'5-7x' -> a StyleTransformerConfig with a full 5x5 first conv and a separable 7x7 last one."""
-    from slimvision.models.style import StyleTransformerConfig
+    """A spec -> the StyleTransformerConfig the distillation recipe builds for it.
+
+    ``FIRST-LAST``: edge kernels; an ``x`` after one makes that conv separable too. A leading
+    ``p``: the phase-plane layout (``--space-to-depth 2``: every conv at half resolution or
+    below; kernels are then half-resolution ones, 5 holds the teacher's 9x9). ``/PARTS``: the
+    separable parts (default: contract,residual,expand; none with ``p``). ``:N``: N residual
+    blocks (default 5).
+    """
+    from slimvision.training.style_transformer import TransformerDistillConfig
 
     try:
-        first, last = spec.split("-")
+        spec_blocks, _, blocks_text = spec.partition(":")
+        blocks = int(blocks_text or 5)
+        body, _, parts = spec_blocks.partition("/")
+        phases = body.startswith("p")
+        first, last = body.lstrip("p").split("-")
         kernels = int(first.rstrip("x")), int(last.rstrip("x"))
     except ValueError:
-        raise SystemExit(f"error: bad spec {spec!r}: expected FIRST-LAST like 3-9x") from None
-    parts = ("contract", "residual", "expand") + (("first",) if first.endswith("x") else ()) + (
-        ("last",) if last.endswith("x") else ())
-    return StyleTransformerConfig(separable=parts, padding="zeros", contract_kernels=(kernels[0], 3, 3),
-                                  expand_kernels=(3, 3, kernels[1]))
+        raise SystemExit(f"error: bad spec {spec!r}: expected [p]FIRST-LAST[/PARTS][:BLOCKS] like 3-9x or p3-3:4") from None
+    separable = tuple(parts.split(",")) if parts else (() if phases else ("contract", "residual", "expand"))
+    separable += (("first",) if first.endswith("x") else ()) + (("last",) if last.endswith("x") else ())
+    return TransformerDistillConfig(separable=tuple(p for p in separable if p), edge_kernels=kernels,
+                                    space_to_depth=2 if phases else 1, residual_blocks=blocks).student_config()
 
 
 def export_random(spec: str, folder: Path) -> Path:
@@ -48,12 +61,13 @@ def export_random(spec: str, folder: Path) -> Path:
     from slimvision.models.style import NHWCStyleTransformer, StyleTransformer
 
     torch.manual_seed(0)
-    path = folder / f"{spec}.onnx"
+    config = student_config(spec)
+    path = folder / f"{spec.replace('/', '_')}.onnx"
     size = {1: "height", 2: "width"}
-    export_onnx(NHWCStyleTransformer(StyleTransformer(student_config(spec))), path,
+    export_onnx(NHWCStyleTransformer(StyleTransformer(config)), path,
                 {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
                 output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
-                preprocessing={"content_image": ImageInput(layout="NHWC")})
+                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=config.size_multiple)})
     return path
 
 
@@ -83,6 +97,7 @@ def main() -> None:
         for _ in range(args.repeats + 1):  # the first round warms up and is dropped
             for name, session in sessions.items():
                 feeds = dict(zip((i.name for i in session.get_inputs()), (content, style)))
+                time.sleep(0.05)  # let the previous session's spinning pool threads go idle
                 start = time.perf_counter()
                 session.run(None, feeds)
                 times[name].append(time.perf_counter() - start)

@@ -149,6 +149,16 @@ FAST_STYLE_PREDICTOR = PackagedFile(
 )
 
 
+FAST_STYLE_TRANSFORM = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/transform-phase.int8w.onnx",
+    sha256="dd138a5acad0e01c835e881deed09ff371033067a504f7525745784f9866d658",
+    licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
+)
+
+
 def samples_dir() -> Path:
     """The bundled sample images (content photos and style paintings); see samples/README.md."""
     import importlib.resources  # only the demo and tests look for the samples

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -135,3 +137,35 @@ def test_cached_teacher_needs_ids(tmp_path):
     task = VectorDistillTask(nn.Linear(1, 5), OnnxTeacher(path), TeacherCache(tmp_path / "c", "f" * 64))
     with pytest.raises(SlimvisionError, match="needs sample 'ids'"):
         task({"inputs": torch.rand(2, 3, 4, 4)})
+
+
+def test_structural_similarity_is_the_reported_ssim_and_trains():
+    from slimvision.compress.distill import structural_similarity
+    from slimvision.metrics import ssim
+
+    generator = torch.Generator().manual_seed(4)
+    a = torch.rand(1, 3, 20, 24, generator=generator, dtype=torch.float64)
+    b = (a + 0.1 * torch.randn(1, 3, 20, 24, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    expected = ssim(a[0].permute(1, 2, 0).numpy(), b[0].permute(1, 2, 0).numpy())
+    assert float(structural_similarity(a, b)) == pytest.approx(expected, abs=1e-9)
+    assert float(structural_similarity(a, a)) == pytest.approx(1.0)
+
+
+class _GainTeacher(nn.Module):
+    def forward(self, image, style):
+        return image * style[:, :, None, None]
+
+
+def test_a_torch_teacher_runs_online_and_an_ssim_term_is_reported():
+    torch.manual_seed(5)
+    task = ImageDistillTask(GainStudent(), _GainTeacher(), ssim_weight=0.5)
+    data = _image_batches(3, size=12, style=True)
+    for batch in data:
+        batch["style"] = batch["style"] / 2  # gains in [0, 1]: images stay in [0, 1]
+    start = task(data[0])
+    assert set(start) == {"loss", "l1", "ssim"} and float(start["ssim"]) < 1.0
+    history = Trainer(task, {"main": torch.optim.Adam(task.model.parameters(), lr=0.05)},
+                      TrainerConfig(steps=150, log_every=50, progress=False)).fit(data)
+    assert history.values["l1"][-1] < 0.2 * float(start["l1"]) and history.values["ssim"][-1] > 0.97
+    with pytest.raises(SlimvisionError, match="takes no TeacherCache"):
+        ImageDistillTask(GainStudent(), _GainTeacher(), TeacherCache(Path("unused"), "f" * 64))(data[0])

@@ -69,7 +69,8 @@ def test_tiny_model_exports_with_dynamic_sizes_and_a_sidecar(tmp_path):
     sidecar = load_sidecar(report.onnx_path)
     assert sidecar["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}]
     assert sidecar["preprocessing"]["image"] == {"layout": "NCHW", "size": "any", "value_range": [0.0, 1.0],
-                                                "channel_order": "RGB", "mean": None, "std": None}
+                                                "channel_order": "RGB", "mean": None, "std": None,
+                                                "size_multiple": 1}
     provenance = sidecar["provenance"]
     assert provenance["slimvision"] == slimvision.__version__ and provenance["torch"] == torch.__version__
     assert provenance["opset"] == 17 and provenance["source_weights"] is None
@@ -251,3 +252,15 @@ def test_fold_pads_merges_zero_spatial_pads_and_leaves_the_rest():
         fold_pads_into_convs(unchanged)
         assert "Pad" in [node.op_type for node in unchanged.graph.node]
         np.testing.assert_allclose(_run(unchanged, x), expected, atol=1e-6)
+
+
+def test_a_size_multiple_keeps_the_resized_check_on_sizes_the_model_takes(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(12, 12, 3, padding=1), nn.PixelShuffle(2))
+    report = export_onnx(model, tmp_path / "phases.onnx", {"image": torch.rand(1, 3, 16, 24)}, dynamic_axes=DYNAMIC,
+                         preprocessing={"image": ImageInput(layout="NCHW", size_multiple=2)})
+    resized = report.checks[2].shapes["image"]
+    assert resized[2] % 2 == 0 and resized[3] % 2 == 0 and resized[2:] != [16, 24]
+    assert load_sidecar(report.onnx_path)["preprocessing"]["image"]["size_multiple"] == 2
+    with pytest.raises(ConfigError, match="size_multiple"):
+        ImageInput(size_multiple=0)

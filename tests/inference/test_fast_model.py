@@ -1,11 +1,12 @@
-"""The shipped fast predictor student: loads from the package, lands in the teacher's style space."""
+"""The shipped fast students: the predictor lands in the teacher's style space, the transformer
+paints like the teacher's."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from slimvision.assets import FAST_STYLE_PREDICTOR, file_sha256, samples_dir
+from slimvision.assets import FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, file_sha256, samples_dir
 from slimvision.errors import SlimvisionError
 from slimvision.inference.style import StyleTransferPipeline, artifact_for
 
@@ -14,6 +15,28 @@ def test_the_student_ships_small_and_unchanged():
     path = FAST_STYLE_PREDICTOR.path()
     assert path.stat().st_size <= 800_000  # the issue's 0.8 MB budget
     assert file_sha256(path) == FAST_STYLE_PREDICTOR.sha256
+
+
+def test_the_transformer_student_ships_small_and_unchanged():
+    path = FAST_STYLE_TRANSFORM.path()
+    assert path.stat().st_size + FAST_STYLE_PREDICTOR.path().stat().st_size <= 1_500_000  # the bundle's budget
+    assert file_sha256(path) == FAST_STYLE_TRANSFORM.sha256
+
+
+def test_the_transformer_student_paints_like_the_teacher_whole_and_tiled():
+    from slimvision.data.style_images import load_rgb
+    from slimvision.metrics import ssim
+
+    teacher = StyleTransferPipeline(artifact_for("teacher", "fp32"))
+    fast = StyleTransferPipeline(artifact_for("fast", "fp32"))
+    content = load_rgb(samples_dir() / "content" / "chelsea_cat.jpg")[:200, :300].astype(np.float32) / 255
+    # The teacher's vector for both: this compares the transformers alone.
+    vector = teacher.predict_vector(load_rgb(samples_dir() / "styles" / "starry_night.jpg"))
+    expected = teacher.transform_array(content, vector)
+    whole = fast.transform_array(content, vector)
+    assert whole.shape == expected.shape and ssim(expected, whole) > 0.85  # both files held out of training
+    tiled = StyleTransferPipeline(artifact_for("fast", "fp32"), memory_budget_mb=3.0).transform_array(content, vector)
+    assert ssim(whole, tiled) > 0.97
 
 
 def test_student_vectors_follow_the_teacher_on_held_out_styles():
@@ -42,3 +65,4 @@ def test_models_command_lists_sizes_and_provenance(capsys):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "slimvision-fast-predictor-v1" in text and "predictor-mbv2-035.fp16w.onnx" in text and "MB" in text
+    assert "slimvision-fast-v2" in text and "transform-phase.int8w.onnx" in text

@@ -20,6 +20,7 @@ from slimvision.training.style_transformer import (  # noqa: E402
     TransformerDistillConfig,
     distill_transformer,
     warm_start,
+    warm_start_space_to_depth,
 )
 
 
@@ -84,7 +85,10 @@ def test_a_tiny_run_trains_resumes_exports_and_scores(tmp_path):
     assert report["config"]["separable"] == ["contract", "residual", "expand"]
 
 
-def test_exported_student_tiles_like_it_runs_whole(tmp_path):
+@pytest.mark.parametrize("config", [TransformerDistillConfig(),
+                                    TransformerDistillConfig(space_to_depth=2, separable=(), init="scratch")],
+                         ids=["separable", "phase-planes"])
+def test_exported_student_tiles_like_it_runs_whole(tmp_path, config):
     import onnx
 
     from slimvision.inference.graph import split_norm_statistics
@@ -93,7 +97,7 @@ def test_exported_student_tiles_like_it_runs_whole(tmp_path):
     from slimvision.training.style_transformer import export_for_pipeline
 
     torch.manual_seed(1)
-    student = StyleTransformer(TransformerDistillConfig().student_config()).eval()
+    student = StyleTransformer(config.student_config()).eval()
     paths = export_for_pipeline(student, tmp_path, None)
     model = onnx.load(str(paths["fp16_weights"]))
     assert not [node for node in model.graph.node if node.op_type == "Pad"]  # zero padding lives in the convs
@@ -111,6 +115,64 @@ def test_exported_student_tiles_like_it_runs_whole(tmp_path):
     assert ssim(whole, tiled) > 0.97
 
 
+def test_the_teacher_on_phase_planes_paints_like_the_teacher():
+    teacher = port_transformer()
+    exact = StyleTransformer(TransformerDistillConfig(space_to_depth=2, separable=(), edge_kernels=(5, 5))
+                             .student_config()).eval()
+    cropped = StyleTransformer(TransformerDistillConfig(space_to_depth=2, separable=(), edge_kernels=(3, 3))
+                               .student_config()).eval()
+    assert warm_start_space_to_depth(exact, teacher) == {"edge_energy_dropped": {}, "separable_rank1_error": {}}
+    dropped = warm_start_space_to_depth(cropped, teacher)["edge_energy_dropped"]
+    assert set(dropped) == {"first", "last"} and all(0.0 < share < 1.0 for share in dropped.values())
+    batch = next(_content_batches(64))
+    with torch.no_grad():
+        target = teacher(batch["inputs"], batch["style"])
+        outputs = {name: model(batch["inputs"], batch["style"]) for name, model in
+                   (("exact", exact), ("cropped", cropped),
+                    ("random", StyleTransformer(exact.config).eval()))}
+    # The contract part has no norms: there the rewrite is exact away from the border.
+    with torch.no_grad():
+        theirs, mine = batch["inputs"], torch.nn.functional.pixel_unshuffle(batch["inputs"], 2)
+        for layer in teacher.contract:
+            theirs = torch.relu(layer(theirs))
+        for layer in exact.contract:
+            mine = torch.relu(layer(mine))
+    assert float((mine - theirs)[..., 3:-3, 3:-3].abs().max()) < 1e-4
+    # After it, per-phase norm statistics and the zero-padded border set the two apart a little;
+    # cropping the edge kernels costs more; random weights are nowhere near.
+    inside = (slice(None), slice(None), slice(8, -8), slice(8, -8))
+    errors = {name: float((out - target)[inside].abs().mean()) for name, out in outputs.items()}
+    assert errors["exact"] < 0.6 * errors["cropped"] and errors["cropped"] < 0.8 * errors["random"]
+
+
+def test_an_online_phase_plane_run_on_a_time_budget(tmp_path):
+    config = TransformerDistillConfig(batch_size=2, samples=40, contents=8, style_bank=4, crop_size=32, eval_size=48,
+                                      checkpoint_every=50, log_every=5, space_to_depth=2, separable=("residual",),
+                                      online_teacher=True, workers=2, time_budget_s=0.5, ssim_weight=1.0,
+                                      feature_weight=0.0)
+    report = distill_transformer(config, tmp_path / "run", progress=False)
+    # The budget set the step count (the timed steps included) and the report records it.
+    assert report["steps_done"] == report["config"]["steps"] >= 60
+    assert report["teacher_cache"] == "online" and "ssim" in report["train_log"]
+    assert report["init"]["separable_rank1_error"] and set(report["init"]["edge_energy_dropped"]) == {"first", "last"}
+    (pool,) = (tmp_path / "run").glob("contents-*.npy")
+    assert np.load(pool, mmap_mode="r").shape == (8, 32, 32, 3)
+    assert not list((tmp_path / "run").glob("*.partial.npy"))
+    held = report["held_out"]
+    assert held["fp32"]["vs_fp32_teacher"]["ssim_mean"] == pytest.approx(held["torch"]["vs_fp32_teacher"]["ssim_mean"],
+                                                                         abs=1e-4)
+
+
+def test_pairs_beyond_the_contents_reuse_them_with_other_styles():
+    bank = np.eye(4, 100, dtype=np.float32)
+    contents = [(f"0-{i}", np.full((4, 4, 3), i, np.uint8)) for i in range(3)]
+    pairs = PairDataset(contents, bank, seed=1, blend_fraction=0.0, length=9)
+    assert len(pairs) == 9
+    ids = [pairs[i][0] for i in range(9)]
+    assert len(set(ids)) == 9 and ids[:3] == ["0-0", "0-1", "0-2"]  # each pair its own teacher image
+    assert np.array_equal(pairs[4][1], contents[1][1])
+
+
 def test_config_checks():
     with pytest.raises(ConfigError, match="edge_kernels must be two odd sizes"):
         TransformerDistillConfig(edge_kernels=(3, 4))
@@ -120,3 +182,13 @@ def test_config_checks():
         TransformerDistillConfig(teacher="bf16")
     student = TransformerDistillConfig(edge_kernels=(5, 9)).student_config()
     assert student.contract_kernels == (5, 3, 3) and student.expand_kernels == (3, 3, 9)
+    with pytest.raises(ConfigError, match="residual_width=32"):
+        TransformerDistillConfig(residual_width=48)
+    with pytest.raises(ConfigError, match="5 already holds"):
+        TransformerDistillConfig(space_to_depth=2, edge_kernels=(7, 3))
+    with pytest.raises(ConfigError, match="space_to_depth"):
+        TransformerDistillConfig(space_to_depth=4)
+    with pytest.raises(ConfigError, match="online_teacher"):
+        TransformerDistillConfig(online_teacher=True, teacher="int8")
+    phases = TransformerDistillConfig(space_to_depth=2, init="scratch", residual_width=48).student_config()
+    assert phases.contract_channels == (32, 16, 48) and phases.out_channels == 3 and phases.size_multiple == 4

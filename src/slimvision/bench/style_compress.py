@@ -34,6 +34,10 @@ PAPER_TABLE_1 = {"teacher": {"predictor_mb": 36.3, "predictor_ms": 4972, "total_
                  "student": {"predictor_mb": 9.6, "predictor_ms": 1013, "total_mb": 17.5}}
 
 
+#: The rows that run a teacher transform graph (the student's speed-up counts against the faster).
+TEACHER_ROWS = ("teacher int8 (as shipped)", "teacher fp32")
+
+
 @dataclass
 class Variant:
     name: str
@@ -54,33 +58,41 @@ def _session(model: bytes | str, threads: int | None) -> Any:
 def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[list[Variant], dict[str, bytes]]:
     """The rows of the table and the transform graphs they run, by key (the students share the
     teacher's fp32 one); quantized student variants are made in ``work``."""
-    from slimvision.assets import FAST_STYLE_PREDICTOR, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
+    from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, STYLE_TEACHER_PREDICTOR,
+                                   STYLE_TEACHER_TRANSFORM)
     from slimvision.compress.quantize import convert_fp16, quantize_int8_static
     from slimvision.inference.graph import with_free_spatial_dims
     from slimvision.inference.precision import with_float_weights
 
     teacher_p, teacher_t = STYLE_TEACHER_PREDICTOR.path(), STYLE_TEACHER_TRANSFORM.path()
-    student_p = FAST_STYLE_PREDICTOR.path()
+    student_p, student_t = FAST_STYLE_PREDICTOR.path(), FAST_STYLE_TRANSFORM.path()
     teacher_bytes = teacher_p.stat().st_size + teacher_t.stat().st_size
     student_float = work / "student-float.onnx"
     student_float.write_bytes(with_float_weights(student_p))
     calibration = [{"style_image": image[None]} for image in calibration_styles]
     int8 = quantize_int8_static(student_float, calibration, work / "student-int8.onnx")
     fp16 = convert_fp16(student_float, work / "student-fp16.onnx")
-    fast_bytes = student_p.stat().st_size + teacher_t.stat().st_size
+    fast_bytes = student_p.stat().st_size + student_t.stat().st_size
     variants = [
         Variant("teacher int8 (as shipped)", str(teacher_p), "int8", teacher_bytes),
         Variant("teacher fp32", with_float_weights(teacher_p), "fp32", teacher_bytes,
                 "int8 weights computed in float"),
-        Variant("fast (student predictor)", str(student_float), "fp32", fast_bytes,
-                "MobileNetV2-0.35 student, fp16-stored weights computed in float"),
+        Variant("fast (both students)", str(student_float), "student", fast_bytes,
+                "what --model fast runs: both students, int8/fp16-stored weights computed in float"),
+        Variant("  transformer student only", with_float_weights(teacher_p), "student",
+                teacher_p.stat().st_size + student_t.stat().st_size,
+                "phase-plane transformer student after the teacher predictor"),
+        Variant("  predictor student only", str(student_float), "fp32",
+                student_p.stat().st_size + teacher_t.stat().st_size,
+                "MobileNetV2-0.35 student, fp16-stored weights computed in float, + teacher fp32 transform"),
         Variant("  student predictor int8 QDQ", str(int8), "fp32",
                 int8.stat().st_size + teacher_t.stat().st_size,
                 f"static int8, calibrated on {len(calibration)} held-out styles"),
         Variant("  student predictor fp16", str(fp16), "fp32",
                 fp16.stat().st_size + teacher_t.stat().st_size, "fp16 storage and compute"),
     ]
-    return variants, {"int8": with_free_spatial_dims(teacher_t), "fp32": with_float_weights(teacher_t)}
+    return variants, {"int8": with_free_spatial_dims(teacher_t), "fp32": with_float_weights(teacher_t),
+                      "student": with_float_weights(student_t)}
 
 
 def held_out_styles() -> list[np.ndarray]:
@@ -175,23 +187,36 @@ def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def _fidelity(variants: list[Variant], vectors: dict[str, np.ndarray],
               styles: list[np.ndarray]) -> tuple[dict[str, dict[str, float]], list[list[np.ndarray]]]:
-    """SSIM / PSNR of each variant's output against the shipped teacher's, over content x style pairs at 384 px."""
+    """SSIM / PSNR of each variant's output against the shipped teacher's (and SSIM against the
+    float teacher's: the first two variants), over held-out content x held-out style pairs at 384 px."""
     from slimvision.metrics import psnr, ssim
 
-    contents = content_images(384)
-    scores: dict[str, dict[str, list[float]]] = {v.name: {"ssim": [], "psnr": []} for v in variants}
+    contents = held_out_contents(384)
+    scores: dict[str, dict[str, list[float]]] = {v.name: {"ssim": [], "psnr": [], "ssim_fp32": []} for v in variants}
     panels: list[list[np.ndarray]] = []
     for style_index in range(min(len(styles), 4)):
-        for content_index, (_, content) in enumerate(contents):
+        for content_index, content in enumerate(contents):
             outputs = [np.clip(_transform(v.sessions["transform"], content, vectors[v.name][style_index]), 0, 1)
                        for v in variants]
             for v, out in zip(variants, outputs):
                 scores[v.name]["ssim"].append(ssim(outputs[0], out))
+                scores[v.name]["ssim_fp32"].append(ssim(outputs[1], out))
                 scores[v.name]["psnr"].append(min(psnr(outputs[0], out), 99.0))
             if content_index == style_index % len(contents):
                 panels.append([content] + outputs)
-    return {name: {"ssim": float(np.mean(s["ssim"])), "psnr_db": float(np.mean(s["psnr"]))}
+    return {name: {"ssim": float(np.mean(s["ssim"])), "ssim_vs_fp32": float(np.mean(s["ssim_fp32"])),
+                   "psnr_db": float(np.mean(s["psnr"])), "pairs": len(s["ssim"])}
             for name, s in scores.items()}, panels
+
+
+def held_out_contents(side: int, count: int = 6) -> list[np.ndarray]:
+    """Centre squares of the first ``count`` image files no student was trained on (the held-out
+    style images double as contents: the transformer's training crops never came from them)."""
+    from slimvision.data.style_images import find_style_sources, load_rgb, split_sources
+    from slimvision.inference.style import centre_square, to_float
+
+    _, held_out = split_sources(find_style_sources())
+    return [to_float(centre_square(load_rgb(source.path), side)) for source in held_out[-count:]]
 
 
 def _save_sheet(panels: list[list[np.ndarray]], names: list[str], path: Path) -> None:
@@ -221,7 +246,7 @@ def table(report: dict[str, Any]) -> str:
     base = next(iter(rows.values()))
     header = (f"{'variant':<30} {'MB':>6} {'pred ms@256':>11} {'x':>5} "
               + " ".join(f"{'tr ms@' + str(s):>11} {'x':>5}" for s in sizes)
-              + f" {'cos':>6} {'SSIM':>6} {'PSNR':>6}")
+              + f" {'cos':>6} {'SSIM':>6} {'PSNR':>6} {'SSIM32':>6}")
     lines = [header, "-" * len(header)]
     for name, row in rows.items():
         cells = [f"{name:<30}", f"{row['bytes'] / 1e6:>6.2f}", f"{row['predictor_ms_256']:>11.1f}",
@@ -229,7 +254,8 @@ def table(report: dict[str, Any]) -> str:
         for size in sizes:
             key = f"transform_ms_{size}"
             cells += [f"{row[key]:>11.1f}", f"{base[key] / row[key]:>5.2f}"]
-        cells += [f"{row['vector_cosine']:>6.3f}", f"{row['ssim']:>6.3f}", f"{row['psnr_db']:>6.1f}"]
+        cells += [f"{row['vector_cosine']:>6.3f}", f"{row['ssim']:>6.3f}", f"{row['psnr_db']:>6.1f}",
+                  f"{row['ssim_vs_fp32']:>6.3f}"]
         lines.append(" ".join(cells))
     paper = report["paper_table_1"]
     lines.append(f"{'paper Table 1 (TF.js, theirs)':<30} teacher {paper['teacher']['predictor_mb']} MB / "
@@ -237,5 +263,13 @@ def table(report: dict[str, Any]) -> str:
                  f"{paper['student']['predictor_ms']} ms (x{paper['teacher']['predictor_ms'] / paper['student']['predictor_ms']:.1f}); "
                  f"total {paper['teacher']['total_mb']} -> {paper['student']['total_mb']} MB")
     lines.append("x = speed-up over 'teacher int8 (as shipped)'; cos = style-vector cosine to it on "
-                 f"{report['held_out_styles']} held-out style images; SSIM/PSNR of outputs vs its output at 384 px.")
+                 f"{report['held_out_styles']} held-out style images; SSIM/PSNR of outputs vs its output at 384 px "
+                 "(held-out contents and styles); SSIM32 = SSIM vs 'teacher fp32'.")
+    teachers = [rows[name] for name in TEACHER_ROWS if name in rows]
+    student = rows.get("fast (both students)")
+    if teachers and student is not None:
+        ratios = [min(t[f"transform_ms_{size}"] for t in teachers) / student[f"transform_ms_{size}"]
+                  for size in sizes]
+        lines.append("transformer student vs the fastest teacher transform graph: "
+                     + ", ".join(f"{ratio:.2f}x @{size}" for ratio, size in zip(ratios, sizes)))
     return "\n".join(lines)

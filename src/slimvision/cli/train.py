@@ -88,11 +88,30 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--crop-size", type=int, default=128, help="content crop side in pixels (default 128)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed (default 2e-3)")
     parser.add_argument("--samples", type=int, default=12_000, help="distinct training pairs (default 12000)")
+    parser.add_argument("--contents", type=int, default=0,
+                        help="distinct content crops, each painted with several style vectors when below "
+                             "--samples (default 0: one per pair)")
     parser.add_argument("--feature-weight", type=float, default=0.02,
                         help="weight of the EfficientNet-Lite0 feature L1 (0: pixels only; default 0.02)")
     parser.add_argument("--init", choices=("teacher", "scratch"), default="teacher",
                         help="start from the teacher's weights (default) or from random weights")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the student's init")
+    parser.add_argument("--ssim-weight", type=float, default=0.0,
+                        help="weight of a 1 - SSIM term against the teacher's image (default 0)")
+    parser.add_argument("--residual-width", type=int, default=32, help="channels of the residual blocks (default 32)")
+    parser.add_argument("--residual-blocks", type=int, default=5, help="number of residual blocks (default 5)")
+    parser.add_argument("--space-to-depth", type=int, choices=(1, 2), default=1,
+                        help="2: every conv runs at half resolution or below, the output is shuffled back "
+                             "(needs --init scratch); 1: the teacher's layout (default)")
+    parser.add_argument("--online-teacher", action="store_true",
+                        help="run the float teacher's torch port on --device for every batch instead of caching "
+                             "ONNX Runtime outputs (for a GPU)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that cut all content crops up front into RUN_DIR/contents-*.npy "
+                             "(for a GPU; default 0: each crop is cut when a batch needs it)")
+    parser.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
+                        help="train for about this long instead of --steps: the step count comes from the "
+                             "speed of the first steps and is recorded in report.json (default 0: use --steps)")
     parser.set_defaults(run=run_style_transformer)
 
 
@@ -103,7 +122,11 @@ def run_style_transformer(args: argparse.Namespace) -> int:
                                       padding=args.padding,
                                       steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size,
                                       learning_rate=args.lr, samples=args.samples, feature_weight=args.feature_weight,
-                                      init=args.init, seed=args.seed, device=args.device)
+                                      init=args.init, seed=args.seed, device=args.device,
+                                      ssim_weight=args.ssim_weight, residual_width=args.residual_width,
+                                      residual_blocks=args.residual_blocks, space_to_depth=args.space_to_depth,
+                                      online_teacher=args.online_teacher, workers=args.workers,
+                                      time_budget_s=args.time_budget, contents=args.contents)
     report = training.distill_transformer(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     if args.json:

@@ -133,8 +133,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _teacher_targets(batch: dict[str, Any], teacher: TeacherFn, cache: TeacherCache | None,
+def _teacher_targets(batch: dict[str, Any], teacher: TeacherFn | nn.Module, cache: TeacherCache | None,
                      extra_keys: Sequence[str]) -> torch.Tensor:
+    if isinstance(teacher, nn.Module):  # a torch teacher runs on the batch's device, every time
+        if cache is not None:
+            raise SlimvisionError("a torch teacher runs online; it takes no TeacherCache")
+        with torch.no_grad():
+            return teacher(batch["inputs"], *(batch[key] for key in extra_keys if key in batch))
     inputs = batch["inputs"].detach().cpu().numpy()
     extra = [batch[key].detach().cpu().numpy() for key in extra_keys if key in batch]
     if cache is None:
@@ -162,25 +167,50 @@ class VectorDistillTask:
         return {"loss": mse, "mse": mse.detach(), "cosine": cosine.detach()}
 
 
+def structural_similarity(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Mean SSIM of two (B, C, H, W) batches in [0, 1], differentiable: the same index as
+    ``slimvision.metrics.ssim`` (a window x window box, sample covariance, scikit-image's
+    default), so a loss of 1 - SSIM trains for the number the reports print."""
+    count = window * window
+    correction = count / (count - 1)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.avg_pool2d(x, window, stride=1)
+
+    mean_a, mean_b = mean(a), mean(b)
+    var_a = (mean(a * a) - mean_a ** 2) * correction
+    var_b = (mean(b * b) - mean_b ** 2) * correction
+    cov = (mean(a * b) - mean_a * mean_b) * correction
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2))
+    return index.mean()
+
+
 class ImageDistillTask:
-    """Student image vs teacher image: L1, plus ``feature_weight`` x L1 between frozen features.
+    """Student image vs teacher image: L1, plus ``feature_weight`` x L1 between frozen features,
+    plus ``ssim_weight`` x (1 - SSIM).
 
     Args:
         student: maps ``inputs`` (and ``style`` if the batch has it) to images like the teacher's.
-        teacher: a teacher function (e.g. :class:`OnnxTeacher` with layout "NHWC").
+        teacher: a teacher function (e.g. :class:`OnnxTeacher` with layout "NHWC"), or a frozen
+            torch module run online on the batch's device (no cache: on a GPU that is cheaper
+            than reading one).
         features: a frozen network giving a feature map (or list of maps) of an image, e.g.
             EfficientNet-Lite0's early stages; its parameters are frozen here.
     """
 
-    def __init__(self, student: nn.Module, teacher: TeacherFn, cache: TeacherCache | None = None,
-                 features: nn.Module | None = None, feature_weight: float = 0.1) -> None:
+    def __init__(self, student: nn.Module, teacher: TeacherFn | nn.Module, cache: TeacherCache | None = None,
+                 features: nn.Module | None = None, feature_weight: float = 0.1, ssim_weight: float = 0.0) -> None:
         self.model = student
         self.teacher = teacher
         self.cache = cache
         self.features = features
         self.feature_weight = feature_weight
+        self.ssim_weight = ssim_weight
         if features is not None:
             features.eval().requires_grad_(False)
+        if isinstance(teacher, nn.Module):
+            teacher.eval().requires_grad_(False)
 
     def __call__(self, batch: dict[str, Any], phase: str = "main") -> dict[str, torch.Tensor]:
         target = _teacher_targets(batch, self.teacher, self.cache, ("style",))
@@ -194,6 +224,10 @@ class ImageDistillTask:
                                zip(_as_list(self.features(predicted)), _as_list(self.features(target))))
             loss = loss + self.feature_weight * feature_loss
             out["feature_l1"] = feature_loss.detach()
+        if self.ssim_weight > 0:
+            similarity = structural_similarity(predicted.clamp(0.0, 1.0), target)
+            loss = loss + self.ssim_weight * (1.0 - similarity)
+            out["ssim"] = similarity.detach()
         out["loss"] = loss
         return out
 

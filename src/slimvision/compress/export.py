@@ -67,6 +67,8 @@ class ImageInput(BaseConfig):
         value_range: pixel values are scaled into this range (after any mean/std).
         channel_order: colour channel order.
         mean / std: per-channel normalisation applied after scaling to ``value_range``, if any.
+        size_multiple: with a free size, height and width must be multiples of this (callers
+            pad; e.g. a network that starts with a space-to-depth shuffle).
     """
 
     layout: Literal["NCHW", "NHWC"] = "NCHW"
@@ -75,10 +77,12 @@ class ImageInput(BaseConfig):
     channel_order: Literal["RGB", "BGR"] = "RGB"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    size_multiple: int = 1
 
     def validate(self) -> None:
         super().validate()
         name = type(self).__name__
+        self.require_at_least(1, "size_multiple")
         if isinstance(self.size, str) and self.size != "any":
             raise ConfigError(f"{name}: size must be [height, width] or 'any', got {self.size!r}")
         if isinstance(self.size, tuple) and min(self.size) < 1:
@@ -251,7 +255,8 @@ def _parity_checks(model: nn.Module, data: bytes, examples: dict[str, torch.Tens
     shapes = {name: tuple(t.shape) for name, t in examples.items()}
     feeds = [("example", examples), ("random", _random_feeds(examples, shapes, preprocessing, rng))]
     if any(name in dynamic_axes for name in examples):
-        resized = _resized_shapes(shapes, dynamic_axes)
+        multiples = {name: spec.size_multiple for name, spec in preprocessing.items()}
+        resized = _resized_shapes(shapes, dynamic_axes, multiples)
         feeds.append(("random-resized", _random_feeds(examples, resized, preprocessing, rng)))
     feeds += [(f"given[{i}]", {k: torch.as_tensor(v) for k, v in f.items()}) for i, f in enumerate(check_inputs)]
     return [_compare(model, session, name, feed) for name, feed in feeds]
@@ -283,9 +288,10 @@ def _random_feeds(examples: dict[str, torch.Tensor], shapes: dict[str, tuple[int
     return feeds
 
 
-def _resized_shapes(shapes: dict[str, tuple[int, ...]],
-                    dynamic_axes: Mapping[str, Mapping[int, str]]) -> dict[str, tuple[int, ...]]:
-    """Every dynamic dimension changed: batch-like (axis 0) + 1, spatial ones by different odd steps.
+def _resized_shapes(shapes: dict[str, tuple[int, ...]], dynamic_axes: Mapping[str, Mapping[int, str]],
+                    multiples: Mapping[str, int] | None = None) -> dict[str, tuple[int, ...]]:
+    """Every dynamic dimension changed: batch-like (axis 0) + 1, spatial ones by different odd steps
+    (times the input's ``size_multiple``, so a size that must be a multiple stays one).
 
     One new size per symbolic name, so tensors that share a dimension keep sharing it.
     """
@@ -295,7 +301,7 @@ def _resized_shapes(shapes: dict[str, tuple[int, ...]],
         dims = list(shape)
         for axis, symbol in dynamic_axes.get(name, {}).items():
             if symbol not in new_sizes:
-                step = 1 if axis == 0 else 5 + 6 * len(new_sizes)
+                step = 1 if axis == 0 else (5 + 6 * len(new_sizes)) * (multiples or {}).get(name, 1)
                 new_sizes[symbol] = dims[axis] + step
             dims[axis] = new_sizes[symbol]
         resized[name] = tuple(dims)
@@ -380,7 +386,19 @@ def _weights_provenance(source: str | Path | None) -> list[dict[str, str]] | Non
         files = [source]
     else:
         raise ExportError(f"{source}: source_weights is neither a file nor a folder")
-    return [{"path": str(p.resolve()), "sha256": file_sha256(p)} for p in files]
+    return [{"path": _portable_path(p), "sha256": file_sha256(p)} for p in files]
+
+
+def _portable_path(path: Path) -> str:
+    """Weights inside the slimvision package as "slimvision/weights/...", so a sidecar that
+    ships does not name the machine it was made on; others absolute."""
+    import slimvision
+
+    package_parent = Path(slimvision.__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(package_parent))
+    except ValueError:
+        return str(path.resolve())
 
 
 def compact_names(path: str | Path) -> int:

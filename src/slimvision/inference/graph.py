@@ -41,7 +41,8 @@ def free_spatial_dims_proto(model: "onnx.ModelProto") -> "onnx.ModelProto":  # n
     """Make dims 1 and 2 of every NHWC image input/output symbolic ("height", "width").
 
     Only tensors of rank 4 whose two middle dims are equal, fixed and larger than 1 are touched
-    (the [1, 1, 1, 100] style vector is left alone).
+    (the [1, 1, 1, 100] style vector is left alone). A graph exported with free sizes already
+    (our students) passes through.
     """
     changed = 0
     for value in (*model.graph.input, *model.graph.output):
@@ -49,6 +50,8 @@ def free_spatial_dims_proto(model: "onnx.ModelProto") -> "onnx.ModelProto":  # n
         if len(dims) == 4 and dims[1].dim_value > 1 and dims[1].dim_value == dims[2].dim_value:
             dims[1].dim_param, dims[2].dim_param = "height", "width"
             changed += 1
+        elif len(dims) == 4 and dims[1].dim_param and dims[2].dim_param:
+            changed += 1  # free already
     if not changed:
         raise SlimvisionError(f"{model.graph.name}: no fixed NHWC image input or output to free")
     # Shape annotations inside the graph were inferred for 384x384: drop them so nothing

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from slimvision import __version__
-from slimvision.assets import (FAST_STYLE_PREDICTOR, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile,
+from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile,
                                file_sha256)
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.graph import free_graph_key, split_norm_statistics, with_free_spatial_dims
@@ -141,8 +141,26 @@ def fast_predictor() -> StyleArtifact:
         vector_space="magenta-arbitrary-v1",
         bytes_per_pixel=330,
         description="MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as fp16, "
-                    "computed in float) + the teacher transformer in float; the transformer student is not "
-                    "shipped yet",
+                    "computed in float) + the teacher transformer in float",
+    )
+
+
+@ARTIFACTS.register("slimvision-fast-v2")
+def fast_bundle() -> StyleArtifact:
+    """Both students: the distilled predictor and the phase-plane transformer student."""
+    return StyleArtifact(
+        name="slimvision-fast-v2",
+        predictor=FAST_STYLE_PREDICTOR,
+        transform=FAST_STYLE_TRANSFORM,
+        precision="fp32",
+        float_predictor=True,
+        vector_space="magenta-arbitrary-v1",
+        # 132 bytes per pixel measured at 2048x2048, like the others: no full-resolution maps but
+        # the image and the output.
+        bytes_per_pixel=145,
+        description="MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at half "
+                    "resolution on 2x2 phase planes, fine-tuned by distillation (int8-stored weights, float "
+                    "compute)",
     )
 
 
@@ -150,7 +168,7 @@ def fast_predictor() -> StyleArtifact:
 ARTIFACT_BY_MODEL = {
     ("teacher", "int8"): "magenta-arbitrary-v1-int8",
     ("teacher", "fp32"): "magenta-arbitrary-v1-fp32",
-    ("fast", "fp32"): "slimvision-fast-predictor-v1",
+    ("fast", "fp32"): "slimvision-fast-v2",
 }
 ARTIFACT_BY_PRECISION = {precision: name for (model, precision), name in ARTIFACT_BY_MODEL.items()
                          if model == "teacher"}

@@ -57,6 +57,9 @@ class TransformerDistillConfig(BaseConfig):
     batch_size: int = 8
     learning_rate: float = 2e-3
     samples: int = 12_000
+    #: Distinct content crops the pairs paint (0: one per pair; fewer: each is reused with other
+    #: style vectors, see ``PairDataset``).
+    contents: int = 0
     style_bank: int = 512
     #: Share of pairs whose style vector is a random blend of two (the rest use one).
     blend_fraction: float = 0.4
@@ -74,6 +77,23 @@ class TransformerDistillConfig(BaseConfig):
     teacher: str = "fp32"
     #: "teacher": warm start from the teacher's weights (see the module docstring); "scratch".
     init: str = "teacher"
+    #: Weight of a 1 - SSIM term (the index the reports score; 0: none).
+    ssim_weight: float = 0.0
+    #: Channels of the residual blocks (the teacher's: 32).
+    residual_width: int = 32
+    #: 2: the student runs below full resolution (``StyleTransformerConfig.space_to_depth``):
+    #: contract (16, residual_width) at 1/2 and 1/4, expand (16, 32, 12) with the last 12
+    #: channels shuffled back into the 3 output colours. 1: the teacher's layout.
+    space_to_depth: int = 1
+    #: Run the torch port of the float teacher on ``device`` for every batch instead of caching
+    #: ONNX Runtime outputs (on a GPU the port costs less than reading a cache).
+    online_teacher: bool = False
+    #: Processes that cut and augment every content sample up front, into one memory-mapped
+    #: array in the run folder (0: each sample is made when a batch needs it).
+    workers: int = 0
+    #: Seconds to train for (0: train ``steps``). The first ``TIMING_STEPS`` steps are timed
+    #: and ``steps`` becomes what fits; the report records it (pass it as ``steps`` to resume).
+    time_budget_s: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -87,6 +107,16 @@ class TransformerDistillConfig(BaseConfig):
             raise ConfigError(f"TransformerDistillConfig.crop_size must be a multiple of 4 and >= 32, "
                               f"got {self.crop_size}")
         self.require_range("blend_fraction", 0, 1)
+        self.require_at_least(0, "ssim_weight", "feature_weight", "workers", "time_budget_s", "contents")
+        self.require_one_of("space_to_depth", (1, 2))
+        if self.init == "teacher" and self.residual_width != 32:
+            raise ConfigError("TransformerDistillConfig: init='teacher' copies the teacher's layers, so it needs "
+                              "residual_width=32; use init='scratch'")
+        if self.space_to_depth == 2 and any(k > 5 for k in self.edge_kernels):
+            raise ConfigError("TransformerDistillConfig: with space_to_depth=2 the edge kernels work on half "
+                              f"resolution, where 5 already holds the teacher's 9x9; got {self.edge_kernels}")
+        if self.online_teacher and self.teacher != "fp32":
+            raise ConfigError("TransformerDistillConfig: online_teacher runs the float port; set teacher='fp32'")
         self.student_config()  # checks the separable parts and the padding
 
     def student_config(self) -> Any:
@@ -94,28 +124,45 @@ class TransformerDistillConfig(BaseConfig):
 
         teacher = StyleTransformerConfig()
         first, last = self.edge_kernels
-        return StyleTransformerConfig(separable=tuple(self.separable), residual_blocks=self.residual_blocks,
-                                      padding=self.padding,
+        common = {"separable": tuple(self.separable), "residual_blocks": self.residual_blocks,
+                  "padding": self.padding, "space_to_depth": self.space_to_depth}
+        if self.space_to_depth == 2:
+            # The teacher's layers on 2x2 phase planes (``compress.space_to_depth``): its full-
+            # resolution 8-channel maps become 32 channels at half resolution, its 9x9 edge convs
+            # 5x5 ones (exact; smaller kernels crop them), its stride-2 conv a stride-1 one.
+            return StyleTransformerConfig(**common, contract_channels=(32, 16, self.residual_width),
+                                          contract_kernels=(first, 3, 3), contract_strides=(1, 1, 2),
+                                          expand_channels=(16, 32, 12), expand_kernels=(3, 3, last),
+                                          expand_upsample=(2, 1, 1))
+        return StyleTransformerConfig(**common, contract_channels=(*teacher.contract_channels[:-1], self.residual_width),
                                       contract_kernels=(first, *teacher.contract_kernels[1:]),
                                       expand_kernels=(*teacher.expand_kernels[:-1], last))
 
     def data_fingerprint(self) -> str:
         """What decides the pairs behind each sample id (the teacher cache is bound to it)."""
-        keys = ("crop_size", "samples", "style_bank", "blend_fraction", "seed", "held_out_fraction")
+        keys = ("crop_size", "samples", "contents", "style_bank", "blend_fraction", "seed", "held_out_fraction")
         return json.dumps({key: getattr(self, key) for key in keys}, sort_keys=True)
 
 
 class PairDataset:
-    """``dataset[i] -> (id, content (S, S, 3) uint8, style vector (D,))``, fixed by ``(seed, i)``."""
+    """``dataset[i] -> (id, content (S, S, 3) uint8, style vector (D,))``, fixed by ``(seed, i)``.
 
-    def __init__(self, contents: Any, bank: np.ndarray, seed: int, blend_fraction: float) -> None:
+    With ``length`` above the number of contents, pair ``i`` paints content ``i % len(contents)``:
+    the same crops come back with other style vectors.
+    """
+
+    def __init__(self, contents: Any, bank: np.ndarray, seed: int, blend_fraction: float,
+                 length: int | None = None) -> None:
         self.contents, self.bank, self.seed, self.blend_fraction = contents, bank, seed, blend_fraction
+        self.length = length or len(contents)
 
     def __len__(self) -> int:
-        return len(self.contents)
+        return self.length
 
     def __getitem__(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
-        sample_id, content = self.contents[index]
+        sample_id, content = self.contents[index % len(self.contents)]
+        if index >= len(self.contents):
+            sample_id = f"{sample_id}-pair{index}"  # another style vector: another teacher image
         rng = np.random.default_rng([self.seed, 104729, index])
         first, second = rng.integers(len(self.bank), size=2)
         weight = rng.uniform(0.0, 1.0) if rng.random() < self.blend_fraction else 1.0
@@ -129,9 +176,9 @@ def _batches(dataset: PairDataset, batch_size: int, seed: int, device: str) -> I
 
     for indices in shuffled_batches(len(dataset), batch_size, seed):
         ids, contents, vectors = zip(*(dataset[i] for i in indices))
-        pixels = torch.from_numpy(np.stack(contents)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
-        yield {"inputs": pixels.to(device), "style": torch.from_numpy(np.stack(vectors)).to(device),
-               "ids": list(ids)}
+        # uint8 to the device, then to float: a quarter of the bytes to move
+        pixels = torch.from_numpy(np.stack(contents)).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
+        yield {"inputs": pixels, "style": torch.from_numpy(np.stack(vectors)).to(device), "ids": list(ids)}
 
 
 def style_bank(sources: list[Any], count: int, seed: int, predictor: Any, path: Path,
@@ -203,40 +250,157 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
     teacher = fp32 if config.teacher == "fp32" else shipped
     bank = style_bank(train_sources, config.style_bank, config.seed + 1, predictor, run_dir / "style-bank.npy",
                       progress)
-    contents = StyleImageDataset(train_sources, config.samples, seed=config.seed, size=config.crop_size,
-                                 texture_fraction=0.1, mix_fraction=0.1)
-    pairs = PairDataset(contents, bank, config.seed, config.blend_fraction)
+    contents = StyleImageDataset(train_sources, config.contents or config.samples, seed=config.seed,
+                                 size=config.crop_size, texture_fraction=0.1, mix_fraction=0.1)
+    pairs = PairDataset(_contents(contents, config, run_dir, progress), bank, config.seed, config.blend_fraction,
+                        length=config.samples)
     student = StyleTransformer(config.student_config())
-    init_report = (warm_start(student, _batches(pairs, 4, config.seed + 7919, "cpu"))
-                   if config.init == "teacher" else None)
+    init_report = None
+    if config.init == "teacher":
+        init_report = (warm_start_space_to_depth(student) if config.space_to_depth == 2
+                       else warm_start(student, _batches(pairs, 4, config.seed + 7919, "cpu")))
     student.to(config.device)
-    stored = _HalfStored(teacher, config.data_fingerprint())
     features = PerceptualFeatures().to(config.device) if config.feature_weight > 0 else None
-    task = ImageDistillTask(student, stored, TeacherCache(run_dir / "teacher-cache", stored.fingerprint),
-                            features=features, feature_weight=config.feature_weight)
+    if config.online_teacher:
+        from slimvision.models.style.port import port_transformer
+
+        task = ImageDistillTask(student, port_transformer().to(config.device), features=features,
+                                feature_weight=config.feature_weight, ssim_weight=config.ssim_weight)
+    else:
+        stored = _HalfStored(teacher, config.data_fingerprint())
+        task = ImageDistillTask(student, stored, TeacherCache(run_dir / "teacher-cache", stored.fingerprint),
+                                features=features, feature_weight=config.feature_weight,
+                                ssim_weight=config.ssim_weight)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     trainer = Trainer(task, {"main": optimizer},
                       TrainerConfig(steps=config.steps, log_every=config.log_every,
                                     checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
-    batches = CosineDecay(_batches(pairs, config.batch_size, config.seed + start, config.device),
-                          optimizer, config.learning_rate, start, config.steps)
+    loader = _batches(pairs, config.batch_size, config.seed + start, config.device)
+    timed = _fit_steps_to_budget(trainer, loader, config) if config.time_budget_s > 0 and start == 0 else None
+    batches = CosineDecay(loader, optimizer, config.learning_rate, trainer.step, trainer.config.steps)
     history = trainer.fit(batches, resume=False)
+    if timed is not None:  # the timed steps are the log's start
+        history.steps = timed.steps + history.steps
+        history.values = {key: timed.values.get(key, []) + history.values.get(key, [])
+                          for key in {**timed.values, **history.values}}
     student.eval().cpu()
     folder = save_model(student, run_dir / "student", overwrite=True)
     exports = export_for_pipeline(student, run_dir, folder / "model.safetensors")
     held_pairs = held_out_pairs(held_out, predictor, config.eval_size)
-    report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
+    report = {"config": trainer.extra["config"], "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()), "init": init_report,
               "train_log": {"steps": history.steps, **history.values},
               "exports": {name: {"file": path.name, "bytes": path.stat().st_size} for name, path in exports.items()},
               "held_out": score_students({"torch": _torch_fn(student),
                                           **{name: _onnx_fn(path) for name, path in exports.items()}},
                                          {"fp32_teacher": fp32, "int8_teacher": shipped}, held_pairs),
-              "teacher_cache": {"hits": task.cache.hits, "misses": task.cache.misses}}
+              "teacher_cache": ({"hits": task.cache.hits, "misses": task.cache.misses} if task.cache else "online")}
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
     return report
+
+
+#: Steps timed before a time budget is turned into a step count.
+TIMING_STEPS = 60
+
+
+def _contents(dataset: Any, config: TransformerDistillConfig, run_dir: Path, progress: bool) -> Any:
+    """The content samples: made on demand, or, with ``workers``, all made up front by that many
+    processes into one memory-mapped array (a GPU outruns one process cutting and augmenting)."""
+    if config.workers == 0:
+        return dataset
+    import hashlib
+
+    key = hashlib.sha256(config.data_fingerprint().encode()).hexdigest()[:12]
+    return RenderedContents(dataset, run_dir / f"contents-{key}.npy", config.workers, progress)
+
+
+class RenderedContents:
+    """``contents[i] -> (id, (S, S, 3) uint8)`` like the dataset it renders, read from one
+    ``.npy`` that holds every sample (written once by ``workers`` processes, then reused)."""
+
+    def __init__(self, dataset: Any, path: Path, workers: int, progress: bool = True) -> None:
+        self.dataset = dataset
+        if not path.is_file():
+            _render(dataset, path, workers, progress)
+        self.pixels = np.load(path, mmap_mode="r")  # (N, S, S, 3) uint8
+        if self.pixels.shape[:2] != (len(dataset), dataset.size):
+            raise ConfigError(f"{path} holds {self.pixels.shape} samples, not {len(dataset)} of {dataset.size} px; "
+                              "delete it to render them again")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray]:
+        return f"{self.dataset.seed}-{index}", np.asarray(self.pixels[index])
+
+
+def _render(dataset: Any, path: Path, workers: int, progress: bool) -> None:
+    """Every sample of ``dataset`` into ``path`` (a .npy), atomically: a partial file never stands."""
+    import multiprocessing
+    import os
+
+    from slimvision.progress import progress_bar
+
+    partial = path.with_name(path.stem + ".partial.npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                    shape=(len(dataset), dataset.size, dataset.size, 3))
+    blocks = [(start, min(start + 256, len(dataset))) for start in range(0, len(dataset), 256)]
+    with multiprocessing.get_context("fork").Pool(workers, _render_init, (dataset,)) as pool, \
+            progress_bar(len(dataset), enabled=progress, desc="content crops") as bar:
+        for start, block in pool.imap_unordered(_render_block, blocks):
+            out[start:start + len(block)] = block
+            bar.update(len(block))
+    out.flush()
+    del out
+    os.replace(partial, path)
+
+
+_RENDERED: Any = None  # the dataset a render worker cuts from (set once per worker process)
+
+
+def _render_init(dataset: Any) -> None:
+    global _RENDERED
+    _RENDERED = dataset
+
+
+def _render_block(bounds: tuple[int, int]) -> tuple[int, np.ndarray]:
+    start, stop = bounds
+    return start, np.stack([_RENDERED[index][1] for index in range(start, stop)])
+
+
+def _fit_steps_to_budget(trainer: Any, loader: Iterator[dict[str, Any]], config: TransformerDistillConfig) -> Any:
+    """Train ``TIMING_STEPS`` steps at the base rate, then set the trainer's step count to what
+    ``config.time_budget_s`` holds at the speed of the last two thirds of them (the first third
+    warms up kernels and data workers). Returns the timed steps' log."""
+    import time
+
+    marks: list[float] = []
+
+    def timed() -> Iterator[dict[str, Any]]:
+        for batch in loader:
+            marks.append(time.perf_counter())  # the previous step has finished
+            yield batch
+
+    trainer.config.steps = TIMING_STEPS
+    # One batch more than it uses: the trainer asks for it (and so marks the last step's end)
+    # before it sees that it is done.
+    history = trainer.fit(_take(timed(), TIMING_STEPS + 1), resume=False)
+    third = TIMING_STEPS // 3
+    seconds_per_step = (marks[TIMING_STEPS] - marks[third]) / (TIMING_STEPS - third)
+    spent = marks[TIMING_STEPS] - marks[0]
+    steps = TIMING_STEPS + int(max(config.time_budget_s - spent, 0.0) / seconds_per_step)
+    trainer.config.steps = steps
+    trainer.extra["config"]["steps"] = steps
+    log.info("time budget %.0f s at %.1f ms/step: %d steps", config.time_budget_s, 1000 * seconds_per_step, steps)
+    return history
+
+
+def _take(batches: Iterator[dict[str, Any]], count: int) -> Iterator[dict[str, Any]]:
+    for _, batch in zip(range(count), batches):
+        yield batch
 
 
 def _torch_fn(student: torch.nn.Module) -> ImageFn:
@@ -317,7 +481,8 @@ def export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) 
     export_onnx(NHWCStyleTransformer(student), float_path,
                 {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
                 output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
-                preprocessing={"content_image": ImageInput(layout="NHWC")}, source_weights=weights, overwrite=True)
+                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=student.config.size_multiple)},
+                source_weights=weights, overwrite=True)
     paths = {"fp32": float_path,
              "fp16_weights": store_weights_fp16(float_path, run_dir / "transform.fp16w.onnx", overwrite=True),
              "int8_weights": quantize_weights_int8(float_path, run_dir / "transform.int8w.onnx", overwrite=True)}
@@ -354,6 +519,50 @@ def warm_start(student: torch.nn.Module, batches: Iterator[dict[str, Any]], cali
         if error is not None:
             report["separable_rank1_error"][name] = round(error, 4)
     report["edges_r2"] = _fit_edges(student, teacher, batches, calibration_batches)
+    return report
+
+
+@torch.no_grad()
+def warm_start_space_to_depth(student: torch.nn.Module, teacher: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Fill a ``space_to_depth=2`` student (see ``TransformerDistillConfig.student_config``) with
+    the teacher's weights rewritten for phase planes: exact inside the image with 5x5 edge
+    kernels, except that each norm's statistics are taken per phase. Returns what was lost:
+    the share of each cropped edge kernel's weight energy, and the separable rank-1 errors."""
+    from slimvision.compress.space_to_depth import crop_kernel, phase_conv_weight
+    from slimvision.models.style.port import port_transformer
+
+    teacher = teacher or port_transformer()
+    report: dict[str, Any] = {"edge_energy_dropped": {}, "separable_rank1_error": {}}
+
+    def put(target: Any, weight: torch.Tensor, bias: torch.Tensor, name: str) -> None:
+        size = (target.depthwise if target.separable else target.conv).kernel_size[0]
+        if size < weight.shape[-1]:
+            cropped = crop_kernel(weight, size)
+            report["edge_energy_dropped"][name] = round(1.0 - float(cropped.pow(2).sum() / weight.pow(2).sum()), 4)
+            weight = cropped
+        error = _copy_conv(target, weight, bias)
+        if error is not None:
+            report["separable_rank1_error"][name] = round(error, 4)
+
+    first, down, down2 = (layer.conv for layer in teacher.contract)
+    put(student.contract[0], *phase_conv_weight(first.weight, first.bias), "first")
+    put(student.contract[1], *phase_conv_weight(down.weight, down.bias, outputs="even"), "contract.1")
+    put(student.contract[2], down2.weight, down2.bias, "contract.2")
+    for b, (mine, theirs) in enumerate(zip(student.residual, teacher.residual)):
+        for part in ("conv1", "conv2"):
+            a, t = getattr(mine, part), getattr(theirs, part)
+            a.norm.load_state_dict(t.norm.state_dict())
+            put(a.conv, t.conv.conv.weight, t.conv.conv.bias, f"residual.{b}.{part}")
+    up, phases, last = (layer.conv.conv for layer in teacher.expand)
+    put(student.expand[0].conv, up.weight, up.bias, "expand.0")
+    put(student.expand[1].conv, *phase_conv_weight(phases.weight, phases.bias, inputs="repeated"), "expand.1")
+    put(student.expand[2].conv, *phase_conv_weight(last.weight, last.bias), "last")
+    student.expand[0].norm.load_state_dict(teacher.expand[0].norm.state_dict())
+    for mine, theirs in zip(student.expand[1:], teacher.expand[1:]):  # one norm per channel -> per phase plane
+        for linear in ("gamma", "beta"):
+            source, target = getattr(theirs.norm, linear), getattr(mine.norm, linear)
+            target.weight.copy_(source.weight.repeat_interleave(4, dim=0))
+            target.bias.copy_(source.bias.repeat_interleave(4, dim=0))
     return report
 
 

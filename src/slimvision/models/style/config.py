@@ -46,6 +46,12 @@ class StyleTransformerConfig(BaseConfig):
             factor, reflect-padded conv, style norm, then ReLU (sigmoid after the last one, whose
             channel count is the output's).
         norm_eps: added to the variance in every instance norm.
+        space_to_depth: 1 (the teacher), or a factor f: the content image is unshuffled into
+            f x f phase planes (``in_channels * f * f`` channels at 1/f resolution) before the
+            first conv, and the last layer's ``expand_channels[-1]`` channels are shuffled back
+            into ``expand_channels[-1] / (f * f)`` at full resolution (Shi et al. 2016). No conv
+            then runs at full resolution, where the teacher's few-channel maps make ONNX
+            Runtime memory-bound; H and W must be multiples of ``size_multiple``.
     """
 
     style_dim: int = 100
@@ -67,6 +73,7 @@ class StyleTransformerConfig(BaseConfig):
     #: "reflect" (the teacher: mirror-pad, then an unpadded conv) or "zeros" (the conv pads
     #: with zeros itself: no separate pad pass over every feature map).
     padding: str = "reflect"
+    space_to_depth: int = 1
 
     def validate(self) -> None:
         super().validate()
@@ -92,10 +99,22 @@ class StyleTransformerConfig(BaseConfig):
         unknown = sorted(set(self.separable) - set(SEPARABLE_PARTS))
         if unknown:
             raise ConfigError(f"{name}: separable parts must be among {SEPARABLE_PARTS}, got {unknown}")
+        phases = self.space_to_depth ** 2
+        if self.space_to_depth < 1 or self.expand_channels[-1] % phases:
+            raise ConfigError(f"{name}: space_to_depth must be >= 1 and divide the last expand layer's channels "
+                              f"into its square ({phases} phases), got {self.space_to_depth} and "
+                              f"{self.expand_channels[-1]} channels")
 
     @property
     def out_channels(self) -> int:
-        return self.expand_channels[-1]
+        """Channels of the output image (the last layer's, folded back to full resolution)."""
+        return self.expand_channels[-1] // self.space_to_depth ** 2
+
+    @property
+    def size_multiple(self) -> int:
+        """Content height and width must be multiples of this: 1 for the teacher's layout (odd
+        sizes round up inside), the whole stride (phase shuffle x strided convs) with phase planes."""
+        return 1 if self.space_to_depth == 1 else self.space_to_depth * _product(self.contract_strides)
 
     @property
     def num_norms(self) -> int:

@@ -70,7 +70,8 @@ class ConditionalInstanceNorm(nn.Module):
         mean = F.adaptive_avg_pool2d(x, 1)  # (B, C, 1, 1)
         centred = x - mean
         variance = F.adaptive_avg_pool2d(centred * centred, 1)
-        return centred * torch.rsqrt(variance + self.eps) * scale + offset
+        # The per-channel factor first: one full-size multiply, not a divide and two multiplies.
+        return centred * (torch.rsqrt(variance + self.eps) * scale) + offset
 
 
 class NormConv(nn.Module):
@@ -107,7 +108,8 @@ class StyleTransformer(nn.Module):
     """Content image (B, 3, H, W) in [0, 1] + style vector (B, D) -> stylized image in [0, 1].
 
     The output has the input's size when H and W are multiples of the total stride (4 for the
-    teacher); otherwise each stride-2 layer rounds up, exactly as the shipped graph does.
+    teacher); otherwise each stride-2 layer rounds up, exactly as the shipped graph does. With
+    ``space_to_depth`` f > 1, H and W must be multiples of ``config.size_multiple`` (the pipeline pads to 4).
     """
 
     config_class = StyleTransformerConfig
@@ -117,7 +119,7 @@ class StyleTransformer(nn.Module):
         self.config = config = config or StyleTransformerConfig()
         eps, dim = config.norm_eps, config.style_dim
         split = set(config.separable)
-        widths = (config.in_channels, *config.contract_channels)
+        widths = (config.in_channels * config.space_to_depth ** 2, *config.contract_channels)
         self.contract = nn.ModuleList(
             ReflectConv(c_in, c_out, k, s, separable=("contract" if index > 0 else "first") in split,
                         padding=config.padding)
@@ -141,8 +143,20 @@ class StyleTransformer(nn.Module):
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """content (B, C_in, H, W) in [0, 1]; style (B, style_dim) -> (B, C_out, H', W') in [0, 1]."""
-        x = content
-        for layer in self.contract:
+        factor = self.config.space_to_depth
+        if factor == 1:
+            return self.body(content, style)
+        first = self.contract[0]
+        if first.separable or first.reflect:
+            x = F.relu(first(F.pixel_unshuffle(content, factor)))
+        else:
+            x = F.relu(_strided_phase_conv(first.conv, content, factor))
+        return F.pixel_shuffle(self.body(x, style, first_layer=1), factor)
+
+    def body(self, x: torch.Tensor, style: torch.Tensor, first_layer: int = 0) -> torch.Tensor:
+        """Everything between the phase shuffles (all of it when ``space_to_depth`` is 1),
+        from contract layer ``first_layer`` on."""
+        for layer in self.contract[first_layer:]:
             x = F.relu(layer(x))
         for block in self.residual:
             x = block(x, style)
@@ -166,6 +180,18 @@ class StyleTransformer(nn.Module):
         return norms + [layer.norm for layer in self.expand]
 
 
+def _strided_phase_conv(conv: nn.Conv2d, image: torch.Tensor, factor: int) -> torch.Tensor:
+    """``conv(pixel_unshuffle(image, factor))`` as one stride-``factor`` convolution of the image
+    itself, its k x k kernel over phase planes spread into a (k * factor)-wide one. Same numbers;
+    in ONNX Runtime it saves the shuffle, a 6-D transpose over the full-resolution image. (The
+    weight rearrangement is constant-folded on export.)"""
+    out_channels, planes, k, _ = conv.weight.shape
+    channels = planes // (factor * factor)
+    weight = conv.weight.reshape(out_channels, channels, factor, factor, k, k)  # (o, c, p, q, a, b)
+    weight = weight.permute(0, 1, 4, 2, 5, 3).reshape(out_channels, channels, k * factor, k * factor)
+    return F.conv2d(image, weight, conv.bias, stride=factor, padding=factor * (k // 2))
+
+
 class NHWCStyleTransformer(nn.Module):
     """The shipped graph's interface around a :class:`StyleTransformer`.
 
@@ -178,5 +204,7 @@ class NHWCStyleTransformer(nn.Module):
         self.transformer = transformer
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        # (A single 6-D transpose from NHWC to phase planes measured slower in ONNX Runtime
+        # than this permute followed by the shuffle.)
         out = self.transformer(content.permute(0, 3, 1, 2), style.flatten(1))  # (B, C, H, W)
         return out.permute(0, 2, 3, 1)
