@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -156,7 +154,7 @@ class _GainTeacher(nn.Module):
         return image * style[:, :, None, None]
 
 
-def test_a_torch_teacher_runs_online_and_an_ssim_term_is_reported():
+def test_a_torch_teacher_runs_online_and_an_ssim_term_is_reported(tmp_path):
     torch.manual_seed(5)
     task = ImageDistillTask(GainStudent(), _GainTeacher(), ssim_weight=0.5)
     data = _image_batches(3, size=12, style=True)
@@ -168,4 +166,4 @@ def test_a_torch_teacher_runs_online_and_an_ssim_term_is_reported():
                       TrainerConfig(steps=150, log_every=50, progress=False)).fit(data)
     assert history.values["l1"][-1] < 0.2 * float(start["l1"]) and history.values["ssim"][-1] > 0.97
     with pytest.raises(SlimvisionError, match="takes no TeacherCache"):
-        ImageDistillTask(GainStudent(), _GainTeacher(), TeacherCache(Path("unused"), "f" * 64))(data[0])
+        ImageDistillTask(GainStudent(), _GainTeacher(), TeacherCache(tmp_path / "cache", "f" * 64))(data[0])
