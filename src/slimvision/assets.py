@@ -153,8 +153,8 @@ FAST_STYLE_TRANSFORM = PackagedFile(
     distribution="slimvision",
     version="0.1.0",
     package="slimvision",
-    resource="weights/style/transform-phase.int8w.onnx",
-    sha256="dd138a5acad0e01c835e881deed09ff371033067a504f7525745784f9866d658",
+    resource="weights/style/transform-phase.fp16w.onnx",
+    sha256="08cc44589b98443ef312f8e8b27e3931c63cc74e3d259a3639358370bd9bea39",
     licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
 )
 

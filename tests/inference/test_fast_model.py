@@ -65,4 +65,4 @@ def test_models_command_lists_sizes_and_provenance(capsys):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "slimvision-fast-predictor-v1" in text and "predictor-mbv2-035.fp16w.onnx" in text and "MB" in text
-    assert "slimvision-fast-v2" in text and "transform-phase.int8w.onnx" in text
+    assert "slimvision-fast-v2" in text and "transform-phase.fp16w.onnx" in text

@@ -78,7 +78,7 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
         Variant("teacher fp32", with_float_weights(teacher_p), "fp32", teacher_bytes,
                 "int8 weights computed in float"),
         Variant("fast (both students)", str(student_float), "student", fast_bytes,
-                "what --model fast runs: both students, int8/fp16-stored weights computed in float"),
+                "what --model fast runs: both students, fp16-stored weights computed in float"),
         Variant("  transformer student only", with_float_weights(teacher_p), "student",
                 teacher_p.stat().st_size + student_t.stat().st_size,
                 "phase-plane transformer student after the teacher predictor"),

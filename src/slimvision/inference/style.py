@@ -159,7 +159,7 @@ def fast_bundle() -> StyleArtifact:
         # the image and the output.
         bytes_per_pixel=145,
         description="MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at half "
-                    "resolution on 2x2 phase planes, fine-tuned by distillation (int8-stored weights, float "
+                    "resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored weights, float "
                     "compute)",
     )
 
