@@ -73,15 +73,26 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
     int8 = quantize_int8_static(student_float, calibration, work / "student-int8.onnx")
     fp16 = convert_fp16(student_float, work / "student-fp16.onnx")
     fast_bytes = student_p.stat().st_size + student_t.stat().st_size
+    transform_float = work / "transform-student-float.onnx"
+    transform_float.write_bytes(with_float_weights(student_t))
+    transform_calibration = _transform_calibration(student_float, calibration_styles)
+    transform_int8 = quantize_int8_static(transform_float, transform_calibration, work / "transform-student-int8.onnx")
+    transform_fp16 = convert_fp16(transform_float, work / "transform-student-fp16.onnx")
+    teacher_float_p = with_float_weights(teacher_p)
     variants = [
         Variant("teacher int8 (as shipped)", str(teacher_p), "int8", teacher_bytes),
-        Variant("teacher fp32", with_float_weights(teacher_p), "fp32", teacher_bytes,
+        Variant("teacher fp32", teacher_float_p, "fp32", teacher_bytes,
                 "int8 weights computed in float"),
         Variant("fast (both students)", str(student_float), "student", fast_bytes,
                 "what --model fast runs: both students, fp16-stored weights computed in float"),
-        Variant("  transformer student only", with_float_weights(teacher_p), "student",
+        Variant("  transformer student only", teacher_float_p, "student",
                 teacher_p.stat().st_size + student_t.stat().st_size,
                 "phase-plane transformer student after the teacher predictor"),
+        Variant("  transformer student int8 QDQ", teacher_float_p, "student-int8",
+                teacher_p.stat().st_size + transform_int8.stat().st_size,
+                f"static int8, calibrated on {len(transform_calibration)} (content, style) pairs"),
+        Variant("  transformer student fp16", teacher_float_p, "student-fp16",
+                teacher_p.stat().st_size + transform_fp16.stat().st_size, "fp16 storage and compute"),
         Variant("  predictor student only", str(student_float), "fp32",
                 student_p.stat().st_size + teacher_t.stat().st_size,
                 "MobileNetV2-0.35 student, fp16-stored weights computed in float, + teacher fp32 transform"),
@@ -92,7 +103,17 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
                 fp16.stat().st_size + teacher_t.stat().st_size, "fp16 storage and compute"),
     ]
     return variants, {"int8": with_free_spatial_dims(teacher_t), "fp32": with_float_weights(teacher_t),
-                      "student": with_float_weights(student_t)}
+                      "student": transform_float.read_bytes(), "student-int8": str(transform_int8),
+                      "student-fp16": str(transform_fp16)}
+
+
+def _transform_calibration(predictor: Path, styles: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Transformer feeds for static int8 calibration: the bundled content photos at 256 px, each
+    with the (student) style vectors of four held-out styles."""
+    session = _session(str(predictor), None)
+    vectors = [_predict(session, style).reshape(1, 1, 1, -1) for style in styles[:4]]
+    return [{"content_image": np.ascontiguousarray(content[None], np.float32), "style_vector": vector}
+            for _, content in content_images(256) for vector in vectors]
 
 
 def held_out_styles() -> list[np.ndarray]:
