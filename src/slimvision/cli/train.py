@@ -68,13 +68,14 @@ def _int_pair(text: str, option: str) -> tuple[int, int]:
 def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "style-transformer", help="distil the style transformer into a depthwise-separable student",
-        description="Distil the shipped style transformer into a student whose inner convolutions are "
-                    "depthwise-separable and whose 9x9 edge convolutions are smaller, by L1 + EfficientNet-Lite0 "
-                    "feature loss to the teacher's stylizations of (content crop, style vector) pairs. Starts "
-                    "from the teacher's weights (factorised / least-squares fitted). Resumes from RUN_DIR if it "
-                    "holds checkpoints. Writes RUN_DIR/student/ (safetensors + config), "
-                    "RUN_DIR/transform.fp16w.onnx (what ships) and other exports, and RUN_DIR/report.json with "
-                    "held-out SSIM/PSNR against the teachers.")
+        description="Distil the shipped style transformer into a faster student, by L1 (+ EfficientNet-Lite0 "
+                    "features, + 1 - SSIM) to the teacher's stylizations of (content crop, style vector) pairs. "
+                    "By default the student's inner convolutions are depthwise-separable and its 9x9 edge "
+                    "convolutions smaller; --space-to-depth 2 --separable '' builds the one that ships: the "
+                    "teacher's own layers on 2x2 phase planes at half resolution. Starts from the teacher's "
+                    "weights. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ (safetensors "
+                    "+ config), RUN_DIR/transform.fp16w.onnx (what ships) and other exports, and "
+                    "RUN_DIR/report.json with held-out SSIM/PSNR against the teachers.")
     _add_run_options(parser, "print the held-out scores as JSON")
     parser.add_argument("--separable", default="contract,residual,expand",
                         help="comma-separated parts made separable, among contract,residual,expand,first,last "
@@ -101,8 +102,9 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--residual-width", type=int, default=32, help="channels of the residual blocks (default 32)")
     parser.add_argument("--residual-blocks", type=int, default=5, help="number of residual blocks (default 5)")
     parser.add_argument("--space-to-depth", type=int, choices=(1, 2), default=1,
-                        help="2: every conv runs at half resolution or below, the output is shuffled back "
-                             "(needs --init scratch); 1: the teacher's layout (default)")
+                        help="2: the teacher's layers on 2x2 phase planes, every conv at half resolution or "
+                             "below (edge kernels then count half-resolution pixels: 5 holds the teacher's 9x9); "
+                             "1: the teacher's layout (default)")
     parser.add_argument("--online-teacher", action="store_true",
                         help="run the float teacher's torch port on --device for every batch instead of caching "
                              "ONNX Runtime outputs (for a GPU)")

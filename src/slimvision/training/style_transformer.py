@@ -15,6 +15,13 @@ cached on disk (fp16), so the teacher runs once per pair. Held-out pairs (conten
 files never trained on) are scored by SSIM/PSNR against the float teacher and the shipped int8
 graph, for the torch student and for the exported file that ships.
 
+The student that ships takes another route (``space_to_depth=2``, ``separable=()``): the
+teacher's own convolutions rewritten to run on 2x2 phase planes at half resolution
+(``compress.space_to_depth``, :func:`warm_start_space_to_depth`), exact away from the border
+before any training, then fine-tuned with an SSIM term. Separable students stayed below SSIM
+0.83 even after GPU training (docs/compress.md has both tables). With ``online_teacher``,
+``workers`` and ``time_budget_s`` a GPU lease trains without a teacher cache and for a fixed time.
+
 Example (the command that trains the shipped student; see ``slimvision train style-transformer``):
     >>> report = distill_transformer(TransformerDistillConfig(), "runs/t-sep")   # doctest: +SKIP
     >>> report["held_out"]["vs_fp32_teacher"]["ssim_mean"]                        # doctest: +SKIP
@@ -81,9 +88,9 @@ class TransformerDistillConfig(BaseConfig):
     ssim_weight: float = 0.0
     #: Channels of the residual blocks (the teacher's: 32).
     residual_width: int = 32
-    #: 2: the student runs below full resolution (``StyleTransformerConfig.space_to_depth``):
-    #: contract (16, residual_width) at 1/2 and 1/4, expand (16, 32, 12) with the last 12
-    #: channels shuffled back into the 3 output colours. 1: the teacher's layout.
+    #: 2: the teacher's layers on 2x2 phase planes, every conv at half resolution or below
+    #: (``StyleTransformerConfig.space_to_depth``; what ships); edge kernels are then half-
+    #: resolution ones (5 holds the teacher's 9x9). 1: the teacher's layout.
     space_to_depth: int = 1
     #: Run the torch port of the float teacher on ``device`` for every batch instead of caching
     #: ONNX Runtime outputs (on a GPU the port costs less than reading a cache).
