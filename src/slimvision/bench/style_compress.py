@@ -118,11 +118,16 @@ def _transform_calibration(predictor: Path, styles: list[np.ndarray]) -> list[di
 
 def held_out_styles() -> list[np.ndarray]:
     """(256, 256, 3) float32 centre squares of the style images no student was trained on."""
+    return _held_out_squares(256)
+
+
+def _held_out_squares(side: int, last: int | None = None) -> list[np.ndarray]:
+    """float32 centre squares of the image files no student was trained on (the ``last`` ones)."""
     from slimvision.data.style_images import find_style_sources, load_rgb, split_sources
     from slimvision.inference.style import centre_square, to_float
 
     _, held_out = split_sources(find_style_sources())
-    return [to_float(centre_square(load_rgb(source.path), 256)) for source in held_out]
+    return [to_float(centre_square(load_rgb(source.path), side)) for source in held_out[-(last or len(held_out)):]]
 
 
 def content_images(side: int) -> list[tuple[str, np.ndarray]]:
@@ -231,13 +236,9 @@ def _fidelity(variants: list[Variant], vectors: dict[str, np.ndarray],
 
 
 def held_out_contents(side: int, count: int = 6) -> list[np.ndarray]:
-    """Centre squares of the first ``count`` image files no student was trained on (the held-out
+    """Centre squares of the last ``count`` image files no student was trained on (the held-out
     style images double as contents: the transformer's training crops never came from them)."""
-    from slimvision.data.style_images import find_style_sources, load_rgb, split_sources
-    from slimvision.inference.style import centre_square, to_float
-
-    _, held_out = split_sources(find_style_sources())
-    return [to_float(centre_square(load_rgb(source.path), side)) for source in held_out[-count:]]
+    return _held_out_squares(side, count)
 
 
 def _save_sheet(panels: list[list[np.ndarray]], names: list[str], path: Path) -> None:

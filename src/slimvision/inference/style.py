@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from slimvision import __version__
-from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile,
-                               file_sha256)
+from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, STYLE_TEACHER_PREDICTOR,
+                               STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256)
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.graph import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.inference.precision import float_graph_key, with_float_weights
@@ -128,40 +128,39 @@ def magenta_arbitrary_fp32() -> StyleArtifact:
                                  "(faster on CPUs without VNNI; skips activation rounding)")
 
 
-@ARTIFACTS.register("slimvision-fast-predictor-v1")
-def fast_predictor() -> StyleArtifact:
-    """The distilled MobileNetV2-0.35 predictor with the teacher's transformer computed in float."""
+def _fast(name: str, transform: PackagedFile, bytes_per_pixel: int, description: str) -> StyleArtifact:
+    """Our distilled predictor (fp16-stored weights, computed in float) with a transform graph
+    computed in float."""
     return StyleArtifact(
-        name="slimvision-fast-predictor-v1",
+        name=name,
         predictor=FAST_STYLE_PREDICTOR,
-        transform=STYLE_TEACHER_TRANSFORM,
+        transform=transform,
         precision="fp32",
         float_predictor=True,
         # Distilled into the teacher's style space, so its vectors mix with the teacher's.
         vector_space="magenta-arbitrary-v1",
-        bytes_per_pixel=330,
-        description="MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as fp16, "
-                    "computed in float) + the teacher transformer in float",
+        bytes_per_pixel=bytes_per_pixel,
+        description=description,
     )
+
+
+@ARTIFACTS.register("slimvision-fast-predictor-v1")
+def fast_predictor() -> StyleArtifact:
+    """The distilled MobileNetV2-0.35 predictor with the teacher's transformer computed in float."""
+    return _fast("slimvision-fast-predictor-v1", STYLE_TEACHER_TRANSFORM, 330,
+                 "MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as fp16, "
+                 "computed in float) + the teacher transformer in float")
 
 
 @ARTIFACTS.register("slimvision-fast-v2")
 def fast_bundle() -> StyleArtifact:
     """Both students: the distilled predictor and the phase-plane transformer student."""
-    return StyleArtifact(
-        name="slimvision-fast-v2",
-        predictor=FAST_STYLE_PREDICTOR,
-        transform=FAST_STYLE_TRANSFORM,
-        precision="fp32",
-        float_predictor=True,
-        vector_space="magenta-arbitrary-v1",
-        # 132 bytes per pixel measured at 2048x2048, like the others: no full-resolution maps but
-        # the image and the output.
-        bytes_per_pixel=145,
-        description="MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at half "
-                    "resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored weights, float "
-                    "compute)",
-    )
+    # 132 bytes per pixel measured at 2048x2048, like the others: no full-resolution maps but
+    # the image and the output.
+    return _fast("slimvision-fast-v2", FAST_STYLE_TRANSFORM, 145,
+                 "MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at half "
+                 "resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored weights, float "
+                 "compute)")
 
 
 #: Names by (model, precision), for ``--model`` and ``--precision``.

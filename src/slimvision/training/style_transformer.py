@@ -382,6 +382,7 @@ def _fit_steps_to_budget(trainer: Any, loader: Iterator[dict[str, Any]], config:
     """Train ``TIMING_STEPS`` steps at the base rate, then set the trainer's step count to what
     ``config.time_budget_s`` holds at the speed of the last two thirds of them (the first third
     warms up kernels and data workers). Returns the timed steps' log."""
+    import itertools
     import time
 
     marks: list[float] = []
@@ -394,7 +395,7 @@ def _fit_steps_to_budget(trainer: Any, loader: Iterator[dict[str, Any]], config:
     trainer.config.steps = TIMING_STEPS
     # One batch more than it uses: the trainer asks for it (and so marks the last step's end)
     # before it sees that it is done.
-    history = trainer.fit(_take(timed(), TIMING_STEPS + 1), resume=False)
+    history = trainer.fit(itertools.islice(timed(), TIMING_STEPS + 1), resume=False)
     third = TIMING_STEPS // 3
     seconds_per_step = (marks[TIMING_STEPS] - marks[third]) / (TIMING_STEPS - third)
     spent = marks[TIMING_STEPS] - marks[0]
@@ -403,11 +404,6 @@ def _fit_steps_to_budget(trainer: Any, loader: Iterator[dict[str, Any]], config:
     trainer.extra["config"]["steps"] = steps
     log.info("time budget %.0f s at %.1f ms/step: %d steps", config.time_budget_s, 1000 * seconds_per_step, steps)
     return history
-
-
-def _take(batches: Iterator[dict[str, Any]], count: int) -> Iterator[dict[str, Any]]:
-    for _, batch in zip(range(count), batches):
-        yield batch
 
 
 def _torch_fn(student: torch.nn.Module) -> ImageFn:

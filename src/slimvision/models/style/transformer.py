@@ -205,6 +205,6 @@ class NHWCStyleTransformer(nn.Module):
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         # (A single 6-D transpose from NHWC to phase planes measured slower in ONNX Runtime
-        # than this permute followed by the shuffle.)
+        # than this permute followed by the phase-plane model's strided first conv.)
         out = self.transformer(content.permute(0, 3, 1, 2), style.flatten(1))  # (B, C, H, W)
         return out.permute(0, 2, 3, 1)
