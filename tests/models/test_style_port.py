@@ -13,6 +13,7 @@ run of the port, so it would test float32 itself rather than the port.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -183,3 +184,22 @@ def test_registered_models_build_from_configs_and_run(name, config, shape):
 def test_bad_configs_are_rejected(cls, overrides, message):
     with pytest.raises(ConfigError, match=message):
         cls(**overrides)
+
+
+def test_a_shallower_copy_with_a_patchify_stem_starts_from_the_teacher(teacher_predictor):
+    from slimvision.models.style.predictor import shallower_copy
+    from slimvision.training.style_predictor import PredictorDistillConfig
+
+    same = shallower_copy(teacher_predictor, teacher_predictor.config)
+    image = torch.rand(1, 3, 256, 256)
+    assert torch.equal(same(image), teacher_predictor(image))
+    config = PredictorDistillConfig(width_multiplier=1.0, stem_stride=4, stage_repeats=(1, 1, 2, 2, 2, 2, 1))
+    copy = shallower_copy(teacher_predictor, config.student_config())
+    assert len(copy.blocks) == 11 and copy.stem.conv.kernel_size == (4, 4)
+    # TF pads the teacher's stride-2 stem after the image only: every other output is exact.
+    assert torch.allclose(copy.stem(image), teacher_predictor.stem(image)[:, :, ::2, ::2], atol=1e-6)
+    assert copy(image).shape == (1, 100)
+    assert torch.equal(copy.blocks[3].project.conv.weight, teacher_predictor.blocks[4].project.conv.weight)
+    with pytest.raises(ValueError, match="keeps 5 of the teacher's 4 blocks"):
+        shallower_copy(teacher_predictor, replace(teacher_predictor.config, stages=(
+            *teacher_predictor.config.stages[:3], (6, 64, 5, 2), *teacher_predictor.config.stages[4:])))

@@ -59,13 +59,29 @@ def test_config_checks():
         PredictorDistillConfig(width_multiplier=0)
     with pytest.raises(ConfigError, match="batch_size must be at least 1"):
         PredictorDistillConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="stem_stride must be 2 or 4"):
+        PredictorDistillConfig(stem_stride=3)
+    with pytest.raises(ConfigError, match=r"stage_repeats .*MobileNetV2 has \[1, 2, 3, 4, 3, 3, 1\]"):
+        PredictorDistillConfig(stage_repeats=(1, 2, 3, 5, 3, 3, 1))
+
+
+def test_a_patchify_student_never_computes_at_half_resolution():
+    config = PredictorDistillConfig(stem_stride=4, stage_repeats=(1, 1, 2, 2, 2, 2, 1)).student_config()
+    assert (config.stem_kernel_size, config.stem_stride) == (4, 4)
+    assert [stage[2:] for stage in config.stages] == [(1, 1), (1, 1), (2, 2), (2, 2), (2, 1), (2, 2), (1, 1)]
+    from slimvision.models.style import StylePredictor
+
+    features = StylePredictor(config).blocks(torch.zeros(1, 16, 64, 64))
+    assert features.shape[-2:] == (8, 8)  # total stride 32, as MobileNetV2's
+    assert PredictorDistillConfig().student_config().stages[1] == (6, 24, 2, 2)
 
 
 def test_cli_command(tmp_path, capsys):
     from slimvision.cli.main import main
 
     code = main(["train", "style-predictor", "--run-dir", str(tmp_path / "cli"), "--width", "0.1", "--last-channels",
-                 "32", "--steps", "2", "--batch-size", "2", "--samples", "4", "--json"])
+                 "32", "--steps", "2", "--batch-size", "2", "--samples", "4", "--json", "--stem-stride", "4",
+                 "--stage-repeats", "1,1,1,1,1,1,1"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps_done"] == 2 and summary["export_max_abs_diff"] <= 1e-4

@@ -35,6 +35,10 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     predictor.add_argument("--init", choices=("pruned-teacher", "scratch"), default="pruned-teacher",
                            help="start from the teacher's strongest channels (default) or from random weights")
     predictor.add_argument("--seed", type=int, default=0, help="seed of the samples and the student's init")
+    predictor.add_argument("--stem-stride", type=int, choices=(2, 4), default=2,
+                           help="2: MobileNetV2's 3x3 stem (default); 4: a 4x4 stride-4 stem, no half-resolution layers")
+    predictor.add_argument("--stage-repeats", default="",
+                           help="blocks kept per stage, 7 numbers like 1,2,3,2,2,2,1 (default: all, 1,2,3,4,3,3,1)")
     predictor.set_defaults(run=run_style_predictor)
     _add_style_transformer(commands)
 
@@ -63,6 +67,14 @@ def _int_pair(text: str, option: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
         raise ConfigError(f"{option} takes two whole numbers like 3,9; got {text!r}")
     return int(parts[0]), int(parts[1])
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    """'1,2,3' -> (1, 2, 3); '' -> (); anything else is a one-line error naming the option."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if not all(part.isdigit() for part in parts):
+        raise ConfigError(f"{option} takes whole numbers separated by commas like 1,2,3; got {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
@@ -150,7 +162,8 @@ def run_style_predictor(args: argparse.Namespace) -> int:
     config = training.PredictorDistillConfig(width_multiplier=args.width, last_channels=args.last_channels,
                                     steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                     samples=args.samples, seed=args.seed, device=args.device,
-                                    init=args.init)
+                                    init=args.init, stem_stride=args.stem_stride,
+                                    stage_repeats=_int_list(args.stage_repeats, "--stage-repeats"))
     report = training.distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}

@@ -27,6 +27,7 @@ import torch
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError
+from slimvision.models.style.config import MOBILENET_V2_STAGES, StylePredictorConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,40 @@ class PredictorDistillConfig(BaseConfig):
     #: from); "int8": the graph as shipped, activation rounding included. Held-out scores are
     #: reported against both.
     teacher: str = "fp32"
+    #: 2: MobileNetV2's 3x3 stride-2 stem. 4: a 4x4 stride-4 "patchify" stem, and the first
+    #: stride-2 stage runs at stride 1, so the network never computes at half resolution (those
+    #: thin, wide maps cost a narrow student a third of its ONNX Runtime time).
+    stem_stride: int = 2
+    #: Blocks kept in each of MobileNetV2's seven stages (empty: all of them, 1,2,3,4,3,3,1).
+    #: Every block adds a fixed cost per run however thin it is.
+    stage_repeats: tuple[int, ...] = ()
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels")
         self.require_one_of("init", INITS)
         self.require_one_of("teacher", TEACHERS)
+        name = type(self).__name__
         if not 0 < self.width_multiplier <= 2:
-            raise ConfigError(f"PredictorDistillConfig.width_multiplier must be in (0, 2], got {self.width_multiplier}")
+            raise ConfigError(f"{name}.width_multiplier must be in (0, 2], got {self.width_multiplier}")
+        if self.stem_stride not in (2, 4):
+            raise ConfigError(f"{name}.stem_stride must be 2 or 4, got {self.stem_stride}")
+        full = [stage[2] for stage in MOBILENET_V2_STAGES]
+        if self.stage_repeats and (len(self.stage_repeats) != len(full)
+                                   or not all(1 <= kept <= most for kept, most in zip(self.stage_repeats, full))):
+            raise ConfigError(f"{name}.stage_repeats must keep 1 to all blocks of each of the {len(full)} "
+                              f"stages (MobileNetV2 has {full}), got {list(self.stage_repeats)}")
+
+    def student_config(self) -> StylePredictorConfig:
+        """The deployed student's network (no batch norms)."""
+        stages = [list(stage) for stage in MOBILENET_V2_STAGES]
+        for stage, kept in zip(stages, self.stage_repeats):
+            stage[2] = kept
+        if self.stem_stride == 4:  # the stem takes over the first stride-2 stage's stride
+            next(stage for stage in stages if stage[3] == 2)[3] = 1
+        return StylePredictorConfig(width_multiplier=self.width_multiplier, last_channels=self.last_channels,
+                                    stem_kernel_size=3 if self.stem_stride == 2 else 4,
+                                    stem_stride=self.stem_stride, stages=tuple(map(tuple, stages)))
 
 
 def _batches(dataset: Any, batch_size: int, seed: int, device: str) -> Iterator[dict[str, Any]]:
@@ -135,7 +162,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
     from slimvision.inference.precision import with_float_weights
     from slimvision.io.atomic import write_text_atomic
-    from slimvision.models.style import StylePredictor, StylePredictorConfig
+    from slimvision.models.style import StylePredictor
     from slimvision.models.weights import save_model
     from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
 
@@ -148,7 +175,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     teacher = shipped if config.teacher == "int8" else OnnxTeacher(
         with_float_weights(STYLE_TEACHER_PREDICTOR.path()), layout="NHWC")
     # Trains with a batch norm after every conv; they are folded away before saving.
-    deployed = StylePredictorConfig(width_multiplier=config.width_multiplier, last_channels=config.last_channels)
+    deployed = config.student_config()
     student = StylePredictor(replace(deployed, train_batch_norm=True))
     if config.init == "pruned-teacher":
         _start_from_teacher(student, deployed, _batches(dataset, config.batch_size, config.seed + 7919, "cpu"))
@@ -241,9 +268,11 @@ def _start_from_teacher(student: torch.nn.Module, deployed: Any, batches: Iterat
     from slimvision.compress.prune import prune_to_match
     from slimvision.models.style import StylePredictor
     from slimvision.models.style.port import port_predictor
+    from slimvision.models.style.predictor import shallower_copy
 
     plain = StylePredictor(deployed)
-    report = prune_to_match(port_predictor(), plain, torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE))
+    teacher = shallower_copy(port_predictor(), deployed)  # same network when the student is as deep
+    report = prune_to_match(teacher, plain, torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE))
     result = student.load_state_dict(plain.state_dict(), strict=False)
     if result.unexpected_keys or not all(_is_norm_key(student, key) for key in result.missing_keys):
         raise RuntimeError(f"pruned teacher does not fit the student: {result}")
