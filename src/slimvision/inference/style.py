@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from slimvision import __version__
-from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, STYLE_TEACHER_PREDICTOR,
-                               STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256)
+from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
+                               STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256)
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.graph import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.inference.precision import float_graph_key, with_float_weights
@@ -128,12 +128,13 @@ def magenta_arbitrary_fp32() -> StyleArtifact:
                                  "(faster on CPUs without VNNI; skips activation rounding)")
 
 
-def _fast(name: str, transform: PackagedFile, bytes_per_pixel: int, description: str) -> StyleArtifact:
-    """Our distilled predictor (fp16-stored weights, computed in float) with a transform graph
-    computed in float."""
+def _fast(name: str, predictor: PackagedFile, transform: PackagedFile, bytes_per_pixel: int,
+          description: str) -> StyleArtifact:
+    """One of our distilled predictors (fp16-stored weights, computed in float) with a transform
+    graph computed in float."""
     return StyleArtifact(
         name=name,
-        predictor=FAST_STYLE_PREDICTOR,
+        predictor=predictor,
         transform=transform,
         precision="fp32",
         float_predictor=True,
@@ -147,27 +148,37 @@ def _fast(name: str, transform: PackagedFile, bytes_per_pixel: int, description:
 @ARTIFACTS.register("slimvision-fast-predictor-v1")
 def fast_predictor() -> StyleArtifact:
     """The distilled MobileNetV2-0.35 predictor with the teacher's transformer computed in float."""
-    return _fast("slimvision-fast-predictor-v1", STYLE_TEACHER_TRANSFORM, 330,
+    return _fast("slimvision-fast-predictor-v1", FAST_STYLE_PREDICTOR_V1, STYLE_TEACHER_TRANSFORM, 330,
                  "MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as fp16, "
                  "computed in float) + the teacher transformer in float")
 
 
 @ARTIFACTS.register("slimvision-fast-v2")
-def fast_bundle() -> StyleArtifact:
-    """Both students: the distilled predictor and the phase-plane transformer student."""
+def fast_bundle_v2() -> StyleArtifact:
+    """Both students: the first distilled predictor and the phase-plane transformer student."""
     # 132 bytes per pixel measured at 2048x2048, like the others: no full-resolution maps but
     # the image and the output.
-    return _fast("slimvision-fast-v2", FAST_STYLE_TRANSFORM, 145,
+    return _fast("slimvision-fast-v2", FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM, 145,
                  "MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at half "
                  "resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored weights, float "
                  "compute)")
+
+
+@ARTIFACTS.register("slimvision-fast-v3")
+def fast_bundle() -> StyleArtifact:
+    """Both students, the predictor with a patchify stem and 11 blocks (what ``--model fast`` runs)."""
+    # The predictor runs on one 256 px square, so the transformer alone sets the peak memory.
+    return _fast("slimvision-fast-v3", FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, 145,
+                 "MobileNetV2-0.35 style predictor with a 4x4 stride-4 stem and 11 of 17 blocks + the "
+                 "teacher's transformer rewritten to run at half resolution on 2x2 phase planes, both "
+                 "distilled from the teacher (fp16-stored weights, float compute)")
 
 
 #: Names by (model, precision), for ``--model`` and ``--precision``.
 ARTIFACT_BY_MODEL = {
     ("teacher", "int8"): "magenta-arbitrary-v1-int8",
     ("teacher", "fp32"): "magenta-arbitrary-v1-fp32",
-    ("fast", "fp32"): "slimvision-fast-v2",
+    ("fast", "fp32"): "slimvision-fast-v3",
 }
 ARTIFACT_BY_PRECISION = {precision: name for (model, precision), name in ARTIFACT_BY_MODEL.items()
                          if model == "teacher"}
