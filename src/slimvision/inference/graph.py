@@ -76,12 +76,23 @@ def cached_rewrite(path: Path, key: str, rewrite: Callable[["onnx.ModelProto"], 
     ``key`` must change whenever the source file or the rewrite does (a content hash and a
     version), so a stale entry is never reused; ``onnx`` is imported only on a cache miss.
     """
+    def build() -> "onnx.ModelProto":  # noqa: F821
+        import onnx  # deferred: ~0.3 s to import, needed only on the first run on a machine
+
+        return rewrite(onnx.load(str(path)))
+
+    return cached_graph(key, build)
+
+
+def cached_graph(key: str, build: Callable[[], "onnx.ModelProto"]) -> bytes:  # noqa: F821
+    """``build()`` checked and serialised, kept as ``<cache_dir>/<key>.onnx`` (same rules as
+    :func:`cached_rewrite`, for graphs made from something that is not ONNX)."""
     cached = cache_dir() / f"{key}.onnx"
     if cached.is_file():
         return cached.read_bytes()
-    import onnx  # deferred: ~0.3 s to import, needed only on the first run on a machine
+    import onnx  # deferred: needed only on a cache miss
 
-    model = rewrite(onnx.load(str(path)))
+    model = build()
     onnx.checker.check_model(model)
     data = model.SerializeToString()
     _store(cached, data)
