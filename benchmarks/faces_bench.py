@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Face embedding: our torch-free ONNX graph of dlib's ResNet against dlib itself, in one run.
+
+On the real photos that ship offline (skimage's astronaut via our samples, matplotlib's Grace
+Hopper, OpenCV's messi5 when ``opencv-doc`` is installed), dlib finds each face and its 5
+landmarks. Then, per face, alternating, with a short pause before each run:
+- dlib: ``get_face_chip`` + ``compute_face_descriptor`` (what face_recognition does after landmarks);
+- ours: ``align_face`` + the ONNX graph built from dlib's own ``.dat`` file.
+Prints the medians, the ratio, and how far apart the two descriptors of each face are
+(Euclidean; dlib calls two faces one person below 0.6) plus the port's own parity on dlib's
+chips. The issue's full detect + align + embed comparison comes with our detector.
+
+    python benchmarks/faces_bench.py [--repeats 15]
+
+Needs: pip install '.[faces]' dlib-bin. Writes benchmarks/results/faces.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "faces.json"
+
+
+def photos() -> list[Path]:
+    import matplotlib
+
+    from slimvision.assets import samples_dir
+
+    found = [samples_dir() / "content" / "astronaut.jpg",
+             Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+             Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")]
+    return [path for path in found if path.is_file()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    import dlib
+    import onnxruntime as ort
+    from PIL import Image
+
+    from slimvision.assets import DLIB_FACE_RESNET
+    from slimvision.inference.face_align import align_face
+    from slimvision.inference.face_graph import dlib_resnet_graph
+    from slimvision.io.atomic import write_text_atomic
+
+    models = DLIB_FACE_RESNET.path().parent
+    detector = dlib.get_frontal_face_detector()
+    landmarks5 = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    recogniser = dlib.face_recognition_model_v1(str(DLIB_FACE_RESNET.path()))
+    session = ort.InferenceSession(dlib_resnet_graph(DLIB_FACE_RESNET.path()), providers=["CPUExecutionProvider"])
+
+    def ours(image, points):
+        chip = align_face(image, points).astype(np.float32).transpose(2, 0, 1)[None] / 255
+        return session.run(None, {"face_chip": np.ascontiguousarray(chip)})[0][0]
+
+    def theirs(image, shape):
+        return np.array(recogniser.compute_face_descriptor(dlib.get_face_chip(image, shape, size=150, padding=0.25)))
+
+    faces = []
+    for path in photos():
+        image = np.asarray(Image.open(path).convert("RGB"))
+        for box in detector(image, 1):
+            shape = landmarks5(image, box)
+            points = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], float)
+            faces.append((path.name, image, shape, points))
+    times = {"dlib": [], "ours": []}
+    for _ in range(args.repeats):
+        for _, image, shape, points in faces:
+            for name, run in (("dlib", lambda: theirs(image, shape)), ("ours", lambda: ours(image, points))):
+                time.sleep(0.02)
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    rows = []
+    for name, image, shape, points in faces:
+        a, b = theirs(image, shape), ours(image, points)
+        chip = dlib.get_face_chip(image, shape, size=150, padding=0.25).astype(np.float32).transpose(2, 0, 1)[None] / 255
+        parity = float(np.abs(session.run(None, {"face_chip": np.ascontiguousarray(chip)})[0][0] - a).max())
+        rows.append({"photo": name, "descriptor_distance": float(np.linalg.norm(a - b)), "port_max_abs_diff": parity})
+    medians = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    report = {"faces": rows, "align_embed_ms": medians, "ratio_ours_over_dlib": medians["ours"] / medians["dlib"],
+              "repeats": args.repeats}
+    print(f"align + embed one face (medians of {args.repeats} x {len(faces)} faces): "
+          f"dlib {medians['dlib']:.1f} ms, ours {medians['ours']:.1f} ms, ratio {report['ratio_ours_over_dlib']:.3f}")
+    for row in rows:
+        print(f"  {row['photo']:<18} our chip vs dlib's: descriptor distance {row['descriptor_distance']:.4f}; "
+              f"port on dlib's chip: max abs diff {row['port_max_abs_diff']:.1e}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.output, json.dumps(report, indent=2) + "\n", overwrite=True)
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
