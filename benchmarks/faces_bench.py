@@ -10,7 +10,12 @@ Prints the medians, the ratio, and how far apart the two descriptors of each fac
 (Euclidean; dlib calls two faces one person below 0.6) plus the port's own parity on dlib's
 chips. The issue's full detect + align + embed comparison comes with our detector.
 
-    python benchmarks/faces_bench.py [--repeats 15]
+Then identification against a large gallery: ``--gallery-size`` descriptors (random unit
+vectors, 4 per made-up person, plus the real faces above) in a SQLite gallery file, searched
+with numpy (exact) and with a FAISS flat index when faiss-cpu is installed: the median ms per
+query (top 5 people), and whether each real face still finds itself.
+
+    python benchmarks/faces_bench.py [--repeats 15] [--gallery-size 100000]
 
 Needs: pip install '.[faces]' dlib-bin. Writes benchmarks/results/faces.json.
 """
@@ -39,9 +44,45 @@ def photos() -> list[Path]:
     return [path for path in found if path.is_file()]
 
 
+def identify_timings(real: list[np.ndarray], size: int, repeats: int) -> dict:
+    """Median ms per top-5 query against a gallery of ``size`` descriptors, exact and FAISS."""
+    import importlib.util
+    import tempfile
+
+    from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
+
+    rng = np.random.default_rng(0)
+    timings, found = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gallery.sqlite"
+        store = Gallery.open(path, DLIB_RESNET_V1).store
+        noise = rng.standard_normal((size - len(real), 128)).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        for start in range(0, len(noise), 20_000):  # a few big transactions, not 100,000 small ones
+            block = noise[start:start + 20_000]
+            for person in range(0, len(block), 4):
+                store.add(f"made-up {start + person}", block[person:person + 4])
+        for number, vector in enumerate(real):
+            store.add(f"real {number}", vector[None])
+        kinds = ["exact"] + (["faiss"] if importlib.util.find_spec("faiss") else [])
+        for kind in kinds:
+            gallery = Gallery.open(path, DLIB_RESNET_V1, index=kind)
+            gallery.search(real[0])  # loads the descriptors (and builds the index) once
+            times = []
+            for _ in range(repeats):
+                for vector in real:
+                    start = time.perf_counter()
+                    gallery.search(vector, top_k=5)
+                    times.append(time.perf_counter() - start)
+            timings[kind] = 1000 * statistics.median(times)
+            found[kind] = all(gallery.search(v, top_k=1)[0].name == f"real {n}" for n, v in enumerate(real))
+    return {"gallery_size": size, "ms_per_query": timings, "found_themselves": found}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--gallery-size", type=int, default=100_000, help="descriptors in the search test")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -90,12 +131,17 @@ def main() -> None:
         rows.append({"photo": name, "descriptor_distance": float(np.linalg.norm(a - b)), "port_max_abs_diff": parity})
     medians = {name: 1000 * statistics.median(values) for name, values in times.items()}
     report = {"faces": rows, "align_embed_ms": medians, "ratio_ours_over_dlib": medians["ours"] / medians["dlib"],
-              "repeats": args.repeats}
+              "repeats": args.repeats,
+              "identify": identify_timings([ours(image, points) for _, image, _, points in faces],
+                                           args.gallery_size, args.repeats)}
     print(f"align + embed one face (medians of {args.repeats} x {len(faces)} faces): "
           f"dlib {medians['dlib']:.1f} ms, ours {medians['ours']:.1f} ms, ratio {report['ratio_ours_over_dlib']:.3f}")
     for row in rows:
         print(f"  {row['photo']:<18} our chip vs dlib's: descriptor distance {row['descriptor_distance']:.4f}; "
               f"port on dlib's chip: max abs diff {row['port_max_abs_diff']:.1e}")
+    for kind, row in report["identify"]["ms_per_query"].items():
+        print(f"identify in a {args.gallery_size:,}-descriptor gallery ({kind}): {row:.2f} ms per query (median); "
+              f"real faces found themselves: {report['identify']['found_themselves'][kind]}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output, json.dumps(report, indent=2) + "\n", overwrite=True)
     print(f"written to {args.output}")
