@@ -150,6 +150,27 @@ DLIB_FACE_RESNET = PackagedFile(
 )
 
 
+# MTCNN's three face-detection networks (Zhang et al. 2016; 5 landmarks), as the torch state
+# dicts facenet-pytorch ships (MIT). Only the training side reads them (models/faces/mtcnn.py),
+# to export the ONNX graphs slimvision ships below. Install with --no-deps: the package's
+# metadata pins an old torch and numpy, and its code (which needs torchvision) is never imported.
+def _facenet_pytorch(stage: str, sha256: str) -> PackagedFile:
+    return PackagedFile(
+        distribution="facenet-pytorch",
+        version="2.6.0",
+        package="facenet_pytorch",
+        resource=f"data/{stage}.pt",
+        sha256=sha256,
+        licence="MIT",
+    )
+
+
+MTCNN_PNET_TORCH = _facenet_pytorch("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f")
+MTCNN_RNET_TORCH = _facenet_pytorch("rnet", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86")
+MTCNN_ONET_TORCH = _facenet_pytorch("onet", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d")
+MTCNN_TORCH_WEIGHTS = {"pnet": MTCNN_PNET_TORCH, "rnet": MTCNN_RNET_TORCH, "onet": MTCNN_ONET_TORCH}
+
+
 # Our own distilled students, shipped inside slimvision (docs/compress.md has the commands that
 # trained them). Derived from the Apache-2.0 Magenta weights above.
 #: The first predictor student (MobileNetV2-0.35, all 17 blocks); kept for the artifacts that name it.
@@ -182,6 +203,24 @@ FAST_STYLE_TRANSFORM = PackagedFile(
     sha256="08cc44589b98443ef312f8e8b27e3931c63cc74e3d259a3639358370bd9bea39",
     licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
 )
+
+
+# MTCNN's networks exported to ONNX from facenet-pytorch's weights above (regenerate with
+# ``python -m slimvision.models.faces.mtcnn_export``); each has its sidecar JSON beside it.
+def _mtcnn_onnx(stage: str, sha256: str) -> PackagedFile:
+    return PackagedFile(
+        distribution="slimvision",
+        version="0.1.0",
+        package="slimvision",
+        resource=f"weights/faces/mtcnn-{stage}.onnx",
+        sha256=sha256,
+        licence="MIT (exported from facenet-pytorch's MIT-licensed weights)",
+    )
+
+
+MTCNN_PNET = _mtcnn_onnx("pnet", "835a6b24840ad69edd230832c4f3dafceda7e472d6989b21e5e84cdd664073a0")
+MTCNN_RNET = _mtcnn_onnx("rnet", "81c141b861c2d1a1102c0d8cfd43af8d5c7188aa2175b497ce5a7b711b9f7177")
+MTCNN_ONET = _mtcnn_onnx("onet", "3ff3043444e19eb0e39afc4821471f485d88a3bdedbabd95d52fbc3c672949e7")
 
 
 def samples_dir() -> Path:

@@ -1,0 +1,129 @@
+"""Regenerate the MTCNN ONNX graphs slimvision ships (``weights/faces/mtcnn-{pnet,rnet,onet}.onnx``).
+
+Each network is loaded from facenet-pytorch's state dict (:func:`slimvision.models.faces.mtcnn.load_mtcnn`)
+and exported with :func:`slimvision.compress.export.export_onnx`, which checks ONNX Runtime
+against torch (example, random and resized inputs, plus a real photo or face crop) and writes
+the graph and its sidecar JSON only if every check is within 1e-4. PNet gets a free batch,
+height and width; RNet and ONet a free batch. The sidecar names facenet-pytorch's file (with
+its sha256) as the source of the weights.
+
+Needs the training extra and facenet-pytorch's data files::
+
+    pip install --no-deps facenet-pytorch==2.6.0
+    python -m slimvision.models.faces.mtcnn_export            # rewrites src/slimvision/weights/faces/
+    python -m slimvision.models.faces.mtcnn_export --out /tmp/mtcnn
+
+A new torch may write different bytes for the same graph: then update the sha256 of the
+``MTCNN_*`` entries in :mod:`slimvision.assets` (a mismatch is only logged).
+
+Example:
+    >>> reports = export_mtcnn("out/faces", overwrite=True)          # doctest: +SKIP
+    >>> max(report.max_abs_diff for report in reports.values()) < 1e-4  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slimvision.compress.export import ExportReport, ImageInput, export_onnx
+from slimvision.io.atomic import write_text_atomic
+from slimvision.models.faces.mtcnn import STAGES, load_mtcnn, source_weights
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = {"pnet": ("score", "offsets"), "rnet": ("score", "offsets"),
+                "onet": ("score", "offsets", "landmarks")}
+CROP_SIZES = {"rnet": 24, "onet": 48}
+#: The astronaut photo's face (x0, y0, x1, y1), a real input for the parity checks.
+_SAMPLE_FACE = (175, 76, 266, 167)
+
+
+def default_folder() -> Path:
+    """``weights/faces`` inside the installed slimvision package (the source tree in a dev install)."""
+    import slimvision
+
+    return Path(slimvision.__file__).resolve().parent / "weights" / "faces"
+
+
+def export_mtcnn(folder: str | Path | None = None, stages: Sequence[str] = STAGES,
+                 overwrite: bool = False) -> dict[str, ExportReport]:
+    """Export each MTCNN network in ``stages`` to ``folder/mtcnn-<stage>.onnx`` (+ ``.json``).
+
+    Raises:
+        ExportParityError: ONNX Runtime and torch differ by more than 1e-4 (nothing is written).
+    """
+    folder = Path(folder) if folder is not None else default_folder()
+    reports = {}
+    for stage in stages:
+        path = folder / f"mtcnn-{stage}.onnx"
+        reports[stage] = _export(stage, path, overwrite)
+        _name_source(path, stage)  # export_onnx has logged the parity summary
+    return reports
+
+
+def _export(stage: str, path: Path, overwrite: bool) -> ExportReport:
+    model = load_mtcnn(stage)
+    outputs = OUTPUT_NAMES[stage]
+    seeded = torch.Generator().manual_seed(0)  # the same example, so a re-export writes the same sidecar
+    if stage == "pnet":
+        example = torch.rand(1, 3, 64, 80, generator=seeded) * 255
+        axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                "score": {0: "batch", 1: "rows", 2: "columns"}, "offsets": {0: "batch", 2: "rows", 3: "columns"}}
+        size: tuple[int, int] | str = "any"
+    else:
+        side = CROP_SIZES[stage]
+        example = torch.rand(4, 3, side, side, generator=seeded) * 255
+        axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)}
+        size = (side, side)
+    pixels = ImageInput(layout="NCHW", size=size, value_range=(0.0, 255.0), channel_order="RGB")
+    return export_onnx(model, path, {INPUT_NAME: example}, output_names=outputs, dynamic_axes=axes,
+                       preprocessing={INPUT_NAME: pixels}, check_inputs=[{INPUT_NAME: _real_input(stage)}],
+                       source_weights=source_weights(stage), overwrite=overwrite)
+
+
+def _real_input(stage: str) -> np.ndarray:
+    """The astronaut photo (PNet, at 0.3x) or its face crop (RNet, ONet), (1, 3, H, W) float32 pixels."""
+    from PIL import Image
+
+    from slimvision.assets import samples_dir
+
+    with Image.open(samples_dir() / "content" / "astronaut.jpg") as photo:
+        photo = photo.convert("RGB")
+        if stage == "pnet":
+            image = photo.resize((154, 154), Image.BOX)
+        else:
+            image = photo.crop(_SAMPLE_FACE).resize((CROP_SIZES[stage],) * 2, Image.BILINEAR)
+    return np.asarray(image, np.float32).transpose(2, 0, 1)[None].copy()
+
+
+def _name_source(path: Path, stage: str) -> None:
+    """Name facenet-pytorch's file in the sidecar by its package path, not this machine's path."""
+    from slimvision.assets import MTCNN_TORCH_WEIGHTS
+
+    sidecar = path.with_suffix(".json")
+    metadata = json.loads(sidecar.read_text(encoding="utf-8"))
+    metadata["provenance"]["source_weights"] = [MTCNN_TORCH_WEIGHTS[stage].provenance()]
+    write_text_atomic(sidecar, json.dumps(metadata, indent=2) + "\n", overwrite=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export MTCNN's networks from facenet-pytorch's weights to ONNX.")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default: slimvision's weights/faces)")
+    parser.add_argument("--stage", choices=STAGES, action="append", help="only this network (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    export_mtcnn(args.out, args.stage or STAGES, overwrite=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

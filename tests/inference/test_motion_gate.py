@@ -1,0 +1,59 @@
+"""The motion gate skips a still, noisy scene and wakes up for anything that moves into it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slimvision.inference.motion_gate import MotionGate
+
+
+def scene(rng: np.random.Generator) -> np.ndarray:
+    """A textured still scene (480x640 RGB)."""
+    base = rng.integers(40, 200, (60, 80, 3)).astype(np.uint8)
+    return np.kron(base, np.ones((8, 8, 1), np.uint8))
+
+
+def noisy(frame: np.ndarray, rng: np.random.Generator, sigma: float = 6.0) -> np.ndarray:
+    return np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8)
+
+
+def test_a_still_noisy_scene_is_skipped_and_a_visitor_is_not():
+    rng = np.random.default_rng(0)
+    background = scene(rng)
+    gate = MotionGate(hold=5, refresh_every=1000)
+    decisions = [gate.update(noisy(background, rng)) for _ in range(60)]
+    assert decisions[0].reason == "first" and sum(d.process for d in decisions[1:]) <= 2  # sensor noise
+    visitor = []
+    for step in range(20):  # a 120x80 dark figure walks in from the left
+        frame = background.copy()
+        left = 20 * step
+        frame[200:320, left:left + 80] = 15
+        visitor.append(gate.update(noisy(frame, rng)))
+    assert all(d.process and d.reason == "motion" for d in visitor)
+    after = [gate.update(noisy(background, rng)) for _ in range(30)]  # gone again
+    assert [d.reason for d in after[:6]] == ["hold"] * 5 + ["still"]  # 5 more frames, then rest
+    assert not any(d.process for d in after[5:])
+    assert gate.frames == 110 and gate.skipped == 110 - gate.processed
+
+
+def test_a_small_change_counts_but_a_global_flicker_of_noise_does_not():
+    rng = np.random.default_rng(1)
+    background = scene(rng)
+    gate = MotionGate(hold=0)
+    for _ in range(20):
+        gate.update(noisy(background, rng))
+    small = background.copy()
+    small[100:140, 300:340] = 255  # a 40x40 object: 25 of the 4,800 cells
+    assert gate.update(noisy(small, rng)).process
+    assert not gate.update(noisy(background, rng, sigma=8.0)).process  # stronger noise, same scene
+
+
+def test_refresh_keeps_results_from_going_stale_and_bad_frames_are_refused():
+    gate = MotionGate(refresh_every=10, hold=0)
+    still = np.full((64, 64), 100, np.uint8)
+    decisions = [gate.update(still) for _ in range(30)]
+    assert [i for i, d in enumerate(decisions) if d.process] == [0, 10, 20]
+    assert {d.reason for d in decisions if d.process} == {"first", "refresh"}
+    with pytest.raises(ValueError, match="at least 8 px"):
+        gate.update(np.zeros((4, 4), np.uint8))
