@@ -63,6 +63,10 @@ def test_settings_validation():
     assert SessionSettings().session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert SessionSettings().session_options().enable_cpu_mem_arena
     assert not SessionSettings(memory_arena=False).session_options().enable_cpu_mem_arena
+    spinning = "session.intra_op.allow_spinning"
+    assert SessionSettings(allow_spinning=False).session_options().get_session_config_entry(spinning) == "0"
+    with pytest.raises(RuntimeError):  # not set: ONNX Runtime's default, spinning
+        SessionSettings().session_options().get_session_config_entry(spinning)
 
 
 @pytest.mark.parametrize("level", ["disable", "basic", "extended", "all"])

@@ -51,12 +51,17 @@ class SessionSettings:
             available accelerator followed by the CPU.
         memory_arena: keep freed CPU memory in ONNX Runtime's arena for the next run (fastest
             for one model run again and again; many sessions would each hold their own peak).
+        allow_spinning: after a run, the intra-op pool threads busy-wait for the next one. That
+            is fastest for one model run back to back, but where several sessions, or numpy and
+            Pillow work, take turns, the spinning threads take the cores from them (MTCNN's
+            three networks ran 2-3x slower on 2 cores with it).
     """
 
     threads: int | None = None
     optimization: Optimization = "all"
     providers: tuple[str, ...] = ("auto",)
     memory_arena: bool = True
+    allow_spinning: bool = True
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -73,6 +78,8 @@ class SessionSettings:
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         options.enable_cpu_mem_arena = self.memory_arena
+        if not self.allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return options
 
 

