@@ -85,6 +85,7 @@ class GalleryStore(Protocol):
     embedder: EmbedderInfo
 
     def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int: ...
+    def add_people(self, people: dict[str, tuple[np.ndarray, list[str] | None]]) -> int: ...
     def remove(self, name: str) -> int: ...
     def rename(self, old: str, new: str) -> None: ...
     def people(self) -> list[Person]: ...
@@ -136,7 +137,22 @@ class SQLiteGallery:
 
     def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int:
         """Add descriptors (N, dim) to ``name`` (created if new); returns how many were added."""
-        name = _clean_name(name)
+        return self.add_people({name: (vectors, sources)})
+
+    def add_people(self, people: dict[str, tuple[np.ndarray, list[str] | None]]) -> int:
+        """Add several people's descriptors in one transaction: all of them, or (on any error) none."""
+        rows = {_clean_name(name): self._checked(name, vectors, sources) for name, (vectors, sources) in people.items()}
+        now = _now()
+        with self._transaction() as cursor:
+            for name, (vectors, sources) in rows.items():
+                cursor.execute("INSERT OR IGNORE INTO people (name, added) VALUES (?, ?)", (name, now))
+                (person,) = cursor.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+                cursor.executemany("INSERT INTO faces (person, vector, source, added) VALUES (?, ?, ?, ?)",
+                                   [(person, vector.tobytes(), source, now) for vector, source in zip(vectors, sources)])
+            _bump(cursor)
+        return sum(len(vectors) for vectors, _ in rows.values())
+
+    def _checked(self, name: str, vectors: np.ndarray, sources: list[str] | None) -> tuple[np.ndarray, list]:
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.embedder.dim) \
             if np.size(vectors) % self.embedder.dim == 0 else None
         if vectors is None or not len(vectors) or not np.isfinite(vectors).all():
@@ -144,14 +160,7 @@ class SQLiteGallery:
         sources = list(sources) if sources is not None else [None] * len(vectors)
         if len(sources) != len(vectors):
             raise GalleryError(f"add {name!r}: {len(vectors)} descriptors but {len(sources)} sources")
-        now = _now()
-        with self._transaction() as cursor:
-            cursor.execute("INSERT OR IGNORE INTO people (name, added) VALUES (?, ?)", (name, now))
-            (person,) = cursor.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            cursor.executemany("INSERT INTO faces (person, vector, source, added) VALUES (?, ?, ?, ?)",
-                               [(person, vector.tobytes(), source, now) for vector, source in zip(vectors, sources)])
-            _bump(cursor)
-        return len(vectors)
+        return vectors, sources
 
     def remove(self, name: str) -> int:
         """Remove a person and all their descriptors; returns how many descriptors went."""
@@ -250,6 +259,9 @@ class Gallery:
 
     def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int:
         return self.store.add(name, vectors, sources)
+
+    def add_people(self, people: dict[str, tuple[np.ndarray, list[str] | None]]) -> int:
+        return self.store.add_people(people)
 
     def remove(self, name: str) -> int:
         return self.store.remove(name)

@@ -1,0 +1,219 @@
+"""Face recognition end to end: detect, align, embed, then verify (1:1) or identify (1:N).
+
+:class:`FaceRecognizer` chains MTCNN (:mod:`slimvision.inference.face_detect`), alignment onto
+the embedder's own chip (:mod:`slimvision.inference.face_align`) and the embedding network (dlib's
+ResNet, as an ONNX graph built from dlib's file: :mod:`slimvision.inference.face_graph`). A
+:class:`slimvision.inference.face_gallery.Gallery` holds the enrolled people. Everything runs on
+ONNX Runtime, numpy and Pillow; torch is never imported.
+
+Example:
+    >>> from slimvision.io.images import load_image                        # doctest: +SKIP
+    >>> recognizer = FaceRecognizer()                                      # doctest: +SKIP
+    >>> result = recognizer.verify(load_image("a.jpg"), load_image("b.jpg"))  # doctest: +SKIP
+    >>> result.same_person, round(result.distance, 3)                      # doctest: +SKIP
+    (True, 0.412)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slimvision.errors import SlimvisionError
+from slimvision.inference.face_align import MTCNN_DLIB_CHIP, ChipTemplate, align_face
+from slimvision.inference.face_detect import Face, FaceDetector
+from slimvision.inference.face_gallery import DLIB_RESNET_V1, EmbedderInfo, Gallery, Match
+from slimvision.inference.session import OnnxModel, SessionSettings
+
+
+class NoFaceError(SlimvisionError):
+    """An image in which a face was needed has none (names the image)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RecognizedFace:
+    """A detected face, its descriptor, and (after ``identify``) the nearest enrolled people."""
+
+    face: Face
+    descriptor: np.ndarray
+    matches: tuple[Match, ...] = ()
+
+    @property
+    def name(self) -> str | None:
+        """The enrolled person this face is, or None ("unknown")."""
+        return self.matches[0].name if self.matches and self.matches[0].is_match else None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Are two faces one person? ``distance`` in the embedder's metric, ``similarity`` the cosine
+    of the two descriptors, the decision at ``threshold``."""
+
+    distance: float
+    similarity: float
+    threshold: float
+    same_person: bool
+
+
+class FaceRecognizer:
+    """Detect -> align -> embed, with the dlib ResNet teacher by default.
+
+    Args:
+        settings: ONNX Runtime settings shared by the detector and the embedder.
+        min_face_size: smallest face to look for, in pixels.
+        min_score: detections below this face probability are ignored.
+        threshold: same-person distance (default: the embedder's calibration, dlib's 0.6).
+    """
+
+    def __init__(self, settings: SessionSettings | None = None, min_face_size: float = 20, min_score: float = 0.9,
+                 threshold: float | None = None, embedder: EmbedderInfo = DLIB_RESNET_V1,
+                 template: ChipTemplate = MTCNN_DLIB_CHIP, model: bytes | str | Path | None = None) -> None:
+        settings = settings or SessionSettings()
+        self.detector = FaceDetector(settings, min_face_size=min_face_size)
+        self.embedder, self.template, self.min_score = embedder, template, min_score
+        self.threshold = embedder.threshold if threshold is None else float(threshold)
+        if model is None:
+            from slimvision.assets import DLIB_FACE_RESNET
+            from slimvision.inference.face_graph import dlib_resnet_graph
+
+            model = dlib_resnet_graph(DLIB_FACE_RESNET.path())
+        self.network = OnnxModel(model, settings, name=f"{embedder.name}-v{embedder.version}")
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces at or above ``min_score``, most confident first (none in an image smaller than
+        the smallest face searched)."""
+        if image.ndim == 3 and min(image.shape[:2]) < self.detector.min_face_size:
+            return []
+        faces = [face for face in self.detector.detect(image) if face.score >= self.min_score]
+        return sorted(faces, key=lambda face: -face.score)
+
+    def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """(len(faces), dim) descriptors of the given faces of ``image``, one network run."""
+        if not faces:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        chips = np.stack([align_face(image, face.landmarks, self.template) for face in faces])
+        batch = np.ascontiguousarray(chips.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
+        (descriptors,) = self.network.run({self.network.input_names[0]: batch})
+        return descriptors
+
+    def __call__(self, image: np.ndarray) -> list[RecognizedFace]:
+        """Every face in the image with its descriptor."""
+        faces = self.detect(image)
+        return [RecognizedFace(face, vector) for face, vector in zip(faces, self.embed(image, faces))]
+
+    def main_face(self, image: np.ndarray, name: str = "image") -> RecognizedFace:
+        """The largest face of an image (the subject of a portrait); NoFaceError if there is none."""
+        faces = self.detect(image)
+        if not faces:
+            raise NoFaceError(f"{name}: no face found (smallest face searched: {self.detector.min_face_size:g} px)")
+        largest = max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+        return RecognizedFace(largest, self.embed(image, [largest])[0])
+
+    def compare(self, first: np.ndarray, second: np.ndarray) -> Verification:
+        """Verification of two descriptors."""
+        first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+        similarity = float(first @ second / max(np.linalg.norm(first) * np.linalg.norm(second), 1e-12))
+        distance = float(np.linalg.norm(first - second)) if self.embedder.metric == "euclidean" else 1.0 - similarity
+        return Verification(distance, similarity, self.threshold, distance <= self.threshold)
+
+    def verify(self, first: np.ndarray, second: np.ndarray, names: tuple[str, str] = ("first image", "second image")
+               ) -> Verification:
+        """Is the main face of one image the same person as the main face of the other?"""
+        return self.compare(self.main_face(first, names[0]).descriptor, self.main_face(second, names[1]).descriptor)
+
+    def identify(self, image: np.ndarray, gallery: Gallery, top_k: int = 3) -> list[RecognizedFace]:
+        """Every face of the image with its ``top_k`` nearest enrolled people (``name`` is None
+        for someone nobody in the gallery is near enough to)."""
+        if gallery.embedder.name != self.embedder.name or gallery.embedder.version != self.embedder.version:
+            raise SlimvisionError(f"the gallery holds {gallery.embedder.name} v{gallery.embedder.version} descriptors; "
+                                  f"this recognizer makes {self.embedder.name} v{self.embedder.version}")
+        recognized = self(image)
+        if not recognized:
+            return []
+        found = gallery.search_many(np.stack([face.descriptor for face in recognized]), top_k)
+        threshold = self.threshold
+        return [RecognizedFace(face.face, face.descriptor,
+                               tuple(Match(m.name, m.distance, m.distance <= threshold) for m in matches))
+                for face, matches in zip(recognized, found)]
+
+
+@dataclass(frozen=True)
+class EnrolmentReport:
+    """What an enrolment did: descriptors added per person, and the images left out and why."""
+
+    added: dict[str, int]
+    skipped: dict[str, str]
+
+
+def enroll_folder(recognizer: FaceRecognizer, gallery: Gallery, folder: str | Path,
+                  progress: bool = True) -> EnrolmentReport:
+    """Enrol ``folder/<name>/*.jpg``: one descriptor per photo, for the photo's main face.
+
+    A photo is left out (and reported) when it cannot be read, shows no face, or shows several
+    faces of similar size (whose would it be?). A face more than twice as large as every other
+    one is taken as the subject. All descriptors are written in one transaction at the end, so
+    an interrupted enrolment leaves the gallery as it was.
+    """
+    from slimvision.errors import InputError
+    from slimvision.io.images import find_images, load_image
+    from slimvision.progress import progress_bar
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder (expected one sub-folder of photos per person)")
+    people = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if not people:
+        raise InputError(folder, "has no sub-folders; lay photos out as FOLDER/<name>/*.jpg")
+    photos = [(person.name, photo) for person in people for photo in find_images(person)]
+    found: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+    skipped: dict[str, str] = {}
+    with progress_bar(len(photos), enabled=progress, desc="enrolling", unit="photo") as bar:
+        for name, photo in photos:
+            bar.update()
+            try:
+                image = load_image(photo, min_side=int(recognizer.detector.min_face_size))
+            except InputError as error:
+                skipped[str(photo)] = error.problem
+                continue
+            faces = recognizer.detect(image)
+            subject = _subject(faces)
+            if subject is None:
+                skipped[str(photo)] = "no face found" if not faces else f"{len(faces)} faces of similar size"
+                continue
+            vectors, sources = found.setdefault(name, ([], []))
+            vectors.append(recognizer.embed(image, [subject])[0])
+            sources.append(str(photo))
+    gallery.add_people({name: (np.stack(vectors), sources) for name, (vectors, sources) in found.items()})
+    return EnrolmentReport({name: len(vectors) for name, (vectors, _) in found.items()}, skipped)
+
+
+def _subject(faces: list[Face]) -> Face | None:
+    """The one face that is clearly the photo's subject: the only one, or twice any other's area."""
+    if not faces:
+        return None
+    areas = sorted(((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]), index) for index, face in enumerate(faces))
+    if len(areas) > 1 and areas[-1][0] < 2 * areas[-2][0]:
+        return None
+    return faces[areas[-1][1]]
+
+
+def annotate(image: np.ndarray, faces: list[RecognizedFace] | list[Face], labels: list[str] | None = None) -> np.ndarray:
+    """A copy of ``image`` with each face's box, landmarks and label drawn on it."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(np.ascontiguousarray(image))
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(max(image.shape[:2]) / 400))
+    for index, item in enumerate(faces):
+        face = item.face if isinstance(item, RecognizedFace) else item
+        known = isinstance(item, RecognizedFace) and item.name is not None
+        colour = (40, 200, 80) if known or not isinstance(item, RecognizedFace) else (230, 60, 40)
+        draw.rectangle([round(v) for v in face.box], outline=colour, width=width)
+        for x, y in face.landmarks:
+            draw.ellipse([x - width, y - width, x + width, y + width], fill=(255, 210, 0))
+        label = labels[index] if labels else (item.name or "unknown") if isinstance(item, RecognizedFace) \
+            else f"{face.score:.2f}"
+        draw.text((face.box[0] + width, max(0, face.box[1] - 12 - width)), label, fill=colour)
+    return np.asarray(canvas)
