@@ -136,3 +136,30 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, capsys, photos, make
     assert main(["faces", command, *positional, *options]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
+
+
+def test_video_with_the_motion_gate_names_the_visitor_as_without_it(photos, tmp_path, capsys):
+    from slimvision.cli.main import main
+    from slimvision.data.face_clips import DoorClip
+
+    hall = np.asarray(Image.open(samples_dir() / "content" / "coffee.jpg").convert("RGB").resize((320, 240)))
+    visitor = np.asarray(photos["grace"].resize((120, 140)))
+    clip = DoorClip(hall, visitor, frames=40, enter=10, stay=12, walk=4, size=(320, 240), top=0.2)
+    video = clip.write(tmp_path / "door.mp4", fps=10)
+    people = tmp_path / "people" / "grace"
+    people.mkdir(parents=True)
+    photos["grace"].save(people / "grace.jpg")
+    gallery = ["--gallery", str(tmp_path / "g.sqlite")]
+    assert main(["faces", "enroll", str(tmp_path / "people"), *gallery, "--json"]) == 0
+    events = {}
+    for kind, extra in (("gated", []), ("every", ["--no-gate"])):
+        capsys.readouterr()
+        out = tmp_path / f"{kind}.jsonl"
+        assert main(["faces", "video", str(video), *gallery, "--events", str(out), "-o", str(tmp_path / f"{kind}.mp4"),
+                     *extra]) == 0
+        events[kind] = [json.loads(line) for line in out.read_text().splitlines()]
+        summary = capsys.readouterr().out
+        assert "40 frames" in summary and ("0 skipped" in summary) == (kind == "every")
+    assert events["gated"] == events["every"]
+    assert events["gated"][0]["entered"] == ["grace"] and events["gated"][-1]["left"] == ["grace"]
+    assert main(["faces", "video", str(tmp_path / "missing.mp4"), "--events", str(tmp_path / "x.jsonl")]) == 2

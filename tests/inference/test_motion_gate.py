@@ -32,8 +32,9 @@ def test_a_still_noisy_scene_is_skipped_and_a_visitor_is_not():
         visitor.append(gate.update(noisy(frame, rng)))
     assert all(d.process and d.reason == "motion" for d in visitor)
     after = [gate.update(noisy(background, rng)) for _ in range(30)]  # gone again
-    assert [d.reason for d in after[:6]] == ["hold"] * 5 + ["still"]  # 5 more frames, then rest
-    assert not any(d.process for d in after[5:])
+    # The empty hall differs from the last look (the visitor): once, then 5 more frames, then rest.
+    assert [d.reason for d in after[:7]] == ["motion"] + ["hold"] * 5 + ["still"]
+    assert not any(d.process for d in after[6:])
     assert gate.frames == 110 and gate.skipped == 110 - gate.processed
 
 
@@ -43,10 +44,12 @@ def test_a_small_change_counts_but_a_global_flicker_of_noise_does_not():
     gate = MotionGate(hold=0)
     for _ in range(20):
         gate.update(noisy(background, rng))
+    assert not gate.update(noisy(background, rng, sigma=8.0)).process  # stronger noise, same scene
     small = background.copy()
     small[100:140, 300:340] = 255  # a 40x40 object: 25 of the 4,800 cells
     assert gate.update(noisy(small, rng)).process
-    assert not gate.update(noisy(background, rng, sigma=8.0)).process  # stronger noise, same scene
+    assert not gate.update(noisy(small, rng)).process  # it stays: nothing new since the last look
+    assert gate.update(noisy(background, rng)).process  # it went: the last result is out of date
 
 
 def test_refresh_keeps_results_from_going_stale_and_bad_frames_are_refused():

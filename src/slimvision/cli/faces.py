@@ -52,6 +52,21 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     _output_options(identify)
     identify.set_defaults(run=run_identify)
 
+    video = commands.add_parser("video", help="recognise faces in a video, skipping frames where nothing moved",
+                                description="Detect (and with --gallery, identify) faces frame by frame. The motion "
+                                            "gate repeats the last result on frames where nothing moved. Writes the "
+                                            "video with boxes and names drawn (-o) and, with --events, one JSON line "
+                                            "each time the people in view change.")
+    video.add_argument("source", help="video file, webcam number (0) or stream URL (webcams/streams need OpenCV)")
+    video.add_argument("-o", "--output", type=Path, help="annotated video to write (.mp4, .mkv, .webm, ...)")
+    video.add_argument("--gallery", type=Path, help="gallery of enrolled people to identify")
+    video.add_argument("--events", type=Path, help="JSON lines: who entered and left, frame by frame")
+    video.add_argument("--no-gate", action="store_true", help="process every frame")
+    video.add_argument("--max-frames", type=int, help="stop after this many frames (for cameras)")
+    video.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    _detector_options(video)
+    video.set_defaults(run=run_video)
+
     gallery = commands.add_parser("gallery", help="list, remove or rename enrolled people",
                                   description="Edit a gallery file; every change is one transaction.")
     gallery.add_argument("action", choices=["list", "remove", "rename"])
@@ -208,3 +223,58 @@ def run_gallery(args: argparse.Namespace) -> int:
             for person in people:
                 print(f"  {person.name}  ({person.faces} photo{'s' * (person.faces != 1)}, since {person.added})")
     return 0
+
+
+def run_video(args: argparse.Namespace) -> int:
+    import contextlib
+    import itertools
+    import time
+
+    from slimvision.inference.face_video import open_stream, recognize_frames
+    from slimvision.inference.faces import annotate
+    from slimvision.inference.motion_gate import MotionGate
+    from slimvision.io.atomic import atomic_write
+    from slimvision.io.video import VideoWriter
+
+    if args.output is None and args.events is None:
+        raise SlimvisionError("faces video: give -o OUT.mp4 and/or --events EVENTS.jsonl")
+    frames, fps, (width, height) = open_stream(args.source)
+    if args.max_frames is not None:
+        frames = itertools.islice(frames, args.max_frames)
+    gallery = _open_gallery(args.gallery, create=False) if args.gallery else None
+    gate = None if args.no_gate else MotionGate()
+    results = recognize_frames(frames, _recognizer(args), gate, gallery)
+    protected = [args.source] if Path(args.source).is_file() else []
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(VideoWriter(args.output, width=width, height=height, fps=fps,
+                                                 overwrite=args.overwrite, protected=protected)) if args.output else None
+        events = stack.enter_context(_text_output(args.events, args.overwrite, atomic_write)) if args.events else None
+        present: list[str] = []
+        started, count, processed = time.perf_counter(), 0, 0
+        for result in results:
+            count, processed = count + 1, processed + result.processed
+            if writer is not None:
+                writer.write(annotate(result.frame, result.faces) if result.faces else result.frame)
+            if result.names != present and events is not None:
+                events.write(json.dumps({"frame": result.index, "time_s": round(result.index / fps, 3),
+                                         "present": result.names,
+                                         "entered": sorted(set(result.names) - set(present)),
+                                         "left": sorted(set(present) - set(result.names))}) + "\n")
+            present = result.names
+        seconds = time.perf_counter() - started
+    print(f"{count} frames in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s): {processed} processed, "
+          f"{count - processed} skipped by the motion gate" + (" (off)" if gate is None else ""))
+    return 0
+
+
+def _text_output(path: Path, overwrite: bool, atomic_write: Any) -> Any:
+    """A text file opened for writing, moved into place only if everything succeeds."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def opened() -> Any:
+        with atomic_write(path, overwrite=overwrite) as temp, open(temp, "w") as handle:
+            yield handle
+
+    return opened()
+

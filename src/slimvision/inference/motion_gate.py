@@ -2,17 +2,18 @@
 
 Most frames of a door camera show the same empty scene. For each frame the gate computes a
 cheap feature map (grey, box-averaged to cells of ``cell`` x ``cell`` pixels: averaging also
-cancels most sensor noise) and compares it with a running background model of the same map
-(an exponential moving average). A cell has changed when it differs from the background by
-more than ``noise_sigmas`` times that cell's running noise level (at least ``min_difference``
-grey levels). The frame is *processed* when more than ``changed_fraction`` of the cells
-changed; otherwise the caller reuses its last result.
+cancels most sensor noise). A running background model of that map (an exponential moving
+average, learnt from frames where nothing moves) gives each cell's noise level. A cell has
+changed when it differs by more than ``noise_sigmas`` times its noise level (at least
+``min_difference`` grey levels). The frame is *processed* when more than ``changed_fraction``
+of the cells changed since the frame last processed; otherwise the caller reuses its last
+result. Comparing with the last processed frame, not only with the empty scene, also lets the
+gate skip a visitor who stands still: the last result already has them. Every decision also
+reports the share of cells that differ from the background (``changed``).
 
 Safeguards: the first frame is always processed; a frame is processed at least every
-``refresh_every`` frames (so a result never goes stale forever); after motion stops, frames
-keep being processed for ``hold`` more frames (a person standing still in the doorway stays
-recognised while the background slowly absorbs them). The background only learns from frames
-judged static, so a person standing in the scene is not averaged into it quickly.
+``refresh_every`` frames (so a result never goes stale forever); after motion stops, ``hold``
+more frames are processed (the last moving frame may be blurred).
 
 Example:
     >>> import numpy as np
@@ -43,7 +44,7 @@ class MotionGate:
     """Decides frame by frame whether anything moved (see the module docstring)."""
 
     def __init__(self, cell: int = 8, changed_fraction: float = 0.002, noise_sigmas: float = 4.0,
-                 min_difference: float = 3.0, learning_rate: float = 0.05, hold: int = 15,
+                 min_difference: float = 3.0, learning_rate: float = 0.05, hold: int = 5,
                  refresh_every: int = 150) -> None:
         if cell < 1 or not 0 <= changed_fraction < 1 or learning_rate <= 0 or learning_rate > 1:
             raise ValueError("MotionGate: cell >= 1, 0 <= changed_fraction < 1, 0 < learning_rate <= 1")
@@ -52,6 +53,7 @@ class MotionGate:
         self.learning_rate, self.hold, self.refresh_every = learning_rate, hold, refresh_every
         self.background: np.ndarray | None = None
         self.variance: np.ndarray | None = None
+        self.last: np.ndarray | None = None  # features of the frame last processed
         self.frames = self.processed = 0
         self._since_processed = 0
         self._since_motion = hold + 1  # no motion seen yet: nothing to hold on to
@@ -74,28 +76,30 @@ class MotionGate:
         self.frames += 1
         if self.background is None or self.background.shape != current.shape:
             self.background, self.variance = current.copy(), np.full_like(current, 1.0)
-            return self._decide(True, "first", 1.0)
-        difference = np.abs(current - self.background)
+            return self._decide(True, "first", 1.0, current)
         limit = np.maximum(self.noise_sigmas * np.sqrt(self.variance), self.min_difference)
-        changed = float((difference > limit).mean())
-        moving = changed > self.changed_fraction
-        if not moving:  # learn the scene (and its noise) only from frames that look static
+        changed = float((np.abs(current - self.background) > limit).mean())
+        # Only a change since the frame last processed matters: a visitor standing still in the
+        # doorway differs from the empty scene, but the last result already has them.
+        moving = float((np.abs(current - self.last) > limit).mean()) > self.changed_fraction
+        if not moving:  # learn the scene (and its noise) only from frames where nothing moves
             rate = self.learning_rate
-            self.variance += rate * (difference ** 2 - self.variance)
+            self.variance += rate * ((current - self.background) ** 2 - self.variance)
             self.background += rate * (current - self.background)
         self._since_motion = 0 if moving else self._since_motion + 1
         if moving:
-            return self._decide(True, "motion", changed)
+            return self._decide(True, "motion", changed, current)
         if self._since_motion <= self.hold:
-            return self._decide(True, "hold", changed)
+            return self._decide(True, "hold", changed, current)
         if self._since_processed + 1 >= self.refresh_every:
-            return self._decide(True, "refresh", changed)
-        return self._decide(False, "still", changed)
+            return self._decide(True, "refresh", changed, current)
+        return self._decide(False, "still", changed, current)
 
-    def _decide(self, process: bool, reason: str, changed: float) -> GateDecision:
+    def _decide(self, process: bool, reason: str, changed: float, current: np.ndarray) -> GateDecision:
         if process:
             self.processed += 1
             self._since_processed = 0
+            self.last = current
         else:
             self._since_processed += 1
         return GateDecision(process, reason, changed)
