@@ -163,3 +163,29 @@ def test_video_with_the_motion_gate_names_the_visitor_as_without_it(photos, tmp_
     assert events["gated"] == events["every"]
     assert events["gated"][0]["entered"] == ["grace"] and events["gated"][-1]["left"] == ["grace"]
     assert main(["faces", "video", str(tmp_path / "missing.mp4"), "--events", str(tmp_path / "x.jsonl")]) == 2
+
+
+def test_eval_runs_the_lfw_protocol_on_a_generated_fixture(photos, tmp_path, capsys):
+    from slimvision.cli.main import main
+
+    root = tmp_path / "lfw"
+    people = {"Grace_Hopper": [photos["grace"], photos["grace2"], photos["grace3"]],
+              "Eileen_Collins": [photos["eileen"], another_photo_of(photos["eileen"], 5)]}
+    for name, images in people.items():
+        (root / name).mkdir(parents=True)
+        for number, image in enumerate(images, 1):
+            image.save(root / name / f"{name}_{number:04d}.jpg")
+    lines = ["2\t2",
+             "Grace_Hopper\t1\t2", "Eileen_Collins\t1\t2", "Grace_Hopper\t1\tEileen_Collins\t1",
+             "Grace_Hopper\t2\tEileen_Collins\t2",
+             "Grace_Hopper\t1\t3", "Grace_Hopper\t2\t3", "Grace_Hopper\t3\tEileen_Collins\t1",
+             "Eileen_Collins\t2\tGrace_Hopper\t1"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    args = ["faces", "eval", "--pairs", str(tmp_path / "pairs.txt"), "--root", str(root)]
+    assert main([*args, "--json", "--roc", str(tmp_path / "roc.png")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pairs"] == 8 and scores["accuracy"] == 1.0 and scores["images_without_a_face"] == []
+    assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    (root / "Grace_Hopper" / "Grace_Hopper_0003.jpg").unlink()
+    assert main(args) == 2
+    assert "Grace_Hopper_0003.jpg: image listed in" in capsys.readouterr().err

@@ -159,3 +159,33 @@ def save_roc_plot(scores: dict[str, Any], path: str | Path, label: str = "") -> 
     with atomic_write(path, overwrite=True) as temp:
         figure.savefig(temp, format="png")
     plt.close(figure)
+
+
+#: Distance given to a pair when a face is missing in one of its images: always "different".
+NO_FACE_DISTANCE = 1e6
+
+
+def pair_distances(pairs: list[Pair], recognizer: Any, progress: bool = True) -> tuple[np.ndarray, list[str]]:
+    """The recognizer's distance for every pair (each image embedded once), and the images in
+    which no face was found (their pairs get :data:`NO_FACE_DISTANCE`)."""
+    from slimvision.io.images import load_image
+    from slimvision.progress import progress_bar
+
+    images = sorted({path for pair in pairs for path in (pair.first, pair.second)})
+    descriptors: dict[Path, np.ndarray | None] = {}
+    with progress_bar(len(images), enabled=progress, desc="embedding", unit="image") as bar:
+        for path in images:
+            bar.update()
+            faces = recognizer(load_image(path))
+            if not faces:
+                descriptors[path] = None
+                continue
+            # LFW centres the subject: take the face nearest the centre of the image.
+            image_centre = np.array(load_image(path).shape[1::-1]) / 2
+            nearest = min(faces, key=lambda face: np.hypot(*(np.add(face.face.box[:2], face.face.box[2:]) / 2
+                                                               - image_centre)))
+            descriptors[path] = nearest.descriptor
+    distances = np.array([recognizer.compare(descriptors[p.first], descriptors[p.second]).distance
+                          if descriptors[p.first] is not None and descriptors[p.second] is not None
+                          else NO_FACE_DISTANCE for p in pairs])
+    return distances, [str(path) for path, vector in descriptors.items() if vector is None]

@@ -67,6 +67,19 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     _detector_options(video)
     video.set_defaults(run=run_video)
 
+    evaluate = commands.add_parser("eval", help="verification accuracy under the LFW pairs protocol",
+                                   description="Score same/different-person decisions on the pairs of an LFW-format "
+                                               "pairs.txt: 10-fold accuracy (thresholds chosen on the other folds), "
+                                               "TAR at FAR=1e-3, and the ROC curve.")
+    evaluate.add_argument("--pairs", type=Path, required=True, help="pairs.txt (LFW format)")
+    evaluate.add_argument("--root", type=Path, required=True, help="folder holding NAME/NAME_0001.jpg ...")
+    evaluate.add_argument("--extension", default="jpg", help="image file extension (default jpg)")
+    evaluate.add_argument("--roc", type=Path, help="save the ROC curve as this PNG")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace the ROC image if it exists")
+    _detector_options(evaluate)
+    evaluate.set_defaults(run=run_eval)
+
     gallery = commands.add_parser("gallery", help="list, remove or rename enrolled people",
                                   description="Edit a gallery file; every change is one transaction.")
     gallery.add_argument("action", choices=["list", "remove", "rename"])
@@ -277,4 +290,32 @@ def _text_output(path: Path, overwrite: bool, atomic_write: Any) -> Any:
             yield handle
 
     return opened()
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from slimvision.bench.face_eval import pair_distances, read_pairs, save_roc_plot, verification_scores
+    from slimvision.errors import InputError
+
+    pairs = read_pairs(args.pairs, args.root, args.extension)
+    missing = [str(path) for pair in pairs for path in (pair.first, pair.second) if not path.is_file()]
+    if missing:
+        raise InputError(missing[0], f"image listed in {args.pairs} not found ({len(set(missing))} missing in all)")
+    if args.roc is not None and args.roc.exists() and not args.overwrite:
+        raise SlimvisionError(f"{args.roc}: exists; pass --overwrite to replace it")
+    recognizer = _recognizer(args)
+    distances, faceless = pair_distances(pairs, recognizer, progress=not args.json)
+    scores = verification_scores(distances, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]))
+    scores["images_without_a_face"] = faceless
+    if args.roc is not None:
+        save_roc_plot(scores, args.roc, label=recognizer.embedder.name)
+    if args.json:
+        print(json.dumps({key: value for key, value in scores.items() if key != "roc"}, indent=2))
+    else:
+        print(f"{scores['pairs']} pairs, {len(set(p.fold for p in pairs))} folds: accuracy {scores['accuracy']:.4f} "
+              f"+- {scores['accuracy_std']:.4f}, TAR {scores['tar_at_far']:.4f} at FAR {scores['far']:g}")
+        if faceless:
+            print(f"  no face found in {len(faceless)} images (their pairs count as 'different'): {faceless[:3]}")
+    return 0
 
