@@ -19,9 +19,10 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 # Everything: + torch==2.13.0 (pinned: an unpinned torch pulls a multi-GB CUDA build), pytest, scikit-image, minisom,
 # dlib's face models and dlib-bin (the faces port is checked against dlib). facenet-pytorch only ships the MTCNN
 # weights the face detector was exported from; its metadata pins an old torch, hence --no-deps (its code is never run).
+# face_recognition is the peer benchmarks/faces_bench.py compares with; --no-deps, or pip would compile dlib.
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0
+	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0 face_recognition==1.3.0
 	touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime

@@ -15,6 +15,13 @@ vectors, 4 per made-up person, plus the real faces above) in a SQLite gallery fi
 with numpy (exact) and with a FAISS flat index when faiss-cpu is installed: the median ms per
 query (top 5 people), and whether each real face still finds itself.
 
+The issue's whole-pipeline comparison: detect + align + embed the one face of a 640x480 frame
+(Grace Hopper's portrait, scaled to 480 px high, centred on black), ours against
+``face_recognition.face_encodings`` (dlib's HOG detector with one upsampling, which finds faces
+from about 40 px, its 5-point landmarks and the ResNet), alternated, medians. Ours runs with
+MTCNN searching faces from 40 px (the same job) and from 20 px (our default, more work).
+Needs ``pip install --no-deps face_recognition==1.3.0`` (the Makefile's dev setup does this).
+
 Last, the motion gate on a generated door-camera clip (``slimvision.data.face_clips``: the
 sample photo coffee.jpg as a still hall with sensor noise, Grace Hopper walking in for about
 four seconds of 20): frames per second of detect + identify on every frame against the same
@@ -82,6 +89,44 @@ def identify_timings(real: list[np.ndarray], size: int, repeats: int) -> dict:
             timings[kind] = 1000 * statistics.median(times)
             found[kind] = all(gallery.search(v, top_k=1)[0].name == f"real {n}" for n, v in enumerate(real))
     return {"gallery_size": size, "ms_per_query": timings, "found_themselves": found}
+
+
+def pipeline_timings(repeats: int) -> dict | None:
+    """Median ms of detect + align + embed on a 640x480 frame: face_recognition vs ours."""
+    try:
+        import face_recognition
+    except ImportError:
+        print("face_recognition is not installed (pip install --no-deps face_recognition==1.3.0): pipeline row skipped")
+        return None
+    import matplotlib
+    from PIL import Image
+
+    from slimvision.inference.faces import FaceRecognizer
+    from slimvision.inference.session import SessionSettings
+
+    portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    portrait = portrait.resize((round(portrait.width * 480 / portrait.height), 480), Image.BILINEAR)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    left = (640 - portrait.width) // 2
+    frame[:, left:left + portrait.width] = np.asarray(portrait)
+    ours = {size: FaceRecognizer(SessionSettings(threads=2), min_face_size=size) for size in (40, 20)}
+    jobs = {"face_recognition": lambda: face_recognition.face_encodings(frame),
+            "ours, faces from 40 px": lambda: ours[40](frame), "ours, faces from 20 px": lambda: ours[20](frame)}
+    for job in jobs.values():
+        job()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            time.sleep(0.02)
+            start = time.perf_counter()
+            job()
+            times[name].append(time.perf_counter() - start)
+    ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    (theirs,) = face_recognition.face_encodings(frame)
+    (mine,) = ours[40](frame)
+    return {"ms": ms, "ratio_40px": ms["ours, faces from 40 px"] / ms["face_recognition"],
+            "ratio_20px": ms["ours, faces from 20 px"] / ms["face_recognition"],
+            "descriptor_distance": float(np.linalg.norm(theirs - mine.descriptor))}
 
 
 def motion_gate_check(runs: int) -> dict:
@@ -180,6 +225,7 @@ def main() -> None:
               "repeats": args.repeats,
               "identify": identify_timings([ours(image, points) for _, image, _, points in faces],
                                            args.gallery_size, args.repeats),
+              "pipeline_640x480": pipeline_timings(args.repeats),
               "motion_gate": motion_gate_check(args.clip_runs)}
     print(f"align + embed one face (medians of {args.repeats} x {len(faces)} faces): "
           f"dlib {medians['dlib']:.1f} ms, ours {medians['ours']:.1f} ms, ratio {report['ratio_ours_over_dlib']:.3f}")
@@ -189,6 +235,12 @@ def main() -> None:
     for kind, row in report["identify"]["ms_per_query"].items():
         print(f"identify in a {args.gallery_size:,}-descriptor gallery ({kind}): {row:.2f} ms per query (median); "
               f"real faces found themselves: {report['identify']['found_themselves'][kind]}")
+    pipeline = report["pipeline_640x480"]
+    if pipeline:
+        print(f"detect + align + embed, one face in 640x480 (medians of {args.repeats}): face_recognition "
+              f"{pipeline['ms']['face_recognition']:.1f} ms; ours (40 px) {pipeline['ms']['ours, faces from 40 px']:.1f} "
+              f"ms, ratio {pipeline['ratio_40px']:.3f}; ours (20 px) {pipeline['ms']['ours, faces from 20 px']:.1f} ms, "
+              f"ratio {pipeline['ratio_20px']:.3f}; descriptor distance {pipeline['descriptor_distance']:.3f}")
     gate = report["motion_gate"]
     print(f"motion gate, {gate['frames']}-frame door clip: {gate['fps']['every frame']:.1f} -> "
           f"{gate['fps']['gated']:.1f} frames/s ({gate['speedup']:.2f}x), {gate['processed']} frames processed; "

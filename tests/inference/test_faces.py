@@ -121,7 +121,7 @@ def test_the_faces_cli_end_to_end(photos, tmp_path, capsys):
     (lambda p: Image.new("RGB", (300, 300), "white").save(p), ["verify", "{other}"], "bad.png: no face found"),
     (lambda p: None, ["identify", "--gallery", "{missing}"], "no such gallery"),
     (lambda p: Image.new("RGB", (64, 64)).save(p), ["detect", "--min-face", "5"], "--min-face must be at least 12"),
-    (lambda p: Image.new("RGB", (8, 8)).save(p), ["detect"], "bad.png: "),
+    (lambda p: Image.new("RGB", (30, 30)).save(p), ["detect"], "bad.png: "),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, capsys, photos, make, args, message):
     from slimvision.cli.main import main

@@ -90,7 +90,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-face", type=float, default=20, help="smallest face searched, px (default 20)")
+    parser.add_argument("--min-face", type=float, default=40, help="smallest face searched, px (default 40)")
     parser.add_argument("--min-score", type=float, default=0.9, help="face probability kept (default 0.9)")
     parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
 
