@@ -27,7 +27,12 @@ sample photo coffee.jpg as a still hall with sensor noise, Grace Hopper walking 
 four seconds of 20): frames per second of detect + identify on every frame against the same
 with the gate, run alternately, and whether every frame names the same people both ways.
 
-    python benchmarks/faces_bench.py [--repeats 15] [--gallery-size 100000] [--clip-runs 2]
+With ``--photos DIR`` (any folder of photos of people, e.g. the real photos listed in
+../shared/ASSETS.md: face_recognition's and insightface's sdist test images plus the ones above),
+it also compares same/different-person decisions: every face both face_recognition and we find
+(boxes overlapping), every pair of them, at the 0.6 threshold, ours against face_recognition's.
+
+    python benchmarks/faces_bench.py [--repeats 15] [--gallery-size 100000] [--clip-runs 2] [--photos DIR]
 
 Needs: pip install '.[faces]' dlib-bin. Writes benchmarks/results/faces.json.
 """
@@ -129,6 +134,51 @@ def pipeline_timings(repeats: int) -> dict | None:
             "descriptor_distance": float(np.linalg.norm(theirs - mine.descriptor))}
 
 
+def decision_agreement(folder: Path) -> dict:
+    """Pairwise same-person decisions (0.6) of our pipeline vs face_recognition on the same faces."""
+    import face_recognition
+
+    from slimvision.inference.faces import FaceRecognizer
+    from slimvision.inference.session import SessionSettings
+    from slimvision.io.images import find_images, load_image
+
+    recognizer = FaceRecognizer(SessionSettings(threads=2))
+    labels, ours, theirs = [], [], []
+    photos = find_images(folder)
+    for photo in photos:
+        image = load_image(photo)
+        locations = face_recognition.face_locations(image)  # (top, right, bottom, left)
+        encodings = face_recognition.face_encodings(image, locations)
+        found = recognizer(image)
+        for number, ((top, right, bottom, left), encoding) in enumerate(zip(locations, encodings)):
+            box = np.array([left, top, right, bottom], float)
+            best = max(found, key=lambda face: box_iou(np.asarray(face.face.box), box), default=None)
+            if best is not None and box_iou(np.asarray(best.face.box), box) > 0.3:
+                labels.append(f"{photo.name}#{number}")
+                ours.append(best.descriptor)
+                theirs.append(encoding)
+    ours_matrix, theirs_matrix = np.array(ours), np.array(theirs)
+    pairs, agreeing, disagreements = 0, 0, []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            a = float(np.linalg.norm(theirs_matrix[i] - theirs_matrix[j]))
+            b = float(np.linalg.norm(ours_matrix[i] - ours_matrix[j]))
+            pairs += 1
+            if (a <= 0.6) == (b <= 0.6):
+                agreeing += 1
+            else:
+                disagreements.append({"first": labels[i], "second": labels[j], "theirs": a, "ours": b})
+    return {"photos": len(photos), "faces": len(labels), "pairs": pairs, "agreeing_pairs": agreeing,
+            "disagreements": disagreements}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def motion_gate_check(runs: int) -> dict:
     """Frames/s with and without the motion gate on a generated clip, and whether names agree."""
     import tempfile
@@ -174,6 +224,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--gallery-size", type=int, default=100_000, help="descriptors in the search test")
     parser.add_argument("--clip-runs", type=int, default=2, help="runs of the gate clip each way")
+    parser.add_argument("--photos", type=Path, help="folder of photos for the decision-agreement check")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -226,7 +277,8 @@ def main() -> None:
               "identify": identify_timings([ours(image, points) for _, image, _, points in faces],
                                            args.gallery_size, args.repeats),
               "pipeline_640x480": pipeline_timings(args.repeats),
-              "motion_gate": motion_gate_check(args.clip_runs)}
+              "motion_gate": motion_gate_check(args.clip_runs),
+              "decisions": decision_agreement(args.photos) if args.photos else None}
     print(f"align + embed one face (medians of {args.repeats} x {len(faces)} faces): "
           f"dlib {medians['dlib']:.1f} ms, ours {medians['ours']:.1f} ms, ratio {report['ratio_ours_over_dlib']:.3f}")
     for row in rows:
@@ -245,6 +297,12 @@ def main() -> None:
     print(f"motion gate, {gate['frames']}-frame door clip: {gate['fps']['every frame']:.1f} -> "
           f"{gate['fps']['gated']:.1f} frames/s ({gate['speedup']:.2f}x), {gate['processed']} frames processed; "
           f"same people named in every frame: {gate['same_names_every_frame']}")
+    decisions = report["decisions"]
+    if decisions:
+        print(f"same/different decisions on {decisions['faces']} faces of {decisions['photos']} photos: "
+              f"{decisions['agreeing_pairs']} of {decisions['pairs']} pairs agree with face_recognition")
+        for row in decisions["disagreements"]:
+            print(f"  {row['first']} / {row['second']}: theirs {row['theirs']:.3f}, ours {row['ours']:.3f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output, json.dumps(report, indent=2) + "\n", overwrite=True)
     print(f"written to {args.output}")

@@ -88,3 +88,16 @@ def test_chips_agree_with_dlibs_own():
     chips = np.stack([theirs, ours]).astype(np.float32).transpose(0, 3, 1, 2) / 255
     (descriptors,) = session.run(None, {"face_chip": np.ascontiguousarray(chips)})
     assert np.linalg.norm(descriptors[0] - descriptors[1]) < 0.05
+
+
+def test_the_arcface_template_is_insightfaces_112_px_crop():
+    from slimvision.inference.face_align import ARCFACE_CHIP
+
+    points = ARCFACE_CHIP.pixel_points()
+    assert ARCFACE_CHIP.size == 112 and np.allclose(points[0], [38.2946, 51.6963])
+    assert np.allclose(points[4], [70.7299, 92.2041])
+    image = np.zeros((300, 300, 3), np.uint8)
+    image[100:200, 100:200] = 255
+    chip = align_face(image, points * 2 + 50, ARCFACE_CHIP)  # a face at twice the template's size
+    assert chip.shape == (112, 112, 3)
+    assert chip[25:75, 25:75].min() == 255 and chip[:20].max() == 0  # the white square lands at 25..75

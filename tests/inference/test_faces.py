@@ -107,6 +107,9 @@ def test_the_faces_cli_end_to_end(photos, tmp_path, capsys):
     assert main(["faces", "verify", str(query), str(people / "grace" / "grace.jpg")]) == 0
     assert main(["faces", "verify", str(query), str(people / "eileen" / "eileen.jpg"), "--json"]) == 1
     capsys.readouterr()
+    assert main(["faces", "gallery", "add", "grace", str(query), *gallery]) == 0
+    assert "added 1 photo of 'grace'" in capsys.readouterr().out
+    assert main(["faces", "gallery", "add", "nobody", *gallery]) == 2  # no photos given
     assert main(["faces", "gallery", "rename", "grace", "Grace Hopper", *gallery]) == 0
     assert main(["faces", "gallery", "remove", "eileen", *gallery]) == 0
     capsys.readouterr()
@@ -155,7 +158,7 @@ def test_video_with_the_motion_gate_names_the_visitor_as_without_it(photos, tmp_
     for kind, extra in (("gated", []), ("every", ["--no-gate"])):
         capsys.readouterr()
         out = tmp_path / f"{kind}.jsonl"
-        assert main(["faces", "video", str(video), *gallery, "--events", str(out), "-o", str(tmp_path / f"{kind}.mp4"),
+        assert main(["faces", "video", str(video), *gallery, "--json", str(out), "-o", str(tmp_path / f"{kind}.mp4"),
                      *extra]) == 0
         events[kind] = [json.loads(line) for line in out.read_text().splitlines()]
         summary = capsys.readouterr().out
@@ -189,3 +192,21 @@ def test_eval_runs_the_lfw_protocol_on_a_generated_fixture(photos, tmp_path, cap
     (root / "Grace_Hopper" / "Grace_Hopper_0003.jpg").unlink()
     assert main(args) == 2
     assert "Grace_Hopper_0003.jpg: image listed in" in capsys.readouterr().err
+
+
+def test_photos_with_several_similar_faces_are_not_enrolled_and_verify_takes_the_largest(recognizer, photos, tmp_path):
+    grace = photos["grace"].resize((256, 300))
+    pair = Image.new("RGB", (512, 300))
+    pair.paste(grace, (0, 0))
+    pair.paste(grace.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (256, 0))
+    folder = tmp_path / "people" / "grace"
+    folder.mkdir(parents=True)
+    pair.save(folder / "two.jpg")
+    report = enroll_folder(recognizer, Gallery.open(":memory:", DLIB_RESNET_V1), tmp_path / "people", progress=False)
+    assert report.added == {} and report.skipped[str(folder / "two.jpg")] == "2 faces of similar size"
+    assert len(recognizer(np.asarray(pair))) == 2
+    big_and_small = Image.new("RGB", (700, 400))
+    big_and_small.paste(photos["eileen"].resize((300, 300)), (0, 50))
+    big_and_small.paste(grace.resize((110, 130)), (500, 20))
+    result = recognizer.verify(np.asarray(big_and_small), np.asarray(photos["eileen"]))
+    assert result.same_person  # the largest face is the subject

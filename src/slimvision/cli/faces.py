@@ -60,7 +60,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     video.add_argument("source", help="video file, webcam number (0) or stream URL (webcams/streams need OpenCV)")
     video.add_argument("-o", "--output", type=Path, help="annotated video to write (.mp4, .mkv, .webm, ...)")
     video.add_argument("--gallery", type=Path, help="gallery of enrolled people to identify")
-    video.add_argument("--events", type=Path, help="JSON lines: who entered and left, frame by frame")
+    video.add_argument("--events", "--json", dest="events", type=Path,
+                       help="JSON lines: who entered and left, frame by frame")
     video.add_argument("--no-gate", action="store_true", help="process every frame")
     video.add_argument("--max-frames", type=int, help="stop after this many frames (for cameras)")
     video.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
@@ -80,12 +81,14 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     _detector_options(evaluate)
     evaluate.set_defaults(run=run_eval)
 
-    gallery = commands.add_parser("gallery", help="list, remove or rename enrolled people",
-                                  description="Edit a gallery file; every change is one transaction.")
-    gallery.add_argument("action", choices=["list", "remove", "rename"])
-    gallery.add_argument("names", nargs="*", help="remove: NAME; rename: OLD NEW")
+    gallery = commands.add_parser("gallery", help="list, add, remove or rename enrolled people",
+                                  description="Edit a gallery file; every change is one transaction. add NAME "
+                                              "PHOTO...: enrol more photos of one person (each photo's main face).")
+    gallery.add_argument("action", choices=["list", "add", "remove", "rename"])
+    gallery.add_argument("names", nargs="*", help="add: NAME PHOTO...; remove: NAME; rename: OLD NEW")
     gallery.add_argument("--gallery", type=Path, required=True)
     gallery.add_argument("--json", action="store_true")
+    _detector_options(gallery)
     gallery.set_defaults(run=run_gallery)
 
 
@@ -215,11 +218,13 @@ def run_identify(args: argparse.Namespace) -> int:
 
 
 def run_gallery(args: argparse.Namespace) -> int:
-    gallery = _open_gallery(args.gallery, create=False)
-    wanted = {"list": 0, "remove": 1, "rename": 2}[args.action]
-    if len(args.names) != wanted:
-        usage = {"list": "no names", "remove": "one NAME", "rename": "OLD NEW"}[args.action]
-        raise SlimvisionError(f"gallery {args.action} takes {usage}, got {len(args.names)}")
+    gallery = _open_gallery(args.gallery, create=args.action == "add")
+    wanted = {"list": 0, "remove": 1, "rename": 2}.get(args.action)
+    if (len(args.names) != wanted) if wanted is not None else len(args.names) < 2:
+        usage = {"list": "no names", "add": "NAME PHOTO...", "remove": "one NAME", "rename": "OLD NEW"}[args.action]
+        raise SlimvisionError(f"gallery {args.action} takes {usage}, got {len(args.names)} arguments")
+    if args.action == "add":
+        return _add_photos(args, gallery)
     if args.action == "remove":
         count = gallery.remove(args.names[0])
         print(f"removed {args.names[0]!r} ({count} descriptor{'s' * (count != 1)})")
@@ -317,5 +322,20 @@ def run_eval(args: argparse.Namespace) -> int:
               f"+- {scores['accuracy_std']:.4f}, TAR {scores['tar_at_far']:.4f} at FAR {scores['far']:g}")
         if faceless:
             print(f"  no face found in {len(faceless)} images (their pairs count as 'different'): {faceless[:3]}")
+    return 0
+
+
+def _add_photos(args: argparse.Namespace, gallery: Any) -> int:
+    """``gallery add NAME PHOTO...``: every photo's main face, all in one transaction."""
+    import numpy as np
+
+    from slimvision.io.images import load_image
+
+    name, photos = args.names[0], [Path(photo) for photo in args.names[1:]]
+    recognizer = _recognizer(args)
+    vectors = [recognizer.main_face(load_image(photo, min_side=int(args.min_face)), str(photo)).descriptor
+               for photo in photos]
+    count = gallery.add(name, np.stack(vectors), [str(photo) for photo in photos])
+    print(f"added {count} photo{'s' * (count != 1)} of {name!r}")
     return 0
 

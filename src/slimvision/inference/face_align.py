@@ -12,6 +12,8 @@ Templates:
   landmarks of dlib's 5-point shape predictor: the outer and inner corner of the subject's
   left eye, of the right eye, and the base of the nose (dlib's ``get_face_chip_details``).
 - :data:`MTCNN_DLIB_CHIP`: the same chip from MTCNN's landmarks (what the face pipeline uses).
+- :data:`ARCFACE_CHIP`: the 112x112 crop that ArcFace-style mobile students are trained on
+  (insightface's template for MTCNN's 5 points, no padding).
 
 Example:
     >>> import numpy as np
@@ -37,6 +39,8 @@ class ChipTemplate:
     points: tuple[tuple[float, float], ...]
     size: int
     padding: float
+    #: The template's frame puts pixel centres at half-integers (dlib's) rather than whole numbers.
+    half_pixel_centres: bool = True
 
     def pixel_points(self) -> np.ndarray:
         """(N, 2) x, y of each template point in chip pixels (pixel centres at whole numbers).
@@ -45,7 +49,7 @@ class ChipTemplate:
         centre is size / 2 there and (size - 1) / 2 here: the 0.5 shift. Without it the chips
         differ from dlib's by 4-9 grey levels on average (2 with it)."""
         unit = (np.asarray(self.points, np.float64) + self.padding) / (1 + 2 * self.padding)
-        return unit * self.size - 0.5
+        return unit * self.size - (0.5 if self.half_pixel_centres else 0.0)
 
 
 #: dlib's 5-point template (dlib/image_transforms/interpolation.h, ``get_face_chip_details``).
@@ -62,6 +66,14 @@ DLIB_CHIP = ChipTemplate("dlib-150", DLIB_TEMPLATE_5, 150, 0.25)
 MTCNN_TEMPLATE_5 = ((0.236974, 0.200887), (0.766514, 0.195527), (0.497864, 0.544249),
                     (0.248335, 0.781681), (0.746688, 0.775782))
 MTCNN_DLIB_CHIP = ChipTemplate("dlib-150-from-mtcnn", MTCNN_TEMPLATE_5, 150, 0.25)
+
+
+#: insightface's 112x112 template (eye centres, nose tip, mouth corners in pixels), the crop that
+#: ArcFace/CosFace face embedders expect; stored here on the unit square, without padding.
+ARCFACE_TEMPLATE_5 = tuple((x / 112, y / 112) for x, y in ((38.2946, 51.6963), (73.5318, 51.5014),
+                                                         (56.0252, 71.7366), (41.5493, 92.3655),
+                                                         (70.7299, 92.2041)))
+ARCFACE_CHIP = ChipTemplate("arcface-112", ARCFACE_TEMPLATE_5, 112, 0.0, half_pixel_centres=False)
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
