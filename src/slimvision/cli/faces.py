@@ -255,7 +255,9 @@ def run_video(args: argparse.Namespace) -> int:
     from slimvision.io.video import VideoWriter
 
     if args.output is None and args.events is None:
-        raise SlimvisionError("faces video: give -o OUT.mp4 and/or --events EVENTS.jsonl")
+        raise SlimvisionError("faces video: give -o OUT.mp4 and/or --json EVENTS.jsonl")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise SlimvisionError(f"--max-frames must be at least 1, got {args.max_frames}")
     frames, fps, (width, height) = open_stream(args.source)
     if args.max_frames is not None:
         frames = itertools.islice(frames, args.max_frames)
