@@ -341,20 +341,20 @@ def export_generator_int8(generator: DCGANGenerator, path: str | Path, *, calibr
                           overwrite: bool = False) -> Int8Export:
     """The generator as a static int8 ONNX graph (QDQ, per-channel weights) for fast CPU sampling.
 
-    The transposed convolutions are first rewritten as convolutions + depth-to-space
-    (:mod:`slimvision.compress.subpixel`; exact), because ONNX Runtime's int8 kernels cover
-    convolutions, not transposed ones; the rewritten float graph is checked against the original
-    torch generator. Activation ranges are calibrated on ``calibration_samples`` noise vectors:
+    The generator is first rebuilt by :class:`~slimvision.models.gan.folded.FoldedGenerator`
+    (exact): transposed convolutions become convolutions + depth-to-space, because ONNX
+    Runtime's int8 kernels cover convolutions, not transposed ones; batch norms are folded into
+    the convolutions; the 3-channel image layer runs on phase planes. The rebuilt float graph is
+    checked against the original torch generator. Activation ranges are calibrated on ``calibration_samples`` noise vectors:
     the generator's input distribution is known exactly, so no images are needed.
     """
     import tempfile
 
     from slimvision.compress.quantize import quantization_report, quantize_int8_static
-    from slimvision.compress.subpixel import rewrite_transposed_convs
     from slimvision.inference.session import OnnxModel
+    from slimvision.models.gan.folded import FoldedGenerator
 
-    rewritten = copy.deepcopy(generator).eval()
-    rewrite_transposed_convs(rewritten)
+    rewritten = FoldedGenerator(generator.eval())
     latent = generator.config.latent_dim
 
     def feeds(seed: int, count: int) -> list[dict[str, np.ndarray]]:
@@ -370,5 +370,6 @@ def export_generator_int8(generator: DCGANGenerator, path: str | Path, *, calibr
             expected = generator.eval()(torch.from_numpy(check["noise"])).numpy()
         drift = float(np.abs(OnnxModel(float_path).run(check)[0] - expected).max())
         quantize_int8_static(float_path, feeds(1, calibration_samples), path, overwrite=overwrite)
-        report = quantization_report(float_path, path, feeds(2, 64), method="int8 static QDQ, sub-pixel convs")
+        report = quantization_report(float_path, path, feeds(2, 64),
+                                     method="int8 static QDQ, sub-pixel convs, batch norms folded")
     return Int8Export(drift, report)
