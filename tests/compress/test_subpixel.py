@@ -42,3 +42,21 @@ def test_a_rewritten_dcgan_generator_draws_the_same_images():
     assert rewrite_transposed_convs(generator) == 3
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in generator.modules())
     assert torch.allclose(generator(noise), before, atol=1e-5)
+
+
+def test_a_phase_split_conv_keeps_only_each_phases_taps():
+    from slimvision.compress.subpixel import PhaseSplitConv, SubPixelConv
+
+    torch.manual_seed(0)
+    transposed = nn.ConvTranspose2d(6, 4, 5, stride=2, padding=2, output_padding=1)
+    sub_pixel = SubPixelConv(transposed)
+    split = PhaseSplitConv(sub_pixel.conv)
+    x = torch.randn(2, 6, 7, 9)
+    with torch.no_grad():
+        assert torch.allclose(split(x), sub_pixel.conv(x), atol=1e-5)
+        assert torch.allclose(sub_pixel.shuffle(split(x)), transposed(x), atol=1e-5)
+    kept = sum(conv.weight.numel() for conv in split.convs)
+    assert kept == 4 * 6 * 25 and sub_pixel.conv.weight.numel() == 4 * 6 * 36  # 25 of 36 taps per pair
+    assert [tuple(conv.kernel_size) for conv in split.convs] == [(3, 3), (3, 2), (2, 3), (2, 2)]
+    with pytest.raises(ValueError, match="stride-1 sub-pixel"):
+        PhaseSplitConv(nn.Conv2d(6, 6, 3, padding=1))

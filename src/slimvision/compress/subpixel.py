@@ -108,3 +108,49 @@ def rewrite_transposed_convs(module: nn.Module) -> int:
         else:
             count += rewrite_transposed_convs(child)
     return count
+
+
+class PhaseSplitConv(nn.Module):
+    """A sub-pixel convolution (``C_in -> 4 C_out``, output channel ``4c + phase``) as four
+    convolutions, one per output phase, each with only the taps its phase uses.
+
+    A stride-2 5x5 transposed convolution's sub-pixel form is a 3x3 convolution whose phases use
+    3x3, 3x2, 2x3 and 2x2 of its taps: the other 11 of 36 are zeros, 30% of its multiply-adds.
+    Here each phase gets its own convolution over just its taps (the zero taps are found in the
+    weights), padded on the sides that phase reaches (a constant pad the ONNX export folds into
+    the convolution), and the four results are interleaved back into the ``4c + phase`` order.
+    Exact. In ONNX Runtime's int8 path it pays where the output is small (the interleave is a
+    copy of it): at 64 px it took the DCGAN's first two layers from 500 to 560 images/s.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        weight = conv.weight.detach()
+        channels = weight.shape[0] // 4
+        if weight.shape[0] % 4 or conv.stride != (1, 1) or conv.groups != 1 or not isinstance(conv.padding, tuple):
+            raise ValueError("PhaseSplitConv needs a stride-1 sub-pixel conv with 4 x C_out outputs")
+        per_phase = weight.view(channels, 4, *weight.shape[1:])
+        bias = conv.bias.detach().view(channels, 4) if conv.bias is not None else None
+        self.convs = nn.ModuleList()
+        self.pads: list[tuple[int, int, int, int]] = []
+        pad_h, pad_w = conv.padding
+        for phase in range(4):
+            used = per_phase[:, phase].abs().sum(dim=(0, 1)) != 0  # (k_h, k_w) taps this phase reads
+            rows, cols = used.any(1).nonzero().flatten(), used.any(0).nonzero().flatten()
+            if not len(rows):
+                raise ValueError(f"PhaseSplitConv: phase {phase} has no taps")
+            top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+            pads = (pad_w - left, right - pad_w, pad_h - top, bottom - pad_h)  # F.pad order: l, r, t, b
+            if min(pads) < 0:
+                raise ValueError(f"PhaseSplitConv: phase {phase}'s taps do not reach the centre")
+            part = nn.Conv2d(weight.shape[1], channels, (bottom - top + 1, right - left + 1), bias=bias is not None)
+            with torch.no_grad():
+                part.weight.copy_(per_phase[:, phase, :, top:bottom + 1, left:right + 1])
+                if bias is not None:
+                    part.bias.copy_(bias[:, phase])
+            self.convs.append(part)
+            self.pads.append(pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, 4 C_out, H, W)
+        phases = [conv(nn.functional.pad(x, pads)) for conv, pads in zip(self.convs, self.pads)]
+        return torch.stack(phases, dim=2).flatten(1, 2)  # channel 4c + phase, as the shuffle expects
