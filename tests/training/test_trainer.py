@@ -116,6 +116,23 @@ def test_two_phases_each_step_their_own_optimiser():
     assert set(history.values) == {"a/loss", "b/loss"}
 
 
+def test_a_phase_computes_no_gradients_for_parameters_it_does_not_step():
+    class Chained:  # phase "b" backpropagates through "a", like a GAN's generator step through D
+        def __init__(self):
+            self.model = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Linear(2, 2)})
+            self.seen = []
+
+        def __call__(self, batch, phase):
+            self.seen.append((phase, self.model["a"].weight.requires_grad, self.model["b"].weight.requires_grad))
+            return {"loss": self.model["a"](self.model["b"](batch)).pow(2).mean()}
+
+    task = Chained()
+    optimizers = {name: torch.optim.SGD(task.model[name].parameters(), lr=0.1) for name in ("a", "b")}
+    Trainer(task, optimizers, TrainerConfig(steps=1, log_every=1, progress=False)).fit([torch.ones(4, 2)])
+    assert task.seen == [("a", True, False), ("b", False, True)]
+    assert all(p.requires_grad for p in task.model.parameters())
+
+
 def test_bad_runs_fail_clearly(tmp_path):
     with pytest.raises(ConfigError, match="steps must be at least 1"):
         TrainerConfig(steps=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -96,6 +97,7 @@ class Trainer:
         self.extra = extra or {}
         self.step = 0
         self.after_step = task.after_step if isinstance(task, TaskAfterStep) else None
+        self._others = {phase: _other_parameters(task.model, optimizer) for phase, optimizer in optimizers.items()}
 
     def resume(self) -> int:
         """Load the run's latest checkpoint, if any; returns the step it reached."""
@@ -134,14 +136,15 @@ class Trainer:
         numbers: dict[str, float] = {}
         for phase, optimizer in self.optimizers.items():
             optimizer.zero_grad(set_to_none=True)
-            out = self.task(batch, phase)
-            loss = out.get("loss")
-            if loss is None:
-                raise SlimvisionError(f"the task returned no 'loss' for phase {phase!r} (keys: {sorted(out)})")
-            if not torch.isfinite(loss):
-                raise SlimvisionError(f"loss became {loss.item()} at step {self.step + 1} ({phase}); "
-                                      "lower the learning rate or check the data")
-            loss.backward()
+            with _frozen(self._others[phase]):
+                out = self.task(batch, phase)
+                loss = out.get("loss")
+                if loss is None:
+                    raise SlimvisionError(f"the task returned no 'loss' for phase {phase!r} (keys: {sorted(out)})")
+                if not torch.isfinite(loss):
+                    raise SlimvisionError(f"loss became {loss.item()} at step {self.step + 1} ({phase}); "
+                                          "lower the learning rate or check the data")
+                loss.backward()
             if self.config.grad_clip is not None:
                 params = [p for group in optimizer.param_groups for p in group["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
@@ -153,6 +156,26 @@ class Trainer:
             numbers.update({prefix + key: float(value.detach()) for key, value in out.items()
                             if isinstance(value, torch.Tensor) and value.numel() == 1})
         return numbers
+
+
+def _other_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """The model's trainable parameters that ``optimizer`` does not step."""
+    stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in stepped]
+
+
+@contextmanager
+def _frozen(parameters: list[nn.Parameter]) -> Iterator[None]:
+    """Parameters without gradients for one phase: backward then skips their weight gradients
+    (a GAN's generator step still backpropagates through the discriminator, but only to its
+    input), which the next phase would zero anyway."""
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
 
 
 def _forever(batches: Iterable[Any], done: bool) -> Iterator[Any]:
