@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import bench, faces, gan, models, numerals, style, train, vae
+    from slimvision.cli import bench, faces, gan, models, numerals, serve, style, train, vae
 
     parser = argparse.ArgumentParser(
         prog="slimvision",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_commands(groups)
     vae.add_commands(groups)
     faces.add_commands(groups)
+    serve.add_commands(groups)
     return parser
 
 

@@ -9,6 +9,7 @@ that names the file. Outputs are written atomically (see :mod:`slimvision.io.ato
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -117,6 +118,49 @@ def load_image(
     with _open_image(file) as img:
         _check_size(file, img.size, max_pixels=max_pixels, min_side=min_side)
         return to_rgb_array(img, name=str(file))
+
+
+#: Leading bytes of each format we read, for sniffing uploads (never trust a name or a
+#: declared content type). TIFF is left out on purpose: its many codecs are a large attack
+#: surface for data from strangers, and no browser sends it.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    """The format the bytes start with (PNG, JPEG, WEBP, GIF, BMP), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
+def decode_image(data: bytes, name: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 min_side: int = 1) -> np.ndarray:
+    """Decode image bytes (an upload) as an ``HxWx3`` ``uint8`` RGB array, like :func:`load_image`.
+
+    The format is taken from the bytes themselves (:func:`sniff_image_format`) and PIL is only
+    allowed that one decoder; the size is checked from the header before any pixel is decoded.
+    Errors are :class:`InputError` naming ``name``.
+    """
+    if not data:
+        raise InputError(name, "file is empty (0 bytes)")
+    kind = sniff_image_format(data)
+    if kind is None:
+        raise InputError(name, "not a PNG, JPEG, WebP, GIF or BMP image (checked from its bytes)")
+    try:
+        with _pil_guards():
+            img = Image.open(io.BytesIO(data), formats=(kind,))
+    except Exception as exc:
+        logger.debug("PIL failed to open %s: %r", name, exc)
+        raise InputError(name, _CORRUPT) from exc
+    with img:
+        _check_size(name, img.size, max_pixels=max_pixels, min_side=min_side)
+        return to_rgb_array(img, name=name)
 
 
 def _check_readable_file(file: Path) -> None:

@@ -1,0 +1,58 @@
+"""Every error the API returns is JSON: ``{"error": {"code": "...", "message": "..."}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, a stable machine-readable code and a one-line message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def install_handlers(app: Any) -> None:
+    """JSON for our errors, for FastAPI's validation errors, for 404/405, and for anything unexpected
+    (whose details go to the log, not to the client)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    from slimvision.errors import InputError, SlimvisionError
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Any, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Any, exc: InputError) -> JSONResponse:
+        return JSONResponse(error_body("bad_input", str(exc)), 400)
+
+    @app.exception_handler(SlimvisionError)
+    async def slimvision_error(request: Any, exc: SlimvisionError) -> JSONResponse:
+        return JSONResponse(error_body("cannot_process", str(exc)), 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Any, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(part) for part in error['loc'][1:]) or 'request'}: {error['msg']}"
+                             for error in exc.errors())
+        return JSONResponse(error_body("invalid_request", problems), 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Any, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Any, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "the server failed on this request; see its log"), 500)

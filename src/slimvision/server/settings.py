@@ -1,0 +1,65 @@
+"""What a server is started with: address, limits and the admin token."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slimvision.config import BaseConfig
+
+#: The environment variable that can hold the admin token instead of ``--admin-token``
+#: (keeps it out of the process list).
+ADMIN_TOKEN_ENV = "SLIMVISION_ADMIN_TOKEN"
+#: Where ``npm install`` puts onnxruntime-web in a source checkout; SLIMVISION_WEB_ASSETS overrides.
+REPO_WEB_FOLDER = Path(__file__).resolve().parents[3] / "web"
+WEB_ASSETS_ENV = "SLIMVISION_WEB_ASSETS"
+
+
+def default_web_assets() -> Path:
+    """onnxruntime-web's ``dist`` folder: $SLIMVISION_WEB_ASSETS, else the checkout's ``web/node_modules``."""
+    override = os.environ.get(WEB_ASSETS_ENV)
+    return Path(override) if override else REPO_WEB_FOLDER / "node_modules" / "onnxruntime-web" / "dist"
+
+
+@dataclass
+class ServerSettings(BaseConfig):
+    """Attributes:
+        host: the address to bind; loopback unless asked otherwise, so nothing is exposed by default.
+        port: 0 picks a free port.
+        admin_token: needed (as ``Authorization: Bearer ...``) to change the face gallery;
+            None disables gallery changes altogether.
+        max_upload_mb: largest request body.
+        max_pixels: largest decoded image (width x height), checked from the header before decoding.
+        max_side: stylized images are downscaled to this longest side first.
+        workers: model runs at once (each uses ONNX Runtime's own threads).
+        queue_size: requests allowed to wait for a worker; more get 429.
+        timeout_s: a request waiting or running longer gets 504.
+        cors_origins: origins allowed to call the API from other pages (none by default).
+        gallery: the SQLite face gallery file (created on the first enrolment).
+        web_assets: onnxruntime-web's ``dist`` folder.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    admin_token: str | None = None
+    max_upload_mb: float = 20.0
+    max_pixels: int = 25_000_000
+    max_side: int = 1024
+    workers: int = 2
+    queue_size: int = 8
+    timeout_s: float = 60.0
+    cors_origins: tuple[str, ...] = ()
+    gallery: Path = field(default_factory=lambda: Path("slimvision-gallery.sqlite"))
+    web_assets: Path = field(default_factory=default_web_assets)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_positive("max_upload_mb", "timeout_s")
+        self.require_at_least(1, "max_pixels", "workers")
+        self.require_at_least(0, "queue_size", "port")
+        self.require_at_least(64, "max_side")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
