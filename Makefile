@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo
+.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo web serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,23 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.runtime
 	$(BIN)/slimvision style demo -o outputs
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(VENV)/.web
 	$(BIN)/python -m pytest -q
+
+# The page's in-browser runtime: onnxruntime-web from npm (exact versions from web/package-lock.json;
+# served by 'slimvision serve', never fetched at run time), and Debian's Chromium for the page's
+# end-to-end tests (root and apt-get needed; without it those tests are skipped, saying why).
+$(VENV)/.web: web/package.json web/package-lock.json | $(BIN)/python
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends chromium) || echo "warning: no Chromium; the browser tests will be skipped"
+	touch $@
+
+web: $(VENV)/.web
+
+# The web app on http://127.0.0.1 (a free port; the URL is printed).
+serve: $(VENV)/.dev $(VENV)/.web
+	$(BIN)/slimvision serve
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/style_bench.py
@@ -66,4 +81,4 @@ vae-demo: $(VENV)/.dev
 	$(BIN)/slimvision vae export runs/vae-mni128 --int8-weights --overwrite -o src/slimvision/weights/vae-mni128
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache web/node_modules
