@@ -16,7 +16,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "serve", help="the web page (models run in your browser) and a JSON API",
         description="Serve the page, where style transfer runs in the browser (onnxruntime-web), and a JSON API "
                     "for faces, DCGAN samples, VAE denoising and Roman numerals. Binds to 127.0.0.1 on a free "
-                    "port unless told otherwise; the API schema is at /docs.")
+                    "port unless told otherwise; the API schema is at /openapi.json.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     serve.add_argument("--admin-token", default=None,
@@ -53,7 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
               "(it will use the server); run 'make web'", file=sys.stderr)
 
     def ready(url: str) -> None:
-        print(f"slimvision is serving on {url}  (API schema: {url}/docs; Ctrl+C stops it)", flush=True)
+        print(f"slimvision is serving on {url}  (API schema: {url}/openapi.json; Ctrl+C stops it)", flush=True)
 
     serve(settings, on_ready=ready)
     return 0

@@ -52,7 +52,9 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     from slimvision.server.routes import Models, add_routes
 
     settings = settings or ServerSettings()
-    app = FastAPI(title="slimvision", version=__version__,
+    # FastAPI's /docs and /redoc pages load their scripts from a CDN, which this project never
+    # depends on at run time: the schema itself is served at /openapi.json.
+    app = FastAPI(title="slimvision", version=__version__, docs_url=None, redoc_url=None,
                   description="Small, fast image models: style transfer, faces, DCGAN, medical VAE, Roman numerals.")
     app.state.settings = settings
     app.state.jobs = JobQueue(settings.workers, settings.queue_size, settings.timeout_s)
