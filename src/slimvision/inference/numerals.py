@@ -57,6 +57,12 @@ _FRAGMENT, _FRAGMENT_REACH = 0.6, 0.3
 #: Paper narrower than this share of the height between two pieces of ink may lie inside one
 #: broken letter (an M whose thin diagonal broke); wider paper always separates letters.
 _TOUCH = 0.06
+#: The same for a second reading of a word whose first reading is no standard numeral: hairlines
+#: that break in worn print (the diagonals of a math italic M, the bowl of a C) leave paper as
+#: wide as a quarter of the height inside a letter. Such a reading is kept only when every
+#: symbol in it is no farther than ``_BROKEN_DISTANCE`` (unknown-distance units) from its node:
+#: wrongly joined pieces (``in`` read as ``MI``) land at 0.88-0.98, right ones at 0.55-0.81.
+_BROKEN_TOUCH, _BROKEN_DISTANCE = 0.25, 0.85
 #: Most cut places one symbol may span (cuts inside a broken or oddly inked letter).
 _MAX_PIECES = 12
 #: Leans (shift per row up) below this are upright print; above that the largest believed.
@@ -154,17 +160,34 @@ class NumeralReader:
         letters part cleanly. Each run of neighbouring cuts is a candidate symbol; the map
         reads them all in one batch, and a beam search over the cuts finds the cheapest
         readings. The slant is measured from the glyphs' moments, which stroke contrast can
-        fool, so upright cuts are tried too and the cheaper reading wins.
+        fool, so upright cuts are tried too and the cheaper reading wins. A word that reads as no
+        standard numeral is read once more with wider paper allowed inside a letter.
         """
         pixels = [_glyph_pixels(glyph, labels, boxes) for glyph in _attach_fragments(word, boxes)]
-        best: tuple[float, list[SymbolReading]] | None = None
-        for slant in sorted({0.0, _slant(pixels)}):
-            found = self._read_ink(_WordInk.gather(pixels, slant))
-            if found is not None and (best is None or found[0] < best[0]):
-                best = found
+        inks = [_WordInk.gather(pixels, slant) for slant in sorted({0.0, _slant(pixels)})]
+        best = self._read_inks(inks, _TOUCH)
+        if best is None or not _standard(best[1]):
+            # A letter broken at a hairline (math italic M) leaves paper as wide as that between
+            # letters, so no reading of its pieces is a numeral. Read again with such paper
+            # allowed inside a symbol; keep that reading only when it is a standard numeral
+            # whose every symbol is clearly recognised (a looser cut has more ways to go wrong).
+            loose = self._read_inks(inks, _BROKEN_TOUCH)
+            if (loose is not None and _standard(loose[1])
+                    and max(symbol.distance for symbol in loose[1]) <= _BROKEN_DISTANCE):
+                best = loose
         return None if best is None else _reading(best[1])
 
-    def _read_ink(self, ink: _WordInk) -> tuple[float, list[SymbolReading]] | None:
+    def _read_inks(self, inks: list[_WordInk], touch: float) -> tuple[float, list[SymbolReading]] | None:
+        """The cheapest numeral reading of the word cut along any of its slants, with paper up
+        to ``touch`` of the height allowed inside a symbol."""
+        best: tuple[float, list[SymbolReading]] | None = None
+        for ink in inks:
+            found = self._read_ink(ink, touch)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+        return best
+
+    def _read_ink(self, ink: _WordInk, touch: float = _TOUCH) -> tuple[float, list[SymbolReading]] | None:
         """(cost, symbols) of the word's best numeral reading, or None if it reads better as text.
 
         Symbols alone cannot tell an M cut into ``IVI`` from an honest ``IVI``; the numeral
@@ -176,7 +199,7 @@ class NumeralReader:
         Returns:
             The cost (summed distance less ``_SYMBOL_BONUS`` per symbol) and the symbols.
         """
-        spans = ink.candidate_spans()
+        spans = ink.candidate_spans(touch)
         if not spans:
             return None
         numerals, others = self._span_choices(ink, spans)
@@ -254,8 +277,8 @@ class _WordInk:
     """A word's ink pixels with their columns measured along the text's slant, and where to cut them.
 
     ``cuts`` are slanted columns, ascending, from the left edge to past the right edge;
-    ``gaps`` marks the cuts that lie in paper wider than ``_TOUCH`` of the height (between
-    letters), which no symbol may straddle.
+    ``paper`` is the width of the paper gap each cut lies in, as a share of the height (0 at a
+    thin join, infinite at the ends). Paper wider than ``_TOUCH`` lies between letters.
     """
 
     rows: np.ndarray       # page row of each ink pixel, sorted by slanted column
@@ -263,7 +286,7 @@ class _WordInk:
     slanted: np.ndarray    # column after removing the slant, ascending
     height: int            # the tallest glyph's height
     cuts: np.ndarray
-    gaps: np.ndarray
+    paper: np.ndarray
 
     @classmethod
     def gather(cls, pixels: list[tuple[np.ndarray, np.ndarray]], slant: float) -> _WordInk:
@@ -273,16 +296,20 @@ class _WordInk:
         slanted = cols - slant * (rows.max() - rows)
         order = np.argsort(slanted, kind="stable")
         rows, cols, slanted = rows[order], cols[order], slanted[order]
-        cuts, gaps = _cut_columns(slanted, height)
-        return cls(rows, cols, slanted, height, cuts, gaps)
+        cuts, paper = _cut_columns(slanted, height)
+        return cls(rows, cols, slanted, height, cuts, paper)
 
-    def candidate_spans(self) -> dict[tuple[int, int], float]:
-        """Every run of cuts (start, stop) that may hold exactly one symbol, with its width-to-height ratio."""
+    def candidate_spans(self, touch: float = _TOUCH) -> dict[tuple[int, int], float]:
+        """Every run of cuts (start, stop) that may hold exactly one symbol, with its width-to-height
+        ratio; no paper wider than ``touch`` of the height lies inside one."""
         spans = {}
         for start in range(len(self.cuts) - 1):
+            inside = 0.0
             for stop in range(start + 1, min(start + _MAX_PIECES, len(self.cuts) - 1) + 1):
-                if stop - 1 > start and self.gaps[stop - 1]:
-                    break   # a symbol never straddles the paper between two letters
+                if stop - 1 > start:
+                    inside = max(inside, float(self.paper[stop - 1]))
+                    if inside > touch:
+                        break   # a symbol never straddles the paper between two letters
                 if self.cuts[stop] - self.cuts[start] > 2 * _WIDE * self.height:
                     break   # (cuts lie mid-gap, so a span is wider than its ink)
                 aspect = self._plausible_aspect(start, stop)
@@ -329,7 +356,8 @@ def _slant(glyphs: list[tuple[np.ndarray, np.ndarray]]) -> float:
 
 
 def _cut_columns(slanted: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut places along the slanted columns: the middle of each paper gap, and thin joins.
+    """Cut places along the slanted columns (the middle of each paper gap, and thin joins) and
+    the width of the paper at each (a share of the height; 0 at a join, infinite at the ends).
 
     Touching letters meet at thin places (serifs, hairlines): a column inked for more than
     ``_THIN_JOIN`` of the height is inside a stroke, and cutting there would slice a solid
@@ -338,7 +366,7 @@ def _cut_columns(slanted: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarr
     base = np.floor(slanted.min())
     profile = np.bincount((np.floor(slanted) - base).astype(np.int64)).astype(np.float64)
     width = len(profile)
-    cuts, gaps = [0.0], [True]
+    cuts, paper = [0.0], [np.inf]
     column = 0
     while column < width:
         if profile[column] == 0:
@@ -346,7 +374,7 @@ def _cut_columns(slanted: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarr
             while profile[end] == 0:
                 end += 1
             cuts.append((column + end) / 2)
-            gaps.append(end - column > _TOUCH * height)
+            paper.append((end - column) / height)
             column = end
         column += 1
     smooth = np.convolve(profile, np.ones(3) / 3, mode="same")
@@ -362,11 +390,11 @@ def _cut_columns(slanted: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarr
             kept.append(column)
     for column in kept:
         cuts.append(column + 0.5)
-        gaps.append(False)
+        paper.append(0.0)
     cuts.append(float(width))
-    gaps.append(True)
+    paper.append(np.inf)
     order = np.argsort(cuts, kind="stable")
-    return np.asarray(cuts)[order] + base, np.asarray(gaps)[order]
+    return np.asarray(cuts)[order] + base, np.asarray(paper)[order]
 
 
 def _attach_fragments(word: list[int], boxes: list[Box]) -> list[list[int]]:
@@ -396,6 +424,10 @@ def _gap(a: Box, b: Box) -> int:
 def _union_box(boxes: list[Box]) -> Box:
     return (min(box[0] for box in boxes), min(box[1] for box in boxes),
             max(box[2] for box in boxes), max(box[3] for box in boxes))
+
+
+def _standard(symbols: list[SymbolReading]) -> bool:
+    return parse_roman("".join(symbol.symbol for symbol in symbols)).standard
 
 
 def _reading(symbols: list[SymbolReading]) -> NumeralReading:
