@@ -168,6 +168,18 @@ def test_falls_back_to_the_server_without_webassembly(page, server, artifacts):
     page.screenshot(path=artifacts / "tab-style-server-fallback.png", full_page=True)
 
 
+def test_a_failing_webgpu_runtime_falls_back_to_wasm(page, server):
+    """Where navigator.gpu offers an adapter the page tries onnxruntime-web's WebGPU build first;
+    if that cannot make a session (here: a fake adapter) it paints with the WASM build."""
+    page.add_init_script("""Object.defineProperty(navigator, 'gpu', {value: {requestAdapter: async () => ({})}});""")
+    open_page(page, server)
+    assert submit(page, "#style-form", "#stylize") == "done", page.inner_text("#style-error")
+    assert page.evaluate("document.body.dataset.styleRanOn") == "browser"
+    assert "wasm" in page.inner_text("#style-info")
+    assert any("ort.webgpu.min.mjs" in url for url in page.watch.urls)
+    assert canvas_pixels(page, "#result-canvas").std() > 10
+
+
 def test_server_errors_are_shown(page, server, tmp_path):
     open_page(page, server, "faces")
     blank = save_png(np.full((120, 120, 3), 200, np.uint8), tmp_path / "blank.png")

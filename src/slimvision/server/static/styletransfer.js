@@ -33,6 +33,12 @@ async function loadWasmBuild() {
   return { ort: configure(await import(`${RUNTIME_FOLDER}ort.wasm.min.mjs`)), providers: ["wasm"], backend: "wasm" };
 }
 
+/** After a WebGPU failure: the WASM build for this and every later model. */
+function useWasmFromNowOn() {
+  runtimePromise = loadWasmBuild();
+  return runtimePromise;
+}
+
 /**
  * The runtime: onnxruntime-web's WebGPU build when there is an adapter (and `preferGpu`),
  * else its WASM build only, so a first visit never downloads the WebGPU runtime.
@@ -43,7 +49,7 @@ export function loadRuntime({ preferGpu = true } = {}) {
       if (preferGpu && (await hasWebGPU())) {
         try {
           const ort = configure(await import(`${RUNTIME_FOLDER}ort.webgpu.min.mjs`));
-          return { ort, providers: ["webgpu", "wasm"], backend: "webgpu", fallback: loadWasmBuild };
+          return { ort, providers: ["webgpu", "wasm"], backend: "webgpu", fallback: useWasmFromNowOn };
         } catch (error) {
           console.warn("WebGPU build of onnxruntime-web failed to load; using WASM", error);
         }
@@ -89,6 +95,7 @@ export class BrowserStyleModel {
       if (!runtime.fallback) throw error;
       console.warn("WebGPU session failed; using the WASM build", error);
       runtime = await runtime.fallback();
+      runtime.webgpuFailed = String(error.message || error);
       [predictor, transform] = [await create(runtime, predictorBytes), await create(runtime, transformBytes)];
     }
     return new BrowserStyleModel(info, runtime, predictor, transform, performance.now() - started);
