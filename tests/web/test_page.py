@@ -110,7 +110,7 @@ def test_resize_matches_pillow_bit_for_bit(page, server):
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("case", ["one style", "two styles, strength 0.7, colours kept"])
+@pytest.mark.parametrize("case", ["one style", "two styles, strength 0.7, colours kept", "teacher"])
 def test_in_browser_stylization_matches_the_server(page, server, artifacts, tmp_path, case):
     # 402 x 298: not multiples of 4, so the reflect padding and the crop are exercised; under
     # 1024 px, so neither side resizes the content.
@@ -130,6 +130,9 @@ def test_in_browser_stylization_matches_the_server(page, server, artifacts, tmp_
         set_range(page, "#strength", 0.7)
         page.check("#preserve-color")
         form = {"strength": "0.7", "preserve_color": "true", "weights": "0.7,0.3"}
+    if case == "teacher":
+        page.select_option("#model", "magenta-arbitrary-v1-fp32")
+        form["model"] = "magenta-arbitrary-v1-fp32"
 
     assert submit(page, "#style-form", "#stylize") == "done", page.inner_text("#style-error")
     assert page.evaluate("document.body.dataset.styleRanOn") == "browser"
@@ -155,6 +158,18 @@ def test_in_browser_stylization_matches_the_server(page, server, artifacts, tmp_
     np.testing.assert_array_equal(saved, browser)
     assert page.watch.errors == []
     same_origin_only(page, server)
+
+
+def test_large_photos_are_scaled_down_and_the_page_says_so(page, server, tmp_path):
+    from slimvision.inference.style import fitted_size
+
+    big = save_png(sample("content", "rocket.jpg", (1300, 900)), tmp_path / "big.png")
+    open_page(page, server)
+    page.set_input_files("#content-file", str(big))
+    page.wait_for_function("document.querySelector('#content-note').textContent.includes('scaled down')")
+    height, width = fitted_size(900, 1300, 1024)
+    assert f"to {width}×{height}" in page.inner_text("#content-note")
+    assert page.eval_on_selector("#before-canvas", "c => [c.width, c.height]") == [width, height]
 
 
 def test_falls_back_to_the_server_without_webassembly(page, server, artifacts):

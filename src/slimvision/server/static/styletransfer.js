@@ -23,8 +23,11 @@ async function hasWebGPU() {
 function configure(ort) {
   ort.env.wasm.wasmPaths = RUNTIME_FOLDER;
   // Cross-origin isolation (the server's COOP/COEP headers) makes SharedArrayBuffer, hence
-  // WASM threads, available; without it one thread.
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? (navigator.hardwareConcurrency || 1) : 1;
+  // WASM threads, available;
+  // without it one thread. The page's URL may ask for fewer (?threads=1), e.g. for benchmarks.
+  const asked = Number(new URLSearchParams(location.search).get("threads")) || 0;
+  const available = self.crossOriginIsolated ? (navigator.hardwareConcurrency || 1) : 1;
+  ort.env.wasm.numThreads = asked > 0 ? Math.min(asked, available) : available;
   ort.env.logLevel = "error";
   return ort;
 }
