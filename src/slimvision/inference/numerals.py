@@ -63,6 +63,11 @@ _TOUCH = 0.06
 #: symbol in it is no farther than ``_BROKEN_DISTANCE`` (unknown-distance units) from its node:
 #: wrongly joined pieces (``in`` read as ``MI``) land at 0.88-0.98, right ones at 0.55-0.81.
 _BROKEN_TOUCH, _BROKEN_DISTANCE = 0.25, 0.85
+#: Widest a letter that is no numeral may be read in the text test (width along the slant over
+#: height; W is 1.26 in the median training font). Wider spans are left to the numerals: two
+#: typewriter X's joined at their serifs are as wide as 1.5-1.6, and the map took them for one
+#: other letter, so ``MXX`` read as text.
+_OTHER_WIDEST = 1.45
 #: Most cut places one symbol may span (cuts inside a broken or oddly inked letter).
 _MAX_PIECES = 12
 #: Leans (shift per row up) below this are upright print; above that the largest believed.
@@ -241,7 +246,8 @@ class NumeralReader:
                                         confidence=float(self.som.node_confidence[node]),
                                         distance=float(distance) / self.som.unknown_distance)
                 if reading.symbol not in SYMBOLS:
-                    others.setdefault(span, [reading])
+                    if aspect <= _OTHER_WIDEST:
+                        others.setdefault(span, [reading])
                 elif len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]:
                     options.append(reading)
             if options:
