@@ -96,6 +96,28 @@ def test_runtime_files_are_gzipped_when_installed(client):
     assert int(response.headers["content-length"]) < 0.4 * len(response.content)
 
 
+def test_the_webgpu_build_can_load_its_wasm_binary(client):
+    """ort.webgpu.min.mjs names the asyncify binary; each file it names must be served."""
+    import re
+
+    from slimvision.server.app import ORT_FILES
+
+    bundle = client.app.state.settings.web_assets / "ort.webgpu.min.mjs"
+    if not bundle.is_file():
+        pytest.skip(f"onnxruntime-web is not installed in {bundle.parent} (make web)")
+    named = set(re.findall(r"ort-wasm-simd-threaded[a-z.]*\.mjs", bundle.read_text()))
+    assert named and named <= ORT_FILES
+    for name in named:
+        assert client.get(f"/vendor/ort/{name}").status_code == 200
+        assert client.get(f"/vendor/ort/{name[:-4]}.wasm").status_code == 200
+
+
+def test_the_page_is_served_compressed(client):
+    response = client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"
+    assert b"slimvision" in response.content
+
+
 def test_missing_runtime_says_how_to_install_it(tmp_path):
     with TestClient(create_app(ServerSettings(web_assets=tmp_path / "none"))) as test_client:
         assert_error(test_client.get("/vendor/ort/ort.wasm.min.mjs"), 404, "not_found", "make web")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from slimvision import __version__
 from slimvision.errors import SlimvisionError
@@ -29,11 +29,12 @@ from slimvision.server.jobs import JobQueue
 from slimvision.server.settings import ServerSettings
 
 STATIC_FOLDER = Path(__file__).resolve().parent / "static"
-#: The onnxruntime-web files the page may load: the WASM build, and the WebGPU (JSEP) build
-#: for browsers that have a GPU adapter. Nothing else from node_modules is reachable.
-ORT_FILES = frozenset({"ort.wasm.min.mjs", "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.wasm",
-                       "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.jsep.wasm",
-                       "ort-wasm-simd-threaded.jsep.mjs"})
+#: The onnxruntime-web files the page may load: the WASM build, and the WebGPU build for
+#: browsers that have a GPU adapter (in 1.30 ``ort.webgpu.min.mjs`` runs on the asyncify
+#: WASM binary). Nothing else from node_modules is reachable.
+ORT_FILES = frozenset({"ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs",
+                       "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.wasm",
+                       "ort-wasm-simd-threaded.asyncify.mjs"})
 _MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
                 ".onnx": "application/octet-stream", ".html": "text/html; charset=utf-8", ".css": "text/css"}
 # Cross-origin isolation lets the page use SharedArrayBuffer, hence WASM threads.
@@ -140,11 +141,11 @@ class BodyLimit:
 # --------------------------------------------------------------------------- the page
 def _add_page_routes(app: Any, settings: ServerSettings) -> None:
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
+    def index(request: Request) -> Response:
         page = STATIC_FOLDER / "index.html"
         if not page.is_file():
             raise ApiError(404, "not_found", f"{page} is missing: this install has no web page")
-        return FileResponse(page, media_type=_MEDIA_TYPES[".html"], headers={"Cache-Control": "no-cache"})
+        return static_file(page, request.headers.get("accept-encoding", ""))
 
     @app.get("/static/{name:path}", include_in_schema=False)
     def static(name: str, request: Request) -> Response:
