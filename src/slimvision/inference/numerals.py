@@ -85,8 +85,10 @@ _TEXT_MARGIN = 0.1
 #: beat one poor M. (The text test compares plain sums.)
 _SYMBOL_BONUS = 0.2
 #: How much more (in summed unknown-distance units) a standard numeral may cost than the
-#: cheapest reading and still be preferred to it.
-_STANDARD_MARGIN = 0.6
+#: cheapest reading and still be preferred to it: a fixed part, and a part per symbol of the
+#: cheapest reading. Each clean sans-serif M cut into ``IVI`` saves about 0.2, so ``MMMC``
+#: read as ``IVIIVIIVIC`` beat it by more than a fixed 0.6.
+_STANDARD_MARGIN, _STANDARD_MARGIN_PER_SYMBOL = 0.6, 0.1
 
 
 Box = tuple[int, int, int, int]   # top, left, bottom, right (bottom and right exclusive)
@@ -215,7 +217,8 @@ class NumeralReader:
         cheapest_cost, cheapest = beam[0]
         standard = [(cost, symbols) for cost, symbols in beam
                     if parse_roman("".join(s.symbol for s in symbols)).standard]
-        if standard and standard[0][0] <= cheapest_cost + _STANDARD_MARGIN:
+        margin = _STANDARD_MARGIN + _STANDARD_MARGIN_PER_SYMBOL * len(cheapest)
+        if standard and standard[0][0] <= cheapest_cost + margin:
             cheapest_cost, cheapest = standard[0]
         mixed = {span: numerals.get(span, []) + others.get(span, []) for span in numerals.keys() | others.keys()}
         text = _cheapest_paths(mixed, end, beam_width=1)
