@@ -253,17 +253,6 @@ def test_main_glyph_keeps_pieces_in_its_box_and_drops_specks():
         main_glyph(np.zeros((4, 4), bool))
 
 
-def test_main_glyph_keeps_a_tall_piece_beside_it_as_the_rest_of_a_broken_letter():
-    mask = np.zeros((40, 60), bool)
-    mask[10:30, 10:20] = True      # the left half of an M whose diagonal broke ...
-    mask[10:30, 23:32] = True      # ... and its right half, 3 px of paper away: kept
-    mask[24:30, 34:37] = True      # a short piece beside it (a speck of dirt): dropped
-    mask[10:30, 50:53] = True      # a tall bar far off (half the height away): dropped
-    glyph = main_glyph(mask)
-    assert glyph.shape == (20, 22)
-    assert glyph.sum() == 20 * 10 + 20 * 9
-
-
 def test_word_space_tells_text_fonts_from_math_fonts(fonts):
     by_name = {font.name: font for font in fonts}
     assert word_space(by_name["cmmi10"]) == 0.0            # math italic sets no spaces

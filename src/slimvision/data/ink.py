@@ -139,19 +139,12 @@ def _join_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: in
         roots = jumped
 
 
-#: A piece beside the largest one that is at least this share of its height, on the same rows
-#: and within ``_BESIDE`` of its height, is the rest of a broken letter.
-_TALL, _BESIDE = 0.6, 0.35
-
-
 def main_glyph(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
-    """The largest ink component of a patch plus the pieces of the same letter, cropped.
+    """The largest ink component of a patch plus the pieces whose boxes overlap its box, cropped.
 
-    A piece broken off inside the glyph's box stays with it, and so does a tall piece just
-    beside it: a math italic M whose thin diagonal broke is two tall pieces side by side, and
-    the M is both (the page reader reads such pieces together too). Specks away from it (and
-    specks smaller than ``min_fraction`` of the glyph or 2 pixels) are left out, as a page
-    reader leaves them.
+    A piece broken off inside the glyph's box stays with it; specks away from it (and specks
+    smaller than ``min_fraction`` of the glyph or 2 pixels) are left out, as a page reader
+    leaves them.
 
     Raises:
         ValueError: the mask holds no ink.
@@ -163,12 +156,7 @@ def main_glyph(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     box = np.array(boxes)  # (count, 4): top, left, bottom, right
     top, left, bottom, right = box[largest]
     floor = max(2.0, min_fraction * float(areas[largest]))
-    height = bottom - top
-    same_rows = (box[:, 0] < bottom) & (box[:, 2] > top)
-    inside = same_rows & (box[:, 1] < right) & (box[:, 3] > left)
-    gap = np.maximum(box[:, 1] - right, left - box[:, 3])  # columns of paper between the boxes
-    beside = same_rows & (box[:, 2] - box[:, 0] >= _TALL * height) & (gap <= _BESIDE * height)
-    keep = (areas >= floor) & (inside | beside)
+    keep = (areas >= floor) & (box[:, 0] < bottom) & (box[:, 2] > top) & (box[:, 1] < right) & (box[:, 3] > left)
     kept = box[keep]
     top, left = kept[:, :2].min(0)
     bottom, right = kept[:, 2:].max(0)
