@@ -37,14 +37,22 @@ class Models:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a cached build may load a model
         self._loaded: dict[str, Any] = {}
+        self._derived: dict[tuple, Any] = {}
 
     def get(self, name: str) -> Any:
         with self._lock:
             if name not in self._loaded:
                 self._loaded[name] = self._load(name)
             return self._loaded[name]
+
+    def cached(self, key: tuple, build: Any) -> Any:
+        """``build()`` once per key, shared by all requests (e.g. the browser-ready graphs)."""
+        with self._lock:
+            if key not in self._derived:
+                self._derived[key] = build()
+            return self._derived[key]
 
     def _load(self, name: str) -> Any:
         if name in STYLE_MODELS:
@@ -219,6 +227,11 @@ def _sample_files(kind: str) -> list[Path]:
 
 
 def _browser_graph(models: Models, name: str, part: str) -> bytes:
+    """The graph the page downloads (built once per server: the teacher's is a graph rewrite)."""
+    return models.cached(("graph", name, part), lambda: _build_browser_graph(models, name, part))
+
+
+def _build_browser_graph(models: Models, name: str, part: str) -> bytes:
     """The graph the page downloads. The fast bundle ships fp16-stored weights, which onnxruntime-web
     reads as they are (half the download); the teacher's transform graph is the one the server
     runs for that artifact (spatial dimensions freed, weights dequantized)."""
