@@ -60,3 +60,30 @@ def test_a_phase_split_conv_keeps_only_each_phases_taps():
     assert [tuple(conv.kernel_size) for conv in split.convs] == [(3, 3), (3, 2), (2, 3), (2, 2)]
     with pytest.raises(ValueError, match="stride-1 sub-pixel"):
         PhaseSplitConv(nn.Conv2d(6, 6, 3, padding=1))
+
+
+def test_phase_major_split_and_shuffle_equal_the_transposed_conv_and_run_channels_last_in_ort(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from slimvision.compress.export import export_onnx
+    from slimvision.compress.subpixel import PhaseMajorShuffle, PhaseSplitConv, SubPixelConv
+
+    torch.manual_seed(0)
+    transposed = nn.ConvTranspose2d(6, 4, 5, stride=2, padding=2, output_padding=1)
+    net = nn.Sequential(PhaseSplitConv(SubPixelConv(transposed).conv, phase_major=True), PhaseMajorShuffle(4, 7, 9)).eval()
+    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    out = net(x)
+    assert torch.allclose(out, transposed(x), atol=1e-5)
+    out.square().sum().backward()
+    expected = torch.autograd.grad(transposed(x).square().sum(), x)[0]
+    assert torch.allclose(x.grad, expected, atol=1e-4)
+    # Between two convs, ONNX Runtime's layout pass leaves no transposes: only the block shuffle.
+    pair = nn.Sequential(net, nn.Conv2d(4, 4, 3, padding=1)).eval()
+    path = export_onnx(pair, tmp_path / "split.onnx", {"x": x.detach()}).onnx_path
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    kinds = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    assert "DepthToSpace" not in kinds
+    assert kinds.count("Transpose") <= 3, kinds  # into NHWC, the shuffle's own, back to NCHW

@@ -266,3 +266,24 @@ def test_the_shipped_digits_generator_draws_by_default(tmp_path):
     assert np.median(digits) < 40 and (digits > 200).mean() > 0.03
     generator = load_model(DEMO_WEIGHTS)
     assert generator.config.resolution == 32 and generator.config.image_channels == 1
+
+
+def test_the_int8_generator_runs_channels_last_without_layout_transposes_between_layers(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from slimvision.training.gan import export_generator_int8
+
+    torch.manual_seed(0)
+    generator = DCGANGenerator(DCGANConfig(resolution=64, base_channels=4, latent_dim=8)).eval()
+    export_generator_int8(generator, tmp_path / "g.int8.onnx", calibration_samples=32)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "g.int8.onnx"), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(tmp_path / "optimized.onnx").graph.node
+    convs = [node for node in nodes if node.op_type == "QLinearConv"]
+    assert len(convs) == 3 * 4 + 1                                  # four phase convs per layer, the image conv
+    assert all(attribute.i == 1 for node in convs for attribute in node.attribute if attribute.name == "channels_last")
+    layouts = [list(a.ints) for node in nodes if node.op_type == "Transpose" for a in node.attribute]
+    # into NHWC once, each of the two shuffles between layers, the image back to NCHW once
+    assert layouts == [[0, 2, 3, 1], [0, 1, 3, 2, 4, 5], [0, 1, 3, 2, 4, 5], [0, 3, 1, 2]]

@@ -119,12 +119,17 @@ class PhaseSplitConv(nn.Module):
     Here each phase gets its own convolution over just its taps (the zero taps are found in the
     weights), padded on the sides that phase reaches (a constant pad the ONNX export folds into
     the convolution), and the four results are interleaved back into the ``4c + phase`` order.
-    Exact. In ONNX Runtime's int8 path it pays where the output is small (the interleave is a
-    copy of it): at 64 px it took the DCGAN's first two layers from 500 to 560 images/s.
+    Exact.
+
+    ``phase_major=True`` skips the interleave: the phases are concatenated as they come, channel
+    ``phase * C_out + c`` (ONNX's DCR depth-to-space order), for :class:`PhaseMajorShuffle`
+    or for a following conv on phase planes with its input channels permuted. The interleave
+    is an element-by-element copy of the whole output; the concatenation copies whole blocks.
     """
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, phase_major: bool = False) -> None:
         super().__init__()
+        self.phase_major = phase_major
         weight = conv.weight.detach()
         channels = weight.shape[0] // 4
         if weight.shape[0] % 4 or conv.stride != (1, 1) or conv.groups != 1 or not isinstance(conv.padding, tuple):
@@ -153,4 +158,37 @@ class PhaseSplitConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, 4 C_out, H, W)
         phases = [conv(nn.functional.pad(x, pads)) for conv, pads in zip(self.convs, self.pads)]
-        return torch.stack(phases, dim=2).flatten(1, 2)  # channel 4c + phase, as the shuffle expects
+        if self.phase_major:
+            return torch.cat(phases, dim=1)  # channel phase * C + c: DepthToSpace's DCR order
+        return torch.stack(phases, dim=2).flatten(1, 2)  # channel 4c + phase, as PixelShuffle expects
+
+
+class PhaseMajorShuffle(nn.Module):
+    """``PixelShuffle(2)`` for channels in phase-major order (``phase * C + c``, phase = 2 row + column
+    parity), as :class:`PhaseSplitConv` with ``phase_major=True`` writes them, for a fixed
+    ``channels`` x ``height`` x ``width`` input (any batch).
+
+    It is written channels-last (permute to NHWC, split the channels into (2, 2, C), swap the
+    column phase with the rows' width, permute back) because that is how ONNX Runtime runs int8
+    convolutions: its layout pass turns them channels-last and cancels the transposes on either
+    side of this one, and what remains moves whole C-channel blocks. The same shuffle as one
+    ``DepthToSpace`` node (NCHW only) costs two layout transposes and an element-by-element copy:
+    a quarter of the 64 px DCGAN's int8 time. Sizes are constructor arguments so that the export's
+    reshapes are constants.
+
+    Example:
+        >>> x = torch.randn(1, 8, 3, 5)
+        >>> crd = x.view(1, 4, 2, 3, 5).transpose(1, 2).reshape(1, 8, 3, 5)  # 4c + phase order
+        >>> bool(torch.equal(PhaseMajorShuffle(2, 3, 5)(x), nn.PixelShuffle(2)(crd)))
+        True
+    """
+
+    def __init__(self, channels: int, height: int, width: int) -> None:
+        super().__init__()
+        self.channels, self.height, self.width = channels, height, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 4C, H, W) -> (B, C, 2H, 2W)
+        channels, height, width = self.channels, self.height, self.width
+        per_pixel = x.permute(0, 2, 3, 1).reshape(-1, height, width, 2, 2, channels)  # (B, H, W, row, col, C)
+        rows = per_pixel.permute(0, 1, 3, 2, 4, 5).reshape(-1, 2 * height, 2 * width, channels)
+        return rows.permute(0, 3, 1, 2)
