@@ -6,9 +6,11 @@ Training: the same networks, batch, optimisers and threads, one step = a discrim
 a generator step; our Trainer + DCGANTask and a straightforward loop written here alternate,
 ``--repeats`` times each, at every ``--resolutions``, and the medians of images per second are
 compared (the ratio is ours over the reference). Sampling: 64 px generators in ONNX Runtime at a
-batch of ``--sample-batch``, the median of ``--repeats`` runs, for the reference widths (base 64)
-and half widths (base 32), each as exported (float, transposed convs) and as int8 (sub-pixel
-convs, static QDQ). Quality: FID-Lite0 / KID-Lite0 (``slimvision.bench.fid``) of the shipped
+batch of ``--sample-batch``, for the reference widths (base 64) and half widths (base 32), as
+exported (float, transposed convs) and as int8 (static QDQ, batch norms folded) in the shipped
+form (every sub-pixel conv split by phase, channels-last shuffles); at base 64 also int8 with
+whole sub-pixel convs and PixelShuffle (``split_phases=False``). All variants run in turn,
+``--sample-rounds`` batches each, and the medians (and ranges) are compared. Quality: FID-Lite0 / KID-Lite0 (``slimvision.bench.fid``) of the shipped
 32 px digits generator and of the same network untrained, each ``--fid-samples`` images against
 as many of OpenCV's digits (needs ``apt-get install opencv-doc``; skipped without it).
 The issue's targets: training >= 1.0x the reference, sampling 64 px >= 500 images/s, the demo's
@@ -44,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per repeat (after 2 warm-up steps)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample-batch", type=int, default=64)
+    parser.add_argument("--sample-rounds", type=int, default=21, help="batches per sampling variant, alternated")
     parser.add_argument("--fid-samples", type=int, default=2000, help="images per FID-Lite0 side (0: skip)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -110,11 +113,16 @@ def reference(real: torch.Tensor, steps: int) -> float:
     return steps * len(real) / (time.perf_counter() - started)
 
 
-def sampling(batch: int, repeats: int) -> list[dict]:
-    """Median images per second of 64 px generators in ONNX Runtime, float and int8, two widths."""
+def sampling(batch: int, rounds: int) -> list[dict]:
+    """Images per second of 64 px generators in ONNX Runtime: float as exported, int8 without and
+    with the phase split, at two widths. All sessions are built first, then run in turn, one
+    batch each per round, so a slow spell of the VM hits every variant alike (pool threads do
+    not spin between runs, or an idle session would steal the next one's cores)."""
+    from slimvision.inference.gan import GANSampler
+    from slimvision.inference.session import SessionSettings
     from slimvision.training.gan import export_generator, export_generator_int8
 
-    rows = []
+    variants = []
     with tempfile.TemporaryDirectory() as folder:
         for base in (64, 32):
             generator, _ = networks(64, base)
@@ -122,28 +130,37 @@ def sampling(batch: int, repeats: int) -> list[dict]:
             with torch.no_grad():                       # batch-norm statistics of real activations
                 generator(torch.rand(64, generator.config.latent_dim) * 2 - 1)
             generator.eval()
-            plain, fast = Path(folder) / f"g{base}.onnx", Path(folder) / f"g{base}.int8.onnx"
+            plain = Path(folder) / f"g{base}.onnx"
             export_generator(generator, plain)
-            quality = export_generator_int8(generator, fast).quantization.agreement
-            for name, path in ((f"base {base}, float (as exported)", plain), (f"base {base}, int8 sub-pixel", fast)):
-                rows.append({"variant": name, "base_channels": base, "megabytes": path.stat().st_size / 1e6,
-                             "images_per_s": _rate(path, batch, repeats),
-                             "max_abs_diff_vs_float": 0.0 if path == plain else quality.max_abs_diff})
-    return rows
+            variants.append(_variant(f"base {base}, float (as exported)", base, plain, 0.0))
+            forms = ((False, "int8, sub-pixel convs"), (True, "int8, phase split (shipped)")) if base == 64 else \
+                ((True, "int8, phase split (shipped)"),)
+            for split, label in forms:
+                path = Path(folder) / f"g{base}.{'split' if split else 'plain'}.int8.onnx"
+                quality = export_generator_int8(generator, path, split_phases=split).quantization.agreement
+                variants.append(_variant(f"base {base}, {label}", base, path, quality.max_abs_diff))
+        settings = SessionSettings(allow_spinning=False)
+        samplers = [GANSampler(variant.pop("path"), settings) for variant in variants]
+        noise = samplers[0].noise(batch, seed=0)
+        for sampler in samplers:
+            sampler.generate(noise, batch_size=batch)                   # warm-up
+        rates: list[list[float]] = [[] for _ in variants]
+        for _ in range(rounds):
+            for sampler, variant_rates in zip(samplers, rates):
+                started = time.perf_counter()
+                sampler.generate(noise, batch_size=batch)
+                variant_rates.append(batch / (time.perf_counter() - started))
+    for variant, variant_rates in zip(variants, rates):
+        variant |= {"images_per_s": statistics.median(variant_rates), "range": [min(variant_rates), max(variant_rates)]}
+    for variant in variants:
+        float_row = next(row for row in variants if row["base_channels"] == variant["base_channels"])
+        variant["x_float"] = variant["images_per_s"] / float_row["images_per_s"]
+    return variants
 
 
-def _rate(path: Path, batch: int, repeats: int) -> float:
-    from slimvision.inference.gan import GANSampler
-
-    sampler = GANSampler(path)
-    noise = sampler.noise(batch, seed=0)
-    sampler.generate(noise, batch_size=batch)                           # warm-up
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        sampler.generate(noise, batch_size=batch)
-        rates.append(batch / (time.perf_counter() - started))
-    return statistics.median(rates)
+def _variant(name: str, base: int, path: Path, max_abs_diff: float) -> dict:
+    return {"variant": name, "base_channels": base, "megabytes": path.stat().st_size / 1e6,
+            "max_abs_diff_vs_float": max_abs_diff, "path": path}
 
 
 def demo_fid(count: int) -> dict | None:
@@ -191,7 +208,7 @@ def main() -> None:
         medians = {name: statistics.median(rates) for name, rates in runs.items()}
         training[f"{resolution}px"] = {"images_per_s": medians, "runs": runs,
                                        "ratio_ours_over_reference": medians["ours"] / medians["reference"]}
-    sampling_rows = sampling(args.sample_batch, args.repeats)
+    sampling_rows = sampling(args.sample_batch, args.sample_rounds)
     fid = demo_fid(args.fid_samples) if args.fid_samples else None
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
@@ -205,10 +222,13 @@ def main() -> None:
     for resolution, row in training.items():
         print(f"  {resolution:>6}  ours {row['images_per_s']['ours']:7.1f}   reference "
               f"{row['images_per_s']['reference']:7.1f}   ratio {row['ratio_ours_over_reference']:.2f}x (target >= 1.0)")
-    print(f"sampling 64 px, ONNX Runtime, batch {args.sample_batch} (target >= 500 images/s)")
+    print(f"sampling 64 px, ONNX Runtime, batch {args.sample_batch}, median of {args.sample_rounds} alternated "
+          "batches (target >= 500 images/s)")
     for row in sampling_rows:
-        print(f"  {row['variant']:<30} {row['megabytes']:6.2f} MB  {row['images_per_s']:7.0f} images/s  "
-              f"max abs diff vs float {row['max_abs_diff_vs_float']:.3f}")
+        low, high = row["range"]
+        print(f"  {row['variant']:<36} {row['megabytes']:6.2f} MB  {row['images_per_s']:6.0f} images/s "
+              f"({low:4.0f}-{high:4.0f}) {row['x_float']:5.2f}x float  max abs diff vs float "
+              f"{row['max_abs_diff_vs_float']:.3f}")
     if fid:
         print(f"FID-Lite0 of the 32 px digits generator, {fid['samples']} images per side (lower is better)")
         for name in ("shipped (int8 ONNX)", "shipped (float torch)", "untrained"):

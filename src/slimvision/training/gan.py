@@ -343,7 +343,7 @@ class Int8Export:
 
 
 def export_generator_int8(generator: DCGANGenerator, path: str | Path, *, calibration_samples: int = 256,
-                          overwrite: bool = False) -> Int8Export:
+                          split_phases: bool = True, overwrite: bool = False) -> Int8Export:
     """The generator as a static int8 ONNX graph (QDQ, per-channel weights) for fast CPU sampling.
 
     The generator is first rebuilt by :class:`~slimvision.models.gan.folded.FoldedGenerator`
@@ -352,6 +352,7 @@ def export_generator_int8(generator: DCGANGenerator, path: str | Path, *, calibr
     the convolutions; the 3-channel image layer runs on phase planes. The rebuilt float graph is
     checked against the original torch generator. Activation ranges are calibrated on ``calibration_samples`` noise vectors:
     the generator's input distribution is known exactly, so no images are needed.
+    ``split_phases=False`` keeps each sub-pixel conv whole (for comparison; slower).
     """
     import tempfile
 
@@ -359,7 +360,7 @@ def export_generator_int8(generator: DCGANGenerator, path: str | Path, *, calibr
     from slimvision.inference.session import OnnxModel
     from slimvision.models.gan.folded import FoldedGenerator
 
-    rewritten = FoldedGenerator(generator.eval())
+    rewritten = FoldedGenerator(generator.eval(), split_phases=split_phases)
     latent = generator.config.latent_dim
 
     def feeds(seed: int, count: int) -> list[dict[str, np.ndarray]]:
