@@ -18,6 +18,10 @@ class InputError(SlimvisionError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class ImageTooLargeError(InputError):
+    """An image has more pixels than the caller allows (its header says so, before decoding)."""
+
+
 class OutputError(SlimvisionError):
     """An output cannot be written (exists already, is an input, or the folder is not writable)."""
 

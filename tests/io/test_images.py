@@ -182,7 +182,9 @@ def test_huge_declared_size_rejected_before_decoding(tmp_path: Path) -> None:
 def test_max_pixels_parameter(tmp_path: Path) -> None:
     path = tmp_path / "small.png"
     Image.new("RGB", (20, 10)).save(path)
-    with pytest.raises(InputError, match=r"image is 20x10 = 0\.0 MP, above the limit"):
+    from slimvision.errors import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"image is 20x10 = 0\.0 MP, above the limit"):  # an InputError
         load_image(path, max_pixels=199)
     assert load_image(path, max_pixels=200).shape == (10, 20, 3)
     assert load_image(path, max_pixels=None).shape == (10, 20, 3)

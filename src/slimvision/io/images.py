@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from slimvision.errors import InputError, OutputError
+from slimvision.errors import ImageTooLargeError, InputError, OutputError
 from slimvision.io.atomic import atomic_write
 from slimvision.io.png import encode_png
 
@@ -204,7 +204,7 @@ def _check_size(
     """Check the declared size (from the header, before decoding) against the limits."""
     width, height = size
     if max_pixels is not None and width * height > max_pixels:
-        raise InputError(
+        raise ImageTooLargeError(
             file,
             f"image is {width}x{height} = {width * height / 1e6:.1f} MP, above the limit of "
             f"{max_pixels / 1e6:.1f} MP (raise max_pixels to allow it)",

@@ -103,7 +103,7 @@ async def _read_upload(upload: UploadFile, field: str) -> tuple[bytes, str]:
 
 
 def _decode(data: bytes, name: str, settings: ServerSettings, min_side: int = 16) -> np.ndarray:
-    from slimvision.errors import InputError
+    from slimvision.errors import ImageTooLargeError, InputError
     from slimvision.io.images import decode_image, sniff_image_format
 
     if sniff_image_format(data) is None:
@@ -111,9 +111,10 @@ def _decode(data: bytes, name: str, settings: ServerSettings, min_side: int = 16
                                                       "(checked from its bytes, not its name or declared type)")
     try:
         return decode_image(data, name, max_pixels=settings.max_pixels, min_side=min_side)
+    except ImageTooLargeError as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
     except InputError as exc:
-        status = 413 if "above the limit" in exc.problem else 400
-        raise ApiError(status, "too_large" if status == 413 else "bad_input", str(exc)) from None
+        raise ApiError(400, "bad_input", str(exc)) from None
 
 
 def _png(image: np.ndarray, headers: dict[str, str] | None = None) -> Response:
