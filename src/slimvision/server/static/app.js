@@ -561,26 +561,35 @@ async function phantom() {
   return canvas.convertToBlob({ type: "image/png" });
 }
 
+/**
+ * One image a form works on, from a file input or a "generate" button (whichever was used last):
+ * `show` draws it; returns a getter for the current image (a Blob, or null before the first).
+ */
+function imageSource(form, fileInput, generateButton, generate, show) {
+  let current = null;
+  const use = async (blob) => {
+    current = blob;
+    await show(blob);
+  };
+  fileInput.addEventListener("change", handle(form, async () => {
+    const [file] = fileInput.files;
+    if (file) await use(file);
+  }));
+  generateButton.addEventListener("click", handle(form, async () => {
+    fileInput.value = "";
+    await use(await generate());
+  }));
+  return () => current;
+}
+
 function setUpVae() {
   const form = $("#vae-form");
-  let slice = null;
-  const show = async (blob) => {
-    slice = blob;
-    await drawFile($("#vae-original"), blob);
-  };
-  $("#vae-image").addEventListener("change", handle(form, async () => {
-    const [file] = $("#vae-image").files;
-    if (file) await show(file);
-  }));
-  $("#vae-phantom").addEventListener("click", handle(form, async () => {
-    $("#vae-image").value = "";
-    await show(await phantom());
-  }));
+  const slice = imageSource(form, $("#vae-image"), $("#vae-phantom"), phantom, (blob) => drawFile($("#vae-original"), blob));
   $("#vae-noise").addEventListener("input", () => { $("#vae-noise-value").textContent = Number($("#vae-noise").value).toFixed(2); });
   form.addEventListener("submit", handle(form, async () => {
-    if (!slice) throw new Error("choose a slice (or use the generated phantom)");
+    if (!slice()) throw new Error("choose a slice (or use the generated phantom)");
     const body = new FormData();
-    body.append("image", slice, "slice.png");
+    body.append("image", slice(), "slice.png");
     body.append("noise", $("#vae-noise").value);
     const result = await (await api("/api/vae/denoise", { method: "POST", body })).json();
     $("#vae-noisy").src = result.noisy;
@@ -607,28 +616,18 @@ async function numeralPage() {
 
 function setUpNumerals() {
   const form = $("#numerals-form");
-  let page = null;
-  const show = async (blob) => {
-    page = blob;
+  const page = imageSource(form, $("#numerals-image"), $("#numerals-sample"), numeralPage, async (blob) => {
     await drawFile($("#numerals-canvas"), blob);
     $("#numerals-table").hidden = true;
     $("#numerals-status").textContent = "";
-  };
-  $("#numerals-image").addEventListener("change", handle(form, async () => {
-    const [file] = $("#numerals-image").files;
-    if (file) await show(file);
-  }));
-  $("#numerals-sample").addEventListener("click", handle(form, async () => {
-    $("#numerals-image").value = "";
-    await show(await numeralPage());
-  }));
+  });
   form.addEventListener("submit", handle(form, async () => {
-    if (!page) throw new Error("choose a page image (or use the generated page)");
+    if (!page()) throw new Error("choose a page image (or use the generated page)");
     const body = new FormData();
-    body.append("image", page, "page.png");
+    body.append("image", page(), "page.png");
     const started = performance.now();
     const result = await (await api("/api/numerals/read", { method: "POST", body })).json();
-    const context = await drawFile($("#numerals-canvas"), page);
+    const context = await drawFile($("#numerals-canvas"), page());
     const rows = $("#numerals-table tbody");
     rows.replaceChildren();
     for (const item of result.numerals) {
