@@ -16,8 +16,8 @@ as many of OpenCV's digits (needs ``apt-get install opencv-doc``; skipped withou
 The issue's targets: training >= 1.0x the reference, sampling 64 px >= 500 images/s, the demo's
 FID-Lite0 at least 5x lower than the untrained generator's.
 
-    python benchmarks/gan_bench.py                                  # everything (about 10 minutes on 2 cores)
-    python benchmarks/gan_bench.py --resolutions 64 --fid-samples 0  # quick: no 128 px, no FID
+    python benchmarks/gan_bench.py --repeats 5                      # everything (about 17 minutes on 2 cores)
+    python benchmarks/gan_bench.py --resolutions "" --fid-samples 0  # sampling only (about 30 s)
 
 Writes benchmarks/results/gan.json and prints one table.
 """
