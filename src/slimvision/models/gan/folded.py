@@ -22,7 +22,7 @@ At 64 px int8 sampling went from about 300 images/s (the plain export, quantized
 with the first three changes, on our 2-core VM. A first phase split, with each layer's phases
 interleaved channel by channel and ``PixelShuffle`` (NCHW ``DepthToSpace``) between layers,
 gave 390-560 depending on the day; the channels-last shuffle is 1.3x that, alternated in one
-run (497 vs 381 images/s on a slow day).
+run (508 vs 381 images/s on a slow day).
 
 Example:
     >>> import torch
