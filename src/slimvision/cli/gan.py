@@ -77,12 +77,14 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="export a trained generator to ONNX (float, or int8 for fast CPU sampling)",
         description="Export RUN/generator (the weights 'gan train' saves) to ONNX, checked against torch. With "
-                    "--int8: transposed convs rewritten as conv + depth-to-space, then static int8 (calibrated on "
-                    "noise); prints its agreement with the float graph.")
+                    "--int8: transposed convs rewritten as per-phase convs with channels-last shuffles, batch norms "
+                    "folded, then static int8 (calibrated on noise); prints its agreement with the float graph.")
     export.add_argument("run_dir", metavar="RUN", type=Path, help="the run folder (or its generator/ weights folder)")
     export.add_argument("-o", "--output", type=Path, default=None,
                         help="the .onnx to write (default RUN/generator.onnx, or RUN/generator.int8.onnx with --int8)")
-    export.add_argument("--int8", action="store_true", help="static int8 (about 1.6-2x faster on CPUs with VNNI)")
+    export.add_argument("--int8", action="store_true",
+                        help="static int8: a quarter of the size; at 64 px 4.5x the float graph's images/s on a "
+                             "2-core CPU with VNNI")
     export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     export.set_defaults(run=run_export)
 
