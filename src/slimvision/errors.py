@@ -22,6 +22,10 @@ class ImageTooLargeError(InputError):
     """An image has more pixels than the caller allows (its header says so, before decoding)."""
 
 
+class UnsupportedImageError(InputError):
+    """Bytes that do not start like any image format we decode (checked from the bytes, not a name)."""
+
+
 class OutputError(SlimvisionError):
     """An output cannot be written (exists already, is an input, or the folder is not writable)."""
 

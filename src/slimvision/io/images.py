@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from slimvision.errors import ImageTooLargeError, InputError, OutputError
+from slimvision.errors import ImageTooLargeError, InputError, OutputError, UnsupportedImageError
 from slimvision.io.atomic import atomic_write
 from slimvision.io.png import encode_png
 
@@ -145,13 +145,15 @@ def decode_image(data: bytes, name: str, *, max_pixels: int | None = DEFAULT_MAX
 
     The format is taken from the bytes themselves (:func:`sniff_image_format`) and PIL is only
     allowed that one decoder; the size is checked from the header before any pixel is decoded.
-    Errors are :class:`InputError` naming ``name``.
+    Errors are :class:`InputError` naming ``name``: :class:`UnsupportedImageError` for bytes of
+    no known format, :class:`ImageTooLargeError` for too many pixels.
     """
     if not data:
         raise InputError(name, "file is empty (0 bytes)")
     kind = sniff_image_format(data)
     if kind is None:
-        raise InputError(name, "not a PNG, JPEG, WebP, GIF or BMP image (checked from its bytes)")
+        raise UnsupportedImageError(name, "not a PNG, JPEG, WebP, GIF or BMP image (checked from its bytes, "
+                                          "not its name or declared type)")
     try:
         with _pil_guards():
             img = Image.open(io.BytesIO(data), formats=(kind,))

@@ -27,11 +27,20 @@ def install_handlers(app: Any) -> None:
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
-    from slimvision.errors import InputError, SlimvisionError
+    from slimvision.errors import ImageTooLargeError, InputError, SlimvisionError, UnsupportedImageError
 
     @app.exception_handler(ApiError)
     async def api_error(request: Any, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
+
+    # Starlette picks the handler of the nearest class in the exception's MRO, so these win over InputError.
+    @app.exception_handler(ImageTooLargeError)
+    async def image_too_large(request: Any, exc: ImageTooLargeError) -> JSONResponse:
+        return JSONResponse(error_body("too_large", str(exc)), 413)
+
+    @app.exception_handler(UnsupportedImageError)
+    async def unsupported_image(request: Any, exc: UnsupportedImageError) -> JSONResponse:
+        return JSONResponse(error_body("unsupported_media_type", str(exc)), 415)
 
     @app.exception_handler(InputError)
     async def input_error(request: Any, exc: InputError) -> JSONResponse:
