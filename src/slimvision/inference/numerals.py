@@ -215,8 +215,7 @@ class NumeralReader:
         if not beam:
             return None
         cheapest_cost, cheapest = beam[0]
-        standard = [(cost, symbols) for cost, symbols in beam
-                    if parse_roman("".join(s.symbol for s in symbols)).standard]
+        standard = [(cost, symbols) for cost, symbols in beam if _standard(symbols)]
         margin = _STANDARD_MARGIN + _STANDARD_MARGIN_PER_SYMBOL * len(cheapest)
         if standard and standard[0][0] <= cheapest_cost + margin:
             cheapest_cost, cheapest = standard[0]
@@ -231,31 +230,45 @@ class NumeralReader:
                       ) -> tuple[dict[tuple[int, int], list[SymbolReading]], dict[tuple[int, int], list[SymbolReading]]]:
         """Each span's likeliest numeral symbols (up to ``_LABELS_PER_PIECE``) and its nearest non-numeral.
 
-        Only readings within the map's unknown distance count; a span with none is absent.
+        Only readings within the map's unknown distance count; a span with none is absent. Spans
+        read before for this ink (the looser second reading of a word repeats the first one's)
+        come from ``ink.span_readings``; only the new ones go to the map.
         """
-        pieces = [ink.piece(start, stop) for start, stop in spans]
-        nodes, distances = self.som.bmu(np.stack([glyph_vector(mask) for mask, _ in pieces]),
-                                        k=min(_NEAREST, self.som.config.nodes))
-        nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
+        new = [span for span in spans if span not in ink.span_readings]
+        if new:
+            pieces = [ink.piece(start, stop) for start, stop in new]
+            nodes, distances = self.som.bmu(np.stack([glyph_vector(mask) for mask, _ in pieces]),
+                                            k=min(_NEAREST, self.som.config.nodes))
+            nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
+            for span, (_, box), piece_nodes, piece_distances in zip(new, pieces, nodes, distances):
+                ink.span_readings[span] = self._span_reading(spans[span], box, piece_nodes, piece_distances)
         numerals, others = {}, {}
-        for (span, aspect), (_, box), piece_nodes, piece_distances in zip(spans.items(), pieces, nodes, distances):
-            options, seen = [], set()
-            for node, distance in zip(piece_nodes, piece_distances):
-                label = int(self.som.node_labels[node])
-                if label in seen or distance > self.som.unknown_distance:
-                    continue
-                seen.add(label)
-                reading = SymbolReading(symbol=self.som.classes[label], box=box,
-                                        confidence=float(self.som.node_confidence[node]),
-                                        distance=float(distance) / self.som.unknown_distance)
-                if reading.symbol not in SYMBOLS:
-                    if aspect <= _OTHER_WIDEST:
-                        others.setdefault(span, [reading])
-                elif len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]:
-                    options.append(reading)
+        for span in spans:
+            options, other = ink.span_readings[span]
             if options:
                 numerals[span] = options
+            if other is not None:
+                others[span] = [other]
         return numerals, others
+
+    def _span_reading(self, aspect: float, box: Box, nodes: np.ndarray, distances: np.ndarray
+                      ) -> tuple[list[SymbolReading], SymbolReading | None]:
+        """One span's numeral options and its nearest non-numeral (None if too far or too wide)."""
+        options, other, seen = [], None, set()
+        for node, distance in zip(nodes, distances):
+            label = int(self.som.node_labels[node])
+            if label in seen or distance > self.som.unknown_distance:
+                continue
+            seen.add(label)
+            reading = SymbolReading(symbol=self.som.classes[label], box=box,
+                                    confidence=float(self.som.node_confidence[node]),
+                                    distance=float(distance) / self.som.unknown_distance)
+            if reading.symbol not in SYMBOLS:
+                if aspect <= _OTHER_WIDEST and other is None:
+                    other = reading
+            elif len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]:
+                options.append(reading)
+        return options, other
 
 
 def _cheapest_paths(choices: dict[tuple[int, int], list[SymbolReading]], end: int, beam_width: int = _BEAM,
@@ -296,6 +309,8 @@ class _WordInk:
     height: int            # the tallest glyph's height
     cuts: np.ndarray
     paper: np.ndarray
+    #: span -> (numeral options, nearest non-numeral), filled by NumeralReader._span_choices
+    span_readings: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def gather(cls, pixels: list[tuple[np.ndarray, np.ndarray]], slant: float) -> _WordInk:
