@@ -122,7 +122,14 @@ def sampling(batch: int, rounds: int) -> list[dict]:
     from slimvision.inference.session import SessionSettings
     from slimvision.training.gan import export_generator, export_generator_int8
 
-    variants = []
+    variants: list[dict] = []
+    paths: list[Path] = []                              # each variant's graph, in the same order
+
+    def add(name: str, base: int, path: Path, max_abs_diff: float) -> None:
+        variants.append({"variant": name, "base_channels": base, "megabytes": path.stat().st_size / 1e6,
+                         "max_abs_diff_vs_float": max_abs_diff})
+        paths.append(path)
+
     with tempfile.TemporaryDirectory() as folder:
         for base in (64, 32):
             generator, _ = networks(64, base)
@@ -132,15 +139,16 @@ def sampling(batch: int, rounds: int) -> list[dict]:
             generator.eval()
             plain = Path(folder) / f"g{base}.onnx"
             export_generator(generator, plain)
-            variants.append(_variant(f"base {base}, float (as exported)", base, plain, 0.0))
-            forms = ((False, "int8, sub-pixel convs"), (True, "int8, phase split (shipped)")) if base == 64 else \
-                ((True, "int8, phase split (shipped)"),)
+            add(f"base {base}, float (as exported)", base, plain, 0.0)
+            forms = [(True, "int8, phase split (shipped)")]
+            if base == 64:                              # the form before the phase split, for comparison
+                forms.insert(0, (False, "int8, sub-pixel convs"))
             for split, label in forms:
                 path = Path(folder) / f"g{base}.{'split' if split else 'plain'}.int8.onnx"
                 quality = export_generator_int8(generator, path, split_phases=split).quantization.agreement
-                variants.append(_variant(f"base {base}, {label}", base, path, quality.max_abs_diff))
+                add(f"base {base}, {label}", base, path, quality.max_abs_diff)
         settings = SessionSettings(allow_spinning=False)
-        samplers = [GANSampler(variant.pop("path"), settings) for variant in variants]
+        samplers = [GANSampler(path, settings) for path in paths]
         noise = samplers[0].noise(batch, seed=0)
         for sampler in samplers:
             sampler.generate(noise, batch_size=batch)                   # warm-up
@@ -156,11 +164,6 @@ def sampling(batch: int, rounds: int) -> list[dict]:
         float_row = next(row for row in variants if row["base_channels"] == variant["base_channels"])
         variant["x_float"] = variant["images_per_s"] / float_row["images_per_s"]
     return variants
-
-
-def _variant(name: str, base: int, path: Path, max_abs_diff: float) -> dict:
-    return {"variant": name, "base_channels": base, "megabytes": path.stat().st_size / 1e6,
-            "max_abs_diff_vs_float": max_abs_diff, "path": path}
 
 
 def demo_fid(count: int) -> dict | None:
