@@ -40,7 +40,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -243,15 +242,14 @@ def page_end_to_end(page, url: str, repeats: int = 3) -> dict:
 def machine() -> dict:
     import onnxruntime
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True).stdout)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    from style_bench import cpu_model, git_commit  # this folder's shared machine facts
+
+    git = git_commit()
     lock = json.loads((ROOT / "web" / "package-lock.json").read_text())
     ort_web = lock.get("packages", {}).get("node_modules/onnxruntime-web", {}).get("version")
-    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": sys.version.split()[0],
-            "onnxruntime": onnxruntime.__version__, "onnxruntime_web": ort_web, "git_commit": commit,
-            "src_dirty": dirty}
+    return {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(), "python": sys.version.split()[0],
+            "onnxruntime": onnxruntime.__version__, "onnxruntime_web": ort_web,
+            "git_commit": (git["commit"] or "")[:7], "src_dirty": git["src_uncommitted_changes"]}
 
 
 def table(result: dict) -> str:
