@@ -52,6 +52,8 @@ function formatBytes(bytes) {
 }
 
 const ms = (value) => `${value.toFixed(0)} ms`;
+/** "1 photo", "3 photos". */
+const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /** Decode an image file without colour management, EXIF orientation applied. */
 async function decodeBitmap(blob, resize = null) {
@@ -232,9 +234,9 @@ function addStyleRow(sampleName = "") {
 }
 
 function updateStyleButtons() {
-  const count = $("#style-rows").children.length;
-  $("#add-style").disabled = count >= MAX_STYLES;
-  for (const button of document.querySelectorAll("#style-rows .remove")) button.disabled = count === 1;
+  const rows = $("#style-rows").children.length;
+  $("#add-style").disabled = rows >= MAX_STYLES;
+  for (const button of document.querySelectorAll("#style-rows .remove")) button.disabled = rows === 1;
 }
 
 async function setContent(source) {
@@ -313,7 +315,7 @@ async function stylizeInBrowser(info, sources, weights, strength, preserveColor)
     ["model", `${info.name} (${info.kind})`],
     ["model download", formatBytes(info.predictor.bytes + info.transform.bytes)],
     ["model load", loading ? `${ms(model.loadMs)} (download + session creation)` : "already loaded"],
-    ["predictor", `${ms(t.predictorMs)} (${t.predictorRuns} run${t.predictorRuns === 1 ? "" : "s"}; style vectors are cached)`],
+    ["predictor", `${ms(t.predictorMs)} (${count(t.predictorRuns, "run")}; style vectors are cached)`],
     ["transformer", `${ms(t.transformMs)} at ${result.width}×${result.height}`],
     ["total", ms(total)],
   ];
@@ -449,7 +451,7 @@ async function refreshGallery() {
   }
   for (const person of people) {
     const item = document.createElement("li");
-    item.textContent = `${person.name} (${person.templates} photo${person.templates === 1 ? "" : "s"}) `;
+    item.textContent = `${person.name} (${count(person.templates, "photo")}) `;
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "remove";
@@ -501,7 +503,7 @@ function setUpFaces() {
     }
     const names = result.faces.map((face) => face.name || "unknown");
     $("#identify-result").textContent = result.faces.length
-      ? `${result.faces.length} face${result.faces.length === 1 ? "" : "s"}: ${names.join(", ")}`
+      ? `${count(result.faces.length, "face")}: ${names.join(", ")}`
       : "no face found";
   }));
 
@@ -511,7 +513,7 @@ function setUpFaces() {
     form.append("name", $("#enroll-name").value.trim());
     form.append("image", $("#enroll-image").files[0]);
     const result = await (await api("/api/faces/enroll", { method: "POST", body: form, headers: authHeaders() })).json();
-    $("#enroll-result").textContent = `enrolled ${result.name} (${result.templates} photo${result.templates === 1 ? "" : "s"})`;
+    $("#enroll-result").textContent = `enrolled ${result.name} (${count(result.templates, "photo")})`;
     await refreshGallery();
   }));
   $("#tab-faces").addEventListener("tab-shown", () => refreshGallery().catch((error) => showError($(".error", enroll), error)));
@@ -530,7 +532,7 @@ function setUpGan() {
     shown = URL.createObjectURL(blob);
     image.src = shown;
     image.hidden = false;
-    $("#gan-status").textContent = `seed ${seed}, ${n} image${n === 1 ? "" : "s"} in ${ms(performance.now() - started)}`;
+    $("#gan-status").textContent = `seed ${seed}, ${count(n, "image")} in ${ms(performance.now() - started)}`;
   });
   form.addEventListener("submit", sample);
   $("#gan-random").addEventListener("click", () => {
@@ -639,7 +641,7 @@ function setUpNumerals() {
       }
     }
     $("#numerals-table").hidden = !result.numerals.length;
-    $("#numerals-status").textContent = `${result.numerals.length} numeral${result.numerals.length === 1 ? "" : "s"} ` +
+    $("#numerals-status").textContent = `${count(result.numerals.length, "numeral")} ` +
       `in ${ms(performance.now() - started)}`;
   }));
 }
