@@ -33,22 +33,13 @@ def install_handlers(app: Any) -> None:
     async def api_error(request: Any, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=exc.headers)
 
-    # Starlette picks the handler of the nearest class in the exception's MRO, so these win over InputError.
-    @app.exception_handler(ImageTooLargeError)
-    async def image_too_large(request: Any, exc: ImageTooLargeError) -> JSONResponse:
-        return JSONResponse(error_body("too_large", str(exc)), 413)
-
-    @app.exception_handler(UnsupportedImageError)
-    async def unsupported_image(request: Any, exc: UnsupportedImageError) -> JSONResponse:
-        return JSONResponse(error_body("unsupported_media_type", str(exc)), 415)
-
-    @app.exception_handler(InputError)
-    async def input_error(request: Any, exc: InputError) -> JSONResponse:
-        return JSONResponse(error_body("bad_input", str(exc)), 400)
-
-    @app.exception_handler(SlimvisionError)
-    async def slimvision_error(request: Any, exc: SlimvisionError) -> JSONResponse:
-        return JSONResponse(error_body("cannot_process", str(exc)), 422)
+    # Our own errors, by type. Starlette picks the handler of the nearest class in the exception's
+    # MRO, so the two image errors win over InputError, and InputError over SlimvisionError.
+    for error_type, status, code in ((ImageTooLargeError, 413, "too_large"),
+                                     (UnsupportedImageError, 415, "unsupported_media_type"),
+                                     (InputError, 400, "bad_input"),
+                                     (SlimvisionError, 422, "cannot_process")):
+        app.add_exception_handler(error_type, _json_handler(status, code))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Any, exc: RequestValidationError) -> JSONResponse:
@@ -65,3 +56,13 @@ def install_handlers(app: Any) -> None:
     async def unexpected(request: Any, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "the server failed on this request; see its log"), 500)
+
+
+def _json_handler(status: int, code: str) -> Any:
+    """An exception handler answering ``status`` with ``code`` and the exception's one-line message."""
+    from fastapi.responses import JSONResponse
+
+    async def handler(request: Any, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body(code, str(exc)), status)
+
+    return handler
