@@ -23,6 +23,13 @@ from slimvision.server.jobs import JobQueue  # noqa: E402
 from slimvision.server.settings import ServerSettings  # noqa: E402
 
 
+def run_async(coroutine):
+    """asyncio.run on a thread of its own: Playwright's sync API (tests/web) leaves an event loop
+    running on the main thread, where asyncio.run refuses to start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_a_full_queue_refuses_with_429_and_frees_slots_when_jobs_end():
     queue = JobQueue(workers=1, queue_size=1, timeout_s=5)
     release = threading.Event()
@@ -37,7 +44,7 @@ def test_a_full_queue_refuses_with_429_and_frees_slots_when_jobs_end():
         await asyncio.gather(first, second)
         return refused.value, await queue.run(lambda: "done")
 
-    refused, after = asyncio.run(scenario())
+    refused, after = run_async(scenario())
     assert refused.status == 429 and refused.headers == {"Retry-After": "1"}
     assert after == "done" and queue.active == 0
     queue.shutdown()
@@ -55,7 +62,7 @@ def test_a_slow_job_gets_504_and_keeps_its_slot_until_it_really_ends():
         await asyncio.sleep(0.05)
         return late.value, busy
 
-    late, busy = asyncio.run(scenario())
+    late, busy = run_async(scenario())
     assert late.status == 504 and "0.1 s" in late.message
     assert busy == 1 and queue.active == 0
     queue.shutdown()
