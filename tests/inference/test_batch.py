@@ -227,3 +227,108 @@ def test_an_image_larger_than_the_budget_runs_alone():
                      ("late", "in", 30), ("late", "out")]
     with pytest.raises(ValueError, match="positive"):
         MemoryGate(0)
+
+
+# --------------------------------------------------------------------------- going on, resuming
+@pytest.mark.parametrize("workers", [1, 3])
+def test_keep_going_passes_over_bad_inputs_and_reports_them(inputs, tmp_path, workers):
+    inputs[1].write_bytes(b"not a picture")
+    tiny = save_png(make_content(8, 8), tmp_path / "in" / "tiny.png")
+
+    def refuse_tiny(image):
+        if image.shape[0] < 16:
+            raise InputError("tiny.png", "must be at least 16x16")  # a per-image refusal inside the model step
+        return 255 - image
+
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.png") for src in [*inputs, tiny]]
+    results = list(process_files(jobs, refuse_tiny, keep_going=True, workers=workers))
+    assert [r.source for r in results] == [*inputs, tiny]
+    assert [r.ok for r in results] == [True, False, True, False]
+    assert results[1].error.startswith(str(inputs[1])) and "not a recognised image" in results[1].error
+    assert "at least 16x16" in results[3].error
+    assert names(out) == ["img0.png", "img2.png"]
+
+
+def test_keep_going_still_stops_when_outputs_cannot_be_written(inputs, tmp_path):
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.webm") for src in inputs]  # not an image format
+    with pytest.raises(OutputError, match="unsupported output format"):
+        list(process_files(jobs, invert, keep_going=True))
+
+
+def test_skip_existing_keeps_complete_outputs_and_redoes_broken_ones(inputs, tmp_path):
+    out = tmp_path / "out"
+    jobs = [FileJob(src, out / f"{src.stem}.png") for src in inputs]
+    list(process_files(jobs[:1], invert))
+    kept = (out / "img0.png").stat().st_mtime_ns
+    (out / "img1.png").write_bytes((out / "img0.png").read_bytes()[:60])  # cut short by something else
+    calls = []
+    results = list(process_files(jobs, lambda image: calls.append(1) or 255 - image, skip_existing=True))
+    assert [(r.output.name, r.skipped) for r in results] == [("img0.png", True), ("img1.png", False),
+                                                             ("img2.png", False)]
+    assert len(calls) == 2 and (out / "img0.png").stat().st_mtime_ns == kept
+    for src in inputs:
+        np.testing.assert_array_equal(read_png(out / f"{src.stem}.png"), 255 - read_png(src))
+    # Resuming never makes an input an output.
+    with pytest.raises(OutputError, match="is an input file"):
+        list(process_files([FileJob(inputs[0], inputs[1]), FileJob(inputs[1], out / "x.png")], invert,
+                           skip_existing=True))
+
+
+def test_protected_files_besides_the_sources_are_never_outputs(inputs, tmp_path):
+    style = save_png(make_content(20, 20), tmp_path / "style.png")
+    before = style.read_bytes()
+    with pytest.raises(OutputError, match="style.png: is an input file"):
+        list(process_files([FileJob(inputs[0], style)], invert, overwrite=True, protected=[style]))
+    assert style.read_bytes() == before
+
+
+_KILLED_BATCH = """
+import sys, time
+from pathlib import Path
+import slimvision.io.atomic as atomic
+from slimvision.inference.batch import FileJob, process_files
+
+real_fsync, calls = atomic._fsync_file, []
+
+def hold_second_write(path):
+    calls.append(path)
+    if len(calls) == 2:  # the second output's data is in its temp file: stop here until killed
+        print("writing", path.name, flush=True)
+        time.sleep(120)
+    real_fsync(path)
+
+atomic._fsync_file = hold_second_write
+out = Path(sys.argv[1])
+jobs = [FileJob(Path(src), out / (Path(src).stem + ".png")) for src in sys.argv[2:]]
+for result in process_files(jobs, lambda image: 255 - image):
+    pass
+"""
+
+
+def test_kill_9_mid_batch_leaves_a_temp_that_the_next_run_removes(inputs, tmp_path):
+    """A real SIGKILL while the second image is being written; then a resumed run."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_BATCH, str(out), *map(str, inputs)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        line = writer.stdout.readline()
+        assert line.startswith("writing .img1."), line
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(30)
+    assert writer.returncode == -signal.SIGKILL
+    left = names(out)
+    assert len(left) == 2 and left[1] == "img0.png", left
+    assert left[0].startswith(f".img1.{writer.pid}-") and left[0].endswith(".tmp.png"), left
+    results = list(process_files([FileJob(src, out / f"{src.stem}.png") for src in inputs], invert,
+                                 skip_existing=True))
+    assert [r.skipped for r in results] == [True, False, False]
+    assert names(out) == ["img0.png", "img1.png", "img2.png"]  # the dead run's temp file is gone
+    for src in inputs:
+        np.testing.assert_array_equal(read_png(out / f"{src.stem}.png"), 255 - read_png(src))

@@ -146,3 +146,103 @@ def test_final_file_gets_normal_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+# --------------------------------------------------------------------------- sets of outputs, stale temps
+def _dead_pid() -> int:
+    """The id of a process that has exited and been reaped (so the OS knows no such process)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temp_names_carry_the_writers_pid(tmp_path: Path) -> None:
+    with atomic_write(tmp_path / "out.tar.gz") as temp:
+        assert temp.name.startswith(f".out.tar.{os.getpid()}-") and temp.name.endswith(".tmp.gz")
+        temp.write_bytes(b"x")
+
+
+def test_stale_temps_of_dead_writers_go_live_ones_and_other_files_stay(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from slimvision.io.atomic import remove_stale_temps, temp_name
+
+    dead = tmp_path / temp_name(tmp_path / "a.png", pid=_dead_pid())
+    live_writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / temp_name(tmp_path / "b.png", pid=live_writer.pid)
+        mine = tmp_path / temp_name(tmp_path / "c.png")
+        # Names of other shapes are never ours to delete: older temp names, user files.
+        foreign = [tmp_path / ".d.1a2b3c4d.tmp.png", tmp_path / ".e.tmp.png", tmp_path / "f.99999999-0badcafe.tmp.png"]
+        for path in [dead, live, mine, *foreign]:
+            path.write_bytes(b"partial")
+        assert remove_stale_temps(tmp_path) == [dead]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [live, mine, *foreign])
+    finally:
+        live_writer.kill()
+        live_writer.wait()
+
+
+def test_writing_into_a_folder_removes_dead_writers_temps(tmp_path: Path) -> None:
+    from slimvision.io.atomic import temp_name
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    leftover = folder / temp_name(folder / "old.png", pid=_dead_pid())
+    leftover.write_bytes(b"half an image")
+    write_bytes_atomic(folder / "new.png", b"data")
+    assert _listing(folder) == ["new.png"]
+
+
+def test_a_set_is_checked_whole_before_anything_is_written(tmp_path: Path) -> None:
+    from slimvision.io.atomic import write_files_atomic
+
+    (tmp_path / "x.json").write_text("old sidecar")
+    with pytest.raises(OutputError, match=r"x.json: exists; pass --overwrite"):
+        write_files_atomic([(tmp_path / "x.npy", b"vector"), (tmp_path / "x.json", b"{}")])
+    assert _listing(tmp_path) == ["x.json"]  # x.npy was not written first
+    style = tmp_path / "style.json"
+    style.write_text("an input")
+    with pytest.raises(OutputError, match="is an input file"):
+        write_files_atomic([(tmp_path / "y.npy", b"v"), (style, b"{}")], overwrite=True, protected=[style])
+    assert _listing(tmp_path) == ["style.json", "x.json"] and style.read_text() == "an input"
+    with pytest.raises(OutputError, match="two outputs would be written to this same file"):
+        write_files_atomic([(tmp_path / "z.npy", b"v"), (tmp_path / "sub" / ".." / "z.npy", b"w")])
+    with pytest.raises(OutputError, match="is a directory"):
+        write_files_atomic([(tmp_path / "w.npy", b"v"), (tmp_path, b"w")])
+    assert _listing(tmp_path) == ["style.json", "x.json"]
+    written = write_files_atomic([(tmp_path / "x.json", b"{}"), (tmp_path / "x.npy", b"vector")], overwrite=True)
+    assert [p.name for p in written] == ["x.json", "x.npy"] and (tmp_path / "x.json").read_bytes() == b"{}"
+    assert _listing(tmp_path) == ["style.json", "x.json", "x.npy"]
+
+
+def test_a_set_that_fails_while_writing_leaves_none_of_its_files(tmp_path: Path, monkeypatch) -> None:
+    import slimvision.io.atomic as atomic
+
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_fail(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace_then_fail)
+    with pytest.raises(OutputError, match="b.npy: cannot replace the file: No space left on device"):
+        atomic.write_files_atomic([(tmp_path / "b.json", b"{}"), (tmp_path / "b.npy", b"v")])
+    assert _listing(tmp_path) == []  # b.json was taken back, no temp files stay
+
+
+def test_plan_outputs_names_an_output_below_a_file(tmp_path: Path) -> None:
+    from slimvision.io.atomic import plan_outputs
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"cannot create folder .*file/sub: .*file is a file"):
+        plan_outputs([tmp_path / "ok.png", tmp_path / "file" / "sub" / "a.png"])
+    assert plan_outputs([tmp_path / "new" / "a.png"]) == [tmp_path / "new" / "a.png"]
+    assert not (tmp_path / "new").exists()

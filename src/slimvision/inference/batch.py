@@ -15,11 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -28,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slimvision.errors import OutputError
+from slimvision.errors import OutputError, SlimvisionError
+from slimvision.io.atomic import plan_outputs
 from slimvision.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,26 +44,67 @@ class FileJob:
 
 @dataclass(frozen=True)
 class FileResult:
+    """What became of one job: written, passed over (``error``), or left as it was (``skipped``)."""
+
     source: Path
     output: Path
     width: int
     height: int
     seconds: float  # model time for this image (I/O overlaps and is not counted)
+    error: str | None = None  # with keep_going: the one-line reason this input was passed over
+    skipped: bool = False  # with skip_existing: the output was already complete, nothing was done
+
+    @property
+    def ok(self) -> bool:
+        """True for an output written by this run."""
+        return self.error is None and not self.skipped
 
 
-def check_outputs(jobs: Sequence[FileJob], overwrite: bool) -> None:
-    """Fail before any work if two jobs share an output, an output is an input, or exists."""
-    sources = {job.source.resolve() for job in jobs}
+def check_outputs(jobs: Sequence[FileJob], overwrite: bool, protected: Iterable[str | Path] = ()) -> None:
+    """Fail before any work if two jobs share an output, an output is an input, or exists.
+
+    Args:
+        jobs: the batch.
+        overwrite: outputs that exist may be replaced.
+        protected: inputs besides the jobs' sources (style images, masks, weights) that no
+            output may be.
+    """
     seen: set[Path] = set()
     for job in jobs:
         target = job.output.resolve()
         if target in seen:
             raise OutputError(job.output, "two inputs would be written to this same output; rename one")
-        if target in sources:
-            raise OutputError(job.output, "is an input file; refusing to overwrite an input")
-        if job.output.exists() and not overwrite:
-            raise OutputError(job.output, "exists; pass --overwrite to replace it")
         seen.add(target)
+    plan_outputs([job.output for job in jobs], overwrite=overwrite,
+                 protected=[*(job.source for job in jobs), *protected])
+
+
+def output_complete(path: Path) -> bool:
+    """True if ``path`` holds a whole image (what ``--skip-existing`` keeps).
+
+    Our outputs appear only by an atomic rename after the data is flushed, so one of ours that
+    exists is complete; this also catches a file cut short by something else (empty, or
+    failing Pillow's structural check: PNG chunk CRCs up to IEND, header of other formats).
+    """
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            return False
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # noqa: BLE001 - any failure to read it back means "redo it"
+        return False
+    return True
+
+
+def split_existing(jobs: Sequence[FileJob]) -> tuple[list[FileJob], list[FileJob]]:
+    """(jobs to run, jobs whose output is already complete) for a resumed batch."""
+    todo: list[FileJob] = []
+    done: list[FileJob] = []
+    for job in jobs:
+        (done if job.output.is_file() and output_complete(job.output) else todo).append(job)
+    return todo, done
 
 
 def available_cpus() -> int:
@@ -108,68 +153,119 @@ class MemoryGate:
 def process_files(jobs: Sequence[FileJob], fn: Callable[[np.ndarray], np.ndarray], *,
                   overwrite: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                   quality: int = 95, workers: int = 1, gate: MemoryGate | None = None,
-                  memory_mb: Callable[[np.ndarray], float] | None = None) -> Iterator[FileResult]:
+                  memory_mb: Callable[[np.ndarray], float] | None = None,
+                  protected: Iterable[str | Path] = (), keep_going: bool = False,
+                  skip_existing: bool = False) -> Iterator[FileResult]:
     """Apply ``fn`` ((H, W, 3) uint8 -> (H', W', 3) uint8) to every job's source.
 
     Outputs are checked up front (see :func:`check_outputs`) and each is written atomically.
     Results come back in the order of ``jobs``. A bad input raises its one-line error once
     the jobs before it are written (with several workers, jobs after it that were already
-    running finish and are written too; no new ones start).
+    running finish and are written too; no new ones start), unless ``keep_going``.
 
     Args:
         workers: images processed at once; ``fn`` must then be safe to call from several
             threads (ONNX Runtime sessions are).
         gate, memory_mb: with several workers, a run starts only once ``gate`` admits
             ``memory_mb(image)`` megabytes.
+        protected: inputs besides the sources (style images, masks, weights): never outputs.
+        keep_going: a bad input (any :class:`SlimvisionError` but an :class:`OutputError`,
+            which would repeat for every file) gives a result with ``error`` set and the batch
+            goes on; a failure to write still stops it.
+        skip_existing: outputs that already exist and are complete (see
+            :func:`output_complete`) come back with ``skipped`` set; others are (re)written.
     """
-    check_outputs(jobs, overwrite)
+    guarded = [*(job.source for job in jobs), *protected]
+    done: list[FileJob] = []
+    if skip_existing:
+        check_outputs(jobs, True, guarded)  # an input is never "already done", nor two jobs one output
+        jobs, done = split_existing(jobs)
+        overwrite = True  # what is left either does not exist or is incomplete: redo it
+    check_outputs(jobs, overwrite, guarded)
+    for job in done:
+        yield FileResult(job.source, job.output, 0, 0, 0.0, skipped=True)
+    settings = _Settings(fn, overwrite, max_pixels, quality, guarded, keep_going)
     if workers > 1 and len(jobs) > 1:
-        yield from _parallel(jobs, fn, overwrite, max_pixels, quality, workers, gate, memory_mb)
+        yield from _parallel(jobs, settings, workers, gate, memory_mb)
     else:
-        yield from _sequential(jobs, fn, overwrite, max_pixels, quality)
+        yield from _sequential(jobs, settings)
 
 
-def _sequential(jobs: Sequence[FileJob], fn: Callable[[np.ndarray], np.ndarray], overwrite: bool,
-                max_pixels: int | None, quality: int) -> Iterator[FileResult]:
+@dataclass(frozen=True)
+class _Settings:
+    """What every job of one batch shares."""
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    overwrite: bool
+    max_pixels: int | None
+    quality: int
+    protected: list[str | Path]
+    keep_going: bool
+
+    def passed_over(self, job: FileJob, error: BaseException) -> FileResult | None:
+        """The result for a job that failed, if the batch goes on past it (else None: re-raise)."""
+        if not self.keep_going or not isinstance(error, SlimvisionError) or isinstance(error, OutputError):
+            return None
+        log.info("passing over %s: %s", job.source, error)
+        return FileResult(job.source, job.output, 0, 0, 0.0, error=str(error))
+
+    def save(self, result: np.ndarray, job: FileJob) -> Path:
+        return save_image(result, job.output, overwrite=self.overwrite, protected=self.protected,
+                          quality=self.quality)
+
+
+def _sequential(jobs: Sequence[FileJob], settings: _Settings) -> Iterator[FileResult]:
     """One image at a time, with the next load and the previous save on I/O threads."""
-    protected = [job.source for job in jobs]
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="slimvision-io") as pool:
         def load(job: FileJob) -> Future[np.ndarray]:
-            return pool.submit(load_image, job.source, max_pixels=max_pixels)
+            return pool.submit(load_image, job.source, max_pixels=settings.max_pixels)
 
         pending_save: Future[Path] | None = None
         next_image = load(jobs[0]) if jobs else None
         for index, job in enumerate(jobs):
             assert next_image is not None
-            image = next_image.result()
-            next_image = load(jobs[index + 1]) if index + 1 < len(jobs) else None
-            start = time.perf_counter()
-            result = fn(image)
-            seconds = time.perf_counter() - start
+            loading, next_image = next_image, (load(jobs[index + 1]) if index + 1 < len(jobs) else None)
+            try:
+                image = loading.result()
+                start = time.perf_counter()
+                result = settings.fn(image)
+                seconds = time.perf_counter() - start
+            except Exception as error:  # noqa: BLE001 - re-raised unless the batch goes on past it
+                failure = settings.passed_over(job, error)
+                if failure is None:
+                    raise
+                yield failure
+                continue
             if pending_save is not None:
                 pending_save.result()  # surface a failed write before queueing the next
-            pending_save = pool.submit(save_image, result, job.output, overwrite=overwrite,
-                                       protected=protected, quality=quality)
+            pending_save = pool.submit(settings.save, result, job)
             yield FileResult(job.source, job.output, result.shape[1], result.shape[0], seconds)
         if pending_save is not None:
             pending_save.result()
 
 
-def _parallel(jobs: Sequence[FileJob], fn: Callable[[np.ndarray], np.ndarray], overwrite: bool,
-              max_pixels: int | None, quality: int, workers: int, gate: MemoryGate | None,
+def _parallel(jobs: Sequence[FileJob], settings: _Settings, workers: int, gate: MemoryGate | None,
               memory_mb: Callable[[np.ndarray], float] | None) -> Iterator[FileResult]:
     """``workers`` threads, each loading, painting and saving whole jobs."""
-    protected = [job.source for job in jobs]
 
-    def run_job(job: FileJob) -> FileResult:
-        image = load_image(job.source, max_pixels=max_pixels)
+    def paint(job: FileJob) -> FileResult:
+        image = load_image(job.source, max_pixels=settings.max_pixels)
         admitted = gate.hold(memory_mb(image)) if gate is not None and memory_mb is not None else nullcontext()
         with admitted:
             start = time.perf_counter()
-            result = fn(image)
+            result = settings.fn(image)
             seconds = time.perf_counter() - start
-        save_image(result, job.output, overwrite=overwrite, protected=protected, quality=quality)
+        settings.save(result, job)
         return FileResult(job.source, job.output, result.shape[1], result.shape[0], seconds)
+
+    def run_job(job: FileJob) -> FileResult:
+        try:
+            return paint(job)
+        except Exception as error:  # noqa: BLE001 - re-raised unless the batch goes on past it
+            failure = settings.passed_over(job, error)
+            if failure is None:
+                raise
+            return failure
 
     upcoming = iter(jobs)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slimvision-worker") as pool:

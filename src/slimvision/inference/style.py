@@ -219,20 +219,24 @@ class StyleVector:
     def model(self) -> str | None:
         return self.provenance.get("model")
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``path`` (.npy) and its ``.json`` sidecar, each atomically."""
+    def save(self, path: str | Path, *, overwrite: bool = False, protected: Sequence[str | Path] = ()) -> Path:
+        """Write ``path`` (.npy) and its ``.json`` sidecar: both checked first, then both or neither.
+
+        The sidecar is renamed into place first, so a ``.npy`` never appears without it.
+        ``protected`` files (the inputs) are never overwritten.
+        """
         import io
 
-        from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
+        from slimvision.io.atomic import write_files_atomic
 
         path = Path(path)
         if path.suffix.lower() != ".npy":
             raise SlimvisionError(f"{path}: style vectors are saved as .npy")
         buffer = io.BytesIO()
         np.save(buffer, self.values)
-        write_bytes_atomic(path, buffer.getvalue(), overwrite=overwrite)
         sidecar = {"format": VECTOR_FORMAT, "format_version": 1, "dim": STYLE_DIM, **self.provenance}
-        write_text_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n", overwrite=overwrite)
+        write_files_atomic([(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode()),
+                            (path, buffer.getvalue())], overwrite=overwrite, protected=protected)
         return path
 
     @classmethod

@@ -3,25 +3,41 @@
 Every output slimvision writes goes through :func:`atomic_write`: the data is written to a hidden
 temporary file in the destination folder and moved onto the final name with ``os.replace``, which
 is atomic on POSIX and Windows when both paths are on the same filesystem (hence the same folder).
+
+A command that writes several files checks them all first (:func:`plan_outputs`) and writes a set
+that belongs together (a vector and its sidecar) with :func:`write_files_atomic`, so an error
+leaves none of them. Temp names carry the writer's PID (``.{stem}.{pid}-{hex}.tmp{suffix}``): a
+process killed with SIGKILL cannot delete its temp file, so the next writer into that folder
+removes temp files of ours whose process is gone (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from slimvision.errors import OutputError
 
-__all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_write", "plan_outputs", "remove_stale_temps", "write_bytes_atomic", "write_files_atomic",
+           "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 
 # Give up creating a temp name after this many collisions (only reachable if something is badly wrong).
 _MAX_TEMP_ATTEMPTS = 100
+
+# ".{stem}.{pid}-{8 hex}.tmp{suffix}": only names of exactly this shape are ever cleaned up.
+_TEMP_NAME = re.compile(r"^\..*\.(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.tmp(\.[^./]*)?$")
+
+# Folders already cleaned by this process (a batch writes thousands of files into one folder).
+_cleaned_folders: set[Path] = set()
+_cleaned_lock = threading.Lock()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -32,6 +48,137 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError:
         pass  # Fall back to comparing names when the files cannot be stat'ed.
     return a.resolve() == b.resolve()
+
+
+def temp_name(target: Path, pid: int | None = None) -> str:
+    """The hidden temp name for ``target``: ``.{stem}.{pid}-{hex}.tmp{suffix}``.
+
+    The suffix is kept so libraries that pick a format from it still work; the PID lets a later
+    run tell a dead writer's leftover from a live writer's file in progress.
+    """
+    return f".{target.stem}.{os.getpid() if pid is None else pid}-{secrets.token_hex(4)}.tmp{target.suffix}"
+
+
+def _process_alive(pid: int) -> bool:
+    """True unless the OS says no process has this id (unsure counts as alive: never delete then)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or an id the OS cannot even look up
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete temp files of ours in ``folder`` whose writer process no longer exists.
+
+    Only names of the exact shape :func:`temp_name` makes are considered, and only when their
+    PID is not a live process (so another run writing into the same folder keeps its files).
+    Once per folder per process; POSIX only (on Windows ``os.kill`` cannot test a PID safely).
+    A PID reused by an unrelated live process keeps its leftover until that process ends: the
+    safe side. Processes in another PID namespace sharing the folder are not supported.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    if os.name != "posix":
+        return []
+    with _cleaned_lock:
+        key = folder.resolve()
+        if key in _cleaned_folders:
+            return []
+        _cleaned_folders.add(key)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False) or _process_alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue  # gone already, or not ours to delete after all
+        removed.append(Path(entry.path))
+    if removed:
+        logger.info("removed %d temporary file(s) left in %s by a run that was killed", len(removed), folder)
+    return removed
+
+
+class _InputIndex:
+    """The protected files, looked up by resolved path and by (device, inode) in O(1) each."""
+
+    def __init__(self, protected: Iterable[str | Path]) -> None:
+        self.paths: set[Path] = set()
+        self.inodes: set[tuple[int, int]] = set()
+        for source in protected:
+            path = Path(source)
+            self.paths.add(path.resolve())
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            self.inodes.add((stat.st_dev, stat.st_ino))
+
+    def holds(self, target: Path) -> bool:
+        """True if ``target`` is one of the inputs (another spelling, a symlink or a hard link)."""
+        if target.resolve() in self.paths:
+            return True
+        try:
+            stat = target.stat()
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) in self.inodes
+
+
+def plan_outputs(
+    paths: Iterable[str | Path],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | Path] = (),
+    allow_input_overwrite: bool = False,
+) -> list[Path]:
+    """Check a whole set of outputs before any is written; return them as Paths.
+
+    Every check :func:`atomic_write` makes, for all outputs at once, plus: two outputs naming
+    the same file. The folders that exist are cleared of stale temp files (see
+    :func:`remove_stale_temps`). Nothing is created.
+
+    Raises:
+        OutputError: for the first output that is an input, a folder, twice in the set, below a
+            file, or exists without ``overwrite`` (naming it as given).
+
+    Example:
+        >>> plan_outputs(["out/v.json", "out/v.npy"], protected=["style.jpg"])  # doctest: +SKIP
+        [PosixPath('out/v.json'), PosixPath('out/v.npy')]
+    """
+    targets = [Path(path) for path in paths]
+    inputs = _InputIndex(() if allow_input_overwrite else protected)
+    seen: set[Path] = set()
+    for target in targets:
+        resolved = target.resolve()
+        if resolved in seen:
+            raise OutputError(target, "two outputs would be written to this same file; rename one")
+        seen.add(resolved)
+        if inputs.holds(target):
+            raise OutputError(target, "is an input file; refusing to overwrite an input")
+        if target.is_dir():
+            raise OutputError(target, "is a directory; give a file name for the output")
+        blocker = next((parent for parent in target.parents if parent.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutputError(target, f"cannot create folder {target.parent}: {blocker} is a file")
+        if target.exists() and not overwrite:
+            raise OutputError(target, "exists; pass --overwrite to replace it")
+    for folder in {target.parent for target in targets}:
+        if folder.is_dir():
+            remove_stale_temps(folder)
+    return targets
 
 
 def _check_target(
@@ -60,6 +207,7 @@ def _ensure_parent(target: Path) -> Path:
         raise OutputError(target, f"cannot create folder {parent}: {reason}") from None
     if not parent.is_dir():
         raise OutputError(target, f"cannot create folder {parent}: a file has that name")
+    remove_stale_temps(parent)
     return parent
 
 
@@ -68,11 +216,11 @@ def _create_temp(target: Path, parent: Path) -> Path:
 
     ``os.open`` with mode 0o666 lets the process umask decide the permissions, so the final file
     gets the same permissions a plain ``open()`` would give it (``tempfile.mkstemp`` forces 0o600).
-    The temp name keeps the target's suffix so libraries that pick a format from it still work.
+    The temp name (see :func:`temp_name`) keeps the target's suffix and carries our PID.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(_MAX_TEMP_ATTEMPTS):
-        temp = parent / f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}"
+        temp = parent / temp_name(target)
         try:
             fd = os.open(temp, flags, 0o666)
         except FileExistsError:
@@ -202,3 +350,66 @@ def write_text_atomic(
         protected=protected,
         allow_input_overwrite=allow_input_overwrite,
     )
+
+
+def write_files_atomic(
+    files: Sequence[tuple[str | Path, bytes]],
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | Path] = (),
+) -> list[Path]:
+    """Write a set of files that belong together: all of them, or (on an error) none.
+
+    All outputs are checked first (:func:`plan_outputs`), every file is written and flushed to
+    its temp file, and only then are they renamed, in the order given. Put the file whose
+    presence means "complete" last (a vector after its sidecar): a kill between two renames
+    then never leaves the main file without its companion. If a rename fails, the files of
+    this set renamed before it that did not exist before are removed again.
+
+    Args:
+        files: (path, data) pairs.
+        overwrite: Replace files that exist.
+        protected: Input files that none of ``files`` may be, even with ``overwrite``.
+
+    Returns:
+        The paths written, in order.
+
+    Raises:
+        OutputError: as :func:`plan_outputs`, or a temp file cannot be written or renamed.
+
+    Example:
+        >>> write_files_atomic([("v.json", b"{}"), ("v.npy", data)])  # doctest: +SKIP
+        [PosixPath('v.json'), PosixPath('v.npy')]
+    """
+    targets = plan_outputs([path for path, _ in files], overwrite=overwrite, protected=protected)
+    temps: list[Path] = []
+    try:
+        for target, (_, data) in zip(targets, files):
+            temp = _create_temp(target, _ensure_parent(target))
+            temps.append(temp)
+            temp.write_bytes(data)
+            _fsync_file(temp)
+        _rename_all(targets, temps)
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    for folder in {target.parent for target in targets}:
+        _fsync_dir(folder)
+    return targets
+
+
+def _rename_all(targets: list[Path], temps: list[Path]) -> None:
+    """Move each temp onto its target; on a failure, take back the new files already moved."""
+    created: list[Path] = []
+    for target, temp in zip(targets, temps):
+        existed = target.exists()
+        try:
+            os.replace(temp, target)
+        except OSError as exc:
+            for path in created:
+                path.unlink(missing_ok=True)
+            reason = exc.strerror or type(exc).__name__
+            raise OutputError(target, f"cannot replace the file: {reason}") from None
+        if not existed:
+            created.append(target)
