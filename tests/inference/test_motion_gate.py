@@ -60,3 +60,52 @@ def test_refresh_keeps_results_from_going_stale_and_bad_frames_are_refused():
     assert {d.reason for d in decisions if d.process} == {"first", "refresh"}
     with pytest.raises(ValueError, match="at least 8 px"):
         gate.update(np.zeros((4, 4), np.uint8))
+
+
+def test_a_visitor_who_stands_still_and_then_steps_out_is_noticed_at_once():
+    # Issue 29: the noise level was learnt from the distance to the background, so a visitor
+    # standing still raised it within 3 frames and their leaving no longer counted as a change.
+    rng = np.random.default_rng(2)
+    background = scene(rng)
+    present = background.copy()
+    present[120:360, 240:400] = 20  # a dark figure in the middle
+    gate = MotionGate(refresh_every=1000)
+    for _ in range(10):
+        gate.update(noisy(background, rng))
+    assert gate.update(noisy(present, rng)).reason == "motion"
+    standing = [gate.update(noisy(present, rng)) for _ in range(15)]
+    assert [d.reason for d in standing[:5]] == ["hold"] * 5 and not any(d.process for d in standing[5:])
+    limit = gate.noise_sigmas * np.sqrt(gate.variance)
+    assert limit.max() < 2 * gate.noise_sigmas  # still sensor noise (sigma 6 over 64 px is 0.75), not the figure
+    gone = gate.update(noisy(background, rng))
+    assert gone.process and gone.reason == "motion"
+
+
+def test_a_tracked_face_is_rechecked_until_it_is_gone_and_an_empty_scene_is_not():
+    still = np.full((64, 64), 100, np.uint8)
+    gate = MotionGate(hold=2, recheck_every=3, refresh_every=1000)
+    gate.update(still)
+    tracked = [gate.update(still, tracking=True).reason for _ in range(8)]
+    assert tracked == ["still", "still", "recheck"] * 2 + ["still", "still"]  # every 3rd frame processed
+    assert not any(gate.update(still).process for _ in range(20))  # nobody in the last result: skipped
+    with pytest.raises(ValueError, match="recheck_every >= 1"):
+        MotionGate(recheck_every=0)
+
+
+def test_docs_state_the_gates_defaults():
+    """The figures docs/faces.md gives (frames held after motion, re-check and refresh rates) are the code's."""
+    import re
+    from pathlib import Path
+
+    from slimvision.inference import motion_gate
+
+    docs = (Path(__file__).parents[2] / "docs" / "faces.md").read_text()
+    section = docs[docs.index("## The motion gate"):]
+    section = section[:section.index("\n## ", 1)]
+    figures = {"hold": r"the next (\d+) frames are processed", "recheck": r"every (\d+)(?:rd|th|nd) frame",
+               "refresh": r"one frame in (\d+)"}
+    found = {key: int(re.search(pattern, " ".join(section.split())).group(1)) for key, pattern in figures.items()}
+    assert found == {"hold": motion_gate.HOLD_FRAMES, "recheck": motion_gate.RECHECK_EVERY,
+                     "refresh": motion_gate.REFRESH_EVERY}
+    gate = MotionGate()
+    assert (gate.hold, gate.recheck_every, gate.refresh_every) == tuple(found.values())

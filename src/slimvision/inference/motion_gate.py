@@ -2,18 +2,29 @@
 
 Most frames of a door camera show the same empty scene. For each frame the gate computes a
 cheap feature map (grey, box-averaged to cells of ``cell`` x ``cell`` pixels: averaging also
-cancels most sensor noise). A running background model of that map (an exponential moving
-average, learnt from frames where nothing moves) gives each cell's noise level. A cell has
-changed when it differs by more than ``noise_sigmas`` times its noise level (at least
-``min_difference`` grey levels). The frame is *processed* when more than ``changed_fraction``
-of the cells changed since the frame last processed; otherwise the caller reuses its last
-result. Comparing with the last processed frame, not only with the empty scene, also lets the
-gate skip a visitor who stands still: the last result already has them. Every decision also
-reports the share of cells that differ from the background (``changed``).
+cancels most sensor noise). Each cell's noise level is learnt from the difference between
+consecutive frames where nothing moves (half its mean square). A cell has changed when it
+differs by more than ``noise_sigmas`` times its noise level (at least ``min_difference`` grey
+levels). The frame is *processed* when more than ``changed_fraction`` of the cells changed since
+the frame last processed; otherwise the caller reuses its last result. Comparing with the last
+processed frame lets the gate skip an empty scene, and notice any change since the last look.
 
-Safeguards: the first frame is always processed; a frame is processed at least every
-``refresh_every`` frames (so a result never goes stale forever); after motion stops, ``hold``
-more frames are processed (the last moving frame may be blurred).
+Why frame-to-frame differences and not the distance to a background model: a visitor who
+stands still is "still" but far from the empty scene. A noise level learnt from that distance
+grew with the visitor's contrast within 2-3 frames, and then the visitor leaving no longer
+counted as a change (the bug of issue 29). Consecutive frames of a still visitor differ only
+by sensor noise, so the noise level stays true whoever stands there. The running background
+(an exponential moving average of still frames) only reports ``changed``: the share of cells
+that differ from it.
+
+Safeguards, none of which depends on what the background learnt:
+- the first frame is always processed;
+- after motion stops, the next ``hold`` frames are processed (the last moving frame may be
+  blurred);
+- while the caller's last result has a face in it (``tracking=True``), a still frame is
+  processed at least every ``recheck_every`` frames, so a person who leaves is noticed within
+  ``recheck_every - 1`` frames even if their leaving were missed as motion;
+- a frame is processed at least every ``refresh_every`` frames, so a result never goes stale.
 
 Example:
     >>> import numpy as np
@@ -21,6 +32,8 @@ Example:
     >>> still = np.full((480, 640, 3), 90, np.uint8)
     >>> [gate.update(still).process for _ in range(3)]
     [True, False, False]
+    >>> [gate.update(still, tracking=True).reason for _ in range(4)]  # a face in the last result
+    ['recheck', 'still', 'still', 'recheck']
 """
 
 from __future__ import annotations
@@ -29,11 +42,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The defaults, named so that docs/faces.md can be checked against them (tests/inference/test_motion_gate.py).
+HOLD_FRAMES = 5
+RECHECK_EVERY = 3
+REFRESH_EVERY = 150
+
 
 @dataclass(frozen=True)
 class GateDecision:
     """Whether to run the pipeline on this frame, and why (``first``, ``motion``, ``hold``,
-    ``refresh`` or ``still``); ``changed`` is the share of cells that changed."""
+    ``recheck``, ``refresh`` or ``still``); ``changed`` is the share of cells that differ from
+    the learnt background."""
 
     process: bool
     reason: str
@@ -41,18 +60,33 @@ class GateDecision:
 
 
 class MotionGate:
-    """Decides frame by frame whether anything moved (see the module docstring)."""
+    """Decides frame by frame whether anything moved (see the module docstring).
+
+    Args:
+        cell: Side of the square cells the frame is averaged over, px.
+        changed_fraction: Share of cells that must change for the frame to count as motion.
+        noise_sigmas: A cell changed when it moved more than this many noise levels...
+        min_difference: ...and at least this many grey levels.
+        learning_rate: Weight of each still frame in the running noise level and background.
+        hold: Frames processed after motion stops.
+        recheck_every: While a face is tracked, a still frame is processed at least this often.
+        refresh_every: A frame is processed at least this often, whatever happens.
+    """
 
     def __init__(self, cell: int = 8, changed_fraction: float = 0.002, noise_sigmas: float = 4.0,
-                 min_difference: float = 3.0, learning_rate: float = 0.05, hold: int = 5,
-                 refresh_every: int = 150) -> None:
+                 min_difference: float = 3.0, learning_rate: float = 0.05, hold: int = HOLD_FRAMES,
+                 recheck_every: int = RECHECK_EVERY, refresh_every: int = REFRESH_EVERY) -> None:
         if cell < 1 or not 0 <= changed_fraction < 1 or learning_rate <= 0 or learning_rate > 1:
             raise ValueError("MotionGate: cell >= 1, 0 <= changed_fraction < 1, 0 < learning_rate <= 1")
+        if hold < 0 or recheck_every < 1 or refresh_every < 1:
+            raise ValueError("MotionGate: hold >= 0, recheck_every >= 1, refresh_every >= 1")
         self.cell, self.changed_fraction = cell, changed_fraction
         self.noise_sigmas, self.min_difference = noise_sigmas, min_difference
-        self.learning_rate, self.hold, self.refresh_every = learning_rate, hold, refresh_every
+        self.learning_rate, self.hold = learning_rate, hold
+        self.recheck_every, self.refresh_every = recheck_every, refresh_every
         self.background: np.ndarray | None = None
-        self.variance: np.ndarray | None = None
+        self.variance: np.ndarray | None = None  # per-cell sensor noise (variance of one frame's value)
+        self.previous: np.ndarray | None = None  # features of the frame just before
         self.last: np.ndarray | None = None  # features of the frame last processed
         self.frames = self.processed = 0
         self._since_processed = 0
@@ -68,32 +102,54 @@ class MotionGate:
             grey = grey[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if grey.shape[2] >= 3 else grey[..., 0]
         rows, cols = grey.shape[0] // self.cell, grey.shape[1] // self.cell
         blocks = grey[:rows * self.cell, :cols * self.cell].reshape(rows, self.cell, cols, self.cell)
-        return blocks.mean(axis=(1, 3))
+        return blocks.mean(axis=(1, 3))  # (rows, cols)
 
-    def update(self, frame: np.ndarray) -> GateDecision:
-        """Look at the next frame; returns whether to process it."""
+    def update(self, frame: np.ndarray, tracking: bool = False) -> GateDecision:
+        """Look at the next frame; returns whether to process it.
+
+        Args:
+            frame: (H, W) or (H, W, C) image of the camera.
+            tracking: Whether the caller's last result has a face in it: then still frames are
+                re-checked every ``recheck_every`` frames until the face is gone.
+        """
         current = self.features(frame)
         self.frames += 1
         if self.background is None or self.background.shape != current.shape:
             self.background, self.variance = current.copy(), np.full_like(current, 1.0)
+            self.previous = current
             return self._decide(True, "first", 1.0, current)
         limit = np.maximum(self.noise_sigmas * np.sqrt(self.variance), self.min_difference)
         changed = float((np.abs(current - self.background) > limit).mean())
-        # Only a change since the frame last processed matters: a visitor standing still in the
-        # doorway differs from the empty scene, but the last result already has them.
         moving = float((np.abs(current - self.last) > limit).mean()) > self.changed_fraction
-        if not moving:  # learn the scene (and its noise) only from frames where nothing moves
-            rate = self.learning_rate
-            self.variance += rate * ((current - self.background) ** 2 - self.variance)
-            self.background += rate * (current - self.background)
+        if not moving:
+            self._learn(current, limit)
+        self.previous = current
         self._since_motion = 0 if moving else self._since_motion + 1
+        return self._decide(*self._reason(moving, tracking), changed, current)
+
+    def _learn(self, current: np.ndarray, limit: np.ndarray) -> None:
+        """Learn the noise from a still frame, and the scene for ``changed``.
+
+        A cell whose step from the frame before is beyond its limit is left out of the noise
+        level: whatever changed it (something moving slowly, a flicker) is not sensor noise, and
+        counting it would raise the limit until real changes pass unseen.
+        """
+        rate = self.learning_rate
+        step = current - self.previous
+        quiet = np.abs(step) <= limit
+        self.variance[quiet] += rate * (step[quiet] ** 2 / 2 - self.variance[quiet])  # var(a - b) = 2 var
+        self.background += rate * (current - self.background)
+
+    def _reason(self, moving: bool, tracking: bool) -> tuple[bool, str]:
         if moving:
-            return self._decide(True, "motion", changed, current)
+            return True, "motion"
         if self._since_motion <= self.hold:
-            return self._decide(True, "hold", changed, current)
+            return True, "hold"
+        if tracking and self._since_processed + 1 >= self.recheck_every:
+            return True, "recheck"
         if self._since_processed + 1 >= self.refresh_every:
-            return self._decide(True, "refresh", changed, current)
-        return self._decide(False, "still", changed, current)
+            return True, "refresh"
+        return False, "still"
 
     def _decide(self, process: bool, reason: str, changed: float, current: np.ndarray) -> GateDecision:
         if process:
@@ -106,4 +162,5 @@ class MotionGate:
 
     @property
     def skipped(self) -> int:
+        """Frames the caller did not have to process."""
         return self.frames - self.processed
