@@ -9,8 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from slimvision.inference.face_gallery import (DLIB_RESNET_V1, EmbedderInfo, Gallery, GalleryError,
-                                               SQLiteGallery)
+from slimvision.inference import face_gallery
+from slimvision.inference.face_gallery import (DLIB_RESNET_V1, Duplicate, EmbedderInfo, Enrolment, Gallery,
+                                               GalleryError, SQLiteGallery, photo_digest)
 
 
 def unit(rng: np.random.Generator, count: int, dim: int = 128) -> np.ndarray:
@@ -55,15 +56,19 @@ def test_descriptors_of_another_model_are_never_mixed_in(tmp_path):
     with pytest.raises(GalleryError, match="dlib-resnet v1.*cannot be compared with mobilefacenet v1"):
         Gallery.open(path, student)
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
-    with pytest.raises(GalleryError, match="junk.sqlite: not a usable gallery"):
+    with pytest.raises(GalleryError, match="junk.sqlite: is not a slimvision gallery"):
         Gallery.open(tmp_path / "junk.sqlite", DLIB_RESNET_V1)
 
 
-def test_a_failed_write_changes_nothing(tmp_path):
+def test_a_failed_write_changes_nothing(tmp_path, monkeypatch):
     gallery = Gallery.open(tmp_path / "g.sqlite", DLIB_RESNET_V1)
     gallery.add("alan", np.zeros((1, 128)))
-    with pytest.raises(Exception):
-        gallery.add("ada", np.zeros((3, 128)), ["a.jpg", "b.jpg", object()])  # the third insert fails
+    with pytest.raises(GalleryError, match="sources must be text"):
+        gallery.add("ada", np.ones((3, 128)), ["a.jpg", "b.jpg", object()])  # refused before the transaction
+    digests = iter([b"1" * 16, b"2" * 16])  # the third insert fails, inside the transaction
+    monkeypatch.setattr(face_gallery, "_vector_digest", lambda blob: next(digests))
+    with pytest.raises(StopIteration):
+        gallery.add("ada", unit(np.random.default_rng(3), 3))
     assert [(p.name, p.faces) for p in gallery.people()] == [("alan", 1)]
 
 
@@ -119,3 +124,164 @@ def test_exact_and_faiss_agree_and_cosine_galleries_work():
         assert np.allclose([m.distance for m in a], [m.distance for m in b], atol=1e-4)
     with pytest.raises(GalleryError, match="length 7"):
         galleries[0].search(np.zeros(7))
+
+
+def files_in(folder) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_a_gallery_is_one_private_file_at_rest_even_when_the_process_never_closes_it(tmp_path):
+    path = tmp_path / "g.sqlite"
+    # The CLI leaves with os._exit (no interpreter teardown): nothing closes the connection.
+    script = textwrap.dedent(f"""
+        import os, numpy as np
+        import slimvision.inference.face_gallery as g
+        os.umask(0o022)
+        gallery = g.Gallery.open({str(path)!r}, g.DLIB_RESNET_V1)
+        gallery.add("ada", np.eye(128, dtype=np.float32)[:1])  # creates the file
+        gallery.add("ada", np.eye(128, dtype=np.float32)[1:2])  # a change through the -wal file
+        print(sorted(oct(os.stat(f.path).st_mode & 0o777) for f in os.scandir({str(tmp_path)!r})))
+        os._exit(0)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["['0o600',", "'0o600',", "'0o600']"]  # the gallery, its -wal and -shm
+    elsewhere = tmp_path / "copy"
+    elsewhere.mkdir()
+    (elsewhere / "g.sqlite").write_bytes(path.read_bytes())  # the .sqlite alone, as a user copies it
+    assert [(p.name, p.faces) for p in Gallery.open(elsewhere / "g.sqlite", DLIB_RESNET_V1, mode="r").people()] \
+        == [("ada", 2)]
+    with Gallery.open(path, DLIB_RESNET_V1, mode="w") as gallery:
+        gallery.add("alan", np.eye(128, dtype=np.float32)[2:3])
+    assert files_in(tmp_path) == ["copy", "g.sqlite"]  # closed: no -wal, no -shm
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_new_gallery_file_appears_only_when_a_change_commits(tmp_path):
+    path = tmp_path / "new" / "g.sqlite"
+    gallery = Gallery.open(path, DLIB_RESNET_V1)
+    assert gallery.people() == [] and gallery.search(np.zeros(128)) == []
+    with pytest.raises(GalleryError, match="finite"):
+        gallery.add("ada", np.full((1, 128), np.nan))
+    with pytest.raises(GalleryError, match="no person named 'ada'"):
+        gallery.remove("ada")
+    assert not path.exists()
+    assert gallery.add("ada", np.zeros((1, 128))) == 1
+    assert files_in(path.parent) == ["g.sqlite"]  # no temporary file left
+    gallery.add("alan", np.ones((1, 128)))
+    assert files_in(path.parent) == ["g.sqlite", "g.sqlite-shm", "g.sqlite-wal"]  # open: SQLite's WAL files
+    gallery.close()
+    assert files_in(path.parent) == ["g.sqlite"]
+
+
+def test_two_creators_of_one_gallery_both_keep_their_people(tmp_path):
+    path = tmp_path / "g.sqlite"
+    first, second = (Gallery.open(path, DLIB_RESNET_V1) for _ in range(2))  # neither file exists yet
+    first.add("ada", np.eye(128)[:1])
+    second.add("alan", np.eye(128)[1:2])  # finds the name taken: adds to the first one's gallery
+    first.close(), second.close()
+    assert [p.name for p in Gallery.open(path, DLIB_RESNET_V1, mode="r").people()] == ["ada", "alan"]
+
+
+def test_reading_never_creates_or_changes_a_file_and_other_files_are_refused(tmp_path):
+    import sqlite3
+
+    with pytest.raises(GalleryError, match="none.sqlite: no such gallery"):
+        Gallery.open(tmp_path / "none.sqlite", DLIB_RESNET_V1, mode="r")
+    with pytest.raises(GalleryError, match="none.sqlite: no such gallery"):
+        Gallery.open(tmp_path / "none.sqlite", DLIB_RESNET_V1, mode="w")
+    assert not (tmp_path / "none.sqlite").exists()
+    (tmp_path / "empty.sqlite").touch()
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE meta (x)")  # a table name a gallery uses too
+    other.commit()
+    other.close()
+    before = {name: (tmp_path / name).read_bytes() for name in ("empty.sqlite", "other.db")}
+    for mode in ("r", "w", "c"):
+        with pytest.raises(GalleryError, match="empty.sqlite: is an empty file, not a gallery"):
+            Gallery.open(tmp_path / "empty.sqlite", DLIB_RESNET_V1, mode=mode)
+        with pytest.raises(GalleryError, match="other.db: is an SQLite database but not a slimvision gallery"):
+            Gallery.open(tmp_path / "other.db", DLIB_RESNET_V1, mode=mode)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert files_in(tmp_path) == ["empty.sqlite", "other.db"]
+    Gallery.open(tmp_path / "g.sqlite", DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
+    reader = Gallery.open(tmp_path / "g.sqlite", DLIB_RESNET_V1, mode="r")
+    with pytest.raises(GalleryError, match="g.sqlite: opened read-only"):
+        reader.add("alan", np.ones((1, 128)))
+    with pytest.raises(GalleryError, match="opened read-only"):
+        reader.remove("ada")
+
+
+def test_the_same_photo_or_descriptor_is_stored_once(tmp_path):
+    rng = np.random.default_rng(4)
+    photo = photo_digest(b"the bytes of grace.jpg")
+    gallery = Gallery.open(tmp_path / "g.sqlite", DLIB_RESNET_V1)
+    first, second, third = unit(rng, 3)
+    assert gallery.add("grace", first[None], ["grace.jpg"], [photo]) == 1
+    assert gallery.find_photos([photo, photo_digest(b"other")]) == {photo: "grace"}
+    duplicates = gallery.add_people({
+        "grace": Enrolment(np.stack([second, third]), photos=[photo, None]),  # same photo, new descriptor
+        "ada": Enrolment(np.stack([first, third, third])),  # grace's descriptor; third twice in one call
+        "alan": Enrolment(first[None])})  # nothing new: alan is not created
+    assert duplicates == [Duplicate("grace", 0, "grace"), Duplicate("ada", 0, "grace"), Duplicate("ada", 1, "grace"),
+                          Duplicate("ada", 2, "grace"), Duplicate("alan", 0, "grace")]
+    assert [(p.name, p.faces) for p in gallery.people()] == [("grace", 2)]
+    assert gallery.add("grace", third[None]) == 0
+
+
+def test_a_gallery_made_before_duplicate_detection_is_read_as_is_and_upgraded_by_a_change(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    vector = np.eye(128, dtype=np.float32)[:1]
+    Gallery.open(path, DLIB_RESNET_V1).add("ada", vector)
+    old = sqlite3.connect(path)
+    for statement in ("DROP INDEX faces_photo", "DROP INDEX faces_vector_digest",
+                      "ALTER TABLE faces DROP COLUMN photo", "ALTER TABLE faces DROP COLUMN vector_digest"):
+        old.execute(statement)
+    old.commit()
+    old.close()
+    before = path.read_bytes()
+    reader = Gallery.open(path, DLIB_RESNET_V1, mode="r")
+    assert [p.name for p in reader.people()] == ["ada"] and reader.find_photos([photo_digest(b"x")]) == {}
+    reader.close()
+    assert path.read_bytes() == before
+    with Gallery.open(path, DLIB_RESNET_V1, mode="w") as gallery:
+        assert gallery.add("ada", vector) == 0  # the old row's descriptor was given its digest
+        assert gallery.add("ada", np.ones((1, 128)), photos=[photo_digest(b"y")]) == 1
+    assert [(p.name, p.faces) for p in Gallery.open(path, DLIB_RESNET_V1, mode="r").people()] == [("ada", 2)]
+
+
+def _corrupt(path, statement: str, *values) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    connection.execute(statement, values)
+    connection.commit()
+    connection.close()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: _corrupt(p, "UPDATE faces SET vector = ? WHERE id = 2", b"\0" * 100), "face 2 of 'ada' holds 100-byte"),
+    (lambda p: _corrupt(p, "UPDATE faces SET vector = ? WHERE id = 1", np.full(128, np.nan, np.float32).tobytes()),
+     "face 1 of 'ada' holds a descriptor that is not finite"),
+    (lambda p: _corrupt(p, "UPDATE faces SET vector = 'garbage' WHERE id = 1"), "face 1 of 'ada' holds a str"),
+    (lambda p: _corrupt(p, "UPDATE people SET name = ? WHERE id = 1", b"\xff\x00"), "has no readable name"),
+    (lambda p: _corrupt(p, "UPDATE meta SET value = 'many' WHERE key = 'changes'"), "model record is unreadable .*'many'"),
+    (lambda p: _corrupt(p, "UPDATE meta SET value = 'nan' WHERE key = 'embedder.threshold'"),
+     "model record is unreadable"),
+    (lambda p: _corrupt(p, "UPDATE meta SET value = '64' WHERE key = 'embedder.dim'"), "holds descriptors of .*64-d"),
+    (lambda p: _corrupt(p, "DELETE FROM meta WHERE key = 'embedder.metric'"), "model record is unreadable"),
+    (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), "damaged gallery file"),
+    (lambda p: p.write_bytes(p.read_bytes()[:10]), "not an SQLite database"),
+    (lambda p: p.write_bytes(p.read_bytes()[:4096] + b"\xa5" * (len(p.read_bytes()) - 4096)), "damaged gallery file"),
+])
+def test_a_damaged_gallery_is_a_one_line_error_naming_the_file(tmp_path, damage, message):
+    path = tmp_path / "g.sqlite"
+    with Gallery.open(path, DLIB_RESNET_V1) as gallery:
+        gallery.add("ada", unit(np.random.default_rng(5), 3))
+    damage(path)
+    with pytest.raises(GalleryError, match=message) as caught:
+        gallery = Gallery.open(path, DLIB_RESNET_V1, mode="r")
+        gallery.people()
+        gallery.search(np.zeros(128))
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)

@@ -4,12 +4,15 @@ A gallery belongs to one embedding model. Descriptors of different models live i
 spaces, so the model's name, version, length and metric are written into the gallery when it
 is created, and opening it with another model is refused.
 
-:class:`GalleryStore` is the storage interface; :class:`SQLiteGallery` is the default store:
-one file; descriptors are float32 blobs; every change is one transaction, so a crash in the
-middle of an enrolment leaves the gallery as it was. A server database can implement the
-same interface. :class:`Gallery` adds search on top of a store: exact search with numpy, or a
-FAISS index (``pip install faiss-cpu``) for galleries too large to scan. Matches are per person:
-a person's best descriptor counts.
+:class:`GalleryStore` is the storage interface; :class:`SQLiteGallery` is the default store.
+A gallery is one file at rest, readable by its owner only (0600): descriptors are float32
+blobs; every change is one transaction, checkpointed into the file as soon as it commits, so
+copying the file alone copies every person in it. A new gallery file appears only when its
+first change commits, and an existing file that is not a slimvision gallery is never written
+to. A photo (its bytes) or a descriptor already in the gallery is not stored twice.
+A server database can implement the same interface. :class:`Gallery` adds search on top of a
+store: exact search with numpy, or a FAISS index (``pip install faiss-cpu``) for galleries too
+large to scan. Matches are per person: a person's best descriptor counts.
 
 Example:
     >>> import numpy as np
@@ -22,11 +25,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import os
+import secrets
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -34,10 +43,28 @@ from slimvision.errors import SlimvisionError
 
 SCHEMA_VERSION = 1
 METRICS = ("euclidean", "cosine")
+#: How a gallery is opened, as for ``dbm.open``: "r" read only, "w" read and change an existing
+#: gallery, "c" as "w" and create a missing one (the file appears with its first committed change).
+MODES = ("r", "w", "c")
+#: The first bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: A creation holds its temporary file for milliseconds; one older than this was left by a killed process.
+STALE_TEMP_S = 60.0
+
+_Result = TypeVar("_Result")
 
 
 class GalleryError(SlimvisionError):
-    """A gallery cannot be used as asked (wrong model, unknown person, name taken, damaged file)."""
+    """A gallery cannot be used as asked (wrong model, unknown person, name taken, damaged file).
+
+    ``path`` is the gallery file as the caller named it (None where the problem is not the
+    file's); ``problem`` is the message without it, for callers that must not show paths.
+    """
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -79,131 +106,388 @@ class Match:
     is_match: bool
 
 
+@dataclass(frozen=True)
+class Enrolment:
+    """One person's new descriptors (N, dim) and, per descriptor, what to remember of its photo.
+
+    ``sources``: where each came from, as the caller wants it recorded (a file name, a path,
+    "upload") or None. ``photos``: each photo's :func:`photo_digest`, so that the same photo is
+    never stored twice, or None where unknown (an identical descriptor is still caught).
+    """
+
+    vectors: np.ndarray
+    sources: list[str | None] | None = None
+    photos: list[str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A descriptor that was not added: the gallery already holds its photo, or that very descriptor."""
+
+    name: str  # the person it was for, as the caller named them
+    position: int  # its index among the person's new descriptors
+    enrolled_as: str  # the person who holds it already
+
+
+def photo_digest(data: bytes) -> str:
+    """The content digest of a photo file's bytes, as galleries record it."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _vector_digest(blob: bytes) -> bytes:
+    return hashlib.blake2b(blob, digest_size=16).digest()
+
+
 class GalleryStore(Protocol):
     """Where descriptors live. Every method is atomic: it happens completely or not at all."""
 
     embedder: EmbedderInfo
 
-    def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int: ...
-    def add_people(self, people: dict[str, tuple[np.ndarray, list[str] | None]]) -> int: ...
+    def add(self, name: str, vectors: np.ndarray, sources: list[str | None] | None = None,
+            photos: list[str | None] | None = None) -> int: ...
+    def add_people(self, people: dict[str, Enrolment]) -> list[Duplicate]: ...
+    def find_photos(self, digests: list[str]) -> dict[str, str]: ...
     def remove(self, name: str) -> int: ...
     def rename(self, old: str, new: str) -> None: ...
     def people(self) -> list[Person]: ...
     def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]: ...
     def version(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def _translated(method: Callable[..., _Result]) -> Callable[..., _Result]:
+    """SQLite's errors as one-line GalleryErrors naming the file (a damaged file, a locked one)."""
+
+    @functools.wraps(method)
+    def translated(self: SQLiteGallery, *args: Any, **kwargs: Any) -> _Result:
+        with self._sqlite_errors():
+            return method(self, *args, **kwargs)
+
+    return translated
 
 
 class SQLiteGallery:
-    """A gallery in one SQLite file (or ``":memory:"``)."""
+    """A gallery in one SQLite file (or ``":memory:"``).
 
-    def __init__(self, path: str | Path, embedder: EmbedderInfo) -> None:
-        self.path = str(path)
+    Args:
+        path: the gallery file.
+        embedder: the model whose descriptors it holds (checked against the file's record).
+        mode: "r" (read only: changes are refused), "w" (read and change an existing gallery)
+            or "c" (as "w"; a missing file is created when the first change commits). In every
+            mode an existing file must be a slimvision gallery: an empty file, another SQLite
+            database or anything else is refused, never turned into a gallery.
+    """
+
+    def __init__(self, path: str | Path, embedder: EmbedderInfo, mode: str = "c") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.path, self.mode, self.embedder = str(path), mode, embedder
+        self.connection: sqlite3.Connection | None = None  # None: a new gallery, not created yet
+        self._current_schema = False  # the faces table has the duplicate-detection columns
+        with self._sqlite_errors():
+            if self.path == ":memory:":
+                self.connection = _connect(self.path)
+                with _Transaction(self.connection) as cursor:
+                    _create_schema(cursor, embedder)
+                self._current_schema = True
+            elif self._existing_file():
+                self._open_existing()
+
+    @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
         try:
-            self.connection = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
-            self.connection.execute("PRAGMA foreign_keys = ON")
-            if self.path != ":memory:":
-                self.connection.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
-            self.embedder = self._check_or_create(embedder)
+            yield
+        except sqlite3.ProgrammingError:
+            raise  # our own misuse of the API: a bug to see with its traceback, not the user's file
         except sqlite3.DatabaseError as error:
-            raise GalleryError(f"{self.path}: not a usable gallery ({error})") from None
+            raise GalleryError(_sqlite_problem(error), self.path) from None
 
-    def _check_or_create(self, embedder: EmbedderInfo) -> EmbedderInfo:
-        with self._transaction() as cursor:
-            cursor.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            stored = dict(cursor.execute("SELECT key, value FROM meta").fetchall())
-            if not stored:
-                # One statement each: executescript() would commit the open transaction first.
-                cursor.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, "
-                               "added TEXT NOT NULL)")
-                cursor.execute("CREATE TABLE faces (id INTEGER PRIMARY KEY, person INTEGER NOT NULL "
-                               "REFERENCES people(id) ON DELETE CASCADE, vector BLOB NOT NULL, source TEXT, "
-                               "added TEXT NOT NULL)")
-                cursor.execute("CREATE INDEX faces_person ON faces(person)")
-                fields = {f"embedder.{key}": str(value) for key, value in asdict(embedder).items()}
-                cursor.executemany("INSERT INTO meta VALUES (?, ?)",
-                                   [("schema", str(SCHEMA_VERSION)), ("changes", "0"), *fields.items()])
-                return embedder
-        if stored.get("schema") != str(SCHEMA_VERSION):
-            raise GalleryError(f"{self.path}: gallery schema {stored.get('schema')!r}, this slimvision reads {SCHEMA_VERSION}")
+    def _existing_file(self) -> bool:
+        """True for a file that starts like an SQLite database; False for a missing one in mode "c"."""
+        file = Path(self.path)
+        try:
+            if not file.is_file():
+                if file.exists():
+                    raise GalleryError("is not a file", self.path)
+                if self.mode == "c":
+                    return False
+                raise GalleryError("no such gallery (make one with 'slimvision faces enroll')", self.path)
+            with open(file, "rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as error:
+            raise GalleryError(f"cannot read the gallery ({error.strerror or error})", self.path) from None
+        if not header:
+            raise GalleryError("is an empty file, not a gallery (name a file that does not exist to create one)",
+                               self.path)
+        if header != SQLITE_HEADER:
+            raise GalleryError("is not a slimvision gallery (not an SQLite database); refusing to use it", self.path)
+        return True
+
+    def _open_existing(self) -> None:
+        self.connection = _connect(self.path)
+        try:
+            self.embedder = self._read_record(self.embedder)
+            if self.mode != "r":
+                self.connection.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        except BaseException:
+            self.connection.close()
+            self.connection = None
+            raise
+
+    def _read_record(self, embedder: EmbedderInfo) -> EmbedderInfo:
+        """Check that the file is a gallery of ``embedder``'s descriptors; its stored calibration."""
+        tables = {name for (name,) in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        not_ours = GalleryError("is an SQLite database but not a slimvision gallery; refusing to use it", self.path)
+        if not {"meta", "people", "faces"} <= tables:
+            raise not_ours
+        try:
+            stored = dict(self.connection.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError:  # a "meta" table of someone else's, without our columns
+            raise not_ours from None
+        if "schema" not in stored:
+            raise not_ours
+        if stored["schema"] != str(SCHEMA_VERSION):
+            raise GalleryError(f"gallery schema {stored['schema']!r}, this slimvision reads {SCHEMA_VERSION}", self.path)
         mine = (stored.get("embedder.name"), stored.get("embedder.version"), stored.get("embedder.dim"))
         if mine != (embedder.name, embedder.version, str(embedder.dim)):
-            raise GalleryError(f"{self.path}: holds descriptors of {mine[0]} v{mine[1]} ({mine[2]}-d); they cannot be "
-                               f"compared with {embedder.name} v{embedder.version}: use another gallery file")
-        return EmbedderInfo(embedder.name, embedder.version, embedder.dim, stored["embedder.metric"],
-                            float(stored["embedder.threshold"]))
+            raise GalleryError(f"holds descriptors of {mine[0]} v{mine[1]} ({mine[2]}-d); they cannot be compared "
+                               f"with {embedder.name} v{embedder.version}: use another gallery file", self.path)
+        try:
+            int(stored["changes"])
+            found = EmbedderInfo(embedder.name, embedder.version, embedder.dim, stored["embedder.metric"],
+                                 float(stored["embedder.threshold"]))
+        except (KeyError, ValueError, TypeError) as error:
+            raise self._damaged(f"its model record is unreadable ({error})") from None
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(faces)")}
+        self._current_schema = {"photo", "vector_digest"} <= columns
+        return found
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.connection)
+    def _damaged(self, problem: str) -> GalleryError:
+        return GalleryError(f"damaged gallery: {problem}", self.path)
 
-    def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int:
-        """Add descriptors (N, dim) to ``name`` (created if new); returns how many were added."""
-        return self.add_people({name: (vectors, sources)})
+    # ------------------------------------------------------------------ changes
+    def _write(self, change: Callable[[sqlite3.Cursor], _Result]) -> _Result:
+        """Run ``change`` in one transaction, then checkpoint it into the gallery file."""
+        if self.mode == "r":
+            raise GalleryError("opened read-only: no changes", self.path)
+        if self.connection is None:
+            return self._create_with(change)
+        with _Transaction(self.connection) as cursor:
+            if not self._current_schema:
+                _add_digest_columns(cursor)
+            result = change(cursor)
+        self._current_schema = True
+        self._checkpoint()
+        return result
 
-    def add_people(self, people: dict[str, tuple[np.ndarray, list[str] | None]]) -> int:
-        """Add several people's descriptors in one transaction: all of them, or (on any error) none."""
-        rows = {_clean_name(name): self._checked(name, vectors, sources) for name, (vectors, sources) in people.items()}
+    def _create_with(self, change: Callable[[sqlite3.Cursor], _Result]) -> _Result:
+        """A new gallery: built in a private temporary file beside ``path``, which takes the name
+        only once the first change has committed (so a failed first change leaves no file)."""
+        target = Path(self.path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(target)
+            temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            raise GalleryError(f"cannot create the gallery ({error.strerror or error})", self.path) from None
+        try:
+            os.fchmod(descriptor, 0o600)  # whatever the umask: biometric data is the owner's only
+            os.close(descriptor)
+            connection = _connect(str(temp))
+            try:
+                with _Transaction(connection) as cursor:
+                    _create_schema(cursor, self.embedder)
+                    result = change(cursor)
+                connection.execute("PRAGMA journal_mode = WAL")  # recorded in the file, kept when renamed
+            finally:
+                connection.close()
+            created = _publish(temp, target)
+        finally:
+            for leftover in (temp, Path(f"{temp}-journal"), Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+                leftover.unlink(missing_ok=True)
+        if not created:  # another process created the gallery meanwhile: make the change in theirs
+            self._existing_file()
+            self._open_existing()
+            return self._write(change)
+        self.connection = _connect(self.path)
+        self._current_schema = True
+        return result
+
+    def _checkpoint(self) -> None:
+        """Move committed changes from the -wal file into the gallery file and empty the -wal."""
+        self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    @_translated
+    def add(self, name: str, vectors: np.ndarray, sources: list[str | None] | None = None,
+            photos: list[str | None] | None = None) -> int:
+        """Add descriptors (N, dim) to ``name`` (created if new); returns how many were added
+        (a photo or descriptor the gallery holds already is left out)."""
+        duplicates = self.add_people({name: Enrolment(vectors, sources, photos)})
+        return int(np.size(vectors) // self.embedder.dim) - len(duplicates)
+
+    @_translated
+    def add_people(self, people: dict[str, Enrolment]) -> list[Duplicate]:
+        """Add several people's descriptors in one transaction: all of them, or (on any error) none.
+
+        Returns the descriptors left out because the gallery (or this very call) holds their
+        photo or an identical descriptor already.
+        """
+        rows = [(name, _clean_name(name), *self._checked(name, faces)) for name, faces in people.items()]
+        if not rows:
+            return []  # nothing to commit: above all, no new gallery file
         now = _now()
-        with self._transaction() as cursor:
-            for name, (vectors, sources) in rows.items():
-                cursor.execute("INSERT OR IGNORE INTO people (name, added) VALUES (?, ?)", (name, now))
-                (person,) = cursor.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-                cursor.executemany("INSERT INTO faces (person, vector, source, added) VALUES (?, ?, ?, ?)",
-                                   [(person, vector.tobytes(), source, now) for vector, source in zip(vectors, sources)])
-            _bump(cursor)
-        return sum(len(vectors) for vectors, _ in rows.values())
 
-    def _checked(self, name: str, vectors: np.ndarray, sources: list[str] | None) -> tuple[np.ndarray, list]:
-        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.embedder.dim) \
-            if np.size(vectors) % self.embedder.dim == 0 else None
+        def change(cursor: sqlite3.Cursor) -> list[Duplicate]:
+            duplicates: list[Duplicate] = []
+            added = 0
+            created: list[int] = []
+            for key, name, vectors, sources, photos in rows:
+                person, new = _person_id(cursor, name, now)
+                created += [person] if new else []
+                for position, (vector, source, photo) in enumerate(zip(vectors, sources, photos)):
+                    blob = vector.tobytes()
+                    digest = _vector_digest(blob)
+                    holder = cursor.execute("SELECT people.name FROM faces JOIN people ON people.id = faces.person "
+                                            "WHERE faces.vector_digest = ? OR faces.photo = ? LIMIT 1",
+                                            (digest, photo)).fetchone()
+                    if holder is not None:
+                        duplicates.append(Duplicate(key, position, holder[0]))
+                        continue
+                    cursor.execute("INSERT INTO faces (person, vector, source, added, photo, vector_digest) "
+                                   "VALUES (?, ?, ?, ?, ?, ?)", (person, blob, source, now, photo, digest))
+                    added += 1
+            # People this call created and gave nothing (all duplicates) are not kept.
+            cursor.executemany("DELETE FROM people WHERE id = ? AND NOT EXISTS "
+                               "(SELECT 1 FROM faces WHERE faces.person = people.id)", [(p,) for p in created])
+            if added:
+                _bump(cursor)
+            return duplicates
+
+        return self._write(change)
+
+    def _checked(self, name: str, faces: Enrolment) -> tuple[np.ndarray, list, list]:
+        vectors = np.ascontiguousarray(faces.vectors, np.float32).reshape(-1, self.embedder.dim) \
+            if np.size(faces.vectors) % self.embedder.dim == 0 else None
         if vectors is None or not len(vectors) or not np.isfinite(vectors).all():
             raise GalleryError(f"add {name!r}: expected finite descriptors of length {self.embedder.dim}")
-        sources = list(sources) if sources is not None else [None] * len(vectors)
-        if len(sources) != len(vectors):
-            raise GalleryError(f"add {name!r}: {len(vectors)} descriptors but {len(sources)} sources")
-        return vectors, sources
+        per_row = []
+        for what, values in (("sources", faces.sources), ("photos", faces.photos)):
+            values = list(values) if values is not None else [None] * len(vectors)
+            if len(values) != len(vectors):
+                raise GalleryError(f"add {name!r}: {len(vectors)} descriptors but {len(values)} {what}")
+            if not all(value is None or isinstance(value, str) for value in values):
+                raise GalleryError(f"add {name!r}: {what} must be text or None")
+            per_row.append(values)
+        return vectors, per_row[0], per_row[1]
 
+    @_translated
     def remove(self, name: str) -> int:
         """Remove a person and all their descriptors; returns how many descriptors went."""
-        with self._transaction() as cursor:
+
+        def change(cursor: sqlite3.Cursor) -> int:
             row = cursor.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
-                raise GalleryError(f"{self.path}: no person named {name!r}")
+                raise GalleryError(f"no person named {name!r}", self.path)
             (count,) = cursor.execute("SELECT COUNT(*) FROM faces WHERE person = ?", row).fetchone()
             cursor.execute("DELETE FROM people WHERE id = ?", row)
             _bump(cursor)
-        return count
+            return count
 
+        return self._write(change)
+
+    @_translated
     def rename(self, old: str, new: str) -> None:
         new = _clean_name(new)
-        with self._transaction() as cursor:
+
+        def change(cursor: sqlite3.Cursor) -> None:
             if cursor.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
-                raise GalleryError(f"{self.path}: {new!r} is already enrolled")
+                raise GalleryError(f"{new!r} is already enrolled", self.path)
             if cursor.execute("UPDATE people SET name = ? WHERE name = ?", (new, old)).rowcount == 0:
-                raise GalleryError(f"{self.path}: no person named {old!r}")
+                raise GalleryError(f"no person named {old!r}", self.path)
             _bump(cursor)
 
+        self._write(change)
+
+    # ------------------------------------------------------------------ reading
+    @_translated
     def people(self) -> list[Person]:
-        rows = self.connection.execute("""SELECT people.name, COUNT(faces.id), people.added FROM people
+        if self.connection is None:
+            return []
+        rows = self.connection.execute("""SELECT people.id, people.name, COUNT(faces.id), people.added FROM people
                                           LEFT JOIN faces ON faces.person = people.id
                                           GROUP BY people.id ORDER BY people.name""").fetchall()
-        return [Person(*row) for row in rows]
+        for number, name, _, _ in rows:
+            if not isinstance(name, str):
+                raise self._damaged(f"person {number} has no readable name")
+        return [Person(name, count, str(added)) for _, name, count, added in rows]
 
+    @_translated
     def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """All descriptors (N, dim), the index of each one's person in the name list, the names."""
-        rows = self.connection.execute("""SELECT people.name, faces.vector FROM faces
+        if self.connection is None:
+            return np.zeros((0, self.embedder.dim), np.float32), np.zeros(0, np.int64), []
+        rows = self.connection.execute("""SELECT faces.id, people.name, faces.vector FROM faces
                                           JOIN people ON people.id = faces.person ORDER BY faces.id""").fetchall()
-        names = sorted({name for name, _ in rows})
+        size = 4 * self.embedder.dim
+        for number, name, blob in rows:
+            if not isinstance(name, str):
+                raise self._damaged(f"the person of face {number} has no readable name")
+            if not isinstance(blob, bytes) or len(blob) != size:
+                length = f"{len(blob)}-byte" if isinstance(blob, bytes) else f"a {type(blob).__name__} instead of a"
+                raise self._damaged(f"face {number} of {name!r} holds {length} descriptor; "
+                                    f"{self.embedder.dim} float32 take {size} bytes")
+        names = sorted({name for _, name, _ in rows})
         index = {name: position for position, name in enumerate(names)}
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), np.float32).reshape(-1, self.embedder.dim)
-        owners = np.fromiter((index[name] for name, _ in rows), np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(blob for _, _, blob in rows), np.float32).reshape(-1, self.embedder.dim)
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            number, name, _ = rows[int(np.argmin(finite))]
+            raise self._damaged(f"face {number} of {name!r} holds a descriptor that is not finite (NaN or infinity)")
+        owners = np.fromiter((index[name] for _, name, _ in rows), np.int64, count=len(rows))
         return matrix, owners, names
 
+    @_translated
+    def find_photos(self, digests: list[str]) -> dict[str, str]:
+        """Of these :func:`photo_digest` values, those already enrolled, with whose photo each is."""
+        if self.connection is None or not self._current_schema or not digests:
+            return {}
+        found: dict[str, str] = {}
+        for start in range(0, len(digests), 500):  # SQLite caps the parameters of one statement
+            chunk = list(digests[start:start + 500])
+            found.update(self.connection.execute(
+                f"SELECT faces.photo, people.name FROM faces JOIN people ON people.id = faces.person "
+                f"WHERE faces.photo IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return found
+
+    @_translated
     def version(self) -> int:
         """A number that changes with every change, so a searcher knows when to reload."""
-        return int(self.connection.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()[0])
+        if self.connection is None:
+            return 0
+        (value,) = self.connection.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone() or (None,)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise self._damaged(f"its change counter is {value!r}") from None
 
+    @_translated
     def close(self) -> None:
-        self.connection.close()
+        """Checkpoint (so the gallery is one file again) and close; closing twice is harmless."""
+        if self.connection is None:
+            return
+        try:
+            if self.mode != "r" and self.path != ":memory:":
+                self._checkpoint()
+        finally:
+            self.connection.close()
+            self.connection = None
+
+    def __enter__(self) -> SQLiteGallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Transaction:
@@ -219,6 +503,84 @@ class _Transaction:
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+    connection.execute("PRAGMA foreign_keys = ON")
+    return connection
+
+
+def _create_schema(cursor: sqlite3.Cursor, embedder: EmbedderInfo) -> None:
+    # One statement each: executescript() would commit the open transaction first.
+    cursor.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    cursor.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, added TEXT NOT NULL)")
+    cursor.execute("CREATE TABLE faces (id INTEGER PRIMARY KEY, person INTEGER NOT NULL "
+                   "REFERENCES people(id) ON DELETE CASCADE, vector BLOB NOT NULL, source TEXT, "
+                   "added TEXT NOT NULL, photo TEXT, vector_digest BLOB)")
+    cursor.execute("CREATE INDEX faces_person ON faces(person)")
+    _add_digest_indexes(cursor)
+    fields = {f"embedder.{key}": str(value) for key, value in asdict(embedder).items()}
+    cursor.executemany("INSERT INTO meta VALUES (?, ?)",
+                       [("schema", str(SCHEMA_VERSION)), ("changes", "0"), *fields.items()])
+
+
+def _add_digest_columns(cursor: sqlite3.Cursor) -> None:
+    """Bring a gallery made before duplicate detection up to date (in the caller's transaction):
+    the columns that identify a photo and a descriptor, filled in for the descriptors it holds."""
+    columns = {row[1] for row in cursor.execute("PRAGMA table_info(faces)")}
+    if "photo" not in columns:
+        cursor.execute("ALTER TABLE faces ADD COLUMN photo TEXT")
+    if "vector_digest" not in columns:
+        cursor.execute("ALTER TABLE faces ADD COLUMN vector_digest BLOB")
+    rows = cursor.execute("SELECT id, vector FROM faces WHERE vector_digest IS NULL").fetchall()
+    cursor.executemany("UPDATE faces SET vector_digest = ? WHERE id = ?",
+                       [(_vector_digest(bytes(vector)), number) for number, vector in rows])
+    _add_digest_indexes(cursor)
+
+
+def _add_digest_indexes(cursor: sqlite3.Cursor) -> None:
+    cursor.execute("CREATE INDEX IF NOT EXISTS faces_photo ON faces(photo)")
+    cursor.execute("CREATE INDEX IF NOT EXISTS faces_vector_digest ON faces(vector_digest)")
+
+
+def _person_id(cursor: sqlite3.Cursor, name: str, now: str) -> tuple[int, bool]:
+    """The id of the person called ``name``, enrolled now if new; and whether they are new."""
+    created = cursor.execute("INSERT OR IGNORE INTO people (name, added) VALUES (?, ?)", (name, now)).rowcount == 1
+    (person,) = cursor.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+    return person, created
+
+
+def _publish(temp: Path, target: Path) -> bool:
+    """Give the finished file the gallery's name, unless another process took the name meanwhile
+    (a hard link never replaces a file, where ``os.replace`` would drop the other's gallery)."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: check, then rename (a narrow race remains)
+        if target.exists():
+            return False
+        os.rename(temp, target)
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete the temporary files a process killed while creating this gallery left behind."""
+    now = time.time()
+    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > STALE_TEMP_S:
+                leftover.unlink()
+
+
+def _sqlite_problem(error: sqlite3.DatabaseError) -> str:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return f"the gallery is busy: another process is changing it ({text}); try again"
+    if isinstance(error, sqlite3.OperationalError) and "malformed" not in text:
+        return f"cannot use the gallery ({text})"
+    return f"damaged gallery file ({text})"
 
 
 def _bump(cursor: sqlite3.Cursor) -> None:
@@ -250,18 +612,33 @@ class Gallery:
         self._loaded_version: int | None = None
 
     @classmethod
-    def open(cls, path: str | Path, embedder: EmbedderInfo, index: str = "exact") -> Gallery:
-        return cls(SQLiteGallery(path, embedder), index)
+    def open(cls, path: str | Path, embedder: EmbedderInfo, index: str = "exact", mode: str = "c") -> Gallery:
+        """A gallery file opened in ``mode`` ("r", "w" or "c", see :class:`SQLiteGallery`)."""
+        return cls(SQLiteGallery(path, embedder, mode), index)
 
     @property
     def embedder(self) -> EmbedderInfo:
         return self.store.embedder
 
-    def add(self, name: str, vectors: np.ndarray, sources: list[str] | None = None) -> int:
-        return self.store.add(name, vectors, sources)
+    def add(self, name: str, vectors: np.ndarray, sources: list[str | None] | None = None,
+            photos: list[str | None] | None = None) -> int:
+        return self.store.add(name, vectors, sources, photos)
 
-    def add_people(self, people: dict[str, tuple[np.ndarray, list[str] | None]]) -> int:
+    def add_people(self, people: dict[str, Enrolment]) -> list[Duplicate]:
         return self.store.add_people(people)
+
+    def find_photos(self, digests: list[str]) -> dict[str, str]:
+        return self.store.find_photos(digests)
+
+    def close(self) -> None:
+        """Close the store; a gallery file is one file again afterwards."""
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def remove(self, name: str) -> int:
         return self.store.remove(name)

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 from slimvision.errors import SlimvisionError
 from slimvision.inference.face_align import MTCNN_DLIB_CHIP, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face, FaceDetector
-from slimvision.inference.face_gallery import DLIB_RESNET_V1, EmbedderInfo, Gallery, Match
+from slimvision.inference.face_gallery import DLIB_RESNET_V1, EmbedderInfo, Enrolment, Gallery, Match, photo_digest
 from slimvision.inference.session import OnnxModel, SessionSettings
 
 
@@ -49,12 +50,31 @@ class RecognizedFace:
 @dataclass(frozen=True)
 class Verification:
     """Are two faces one person? ``distance`` in the embedder's metric, ``similarity`` the cosine
-    of the two descriptors, the decision at ``threshold``."""
+    of the two descriptors, the decision at ``threshold``; ``faces``: the two faces compared
+    (when they were found in images)."""
 
     distance: float
     similarity: float
     threshold: float
     same_person: bool
+    faces: tuple[Face, Face] | None = None
+
+
+def box_xyxy(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> list[int]:
+    """A face box as the box convention has it: ``[x0, y0, x1, y1]`` in whole pixels of the image
+    (of ``shape``, (H, W, ...)) as loaded, origin top-left, x1/y1 exclusive, inside the image.
+
+    MTCNN's boxes are crop boxes in continuous pixel coordinates and may reach past the border.
+
+    Example:
+        >>> box_xyxy((10.4, -3.2, 50.6, 61.5), (60, 80, 3))
+        [10, 0, 51, 60]
+    """
+    height, width = shape[:2]
+    x0, y0, x1, y1 = (math.floor(float(value) + 0.5) for value in box)
+    x0, x1 = (min(max(value, 0), width) for value in (x0, x1))
+    y0, y1 = (min(max(value, 0), height) for value in (y0, y1))
+    return [x0, y0, max(x0, x1), max(y0, y1)]
 
 
 class FaceRecognizer:
@@ -123,7 +143,10 @@ class FaceRecognizer:
     def verify(self, first: np.ndarray, second: np.ndarray, names: tuple[str, str] = ("first image", "second image")
                ) -> Verification:
         """Is the main face of one image the same person as the main face of the other?"""
-        return self.compare(self.main_face(first, names[0]).descriptor, self.main_face(second, names[1]).descriptor)
+        faces = self.main_face(first, names[0]), self.main_face(second, names[1])
+        verdict = self.compare(faces[0].descriptor, faces[1].descriptor)
+        return Verification(verdict.distance, verdict.similarity, verdict.threshold, verdict.same_person,
+                            (faces[0].face, faces[1].face))
 
     def identify(self, image: np.ndarray, gallery: Gallery, top_k: int = 3) -> list[RecognizedFace]:
         """Every face of the image with its ``top_k`` nearest enrolled people (``name`` is None
@@ -143,20 +166,48 @@ class FaceRecognizer:
 
 @dataclass(frozen=True)
 class EnrolmentReport:
-    """What an enrolment did: descriptors added per person, and the images left out and why."""
+    """What an enrolment did: descriptors added per person; the photos left out for a problem
+    (``failed``: unreadable, no face, several faces) and those the gallery held already
+    (``duplicates``), each with the reason."""
 
     added: dict[str, int]
-    skipped: dict[str, str]
+    failed: dict[str, str]
+    duplicates: dict[str, str]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Every photo left out, whatever the reason."""
+        return {**self.failed, **self.duplicates}
+
+
+def photo_source(photo: Path, store_paths: bool) -> str:
+    """What a gallery records as a photo's origin: its file name, or with ``store_paths`` its
+    absolute path (off by default: a path tells where someone keeps photos of whom)."""
+    return str(photo.resolve()) if store_paths else photo.name
+
+
+def read_photo_digest(photo: Path) -> str:
+    """:func:`photo_digest` of a photo file (InputError if it cannot be read)."""
+    from slimvision.errors import InputError
+
+    try:
+        return photo_digest(photo.read_bytes())
+    except OSError as error:
+        raise InputError(photo, f"cannot be read ({error.strerror or error})") from None
 
 
 def enroll_folder(recognizer: FaceRecognizer, gallery: Gallery, folder: str | Path,
-                  progress: bool = True) -> EnrolmentReport:
+                  progress: bool = True, store_paths: bool = False) -> EnrolmentReport:
     """Enrol ``folder/<name>/*.jpg``: one descriptor per photo, for the photo's main face.
 
     A photo is left out (and reported) when it cannot be read, shows no face, or shows several
     faces of similar size (whose would it be?). A face more than twice as large as every other
-    one is taken as the subject. All descriptors are written in one transaction at the end, so
-    an interrupted enrolment leaves the gallery as it was.
+    one is taken as the subject. A photo the gallery holds already (the same bytes, or a face
+    with the very same descriptor) is left out as a duplicate, before it is even decoded when
+    its bytes are known, so enrolling a grown folder again adds only the new photos. All
+    descriptors are written in one transaction at the end, so an interrupted enrolment leaves
+    the gallery as it was; with nothing to add, nothing is written (and no gallery file made).
+    The gallery records each photo's file name, or its absolute path with ``store_paths``.
     """
     from slimvision.errors import InputError
     from slimvision.io.images import find_images, load_image
@@ -169,26 +220,41 @@ def enroll_folder(recognizer: FaceRecognizer, gallery: Gallery, folder: str | Pa
     if not people:
         raise InputError(folder, "has no sub-folders; lay photos out as FOLDER/<name>/*.jpg")
     photos = [(person.name, photo) for person in people for photo in find_images(person)]
-    found: dict[str, tuple[list[np.ndarray], list[str]]] = {}
-    skipped: dict[str, str] = {}
+    found: dict[str, tuple[list[np.ndarray], list[Path], list[str]]] = {}
+    failed: dict[str, str] = {}
+    duplicates: dict[str, str] = {}
+    seen: dict[str, Path] = {}  # digest -> the photo of this run that has it
     with progress_bar(len(photos), enabled=progress, desc="enrolling", unit="photo") as bar:
         for name, photo in photos:
             bar.update()
             try:
+                digest = read_photo_digest(photo)
+                known = seen.get(digest) or gallery.find_photos([digest]).get(digest)
+                if known is not None:
+                    duplicates[str(photo)] = f"the same photo as {known}" if isinstance(known, Path) \
+                        else f"already enrolled as {known!r}"
+                    continue
+                seen[digest] = photo
                 image = load_image(photo, min_side=int(recognizer.detector.min_face_size))
             except InputError as error:
-                skipped[str(photo)] = error.problem
+                failed[str(photo)] = error.problem
                 continue
             faces = recognizer.detect(image)
             subject = _subject(faces)
             if subject is None:
-                skipped[str(photo)] = "no face found" if not faces else f"{len(faces)} faces of similar size"
+                failed[str(photo)] = "no face found" if not faces else f"{len(faces)} faces of similar size"
                 continue
-            vectors, sources = found.setdefault(name, ([], []))
+            vectors, paths, digests = found.setdefault(name, ([], [], []))
             vectors.append(recognizer.embed(image, [subject])[0])
-            sources.append(str(photo))
-    gallery.add_people({name: (np.stack(vectors), sources) for name, (vectors, sources) in found.items()})
-    return EnrolmentReport({name: len(vectors) for name, (vectors, _) in found.items()}, skipped)
+            paths.append(photo)
+            digests.append(digest)
+    left_out = gallery.add_people({name: Enrolment(np.stack(vectors), [photo_source(p, store_paths) for p in paths],
+                                                   digests) for name, (vectors, paths, digests) in found.items()})
+    for duplicate in left_out:  # the same face in other bytes (re-saved, metadata changed)
+        photo = found[duplicate.name][1][duplicate.position]
+        duplicates[str(photo)] = f"already enrolled as {duplicate.enrolled_as!r} (an identical face descriptor)"
+    added = {name: len(vectors) - sum(d.name == name for d in left_out) for name, (vectors, _, _) in found.items()}
+    return EnrolmentReport({name: count for name, count in added.items() if count}, failed, duplicates)
 
 
 def _subject(faces: list[Face]) -> Face | None:
