@@ -24,7 +24,7 @@ from fastapi.responses import Response
 
 from slimvision import __version__
 from slimvision.errors import SlimvisionError
-from slimvision.server.errors import ApiError, error_body, install_handlers
+from slimvision.server.errors import SECURITY_HEADERS, ApiError, error_body, install_handlers
 from slimvision.server.jobs import JobQueue
 from slimvision.server.settings import ServerSettings
 
@@ -37,12 +37,6 @@ ORT_FILES = frozenset({"ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-w
                        "ort-wasm-simd-threaded.asyncify.mjs"})
 _MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
                 ".onnx": "application/octet-stream", ".html": "text/html; charset=utf-8", ".css": "text/css"}
-# Cross-origin isolation lets the page use SharedArrayBuffer, hence WASM threads.
-_SECURITY_HEADERS = [(b"cross-origin-opener-policy", b"same-origin"),
-                     (b"cross-origin-embedder-policy", b"require-corp"),
-                     (b"cross-origin-resource-policy", b"same-origin"),
-                     (b"x-content-type-options", b"nosniff"),
-                     (b"referrer-policy", b"no-referrer")]
 
 
 def create_app(settings: ServerSettings | None = None) -> Any:
@@ -85,7 +79,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _SECURITY_HEADERS
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -134,7 +128,7 @@ class BodyLimit:
         body = json.dumps(error_body("too_large", self._message())).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")] + _SECURITY_HEADERS})
+                                (b"connection", b"close")] + SECURITY_HEADERS})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -220,10 +214,17 @@ def url_of(sock: socket.socket) -> str:
 
 
 def _server(settings: ServerSettings, log_level: str) -> Any:
+    """uvicorn with the connection guards of :mod:`slimvision.server.connections` in place of
+    ``limit_concurrency``: that counted stalled connections too, so a few dozen of them turned
+    every other request into a plain-text 503. Model work is bounded by the job queue (429)."""
     import uvicorn
 
+    from slimvision.server.connections import ConnectionLimits, guarded_protocol
+
+    limits = ConnectionLimits(header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
+                              per_client=settings.max_connections_per_client, total=settings.max_connections)
     config = uvicorn.Config(create_app(settings), log_level=log_level, timeout_graceful_shutdown=5,
-                            limit_concurrency=max(64, 4 * (settings.workers + settings.queue_size)))
+                            http=guarded_protocol(limits), ws="none", backlog=settings.max_connections)
     return uvicorn.Server(config)
 
 

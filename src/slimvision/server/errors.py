@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: Headers every response carries, the raw ones written outside the app included: cross-origin
+#: isolation (the page uses SharedArrayBuffer for WASM threads) and the usual hardening.
+SECURITY_HEADERS = [(b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cross-origin-embedder-policy", b"require-corp"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer")]
 
 
 class ApiError(Exception):
@@ -18,6 +28,16 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+def json_error_bytes(status: int, code: str, message: str, extra_headers: tuple[str, ...] = ()) -> bytes:
+    """A whole HTTP/1.1 error response (JSON body, ``Connection: close``) for writing to a socket
+    outside the ASGI app: before a request exists, or instead of the app's answer."""
+    body = json.dumps(error_body(code, message)).encode()
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "content-type: application/json",
+             f"content-length: {len(body)}", "connection: close", *extra_headers,
+             *(f"{name.decode()}: {value.decode()}" for name, value in SECURITY_HEADERS)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def install_handlers(app: Any) -> None:

@@ -35,6 +35,12 @@ class ServerSettings(BaseConfig):
         workers: model runs at once (each uses ONNX Runtime's own threads).
         queue_size: requests allowed to wait for a worker; more get 429.
         timeout_s: a request waiting or running longer gets 504.
+        header_timeout_s: a client must send a request's headers within this long (else a JSON
+            408 and the connection is closed; see :mod:`slimvision.server.connections`).
+        body_timeout_s: the longest silence allowed while a request body arrives (a JSON 408).
+        max_connections_per_client: connections one client address may hold; over it, its
+            connection that has waited longest for the client is closed to make room.
+        max_connections: connections the server holds in all.
         cors_origins: origins allowed to call the API from other pages (none by default).
         gallery: the SQLite face gallery file (created on the first enrolment).
         web_assets: onnxruntime-web's ``dist`` folder.
@@ -49,14 +55,21 @@ class ServerSettings(BaseConfig):
     workers: int = 2
     queue_size: int = 8
     timeout_s: float = 60.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    max_connections_per_client: int = 16
+    max_connections: int = 512
     cors_origins: tuple[str, ...] = ()
     gallery: Path = field(default_factory=lambda: Path("slimvision-gallery.sqlite"))
     web_assets: Path = field(default_factory=default_web_assets)
 
     def validate(self) -> None:
         super().validate()
-        self.require_positive("max_upload_mb", "timeout_s")
+        self.require_positive("max_upload_mb", "timeout_s", "header_timeout_s", "body_timeout_s")
         self.require_at_least(1, "max_pixels", "workers")
+        # A browser opens 6-8 connections per origin, and a page may be open in a few tabs.
+        self.require_at_least(8, "max_connections_per_client")
+        self.require_at_least(self.max_connections_per_client, "max_connections")
         self.require_at_least(0, "queue_size", "port")
         self.require_at_least(64, "max_side")
 
