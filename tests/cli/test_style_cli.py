@@ -17,7 +17,11 @@ from tests.conftest import make_content, make_scene, read_png, save_png
 
 
 def run(*args: str | Path) -> int:
-    return main(["style", *map(str, args)])
+    """The exit code of ``slimvision style ARGS``, argparse's refusals (SystemExit) included."""
+    try:
+        return main(["style", *map(str, args)])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
 
 
 def one_line_error(capsys) -> str:
@@ -90,7 +94,7 @@ def test_workers_paint_a_folder_exactly_like_one_worker(tmp_path, image_files, c
         np.testing.assert_array_equal(read_png(tmp_path / "w1" / name), read_png(tmp_path / "w3" / name))
     capsys.readouterr()
     assert run("stylize", folder, "-s", image_files["style"], "-o", tmp_path / "w0", "--workers", "0") == 2
-    assert one_line_error(capsys) == "error: --workers must be at least 1, got 0"
+    assert one_line_error(capsys).startswith("error: --workers must be at least 1, got '0'")
 
 
 def test_json_summary_lists_the_outputs(tmp_path, image_files, capsys):
@@ -161,7 +165,7 @@ def test_weights_count_mismatch(content, image_files, tmp_path, capsys):
 @pytest.mark.parametrize("strength", ["1.5", "-0.2"])
 def test_strength_out_of_range(content, image_files, tmp_path, capsys, strength):
     assert run("stylize", content, "-s", image_files["style"], "--strength", strength, "-o", tmp_path / "x.png") == 2
-    assert "strength must be between 0 and 1" in one_line_error(capsys)
+    assert "--strength must be at" in one_line_error(capsys)
     assert not (tmp_path / "x.png").exists()
 
 
@@ -372,3 +376,108 @@ def test_demo(tmp_path, capsys):
     assert len(summary["images"]) == 20 and Path(summary["grid"]).is_file()
     grid = read_png(out / "demo_grid.png")
     assert grid.shape == (4 * 192, 6 * 192, 3)
+
+
+# --------------------------------------------------------------------------- inputs are never outputs
+def test_the_style_image_is_never_an_output(content, image_files, tmp_path, capsys):
+    style = save_png(read_png(image_files["style"]), tmp_path / "s.png")
+    before = style.read_bytes()
+    assert run("stylize", content, "--style", style, "-o", style, "--overwrite") == 2
+    assert one_line_error(capsys) == f"error: {style}: is an input file; refusing to overwrite an input"
+    assert style.read_bytes() == before
+    clip = make_video(tmp_path / "clip.mp4")
+    assert run("video", clip, "-s", style, "-o", tmp_path / "s.png", "--overwrite") == 2
+    assert "is an input file" in one_line_error(capsys)
+    assert style.read_bytes() == before
+
+
+def test_a_style_vector_and_its_sidecar_are_inputs_too(image_files, tmp_path, capsys):
+    vector = tmp_path / "v.npy"
+    assert run("vector", image_files["style"], "-o", vector) == 0
+    files = {path: path.read_bytes() for path in (vector, vector.with_suffix(".json"))}
+    # Re-blending a vector onto itself would destroy the input it reads.
+    assert run("vector", vector, image_files["style"], "-o", vector, "--overwrite") == 2
+    assert "v.json: is an input file" in one_line_error(capsys)  # the sidecar is read as well
+    assert {path: path.read_bytes() for path in files} == files
+
+
+def test_style_vector_checks_both_files_before_writing_either(image_files, tmp_path, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "x.json").write_text("someone's notes")
+    assert run("vector", image_files["style"], "-o", folder / "x.npy") == 2
+    assert one_line_error(capsys) == f"error: {folder / 'x.json'}: exists; pass --overwrite to replace it"
+    assert listing(folder) == ["x.json"]  # no x.npy without its sidecar
+    assert run("vector", image_files["style"], "-o", folder / "x.npy", "--overwrite") == 0
+    assert listing(folder) == ["x.json", "x.npy"]
+    assert json.loads((folder / "x.json").read_text())["dim"] == 100
+
+
+def test_style_vector_takes_model(image_files, tmp_path, capsys):
+    """--model on every style command: a vector for the fast students comes from their predictor."""
+    fast, teacher = tmp_path / "fast.npy", tmp_path / "teacher.npy"
+    assert run("vector", image_files["style"], "--model", "fast", "-o", fast) == 0
+    assert run("vector", image_files["style"], "-o", teacher) == 0
+    sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in (fast, teacher)]
+    assert sidecars[0]["predictor"] != sidecars[1]["predictor"]
+    assert not np.array_equal(np.load(fast), np.load(teacher))
+
+
+# --------------------------------------------------------------------------- -o and batches
+def test_a_file_name_for_several_outputs_is_refused(content, image_files, tmp_path, capsys):
+    second = save_png(make_content(40, 56), tmp_path / "second.png")
+    assert run("stylize", content, second, "-s", image_files["style"], "-o", tmp_path / "x.png", "-q") == 2
+    err = one_line_error(capsys)
+    assert f"{tmp_path / 'x.png'}: looks like a file name, but this run writes 2 outputs" in err
+    assert listing(tmp_path) == ["photo.png", "second.png"]
+    # As a folder it is fine when it is one already, or written with a trailing slash.
+    assert run("stylize", content, second, "-s", image_files["style"], "-o", f"{tmp_path / 'y.png'}/", "-q") == 0
+    assert listing(tmp_path / "y.png") == ["photo_style.png", "second_style.png"]
+    (tmp_path / "z.png").mkdir()
+    assert run("stylize", content, "-s", image_files["style"], "-o", tmp_path / "z.png") == 0
+    assert listing(tmp_path / "z.png") == ["photo_style.png"]
+
+
+def test_options_may_sit_between_inputs(content, image_files, tmp_path):
+    second = save_png(make_content(40, 56), tmp_path / "second.png")
+    assert run("stylize", content, "-s", image_files["style"], second, "-o", tmp_path / "out", "-q") == 0
+    assert listing(tmp_path / "out") == ["photo_style.png", "second_style.png"]
+
+
+def test_a_batch_goes_on_past_bad_files_and_reports_them_at_the_end(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    for name in ("a", "c"):
+        save_png(make_content(40, 56), folder / f"{name}.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    save_png(make_content(12, 40), folder / "d.png")  # too small to paint
+    out = tmp_path / "styled"
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "--workers", "1", "-q") == 1
+    captured = capsys.readouterr()
+    assert listing(out) == ["a_style.png", "c_style.png"]
+    failures = captured.err.strip().splitlines()
+    assert len(failures) == 2 and failures[0].startswith(f"failed: {folder / 'b.png'}: ")
+    assert failures[1].startswith(f"failed: {folder / 'd.png'}: ") and "16x16" in failures[1]
+    assert "2 images in" in captured.out and "2 failed" in captured.out
+    assert run("stylize", folder, "-s", image_files["style"], "-o", tmp_path / "j", "--json", "--workers", "2") == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["summary"] == {"inputs": 4, "written": 2, "skipped": 0, "failed": 2}
+    assert [Path(item["input"]).name for item in summary["failed"]] == ["b.png", "d.png"]
+    assert all(item["error"] for item in summary["failed"])
+
+
+def test_skip_existing_resumes_a_batch(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    for name in ("a", "b", "c"):
+        save_png(make_content(40, 56), folder / f"{name}.png")
+    out = tmp_path / "styled"
+    assert run("stylize", folder / "a.png", "-s", image_files["style"], "-o", f"{out}/") == 0
+    first = (out / "a_style.png").stat().st_mtime_ns
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "-q") == 2  # a_style.png exists
+    assert "a_style.png: exists" in one_line_error(capsys)
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "--skip-existing", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["summary"] == {"inputs": 3, "written": 2, "skipped": 1, "failed": 0}
+    assert listing(out) == ["a_style.png", "b_style.png", "c_style.png"]
+    assert (out / "a_style.png").stat().st_mtime_ns == first
+    assert run("stylize", folder, "-s", image_files["style"], "-o", out, "--skip-existing", "--overwrite") == 2
+    assert "not both" in one_line_error(capsys)

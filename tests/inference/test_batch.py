@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from slimvision.errors import InputError, OutputError
+from slimvision.errors import InputError, OutputError, SlimvisionError
 from slimvision.inference.batch import FileJob, MemoryGate, check_outputs, process_files
 from tests.conftest import make_content, read_png, save_png
 
@@ -237,7 +237,7 @@ def test_keep_going_passes_over_bad_inputs_and_reports_them(inputs, tmp_path, wo
 
     def refuse_tiny(image):
         if image.shape[0] < 16:
-            raise InputError("tiny.png", "must be at least 16x16")  # a per-image refusal inside the model step
+            raise SlimvisionError("content must be at least 16x16")  # a refusal inside the model step
         return 255 - image
 
     out = tmp_path / "out"
@@ -246,7 +246,7 @@ def test_keep_going_passes_over_bad_inputs_and_reports_them(inputs, tmp_path, wo
     assert [r.source for r in results] == [*inputs, tiny]
     assert [r.ok for r in results] == [True, False, True, False]
     assert results[1].error.startswith(str(inputs[1])) and "not a recognised image" in results[1].error
-    assert "at least 16x16" in results[3].error
+    assert results[3].error == f"{tiny}: content must be at least 16x16"  # named, though fn did not
     assert names(out) == ["img0.png", "img2.png"]
 
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from slimvision.errors import OutputError
 
 
 def number_list(what: str, minimum: float | None = None) -> Callable[[str], list[float]]:
@@ -21,11 +27,22 @@ def number_list(what: str, minimum: float | None = None) -> Callable[[str], list
             raise argparse.ArgumentTypeError(f"{what} must be numbers separated by commas, got {text!r}") from None
         if not values:
             raise argparse.ArgumentTypeError(f"{what} must not be empty")
+        if not all(value == value and abs(value) != float("inf") for value in values):
+            raise argparse.ArgumentTypeError(f"{what} must be finite numbers, got {text!r}")
         if minimum is not None and min(values) < minimum:
             raise argparse.ArgumentTypeError(f"{what} must be at least {minimum:g}, got {text!r}")
         return values
 
+    _describe(parse, what, float, minimum, None)
     return parse
+
+
+def _describe(parse: Callable[[str], Any], what: str, kind: type, minimum: float | None,
+              maximum: float | None, above: float | None = None) -> None:
+    """Attach the bounds to a number type, so tests and help can tell what it accepts."""
+    parse.numeric = True  # type: ignore[attr-defined]
+    parse.what, parse.kind = what, kind  # type: ignore[attr-defined]
+    parse.minimum, parse.maximum, parse.above = minimum, maximum, above  # type: ignore[attr-defined]
 
 
 def _number(text: str, what: str, kind: type) -> float:
@@ -71,6 +88,7 @@ def bounded(
             raise argparse.ArgumentTypeError(f"{what} must be at most {maximum:g}, got {text!r}")
         return value
 
+    _describe(parse, what, kind, minimum, maximum, above)
     return parse
 
 
@@ -93,6 +111,21 @@ def non_negative_int(what: str, maximum: int = MAX_COUNT) -> Callable[[str], int
 def positive_float(what: str, maximum: float | None = None) -> Callable[[str], float]:
     """Finite number > 0 (learning rates, budgets in GB, timeouts)."""
     return bounded(what, float, above=0, maximum=maximum)
+
+
+def non_negative_float(what: str, maximum: float | None = None) -> Callable[[str], float]:
+    """Finite number >= 0 (loss weights, noise levels, durations where 0 turns the thing off)."""
+    return bounded(what, float, 0, maximum)
+
+
+def threads(what: str = "--threads") -> Callable[[str], int]:
+    """ONNX Runtime / torch threads: 1 .. 1024 (more is a typo, not a machine)."""
+    return positive_int(what, 1024)
+
+
+def max_pixels(what: str = "--max-pixels") -> Callable[[str], int]:
+    """A pixel-count limit for decoding: at least 1, at most 2**31 (a 46k x 46k image)."""
+    return positive_int(what, 2**31)
 
 
 def fraction(what: str) -> Callable[[str], float]:
@@ -123,3 +156,86 @@ def add_json(parser: argparse.ArgumentParser, what: str = "the result") -> None:
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``-q/--quiet``: on every command that shows a progress bar."""
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_skip_existing(parser: argparse.ArgumentParser) -> None:
+    """``--skip-existing``: resume a batch, leaving outputs that are already complete as they are."""
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="resume a batch: keep outputs that already exist and are complete, write the rest")
+
+
+class _OutputAction(argparse.Action):
+    """Store ``-o`` as a Path and remember whether it was written as a folder (a trailing '/').
+
+    ``Path("out/")`` drops the slash, so the wish is kept in ``<dest>_is_folder``.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        text = str(values)
+        setattr(namespace, self.dest, Path(text))
+        setattr(namespace, f"{self.dest}_is_folder", text.endswith(("/", os.sep)))
+
+
+def add_output(parser: argparse.ArgumentParser, help: str, *, required: bool = True,
+               default: Path | None = None, metavar: str | None = None) -> None:
+    """``-o/--output`` as a Path, with ``args.output_is_folder`` set when it ends with '/'."""
+    parser.add_argument("-o", "--output", action=_OutputAction, required=required, default=default,
+                        metavar=metavar, help=help)
+    parser.set_defaults(output_is_folder=False)
+
+
+def check_folder_output(output: Path, is_folder: bool, outputs: int, *,
+                        file_suffixes: Sequence[str] = ()) -> None:
+    """Refuse ``-o x.png`` when a command would write several outputs into a folder named x.png.
+
+    A name with a suffix reads as a file; turning it silently into a folder surprises. It is
+    accepted as a folder only when it already is one or was written with a trailing '/'.
+
+    Args:
+        output: The ``-o`` path.
+        is_folder: ``-o`` ended with '/'.
+        outputs: How many files the command is about to write into the folder.
+        file_suffixes: Suffixes the command itself treats as single-file outputs (named in the message).
+
+    Raises:
+        OutputError: ``output`` looks like a file name and is neither a folder nor written as one.
+    """
+    if is_folder or output.is_dir() or not output.suffix:
+        return
+    count = f"{outputs} outputs" if outputs > 1 else "outputs into a folder"
+    hint = f"; a single file must end with {' or '.join(file_suffixes)}" if file_suffixes else ""
+    raise OutputError(output, f"looks like a file name, but this run writes {count}: give a folder "
+                              f"(end it with '/' to use this name){hint}")
+
+
+_REPEATED_OPTION = re.compile(r"^argument (?P<names>[^:]+): (?P<what>\S+) ")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with options accepted anywhere between positionals, and one-line errors.
+
+    * ``rename --gallery g a b`` and ``stylize a.jpg -s s.jpg b.jpg``: a leaf command (one with
+      no sub-commands) parses with :meth:`parse_known_intermixed_args`, so an option between
+      positionals no longer ends the positional list.
+    * Errors are one line, ``error: ... (see 'PROG --help')``, exit 2, like every other error
+      the CLI prints; the option is named once, not twice.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back into parse_known_args
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        match = _REPEATED_OPTION.match(message)
+        if match and match["what"] in match["names"].split("/"):
+            message = message[len("argument ") + len(match["names"]) + 2:]
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")

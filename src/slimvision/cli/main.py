@@ -20,8 +20,10 @@ log = logging.getLogger("slimvision")
 
 def build_parser() -> argparse.ArgumentParser:
     from slimvision.cli import bench, faces, gan, models, numerals, serve, style, train, vae
+    from slimvision.cli.arguments import CommandParser
 
-    parser = argparse.ArgumentParser(
+    # Every sub-command parser inherits this class: options anywhere, one-line errors.
+    parser = CommandParser(
         prog="slimvision",
         description="Small, fast neural image models on ONNX Runtime. "
                     "Run 'slimvision COMMAND --help' for each command.",

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slimvision.cli.arguments import number_list
-from slimvision.errors import InputError, OutputError, SlimvisionError
+from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, add_skip_existing,
+                                     bounded, check_folder_output, fraction, max_pixels, number_list,
+                                     positive_float, positive_int, threads)
+from slimvision.errors import ConfigError, InputError, OutputError, SlimvisionError
 
 log = logging.getLogger(__name__)
 
-_WEIGHTS = number_list("weights")
+_WEIGHTS = number_list("--weights", minimum=0)
 
 DEMO_HELP = "stylize the bundled sample photos with the bundled paintings into a folder"
 
@@ -31,14 +33,15 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "style vectors (.npy). Folders are processed as a batch.")
     stylize.add_argument("content", nargs="+", type=Path, help="content image files or folders")
     _style_options(stylize)
-    stylize.add_argument("-o", "--output", type=Path, required=True,
-                         help="output image (one input) or folder (several inputs or a folder)")
+    add_output(stylize, "output image (one input file) or folder (several inputs or a folder; a name with a "
+                        "suffix such as x.png is taken as a folder only if it is one or ends with '/')")
     stylize.add_argument("--format", default="png", choices=["png", "jpg", "webp", "bmp", "tiff"],
                          help="file type of outputs written into a folder (default png)")
     stylize.add_argument("--recursive", action="store_true", help="also look into sub-folders")
-    stylize.add_argument("--workers", type=int, default=None,
+    stylize.add_argument("--workers", type=positive_int("--workers", 1024), default=None,
                          help="images painted at once (default: one per CPU for several images, "
                               "each on one thread; 1 = one image at a time on all threads)")
+    add_skip_existing(stylize)
     _common(stylize)
     stylize.set_defaults(run=run_stylize)
 
@@ -48,8 +51,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "several) and save it, so '--style V.npy' can reuse it without the predictor.")
     vector.add_argument("style", nargs="+", type=Path, help="style images or .npy vectors to blend")
     vector.add_argument("--weights", type=_WEIGHTS, help="blend weights, e.g. 0.7,0.3")
-    vector.add_argument("-o", "--output", type=Path, required=True, help="output .npy file")
-    _common(vector)
+    add_output(vector, "output .npy file (its provenance goes beside it as .json)")
+    _precision_option(vector)
+    _common(vector, progress=False)
     vector.set_defaults(run=run_vector)
 
     video = commands.add_parser(
@@ -57,16 +61,16 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         description="Stylize every frame of a video with one style vector. Audio is not carried over.")
     video.add_argument("input", type=Path, help="input video (.mp4, .mkv, .mov, .avi, .webm)")
     _style_options(video)
-    video.add_argument("-o", "--output", type=Path, required=True, help="output video file")
+    add_output(video, "output video file")
     _common(video)
     video.set_defaults(run=run_video)
 
     demo = commands.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP.capitalize() + ".")
-    demo.add_argument("-o", "--output", type=Path, default=Path("outputs"),
-                      help="folder for the results (default ./outputs; its demo files are replaced)")
-    demo.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    add_output(demo, "folder for the results (default ./outputs; its demo files are replaced)",
+               required=False, default=Path("outputs"))
+    demo.add_argument("--threads", type=threads(), default=None, help="ONNX Runtime threads (default: all cores)")
     _precision_option(demo)
-    demo.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    add_json(demo, "a summary")
     demo.set_defaults(run=run_demo)
 
 
@@ -74,13 +78,14 @@ def _style_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--style", type=Path, action="append", required=True,
                         help="style image or saved .npy vector; repeat to blend several")
     parser.add_argument("--weights", type=_WEIGHTS, help="blend weights, one per --style, e.g. 0.7,0.3")
-    parser.add_argument("--strength", type=float, default=1.0,
+    parser.add_argument("--strength", type=fraction("--strength"), default=1.0,
                         help="0 keeps the content's own style, 1 applies the full style (default 1)")
     parser.add_argument("--preserve-color", action="store_true",
                         help="keep the content's colours; take only the style's light and texture")
-    parser.add_argument("--max-side", type=int, default=None,
-                        help="downscale content so its longer side is at most N pixels (default: keep size)")
-    parser.add_argument("--memory-budget", type=float, default=None, metavar="MB",
+    parser.add_argument("--max-side", type=bounded("--max-side", int, 16, MAX_SIDE), default=None,
+                        help="downscale content so its longer side is at most N pixels, N >= 16 (default: keep size)")
+    parser.add_argument("--memory-budget", type=positive_float("--memory-budget", 1024 * 1024), default=None,
+                        metavar="MB",
                         help="working memory per model run; larger images are tiled "
                              "(default: a quarter of the RAM, 1-8 GB)")
     _precision_option(parser)
@@ -95,13 +100,14 @@ def _precision_option(parser: argparse.ArgumentParser) -> None:
                              "on most CPUs; int8: the shipped graph exactly, int8 activations included")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
-    parser.add_argument("--max-pixels", type=int, default=None,
+def _common(parser: argparse.ArgumentParser, progress: bool = True) -> None:
+    add_overwrite(parser)
+    parser.add_argument("--threads", type=threads(), default=None, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--max-pixels", type=max_pixels(), default=None,
                         help="refuse inputs larger than this many pixels (default 100 million)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_json(parser, "a summary")
+    if progress:
+        add_quiet(parser)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -121,9 +127,7 @@ def _workers(requested: int | None, jobs: int) -> int:
     """Images at once: as asked, else one per CPU when there are several images."""
     from slimvision.inference.batch import available_cpus
 
-    if requested is not None:
-        if requested < 1:
-            raise SlimvisionError(f"--workers must be at least 1, got {requested}")
+    if requested is not None:  # at least 1: the argument type says so
         return min(requested, max(jobs, 1))
     return max(1, min(available_cpus(), jobs))
 
@@ -135,16 +139,18 @@ def _max_pixels(args: argparse.Namespace) -> int:
 
 
 def _check_style_args(args: argparse.Namespace) -> None:
-    from slimvision.inference.style import check_strength
-
-    check_strength(args.strength)
     if args.weights is not None and len(args.weights) != len(args.style):
         raise SlimvisionError(f"got {len(args.style)} --style but {len(args.weights)} --weights")
-    if args.max_side is not None and args.max_side < 16:
-        raise SlimvisionError(f"--max-side must be at least 16, got {args.max_side}")
     for path in args.style:
         if not path.exists():
             raise InputError(path, "style file not found")
+
+
+def _style_inputs(styles: list[Path]) -> list[Path]:
+    """Every file a style is read from: the images and vectors, and each vector's .json sidecar."""
+    files = list(styles)
+    files += [path.with_suffix(".json") for path in styles if path.suffix.lower() == ".npy"]
+    return files
 
 
 def _style_tag(styles: list[Path]) -> str:
@@ -182,8 +188,13 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2) if args.json else text)
 
 
-def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive: bool) -> list[Any]:
-    """Map inputs to outputs: one file -> the named file, otherwise files into a folder."""
+def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive: bool,
+              output_is_folder: bool = False) -> list[Any]:
+    """Map inputs to outputs: one file -> the named file, otherwise files into a folder.
+
+    ``-o x.png`` for several inputs (or a folder) is refused rather than made a folder named
+    x.png, unless x.png is already a folder or was given as ``x.png/`` (``output_is_folder``).
+    """
     from slimvision.inference.batch import FileJob
     from slimvision.io.images import IMAGE_SUFFIXES, find_images
 
@@ -199,10 +210,11 @@ def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive:
         else:
             raise InputError(item, "file not found")
     single_file = len(contents) == 1 and not contents[0].is_dir()
-    if single_file and output.suffix:
+    if single_file and output.suffix and not (output_is_folder or output.is_dir()):
         return [FileJob(sources[0], output)]
     if output.exists() and not output.is_dir():
         raise OutputError(output, "is a file; give a folder for several inputs")
+    check_folder_output(output, output_is_folder, len(sources))
     return [FileJob(source, output / f"{source.stem}_{tag}.{fmt}") for source in sources]
 
 
@@ -212,10 +224,14 @@ def _quiet(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run_stylize(args: argparse.Namespace) -> int:
+    """Paint every content image; a batch goes on past bad files and exits 1 if any failed."""
     from slimvision.inference.batch import MemoryGate, process_files
 
+    if args.skip_existing and args.overwrite:
+        raise ConfigError("give --overwrite (replace outputs) or --skip-existing (keep them), not both")
     _check_style_args(args)
-    jobs = plan_jobs(args.content, args.output, _style_tag(args.style), args.format, args.recursive)
+    jobs = plan_jobs(args.content, args.output, _style_tag(args.style), args.format, args.recursive,
+                     args.output_is_folder)
     workers = _workers(args.workers, len(jobs))
     pipe = _pipeline(args, workers)
     target = pipe.target_vector(args.style, args.weights)
@@ -226,38 +242,62 @@ def run_stylize(args: argparse.Namespace) -> int:
             return pipe.stylize_with_vector(image, target.values, args.strength, args.preserve_color,
                                             args.max_side, progress=tiles.update)
 
-    results = []
+    results: list[Any] = []
     started = time.perf_counter()
     gate = MemoryGate(pipe.memory_budget_mb)
     with _progress(len(jobs), "img", args, "stylizing") as bar:
+        # One named file keeps its one-line error (exit 2); a batch goes on and reports at the end.
         for result in process_files(jobs, stylize, overwrite=args.overwrite, max_pixels=_max_pixels(args),
-                                    workers=workers, gate=gate,
+                                    workers=workers, gate=gate, protected=_style_inputs(args.style),
+                                    keep_going=len(jobs) > 1, skip_existing=args.skip_existing,
                                     memory_mb=lambda image: pipe.working_memory_mb(*image.shape[:2], args.max_side)):
-            results.append({"input": str(result.source), "output": str(result.output),
-                            "size": [result.width, result.height], "seconds": round(result.seconds, 3)})
+            results.append(result)
             bar.update()
-    total = time.perf_counter() - started
-    lines = [f"{r['input']} -> {r['output']}  ({r['size'][0]}x{r['size'][1]}, {r['seconds']:.2f} s)" for r in results]
-    if len(results) > 1:
-        lines.append(f"{len(results)} images in {total:.1f} s")
-    _emit(args, {"outputs": results, "seconds": round(total, 3)}, "\n".join(lines))
-    return 0
+    return _report_batch(args, results, time.perf_counter() - started)
+
+
+def _report_batch(args: argparse.Namespace, results: list[Any], seconds: float) -> int:
+    """Print what was written, skipped and passed over; 1 if any input failed, else 0."""
+    import sys
+
+    written = [{"input": str(r.source), "output": str(r.output), "size": [r.width, r.height],
+                "seconds": round(r.seconds, 3)} for r in results if r.ok]
+    skipped = [{"input": str(r.source), "output": str(r.output)} for r in results if r.skipped]
+    failed = [{"input": str(r.source), "output": str(r.output), "error": r.error} for r in results if r.error]
+    if args.json:
+        print(json.dumps({"outputs": written, "skipped": skipped, "failed": failed,
+                          "summary": {"inputs": len(results), "written": len(written), "skipped": len(skipped),
+                                      "failed": len(failed)},
+                          "seconds": round(seconds, 3)}, indent=2))
+    else:
+        lines = [f"{r['input']} -> {r['output']}  ({r['size'][0]}x{r['size'][1]}, {r['seconds']:.2f} s)"
+                 for r in written]
+        if len(results) > 1:
+            lines.append(f"{len(written)} images in {seconds:.1f} s"
+                         + (f"; {len(skipped)} skipped (outputs already complete)" if skipped else "")
+                         + (f"; {len(failed)} failed" if failed else ""))
+        print("\n".join(lines))
+        for item in failed:  # at the end, where they are seen; one line each
+            print(f"failed: {item['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run_vector(args: argparse.Namespace) -> int:
     from slimvision.inference.session import SessionSettings
-    from slimvision.inference.style import StyleTransferPipeline
+    from slimvision.inference.style import StyleTransferPipeline, artifact_for
+    from slimvision.io.atomic import plan_outputs
 
     if args.output.suffix.lower() != ".npy":
         raise OutputError(args.output, "style vectors are saved as .npy")
     if args.weights is not None and len(args.weights) != len(args.style):
         raise SlimvisionError(f"got {len(args.style)} styles but {len(args.weights)} --weights")
-    if any(path.resolve() == args.output.resolve() for path in args.style):
-        raise OutputError(args.output, "is an input file; refusing to overwrite an input")
-    pipe = StyleTransferPipeline(settings=SessionSettings(threads=args.threads))
-    vector = pipe.target_vector([_existing(p) for p in args.style], args.weights)
-    vector.save(args.output, overwrite=args.overwrite)
     sidecar = args.output.with_suffix(".json")
+    inputs = _style_inputs(args.style)
+    # Both files are checked before the predictor runs; save() checks again as it writes them.
+    plan_outputs([sidecar, args.output], overwrite=args.overwrite, protected=inputs)
+    pipe = StyleTransferPipeline(artifact_for(args.model, args.precision), settings=SessionSettings(threads=args.threads))
+    vector = pipe.target_vector([_existing(p) for p in args.style], args.weights)
+    vector.save(args.output, overwrite=args.overwrite, protected=inputs)
     _emit(args, {"output": str(args.output), "provenance": str(sidecar), "model": vector.model},
           f"wrote {args.output} (+ {sidecar.name}): 100-d style vector from "
           + ", ".join(p.name for p in args.style))
@@ -272,9 +312,11 @@ def _existing(path: Path) -> Path:
 
 def run_video(args: argparse.Namespace) -> int:
     from slimvision.inference.style import fit_max_side
+    from slimvision.io.atomic import plan_outputs
     from slimvision.io.video import VideoWriter, iter_frames, probe_video
 
     _check_style_args(args)
+    plan_outputs([args.output], overwrite=args.overwrite, protected=[args.input, *_style_inputs(args.style)])
     info = probe_video(args.input)
     if info.has_audio:
         log.warning("%s has an audio track; it is not carried over to %s", args.input, args.output)
@@ -289,7 +331,7 @@ def run_video(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     frames = 0
     with VideoWriter(args.output, width=width, height=height, fps=info.fps, overwrite=args.overwrite,
-                     protected=[args.input]) as writer, \
+                     protected=[args.input, *_style_inputs(args.style)]) as writer, \
             _progress(info.frames or 0, "frame", args, "stylizing") as bar:
         for frame in itertools.chain([first], source):
             writer.write(pipe.stylize_with_vector(frame, target.values, args.strength,
@@ -328,10 +370,10 @@ def run_demo(args: argparse.Namespace) -> int:
     for name, vector, keep_colour in variants:
         jobs = [FileJob(content, args.output / f"{content.stem}_{name}.jpg") for content in contents]
         results = process_files(jobs, lambda image, v=vector, k=keep_colour: pipe.stylize_with_vector(
-            image, v, preserve_color=k), overwrite=True, quality=92, workers=workers)
+            image, v, preserve_color=k), overwrite=True, quality=92, workers=workers, protected=styles)
         written.extend(str(result.output) for result in results)
     grid = _demo_grid(contents, [name for name, _, _ in variants], args.output)
-    grid_path = save_image(grid, args.output / "demo_grid.png", overwrite=True)
+    grid_path = save_image(grid, args.output / "demo_grid.png", overwrite=True, protected=[*contents, *styles])
     seconds = time.perf_counter() - started
     payload = {"output_dir": str(args.output.resolve()), "images": written, "grid": str(grid_path),
                "seconds": round(seconds, 2)}

@@ -206,8 +206,11 @@ class _Settings:
         """The result for a job that failed, if the batch goes on past it (else None: re-raise)."""
         if not self.keep_going or not isinstance(error, SlimvisionError) or isinstance(error, OutputError):
             return None
-        log.info("passing over %s: %s", job.source, error)
-        return FileResult(job.source, job.output, 0, 0, 0.0, error=str(error))
+        message = str(error)
+        if not message.startswith(str(job.source)):  # e.g. "content image is 40x12; ...": say which
+            message = f"{job.source}: {message}"
+        log.info("passing over %s", message)
+        return FileResult(job.source, job.output, 0, 0, 0.0, error=message)
 
     def save(self, result: np.ndarray, job: FileJob) -> Path:
         return save_image(result, job.output, overwrite=self.overwrite, protected=self.protected,
