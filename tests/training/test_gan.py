@@ -290,3 +290,39 @@ def test_the_int8_generator_runs_channels_last_without_layout_transposes_between
     layouts = [list(a.ints) for node in nodes if node.op_type == "Transpose" for a in node.attribute]
     # into NHWC once, each of the two shuffles between layers, the image back to NCHW once
     assert layouts == [[0, 2, 3, 1], [0, 1, 3, 2, 4, 5], [0, 1, 3, 2, 4, 5], [0, 3, 1, 2]]
+
+
+def test_the_loss_log_spans_every_session_of_a_run_and_a_finished_rerun(tmp_path):
+    """losses.png is drawn from this log: a resumed run keeps the earlier steps, a finished one all of them."""
+    from slimvision.training.gan import train_with_samples
+
+    run = tmp_path / "run"
+    _, straight = train_with_samples(config(4), images(), tmp_path / "straight", sample_every=2, progress=False)
+    _, first = train_with_samples(config(2), images(), run, sample_every=2, progress=False)
+    _, resumed = train_with_samples(config(4), images(), run, sample_every=2, progress=False)
+    _, finished = train_with_samples(config(4), images(), run, sample_every=2, progress=False)
+    assert first["step"] == [1, 2] and resumed["step"] == finished["step"] == straight["step"] == [1, 2, 3, 4]
+    for key in ("discriminator/loss", "generator/loss", "discriminator/real_score"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5) and finished[key] == resumed[key]
+
+
+def test_the_cli_refuses_to_resume_with_other_settings_naming_them(tmp_path, capsys):
+    from slimvision.cli.main import main
+
+    data = crops_folder(tmp_path, 8)
+    run = tmp_path / "run"
+    arguments = ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--batch-size", "4",
+                 "--sample-every", "2", "-q"]
+    assert main([*arguments, "--base-channels", "4", "--steps", "2"]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert main([*arguments, "--base-channels", "8", "--steps", "4", "--generator-lr", "1e-3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {run} was started with other settings")
+    assert "(generator_lr, model.base_channels differ)" in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before        # nothing trained
+    # More steps and another checkpoint interval are a plain resume; a finished run reruns cleanly.
+    assert main([*arguments, "--base-channels", "4", "--steps", "4", "--checkpoint-every", "1"]) == 0
+    plot = (run / "losses.png").stat().st_mtime_ns
+    assert main([*arguments, "--base-channels", "4", "--steps", "4"]) == 0
+    assert (run / "losses.png").stat().st_mtime_ns >= plot

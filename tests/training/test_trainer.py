@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -10,6 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 from torch import nn  # noqa: E402
 
+from slimvision.config import BaseConfig  # noqa: E402
 from slimvision.errors import ConfigError, InputError, SlimvisionError  # noqa: E402
 from slimvision.training.checkpoint import CheckpointStore, load_checkpoint  # noqa: E402
 from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig  # noqa: E402
@@ -77,7 +79,9 @@ def test_checkpoints_are_complete_pruned_and_pointed_to(tmp_path):
     meta = json.loads((store.latest() / "trainer.json").read_text())
     assert meta["step"] == 30 and meta["extra"] == {"note": "test"}
     assert store.latest_step() == 30 and CheckpointStore(tmp_path / "empty").latest_step() == 0
-    assert "exp_avg" not in json.dumps(meta)  # tensors live in safetensors, not in the JSON
+    # Tensors live in safetensors, not in the JSON (which only lists their names).
+    assert "exp_avg" not in json.dumps(meta["optimizers"]["main"]["state"])
+    assert "main/state/0/exp_avg" in meta["optimizers"]["main"]["tensors"]
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -162,3 +166,142 @@ def test_cosine_decay_scales_each_parameter_group_from_its_own_rate():
     assert seen[0] == [0.1, 1.0] and seen[2] == pytest.approx([0.05, 0.5]) and seen[4] == [0.0, 0.0]
     with pytest.raises(SlimvisionError, match="3 rates for 2"):
         CosineDecay(range(1), optimizer, [1.0, 1.0, 1.0], 0, 4)
+
+
+# ------------------------------------------------------------------ damaged checkpoints on resume
+def _finished_run(tmp_path, steps: int = 10):
+    task, trainer = make(steps, tmp_path / "run", checkpoint_every=5)
+    trainer.fit(batches())
+    return CheckpointStore(tmp_path / "run")
+
+
+def _resume(tmp_path):
+    return make(20, tmp_path / "run", checkpoint_every=5)[1].fit(batches())
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:40]), "model.safetensors"),
+    (lambda p: (p / "optimizers.safetensors").write_bytes(b""), "optimizers.safetensors"),
+    (lambda p: (p / "model.safetensors").unlink(), "model.safetensors"),
+    (lambda p: (p / "trainer.json").write_text("{not json"), "trainer.json"),
+    (lambda p: (p / "trainer.json").write_text("[1, 2]"), "trainer.json"),
+    (lambda p: (p / "trainer.json").write_bytes(b"\xff\xfe\x00garbage"), "trainer.json"),
+    (lambda p: _edit_json(p / "trainer.json", step="ten"), "trainer.json"),
+    (lambda p: _edit_json(p / "trainer.json", optimizers=None), "trainer.json"),
+    (lambda p: _edit_json(p / "trainer.json", optimizers={"other": {}}), "trainer.json"),
+    (lambda p: _drop_tensor(p / "optimizers.safetensors", "rng/torch"), "optimizers.safetensors"),
+    (lambda p: _drop_tensor(p / "optimizers.safetensors", "main/state/0/exp_avg"), "optimizers.safetensors"),
+    (lambda p: _drop_tensor(p / "model.safetensors", "bias"), "model.safetensors"),
+])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_its_file(tmp_path, damage, named):
+    store = _finished_run(tmp_path)
+    damage(store.latest())
+    with pytest.raises(InputError) as caught:
+        _resume(tmp_path)
+    message = str(caught.value)
+    assert named in message and "step-00000010" in message and "\n" not in message
+
+
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _drop_tensor(path, key):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    del tensors[key]
+    save_file(tensors, str(path))
+
+
+@pytest.mark.parametrize("pointer", ["../../elsewhere/step-00000005", "/tmp/step-00000005", "step-00000010/..",
+                                     "notes.txt"])
+def test_latest_naming_anything_but_a_checkpoint_of_this_run_is_refused(tmp_path, pointer):
+    store = _finished_run(tmp_path)
+    # A complete checkpoint outside the run, which the old code would have loaded.
+    outside = make(5, tmp_path / "elsewhere", checkpoint_every=5)[1]
+    outside.fit(batches())
+    (store.folder / "latest").write_text(pointer + "\n")
+    with pytest.raises(InputError, match="latest: names .*not a checkpoint folder of this run"):
+        _resume(tmp_path)
+    with pytest.raises(InputError, match="latest"):
+        store.latest_step()
+
+
+def test_the_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
+    """Through 'gan train': a truncated checkpoint is 'error: <file>: ...' and exit 2, not a traceback."""
+    from slimvision.cli.main import main
+    from tests.training.test_gan import crops_folder
+
+    data = crops_folder(tmp_path, 8)
+    run = tmp_path / "run"
+    arguments = ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
+                 "--batch-size", "4", "--sample-every", "2", "-q"]
+    assert main([*arguments, "--steps", "2"]) == 0
+    weights = run / "checkpoints" / "step-00000002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    capsys.readouterr()
+    assert main([*arguments, "--steps", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(weights) in err and len(err.splitlines()) == 1
+
+
+def test_a_run_killed_mid_save_leaves_temporaries_that_the_next_run_removes(tmp_path):
+    store = _finished_run(tmp_path)
+    # What kill -9 during save() leaves: a staging folder and latest's temporary file.
+    staging = store.folder / ".step-00000015.k3_x9abc.tmp"
+    staging.mkdir()
+    (staging / "model.safetensors").write_bytes(b"half")
+    (store.folder / ".latest.0a1b2c3d.tmp").write_text("step-00000015")
+    # Not ours: must survive.
+    mine = [store.folder / ".step-notes.tmp", store.folder / "step-backup.tmp", store.folder / ".keep"]
+    for path in mine:
+        path.write_text("user file")
+    history = _resume(tmp_path)
+    assert history.resumed_from == 10
+    left = sorted(p.name for p in store.folder.iterdir())
+    assert left == sorted([".keep", ".step-notes.tmp", "latest", "step-00000015", "step-00000020", "step-backup.tmp"])
+
+
+def test_the_loss_log_survives_resumes_and_a_finished_rerun(tmp_path):
+    straight = make(20)[1]
+    straight.fit(batches(4))
+    task, first = make(10, tmp_path / "run", checkpoint_every=5)
+    first.fit(batches(4))
+    second = make(20, tmp_path / "run", checkpoint_every=5)[1]
+    added = second.fit(batches(4)[2:] + batches(4)[:2])
+    assert added.steps == [15, 20]                          # what this session ran
+    assert second.log.steps == [5, 10, 15, 20]              # the whole run's log
+    assert second.log.values["loss"] == pytest.approx(straight.log.values["loss"], rel=1e-5)
+    again = make(20, tmp_path / "run", checkpoint_every=5)[1]
+    assert again.fit(batches(4)).steps == [] and again.log.steps == [5, 10, 15, 20]   # finished: nothing lost
+    columns = again.log.as_columns()
+    assert columns["step"] == [5, 10, 15, 20] and len(columns["loss"]) == 4
+
+
+@dataclass
+class Inner(BaseConfig):
+    width: int = 4
+
+
+@dataclass
+class Outer(BaseConfig):
+    inner: Inner = field(default_factory=Inner)
+    steps: int = 10
+    rate: float = 0.1
+    sizes: tuple[int, ...] = (1, 2)
+
+
+def test_a_resume_with_other_settings_names_each_differing_key(tmp_path):
+    from slimvision.training.trainer import check_same_config
+
+    task = Regression()
+    store = CheckpointStore(tmp_path / "run")
+    store.save(5, task.model, {"main": torch.optim.SGD(task.model.parameters(), lr=0.1)},
+               extra={"config": Outer().to_dict()})
+    check_same_config(store, Outer(), ())                                    # the same: resumes
+    check_same_config(store, Outer(steps=20), {"steps"})                     # allowed to change
+    check_same_config(CheckpointStore(tmp_path / "new"), Outer(rate=1.0))   # nothing saved yet
+    with pytest.raises(ConfigError) as caught:
+        check_same_config(store, Outer(inner=Inner(width=8), steps=20, rate=0.2), {"steps"})
+    assert str(caught.value).startswith(str(tmp_path)) and "(inner.width, rate differ)" in str(caught.value)

@@ -90,7 +90,8 @@ def test_one_step_changes_the_weights_and_a_resumed_run_matches_an_uninterrupted
     train_vae(first, _images(), tmp_path / "split", holdout=_images(4), pretrained=False, progress=False)
     resumed, rest = train_vae(config, _images(), tmp_path / "split", holdout=_images(4), pretrained=False,
                               progress=False)
-    assert rest["step"] == [4, 5, 6] and rest["loss"] == pytest.approx(losses["loss"][3:], rel=1e-5)
+    # The whole run's log: the first session's steps come from the checkpoint.
+    assert rest["step"] == list(range(1, 7)) and rest["loss"] == pytest.approx(losses["loss"], rel=1e-5)
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
     assert sorted(p.name for p in (tmp_path / "split" / "samples").iterdir()) == ["epoch-0001.png", "epoch-0002.png"]
@@ -151,3 +152,21 @@ def test_the_export_restores_what_torch_restores(tmp_path, skips, mask):
         assert exported.sample(2, seed=1).shape == (2, 32, 32)
         np.testing.assert_array_equal(exported.sample(2, seed=1), exported.sample(2, seed=1))
         assert exported.interpolate(images[0], images[1], 4).shape == (4, 32, 32)
+
+
+def test_the_returned_losses_cover_the_whole_run_after_a_resume(tmp_path):
+    """vae train plots these: a resumed (or finished) run must not lose its earlier epochs."""
+    config = VAETrainingConfig(model=TINY, epochs=1, batch_size=4, log_every=1, augment=False)
+    _, first = train_vae(config, _images(), tmp_path / "run", pretrained=False, progress=False)
+    _, resumed = train_vae(replace(config, epochs=2), _images(), tmp_path / "run", pretrained=False, progress=False)
+    _, finished = train_vae(replace(config, epochs=2), _images(), tmp_path / "run", pretrained=False, progress=False)
+    assert first["step"] == [1, 2, 3] and resumed["step"] == finished["step"] == [1, 2, 3, 4, 5, 6]
+    assert resumed["loss"][:3] == first["loss"] and finished["loss"] == resumed["loss"]
+
+
+def test_a_resume_names_nested_settings_that_differ(tmp_path):
+    config = VAETrainingConfig(model=TINY, epochs=1, batch_size=4)
+    train_vae(config, _images(), tmp_path / "run", pretrained=False, progress=False)
+    with pytest.raises(ConfigError, match=r"\(model\.latent_dim differ\)"):
+        train_vae(replace(config, model=replace(TINY, latent_dim=TINY.latent_dim + 1)), _images(), tmp_path / "run",
+                  pretrained=False, progress=False)

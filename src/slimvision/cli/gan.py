@@ -187,7 +187,8 @@ def run_train(args: argparse.Namespace) -> int:
     report = export_generator(generator, args.output / "generator.onnx", overwrite=True,
                               source_weights=args.output / "generator")
     measured = fid_history(args.output)
-    plot_gan_losses(losses, args.output / "losses.png", overwrite=True, fid=measured)
+    if losses["step"]:  # the whole run's log; a run from checkpoints older than the log keeps its plot
+        plot_gan_losses(losses, args.output / "losses.png", overwrite=True, fid=measured)
     fid = f", FID-Lite0 {measured[-1]['fid_lite0']:.2f} at step {measured[-1]['step']}" if measured else ""
     print(f"trained on {len(images)} images to step {config.steps}{fid}: generator in {args.output / 'generator'} "
           f"and {args.output / 'generator.onnx'} (max abs diff vs torch {report.max_abs_diff:.2e}), "

@@ -11,7 +11,16 @@ A checkpoint is a folder ``step-00001200/`` holding
 It is written into a hidden temporary folder and renamed into place in one ``os.replace``, so
 a crash leaves either the complete checkpoint or none; ``latest`` (a one-line text file,
 itself replaced atomically) names the newest one. Older checkpoints beyond ``keep_last`` are
-removed only after the new one is in place.
+removed only after the new one is in place. A run killed while saving leaves its hidden
+temporary folder behind; :meth:`CheckpointStore.clean_stale` (called when a run starts or
+resumes) removes those, and only those: names this module makes, nothing else.
+
+``trainer.json`` also keeps the run's loss log up to its step (``history``), so a resumed or
+finished run can still draw every step's losses.
+
+Loading trusts nothing it reads: a truncated safetensors file, a trainer.json that is not
+what this module writes, missing tensors or a ``latest`` that names anything but a checkpoint
+folder of this run are each a one-line :class:`~slimvision.errors.InputError` naming the file.
 
 Example:
     >>> store = CheckpointStore("runs/predictor-0.35", keep_last=2)              # doctest: +SKIP
@@ -23,7 +32,9 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -40,6 +51,16 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZERS_FILE = "optimizers.safetensors"
 TRAINER_FILE = "trainer.json"
 LATEST_FILE = "latest"
+FORMAT = "slimvision-checkpoint-v1"
+#: A checkpoint folder's name; ``latest`` must name one (no paths, nothing outside the run).
+_STEP_NAME = re.compile(r"step-\d{8}")
+#: The hidden temporary names this module leaves when killed mid-save: a staging folder
+#: (``tempfile.mkdtemp(prefix=".step-NNNNNNNN.", suffix=".tmp")``) and ``latest``'s temporary
+#: file (``slimvision.io.atomic``: ``.latest.<8 hex>.tmp``).
+_STALE_NAMES = (re.compile(r"\.step-\d{8}\.[A-Za-z0-9_]+\.tmp"), re.compile(r"\.latest\.[0-9a-f]{8}\.tmp"))
+_DAMAGED_HINT = "delete that checkpoint folder to resume from the one before it, or use a new run folder"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +70,8 @@ class CheckpointState:
     step: int
     path: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The loss log up to ``step``: {"steps": [...], "values": {name: [...]}} (empty in older checkpoints).
+    history: dict[str, Any] = field(default_factory=dict)
 
 
 def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer,
@@ -63,10 +86,15 @@ def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer,
                 tensors[f"{name}/state/{param_id}/{key}"] = value.detach().contiguous().cpu()
             else:
                 plain_state[str(param_id)][key] = value
-    return {"param_groups": state["param_groups"], "state": plain_state}
+    # The tensors' names too, so a loader can tell a missing one from one the optimiser never had.
+    stored = sorted(key for key in tensors if key.startswith(f"{name}/state/"))
+    return {"param_groups": state["param_groups"], "state": plain_state, "tensors": stored}
 
 
 def _unflatten_optimizer(name: str, saved: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    missing = sorted(set(saved.get("tensors", [])) - set(tensors))
+    if missing:
+        raise KeyError(f"{len(missing)} tensor(s) missing, e.g. {missing[0]!r}")
     state: dict[int, dict[str, Any]] = {int(pid): dict(values) for pid, values in saved["state"].items()}
     prefix = f"{name}/state/"
     for key, tensor in tensors.items():
@@ -95,8 +123,11 @@ class CheckpointStore:
         return sorted(p for p in self.folder.glob("step-*") if (p / TRAINER_FILE).is_file())
 
     def save(self, step: int, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-             extra: dict[str, Any] | None = None) -> Path:
-        """Write the checkpoint for ``step`` atomically, point ``latest`` at it, prune old ones."""
+             extra: dict[str, Any] | None = None, history: dict[str, Any] | None = None) -> Path:
+        """Write the checkpoint for ``step`` atomically, point ``latest`` at it, prune old ones.
+
+        ``history`` is the run's loss log up to ``step`` (see :attr:`CheckpointState.history`).
+        """
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -108,8 +139,8 @@ class CheckpointStore:
             tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
             plain = {name: _flatten_optimizer(name, opt, tensors) for name, opt in optimizers.items()}
             save_file(tensors, str(staging / OPTIMIZERS_FILE))
-            trainer = {"format": "slimvision-checkpoint-v1", "step": step, "optimizers": plain,
-                       "extra": extra or {}}
+            trainer = {"format": FORMAT, "step": step, "optimizers": plain, "extra": extra or {},
+                       "history": history or {}}
             (staging / TRAINER_FILE).write_text(json.dumps(trainer, indent=2) + "\n")
             _fsync_folder(staging)
             if target.exists():  # re-saving a step (e.g. after a resume): replace it whole
@@ -126,56 +157,146 @@ class CheckpointStore:
         for old in self.checkpoints()[:-self.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def clean_stale(self) -> list[str]:
+        """Remove what a run killed mid-save left here (hidden staging folders, ``latest``'s
+        temporary file); returns their names. Only names this module makes are touched."""
+        if not self.folder.is_dir():
+            return []
+        removed = []
+        for item in self.folder.iterdir():
+            if not any(pattern.fullmatch(item.name) for pattern in _STALE_NAMES):
+                continue
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+            removed.append(item.name)
+        if removed:
+            log.info("%s: removed %d unfinished checkpoint(s) left by an interrupted run: %s",
+                     self.folder, len(removed), ", ".join(sorted(removed)))
+        return removed
+
     def latest(self) -> Path | None:
-        """The checkpoint ``latest`` names, else the newest complete one, else None."""
+        """The checkpoint ``latest`` names, else the newest complete one, else None.
+
+        Raises:
+            InputError: ``latest`` names anything but a checkpoint folder of this run.
+        """
         pointer = self.folder / LATEST_FILE
         if pointer.is_file():
-            named = self.folder / pointer.read_text().strip()
+            named = self._pointed_to(pointer)
             if (named / TRAINER_FILE).is_file():
                 return named
         found = self.checkpoints()
         return found[-1] if found else None
 
+    def _pointed_to(self, pointer: Path) -> Path:
+        """The folder ``latest`` names, which must be a ``step-NNNNNNNN`` folder inside this run's own."""
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(pointer, f"unreadable ({exc}); delete it to resume from the newest checkpoint") from None
+        named = self.folder / name
+        inside = named.resolve().parent == self.folder.resolve()
+        if not _STEP_NAME.fullmatch(name) or not inside:
+            raise InputError(pointer, f"names {name[:80]!r}, not a checkpoint folder of this run (step-NNNNNNNN "
+                                      "beside it); delete it to resume from the newest checkpoint")
+        return named
+
+    def latest_state(self) -> CheckpointState | None:
+        """The latest checkpoint's step, extra and loss log (from trainer.json alone), or None."""
+        path = self.latest()
+        if path is None:
+            return None
+        trainer = read_trainer_json(path)
+        return CheckpointState(step=trainer["step"], path=path, extra=trainer["extra"], history=trainer["history"])
+
     def latest_step(self) -> int:
         """The step the latest checkpoint reached (its trainer.json says), 0 when there is none."""
-        path = self.latest()
-        return 0 if path is None else int(json.loads((path / TRAINER_FILE).read_text())["step"])
+        state = self.latest_state()
+        return 0 if state is None else state.step
 
     def latest_extra(self) -> dict[str, Any]:
         """The ``extra`` the latest checkpoint was saved with (e.g. the run's config); {} when there is none."""
-        path = self.latest()
-        return {} if path is None else dict(json.loads((path / TRAINER_FILE).read_text()).get("extra", {}))
+        state = self.latest_state()
+        return {} if state is None else dict(state.extra)
 
     def load_latest(self, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> CheckpointState | None:
         path = self.latest()
         return None if path is None else load_checkpoint(path, model, optimizers)
 
 
+def read_trainer_json(folder: str | Path) -> dict[str, Any]:
+    """A checkpoint's trainer.json, checked to be what :meth:`CheckpointStore.save` writes:
+    {"format", "step" (int >= 0), "optimizers" (dict), "extra" (dict), "history" (dict, maybe empty)}.
+
+    Raises:
+        InputError: the file is missing, unreadable, not JSON or not shaped like that.
+    """
+    path = Path(folder) / TRAINER_FILE
+    try:
+        trainer = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(path, f"not a readable checkpoint file ({_one_line(exc)}); {_DAMAGED_HINT}") from None
+    if not isinstance(trainer, dict) or trainer.get("format") != FORMAT:
+        raise InputError(path, f"not a slimvision checkpoint (no \"format\": \"{FORMAT}\"); {_DAMAGED_HINT}")
+    step, optimizers = trainer.get("step"), trainer.get("optimizers")
+    extra, history = trainer.get("extra", {}), trainer.get("history", {})
+    problem = ("its step is not a whole number >= 0" if type(step) is not int or step < 0 else
+               "its optimizers are not an object" if not isinstance(optimizers, dict) else
+               "its extra is not an object" if not isinstance(extra, dict) else
+               "its history is not an object" if not isinstance(history, dict) else None)
+    if problem:
+        raise InputError(path, f"damaged checkpoint: {problem}; {_DAMAGED_HINT}")
+    return {**trainer, "extra": extra, "history": history}
+
+
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer]) -> CheckpointState:
-    """Restore weights, optimizer states and the torch RNG from a checkpoint folder."""
-    from safetensors.torch import load_file
+    """Restore weights, optimizer states and the torch RNG from a checkpoint folder.
 
+    Raises:
+        InputError: one line naming the damaged or unfitting file (truncated safetensors,
+            invalid trainer.json, missing or unexpected tensors, other optimisers).
+    """
     path = Path(path)
-    try:
-        trainer = json.loads((path / TRAINER_FILE).read_text())
-        weights = load_file(str(path / MODEL_FILE))
-        tensors = load_file(str(path / OPTIMIZERS_FILE))
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"not a readable checkpoint ({exc})") from None
-    if trainer.get("format") != "slimvision-checkpoint-v1":
-        raise InputError(path / TRAINER_FILE, "not a slimvision checkpoint")
+    trainer = read_trainer_json(path)
+    weights = _read_tensors(path / MODEL_FILE)
+    tensors = _read_tensors(path / OPTIMIZERS_FILE)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
-        raise InputError(path / MODEL_FILE, f"does not fit this model: {str(exc).splitlines()[-1].strip()}") from None
+        raise InputError(path / MODEL_FILE, f"does not fit this model: {_one_line(exc)}") from None
     saved = trainer["optimizers"]
     if set(saved) != set(optimizers):
-        raise InputError(path, f"has optimizers {sorted(saved)}, this run has {sorted(optimizers)}")
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(_unflatten_optimizer(name, saved[name], tensors))
-    torch.set_rng_state(tensors["rng/torch"])
-    return CheckpointState(step=int(trainer["step"]), path=path, extra=trainer.get("extra", {}))
+        raise InputError(path / TRAINER_FILE, f"has optimizers {sorted(saved)}, this run has {sorted(optimizers)}")
+    try:
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(_unflatten_optimizer(name, saved[name], tensors))
+        if "rng/torch" not in tensors:
+            raise KeyError("no 'rng/torch' tensor")
+        torch.set_rng_state(tensors["rng/torch"])
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+        raise InputError(path / OPTIMIZERS_FILE, f"does not fit this run's optimisers "
+                                                 f"({type(exc).__name__}: {_one_line(exc)}); {_DAMAGED_HINT}") from None
+    return CheckpointState(step=trainer["step"], path=path, extra=trainer["extra"], history=trainer["history"])
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing, truncated or damaged file is an InputError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise InputError(path, f"not a readable safetensors file ({_one_line(exc)}); {_DAMAGED_HINT}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """The last non-empty line of an error's message (torch's are many lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _fsync_folder(folder: Path) -> None:

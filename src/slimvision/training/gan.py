@@ -40,7 +40,11 @@ from slimvision.io.atomic import atomic_write, write_text_atomic
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
 from slimvision.training.checkpoint import CheckpointStore
 from slimvision.training.diffaugment import DiffAugment, parse_policy
-from slimvision.training.trainer import History, Trainer, TrainerConfig
+from slimvision.training.trainer import History, Trainer, TrainerConfig, check_same_config
+
+#: Settings a resumed run may change: train longer, checkpoint at other steps (neither changes
+#: what a step computes; batches and noise are a function of the step and the saved RNG).
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 
 
 @dataclass
@@ -180,7 +184,11 @@ def train_dcgan(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Pa
                 progress: bool = True) -> tuple[DCGANGenerator, History]:
     """Train (or resume) a DCGAN in ``run_dir`` on ``images`` (N, R, R, C) uint8.
 
-    Returns the generator to sample from (the weight average unless ``ema_decay`` is 0) and the history.
+    Returns the generator to sample from (the weight average unless ``ema_decay`` is 0) and the
+    history of the steps run in this call.
+
+    Raises:
+        ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
     """
     images = np.asarray(images)
     expected = (config.model.resolution, config.model.resolution, config.model.image_channels)
@@ -197,6 +205,8 @@ def train_dcgan(config: GANTrainingConfig, images: np.ndarray, run_dir: str | Pa
     trainer = Trainer(task, optimizers, TrainerConfig(steps=config.steps, log_every=config.log_every,
                                                       checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=Path(run_dir) / "checkpoints", extra={"config": config.to_dict()})
+    assert trainer.store is not None
+    check_same_config(trainer.store, config, RESUMABLE_CHANGES)
     start = trainer.resume()
     history = trainer.fit(step_batches(images, config.batch_size, config.seed, start), resume=False)
     history.resumed_from = start
@@ -228,8 +238,12 @@ def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: s
     Every grid draws the same noise (seeded by the config), so ``samples/step-NNNNNN.png`` show
     one set of faces taking shape. FID-Lite0 compares ``fid_samples`` generated images with as
     many training images (their features are cached in ``fid-real.npz``) and is appended to
-    ``fid.json`` (see :func:`fid_history`). A rerun resumes from the last checkpoint; the losses
-    of all stretches run in this call are returned as {"step": [...], "discriminator/loss": [...], ...}.
+    ``fid.json`` (see :func:`fid_history`). A rerun resumes from the last checkpoint. The losses
+    of the whole run (earlier sessions included: the checkpoints keep the log) are returned as
+    {"step": [...], "discriminator/loss": [...], ...}; a rerun of a finished run returns them too.
+
+    Raises:
+        ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
     """
     from dataclasses import replace
 
@@ -239,28 +253,27 @@ def train_with_samples(config: GANTrainingConfig, images: np.ndarray, run_dir: s
     if sample_every < 1 or fid_every < 0 or fid_samples < 2:
         raise ConfigError(f"sample_every must be >= 1, fid_every >= 0 and fid_samples >= 2; got {sample_every}, "
                           f"{fid_every} and {fid_samples}")
+    store = CheckpointStore(run_dir / "checkpoints")
+    check_same_config(store, config, RESUMABLE_CHANGES)  # before the FID features are computed
     noise = sample_noise(samples, config.model.latent_dim, torch.Generator().manual_seed(config.seed + 1))
     sample_stops, fid_stops = _stops(sample_every, config.steps), _stops(fid_every, config.steps) if fid_every else set()
     # A stretch ends on a checkpoint, so the next one resumes exactly there.
     stretch = replace(config, checkpoint_every=min(config.checkpoint_every, sample_every, fid_every or sample_every))
     meter = _FIDMeter(run_dir, images, fid_samples, seed=config.seed, progress=progress) if fid_every else None
-    losses: dict[str, list[float]] = {"step": []}
     generator = None
-    done = CheckpointStore(run_dir / "checkpoints").latest_step()
+    done = store.latest_step()
     stops = sorted(sample_stops | fid_stops)
     # Stretches a resumed run has already done keep their grids; the last one always runs
     # (it does nothing when the run is finished) so the generator is returned.
     for stop in [stop for stop in stops if stop > done] or stops[-1:]:
-        generator, history = train_dcgan(replace(stretch, steps=stop), images, run_dir, progress=progress)
-        losses["step"] += history.steps
-        for key, values in history.values.items():
-            losses.setdefault(key, []).extend(values)
+        generator, _ = train_dcgan(replace(stretch, steps=stop), images, run_dir, progress=progress)
         if stop > done and stop in sample_stops:
             save_image(sample_grid(generator, noise), run_dir / "samples" / f"step-{stop:06d}.png", overwrite=True)
         if stop > done and meter is not None and stop in fid_stops:
             meter.record(stop, generator)
     assert generator is not None
-    return generator, losses
+    state = store.latest_state()  # every stretch ends on a checkpoint, which holds the whole log
+    return generator, History.from_dict(state.history, state.step).as_columns() if state else {"step": []}
 
 
 def _stops(every: int, steps: int) -> set[int]:

@@ -82,9 +82,32 @@ class History:
         for key, total in sums.items():
             self.values.setdefault(key, []).append(total / count)
 
+    def to_dict(self) -> dict[str, Any]:
+        """{"steps": [...], "values": {name: [...]}}: what a checkpoint keeps."""
+        return {"steps": list(self.steps), "values": {key: list(values) for key, values in self.values.items()}}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any], until: int) -> History:
+        """The log a checkpoint kept, up to step ``until`` (a damaged or missing log gives an empty one)."""
+        steps, values = saved.get("steps", []), saved.get("values", {})
+        if not (isinstance(steps, list) and isinstance(values, dict)
+                and all(isinstance(v, list) and len(v) == len(steps) for v in values.values())):
+            log.warning("the checkpoint's loss log is damaged; the plot starts at step %d", until)
+            return cls(resumed_from=until)
+        kept = [index for index, step in enumerate(steps) if isinstance(step, int) and step <= until]
+        return cls([steps[i] for i in kept], {key: [v[i] for i in kept] for key, v in values.items()}, until)
+
+    def as_columns(self) -> dict[str, list[float]]:
+        """{"step": [...], name: [...]}: the form the training plots take."""
+        return {"step": list(self.steps), **{key: list(values) for key, values in self.values.items()}}
+
 
 class Trainer:
-    """Runs a task for ``config.steps`` optimiser steps, resuming from ``run_dir`` if it holds one."""
+    """Runs a task for ``config.steps`` optimiser steps, resuming from ``run_dir`` if it holds one.
+
+    ``log`` is the whole run's loss log (earlier sessions' too, from the checkpoint it resumed);
+    :meth:`fit` returns the part it added.
+    """
 
     def __init__(self, task: Task, optimizers: dict[str, torch.optim.Optimizer], config: TrainerConfig,
                  run_dir: str | Path | None = None, extra: dict[str, Any] | None = None) -> None:
@@ -96,15 +119,21 @@ class Trainer:
         self.store = CheckpointStore(run_dir, config.keep_last) if run_dir is not None else None
         self.extra = extra or {}
         self.step = 0
+        self.log = History()
         self.after_step = task.after_step if isinstance(task, TaskAfterStep) else None
         self._others = {phase: _other_parameters(task.model, optimizer) for phase, optimizer in optimizers.items()}
 
     def resume(self) -> int:
-        """Load the run's latest checkpoint, if any; returns the step it reached."""
+        """Load the run's latest checkpoint, if any; returns the step it reached.
+
+        What a run killed while saving left behind (hidden staging folders) is removed first.
+        """
         if self.store is not None:
+            self.store.clean_stale()
             state = self.store.load_latest(self.task.model, self.optimizers)
             if state is not None:
                 self.step = state.step
+                self.log = History.from_dict(state.history, state.step)
                 log.info("resumed from %s (step %d)", state.path, state.step)
         return self.step
 
@@ -125,11 +154,12 @@ class Trainer:
                 bar.update(1)
                 if self.step % self.config.log_every == 0 or self.step == self.config.steps:
                     history.add(self.step, sums, count)
+                    self.log.add(self.step, sums, count)
                     bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items() if k.endswith("loss")})
                     sums, count = {}, 0
                 if self.store is not None and (self.step % self.config.checkpoint_every == 0
                                                or self.step == self.config.steps):
-                    self.store.save(self.step, self.task.model, self.optimizers, self.extra)
+                    self.store.save(self.step, self.task.model, self.optimizers, self.extra, self.log.to_dict())
         return history
 
     def _train_step(self, batch: Any) -> dict[str, float]:
@@ -156,6 +186,40 @@ class Trainer:
             numbers.update({prefix + key: float(value.detach()) for key, value in out.items()
                             if isinstance(value, torch.Tensor) and value.numel() == 1})
         return numbers
+
+
+def check_same_config(store: CheckpointStore, wanted: BaseConfig, may_change: Iterable[str] = ()) -> None:
+    """Refuse to resume a run with settings other than those its latest checkpoint saved.
+
+    The checkpoint's ``extra["config"]`` is compared with ``wanted`` key by key (nested configs
+    as ``model.base_channels``); keys in ``may_change`` (e.g. the step count, to train longer)
+    may differ. Nothing to compare (a new run, an older checkpoint without a config) passes.
+
+    Raises:
+        ConfigError: one line naming the run folder and every differing key.
+    """
+    saved = store.latest_extra().get("config")
+    if not isinstance(saved, dict):
+        return
+    allowed = set(may_change)
+    changed = [key for key in _differing_keys(saved, wanted.to_dict()) if key.split(".")[0] not in allowed]
+    if changed:
+        raise ConfigError(f"{store.folder.parent} was started with other settings ({', '.join(changed)} differ); "
+                          "resume with the same ones or use a new run folder")
+
+
+def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ (JSON-normalised, so tuples equal lists)."""
+    import json
+
+    differing = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differing += _differing_keys(old, new, f"{prefix}{key}.")
+        elif json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+            differing.append(prefix + key)
+    return differing
 
 
 def _other_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:

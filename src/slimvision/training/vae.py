@@ -36,7 +36,7 @@ from slimvision.io.atomic import write_text_atomic
 from slimvision.io.medical import Intensity
 from slimvision.metrics import restoration_scores
 from slimvision.models.vae import VAEConfig, VariationalAutoencoder, build_vae
-from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
+from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
 METRICS_FILE = "metrics.json"
 #: The benchmark's damage: 60% of the pixels removed.
@@ -179,7 +179,10 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
     Writes ``checkpoints/``, ``samples/epoch-NNNN.png`` (rows: clean, damaged, reconstructed)
     and, with ``holdout`` slices, ``metrics.json`` (their SSIM / PSNR after 60% of the pixels were
     removed, at each sample stop). Returns the model (eval mode, on the CPU) and the losses of
-    the steps run in this call as {"step": [...], "loss": [...], "mse": [...], "kld": [...]}.
+    the whole run, earlier sessions included, as {"step": [...], "loss": [...], "mse": [...], "kld": [...]}.
+
+    Raises:
+        ConfigError: ``run_dir`` was started with other settings (only ``epochs`` may grow).
     """
     images = _checked(images, config.model.image_size, "training images")
     holdout = _checked(holdout, config.model.image_size, "held-out images") if holdout is not None else None
@@ -194,10 +197,10 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
                       TrainerConfig(steps=total, log_every=config.log_every,
                                     checkpoint_every=config.checkpoint_every * steps_per_epoch, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
-    _check_resumable(trainer, config)
+    assert trainer.store is not None
+    check_same_config(trainer.store, config, may_change={"epochs"})
     done = trainer.resume()
     preview = _preview_set(holdout if holdout is not None else images)
-    losses: dict[str, list[float]] = {"step": []}
     every = config.sample_every * steps_per_epoch
     stops = sorted({min(stop, total) for stop in range(every, total + every, every)})
     for stop in [stop for stop in stops if stop > done]:
@@ -205,28 +208,13 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
         batches = step_batches(images, config, trainer.step)
         if config.cosine_decay:
             batches = CosineDecay(batches, optimizer, [config.backbone_lr, config.lr], trainer.step, total)
-        history = trainer.fit(batches, resume=False)
-        losses["step"] += history.steps
-        for key, values in history.values.items():
-            losses.setdefault(key, []).extend(values)
+        trainer.fit(batches, resume=False)
         epoch = math.ceil(stop / steps_per_epoch)
         _save_preview(task.model, preview, run_dir / "samples" / f"epoch-{epoch:04d}.png")
         if holdout is not None:
             _record_metrics(run_dir, epoch, stop, evaluate(task.model, holdout, keep=EVAL_KEEP, seed=config.seed))
-    return task.model.cpu().eval(), losses
-
-
-def _check_resumable(trainer: Trainer, config: VAETrainingConfig) -> None:
-    """A run resumes only with the settings it started with (more epochs are allowed)."""
-    assert trainer.store is not None
-    saved = trainer.store.latest_extra().get("config")
-    if saved is None:
-        return
-    wanted = config.to_dict()
-    changed = sorted(key for key in set(saved) | set(wanted) if key != "epochs" and saved.get(key) != wanted.get(key))
-    if changed:
-        raise ConfigError(f"{trainer.store.folder.parent} was started with other settings ({', '.join(changed)} "
-                          "differ); resume with the same ones or use a new run folder")
+    # The whole run's log (kept in the checkpoints), so a resumed or finished run plots every step.
+    return task.model.cpu().eval(), trainer.log.as_columns()
 
 
 def _checked(images: np.ndarray, size: int, what: str) -> np.ndarray:
