@@ -7,7 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, fraction,
+                                     positive_float, positive_int)
 from slimvision.errors import SlimvisionError
+
+#: The box convention, stated in the help of every command that prints boxes.
+BOXES = ("Boxes are x0,y0,x1,y1: whole pixels of the image as loaded (after EXIF rotation), origin top-left, "
+         "x1/y1 the exclusive right/bottom edges; JSON output says \"box_format\": \"xyxy\".")
+MIN_FACE = 12  # px: MTCNN's smallest window
+MAX_TOP_K = 1000
+MAX_THREADS = 1024
+MAX_THRESHOLD = 4.0  # twice the largest distance between unit-length descriptors
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -17,54 +27,67 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     commands = faces.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     detect = commands.add_parser("detect", help="find faces and their 5 landmarks",
-                                 description="Print each face's box, score and landmarks.")
+                                 description=f"Print each face's box, score and landmarks. {BOXES}")
     detect.add_argument("images", nargs="+", type=Path)
     _output_options(detect)
     detect.set_defaults(run=run_detect)
 
     verify = commands.add_parser("verify", help="are the main faces of two images the same person?",
                                  description="Compare the largest face of each image. Exit status 0: same person, "
-                                             "1: different people.")
+                                             f"1: different people. {BOXES}")
     verify.add_argument("first", type=Path)
     verify.add_argument("second", type=Path)
-    verify.add_argument("--threshold", type=float, help="same-person distance (default 0.6, dlib's calibration)")
-    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    _threshold_option(verify)
+    add_json(verify)
     _detector_options(verify)
     verify.set_defaults(run=run_verify)
 
     enroll = commands.add_parser("enroll", help="add people from a folder of photos to a gallery",
                                  description="Enrol FOLDER/<name>/*.jpg: one descriptor per photo's main face. "
                                              "Photos with no face, or several faces of similar size, are reported "
-                                             "and left out. All-or-nothing: an interrupted run changes nothing.")
+                                             "and left out (exit status 1), as are photos the gallery holds already "
+                                             "(so enrolling a grown folder again adds only the new ones). "
+                                             "All-or-nothing: an interrupted run changes nothing, and the gallery "
+                                             "file is created (readable by you only) only when someone is enrolled. "
+                                             "The gallery records each photo's file name, not where it is.")
     enroll.add_argument("folder", type=Path)
-    enroll.add_argument("--gallery", type=Path, required=True, help="gallery file (SQLite; created if missing)")
-    enroll.add_argument("--json", action="store_true", help="print the report as JSON")
+    _gallery_option(enroll, "gallery file (SQLite; created if missing)")
+    _store_paths_option(enroll)
+    add_json(enroll, "the report")
+    add_quiet(enroll)
     _detector_options(enroll)
     enroll.set_defaults(run=run_enroll)
 
     identify = commands.add_parser("identify", help="who is in these images? (1:N against a gallery)",
                                    description="For every face: the nearest enrolled people, and the name when "
-                                               "the nearest is within the threshold ('unknown' otherwise).")
+                                               f"the nearest is within the threshold ('unknown' otherwise). {BOXES}")
     identify.add_argument("images", nargs="+", type=Path)
-    identify.add_argument("--gallery", type=Path, required=True)
-    identify.add_argument("--top-k", type=int, default=3, help="nearest people listed per face (default 3)")
-    identify.add_argument("--threshold", type=float, help="same-person distance (default 0.6)")
+    _gallery_option(identify, "gallery file to search (never changed)")
+    identify.add_argument("--top-k", type=positive_int("--top-k", MAX_TOP_K), default=3,
+                          help="nearest people listed per face (default 3)")
+    _threshold_option(identify)
     _output_options(identify)
     identify.set_defaults(run=run_identify)
 
     video = commands.add_parser("video", help="recognise faces in a video, skipping frames where nothing moved",
                                 description="Detect (and with --gallery, identify) faces frame by frame. The motion "
-                                            "gate repeats the last result on frames where nothing moved. Writes the "
-                                            "video with boxes and names drawn (-o) and, with --events, one JSON line "
-                                            "each time the people in view change.")
+                                            "gate repeats the last result on frames where nothing moved, and "
+                                            "re-checks every 3rd frame while a face is in view, so a person who "
+                                            "leaves is noticed within 2 frames. Writes the video with boxes "
+                                            "(x0,y0,x1,y1 px, exclusive right/bottom edges) and names drawn (-o) and "
+                                            "one JSON line each time the people in view change (--events FILE; "
+                                            "without it, the changes are printed).")
     video.add_argument("source", help="video file, webcam number (0) or stream URL (webcams/streams need OpenCV)")
     video.add_argument("-o", "--output", type=Path, help="annotated video to write (.mp4, .mkv, .webm, ...)")
     video.add_argument("--gallery", type=Path, help="gallery of enrolled people to identify")
-    video.add_argument("--events", "--json", dest="events", type=Path,
-                       help="JSON lines: who entered and left, frame by frame")
+    video.add_argument("--events", type=Path, metavar="FILE",
+                       help="write JSON lines to FILE: who entered and left, frame by frame")
     video.add_argument("--no-gate", action="store_true", help="process every frame")
-    video.add_argument("--max-frames", type=int, help="stop after this many frames (for cameras)")
-    video.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    video.add_argument("--max-frames", type=positive_int("--max-frames"),
+                       help="stop after this many frames (for cameras)")
+    add_overwrite(video)
+    add_json(video, "a summary (frames processed and skipped, the events)")
+    add_quiet(video)
     _detector_options(video)
     video.set_defaults(run=run_video)
 
@@ -76,49 +99,107 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--root", type=Path, required=True, help="folder holding NAME/NAME_0001.jpg ...")
     evaluate.add_argument("--extension", default="jpg", help="image file extension (default jpg)")
     evaluate.add_argument("--roc", type=Path, help="save the ROC curve as this PNG")
-    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
-    evaluate.add_argument("--overwrite", action="store_true", help="replace the ROC image if it exists")
+    add_json(evaluate, "the scores")
+    add_overwrite(evaluate, "the ROC image")
+    add_quiet(evaluate)
     _detector_options(evaluate)
     evaluate.set_defaults(run=run_eval)
 
+    _gallery_commands(commands)
+
+
+def _gallery_commands(commands: argparse._SubParsersAction) -> None:
+    """``faces gallery list|add|remove|rename``: one sub-command each, with its own arguments, so
+    options may come anywhere (``gallery rename --gallery g OLD NEW``)."""
     gallery = commands.add_parser("gallery", help="list, add, remove or rename enrolled people",
-                                  description="Edit a gallery file; every change is one transaction. add NAME "
-                                              "PHOTO...: enrol more photos of one person (each photo's main face).")
-    gallery.add_argument("action", choices=["list", "add", "remove", "rename"])
-    gallery.add_argument("names", nargs="*", help="add: NAME PHOTO...; remove: NAME; rename: OLD NEW")
-    gallery.add_argument("--gallery", type=Path, required=True)
-    gallery.add_argument("--json", action="store_true")
-    _detector_options(gallery)
-    gallery.set_defaults(run=run_gallery)
+                                  description="Read or edit a gallery file; every change is one transaction.")
+    actions = gallery.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="the enrolled people", description="The enrolled people, by name.")
+    _gallery_option(listing, "gallery file (never changed)")
+    add_json(listing, "the people")
+    listing.set_defaults(run=run_gallery_list)
+
+    add = actions.add_parser("add", help="enrol more photos of one person",
+                             description="Enrol more photos of one person (each photo's main face), all in one "
+                                         "transaction; photos the gallery holds already are reported and left out. "
+                                         "Creates the gallery if it does not exist.")
+    add.add_argument("name", help="the person's name")
+    add.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    _gallery_option(add, "gallery file (SQLite; created if missing)")
+    _store_paths_option(add)
+    add_json(add, "the report")
+    add_quiet(add)
+    _detector_options(add)
+    add.set_defaults(run=run_gallery_add)
+
+    remove = actions.add_parser("remove", help="remove a person and all their photos' descriptors",
+                                description="Remove a person and all their descriptors.")
+    remove.add_argument("name", help="the person's name")
+    _gallery_option(remove, "gallery file")
+    add_json(remove)
+    remove.set_defaults(run=run_gallery_remove)
+
+    rename = actions.add_parser("rename", help="rename a person", description="Rename a person.")
+    rename.add_argument("old", help="the person's name now")
+    rename.add_argument("new", help="their new name (not taken by anyone else)")
+    _gallery_option(rename, "gallery file")
+    add_json(rename)
+    rename.set_defaults(run=run_gallery_rename)
+
+
+def _gallery_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--gallery", type=Path, required=True, help=help)
+
+
+def _store_paths_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store-paths", action="store_true",
+                        help="record each photo's absolute path in the gallery (default: its file name only)")
+
+
+def _threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=positive_float("--threshold", MAX_THRESHOLD),
+                        help="same-person distance (default 0.6, dlib's calibration)")
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-face", type=float, default=40, help="smallest face searched, px (default 40)")
-    parser.add_argument("--min-score", type=float, default=0.9, help="face probability kept (default 0.9)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--min-face", type=bounded("--min-face", float, MIN_FACE, MAX_SIDE), default=40,
+                        help=f"smallest face searched, px (default 40; at least {MIN_FACE}, MTCNN's window)")
+    parser.add_argument("--min-score", type=fraction("--min-score"), default=0.9,
+                        help="face probability kept, 0-1 (default 0.9)")
+    parser.add_argument("--threads", type=positive_int("--threads", MAX_THREADS),
+                        help="ONNX Runtime threads (default: all cores)")
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
     _detector_options(parser)
-    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    add_json(parser, "the results")
+    add_quiet(parser)
     parser.add_argument("--annotate", type=Path, metavar="FOLDER",
                         help="also save each image with boxes, landmarks and labels drawn, into FOLDER")
-    parser.add_argument("--overwrite", action="store_true", help="replace annotated images that exist")
+    add_overwrite(parser, "annotated images")
 
 
 def _recognizer(args: argparse.Namespace) -> Any:
     from slimvision.inference.faces import FaceRecognizer
     from slimvision.inference.session import SessionSettings
 
-    if args.min_face < 12:
-        raise SlimvisionError(f"--min-face must be at least 12 px (MTCNN's window), got {args.min_face:g}")
     return FaceRecognizer(SessionSettings(threads=args.threads), min_face_size=args.min_face,
                           min_score=args.min_score, threshold=getattr(args, "threshold", None))
 
 
-def _face_json(face: Any) -> dict[str, Any]:
-    return {"box": [round(float(v), 1) for v in face.box], "score": round(float(face.score), 4),
+def _face_json(face: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    """A face as JSON: its box by the box convention (whole pixels, x1/y1 exclusive), score, landmarks."""
+    from slimvision.inference.faces import box_xyxy
+
+    return {"box": box_xyxy(face.box, shape), "score": round(float(face.score), 4),
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]}
+
+
+def _box_text(face: Any, shape: tuple[int, ...]) -> str:
+    from slimvision.inference.faces import box_xyxy
+
+    return "box " + ",".join(str(value) for value in box_xyxy(face.box, shape))
 
 
 def _save_annotated(args: argparse.Namespace, path: Path, image: Any, faces: list[Any]) -> None:
@@ -131,115 +212,129 @@ def _save_annotated(args: argparse.Namespace, path: Path, image: Any, faces: lis
                protected=args.images)
 
 
-def run_detect(args: argparse.Namespace) -> int:
+def _images(args: argparse.Namespace) -> Any:
+    """(path, image) for each image argument, with a progress bar when there are several."""
     from slimvision.io.images import load_image
+    from slimvision.progress import progress_bar
 
+    with progress_bar(len(args.images), enabled=not (args.quiet or args.json) and len(args.images) > 1,
+                      desc=f"faces {args.command}", unit="image", leave=False) as bar:
+        for path in args.images:
+            yield path, load_image(path, min_side=int(args.min_face))
+            bar.update()
+
+
+def run_detect(args: argparse.Namespace) -> int:
     recognizer = _recognizer(args)
-    results = {}
-    for path in args.images:
-        image = load_image(path, min_side=int(args.min_face))
+    results, lines = {}, []
+    for path, image in _images(args):
         faces = recognizer.detect(image)
-        results[str(path)] = [_face_json(face) for face in faces]
+        results[str(path)] = [_face_json(face, image.shape) for face in faces]
         _save_annotated(args, path, image, faces)
-        if not args.json:
-            print(f"{path}: {len(faces)} face{'s' * (len(faces) != 1)}")
-            for face in faces:
-                print(f"  box {tuple(round(v) for v in face.box)}  score {face.score:.3f}")
-    if args.json:
-        print(json.dumps(results, indent=2))
+        lines.append(f"{path}: {len(faces)} face{'s' * (len(faces) != 1)}")
+        lines += [f"  {_box_text(face, image.shape)}  score {face.score:.3f}" for face in faces]
+    print(json.dumps({"box_format": "xyxy", "images": results}, indent=2) if args.json else "\n".join(lines))
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from slimvision.inference.faces import box_xyxy
     from slimvision.io.images import load_image
 
     recognizer = _recognizer(args)
     first, second = (load_image(path, min_side=int(args.min_face)) for path in (args.first, args.second))
     result = recognizer.verify(first, second, (str(args.first), str(args.second)))
     if args.json:
+        boxes = {key: box_xyxy(face.box, image.shape)
+                 for key, face, image in zip(("first", "second"), result.faces, (first, second))}
         print(json.dumps({"first": str(args.first), "second": str(args.second), "distance": result.distance,
                           "similarity": result.similarity, "threshold": result.threshold,
-                          "same_person": result.same_person}, indent=2))
+                          "same_person": result.same_person, "box_format": "xyxy", "boxes": boxes}, indent=2))
     else:
         verdict = "same person" if result.same_person else "different people"
         print(f"{verdict}: distance {result.distance:.4f} (threshold {result.threshold:g}), "
               f"similarity {result.similarity:.4f}")
+        for path, face, image in zip((args.first, args.second), result.faces, (first, second)):
+            print(f"  {path}: {_box_text(face, image.shape)}")
     return 0 if result.same_person else 1
 
 
-def _open_gallery(path: Path, create: bool) -> Any:
-    from slimvision.errors import InputError
+def _open_gallery(path: Path, create: bool = False, write: bool = False) -> Any:
+    """The gallery at ``path``: read only unless ``write`` (an existing one) or ``create`` (made by its
+    first change). An empty file, another SQLite database or a damaged file is a one-line error."""
     from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
 
-    if not create and not path.is_file():
-        raise InputError(path, "no such gallery (make one with 'slimvision faces enroll')")
-    return Gallery.open(path, DLIB_RESNET_V1)
+    return Gallery.open(path, DLIB_RESNET_V1, mode="c" if create else "w" if write else "r")
 
 
 def run_enroll(args: argparse.Namespace) -> int:
     from slimvision.inference.faces import enroll_folder
 
-    gallery = _open_gallery(args.gallery, create=True)
-    report = enroll_folder(_recognizer(args), gallery, args.folder, progress=not args.json)
+    with _open_gallery(args.gallery, create=True) as gallery:  # refuses a file that is not a gallery at once
+        report = enroll_folder(_recognizer(args), gallery, args.folder, progress=not (args.quiet or args.json),
+                               store_paths=args.store_paths)
     if args.json:
-        print(json.dumps({"added": report.added, "skipped": report.skipped, "gallery": str(args.gallery)}, indent=2))
+        print(json.dumps({"gallery": str(args.gallery), "added": report.added, "skipped": report.skipped,
+                          "failed": sorted(report.failed)}, indent=2))
     else:
         total = sum(report.added.values())
         print(f"enrolled {total} photo{'s' * (total != 1)} of {len(report.added)} "
-              f"{'person' if len(report.added) == 1 else 'people'} into {args.gallery}")
+              f"{'person' if len(report.added) == 1 else 'people'} into {args.gallery}"
+              + ("" if args.gallery.exists() else " (nothing to write: no gallery file made)"))
         for path, reason in report.skipped.items():
             print(f"  skipped {path}: {reason}")
-    return 0 if report.added else 1
+    return 1 if report.failed else 0
 
 
 def run_identify(args: argparse.Namespace) -> int:
-    from slimvision.io.images import load_image
-
-    if args.top_k < 1:
-        raise SlimvisionError(f"--top-k must be at least 1, got {args.top_k}")
-    gallery = _open_gallery(args.gallery, create=False)
-    recognizer = _recognizer(args)
-    results = {}
-    for path in args.images:
-        image = load_image(path, min_side=int(args.min_face))
-        faces = recognizer.identify(image, gallery, args.top_k)
-        results[str(path)] = [{**_face_json(face.face), "name": face.name,
-                               "matches": [{"name": m.name, "distance": round(m.distance, 4), "match": m.is_match}
-                                           for m in face.matches]} for face in faces]
-        _save_annotated(args, path, image, faces)
-        if not args.json:
-            print(f"{path}: {len(faces)} face{'s' * (len(faces) != 1)}")
+    with _open_gallery(args.gallery) as gallery:
+        gallery.load()  # a damaged gallery is an error even for images without faces
+        recognizer = _recognizer(args)
+        results, lines = {}, []
+        for path, image in _images(args):
+            faces = recognizer.identify(image, gallery, args.top_k)
+            results[str(path)] = [{**_face_json(face.face, image.shape), "name": face.name,
+                                   "matches": [{"name": m.name, "distance": round(m.distance, 4), "match": m.is_match}
+                                               for m in face.matches]} for face in faces]
+            _save_annotated(args, path, image, faces)
+            lines.append(f"{path}: {len(faces)} face{'s' * (len(faces) != 1)}")
             for face in faces:
                 nearest = ", ".join(f"{m.name} {m.distance:.3f}" for m in face.matches)
-                print(f"  {face.name or 'unknown'}  box {tuple(round(v) for v in face.face.box)}  nearest: {nearest}")
-    if args.json:
-        print(json.dumps(results, indent=2))
+                lines.append(f"  {face.name or 'unknown'}  {_box_text(face.face, image.shape)}  nearest: {nearest}")
+    print(json.dumps({"box_format": "xyxy", "images": results}, indent=2) if args.json else "\n".join(lines))
     return 0
 
 
-def run_gallery(args: argparse.Namespace) -> int:
-    gallery = _open_gallery(args.gallery, create=args.action == "add")
-    wanted = {"list": 0, "remove": 1, "rename": 2}.get(args.action)
-    if (len(args.names) != wanted) if wanted is not None else len(args.names) < 2:
-        usage = {"list": "no names", "add": "NAME PHOTO...", "remove": "one NAME", "rename": "OLD NEW"}[args.action]
-        raise SlimvisionError(f"gallery {args.action} takes {usage}, got {len(args.names)} arguments")
-    if args.action == "add":
-        return _add_photos(args, gallery)
-    if args.action == "remove":
-        count = gallery.remove(args.names[0])
-        print(f"removed {args.names[0]!r} ({count} descriptor{'s' * (count != 1)})")
-    elif args.action == "rename":
-        gallery.rename(*args.names)
-        print(f"renamed {args.names[0]!r} to {args.names[1]!r}")
+def run_gallery_list(args: argparse.Namespace) -> int:
+    with _open_gallery(args.gallery) as gallery:
+        people, info = gallery.load().people(), gallery.embedder
+    if args.json:
+        print(json.dumps([{"name": p.name, "faces": p.faces, "added": p.added} for p in people], indent=2))
     else:
-        people = gallery.people()
-        if args.json:
-            print(json.dumps([{"name": p.name, "faces": p.faces, "added": p.added} for p in people], indent=2))
-        else:
-            info = gallery.embedder
-            print(f"{args.gallery}: {len(people)} people, {info.name} v{info.version} descriptors")
-            for person in people:
-                print(f"  {person.name}  ({person.faces} photo{'s' * (person.faces != 1)}, since {person.added})")
+        print(f"{args.gallery}: {len(people)} {'person' if len(people) == 1 else 'people'}, "
+              f"{info.name} v{info.version} descriptors")
+        for person in people:
+            print(f"  {person.name}  ({person.faces} photo{'s' * (person.faces != 1)}, since {person.added})")
+    return 0
+
+
+def run_gallery_remove(args: argparse.Namespace) -> int:
+    with _open_gallery(args.gallery, write=True) as gallery:
+        count = gallery.remove(args.name)
+    if args.json:
+        print(json.dumps({"removed": args.name, "descriptors": count}, indent=2))
+    else:
+        print(f"removed {args.name!r} ({count} descriptor{'s' * (count != 1)})")
+    return 0
+
+
+def run_gallery_rename(args: argparse.Namespace) -> int:
+    with _open_gallery(args.gallery, write=True) as gallery:
+        gallery.rename(args.old, args.new)
+    if args.json:
+        print(json.dumps({"renamed": args.old, "to": " ".join(args.new.split())}, indent=2))
+    else:
+        print(f"renamed {args.old!r} to {' '.join(args.new.split())!r}")
     return 0
 
 
@@ -248,52 +343,104 @@ def run_video(args: argparse.Namespace) -> int:
     import itertools
     import time
 
-    from slimvision.inference.face_video import open_stream, recognize_frames
+    from slimvision.inference.face_video import PresenceEvents, open_stream, recognize_frames
     from slimvision.inference.faces import annotate
     from slimvision.inference.motion_gate import MotionGate
     from slimvision.io.atomic import atomic_write
     from slimvision.io.video import VideoWriter
+    from slimvision.progress import progress_bar
 
-    if args.output is None and args.events is None:
-        raise SlimvisionError("faces video: give -o OUT.mp4 and/or --json EVENTS.jsonl")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise SlimvisionError(f"--max-frames must be at least 1, got {args.max_frames}")
-    frames, fps, (width, height) = open_stream(args.source)
+    inputs = [Path(args.source)] if Path(args.source).is_file() else []
+    inputs += [args.gallery] if args.gallery else []
+    _check_video_outputs(args, inputs)  # all of them, before anything is read or written
+    stream = open_stream(args.source)
+    frames, length = stream.frames, stream.length
     if args.max_frames is not None:
-        frames = itertools.islice(frames, args.max_frames)
+        frames, length = itertools.islice(frames, args.max_frames), min(length or args.max_frames, args.max_frames)
     gallery = _open_gallery(args.gallery, create=False) if args.gallery else None
     gate = None if args.no_gate else MotionGate()
     results = recognize_frames(frames, _recognizer(args), gate, gallery)
-    protected = [args.source] if Path(args.source).is_file() else []
+    presence, events = PresenceEvents(stream.fps), []
+    width, height = stream.size
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(VideoWriter(args.output, width=width, height=height, fps=fps,
-                                                 overwrite=args.overwrite, protected=protected)) if args.output else None
-        events = stack.enter_context(_text_output(args.events, args.overwrite, atomic_write)) if args.events else None
-        present: list[str] = []
+        writer = stack.enter_context(VideoWriter(args.output, width=width, height=height, fps=stream.fps or 25.0,
+                                                 overwrite=args.overwrite, protected=inputs)) if args.output else None
+        lines = stack.enter_context(_text_output(args.events, args.overwrite, inputs, atomic_write)) \
+            if args.events else None
+        bar = stack.enter_context(progress_bar(length, enabled=not (args.quiet or args.json), unit="frame",
+                                               desc="faces video", leave=False))
         started, count, processed = time.perf_counter(), 0, 0
         for result in results:
             count, processed = count + 1, processed + result.processed
+            bar.update()
             if writer is not None:
                 writer.write(annotate(result.frame, result.faces) if result.faces else result.frame)
-            if result.names != present and events is not None:
-                events.write(json.dumps({"frame": result.index, "time_s": round(result.index / fps, 3),
-                                         "present": result.names,
-                                         "entered": sorted(set(result.names) - set(present)),
-                                         "left": sorted(set(present) - set(result.names))}) + "\n")
-            present = result.names
+            event = presence.update(result)
+            if event is not None:
+                events.append(event)
+                if lines is not None:
+                    lines.write(json.dumps(event) + "\n")
+                elif not args.json:
+                    print(_event_text(event))
         seconds = time.perf_counter() - started
-    print(f"{count} frames in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s): {processed} processed, "
-          f"{count - processed} skipped by the motion gate" + (" (off)" if gate is None else ""))
+    _print_video_summary(args, count, processed, seconds, gate is not None, events)
     return 0
 
 
-def _text_output(path: Path, overwrite: bool, atomic_write: Any) -> Any:
+def _check_video_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """Refuse an output that is an input, two outputs with one name, or (without --overwrite) one that exists."""
+    from slimvision.errors import OutputError
+
+    outputs = [path for path in (args.output, args.events) if path is not None]
+    for output in outputs:
+        if any(_same_path(output, source) for source in inputs):
+            raise OutputError(output, "is an input file; refusing to overwrite an input")
+        if output.exists() and not args.overwrite:
+            raise OutputError(output, "exists; pass --overwrite to replace it")
+    if len(outputs) == 2 and _same_path(*outputs):
+        raise OutputError(args.events, "is also the -o video; give the events file a name of its own")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (links included), or would once created."""
+    import os
+
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """One line per change of the people in view."""
+    when = f"frame {event['frame']}" + (f" ({event['time_s']:.2f} s)" if event["time_s"] is not None else "")
+    changes = [f"{verb} {', '.join(names)}" for verb, names in (("entered", event["entered"]),
+                                                                 ("left", event["left"])) if names]
+    return f"{when}: {'; '.join(changes)}"
+
+
+def _print_video_summary(args: argparse.Namespace, count: int, processed: int, seconds: float, gated: bool,
+                         events: list[dict[str, Any]]) -> None:
+    rate = count / max(seconds, 1e-9)
+    if args.json:
+        print(json.dumps({"source": args.source, "frames": count, "processed": processed,
+                          "skipped": count - processed, "motion_gate": gated, "seconds": round(seconds, 3),
+                          "frames_per_second": round(rate, 2), "output": str(args.output) if args.output else None,
+                          "events_file": str(args.events) if args.events else None, "events": events}, indent=2))
+        return
+    print(f"{count} frames in {seconds:.1f} s ({rate:.1f} frames/s): {processed} processed, "
+          f"{count - processed} skipped by the motion gate" + ("" if gated else " (off)"))
+
+
+def _text_output(path: Path, overwrite: bool, protected: list[Path], atomic_write: Any) -> Any:
     """A text file opened for writing, moved into place only if everything succeeds."""
     import contextlib
 
     @contextlib.contextmanager
     def opened() -> Any:
-        with atomic_write(path, overwrite=overwrite) as temp, open(temp, "w") as handle:
+        with atomic_write(path, overwrite=overwrite, protected=protected) as temp, open(temp, "w") as handle:
             yield handle
 
     return opened()
@@ -312,7 +459,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.roc is not None and args.roc.exists() and not args.overwrite:
         raise SlimvisionError(f"{args.roc}: exists; pass --overwrite to replace it")
     recognizer = _recognizer(args)
-    distances, faceless = pair_distances(pairs, recognizer, progress=not args.json)
+    distances, faceless = pair_distances(pairs, recognizer, progress=not (args.quiet or args.json))
     scores = verification_scores(distances, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]))
     scores["images_without_a_face"] = faceless
     if args.roc is not None:
@@ -327,17 +474,45 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_photos(args: argparse.Namespace, gallery: Any) -> int:
-    """``gallery add NAME PHOTO...``: every photo's main face, all in one transaction."""
+def run_gallery_add(args: argparse.Namespace) -> int:
+    """``gallery add NAME PHOTO...``: every photo's main face, all in one transaction; a photo
+    the gallery (or this command line) holds already is reported and left out."""
     import numpy as np
 
+    from slimvision.inference.face_gallery import Enrolment
+    from slimvision.inference.faces import photo_source, read_photo_digest
     from slimvision.io.images import load_image
+    from slimvision.progress import progress_bar
 
-    name, photos = args.names[0], [Path(photo) for photo in args.names[1:]]
-    recognizer = _recognizer(args)
-    vectors = [recognizer.main_face(load_image(photo, min_side=int(args.min_face)), str(photo)).descriptor
-               for photo in photos]
-    count = gallery.add(name, np.stack(vectors), [str(photo) for photo in photos])
-    print(f"added {count} photo{'s' * (count != 1)} of {name!r}")
+    with _open_gallery(args.gallery, create=True) as gallery:
+        digests = [read_photo_digest(photo) for photo in args.photos]
+        known, seen = gallery.find_photos(digests), {}
+        skipped, new = {}, []
+        for photo, digest in zip(args.photos, digests):
+            if digest in known or digest in seen:
+                skipped[str(photo)] = f"already enrolled as {known[digest]!r}" if digest in known \
+                    else f"the same photo as {seen[digest]}"
+            else:
+                seen[digest] = photo
+                new.append((photo, digest))
+        recognizer = _recognizer(args) if new else None
+        vectors = []
+        with progress_bar(len(new), enabled=not (args.quiet or args.json) and len(new) > 1, desc="adding",
+                          unit="photo", leave=False) as bar:
+            for photo, _ in new:
+                vectors.append(recognizer.main_face(load_image(photo, min_side=int(args.min_face)), str(photo)).descriptor)
+                bar.update()
+        left_out = gallery.add_people({args.name: Enrolment(
+            np.stack(vectors), [photo_source(photo, args.store_paths) for photo, _ in new],
+            [digest for _, digest in new])}) if new else []
+        for duplicate in left_out:
+            skipped[str(new[duplicate.position][0])] = \
+                f"already enrolled as {duplicate.enrolled_as!r} (an identical face descriptor)"
+    count = len(new) - len(left_out)
+    if args.json:
+        print(json.dumps({"name": args.name, "added": count, "skipped": skipped}, indent=2))
+    else:
+        print(f"added {count} photo{'s' * (count != 1)} of {args.name!r}")
+        for path, reason in skipped.items():
+            print(f"  skipped {path}: {reason}")
     return 0
-

@@ -649,6 +649,12 @@ class Gallery:
     def people(self) -> list[Person]:
         return self.store.people()
 
+    def load(self) -> Gallery:
+        """Read (and check) every descriptor now rather than at the first search, so a damaged
+        gallery is reported even when nothing is searched; returns the gallery."""
+        self._load()
+        return self
+
     def _load(self) -> None:
         version = self.store.version()
         if version == self._loaded_version:
