@@ -124,3 +124,58 @@ def test_a_mask_channel_unet_trains_from_the_cli_and_is_told_the_mask_when_denoi
                  "--mask", str(tmp_path / "mask.png")]) == 0
     before, after = np.asarray(Image.open(source)), np.asarray(Image.open(tmp_path / "told.png").convert("L"))
     assert np.array_equal(after[1::2], before[1::2])
+
+
+def _exit_code(argv: list[str]) -> int:
+    """main()'s return, or argparse's exit code for a refused option."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def test_outputs_are_checked_whole_and_never_an_input(trained, tmp_path, capsys):
+    root, run = trained
+    model = ["--model", str(run / "export")]
+    volume = np.zeros((20, 20, 5), np.uint8)
+    volume[5:15, 5:15, 1:4] = 200
+    head = tmp_path / "head.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), head)
+    # Three slices into "x.png": refused, not silently a folder named x.png.
+    assert main(["vae", "denoise", str(head), "-o", str(tmp_path / "x.png"), *model]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "x.png: looks like a file name, but this run writes 3 outputs" in error and "\n" not in error
+    assert not (tmp_path / "x.png").exists()
+    assert main(["vae", "denoise", str(head), "-o", f"{tmp_path / 'x.png'}/", *model]) == 0
+    assert len(list((tmp_path / "x.png").glob("head_slice-*.png"))) == 3
+    # The mask is an input: never replaced by the output, --overwrite or not.
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(mask)
+    before = mask.read_bytes()
+    assert main(["vae", "denoise", str(root / "data" / "slice3.png"), "-o", str(mask), "--mask", str(mask),
+                 "--overwrite", *model]) == 2
+    assert "mask.png: is an input file" in capsys.readouterr().err and mask.read_bytes() == before
+    # Replaying a manifest into its own folder would overwrite the manifest it reads.
+    first = tmp_path / "aug"
+    assert main(["vae", "augment", str(root / "data"), "-n", "2", "-o", str(first), *model]) == 0
+    manifest = (first / "manifest.json").read_bytes()
+    assert main(["vae", "augment", "--replay", str(first / "manifest.json"), "-o", str(first), "--overwrite"]) == 2
+    assert "manifest.json: is an input file" in capsys.readouterr().err
+    assert (first / "manifest.json").read_bytes() == manifest
+    # A run that would replace one existing image stops before making any.
+    second = tmp_path / "aug2"
+    second.mkdir()
+    name = json.loads(manifest)["entries"][1]["file"]
+    (second / name).write_bytes(b"mine")
+    assert main(["vae", "augment", "--replay", str(first / "manifest.json"), "-o", str(second)]) == 2
+    assert f"{name}: exists" in capsys.readouterr().err
+    assert sorted(p.name for p in second.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("option, value", [("--count", "0"), ("--columns", "-1"), ("--temperature", "nan"),
+                                           ("--seed", "-1"), ("--seed", "4294967296")])
+def test_sample_refuses_bad_numbers_in_one_line(tmp_path, capsys, option, value):
+    assert _exit_code(["vae", "sample", "-o", str(tmp_path / "g.png"), option, value]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {option} must be") and "\n" not in error
+    assert not (tmp_path / "g.png").exists()

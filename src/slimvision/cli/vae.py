@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slimvision.cli.arguments import number_list
+from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
+                                     check_folder_output, fraction, non_negative_float, number_list,
+                                     positive_float, positive_int, seed)
 
 _WINDOW = number_list("--window")
+_MAX_IMAGES = 100_000  # images one augment/sample run writes
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -25,13 +28,15 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "(rows: clean, 60%% of pixels removed, restored, reconstructed), RUN/losses.png, RUN/vae/ "
                     "(weights + config) and RUN/export/ (ONNX graphs for the other commands).")
     train.add_argument("data", type=Path, nargs="*", help="training files or folders")
-    train.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    add_output(train, "run folder")
     train.add_argument("--mni152", action="store_true",
                        help="train on the MNI152 template's training slices (nilearn ships it); its held-out "
                             "slices are scored at every sample stop")
     train.add_argument("--holdout", type=Path, nargs="+", default=None, help="held-out files or folders to score")
-    train.add_argument("--image-size", type=int, default=128, help="side of the network's square (default 128)")
-    train.add_argument("--latent-dim", type=int, default=512, help="latent size (default 512, as in the paper)")
+    train.add_argument("--image-size", type=bounded("--image-size", int, 32, 1024), default=128,
+                       help="side of the network's square, 32..1024 (default 128)")
+    train.add_argument("--latent-dim", type=positive_int("--latent-dim", 65_536), default=512,
+                       help="latent size (default 512, as in the paper)")
     train.add_argument("--backbone", default="efficientnet-lite0", choices=("efficientnet-lite0", "efficientnet-b1"))
     train.add_argument("--backbone-weights", type=Path, default=None,
                        help="a state dict for the backbone (default: Lite0's shipped ImageNet weights; B1 starts "
@@ -41,32 +46,36 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--mask-channel", action="store_true",
                        help="the network is also told which pixels are intact (denoise --mask / --zeros-missing "
                             "pass it on); without it a removed pixel looks like black background")
-    train.add_argument("--epochs", type=int, default=100)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--backbone-lr", type=float, default=2e-4)
+    train.add_argument("--epochs", type=positive_int("--epochs", 1_000_000), default=100)
+    train.add_argument("--batch-size", type=positive_int("--batch-size", 65_536), default=16)
+    train.add_argument("--lr", type=positive_float("--lr", 10), default=1e-3)
+    train.add_argument("--backbone-lr", type=non_negative_float("--backbone-lr", 10), default=2e-4,
+                       help="learning rate of the pretrained backbone (0 keeps it fixed; default 2e-4)")
     train.add_argument("--constant-lr", action="store_true",
                        help="keep the learning rates fixed (default: they fall along a cosine to 0 at the last epoch)")
-    train.add_argument("--beta", type=float, default=1.0, help="weight of the KLD term (default 1: the paper's loss)")
-    train.add_argument("--l1", type=float, default=0.0, metavar="WEIGHT",
+    train.add_argument("--beta", type=non_negative_float("--beta", 1e6), default=1.0, help="weight of the KLD term (default 1: the paper's loss)")
+    train.add_argument("--l1", type=non_negative_float("--l1", 1e6), default=0.0, metavar="WEIGHT",
                        help="add WEIGHT x mean absolute error to the MSE (default 0: the paper's loss); "
                             "keeps edges sharp where MSE blurs them")
     train.add_argument("--keep", type=number_list("--keep", minimum=0), default=[0.3, 1.0], metavar="MIN,MAX",
                        help="each training image keeps a fraction of its pixels drawn from MIN..MAX (default 0.3,1; "
                             "1,1 trains a plain VAE)")
-    train.add_argument("--noise", type=float, default=0.05, help="largest Gaussian noise std (default 0.05)")
-    train.add_argument("--intact", type=float, default=0.0, metavar="P",
+    train.add_argument("--noise", type=non_negative_float("--noise", 1), default=0.05,
+                       help="largest Gaussian noise std, 0..1 (default 0.05)")
+    train.add_argument("--intact", type=fraction("--intact"), default=0.0, metavar="P",
                        help="chance that a training image loses no pixels, only gets noise (default 0); "
                             "keeps plain denoising working when --keep stops well below 1")
-    train.add_argument("--blocks", type=float, default=0.3,
+    train.add_argument("--blocks", type=fraction("--blocks"), default=0.3,
                        help="chance of 1-3 rectangular holes per training image (default 0.3)")
     train.add_argument("--no-augment", action="store_true", help="no random flips, rotations and scales")
-    train.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (default 5)")
-    train.add_argument("--sample-every", type=int, default=5, help="epochs between sample grids (default 5)")
+    train.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=5,
+                       help="epochs between checkpoints (default 5)")
+    train.add_argument("--sample-every", type=positive_int("--sample-every"), default=5,
+                       help="epochs between sample grids (default 5)")
     _intensity_arguments(train)
     train.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--seed", type=seed(), default=0)
+    add_quiet(train)
     train.set_defaults(run=run_train)
 
     export = commands.add_parser("export", help="export a trained VAE to ONNX (checked against torch)",
@@ -75,7 +84,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     export.add_argument("-o", "--output", type=Path, default=None, help="export folder (default RUN/export)")
     export.add_argument("--int8-weights", action="store_true",
                         help="store weights as int8 (a quarter of the size; compute stays float)")
-    export.add_argument("--overwrite", action="store_true")
+    add_overwrite(export)
     export.set_defaults(run=run_export)
 
     denoise = commands.add_parser(
@@ -84,7 +93,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "single slice, else OUTPUT/<name>.png per slice. With --mask, only the masked pixels are "
                     "replaced (inpainting); without, the whole slice is the model's reconstruction.")
     denoise.add_argument("input", type=Path, help="image, DICOM or NIfTI file")
-    denoise.add_argument("-o", "--output", type=Path, required=True, help="a .png, or a folder for several slices")
+    add_output(denoise, "a .png for a single slice, or a folder for several (a name with a suffix is a folder "
+                        "only if it is one or ends with '/')")
     denoise.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped one)")
     denoise.add_argument("--mask", type=Path, default=None,
                          help="image of the input's size: white (non-zero) marks pixels to fill in")
@@ -92,7 +102,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                          help="treat pixels that are exactly 0 inside the body as missing (dropout damage); "
                               "black background outside it stays as it is")
     _intensity_arguments(denoise)
-    denoise.add_argument("--overwrite", action="store_true")
+    add_overwrite(denoise)
     denoise.set_defaults(run=run_denoise)
 
     evaluate = commands.add_parser(
@@ -101,10 +111,11 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "KLD on clean slices, and SSIM / PSNR after removing all but --keep of the pixels.")
     evaluate.add_argument("data", type=Path, nargs="*", help="files or folders (default: MNI152 held-out slices)")
     evaluate.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped denoiser)")
-    evaluate.add_argument("--keep", type=float, default=0.4, help="fraction of pixels kept (default 0.4)")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--keep", type=bounded("--keep", float, maximum=1, above=0), default=0.4,
+                          help="fraction of pixels kept, more than 0 and at most 1 (default 0.4)")
+    evaluate.add_argument("--seed", type=seed(), default=0)
     _intensity_arguments(evaluate)
-    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    add_json(evaluate, "the scores")
     evaluate.set_defaults(run=run_eval)
 
     augment = commands.add_parser(
@@ -114,28 +125,32 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "with OUTPUT/manifest.json naming each image's operation, sources and seed. --replay "
                     "MANIFEST rebuilds the same images from DATA.")
     augment.add_argument("data", type=Path, nargs="*", help="source files or folders (default: MNI152 training slices)")
-    augment.add_argument("-n", "--count", type=int, default=16, help="images to write (default 16)")
-    augment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    augment.add_argument("-n", "--count", type=positive_int("--count", _MAX_IMAGES), default=16,
+                         help="images to write (default 16)")
+    add_output(augment, "output folder")
     augment.add_argument("--model", type=Path, default=None,
                          help="exported VAE folder without U-Net skips (default: the shipped generative one)")
     augment.add_argument("--operations", default="vary,interpolate", help="some of vary,interpolate,prior")
-    augment.add_argument("--scale", type=float, default=1.0, help="vary: latent noise in units of sigma (default 1)")
-    augment.add_argument("--temperature", type=float, default=1.0, help="prior: std of the latents (default 1)")
+    augment.add_argument("--scale", type=non_negative_float("--scale", 100), default=1.0,
+                         help="vary: latent noise in units of sigma (default 1)")
+    augment.add_argument("--temperature", type=non_negative_float("--temperature", 100), default=1.0,
+                         help="prior: std of the latents (default 1)")
     augment.add_argument("--replay", type=Path, default=None, help="a manifest.json to rebuild instead")
-    augment.add_argument("--seed", type=int, default=0)
+    augment.add_argument("--seed", type=seed(), default=0)
     _intensity_arguments(augment)
-    augment.add_argument("--overwrite", action="store_true")
+    add_overwrite(augment)
     augment.set_defaults(run=run_augment)
 
     sample = commands.add_parser("sample", help="draw new slices from the prior as one grid",
                                  description="Decode N latents drawn from N(0, temperature^2 I) into one PNG grid.")
-    sample.add_argument("-o", "--output", type=Path, required=True, help="the grid .png")
+    add_output(sample, "the grid .png")
     sample.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped one)")
-    sample.add_argument("-n", "--count", type=int, default=16)
-    sample.add_argument("--columns", type=int, default=8)
-    sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--overwrite", action="store_true")
+    sample.add_argument("-n", "--count", type=positive_int("--count", 10_000), default=16, help="images (default 16)")
+    sample.add_argument("--columns", type=positive_int("--columns", MAX_SIDE), default=8, help="grid width (default 8)")
+    sample.add_argument("--temperature", type=non_negative_float("--temperature", 100), default=1.0,
+                        help="std of the latents (default 1)")
+    sample.add_argument("--seed", type=seed(), default=0)
+    add_overwrite(sample)
     sample.set_defaults(run=run_sample)
 
 
@@ -145,6 +160,19 @@ def _intensity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=_WINDOW, default=None, metavar="CENTER,WIDTH",
                         help="map raw values (CT: HU) through this window instead of the model's rule")
     parser.add_argument("--dicom-window", action="store_true", help="use each DICOM file's own window")
+
+
+def input_files(*paths: Path | None) -> list[Path]:
+    """Every file the given inputs stand for (a folder: all files below it), to protect from outputs."""
+    files: list[Path] = []
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            files += [child for child in path.rglob("*") if child.is_file()]
+        else:
+            files.append(path)
+    return files
 
 
 def _intensity(args: argparse.Namespace, default: Any = None) -> Any:
@@ -209,6 +237,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError
+    from slimvision.inference.vae import MANIFEST_FILE
+    from slimvision.io.atomic import plan_outputs
     from slimvision.models.vae import VariationalAutoencoder
     from slimvision.models.weights import load_model
     from slimvision.training.checkpoint import CheckpointStore
@@ -223,6 +253,9 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(args.run_dir, "has no checkpoint with its training config (run 'slimvision vae train' there)")
     config = VAETrainingConfig.from_dict(saved)
     output = args.output or args.run_dir / "export"
+    graphs = ["autoencoder"] if vae.config.skip_connections else ["encoder", "decoder"]
+    plan_outputs([*(output / f"{graph}.onnx" for graph in graphs), output / MANIFEST_FILE], overwrite=args.overwrite,
+                 protected=input_files(weights, args.run_dir / "checkpoints"))
     if not args.int8_weights:
         drift = export_vae(vae, output, intensity=config.intensity, source_weights=weights, overwrite=args.overwrite)
     else:
@@ -266,8 +299,9 @@ def _model(path: Path | None, generative: bool = False) -> Any:
 def run_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from slimvision.errors import InputError, SlimvisionError
+    from slimvision.errors import InputError, OutputError, SlimvisionError
     from slimvision.inference.vae import kept_from_zeros, to_uint8
+    from slimvision.io.atomic import plan_outputs
     from slimvision.io.images import load_image, save_images, to_gray
     from slimvision.io.medical import read_medical
 
@@ -275,11 +309,17 @@ def run_denoise(args: argparse.Namespace) -> int:
     slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis)
     if args.mask is not None and len(slices) > 1:
         raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
-    single = len(slices) == 1
-    if single and args.output.suffix.lower() != ".png":
-        raise SlimvisionError(f"{args.output}: a single slice is written as one .png")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
-    targets = [args.output] if single else [args.output / f"{stem}_slice-{s.index:03d}.png" for s in slices]
+    into_folder = len(slices) > 1 or args.output_is_folder or args.output.is_dir()
+    if not into_folder and args.output.suffix.lower() != ".png":
+        raise OutputError(args.output, "a single slice is written as one .png (or give a folder ending with '/')")
+    if into_folder:
+        check_folder_output(args.output, args.output_is_folder, len(slices), file_suffixes=(".png",))
+    targets = ([args.output] if not into_folder else
+               [args.output / (f"{stem}.png" if len(slices) == 1 else f"{stem}_slice-{s.index:03d}.png")
+                for s in slices])
+    protected = input_files(args.input, args.mask, vae.folder)
+    plan_outputs(targets, overwrite=args.overwrite, protected=protected)  # before the model runs
     mask = to_gray(load_image(args.mask)) if args.mask is not None else None
     if mask is not None and mask.shape != slices[0].pixels.shape:
         raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
@@ -290,9 +330,9 @@ def run_denoise(args: argparse.Namespace) -> int:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored.append(to_uint8(vae.restore_slice(piece.pixels, kept=kept)))
-    save_images(restored, targets, overwrite=args.overwrite, protected=[args.input])
+    save_images(restored, targets, overwrite=args.overwrite, protected=protected)
     only = f" ({filled} pixels filled in)" if mask is not None or args.zeros_missing else ""
-    print(f"{len(slices)} slice(s) restored into {args.output}{only}")
+    print(f"{len(slices)} slice(s) restored into {targets[0] if len(targets) == 1 else args.output}{only}")
     return 0
 
 
@@ -324,9 +364,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from slimvision.errors import InputError, OutputError, SlimvisionError
+    from slimvision.errors import InputError, SlimvisionError
     from slimvision.inference.vae import AUGMENT_FORMAT, plan_augmentation, render_entry, to_uint8
-    from slimvision.io.atomic import write_text_atomic
+    from slimvision.io.atomic import plan_outputs, write_text_atomic
     from slimvision.io.images import save_images
 
     if args.replay is not None:
@@ -339,8 +379,6 @@ def run_augment(args: argparse.Namespace) -> int:
         model, data, entries = Path(manifest["model"]), [Path(p) for p in manifest["data"]], manifest["entries"]
         axis = manifest["axis"]
     else:
-        if args.count < 1:
-            raise SlimvisionError("--count must be at least 1")
         model, data, axis, entries = args.model, args.data, args.axis, None
     vae = _model(model, generative=True)
     if not vae.generative:
@@ -355,27 +393,30 @@ def run_augment(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise SlimvisionError(str(error)) from None
     manifest_path = args.output / "manifest.json"
-    if manifest_path.exists() and not args.overwrite:
-        raise OutputError(manifest_path, "exists (pass --overwrite to replace it); nothing was written")
+    targets = [args.output / entry["file"] for entry in entries]
+    protected = input_files(*map(Path, data), vae.folder, args.replay)
+    # Every image and the manifest are checked before the first image is made.
+    plan_outputs([*targets, manifest_path], overwrite=args.overwrite, protected=protected)
     made = [to_uint8(render_entry(vae, entry, images)) for entry in entries]
-    save_images(made, [args.output / entry["file"] for entry in entries], overwrite=args.overwrite)
+    save_images(made, targets, overwrite=args.overwrite, protected=protected)
     manifest = {"format": AUGMENT_FORMAT, "model": str(vae.folder.resolve()),
                 "data": [str(Path(p).resolve()) for p in data], "axis": axis,
                 "intensity": vae.intensity.to_dict(), "entries": entries}
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n", overwrite=args.overwrite)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n", overwrite=args.overwrite,
+                      protected=protected)
     print(f"{len(entries)} images and manifest.json in {args.output}")
     return 0
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from slimvision.errors import SlimvisionError
     from slimvision.inference.vae import grey_grid
+    from slimvision.io.atomic import plan_outputs
     from slimvision.io.images import save_image
 
-    if args.count < 1 or args.columns < 1:
-        raise SlimvisionError("--count and --columns must be at least 1")
     vae = _model(args.model, generative=True)
+    protected = input_files(vae.folder)
+    plan_outputs([args.output], overwrite=args.overwrite, protected=protected)
     images = vae.sample(args.count, seed=args.seed, temperature=args.temperature)
-    save_image(grey_grid(images, args.columns), args.output, overwrite=args.overwrite)
+    save_image(grey_grid(images, args.columns), args.output, overwrite=args.overwrite, protected=protected)
     print(f"{args.count} samples in {args.output}")
     return 0
