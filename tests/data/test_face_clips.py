@@ -47,3 +47,22 @@ def test_bad_settings_are_refused(tmp_path):
 
     info = probe_video(path)
     assert (info.width, info.height) == (640, 480)
+
+
+def test_a_visitor_can_step_out_at_once_and_the_light_can_change():
+    clip = make_clip(frames=40, enter=5, stay=10, walk=5, walk_out=1)
+    assert [clip.position(i) is not None for i in (19, 20)] == [True, False]  # in the doorway, then gone
+    from slimvision.data.face_clips import brightness_ramp, brightness_step
+
+    plain = list(make_clip(frames=12, enter=100).frames())
+    dimmed = list(make_clip(frames=12, enter=100, lighting=brightness_step(6, 0.5)).frames())
+    ratios = [dimmed[i].mean() / plain[i].mean() for i in (5, 6, 11)]
+    assert ratios[0] == pytest.approx(1.0) and ratios[1] == pytest.approx(0.5, abs=0.01) == ratios[2]
+    ramp = list(make_clip(frames=12, enter=100, lighting=brightness_ramp(2, 8, 1.4)).frames())
+    means = [frame.mean() / base.mean() for frame, base in zip(ramp, plain)]
+    assert means[2] == pytest.approx(1.0)
+    assert means[6] == pytest.approx(1.2, abs=0.01) and means[11] == pytest.approx(1.4, abs=0.01)
+    with pytest.raises(ValueError, match="walk_out must be >= 1"):
+        make_clip(walk_out=0)
+    with pytest.raises(ValueError, match="at least 1 frame"):
+        brightness_ramp(0, 0, 2.0)

@@ -5,6 +5,10 @@ background (any photo, cropped to the frame), per-frame Gaussian sensor noise, a
 photo of a real face) who slides in from one side, stands for a while and leaves. The timeline
 is returned with the frames, so a test knows which frames show the visitor.
 
+The cases that once fooled the motion gate are settings of the same clip: a visitor who stands
+still and then steps out at once (``walk_out=1``), a slow walk-in (a large ``walk``), and a
+lighting change (``lighting=brightness_step(...)`` or ``brightness_ramp(...)``).
+
 Example:
     >>> import numpy as np
     >>> room = np.full((480, 640, 3), 120, np.uint8); face = np.full((200, 160, 3), 60, np.uint8)
@@ -15,31 +19,62 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 
+Lighting = Callable[[int], float]  # frame index -> brightness gain (1: as photographed)
+
+
+def brightness_step(at: int, gain: float) -> Lighting:
+    """A light switched on (gain > 1) or off (< 1) at frame ``at``.
+
+    Example:
+        >>> [brightness_step(2, 1.5)(i) for i in range(4)]
+        [1.0, 1.0, 1.5, 1.5]
+    """
+    return lambda index: gain if index >= at else 1.0
+
+
+def brightness_ramp(start: int, length: int, gain: float) -> Lighting:
+    """Light changing steadily from 1 at frame ``start`` to ``gain`` over ``length`` frames (a cloud, dusk).
+
+    Example:
+        >>> [round(brightness_ramp(1, 4, 2.0)(i), 2) for i in range(7)]
+        [1.0, 1.0, 1.25, 1.5, 1.75, 2.0, 2.0]
+    """
+    if length < 1:
+        raise ValueError("a brightness ramp lasts at least 1 frame")
+    return lambda index: 1.0 + (gain - 1.0) * min(max(index - start, 0), length) / length
+
+
 class DoorClip:
     """A still scene; the visitor walks in over ``walk`` frames starting at ``enter``, stands for
-    ``stay`` frames in the middle, and walks out the same way.
+    ``stay`` frames in the middle, and walks out over ``walk_out`` frames (default ``walk``; 1:
+    gone from one frame to the next).
 
     ``background`` is cropped/padded to ``size`` (width, height) around its centre; the visitor
     image is pasted with its top ``top`` of the frame height below the frame's top edge.
+    ``lighting`` scales the whole picture's brightness frame by frame (see :func:`brightness_step`
+    and :func:`brightness_ramp`); sensor noise is added after it.
     """
 
     def __init__(self, background: np.ndarray, visitor: np.ndarray, frames: int = 300, enter: int = 100,
                  stay: int = 60, walk: int = 15, noise_sigma: float = 4.0, seed: int = 0,
-                 size: tuple[int, int] = (640, 480), top: float = 0.15) -> None:
+                 size: tuple[int, int] = (640, 480), top: float = 0.15, walk_out: int | None = None,
+                 lighting: Lighting | None = None) -> None:
         width, height = size
+        walk_out = walk if walk_out is None else walk_out
         if visitor.shape[0] > height or visitor.shape[1] > width:
             raise ValueError(f"the visitor ({visitor.shape[1]}x{visitor.shape[0]}) must fit in the frame ({width}x{height})")
-        if min(frames, walk) < 1 or enter < 0 or stay < 0:
-            raise ValueError("frames and walk must be >= 1, enter and stay >= 0")
+        if min(frames, walk, walk_out) < 1 or enter < 0 or stay < 0:
+            raise ValueError("frames, walk and walk_out must be >= 1, enter and stay >= 0")
         self.background, self.visitor = _fit(background, width, height), visitor
-        self.frames_total, self.enter, self.stay, self.walk = frames, enter, stay, walk
+        self.frames_total, self.enter, self.stay, self.walk, self.walk_out = frames, enter, stay, walk, walk_out
         self.noise_sigma, self.seed, self.size, self.top = noise_sigma, seed, size, top
+        self.lighting = lighting
 
     def position(self, index: int) -> int | None:
         """The visitor's left edge in frame ``index``, or None when they are out of the picture."""
@@ -47,14 +82,14 @@ class DoorClip:
         standing = (width - self.visitor.shape[1]) // 2
         offstage = width  # just beyond the right edge
         step = index - self.enter
-        if step < 0 or step >= 2 * self.walk + self.stay:
+        if step < 0 or step >= self.walk + self.stay + self.walk_out:
             return None
         if step < self.walk:  # walking in
             left = offstage + (standing - offstage) * (step + 1) / self.walk
         elif step < self.walk + self.stay:
             left = standing
         else:  # walking out
-            left = standing + (offstage - standing) * (step - self.walk - self.stay + 1) / self.walk
+            left = standing + (offstage - standing) * (step - self.walk - self.stay + 1) / self.walk_out
         return int(round(left)) if left < width else None
 
     def visible(self, index: int) -> bool:
@@ -74,6 +109,8 @@ class DoorClip:
             if left is not None:
                 columns = min(self.visitor.shape[1], self.size[0] - left)
                 frame[top:top + rows, left:left + columns] = self.visitor[:rows, :columns]
+            if self.lighting is not None:
+                frame *= self.lighting(index)
             frame += rng.normal(0.0, self.noise_sigma, frame.shape).astype(np.float32)
             yield np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
