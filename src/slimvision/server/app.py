@@ -61,6 +61,7 @@ def create_app(settings: ServerSettings | None = None) -> Any:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization"])
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityHeaders)
     app.router.add_event_handler("shutdown", app.state.jobs.shutdown)
     return app
@@ -83,6 +84,25 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HeadAsGet:
+    """HEAD answered as GET without the body, for every GET route (FastAPI registers GET alone,
+    so HEAD was a 405). The headers, Content-Length included, are the GET's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class BodyLimit:
@@ -138,7 +158,7 @@ def _add_page_routes(app: Any, settings: ServerSettings) -> None:
     def index(request: Request) -> Response:
         page = STATIC_FOLDER / "index.html"
         if not page.is_file():
-            raise ApiError(404, "not_found", f"{page} is missing: this install has no web page")
+            raise ApiError(404, "not_found", "the page (static/index.html) is missing from this install")
         return static_file(page, request.headers.get("accept-encoding", ""))
 
     @app.get("/static/{name:path}", include_in_schema=False)
@@ -151,15 +171,22 @@ def _add_page_routes(app: Any, settings: ServerSettings) -> None:
             raise ApiError(404, "not_found", f"no runtime file {name!r}")
         path = settings.web_assets / name
         if not path.is_file():
-            raise ApiError(404, "not_found", f"onnxruntime-web is not installed ({path} is missing): run "
-                                             "'make web' (npm install in web/) or set SLIMVISION_WEB_ASSETS")
+            raise ApiError(404, "not_found", f"onnxruntime-web is not installed on the server ({name} is missing): "
+                                             "run 'make web' (npm install in web/) or set SLIMVISION_WEB_ASSETS")
         return static_file(path, request.headers.get("accept-encoding", ""), cache="public, max-age=86400")
 
 
 def _inside(folder: Path, name: str) -> Path:
-    """``folder / name`` if that is a file inside ``folder`` (no ``..`` escapes), else 404."""
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+    """``folder / name`` if that is a file inside ``folder`` (no ``..`` escapes), else 404.
+
+    Any name the file system cannot take (a NUL byte, a component too long) is a file that is
+    not there, not a server failure."""
+    try:
+        path = (folder / name).resolve()
+        found = path.is_relative_to(folder.resolve()) and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise ApiError(404, "not_found", f"no file {name!r}")
     return path
 

@@ -1,10 +1,17 @@
-"""Every error the API returns is JSON: ``{"error": {"code": "...", "message": "..."}}``."""
+"""Every error the API returns is JSON: ``{"error": {"code": "...", "message": "..."}}``.
+
+Messages name things (the gallery file by its name, the upload by its form field), never the
+server's paths: :func:`public_message` scrubs every message at this boundary, whichever error
+type it came from, because a path in an exception's text can come from any layer below.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
+from pathlib import PureWindowsPath
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -26,8 +33,44 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
+#: An absolute file-system path in a message: quoted (may hold spaces), or bare (up to a space,
+#: quote, comma, colon...). POSIX, home-relative or Windows; at least two components, so a
+#: lone "/" or "/etc" is left alone; the API's own URL paths are not file paths.
+_QUOTED_PATH = re.compile(r"""(['"])((?:~|[A-Za-z]:)?[/\\](?:[^'"/\\]+[/\\])+[^'"]*)\1""")
+_BARE_PATH = re.compile(r"""(?<![\w/\\.~:-])(?!/(?:api|static|vendor)/)((?:~|[A-Za-z]:)?[/\\]"""
+                        r"""(?:[^\s'"/\\:,;()<>|]+[/\\])+[^\s'"/\\:,;()<>|]*)""")
+
+
+def _name_of(path: str) -> str:
+    """The last component of a path (a folder's name when it ends with a separator)."""
+    return PureWindowsPath(path.rstrip("/\\.")).name or path
+
+
+def public_message(message: str) -> str:
+    """``message`` with every absolute path replaced by its last component.
+
+    Example:
+        >>> public_message("/srv/slimvision/people.sqlite: not a usable gallery")
+        'people.sqlite: not a usable gallery'
+        >>> public_message("upload 'image': not an image; see /api/health")
+        "upload 'image': not an image; see /api/health"
+    """
+    message = _QUOTED_PATH.sub(lambda match: f"{match[1]}{_name_of(match[2])}{match[1]}", message)
+    return _BARE_PATH.sub(lambda match: _name_of(match[1]), message)
+
+
+def exception_message(exc: BaseException) -> str:
+    """An exception's one-line message for a client. Our typed errors keep the path they were
+    given apart (``path``, ``problem``): a relative path with folders is cut to its name too."""
+    path, problem = getattr(exc, "path", None), getattr(exc, "problem", None)
+    if isinstance(path, str) and isinstance(problem, str) and ("/" in path or "\\" in path):
+        return public_message(f"{_name_of(path)}: {problem}")
+    return public_message(str(exc))
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    """The JSON of every error answer (the message scrubbed of server paths)."""
+    return {"error": {"code": code, "message": public_message(message)}}
 
 
 def json_error_bytes(status: int, code: str, message: str, extra_headers: tuple[str, ...] = ()) -> bytes:
@@ -83,6 +126,6 @@ def _json_handler(status: int, code: str) -> Any:
     from fastapi.responses import JSONResponse
 
     async def handler(request: Any, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body(code, str(exc)), status)
+        return JSONResponse(error_body(code, exception_message(exc)), status)
 
     return handler

@@ -43,7 +43,7 @@ class JobQueue:
                 raise ApiError(429, "busy", f"the server is busy ({self._active} requests in progress); "
                                             "try again in a moment", headers={"Retry-After": "1"})
             self._active += 1
-        future = self._executor.submit(function, *args)
+        future = self._executor.submit(_call, function, *args)
         future.add_done_callback(self._release)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
@@ -57,3 +57,22 @@ class JobQueue:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _call(function: Callable[..., T], *args: object) -> T:
+    """Run a job so that whatever it raises can reach the awaiting request.
+
+    asyncio futures refuse StopIteration (it would end the coroutine that awaits it): the
+    callback that copies the thread's result failed, the request never woke and answered 504 a
+    minute later. BaseExceptions that are not Exceptions (SystemExit, GeneratorExit from a
+    library) would escape the app's error handlers. Both become a RuntimeError, answered at
+    once as a JSON 500 like any other unexpected error.
+    """
+    try:
+        return function(*args)
+    except StopIteration as exc:
+        raise RuntimeError(f"a job raised StopIteration ({exc!r})") from exc
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise RuntimeError(f"a job raised {type(exc).__name__}") from exc

@@ -13,11 +13,13 @@ import hmac
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import File, Form, Query, Request, UploadFile
+from fastapi import Depends, File, Form, Query, Request, Security, UploadFile
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from slimvision import __version__
@@ -30,6 +32,18 @@ STYLE_MODELS = {"slimvision-fast-v3": "fast", "magenta-arbitrary-v1-fp32": "teac
 DEFAULT_STYLE_MODEL = "slimvision-fast-v3"
 MAX_STYLES = 4
 MAX_GAN_SAMPLES = 64
+#: How every box in the API is written: [x0, y0, x1, y1] in pixels of the image as loaded (after
+#: EXIF rotation), origin top-left, x1 and y1 the exclusive right and bottom edges. Each JSON
+#: answer that holds boxes says so at its top level.
+BOX_FORMAT = "xyxy"
+#: The admin token, as openapi.json declares it (the gallery-changing routes require it).
+ADMIN_TOKEN = HTTPBearer(scheme_name="adminToken", auto_error=False,
+                         description="The server's admin token (`slimvision serve --admin-token`, or "
+                                     "$SLIMVISION_ADMIN_TOKEN), sent as `Authorization: Bearer <token>`. "
+                                     "Gallery changes are refused (403) when the server has none.")
+_ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no admin token, or a wrong one"},
+    403: {"description": "the server was started without an admin token: gallery changes are off"}}
 
 
 class Models:
@@ -121,14 +135,15 @@ def _data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
 
 
-def _require_admin(request: Request) -> None:
+def require_admin(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_TOKEN)]) -> None:
+    """A dependency of the gallery-changing routes: the request must carry the admin token."""
     token = _settings(request).admin_token
     if token is None:
         raise ApiError(403, "forbidden", "gallery changes are disabled: start the server with --admin-token "
                                          "(or SLIMVISION_ADMIN_TOKEN) to allow them")
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+    given = credentials.credentials.strip() if credentials is not None else ""
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
         raise ApiError(401, "unauthorized", "gallery changes need 'Authorization: Bearer <admin token>'",
                        headers={"WWW-Authenticate": "Bearer"})
 
@@ -262,7 +277,7 @@ def _face_routes(app: Any) -> None:
             result = recognizer.compare(faces[0].descriptor, faces[1].descriptor)
             return {"same": result.same_person, "distance": round(result.distance, 4),
                     "similarity": round(result.similarity, 4), "threshold": result.threshold,
-                    "boxes": {"a": _box(faces[0].face.box), "b": _box(faces[1].face.box)}}
+                    "box_format": BOX_FORMAT, "boxes": {"a": _box(faces[0].face.box), "b": _box(faces[1].face.box)}}
 
         return await _run(request, work)
 
@@ -275,14 +290,16 @@ def _face_routes(app: Any) -> None:
             recognizer = request.app.state.models.get("faces")
             photo = _decode(*upload, settings)
             if not settings.gallery.is_file():
-                return {"faces": [{"box": _box(face.face.box), "name": None, "distance": None}
-                                  for face in recognizer(photo)], "gallery_size": 0}
-            with _gallery(settings) as gallery:
+                return {"box_format": BOX_FORMAT, "gallery_size": 0,
+                        "faces": [{"box": _box(face.face.box), "name": None, "distance": None}
+                                  for face in recognizer(photo)]}
+            with _gallery(settings, "r") as gallery:
                 faces = recognizer.identify(photo, gallery, top_k=1)
                 size = len(gallery.people())
-            return {"faces": [{"box": _box(face.face.box), "name": face.name,
+            return {"box_format": BOX_FORMAT, "gallery_size": size,
+                    "faces": [{"box": _box(face.face.box), "name": face.name,
                                "distance": round(face.matches[0].distance, 4) if face.matches else None}
-                              for face in faces], "gallery_size": size}
+                              for face in faces]}
 
         return await _run(request, work)
 
@@ -293,58 +310,78 @@ def _face_routes(app: Any) -> None:
         def work() -> dict[str, Any]:
             if not settings.gallery.is_file():
                 return {"people": []}
-            with _gallery(settings) as gallery:
+            with _gallery(settings, "r") as gallery:
                 return {"people": [{"name": p.name, "templates": p.faces} for p in gallery.people()]}
 
         return await _run(request, work)
 
-    @app.post("/api/faces/enroll", tags=["faces"], summary="Add a photo of a person (admin token)")
+    @app.post("/api/faces/enroll", tags=["faces"], summary="Add a photo of a person (admin token)",
+              dependencies=[Depends(require_admin)], responses=_ADMIN_RESPONSES)
     async def enroll(request: Request, name: Annotated[str, Form(min_length=1, max_length=100)],
                      image: Annotated[UploadFile, File()]) -> dict:
-        _require_admin(request)
         settings = _settings(request)
         upload = await _read_upload(image, "image")
 
         def work() -> dict[str, Any]:
             face = request.app.state.models.get("faces").main_face(_decode(*upload, settings), upload[1])
-            with _gallery(settings) as gallery:
+            with _gallery(settings, "c") as gallery:
+                before = {person.name: person.faces for person in gallery.people()}
                 gallery.add(name, face.descriptor[None], sources=["upload"])
-                person = next(p for p in gallery.people() if p.name == name.strip())
-            return {"name": person.name, "templates": person.faces, "box": _box(face.face.box)}
+                # The gallery stores the name tidied ("Ann  Lee" as "Ann Lee"): report the person
+                # this enrolment changed or created, not a lookup by the name as sent.
+                person = _enrolled(gallery.people(), before, name)
+            return {"name": person.name, "templates": person.faces, "box_format": BOX_FORMAT,
+                    "box": _box(face.face.box)}
 
         return await _run(request, work)
 
-    @app.delete("/api/faces/gallery/{name}", tags=["faces"], summary="Remove a person (admin token)")
+    @app.delete("/api/faces/gallery/{name}", tags=["faces"], summary="Remove a person (admin token)",
+                dependencies=[Depends(require_admin)], responses=_ADMIN_RESPONSES)
     async def remove(request: Request, name: str) -> dict:
-        _require_admin(request)
         settings = _settings(request)
+        nobody = ApiError(404, "not_found", f"nobody called {name!r} is enrolled")
 
         def work() -> dict[str, Any]:
             if not settings.gallery.is_file():
-                raise ApiError(404, "not_found", f"nobody called {name!r} is enrolled")
-            with _gallery(settings) as gallery:
+                raise nobody
+            with _gallery(settings, "w") as gallery:
+                if name not in {person.name for person in gallery.people()}:
+                    raise nobody
                 return {"name": name, "removed_templates": gallery.remove(name)}
 
         return await _run(request, work)
 
 
 class _gallery:
-    """The SQLite gallery opened for one job (SQLite connections belong to the thread that made them)."""
+    """The SQLite gallery opened for one job (SQLite connections belong to the thread that made
+    them), read-only ("r") unless the job changes it ("w"; "c" may create it)."""
 
-    def __init__(self, settings: ServerSettings) -> None:
-        self.path = settings.gallery
+    def __init__(self, settings: ServerSettings, mode: str) -> None:
+        self.path, self.mode = settings.gallery, mode
 
     def __enter__(self) -> Any:
         from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
 
-        self.gallery = Gallery.open(self.path, DLIB_RESNET_V1)
+        self.gallery = Gallery.open(self.path, DLIB_RESNET_V1, mode=self.mode)
         return self.gallery
 
     def __exit__(self, *exc: object) -> None:
-        self.gallery.store.close()
+        self.gallery.close()
+
+
+def _enrolled(people: list[Any], before: dict[str, int], name: str) -> Any:
+    """The person an enrolment created or added to: the one whose count changed, else (the photo
+    was there already) the one whose tidied name matches."""
+    changed = [person for person in people if person.faces != before.get(person.name)]
+    if changed:
+        return changed[0]
+    tidied = " ".join(name.split())
+    return next((person for person in people if person.name == tidied),
+                SimpleNamespace(name=tidied, faces=before.get(tidied, 0)))
 
 
 def _box(box: Any) -> list[float]:
+    """A face box as the API writes it (:data:`BOX_FORMAT`), to a tenth of a pixel."""
     return [round(float(value), 1) for value in box]
 
 
@@ -396,7 +433,7 @@ def _numeral_routes(app: Any) -> None:
         def work() -> dict[str, Any]:
             page = _decode(*upload, settings, min_side=1)
             readings = request.app.state.models.get("numerals")(page)
-            return {"width": page.shape[1], "height": page.shape[0],
+            return {"width": page.shape[1], "height": page.shape[0], "box_format": BOX_FORMAT,
                     "numerals": [{"text": r.text, "value": r.value, "standard": r.standard, "problem": r.problem,
                                   "box": _xyxy(r.box), "confidence": round(float(r.confidence), 3)}
                                  for r in readings]}
