@@ -26,8 +26,10 @@ from slimvision.io.png import encode_png
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "decode_opened",
     "find_images",
     "load_image",
+    "open_image",
     "save_image",
     "save_images",
     "to_rgb_array",
@@ -163,6 +165,36 @@ def decode_image(data: bytes, name: str, *, max_pixels: int | None = DEFAULT_MAX
     with img:
         _check_size(name, img.size, max_pixels=max_pixels, min_side=min_side)
         return to_rgb_array(img, name=name)
+
+
+@contextmanager
+def open_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               min_side: int = 1) -> Iterator[Image.Image]:
+    """Open an image file lazily (header only) with its size checked against the caller's limits.
+
+    For readers that need the file's own pixel format (e.g. 16-bit medical images) rather than
+    :func:`load_image`'s RGB: every check :func:`load_image` makes before decoding, with the
+    caller's ``max_pixels`` instead of Pillow's global limit. Decode with :func:`decode_opened`.
+
+    Raises:
+        InputError: as :func:`load_image` (:class:`ImageTooLargeError` above ``max_pixels``).
+
+    Example:
+        >>> with open_image("scan.tif", max_pixels=50_000_000) as img:  # doctest: +SKIP
+        ...     decode_opened(img, "scan.tif")
+        ...     values = np.asarray(img)
+    """
+    file = Path(path)
+    _check_readable_file(file)
+    with _open_image(file) as img:
+        _check_size(file, img.size, max_pixels=max_pixels, min_side=min_side)
+        yield img
+
+
+def decode_opened(img: Image.Image, name: str) -> None:
+    """Decode an image from :func:`open_image` in full, so that truncation and corruption are an
+    :class:`InputError` naming ``name`` now (Pillow's global pixel limit does not apply)."""
+    _decode(img, name)
 
 
 def _check_readable_file(file: Path) -> None:

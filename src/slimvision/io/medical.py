@@ -19,6 +19,11 @@ the closest RAS orientation, cut along ``axis`` (0 sagittal, 1 coronal, 2 axial)
 the upper side up; slices with almost no foreground are skipped. Colour images are converted to
 grey (BT.601) with a warning. Unreadable files raise a one-line :class:`InputError` naming them.
 
+Sizes are checked from the header, before any pixel is decoded (a 130 kB ``.nii.gz`` can declare
+gigabytes of voxels): every slice against ``max_pixels`` (as :func:`slimvision.io.images.load_image`
+does for photos) and a whole volume or multi-frame file against ``max_voxels``. Numeric DICOM tags
+(RescaleSlope / RescaleIntercept, Rows, Columns, NumberOfFrames...) must hold finite numbers.
+
 ``pydicom`` and ``nibabel`` are imported only when a DICOM or NIfTI file is read (they are in the
 ``medical`` extra).
 
@@ -38,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from slimvision.config import BaseConfig
-from slimvision.errors import ConfigError, InputError, MissingAssetError
+from slimvision.errors import ConfigError, ImageTooLargeError, InputError, MissingAssetError
+from slimvision.io.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,9 @@ PLAIN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 INTENSITY_MODES = ("auto", "percentile", "range", "dicom-window")
+#: Largest volume (voxels of all slices, or frames x pixels) :func:`read_medical` decodes by
+#: default: 256 Mi voxels, 1 GiB as float32. A whole-body CT (512 x 512 x 1000) is 262 M.
+DEFAULT_MAX_VOXELS = 256 * 2**20
 _BT601 = np.array([0.299, 0.587, 0.114], np.float64)
 
 
@@ -86,8 +95,8 @@ class Intensity(BaseConfig):
             return self.low, self.high
         if self.mode == "dicom-window":
             if dicom_window is None:
-                raise InputError(name, "has no WindowCenter/WindowWidth; choose another intensity mode "
-                                       "(e.g. --window CENTER,WIDTH)")
+                raise InputError(name, "has no WindowCenter/WindowWidth (or none usable); choose another "
+                                       "intensity mode (e.g. --window CENTER,WIDTH)")
             center, width = dicom_window
             return center - width / 2, center + width / 2
         if self.mode == "auto" and eight_bit:
@@ -134,8 +143,32 @@ def find_medical_files(folder: str | Path) -> list[Path]:
                   and medical_kind(path) is not None)
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """The largest slice (pixels) and the largest volume (voxels) a reader may decode; None: no limit."""
+
+    max_pixels: int | None
+    max_voxels: int | None
+
+    def check(self, path: Path, shape: tuple[int, ...], what: str, slice_pixels: int) -> None:
+        """Refuse, from the header's ``shape`` and the pixels of its largest slice, before decoding."""
+        described = f"{what} {' x '.join(map(str, shape))}"
+        if any(side < 1 for side in shape):
+            raise InputError(path, f"holds no pixels: its header says {described}")
+        total = int(np.prod(shape, dtype=np.int64))
+        if self.max_pixels is not None and slice_pixels > self.max_pixels:
+            raise ImageTooLargeError(path, f"its header says {described}: slices of up to {slice_pixels / 1e6:.1f} MP, "
+                                           f"above the limit of {self.max_pixels / 1e6:.1f} MP (raise --max-pixels "
+                                           "to allow it)")
+        if self.max_voxels is not None and total > self.max_voxels:
+            raise ImageTooLargeError(path, f"its header says {described} = {total / 1e6:.0f} M voxels, above the "
+                                           f"limit of {self.max_voxels / 1e6:.0f} M (read_medical's max_voxels)")
+
+
 def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: int = 2,
-                 skip_empty: bool = True, min_foreground: float = 0.01) -> list[MedicalSlice]:
+                 skip_empty: bool = True, min_foreground: float = 0.01,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 max_voxels: int | None = DEFAULT_MAX_VOXELS) -> list[MedicalSlice]:
     """The grey slices of one file, each mapped to [0, 1] by ``intensity``.
 
     Args:
@@ -146,9 +179,14 @@ def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: 
         skip_empty: drop slices whose foreground (values above 5% of the mapped range) covers
             less than ``min_foreground`` of the slice; only volumes and multi-frame files, since
             a single image is always wanted.
+        max_pixels: refuse files with a slice (or image) of more pixels than this, from the
+            header, before decoding; None: no limit.
+        max_voxels: refuse volumes and multi-frame files of more voxels than this (likewise).
 
     Raises:
-        InputError: the file is missing, unreadable, not grey-convertible or empty.
+        InputError: the file is missing, unreadable, not grey-convertible or empty;
+            :class:`~slimvision.errors.ImageTooLargeError` when its header declares too many
+            pixels or voxels.
     """
     path = Path(path)
     intensity = intensity or Intensity()
@@ -159,7 +197,11 @@ def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: 
         raise InputError(path, "not a medical image this reader knows (PNG, JPEG, TIFF, BMP, DICOM .dcm, NIfTI .nii/.nii.gz)")
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
-    raw, eight_bit, window = {"plain": _read_plain, "dicom": _read_dicom, "nifti": _read_nifti}[kind](path, axis)
+    limits = _Limits(max_pixels, max_voxels)
+    reader = {"plain": _read_plain, "dicom": _read_dicom, "nifti": _read_nifti}[kind]
+    raw, eight_bit, window = reader(path, axis, limits)
+    if not np.isfinite(raw).all():
+        raise InputError(path, "holds NaN or infinite values (after its rescale slope / intercept)")
     low, high = intensity.bounds(raw, eight_bit=eight_bit, dicom_window=window, name=str(path))
     mapped = _map_range(raw, low, high)
     if mapped.ndim == 2:
@@ -218,76 +260,144 @@ def _to_grey(values: np.ndarray, path: Path, channel_axis: int = -1) -> np.ndarr
     return colour @ _BT601
 
 
-def _read_plain(path: Path, axis: int) -> tuple[np.ndarray, bool, None]:
-    """(H, W) raw values of an ordinary image file, and whether it is 8-bit."""
-    from PIL import Image, UnidentifiedImageError
+def _read_plain(path: Path, axis: int, limits: _Limits) -> tuple[np.ndarray, bool, None]:
+    """(H, W) raw values of an ordinary image file, and whether it is 8-bit.
 
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
-                image = image.convert("RGBA" if mode == "PA" else "RGB")
-            values = np.asarray(image)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise InputError(path, f"not a readable image ({type(error).__name__}: {error})") from None
+    Opened and size-checked by :func:`slimvision.io.images.open_image` (the caller's
+    ``max_pixels``, not Pillow's own global limit), then decoded in full.
+    """
+    from slimvision.io.images import decode_opened, open_image
+
+    with open_image(path, max_pixels=limits.max_pixels) as image:
+        decode_opened(image, str(path))
+        mode = image.mode
+        converted = image.convert("RGBA" if mode == "PA" else "RGB") \
+            if mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA") else image
+        values = np.asarray(converted)
     eight_bit = values.dtype == np.uint8
     if values.ndim == 3:
         values = values[..., 0] if values.shape[2] == 2 else _to_grey(values, path)  # LA: grey + alpha
     return values.astype(np.float32), eight_bit, None
 
 
-def _read_dicom(path: Path, axis: int) -> tuple[np.ndarray, bool, tuple[float, float] | None]:
+def _read_dicom(path: Path, axis: int, limits: _Limits) -> tuple[np.ndarray, bool, tuple[float, float] | None]:
     """Pixel values in modality units (slope/intercept applied), MONOCHROME1 inverted."""
     pydicom = _require("pydicom")
     try:
         dataset = pydicom.dcmread(path)
     except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise InputError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from None
+        raise InputError(path, f"not a readable DICOM file ({_one_line(error)})") from None
     if "PixelData" not in dataset:
-        modality = dataset.get("Modality", "unknown")
+        modality = _tag_text(dataset, "Modality", "unknown")
         raise InputError(path, f"DICOM file holds no image (modality {modality}, no PixelData)")
+    frames = int(_tag_number(dataset, "NumberOfFrames", path, 1, whole=True))
+    rows = int(_tag_number(dataset, "Rows", path, None, whole=True))
+    columns = int(_tag_number(dataset, "Columns", path, None, whole=True))
+    if frames > 1:
+        limits.check(path, (frames, rows, columns), "frames x rows x columns", rows * columns)
+    else:
+        limits.check(path, (rows, columns), "rows x columns", rows * columns)
+    slope = _tag_number(dataset, "RescaleSlope", path, 1.0)
+    intercept = _tag_number(dataset, "RescaleIntercept", path, 0.0)
     try:
         values = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for damaged or unsupported pixel data
-        raise InputError(path, f"DICOM pixel data cannot be decoded ({type(error).__name__}: {error})") from None
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        raise InputError(path, f"DICOM pixel data cannot be decoded ({_one_line(error)})") from None
+    photometric = _tag_text(dataset, "PhotometricInterpretation", "MONOCHROME2")
     if not photometric.startswith("MONOCHROME"):
         # pydicom 3 hands YBR data over as RGB already (pixel_array's as_rgb default).
         values = _to_grey(values, path)
-    values = values.astype(np.float64) * float(dataset.get("RescaleSlope", 1) or 1) \
-        + float(dataset.get("RescaleIntercept", 0) or 0)
+    values = values.astype(np.float64) * (slope or 1.0) + intercept
     if photometric == "MONOCHROME1":
         values = values.max() + values.min() - values  # bright means dense, as in MONOCHROME2
     if frames == 1 and values.ndim == 3:
         values = values[0]
-    return values.astype(np.float32), False, _dicom_window(dataset)
+    return values.astype(np.float32), False, _dicom_window(dataset, path)
 
 
-def _dicom_window(dataset: Any) -> tuple[float, float] | None:
-    """The file's first WindowCenter / WindowWidth pair (both may hold several values), or None."""
-    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+def _tag_number(dataset: Any, keyword: str, path: Path, default: float | None, *, whole: bool = False) -> float:
+    """A numeric DICOM tag's (first) value, ``default`` when absent or empty.
+
+    Raises:
+        InputError: the tag holds text that is not a finite number (or, with ``whole``, not a
+            whole number >= 0), or it is required (``default`` None) and missing.
+    """
+    try:
+        value = dataset.get(keyword)
+    except Exception as error:  # pydicom converts on access and may raise for a malformed value
+        raise InputError(path, f"DICOM tag {keyword} is unreadable ({_one_line(error)})") from None
+    if value is None or value == "":
+        if default is None:
+            raise InputError(path, f"DICOM image has no {keyword} tag")
+        return default
+    try:
+        number = _first_number(value)
+    except (TypeError, ValueError, IndexError):
+        number = float("nan")
+    if not np.isfinite(number) or (whole and (number < 0 or number != int(number))):
+        noun = "a whole number" if whole else "a finite number"
+        raise InputError(path, f"DICOM tag {keyword} is {str(value)[:40]!r}, not {noun}")
+    return number
+
+
+def _tag_text(dataset: Any, keyword: str, default: str) -> str:
+    """A text tag's value, ``default`` when absent or unreadable."""
+    try:
+        value = dataset.get(keyword, default)
+    except Exception:  # noqa: BLE001 - a damaged descriptive tag is not worth refusing the file
+        return default
+    return str(value) if value not in (None, "") else default
+
+
+def _dicom_window(dataset: Any, path: Path) -> tuple[float, float] | None:
+    """The file's first WindowCenter / WindowWidth pair (both may hold several values), or None
+    (also, with a warning, when they are not finite numbers or the width is not positive)."""
+    try:
+        center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    except Exception:  # noqa: BLE001 - malformed values: treated like missing ones, below
+        center = width = "unreadable"
     if center is None or width is None:
         return None
     try:
-        return _first_number(center), _first_number(width)
+        pair = _first_number(center), _first_number(width)
     except (TypeError, ValueError, IndexError):
+        pair = (float("nan"), float("nan"))
+    if not (np.isfinite(pair).all() and pair[1] > 0):
+        log.warning("%s: ignoring its WindowCenter/WindowWidth (%s / %s are not a usable window)",
+                    path, str(center)[:40], str(width)[:40])
         return None
+    return pair
 
 
 def _first_number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float, str)) else float(value[0])
 
 
-def _read_nifti(path: Path, axis: int) -> tuple[np.ndarray, bool, None]:
-    """(slices, H, W) of a volume cut along ``axis`` in RAS orientation, upper side up."""
+def _read_nifti(path: Path, axis: int, limits: _Limits) -> tuple[np.ndarray, bool, None]:
+    """(slices, H, W) of a volume cut along ``axis`` in RAS orientation, upper side up.
+
+    The header's shape and data type are checked before any voxel is decoded.
+    """
     nibabel = _require("nibabel")
     try:
-        image = nibabel.as_closest_canonical(nibabel.load(path))
-        volume = np.asanyarray(image.dataobj)  # applies the header's scl_slope / scl_inter
+        image = nibabel.load(path)  # reads the header only
+        shape = tuple(int(side) for side in image.header.get_data_shape())
+        dtype = np.dtype(image.header.get_data_dtype())
     except Exception as error:  # nibabel raises ImageFileError, EOFError, zlib errors... for damaged files
-        raise InputError(path, f"not a readable NIfTI volume ({type(error).__name__}: {error})") from None
+        raise InputError(path, f"not a readable NIfTI volume ({_one_line(error)})") from None
+    if len(shape) < 3 or len(shape) > 4:
+        raise InputError(path, f"expected a 3-D volume, its header says shape {shape}")
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise InputError(path, f"holds {dtype} voxels (colour or complex); expected grey values")
+    # Any of the three axes may be cut, so the largest slice is the largest pair of sides; the
+    # voxels count every time point of a 4-D file (all are decoded).
+    sides = shape[:3]
+    limits.check(path, shape, "shape", max(sides[0] * sides[1], sides[0] * sides[2], sides[1] * sides[2]))
+    try:
+        image = nibabel.as_closest_canonical(image)
+        volume = np.asanyarray(image.dataobj)  # applies the header's scl_slope / scl_inter
+    except Exception as error:  # truncated data, zlib errors...
+        raise InputError(path, f"not a readable NIfTI volume ({_one_line(error)})") from None
     if volume.ndim == 4:
         if volume.shape[3] > 1:
             log.warning("%s: 4-D volume with %d time points; using the first", path, volume.shape[3])
@@ -299,6 +409,12 @@ def _read_nifti(path: Path, axis: int) -> tuple[np.ndarray, bool, None]:
     # anterior (sagittal cuts: superior) at the top, as radiology viewers show it.
     cut = np.moveaxis(volume, axis, 0)
     return np.ascontiguousarray(cut.transpose(0, 2, 1)[:, ::-1, :], np.float32), volume.dtype == np.uint8, None
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` on one line (some libraries put hints on further lines)."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message[:300]}"
 
 
 def _has_dicom_preamble(path: Path) -> bool:
