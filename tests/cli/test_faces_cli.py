@@ -3,6 +3,7 @@ sub-command arguments in any order, bounded numbers, and the box convention in e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -152,7 +153,8 @@ def test_json_is_a_switch_and_commands_with_a_bar_take_q(argv):
 
 
 # ---------------------------------------------------------------------- with the models
-models = pytest.importorskip("face_recognition_models", reason="needs the faces extra: pip install '.[faces]'")
+needs_models = pytest.mark.skipif(importlib.util.find_spec("face_recognition_models") is None,
+                                  reason="needs the faces extra: pip install '.[faces]'")
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +180,7 @@ def slimvision(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300)
 
 
+@needs_models
 def test_an_enrolled_gallery_is_one_private_file_that_can_be_copied_alone(folder, tmp_path):
     gallery = tmp_path / "people.sqlite"
     run = slimvision("faces", "enroll", str(folder / "people"), "--gallery", str(gallery), "--threads", "2", "-q")
@@ -194,6 +197,7 @@ def test_an_enrolled_gallery_is_one_private_file_that_can_be_copied_alone(folder
     assert sources == [("eileen.jpg",), ("grace.jpg",)]  # file names only, not where the photos are
 
 
+@needs_models
 def test_enrolling_again_skips_the_photos_already_enrolled(folder, tmp_path, capsys):
     gallery = ["--gallery", str(tmp_path / "g.sqlite"), "--threads", "2"]
     assert main(["faces", "enroll", str(folder / "people"), *gallery, "--json", "--store-paths"]) == 1
@@ -212,9 +216,10 @@ def test_enrolling_again_skips_the_photos_already_enrolled(folder, tmp_path, cap
     assert main(["faces", "gallery", "list", "--json", *gallery[:2]]) == 0
     assert [p["faces"] for p in json.loads(capsys.readouterr().out)] == [1, 1]
     sources = sqlite3.connect(tmp_path / "g.sqlite").execute("SELECT source FROM faces").fetchall()
-    assert sorted(sources) == sorted([(str(folder / "people/eileen/eileen.jpg"),), (str(folder / "people/grace/grace.jpg"),)])
+    assert sorted(sources) == [(str(folder / "people/eileen/eileen.jpg"),), (str(folder / "people/grace/grace.jpg"),)]
 
 
+@needs_models
 def test_a_failed_enrolment_makes_no_gallery_file(folder, tmp_path, capsys):
     (tmp_path / "people" / "nobody").mkdir(parents=True)
     shutil.copyfile(folder / "people" / "eileen" / "wall.png", tmp_path / "people" / "nobody" / "wall.png")
@@ -223,6 +228,7 @@ def test_a_failed_enrolment_makes_no_gallery_file(folder, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["people"]
 
 
+@needs_models
 def test_boxes_are_whole_pixels_x0_y0_x1_y1_everywhere(folder, tmp_path, capsys):
     query = folder / "query.jpg"
     width, height = Image.open(query).size

@@ -266,7 +266,8 @@ def _corrupt(path, statement: str, *values) -> None:
      "face 1 of 'ada' holds a descriptor that is not finite"),
     (lambda p: _corrupt(p, "UPDATE faces SET vector = 'garbage' WHERE id = 1"), "face 1 of 'ada' holds a str"),
     (lambda p: _corrupt(p, "UPDATE people SET name = ? WHERE id = 1", b"\xff\x00"), "has no readable name"),
-    (lambda p: _corrupt(p, "UPDATE meta SET value = 'many' WHERE key = 'changes'"), "model record is unreadable .*'many'"),
+    (lambda p: _corrupt(p, "UPDATE meta SET value = 'many' WHERE key = 'changes'"),
+     "model record is unreadable .*'many'"),
     (lambda p: _corrupt(p, "UPDATE meta SET value = 'nan' WHERE key = 'embedder.threshold'"),
      "model record is unreadable"),
     (lambda p: _corrupt(p, "UPDATE meta SET value = '64' WHERE key = 'embedder.dim'"), "holds descriptors of .*64-d"),
@@ -285,3 +286,14 @@ def test_a_damaged_gallery_is_a_one_line_error_naming_the_file(tmp_path, damage,
         gallery.people()
         gallery.search(np.zeros(128))
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+
+def test_a_gallery_others_may_read_is_named_in_a_warning_and_left_as_it_is(tmp_path, caplog):
+    path = tmp_path / "g.sqlite"
+    Gallery.open(path, DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
+    Gallery.open(path, DLIB_RESNET_V1, mode="r").close()
+    assert "other users may read" not in caplog.text
+    path.chmod(0o644)  # as an older slimvision made them
+    Gallery.open(path, DLIB_RESNET_V1, mode="r").close()
+    assert f"{path}: other users may read this gallery of faces (mode 644)" in caplog.text
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -500,7 +500,8 @@ def run_gallery_add(args: argparse.Namespace) -> int:
         with progress_bar(len(new), enabled=not (args.quiet or args.json) and len(new) > 1, desc="adding",
                           unit="photo", leave=False) as bar:
             for photo, _ in new:
-                vectors.append(recognizer.main_face(load_image(photo, min_side=int(args.min_face)), str(photo)).descriptor)
+                image = load_image(photo, min_side=int(args.min_face))
+                vectors.append(recognizer.main_face(image, str(photo)).descriptor)
                 bar.update()
         left_out = gallery.add_people({args.name: Enrolment(
             np.stack(vectors), [photo_source(photo, args.store_paths) for photo, _ in new],

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import secrets
 import sqlite3
@@ -52,6 +53,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 STALE_TEMP_S = 60.0
 
 _Result = TypeVar("_Result")
+
+logger = logging.getLogger(__name__)
 
 
 class GalleryError(SlimvisionError):
@@ -224,6 +227,7 @@ class SQLiteGallery:
         return True
 
     def _open_existing(self) -> None:
+        self._warn_if_shared()
         self.connection = _connect(self.path)
         try:
             self.embedder = self._read_record(self.embedder)
@@ -233,6 +237,16 @@ class SQLiteGallery:
             self.connection.close()
             self.connection = None
             raise
+
+    def _warn_if_shared(self) -> None:
+        """Say so when others may read the gallery (made so by hand, or by an older version): the
+        -wal and -shm files SQLite makes take the same permissions. Left as it is: sharing a
+        gallery with a group can be deliberate."""
+        with contextlib.suppress(OSError):
+            permissions = os.stat(self.path).st_mode & 0o777
+            if permissions & 0o077:
+                logger.warning("%s: other users may read this gallery of faces (mode %03o); 'chmod 600' makes it "
+                               "yours only", self.path, permissions)
 
     def _read_record(self, embedder: EmbedderInfo) -> EmbedderInfo:
         """Check that the file is a gallery of ``embedder``'s descriptors; its stored calibration."""
@@ -247,7 +261,8 @@ class SQLiteGallery:
         if "schema" not in stored:
             raise not_ours
         if stored["schema"] != str(SCHEMA_VERSION):
-            raise GalleryError(f"gallery schema {stored['schema']!r}, this slimvision reads {SCHEMA_VERSION}", self.path)
+            raise GalleryError(f"gallery schema {stored['schema']!r}, this slimvision reads {SCHEMA_VERSION}",
+                               self.path)
         mine = (stored.get("embedder.name"), stored.get("embedder.version"), stored.get("embedder.dim"))
         if mine != (embedder.name, embedder.version, str(embedder.dim)):
             raise GalleryError(f"holds descriptors of {mine[0]} v{mine[1]} ({mine[2]}-d); they cannot be compared "
