@@ -24,9 +24,16 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from slimvision import ORT_LOADED_FIRST
 from slimvision.errors import SlimvisionError
 
 log = logging.getLogger(__name__)
+
+if ORT_LOADED_FIRST:
+    # slimvision's __init__ turns ONNX Runtime's telemetry off, but only a process that loads
+    # onnxruntime after it: this one loaded it first (see slimvision/__init__.py).
+    log.warning("onnxruntime was imported before slimvision, so its telemetry may be on in this process: "
+                "import slimvision first, or set ORT_DISABLE_TELEMETRY=1 before starting Python")
 
 Optimization = Literal["disable", "basic", "extended", "all"]
 _OPT_LEVELS = {
