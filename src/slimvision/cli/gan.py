@@ -8,9 +8,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from slimvision.cli.arguments import number_list
+from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
+                                     check_folder_output, fraction, non_negative_int, number_list, positive_float,
+                                     positive_int, seed)
 
 _SIZES = number_list("--sizes", minimum=8)
+_MAX_IMAGES = 100_000  # images one generate run draws
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -39,10 +42,10 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "prepare-digits", help="write OpenCV's 5,000 handwritten digits as grey PNGs (a dataset that ships offline)",
         description="Cut the 5,000 20x20 digits out of Debian's opencv-doc digits.png (apt-get install opencv-doc), "
                     "resize them to SIZE and write OUTPUT/digit<label>_<index>.png: the data of the demo generator.")
-    digits.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    digits.add_argument("--size", type=int, default=32, help="image side (default 32)")
+    add_output(digits, "output folder")
+    digits.add_argument("--size", type=bounded("--size", int, 8, 1024), default=32, help="image side, 8..1024 (default 32)")
     digits.add_argument("--sheet", type=Path, default=None, help="the digits.png sheet (default: opencv-doc's)")
-    digits.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    add_overwrite(digits)
     digits.set_defaults(run=run_prepare_digits)
 
     train = commands.add_parser(
@@ -51,27 +54,31 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "bucket written by prepare-cats). Writes RUN/checkpoints/, a sample grid of the same noise "
                     "every --sample-every steps (RUN/samples/), RUN/losses.png and the generator (RUN/generator/).")
     train.add_argument("data", type=Path, help="folder of square images")
-    train.add_argument("-o", "--output", type=Path, required=True, help="run folder (resumed if it holds checkpoints)")
-    train.add_argument("--resolution", type=int, default=64, help="image side: 32, 64 or 128 (default 64)")
-    train.add_argument("--base-channels", type=int, default=64, help="channels next to the image (default 64)")
-    train.add_argument("--steps", type=int, default=10_000, help="steps of each network (default 10000)")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--generator-lr", type=float, default=2e-4)
-    train.add_argument("--discriminator-lr", type=float, default=2e-4)
+    add_output(train, "run folder (resumed if it holds checkpoints)")
+    train.add_argument("--resolution", type=bounded("--resolution", int, 16, 1024), default=64,
+                       help="image side: 8 x a power of two, e.g. 32, 64 or 128 (default 64)")
+    train.add_argument("--base-channels", type=positive_int("--base-channels", 4096), default=64,
+                       help="channels next to the image (default 64)")
+    train.add_argument("--steps", type=positive_int("--steps"), default=10_000, help="steps of each network (default 10000)")
+    train.add_argument("--batch-size", type=positive_int("--batch-size", 65_536), default=64)
+    train.add_argument("--generator-lr", type=positive_float("--generator-lr", 10), default=2e-4)
+    train.add_argument("--discriminator-lr", type=positive_float("--discriminator-lr", 10), default=2e-4)
     train.add_argument("--grey", action="store_true", help="train on one grey channel (colour images are converted)")
-    train.add_argument("--ema-decay", type=float, default=0.999,
+    train.add_argument("--ema-decay", type=bounded("--ema-decay", float, 0, 0.999999), default=0.999,
                        help="decay of the averaged generator that samples and is exported (0: none; default 0.999)")
     train.add_argument("--diff-augment", default="", metavar="POLICIES",
                        help='DiffAugment for small datasets, e.g. "color,translation,cutout" (default: none)')
-    train.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (default 500)")
-    train.add_argument("--checkpoint-every", type=int, default=500,
+    train.add_argument("--sample-every", type=positive_int("--sample-every"), default=500,
+                       help="steps between sample grids (default 500)")
+    train.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=500,
                        help="steps between checkpoints (default 500; a run also checkpoints at every sample grid "
                             "and FID measurement, and keeps the last two)")
-    train.add_argument("--fid-every", type=int, default=0,
+    train.add_argument("--fid-every", type=non_negative_int("--fid-every"), default=0,
                        help="steps between FID-Lite0 measurements (default 0: never; slow on a CPU)")
-    train.add_argument("--fid-samples", type=int, default=1000, help="images per FID-Lite0 measurement (default 1000)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--fid-samples", type=bounded("--fid-samples", int, 2, _MAX_IMAGES), default=1000,
+                       help="images per FID-Lite0 measurement (default 1000)")
+    train.add_argument("--seed", type=seed(), default=0)
+    add_quiet(train)
     train.set_defaults(run=run_train)
 
     export = commands.add_parser(
@@ -80,12 +87,12 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "--int8: transposed convs rewritten as per-phase convs with channels-last shuffles, batch norms "
                     "folded, then static int8 (calibrated on noise); prints its agreement with the float graph.")
     export.add_argument("run_dir", metavar="RUN", type=Path, help="the run folder (or its generator/ weights folder)")
-    export.add_argument("-o", "--output", type=Path, default=None,
-                        help="the .onnx to write (default RUN/generator.onnx, or RUN/generator.int8.onnx with --int8)")
+    add_output(export, "the .onnx to write (default RUN/generator.onnx, or RUN/generator.int8.onnx with --int8)",
+               required=False)
     export.add_argument("--int8", action="store_true",
                         help="static int8: a quarter of the size; at 64 px 4.5x the float graph's images/s on a "
                              "2-core CPU with VNNI")
-    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+    add_overwrite(export, "the file if it exists")
     export.set_defaults(run=run_export)
 
     generate = commands.add_parser(
@@ -96,26 +103,26 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     generate.add_argument("model", type=Path, nargs="?", default=None,
                           help="generator.onnx, or the run folder holding it (default: the shipped 32 px digits "
                                "generator)")
-    generate.add_argument("-o", "--output", type=Path, required=True,
-                          help="a .png for one grid, a .gif for an animated --interpolate walk, or a folder "
-                               "for one PNG per image")
-    generate.add_argument("-n", "--count", type=int, default=64, help="images to draw (default 64)")
-    generate.add_argument("--seed", type=int, default=0, help="noise seed: the same seed draws the same images")
-    generate.add_argument("--columns", type=int, default=8, help="grid width (default 8)")
-    generate.add_argument("--interpolate", type=int, nargs=2, metavar=("SEED_A", "SEED_B"),
+    add_output(generate, "a .png for one grid, a .gif for an animated --interpolate walk, or a folder for one "
+                         "PNG per image (another name with a suffix is a folder only if it is one or ends with '/')")
+    generate.add_argument("-n", "--count", type=positive_int("--count", _MAX_IMAGES), default=64,
+                          help="images to draw (default 64)")
+    generate.add_argument("--seed", type=seed(), default=0, help="noise seed: the same seed draws the same images")
+    generate.add_argument("--columns", type=positive_int("--columns", MAX_SIDE), default=8, help="grid width (default 8)")
+    generate.add_argument("--interpolate", type=seed("--interpolate"), nargs=2, metavar=("SEED_A", "SEED_B"),
                           help="draw COUNT steps from SEED_A's image to SEED_B's instead (a .gif output animates them)")
-    generate.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    add_overwrite(generate)
     generate.set_defaults(run=run_generate)
 
 
 def _crop_arguments(parser: argparse.ArgumentParser, *, source_help: str, sizes_help: str) -> None:
     """The options prepare-cats and prepare-images share: where from, where to, which sizes."""
     parser.add_argument("source", type=Path, help=source_help)
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    add_output(parser, "output folder")
     parser.add_argument("--sizes", type=_SIZES, default=_SIZES("64,128"), help=f"{sizes_help} (default 64,128)")
-    parser.add_argument("--overwrite", action="store_true", help="replace crops that exist")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(parser, "crops that exist")
+    add_json(parser, "the report")
+    add_quiet(parser)
 
 
 def run_prepare_cats(args: argparse.Namespace) -> int:
@@ -145,11 +152,14 @@ def _print_report(args: argparse.Namespace, prepare: Any) -> int:
 
 def run_prepare_digits(args: argparse.Namespace) -> int:
     from slimvision.data.digits import load_opencv_digits
+    from slimvision.io.atomic import plan_outputs
     from slimvision.io.images import save_images
 
     digits, labels = load_opencv_digits(args.sheet, size=args.size)
     targets = [args.output / f"digit{label}_{index:04d}.png" for index, label in enumerate(labels)]
-    save_images(digits[..., 0], targets, overwrite=args.overwrite)
+    protected = [args.sheet] if args.sheet is not None else []
+    plan_outputs(targets, overwrite=args.overwrite, protected=protected)
+    save_images(digits[..., 0], targets, overwrite=args.overwrite, protected=protected)
     print(f"{len(targets)} digits at {args.size} px in {args.output}")
     return 0
 
@@ -198,6 +208,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError
+    from slimvision.io.atomic import plan_outputs
     from slimvision.models.gan import DCGANGenerator
     from slimvision.models.weights import load_model
     from slimvision.training.gan import export_generator, export_generator_int8
@@ -207,11 +218,11 @@ def run_export(args: argparse.Namespace) -> int:
     if not isinstance(generator, DCGANGenerator):
         raise InputError(weights, f"holds a {type(generator).__name__}, not a DCGAN generator")
     run_dir = weights.parent
+    output = args.output or run_dir / ("generator.int8.onnx" if args.int8 else "generator.onnx")
+    plan_outputs([output], overwrite=args.overwrite, protected=[p for p in weights.rglob("*") if p.is_file()])
     if args.int8:
-        output = args.output or run_dir / "generator.int8.onnx"
         print(f"{output}: {export_generator_int8(generator, output, overwrite=args.overwrite).summary()}")
     else:
-        output = args.output or run_dir / "generator.onnx"
         report = export_generator(generator, output, overwrite=args.overwrite, source_weights=weights)
         print(f"{output}: max abs diff vs torch {report.max_abs_diff:.2e}")
     return 0
@@ -220,31 +231,42 @@ def run_export(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import SlimvisionError
     from slimvision.inference.gan import GANSampler, tile
+    from slimvision.io.atomic import plan_outputs
     from slimvision.io.images import save_animation, save_image, save_images
 
-    if args.count < 1 or args.columns < 1:
-        raise SlimvisionError("--count and --columns must be at least 1")
     if args.model is None:
         from slimvision.inference.gan import DEMO_GENERATOR
 
         model = DEMO_GENERATOR
     else:
         model = args.model / "generator.onnx" if args.model.is_dir() else args.model
+    kind = _generate_output(args)
+    if kind == "gif" and not args.interpolate:
+        raise SlimvisionError("a .gif output animates an --interpolate walk; pass --interpolate SEED_A SEED_B")
+    targets = ([args.output] if kind != "folder" else
+               [args.output / f"sample_{index:05d}.png" for index in range(args.count)])
+    protected = [model, model.with_suffix(".json")]
+    plan_outputs(targets, overwrite=args.overwrite, protected=protected)  # before drawing anything
     sampler = GANSampler(model)
     images = (sampler.interpolate(*args.interpolate, steps=args.count) if args.interpolate
               else sampler.sample(args.count, seed=args.seed))
-    if args.output.suffix.lower() == ".gif":
-        if not args.interpolate:
-            raise SlimvisionError("a .gif output animates an --interpolate walk; pass --interpolate SEED_A SEED_B")
-        save_animation(list(images), args.output, overwrite=args.overwrite, protected=[model])
+    if kind == "gif":
+        save_animation(list(images), args.output, overwrite=args.overwrite, protected=protected)
         print(f"{len(images)} frames in {args.output}")
-        return 0
-    if args.output.suffix.lower() == ".png":
+    elif kind == "png":
         columns = args.count if args.interpolate else args.columns
-        save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=[model])
+        save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=protected)
         print(f"{len(images)} images in {args.output}")
-        return 0
-    save_images(images, [args.output / f"sample_{index:05d}.png" for index in range(len(images))],
-                overwrite=args.overwrite, protected=[model])
-    print(f"{len(images)} images in {args.output}")
+    else:
+        save_images(images, targets, overwrite=args.overwrite, protected=protected)
+        print(f"{len(images)} images in {args.output}")
     return 0
+
+
+def _generate_output(args: argparse.Namespace) -> str:
+    """"png" (one grid), "gif" (an animation) or "folder" (one PNG each); -o x.jpg is refused."""
+    suffix = args.output.suffix.lower()
+    if not (args.output_is_folder or args.output.is_dir()) and suffix in (".png", ".gif"):
+        return suffix[1:]
+    check_folder_output(args.output, args.output_is_folder, args.count, file_suffixes=(".png", ".gif"))
+    return "folder"

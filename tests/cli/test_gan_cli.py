@@ -1,0 +1,75 @@
+"""``slimvision gan generate`` from the shipped digits generator (ONNX Runtime only): outputs and numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slimvision.cli.main import main
+
+
+def run(*args: str | Path) -> int:
+    """The exit code of ``slimvision gan ARGS``, argparse's refusals (SystemExit) included."""
+    try:
+        return main(["gan", *map(str, args)])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_a_file_name_for_several_images_is_refused_not_made_a_folder(tmp_path, capsys):
+    assert run("generate", "-o", tmp_path / "x.jpg", "-n", "3") == 2
+    err = one_line_error(capsys)
+    assert "x.jpg: looks like a file name, but this run writes 3 outputs" in err and ".png or .gif" in err
+    assert list(tmp_path.iterdir()) == []
+    assert run("generate", "-o", f"{tmp_path / 'x.jpg'}/", "-n", "3") == 0
+    assert sorted(p.name for p in (tmp_path / "x.jpg").iterdir()) == [f"sample_0000{i}.png" for i in range(3)]
+    (tmp_path / "grid.png").mkdir()  # an existing folder is used as one, whatever its name
+    assert run("generate", "-o", tmp_path / "grid.png", "-n", "2") == 0
+    assert len(list((tmp_path / "grid.png").iterdir())) == 2
+
+
+def test_every_output_is_checked_before_drawing(tmp_path, capsys):
+    out = tmp_path / "many"
+    out.mkdir()
+    (out / "sample_00002.png").write_bytes(b"mine")
+    assert run("generate", "-o", out, "-n", "4") == 2
+    assert "sample_00002.png: exists" in one_line_error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["sample_00002.png"]
+
+
+def test_the_generator_is_never_an_output(tmp_path, capsys):
+    from slimvision.inference.gan import DEMO_GENERATOR
+
+    model = tmp_path / "generator.png"  # a graph under an image's name: still an input
+    model.write_bytes(DEMO_GENERATOR.read_bytes())
+    assert run("generate", model, "-o", model, "--overwrite", "-n", "2") == 2
+    assert "generator.png: is an input file" in one_line_error(capsys)
+    assert model.read_bytes() == DEMO_GENERATOR.read_bytes()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-n", "0"], "--count must be at least 1"),
+    (["-n", "1e9"], "--count must be a whole number"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--columns", "nan"], "--columns must be a whole number"),
+    (["--interpolate", "3", "-4"], "--interpolate must be at least 0"),
+])
+def test_bad_numbers_are_refused_in_one_line(tmp_path, capsys, argv, message):
+    assert run("generate", "-o", tmp_path / "g.png", *argv) == 2
+    assert one_line_error(capsys).startswith(f"error: {message}")
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_the_largest_seed_and_options_in_any_order(tmp_path):
+    out = tmp_path / "g.png"
+    assert run("generate", "-n", "2", "--seed", str(2**32 - 1), "-o", out, "--columns", "2") == 0
+    assert np.asarray(Image.open(out)).shape[1] > np.asarray(Image.open(out)).shape[0]  # a 2-wide grid
