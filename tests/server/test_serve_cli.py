@@ -43,9 +43,17 @@ def test_a_taken_port_is_a_one_line_error(capsys):
     assert error.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "\n" not in error
 
 
-def test_bad_limits_are_refused(capsys):
-    assert main(["serve", "--workers", "0"]) == 2
-    assert "workers" in capsys.readouterr().err
+@pytest.mark.parametrize("option, value", [
+    ("--workers", "0"), ("--workers", "-1"), ("--workers", "nan"), ("--workers", "1e9"),
+    ("--port", "70000"), ("--port", "-1"), ("--queue", "-1"), ("--timeout", "0"), ("--timeout", "nan"),
+    ("--timeout", "inf"), ("--max-upload-mb", "-5"), ("--max-pixels", "0"), ("--max-client-connections", "4"),
+])
+def test_bad_limits_are_refused_in_one_line(capsys, option, value):
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", option, value])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and option in error
 
 
 # In a fresh interpreter: serving style transfer, GAN samples and numerals never imports torch.
