@@ -154,6 +154,24 @@ def test_a_gallery_is_one_private_file_at_rest_even_when_the_process_never_close
         gallery.add("alan", np.eye(128, dtype=np.float32)[2:3])
     assert files_in(tmp_path) == ["copy", "g.sqlite"]  # closed: no -wal, no -shm
     assert path.stat().st_mode & 0o777 == 0o600
+    reader = textwrap.dedent(f"""
+        import os, numpy as np
+        import slimvision.inference.face_gallery as g
+        gallery = g.Gallery.open({str(path)!r}, g.DLIB_RESNET_V1, mode="r")
+        print(gallery.search(np.eye(128)[2], top_k=1)[0].name, len(gallery.people()))
+        os._exit(0)   # never closed
+    """)
+    run = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["alan", "2"] and files_in(tmp_path) == ["copy", "g.sqlite"]
+
+
+def test_a_gallery_file_name_may_hold_any_character(tmp_path):
+    path = tmp_path / "our #1 people?%20.sqlite"
+    with Gallery.open(path, DLIB_RESNET_V1) as gallery:
+        gallery.add("ada", np.zeros((1, 128)))
+        gallery.add("alan", np.ones((1, 128)))
+    assert files_in(tmp_path) == [path.name]
+    assert [p.name for p in Gallery.open(path, DLIB_RESNET_V1, mode="r").people()] == ["ada", "alan"]
 
 
 def test_a_new_gallery_file_appears_only_when_a_change_commits(tmp_path):

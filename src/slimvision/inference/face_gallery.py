@@ -185,7 +185,8 @@ class SQLiteGallery:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.path, self.mode, self.embedder = str(path), mode, embedder
-        self.connection: sqlite3.Connection | None = None  # None: a new gallery, not created yet
+        self.connection: sqlite3.Connection | None = None  # None: a new gallery not created yet, or a reader
+        self._brief = False  # a reader: one connection per call, so nothing is left open (see _reading)
         self._current_schema = False  # the faces table has the duplicate-detection columns
         with self._sqlite_errors():
             if self.path == ":memory:":
@@ -233,10 +234,28 @@ class SQLiteGallery:
             self.embedder = self._read_record(self.embedder)
             if self.mode != "r":
                 self.connection.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+                return
         except BaseException:
             self.connection.close()
             self.connection = None
             raise
+        self.connection.close()
+        self.connection, self._brief = None, True
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """The connection to read with: the writer's own, or (None) none before a new gallery's
+        first commit. A reader opens one for each call and closes it at once: SQLite makes -wal
+        and -shm files while a connection is open, and a process that exits without closing
+        (the CLI leaves by os._exit) would leave them beside the gallery."""
+        if not self._brief:
+            yield self.connection
+            return
+        connection = _connect(self.path)
+        try:
+            yield connection
+        finally:
+            connection.close()
 
     def _warn_if_shared(self) -> None:
         """Say so when others may read the gallery (made so by hand, or by an older version): the
@@ -427,9 +446,10 @@ class SQLiteGallery:
     # ------------------------------------------------------------------ reading
     @_translated
     def people(self) -> list[Person]:
-        if self.connection is None:
-            return []
-        rows = self.connection.execute("""SELECT people.id, people.name, COUNT(faces.id), people.added FROM people
+        with self._reading() as connection:
+            if connection is None:
+                return []
+            rows = connection.execute("""SELECT people.id, people.name, COUNT(faces.id), people.added FROM people
                                           LEFT JOIN faces ON faces.person = people.id
                                           GROUP BY people.id ORDER BY people.name""").fetchall()
         for number, name, _, _ in rows:
@@ -440,9 +460,10 @@ class SQLiteGallery:
     @_translated
     def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """All descriptors (N, dim), the index of each one's person in the name list, the names."""
-        if self.connection is None:
-            return np.zeros((0, self.embedder.dim), np.float32), np.zeros(0, np.int64), []
-        rows = self.connection.execute("""SELECT faces.id, people.name, faces.vector FROM faces
+        with self._reading() as connection:
+            if connection is None:
+                return np.zeros((0, self.embedder.dim), np.float32), np.zeros(0, np.int64), []
+            rows = connection.execute("""SELECT faces.id, people.name, faces.vector FROM faces
                                           JOIN people ON people.id = faces.person ORDER BY faces.id""").fetchall()
         size = 4 * self.embedder.dim
         for number, name, blob in rows:
@@ -465,22 +486,24 @@ class SQLiteGallery:
     @_translated
     def find_photos(self, digests: list[str]) -> dict[str, str]:
         """Of these :func:`photo_digest` values, those already enrolled, with whose photo each is."""
-        if self.connection is None or not self._current_schema or not digests:
-            return {}
         found: dict[str, str] = {}
-        for start in range(0, len(digests), 500):  # SQLite caps the parameters of one statement
-            chunk = list(digests[start:start + 500])
-            found.update(self.connection.execute(
-                f"SELECT faces.photo, people.name FROM faces JOIN people ON people.id = faces.person "
-                f"WHERE faces.photo IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        with self._reading() as connection:
+            if connection is None or not self._current_schema:
+                return found
+            for start in range(0, len(digests), 500):  # SQLite caps the parameters of one statement
+                chunk = list(digests[start:start + 500])
+                found.update(connection.execute(
+                    f"SELECT faces.photo, people.name FROM faces JOIN people ON people.id = faces.person "
+                    f"WHERE faces.photo IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
         return found
 
     @_translated
     def version(self) -> int:
         """A number that changes with every change, so a searcher knows when to reload."""
-        if self.connection is None:
-            return 0
-        (value,) = self.connection.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone() or (None,)
+        with self._reading() as connection:
+            if connection is None:
+                return 0
+            (value,) = connection.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone() or (None,)
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -521,7 +544,10 @@ class _Transaction:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+    # mode=rw: an existing file only. A plain connect would create an empty database where a
+    # file went missing between two calls, and a reader must never create a file.
+    target = path if path == ":memory:" else f"{Path(path).absolute().as_uri()}?mode=rw"
+    connection = sqlite3.connect(target, isolation_level=None, uri=True)  # transactions are explicit
     connection.execute("PRAGMA foreign_keys = ON")
     return connection
 
