@@ -271,3 +271,23 @@ def test_the_cli_reports_damaged_medical_files_in_one_line(tmp_path, capsys):
         assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "out.png")]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: {path}: {problem}") and len(err.splitlines()) == 1
+
+
+def test_vae_commands_pass_max_pixels_to_the_reader(tmp_path, capsys):
+    from slimvision.cli.main import main
+    from slimvision.inference.vae import DEMO_DENOISER
+    from slimvision.io.images import DEFAULT_MAX_PIXELS
+
+    if not DEMO_DENOISER.is_dir():
+        pytest.skip("this install ships no VAE model")
+    from slimvision.cli.main import build_parser
+
+    assert build_parser().parse_args(["vae", "denoise", "x.png", "-o", "y.png"]).max_pixels == DEFAULT_MAX_PIXELS
+    path = tmp_path / "slice.png"
+    Image.fromarray(np.full((30, 40), 90, np.uint8)).save(path)
+    assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "a.png"), "--max-pixels", "1199"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {path}: image is 40x30 = 0.0 MP, above the limit of 0.0 MP "
+                                               "(raise max_pixels to allow it)")
+    assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "b.png"), "--max-pixels", "1200"]) == 0
+    assert main(["vae", "eval", str(path), "--max-pixels", "100"]) == 2
+    assert "above the limit" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
-                                     check_folder_output, fraction, non_negative_float, number_list,
+                                     check_folder_output, fraction, max_pixels, non_negative_float, number_list,
                                      positive_float, positive_int, seed)
 
 _WINDOW = number_list("--window")
@@ -160,6 +160,9 @@ def _intensity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=_WINDOW, default=None, metavar="CENTER,WIDTH",
                         help="map raw values (CT: HU) through this window instead of the model's rule")
     parser.add_argument("--dicom-window", action="store_true", help="use each DICOM file's own window")
+    parser.add_argument("--max-pixels", type=max_pixels(), default=100_000_000,  # io.images.DEFAULT_MAX_PIXELS
+                        help="refuse files with a slice of more pixels than this, checked from the header before "
+                             "decoding (default 100000000; volumes are also limited to 256 Mi voxels)")
 
 
 def input_files(*paths: Path | None) -> list[Path]:
@@ -217,8 +220,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.mni152:
         train, holdout = mni152_slices("train", args.image_size), mni152_slices("test", args.image_size)
     else:
-        train = load_slices(args.data, args.image_size, intensity=intensity, axis=args.axis, progress=not args.quiet)
-        holdout = (load_slices(args.holdout, args.image_size, intensity=intensity, axis=args.axis)
+        train = load_slices(args.data, args.image_size, intensity=intensity, axis=args.axis, progress=not args.quiet,
+                            max_pixels=args.max_pixels)
+        holdout = (load_slices(args.holdout, args.image_size, intensity=intensity, axis=args.axis,
+                               max_pixels=args.max_pixels)
                    if args.holdout else None)
     vae, losses = train_vae(config, train.images, args.output, holdout=None if holdout is None else holdout.images,
                             backbone_weights=args.backbone_weights, progress=not args.quiet)
@@ -306,7 +311,8 @@ def run_denoise(args: argparse.Namespace) -> int:
     from slimvision.io.medical import read_medical
 
     vae = _model(args.model)
-    slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis)
+    slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis,
+                          max_pixels=args.max_pixels)
     if args.mask is not None and len(slices) > 1:
         raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
@@ -342,7 +348,8 @@ def _dataset(vae: Any, data: list[Path], args: argparse.Namespace, split: str, a
 
     if not data:
         return mni152_slices(split, vae.image_size)
-    return load_slices(data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=axis)
+    return load_slices(data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=axis,
+                       max_pixels=args.max_pixels)
 
 
 def run_eval(args: argparse.Namespace) -> int:

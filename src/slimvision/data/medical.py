@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from slimvision.errors import InputError, MissingAssetError
+from slimvision.io.images import DEFAULT_MAX_PIXELS
 from slimvision.io.medical import Intensity, find_medical_files, read_medical, to_square
 
 
@@ -78,11 +79,12 @@ def mni152_slices(split: str = "train", size: int = 128, axes: Sequence[int] = (
 
 
 def load_slices(sources: Sequence[str | Path], size: int, *, intensity: Intensity | None = None,
-                axis: int = 2, progress: bool = False) -> SliceSet:
+                axis: int = 2, progress: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SliceSet:
     """Every slice of the given files and folders (searched recursively), squared to ``size``.
 
     Raises:
-        InputError: a source does not exist or holds no medical image; a file is unreadable.
+        InputError: a source does not exist or holds no medical image; a file is unreadable or its
+            header declares a slice of more than ``max_pixels`` pixels (see :func:`read_medical`).
     """
     from slimvision.progress import progress_bar
 
@@ -100,7 +102,7 @@ def load_slices(sources: Sequence[str | Path], size: int, *, intensity: Intensit
     images, names = [], []
     with progress_bar(len(files), enabled=progress, desc="reading", unit="file") as bar:
         for path in files:
-            for piece in read_medical(path, intensity=intensity, axis=axis):
+            for piece in read_medical(path, intensity=intensity, axis=axis, max_pixels=max_pixels):
                 images.append(to_square(piece.pixels, size))
                 names.append(piece.name)
             bar.update(1)
