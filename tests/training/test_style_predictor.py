@@ -26,7 +26,8 @@ def test_a_tiny_run_trains_resumes_exports_and_reports(tmp_path):
     assert len(first["train_log"]["loss"]) == 3
     second = distill_predictor(tiny(5), tmp_path / "run", progress=False)
     assert second["resumed_from"] == 3 and second["steps_done"] == 5
-    assert len(second["train_log"]["loss"]) == 2  # only the two new steps
+    assert second["train_log"]["steps"] == [1, 2, 3, 4, 5]  # the whole run's log, the first session's too
+    assert second["train_log"]["loss"][:3] == first["train_log"]["loss"]
     held_out = second["held_out"]
     assert held_out["images"] >= 3 and -1.0 <= held_out["mean_cosine"] <= 1.0
     assert any("starry_night" in name for name in held_out["per_image"])  # the demo painting is never trained on
@@ -115,3 +116,19 @@ def test_evaluation_reports_the_mean_vector_baseline():
     assert report["mean_cosine"] > 0.9  # plain cosine flatters a constant...
     assert report["mean_cosine"] == pytest.approx(report["baseline_mean_vector_cosine"])
     assert abs(report["centred_cosine"]) < 1e-6 and report["r2"] < 0.05  # ...the centred numbers do not
+
+
+def test_a_resume_with_other_settings_is_refused_before_any_work(tmp_path):
+    from dataclasses import replace
+
+    from torch import nn
+
+    from slimvision.training.checkpoint import CheckpointStore
+
+    model = nn.Linear(1, 1)
+    CheckpointStore(tmp_path / "run" / "checkpoints").save(
+        2, model, {"main": torch.optim.SGD(model.parameters(), lr=0.1)}, extra={"config": tiny(3).to_dict()})
+    with pytest.raises(ConfigError, match=r"was started with other settings \(batch_size, width_multiplier differ\)"):
+        distill_predictor(replace(tiny(5), width_multiplier=0.2, batch_size=4),
+                          tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]  # no cache, no student

@@ -69,7 +69,7 @@ def test_a_tiny_run_trains_resumes_exports_and_scores(tmp_path):
     first = distill_transformer(tiny(2), tmp_path / "run", progress=False)
     assert first["steps_done"] == 2 and first["resumed_from"] == 0
     second = distill_transformer(tiny(4), tmp_path / "run", progress=False)
-    assert second["resumed_from"] == 2 and len(second["train_log"]["loss"]) == 2
+    assert second["resumed_from"] == 2 and second["train_log"]["steps"] == [1, 2, 3, 4]  # the whole run's log
     assert second["teacher_cache"]["hits"] > 0  # the teacher is not rerun for pairs it has painted
     held = second["held_out"]
     assert held["pairs"] >= 4
@@ -192,3 +192,19 @@ def test_config_checks():
         TransformerDistillConfig(online_teacher=True, teacher="int8")
     phases = TransformerDistillConfig(space_to_depth=2, init="scratch", residual_width=48).student_config()
     assert phases.contract_channels == (32, 16, 48) and phases.out_channels == 3 and phases.size_multiple == 4
+
+
+def test_a_resume_with_other_settings_is_refused_before_any_work(tmp_path):
+    from dataclasses import replace
+
+    from torch import nn
+
+    from slimvision.training.checkpoint import CheckpointStore
+
+    model = nn.Linear(1, 1)
+    CheckpointStore(tmp_path / "run" / "checkpoints").save(
+        2, model, {"main": torch.optim.SGD(model.parameters(), lr=0.1)}, extra={"config": tiny(2).to_dict()})
+    changed = replace(tiny(4), crop_size=64, time_budget_s=5.0)
+    with pytest.raises(ConfigError, match=r"other settings \(crop_size differ\)"):
+        distill_transformer(changed, tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]  # no bank, no cache

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 STYLE_SIZE = 256  # the teacher's fixed input size
 INITS = ("pruned-teacher", "scratch")
 TEACHERS = ("fp32", "int8")
+#: Settings a resumed run may change (train longer, checkpoint or log at other steps, another
+#: device); any other difference from the saved config refuses to resume.
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "device"})
 
 
 @dataclass
@@ -154,7 +157,11 @@ def cached_mean(cache_folder: Path) -> np.ndarray | None:
 
 
 def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a student in ``run_dir``; write the student, its ONNX export and a report."""
+    """Train (or resume) a student in ``run_dir``; write the student, its ONNX export and a report.
+
+    Raises:
+        ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
+    """
     from slimvision.assets import STYLE_TEACHER_PREDICTOR
     from slimvision.compress.distill import OnnxTeacher, TeacherCache, VectorDistillTask
     from slimvision.compress.export import ImageInput, export_onnx
@@ -164,9 +171,11 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.style import StylePredictor
     from slimvision.models.weights import save_model
-    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
+    from slimvision.training.checkpoint import CheckpointStore
+    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
     run_dir = Path(run_dir)
+    check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES)  # before any setup
     torch.manual_seed(config.seed)
     train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
     dataset = StyleImageDataset(train_sources, config.samples, seed=config.seed, size=STYLE_SIZE,
@@ -189,7 +198,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     start = trainer.resume()
     batches = CosineDecay(_batches(dataset, config.batch_size, config.seed + start, config.device),
                            optimizer, config.learning_rate, start, config.steps)
-    history = trainer.fit(batches, resume=False)
+    trainer.fit(batches, resume=False)
     student.eval().cpu()
     fold_batch_norms(student)
     student = _without_norms(student, deployed)
@@ -205,7 +214,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
               "params": sum(p.numel() for p in student.parameters()),
               "onnx_bytes": exported.onnx_path.stat().st_size,
               "export_max_abs_diff": max(check.max_abs_diff for check in exported.checks),
-              "train_log": {"steps": history.steps, **history.values},
+              "train_log": {"steps": trainer.log.steps, **trainer.log.values},  # the whole run's
               "held_out": evaluate_predictor(student, teacher, held_out, mean),
               "held_out_vs_shipped_int8": (evaluate_predictor(student, shipped, held_out, mean)
                                            if teacher is not shipped else None),

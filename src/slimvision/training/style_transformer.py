@@ -240,16 +240,22 @@ class _HalfStored:
 
 
 def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a transformer student in ``run_dir``; write it, its exports and a report."""
+    """Train (or resume) a transformer student in ``run_dir``; write it, its exports and a report.
+
+    Raises:
+        ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
+    """
     from slimvision.compress.distill import ImageDistillTask, TeacherCache
     from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.layers.efficientnet_lite import PerceptualFeatures
     from slimvision.models.style import StyleTransformer
     from slimvision.models.weights import save_model
-    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig
+    from slimvision.training.checkpoint import CheckpointStore
+    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
     run_dir = Path(run_dir)
+    check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES)  # before any setup
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
@@ -285,20 +291,17 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
     loader = _batches(pairs, config.batch_size, config.seed + start, config.device)
-    timed = _fit_steps_to_budget(trainer, loader, config) if config.time_budget_s > 0 and start == 0 else None
+    if config.time_budget_s > 0 and start == 0:
+        _fit_steps_to_budget(trainer, loader, config)  # its timed steps start the trainer's log
     batches = CosineDecay(loader, optimizer, config.learning_rate, trainer.step, trainer.config.steps)
-    history = trainer.fit(batches, resume=False)
-    if timed is not None:  # the timed steps are the log's start
-        history.steps = timed.steps + history.steps
-        history.values = {key: timed.values.get(key, []) + history.values.get(key, [])
-                          for key in {**timed.values, **history.values}}
+    trainer.fit(batches, resume=False)
     student.eval().cpu()
     folder = save_model(student, run_dir / "student", overwrite=True)
     exports = export_for_pipeline(student, run_dir, folder / "model.safetensors")
     held_pairs = held_out_pairs(held_out, predictor, config.eval_size)
     report = {"config": trainer.extra["config"], "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()), "init": init_report,
-              "train_log": {"steps": history.steps, **history.values},
+              "train_log": {"steps": trainer.log.steps, **trainer.log.values},  # the whole run's
               "exports": {name: {"file": path.name, "bytes": path.stat().st_size} for name, path in exports.items()},
               "held_out": score_students({"torch": _torch_fn(student),
                                           **{name: _onnx_fn(path) for name, path in exports.items()}},
@@ -310,6 +313,9 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
 
 #: Steps timed before a time budget is turned into a step count.
 TIMING_STEPS = 60
+#: Settings a resumed run may change: the step count (a time budget sets it; the report says
+#: to pass it as ``steps`` to resume), checkpoint and log steps, device and data workers.
+RESUMABLE_CHANGES = frozenset({"steps", "time_budget_s", "checkpoint_every", "log_every", "device", "workers"})
 
 
 def _contents(dataset: Any, config: TransformerDistillConfig, run_dir: Path, progress: bool) -> Any:
