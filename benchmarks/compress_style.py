@@ -19,5 +19,5 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 if __name__ == "__main__":
     extra = sys.argv[1:]
-    sys.exit(main(["bench", "style", "--json", str(RESULTS / "compress_style.json"),
+    sys.exit(main(["bench", "style", "--overwrite", "--report", str(RESULTS / "compress_style.json"),
                    "--sheet", str(RESULTS / "compress_style_sheet.png"), *extra]))

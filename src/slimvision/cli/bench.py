@@ -6,6 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from slimvision.cli.arguments import add_json, add_overwrite, number_list, positive_int, threads
+
+_SIZES = number_list("--sizes", minimum=64)
+
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
     bench = groups.add_parser("bench", help="measure model variants side by side")
@@ -16,29 +20,36 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "int8/fp16 versions) on this machine, interleaved, and prints medians, ratios to the shipped "
                     "teacher, style-vector cosine on held-out style images and output SSIM/PSNR against the "
                     "teacher's output. Takes 1-3 minutes on 2 cores.")
-    style.add_argument("--sizes", default="512,1024", help="transform sizes in px, comma-separated (default 512,1024)")
-    style.add_argument("--repeats", type=int, default=7, help="timed runs per variant and size (default 7)")
-    style.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    style.add_argument("--sizes", type=_SIZES, default=_SIZES("512,1024"),
+                       help="transform sizes in px, whole numbers 64..8192, comma-separated (default 512,1024)")
+    style.add_argument("--repeats", type=positive_int("--repeats", 10_000), default=7,
+                       help="timed runs per variant and size (default 7)")
+    style.add_argument("--threads", type=threads(), default=None, help="ONNX Runtime threads (default: all cores)")
     style.add_argument("--sheet", type=Path, default=None, help="save a comparison sheet PNG here")
-    style.add_argument("--json", type=Path, default=None, help="also write the full report as JSON here")
+    style.add_argument("--report", type=Path, default=None, metavar="FILE",
+                       help="also write the full report as JSON to FILE")
+    add_json(style, "the full report (instead of the table)")
+    add_overwrite(style, "--report and --sheet files")
     style.set_defaults(run=run_style_bench)
 
 
 def run_style_bench(args: argparse.Namespace) -> int:
     from slimvision.bench.style_compress import compare, table
-    from slimvision.errors import SlimvisionError
-    from slimvision.io.atomic import write_text_atomic
+    from slimvision.errors import ConfigError
+    from slimvision.io.atomic import plan_outputs, write_text_atomic
 
-    try:
-        sizes = [int(part) for part in args.sizes.split(",") if part.strip()]
-    except ValueError:
-        raise SlimvisionError(f"--sizes must be integers separated by commas, got {args.sizes!r}") from None
-    if not sizes or min(sizes) < 64 or args.repeats < 1:
-        raise SlimvisionError("--sizes must be >= 64 px and --repeats >= 1")
+    if any(size != int(size) or size > 8192 for size in args.sizes):
+        raise ConfigError(f"--sizes must be whole numbers of pixels from 64 to 8192, got {args.sizes}")
+    sizes = [int(size) for size in args.sizes]
+    # Both files are checked before minutes of measuring, not after.
+    plan_outputs([path for path in (args.report, args.sheet) if path is not None], overwrite=args.overwrite)
     report = compare(sizes, repeats=args.repeats, threads=args.threads, sheet=args.sheet)
-    print(table(report))
-    if args.sheet:
-        print(f"comparison sheet: {args.sheet}")
     if args.json:
-        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n", overwrite=True)
+        print(json.dumps(report, indent=2))
+    else:
+        print(table(report))
+        if args.sheet:
+            print(f"comparison sheet: {args.sheet}")
+    if args.report:
+        write_text_atomic(args.report, json.dumps(report, indent=2) + "\n", overwrite=args.overwrite)
     return 0

@@ -6,12 +6,14 @@ import argparse
 import json
 from typing import Any
 
+from slimvision.cli.arguments import add_json
+
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("models", help="list the model artifacts with size and provenance",
                                description="List the registered model artifacts: the files each one runs, their "
                                            "size on disk, where they come from and under which licence.")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_json(parser, "the list")
     parser.set_defaults(run=run_models)
 
 

@@ -12,7 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from slimvision.cli.arguments import (MAX_SIDE, add_json, add_quiet, bounded, non_negative_float, non_negative_int,
+                                     positive_float, positive_int, seed)
 from slimvision.errors import ConfigError, SlimvisionError
+
+_MAX_BATCH = 65_536
+_MAX_SECONDS = 30 * 24 * 3600  # a training time budget beyond a month is a typo
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -25,16 +30,21 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "MSE between style vectors, on style samples from installed packages plus procedural "
                     "textures. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ "
                     "(safetensors + config), RUN_DIR/student.onnx (+ .json) and RUN_DIR/report.json.")
-    _add_run_options(predictor, "print the report as JSON")
-    predictor.add_argument("--width", type=float, default=0.35, help="width multiplier (default 0.35)")
-    predictor.add_argument("--last-channels", type=int, default=1280, help="channels of the last 1x1 conv (default 1280)")
-    predictor.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
-    predictor.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
-    predictor.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed (default 2e-3)")
-    predictor.add_argument("--samples", type=int, default=20_000, help="distinct style samples (default 20000)")
+    _add_run_options(predictor, "the report")
+    predictor.add_argument("--width", type=bounded("--width", float, maximum=4, above=0), default=0.35,
+                           help="width multiplier, more than 0 and at most 4 (default 0.35)")
+    predictor.add_argument("--last-channels", type=positive_int("--last-channels", 65_536), default=1280,
+                           help="channels of the last 1x1 conv (default 1280)")
+    predictor.add_argument("--steps", type=positive_int("--steps"), default=3000, help="optimiser steps (default 3000)")
+    predictor.add_argument("--batch-size", type=positive_int("--batch-size", _MAX_BATCH), default=32,
+                           help="images per step (default 32)")
+    predictor.add_argument("--lr", type=positive_float("--lr", 10), default=2e-3,
+                           help="peak learning rate, cosine-decayed (default 2e-3)")
+    predictor.add_argument("--samples", type=positive_int("--samples"), default=20_000,
+                           help="distinct style samples (default 20000)")
     predictor.add_argument("--init", choices=("pruned-teacher", "scratch"), default="pruned-teacher",
                            help="start from the teacher's strongest channels (default) or from random weights")
-    predictor.add_argument("--seed", type=int, default=0, help="seed of the samples and the student's init")
+    predictor.add_argument("--seed", type=seed(), default=0, help="seed of the samples and the student's init")
     predictor.add_argument("--stem-stride", type=int, choices=(2, 4), default=2,
                            help="2: MobileNetV2's 3x3 stem (default); 4: a 4x4 stride-4 stem, no half-resolution layers")
     predictor.add_argument("--stage-repeats", default="",
@@ -47,8 +57,8 @@ def _add_run_options(parser: argparse.ArgumentParser, json_help: str) -> None:
     """What every training command takes: where it runs, on which device, and how it reports."""
     parser.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    parser.add_argument("--json", action="store_true", help=json_help)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_json(parser, json_help)
+    add_quiet(parser)
 
 
 def _training_module(name: str) -> Any:
@@ -88,7 +98,7 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
                     "weights. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ (safetensors "
                     "+ config), RUN_DIR/transform.fp16w.onnx (what ships) and other exports, and "
                     "RUN_DIR/report.json with held-out SSIM/PSNR against the teachers.")
-    _add_run_options(parser, "print the held-out scores as JSON")
+    _add_run_options(parser, "the held-out scores")
     parser.add_argument("--separable", default="contract,residual,expand",
                         help="comma-separated parts made separable, among contract,residual,expand,first,last "
                              "(default contract,residual,expand)")
@@ -96,23 +106,29 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
                         help="kernels of the first and the last conv (teacher: 9,9; default 3,3)")
     parser.add_argument("--padding", choices=("zeros", "reflect"), default="zeros",
                         help="zeros: padding inside the convs, no pad passes (default); reflect: as the teacher")
-    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
-    parser.add_argument("--crop-size", type=int, default=128, help="content crop side in pixels (default 128)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed (default 2e-3)")
-    parser.add_argument("--samples", type=int, default=12_000, help="distinct training pairs (default 12000)")
-    parser.add_argument("--contents", type=int, default=0,
+    parser.add_argument("--steps", type=positive_int("--steps"), default=3000, help="optimiser steps (default 3000)")
+    parser.add_argument("--batch-size", type=positive_int("--batch-size", _MAX_BATCH), default=8,
+                        help="pairs per step (default 8)")
+    parser.add_argument("--crop-size", type=bounded("--crop-size", int, 16, MAX_SIDE), default=128,
+                        help="content crop side in pixels, at least 16 (default 128)")
+    parser.add_argument("--lr", type=positive_float("--lr", 10), default=2e-3,
+                        help="peak learning rate, cosine-decayed (default 2e-3)")
+    parser.add_argument("--samples", type=positive_int("--samples"), default=12_000,
+                        help="distinct training pairs (default 12000)")
+    parser.add_argument("--contents", type=non_negative_int("--contents"), default=0,
                         help="distinct content crops, each painted with several style vectors when below "
                              "--samples (default 0: one per pair)")
-    parser.add_argument("--feature-weight", type=float, default=0.02,
+    parser.add_argument("--feature-weight", type=non_negative_float("--feature-weight", 1e6), default=0.02,
                         help="weight of the EfficientNet-Lite0 feature L1 (0: pixels only; default 0.02)")
     parser.add_argument("--init", choices=("teacher", "scratch"), default="teacher",
                         help="start from the teacher's weights (default) or from random weights")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the student's init")
-    parser.add_argument("--ssim-weight", type=float, default=0.0,
+    parser.add_argument("--seed", type=seed(), default=0, help="seed of the pairs and the student's init")
+    parser.add_argument("--ssim-weight", type=non_negative_float("--ssim-weight", 1e6), default=0.0,
                         help="weight of a 1 - SSIM term against the teacher's image (default 0)")
-    parser.add_argument("--residual-width", type=int, default=32, help="channels of the residual blocks (default 32)")
-    parser.add_argument("--residual-blocks", type=int, default=5, help="number of residual blocks (default 5)")
+    parser.add_argument("--residual-width", type=positive_int("--residual-width", 4096), default=32,
+                        help="channels of the residual blocks (default 32)")
+    parser.add_argument("--residual-blocks", type=non_negative_int("--residual-blocks", 1024), default=5,
+                        help="number of residual blocks (default 5)")
     parser.add_argument("--space-to-depth", type=int, choices=(1, 2), default=1,
                         help="2: the teacher's layers on 2x2 phase planes, every conv at half resolution or "
                              "below (edge kernels then count half-resolution pixels: 5 holds the teacher's 9x9); "
@@ -120,10 +136,11 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--online-teacher", action="store_true",
                         help="run the float teacher's torch port on --device for every batch instead of caching "
                              "ONNX Runtime outputs (for a GPU)")
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--workers", type=non_negative_int("--workers", 1024), default=0,
                         help="processes that cut all content crops up front into RUN_DIR/contents-*.npy "
                              "(for a GPU; default 0: each crop is cut when a batch needs it)")
-    parser.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--time-budget", type=non_negative_float("--time-budget", _MAX_SECONDS), default=0.0,
+                        metavar="SECONDS",
                         help="train for about this long instead of --steps: the step count comes from the "
                              "speed of the first steps and is recorded in report.json (default 0: use --steps)")
     parser.set_defaults(run=run_style_transformer)
