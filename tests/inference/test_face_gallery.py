@@ -315,3 +315,25 @@ def test_a_gallery_others_may_read_is_named_in_a_warning_and_left_as_it_is(tmp_p
     Gallery.open(path, DLIB_RESNET_V1, mode="r").close()
     assert f"{path}: other users may read this gallery of faces (mode 644)" in caplog.text
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_leftovers_of_a_creator_killed_mid_creation_are_removed_by_the_next_one(tmp_path):
+    import os
+    import time
+
+    path = tmp_path / "g[1].sqlite"  # a name with glob characters
+    stale, fresh = tmp_path / ".g[1].sqlite.dead0000.tmp", tmp_path / ".g[1].sqlite.live0000.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"half a gallery")
+    old = time.time() - 2 * face_gallery.STALE_TEMP_S
+    os.utime(stale, (old, old))
+    Gallery.open(path, DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
+    assert files_in(tmp_path) == [fresh.name, path.name]  # a temp this young may be another creator's
+
+
+def test_a_broken_link_in_the_gallerys_place_is_an_error_not_a_new_file(tmp_path):
+    path = tmp_path / "g.sqlite"
+    path.symlink_to(tmp_path / "gone.sqlite")
+    with pytest.raises(GalleryError, match="g.sqlite: cannot be created: the name is taken"):
+        Gallery.open(path, DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
+    assert files_in(tmp_path) == ["g.sqlite"] and not (tmp_path / "gone.sqlite").exists()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import hashlib
 import logging
 import os
@@ -341,7 +342,9 @@ class SQLiteGallery:
             for leftover in (temp, Path(f"{temp}-journal"), Path(f"{temp}-wal"), Path(f"{temp}-shm")):
                 leftover.unlink(missing_ok=True)
         if not created:  # another process created the gallery meanwhile: make the change in theirs
-            self._existing_file()
+            if not self._existing_file():
+                raise GalleryError("cannot be created: the name is taken by something that is not a file "
+                                   "(a broken link?)", self.path)
             self._open_existing()
             return self._write(change)
         self.connection = _connect(self.path)
@@ -609,7 +612,7 @@ def _publish(temp: Path, target: Path) -> bool:
 def _remove_stale_temps(target: Path) -> None:
     """Delete the temporary files a process killed while creating this gallery left behind."""
     now = time.time()
-    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
         with contextlib.suppress(OSError):
             if now - leftover.stat().st_mtime > STALE_TEMP_S:
                 leftover.unlink()
