@@ -315,6 +315,13 @@ def test_a_gallery_others_may_read_is_named_in_a_warning_and_left_as_it_is(tmp_p
     Gallery.open(path, DLIB_RESNET_V1, mode="r").close()
     assert f"{path}: other users may read this gallery of faces (mode 644)" in caplog.text
     assert path.stat().st_mode & 0o777 == 0o644
+    caplog.clear()
+    other = tmp_path / "other.db"
+    _corrupt(other, "CREATE TABLE t (x)")
+    other.chmod(0o644)
+    with pytest.raises(GalleryError, match="not a slimvision gallery"):
+        Gallery.open(other, DLIB_RESNET_V1, mode="r")
+    assert "other users may read" not in caplog.text  # not a gallery: nothing to say about faces
 
 
 def test_leftovers_of_a_creator_killed_mid_creation_are_removed_by_the_next_one(tmp_path):

@@ -28,7 +28,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
     detect = commands.add_parser("detect", help="find faces and their 5 landmarks",
                                  description=f"Print each face's box, score and landmarks. {BOXES}")
-    detect.add_argument("images", nargs="+", type=Path)
+    detect.add_argument("images", nargs="+", type=Path, help="image files")
     _output_options(detect)
     detect.set_defaults(run=run_detect)
 
@@ -61,7 +61,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     identify = commands.add_parser("identify", help="who is in these images? (1:N against a gallery)",
                                    description="For every face: the nearest enrolled people, and the name when "
                                                f"the nearest is within the threshold ('unknown' otherwise). {BOXES}")
-    identify.add_argument("images", nargs="+", type=Path)
+    identify.add_argument("images", nargs="+", type=Path, help="image files")
     _gallery_option(identify, "gallery file to search (never changed)")
     identify.add_argument("--top-k", type=positive_int("--top-k", MAX_TOP_K), default=3,
                           help="nearest people listed per face (default 3)")
@@ -125,7 +125,7 @@ def _gallery_commands(commands: argparse._SubParsersAction) -> None:
                                          "transaction; photos the gallery holds already are reported and left out. "
                                          "Creates the gallery if it does not exist.")
     add.add_argument("name", help="the person's name")
-    add.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    add.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="photos of them (each photo's main face)")
     _gallery_option(add, "gallery file (SQLite; created if missing)")
     _store_paths_option(add)
     add_json(add, "the report")

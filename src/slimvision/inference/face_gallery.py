@@ -229,10 +229,10 @@ class SQLiteGallery:
         return True
 
     def _open_existing(self) -> None:
-        self._warn_if_shared()
         self.connection = _connect(self.path)
         try:
             self.embedder = self._read_record(self.embedder)
+            self._warn_if_shared()  # only once it is known to be a gallery
             if self.mode != "r":
                 self.connection.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
                 return
