@@ -606,6 +606,12 @@ def _publish(temp: Path, target: Path) -> bool:
         if target.exists():
             return False
         os.rename(temp, target)
+    with contextlib.suppress(OSError):  # make the new name itself durable (best effort: not every OS can)
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return True
 
 
