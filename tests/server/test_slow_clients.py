@@ -228,8 +228,12 @@ def test_a_slow_but_steady_upload_is_not_cut_off(quick_server):
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
 
 
-def test_bytes_that_are_not_http_get_a_json_400(quick_server):
-    sock = _stalled(_port(quick_server), b"NOT HTTP AT ALL\r\n\r\n")
+@pytest.mark.parametrize("payload", [b"NOT HTTP AT ALL\r\n\r\n",
+                                     b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000],
+                         ids=["garbage", "endless-headers"])
+def test_bytes_that_are_not_http_get_a_json_400(quick_server, payload):
+    """uvicorn answers these itself, in plain text: here they are JSON like every other error."""
+    sock = _stalled(_port(quick_server), payload)
     with sock:
         status, body = _answer(sock)
     assert status == 400 and body["error"]["code"] == "bad_request"
