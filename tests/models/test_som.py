@@ -266,3 +266,62 @@ def test_batch_steps_shrink_the_radius_within_an_epoch_and_fit_tighter():
     assert errors[10] < errors[1]
     with pytest.raises(ConfigError, match="batch_steps"):
         SOMConfig(batch_steps=0)
+
+
+@pytest.mark.parametrize("lattice, kind", [("rect", "gaussian"), ("rect", "bubble"), ("hex", "gaussian")])
+def test_spreading_sums_equals_the_full_neighbourhood_product(lattice, kind):
+    # The rect Gaussian is spread by two small separable products; it must equal the full one.
+    som = SelfOrganizingMap(SOMConfig(rows=5, cols=7, dim=3, lattice=lattice, neighbourhood=kind))
+    values = np.random.default_rng(0).random((35, 4), dtype=np.float32)
+    pull = neighbourhood(squared_lattice_distances(som.coords, som.coords), 1.7, kind)
+    np.testing.assert_allclose(som._spread(values, 1.7), pull @ values, rtol=1e-5, atol=1e-6)
+
+
+def test_per_node_sums_match_a_plain_accumulation():
+    som = SelfOrganizingMap(SOMConfig(rows=3, cols=4, dim=5))
+    rng = np.random.default_rng(1)
+    nodes, vectors = rng.integers(0, 12, 50), rng.random((50, 5), dtype=np.float32)
+    expected = np.zeros((12, 5))
+    np.add.at(expected, nodes, vectors)
+    sums, counts = som._per_node_sums(nodes, vectors)
+    np.testing.assert_allclose(sums, expected, rtol=1e-5)
+    np.testing.assert_array_equal(counts, np.bincount(nodes, minlength=12))
+    empty_sums, empty_counts = som._per_node_sums(np.zeros(0, np.int64), np.zeros((0, 5), np.float32))
+    assert not empty_sums.any() and not empty_counts.any()
+
+
+def test_a_damaged_map_file_is_an_input_error_naming_it(tmp_path):
+    data, labels = two_blobs()
+    som = SelfOrganizingMap(SOMConfig(rows=3, cols=3, dim=4, epochs=2))
+    som.fit(data, progress=False)
+    som.label(data, labels, ("a", "b"))
+    folder = som.save(tmp_path / "map")
+    whole = (folder / "map.npz").read_bytes()
+    for damaged in (whole[: len(whole) // 2], whole[:10], b"", whole[:-40]):
+        (folder / "map.npz").write_bytes(damaged)
+        with pytest.raises(InputError, match="map.npz: cannot read the map"):
+            SelfOrganizingMap.load(folder)
+    (folder / "config.json").write_text('{"rows": 3, "cols"')
+    with pytest.raises(InputError, match="config.json: not a valid map config"):
+        SelfOrganizingMap.load(folder)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda arrays: arrays.pop("node_confidence"), "no node_confidence"),
+    (lambda arrays: arrays.update(node_labels=np.full(9, 7)), "indices into the 2 classes"),
+    (lambda arrays: arrays.update(node_confidence=np.full(4, 0.5)), "shares in"),
+    (lambda arrays: arrays.update(unknown_distance=np.asarray(-1.0)), "one positive number"),
+    (lambda arrays: arrays.update(weights=np.full((3, 3, 4), np.nan, np.float32)), "not all finite"),
+])
+def test_a_map_with_inconsistent_arrays_is_refused(tmp_path, change, problem):
+    data, labels = two_blobs()
+    som = SelfOrganizingMap(SOMConfig(rows=3, cols=3, dim=4, epochs=2))
+    som.fit(data, progress=False)
+    som.label(data, labels, ("a", "b"))
+    folder = som.save(tmp_path / "map")
+    with np.load(folder / "map.npz") as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    change(arrays)
+    np.savez(folder / "map.npz", **arrays)
+    with pytest.raises(InputError, match=f"map.npz: damaged map: .*{problem}"):
+        SelfOrganizingMap.load(folder)
