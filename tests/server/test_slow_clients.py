@@ -202,9 +202,8 @@ def test_a_silent_connection_is_closed_without_an_answer(quick_server):
         assert sock.recv(1) == b""  # closed, with nothing said
 
 
-def test_a_slow_but_steady_upload_is_not_cut_off(quick_server):
-    """The body timeout is the longest silence, not the whole upload: a body sent in pieces, each
-    well within the timeout, is read to the end and answered."""
+def _numerals_upload() -> tuple[bytes, bytes]:
+    """Headers and body of a small, valid numerals request."""
     import io
 
     import numpy as np
@@ -216,15 +215,43 @@ def test_a_slow_but_steady_upload_is_not_cut_off(quick_server):
             b"Content-Type: image/png\r\n\r\n" + buffer.getvalue() + b"\r\n--b--\r\n")
     head = (b"POST /api/numerals/read HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n" % len(body))
+    return head, body
+
+
+def _send_slowly(sock: socket.socket, body: bytes, pieces: int = 6, pause_s: float = 0.2) -> bytes:
+    """Send ``body`` in pieces with pauses (each well within the quick server's 0.5 s, all of them
+    longer), then read the answer to the end."""
+    size = len(body) // pieces + 1
+    for index in range(0, len(body), size):
+        time.sleep(pause_s)
+        sock.sendall(body[index:index + size])
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_slow_but_steady_upload_is_not_cut_off(quick_server):
+    """The body timeout is the longest silence, not the whole upload."""
+    head, body = _numerals_upload()
     sock = _stalled(_port(quick_server), head)
     with sock:
-        pieces = [body[index:index + len(body) // 6 + 1] for index in range(0, len(body), len(body) // 6 + 1)]
-        for piece in pieces:  # about 6 x 0.2 s: longer than the 0.5 s timeout in all
-            time.sleep(0.2)
-            sock.sendall(piece)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        data = _send_slowly(sock, body)
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+
+
+def test_the_next_request_on_a_connection_gets_its_own_body_timeout(quick_server):
+    """After an answer to a request whose body was still coming, that body gets one timeout; the
+    next request on the same connection must not inherit that deadline."""
+    head, body = _numerals_upload()
+    sock = _stalled(_port(quick_server), b"GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+    with sock:
+        first = b""
+        while not first.endswith(b"}"):
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"cde" + head)  # the rest of the first body, then the next request
+        data = _send_slowly(sock, body)
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
 
 

@@ -99,13 +99,15 @@ class GuardedH11Protocol(H11Protocol):
         self._ready_since = now       # when the server became ready for the next request's headers
         self._last_bytes = now        # when the client last sent anything
         self._answered_at: float | None = None  # when our answer went out with the body still unread
+        self._answered_cycle: Any = None          # ... to that request (a later one has its own body)
         self._deadline_timer: Any = None
         self._linger_timer: Any = None
         self.clients.add(self)
-        if not self._make_room():
-            self._close(503, "too_many_connections",
-                        f"this address already has {self.limits.per_client} connections busy with requests; "
-                        "try again when one is answered", ("retry-after: 1",))
+        crowded = self._make_room()
+        if crowded is not None:
+            whose = "this address" if crowded is not self.clients.every else "the server"
+            self._close(503, "too_many_connections", f"{whose} already has {len(crowded) - 1} connections busy with "
+                                                     "requests; try again when one is answered", ("retry-after: 1",))
             return
         self._watch()
 
@@ -129,6 +131,7 @@ class GuardedH11Protocol(H11Protocol):
         self._ready_since = now
         # A body the app never read: the client may finish or stop sending it, within one timeout.
         self._answered_at = now if self.conn.their_state is h11.SEND_BODY else None
+        self._answered_cycle = self.cycle
         super().on_response_complete()
         self._watch()
 
@@ -146,7 +149,7 @@ class GuardedH11Protocol(H11Protocol):
             return self._ready_since + self.limits.header_timeout_s
         if state is not h11.SEND_BODY:
             return None  # the request is in, or the connection is closing
-        if self._answered_at is not None:
+        if self._answered_at is not None and self.cycle is self._answered_cycle:
             return self._answered_at + self.limits.body_timeout_s
         if self.flow.read_paused or self._responding():
             # Waiting on the app (it has not read the buffered body yet, or is sending its answer):
@@ -180,7 +183,7 @@ class GuardedH11Protocol(H11Protocol):
                             f"the request headers did not arrive within {self.limits.header_timeout_s:g} s")
             else:
                 self._close()  # an idle or spare connection: nobody is waiting for an answer
-        elif self._answered_at is not None or self._responding():
+        elif (self._answered_at is not None and self.cycle is self._answered_cycle) or self._responding():
             self._close()
         else:
             self._close(408, "request_timeout",
@@ -194,17 +197,17 @@ class GuardedH11Protocol(H11Protocol):
             return False
         return not self._responding() and not (state is h11.SEND_BODY and self.flow.read_paused)
 
-    def _make_room(self) -> bool:
-        """Close the longest-waiting connections of whichever group this one overfills; False if
-        none of them is waiting for its client (all are busy with requests)."""
+    def _make_room(self) -> set[GuardedH11Protocol] | None:
+        """Close the longest-waiting connections of whichever group this one overfills; that group
+        if none of them is waiting for its client (all are busy with requests), else None."""
         while (group := self.clients.over_cap(self, self.limits)) is not None:
             waiting = [other for other in group if other is not self and other._waiting_for_client()]
             if not waiting:
-                return False
+                return group
             oldest = min(waiting, key=lambda other: other._last_bytes)
             oldest._close(503, "too_many_connections",
-                          "closed to make room: too many connections from this address were waiting")
-        return True
+                          "closed to make room: too many connections were waiting for their clients")
+        return None
 
     def _close(self, status: int | None = None, code: str = "", message: str = "",
                extra_headers: tuple[str, ...] = ()) -> None:
