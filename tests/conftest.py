@@ -15,6 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+# First, before any test module can load onnxruntime: importing slimvision turns ONNX Runtime's
+# telemetry off, and the library reads that switch only when it loads.
+import slimvision  # noqa: F401, E402
+
 CONTENT_SHAPE = (96, 128)  # (height, width)
 STYLE_SHAPE = (150, 200)  # (height, width): a 200x150 image
 
