@@ -170,3 +170,35 @@ def test_a_resume_names_nested_settings_that_differ(tmp_path):
     with pytest.raises(ConfigError, match=r"\(model\.latent_dim differ\)"):
         train_vae(replace(config, model=replace(TINY, latent_dim=TINY.latent_dim + 1)), _images(), tmp_path / "run",
                   pretrained=False, progress=False)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda m: "{not json", "unreadable"),
+    (lambda m: "[]", "format 'list', expected"),
+    (lambda m: {**m, "model": None}, 'has no "model" object'),
+    (lambda m: {**m, "model": {**m["model"], "image_size": "big"}}, "model.image_size must be a whole number >= 8, "
+                                                                    "got 'big'"),
+    (lambda m: {**m, "model": {k: v for k, v in m["model"].items() if k != "latent_dim"}},
+     "model.latent_dim must be a whole number >= 1, got None"),
+    (lambda m: {**m, "model": {**m["model"], "skip_connections": "yes"}}, "model.skip_connections must be true or false"),
+    (lambda m: {**m, "intensity": {"mode": "sideways"}}, 'its "intensity" is not a valid rule'),
+    (lambda m: {**m, "intensity": 3}, 'its "intensity" is not a valid rule'),
+])
+def test_a_malformed_vae_json_is_a_one_line_error_naming_it(tmp_path, capsys, edit, problem):
+    import json
+
+    from slimvision.cli.main import main
+    from slimvision.inference.vae import MANIFEST_FILE, MedicalVAE
+
+    vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4)).eval()
+    export_vae(vae, tmp_path / "export")
+    manifest = tmp_path / "export" / MANIFEST_FILE
+    edited = edit(json.loads(manifest.read_text()))
+    manifest.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+    with pytest.raises(InputError) as caught:
+        MedicalVAE(tmp_path / "export")
+    assert str(caught.value).startswith(f"{manifest}: {problem}") and "\n" not in str(caught.value)
+    capsys.readouterr()
+    assert main(["vae", "sample", "--model", str(tmp_path / "export"), "-o", str(tmp_path / "grid.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {manifest}: {problem}") and len(err.splitlines()) == 1

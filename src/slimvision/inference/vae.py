@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from slimvision.errors import InputError
+from slimvision.errors import InputError, SlimvisionError
 from slimvision.inference.gan import tile
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.io.medical import Intensity, from_square, to_square
@@ -46,15 +46,21 @@ class MedicalVAE:
             self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as error:
             raise InputError(manifest_path, f"unreadable ({error})") from None
-        if self.manifest.get("format") != MANIFEST_FORMAT:
-            raise InputError(manifest_path, f"format {self.manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-        model = self.manifest["model"]
-        self.image_size = int(model["image_size"])
-        self.latent_dim = int(model["latent_dim"])
-        self.skip_connections = bool(model["skip_connections"])
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != MANIFEST_FORMAT:
+            found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
+            raise InputError(manifest_path, f"format {found!r}, expected {MANIFEST_FORMAT!r}")
+        model = self.manifest.get("model")
+        if not isinstance(model, dict):
+            raise InputError(manifest_path, "has no \"model\" object (the exported model's config)")
+        self.image_size = _whole(model, "image_size", manifest_path, minimum=8)
+        self.latent_dim = _whole(model, "latent_dim", manifest_path, minimum=1)
+        self.skip_connections = _flag(model, "skip_connections", manifest_path)
         # Older exports have no such key; they read the image alone.
-        self.mask_channel = bool(model.get("mask_channel", False))
-        self.intensity = Intensity.from_dict(self.manifest["intensity"])
+        self.mask_channel = _flag(model, "mask_channel", manifest_path, default=False)
+        try:
+            self.intensity = Intensity.from_dict(self.manifest.get("intensity"))
+        except (SlimvisionError, TypeError, ValueError, AttributeError) as error:
+            raise InputError(manifest_path, f"its \"intensity\" is not a valid rule ({error})") from None
         self.settings = settings
         self._sessions: dict[str, OnnxModel] = {}
 
@@ -164,6 +170,22 @@ class MedicalVAE:
         if images.ndim != 3 or images.shape[1:] != (size, size):
             raise ValueError(f"expected (N, {size}, {size}) images (use to_square first), got {images.shape}")
         return images
+
+
+def _whole(section: dict[str, Any], key: str, path: Path, minimum: int) -> int:
+    """``section[key]`` as a whole number >= ``minimum``, else an InputError naming the manifest and the key."""
+    value = section.get(key)
+    if type(value) is not int or value < minimum:
+        raise InputError(path, f"model.{key} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _flag(section: dict[str, Any], key: str, path: Path, default: bool | None = None) -> bool:
+    """``section[key]`` as a bool (``default`` when absent, if any), else an InputError naming the key."""
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise InputError(path, f"model.{key} must be true or false, got {value!r}")
+    return value
 
 
 def kept_from_zeros(pixels: np.ndarray, margin: int = 3) -> np.ndarray:
