@@ -73,3 +73,13 @@ def test_the_largest_seed_and_options_in_any_order(tmp_path):
     out = tmp_path / "g.png"
     assert run("generate", "-n", "2", "--seed", str(2**32 - 1), "-o", out, "--columns", "2") == 0
     assert np.asarray(Image.open(out)).shape[1] > np.asarray(Image.open(out)).shape[0]  # a 2-wide grid
+
+
+def test_a_run_folder_inside_its_training_data_is_refused(tmp_path, capsys):
+    pytest.importorskip("torch")
+    data = tmp_path / "crops"
+    data.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(data / "a.png")
+    assert run("train", data, "-o", data / "run", "--resolution", "16", "--steps", "1") == 2
+    assert "run: is inside the input folder" in one_line_error(capsys)
+    assert sorted(p.name for p in data.iterdir()) == ["a.png"]

@@ -481,3 +481,15 @@ def test_skip_existing_resumes_a_batch(tmp_path, image_files, capsys):
     assert (out / "a_style.png").stat().st_mtime_ns == first
     assert run("stylize", folder, "-s", image_files["style"], "-o", out, "--skip-existing", "--overwrite") == 2
     assert "not both" in one_line_error(capsys)
+
+
+def test_results_never_go_where_the_inputs_are_searched(tmp_path, image_files, capsys):
+    folder = tmp_path / "photos"
+    save_png(make_content(40, 56), folder / "a.png")
+    assert run("stylize", folder, "-s", image_files["style"], "-o", folder) == 2
+    assert f"{folder}: is the input folder" in one_line_error(capsys)
+    assert run("stylize", folder, "-s", image_files["style"], "-o", folder / "styled", "--recursive") == 2
+    assert "is inside the input folder" in one_line_error(capsys)
+    assert listing(folder) == ["a.png"]
+    assert run("stylize", folder, "-s", image_files["style"], "-o", folder / "styled", "-q") == 0  # not searched
+    assert listing(folder / "styled") == ["a_style.png"]

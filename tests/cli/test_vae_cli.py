@@ -179,3 +179,13 @@ def test_sample_refuses_bad_numbers_in_one_line(tmp_path, capsys, option, value)
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {option} must be") and "\n" not in error
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_run_or_augment_folder_inside_the_data_is_refused(trained, capsys):
+    root, run = trained
+    before = sorted(p.name for p in (root / "data").iterdir())
+    assert main(["vae", "train", str(root / "data"), "-o", str(root / "data" / "run"), "-q"]) == 2
+    assert "run: is inside the input folder" in capsys.readouterr().err
+    assert main(["vae", "augment", str(root / "data"), "-o", str(root / "data"), "--model", str(run / "export")]) == 2
+    assert "data: is the input folder" in capsys.readouterr().err
+    assert sorted(p.name for p in (root / "data").iterdir()) == before

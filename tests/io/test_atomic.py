@@ -246,3 +246,17 @@ def test_plan_outputs_names_an_output_below_a_file(tmp_path: Path) -> None:
         plan_outputs([tmp_path / "ok.png", tmp_path / "file" / "sub" / "a.png"])
     assert plan_outputs([tmp_path / "new" / "a.png"]) == [tmp_path / "new" / "a.png"]
     assert not (tmp_path / "new").exists()
+
+
+def test_an_output_folder_inside_an_input_folder_is_refused(tmp_path: Path) -> None:
+    from slimvision.io.atomic import check_outside_inputs
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    with pytest.raises(OutputError, match=r"photos: is the input folder; .* read as input by the next run"):
+        check_outside_inputs(photos, [photos])
+    with pytest.raises(OutputError, match=r"styled: is inside the input folder .*photos"):
+        check_outside_inputs(photos / "sub" / ".." / "styled", [photos])
+    check_outside_inputs(photos / "styled", [photos], recursive=False)  # not searched below its top
+    check_outside_inputs(tmp_path / "styled", [photos, photos / "sub"])
+    check_outside_inputs(photos, [tmp_path / "photo.png"])  # a file input names no folder

@@ -168,6 +168,7 @@ def run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from slimvision.errors import InputError
+    from slimvision.io.atomic import check_outside_inputs
     from slimvision.io.images import find_images, load_image, to_gray
     from slimvision.models.gan import DCGANConfig
     from slimvision.models.weights import save_model
@@ -180,6 +181,7 @@ def run_train(args: argparse.Namespace) -> int:
                                generator_lr=args.generator_lr, discriminator_lr=args.discriminator_lr, seed=args.seed,
                                ema_decay=args.ema_decay, diff_augment=args.diff_augment,
                                checkpoint_every=args.checkpoint_every)
+    check_outside_inputs(args.output, [args.data])  # its sample grids would become training images
     paths = find_images(args.data, recursive=True)
     if not paths:
         raise InputError(args.data, "no images found")

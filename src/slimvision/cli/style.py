@@ -196,6 +196,7 @@ def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive:
     x.png, unless x.png is already a folder or was given as ``x.png/`` (``output_is_folder``).
     """
     from slimvision.inference.batch import FileJob
+    from slimvision.io.atomic import check_outside_inputs
     from slimvision.io.images import IMAGE_SUFFIXES, find_images
 
     sources: list[Path] = []
@@ -215,6 +216,8 @@ def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive:
     if output.exists() and not output.is_dir():
         raise OutputError(output, "is a file; give a folder for several inputs")
     check_folder_output(output, output_is_folder, len(sources))
+    # Results written into a folder that is searched for inputs would be painted again next run.
+    check_outside_inputs(output, [item for item in contents if item.is_dir()], recursive=recursive)
     return [FileJob(source, output / f"{source.stem}_{tag}.{fmt}") for source in sources]
 
 

@@ -197,6 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.data.corruption import Corruption
     from slimvision.data.medical import load_slices, mni152_slices
     from slimvision.errors import ConfigError
+    from slimvision.io.atomic import check_outside_inputs
     from slimvision.models.vae import VAEConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_vae_training
@@ -206,6 +207,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("give training DATA or --mni152 (not both)")
     if len(args.keep) != 2:
         raise ConfigError(f"--keep takes MIN,MAX, got {len(args.keep)} numbers")
+    check_outside_inputs(args.output, [*args.data, *(args.holdout or [])])  # samples are PNG slices too
     intensity = _intensity(args)
     config = VAETrainingConfig(
         model=VAEConfig(image_size=args.image_size, latent_dim=args.latent_dim, backbone=args.backbone,
@@ -373,7 +375,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_augment(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError, SlimvisionError
     from slimvision.inference.vae import AUGMENT_FORMAT, plan_augmentation, render_entry, to_uint8
-    from slimvision.io.atomic import plan_outputs, write_text_atomic
+    from slimvision.io.atomic import check_outside_inputs, plan_outputs, write_text_atomic
     from slimvision.io.images import save_images
 
     if args.replay is not None:
@@ -400,6 +402,7 @@ def run_augment(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise SlimvisionError(str(error)) from None
     manifest_path = args.output / "manifest.json"
+    check_outside_inputs(args.output, data)  # made slices there would be sources of the next run
     targets = [args.output / entry["file"] for entry in entries]
     protected = input_files(*map(Path, data), vae.folder, args.replay)
     # Every image and the manifest are checked before the first image is made.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from slimvision.errors import OutputError
 
-__all__ = ["atomic_write", "plan_outputs", "remove_stale_temps", "write_bytes_atomic", "write_files_atomic",
+__all__ = ["atomic_write", "check_outside_inputs", "plan_outputs", "remove_stale_temps", "write_bytes_atomic", "write_files_atomic",
            "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,31 @@ def plan_outputs(
         if folder.is_dir():
             remove_stale_temps(folder)
     return targets
+
+
+def check_outside_inputs(folder: str | Path, inputs: Iterable[str | Path], *, recursive: bool = True) -> None:
+    """Refuse an output folder that is an input folder, or (``recursive``) lies inside one.
+
+    Files written there would be read back as inputs by the next run over the same folders
+    (a resumed batch would paint its own results; training would learn from its samples).
+
+    Raises:
+        OutputError: naming ``folder`` and the input folder it is in.
+
+    Example:
+        >>> check_outside_inputs("photos/styled", ["photos"])  # doctest: +SKIP
+        OutputError: photos/styled: is inside the input folder photos; ...
+    """
+    target = Path(folder).resolve()
+    for source in inputs:
+        source_path = Path(source)
+        if not source_path.is_dir():
+            continue
+        resolved = source_path.resolve()
+        if target == resolved or (recursive and resolved in target.parents):
+            where = "is the input folder" if target == resolved else f"is inside the input folder {source_path}"
+            raise OutputError(folder, f"{where}; what is written there would be read as input by the next run "
+                                      "(give a folder outside it)")
 
 
 def _check_target(
