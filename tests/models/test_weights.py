@@ -60,3 +60,34 @@ def test_unknown_config_keys_and_foreign_files_are_rejected(tmp_path):
     (tmp_path / WEIGHTS_FILE).write_bytes(b"not safetensors")
     with pytest.raises(InputError, match="not a slimvision safetensors file"):
         load_model(tmp_path)
+
+
+def _with_header(path, header: bytes) -> None:
+    """Replace a safetensors file's JSON header (8-byte little-endian length, then the JSON)."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + size:])
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a slimvision safetensors file"),
+    (lambda p: p.write_bytes(p.read_bytes()[:6]), "not a slimvision safetensors file (file too short)"),
+    (lambda p: _with_header(p, b"[1, 2, 3]"), "not a slimvision safetensors file"),
+    (lambda p: _with_header(p, b'{"__metadata__": [1]}'), "not a slimvision safetensors file"),
+    (lambda p: _rename_model(p, "style-nonexistent"), "names model 'style-nonexistent', which is not registered"),
+])
+def test_damaged_weights_are_one_line_input_errors_naming_the_file(tmp_path, damage, problem):
+    save_model(StyleTransformer(TINY), tmp_path)
+    damage(tmp_path / WEIGHTS_FILE)
+    with pytest.raises(InputError) as caught:
+        load_model(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / WEIGHTS_FILE}: {problem}") and "\n" not in str(caught.value)
+
+
+def _rename_model(path, name: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from slimvision.models.weights import _metadata
+
+    metadata = {**_metadata(path.read_bytes()), "model": name}
+    save_file(load_file(str(path)), str(path), metadata=metadata)

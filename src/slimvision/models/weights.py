@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 import slimvision
-from slimvision.errors import InputError
+from slimvision.errors import InputError, SlimvisionError
 from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
 from slimvision.registry import MODELS
 
@@ -91,7 +91,10 @@ def _metadata(data: bytes) -> dict[str, str]:
         raise ValueError("file too short")
     size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + size])
-    return header.get("__metadata__") or {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise ValueError("its __metadata__ is not an object of strings")
+    return metadata or {}
 
 
 def _model_class(path: Path, metadata: dict[str, str]) -> type[nn.Module]:
@@ -104,7 +107,14 @@ def _model_class(path: Path, metadata: dict[str, str]) -> type[nn.Module]:
         importlib.import_module(module)  # registers the model class
     except ImportError as exc:
         raise InputError(path, f"names module {module!r}, which cannot be imported ({exc})") from None
-    return MODELS.get(metadata.get("model", ""))
+    name = metadata.get("model", "")
+    try:
+        model_class = MODELS.get(name)
+    except SlimvisionError as exc:
+        raise InputError(path, f"names model {name!r}, which is not registered ({exc})") from None
+    if not (isinstance(model_class, type) and issubclass(model_class, nn.Module) and hasattr(model_class, "config_class")):
+        raise InputError(path, f"names {name!r}, which is not a model class saved with its config")
+    return model_class
 
 
 def _key_mismatch(model: nn.Module, tensors: dict[str, object]) -> tuple[list[str], list[str]]:
