@@ -176,6 +176,7 @@ def test_video_cli_events_file_json_summary_and_the_issue_clip(door_video, tmp_p
     (["--events", "{gallery}", "--overwrite"], "is an input file"),
     (["-o", "{tmp}/same.mp4", "--events", "{tmp}/same.mp4"], "is also the -o video"),
     (["-o", "{tmp}/old.mp4"], "exists; pass --overwrite"),
+    (["-o", "{tmp}/out.mp4", "--events", "{tmp}"], "is a directory"),
 ])
 def test_video_cli_refuses_bad_options_in_one_line_and_leaves_inputs_alone(door_video, tmp_path, capsys, options,
                                                                            message):
@@ -195,4 +196,5 @@ def test_video_cli_refuses_bad_options_in_one_line_and_leaves_inputs_alone(door_
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1
     assert (video.read_bytes(), gallery.read_bytes()) == before
-    assert (tmp_path / "old.mp4").read_bytes() == b"old" and not (tmp_path / "same.mp4").exists()
+    assert (tmp_path / "old.mp4").read_bytes() == b"old"
+    assert not (tmp_path / "same.mp4").exists() and not (tmp_path / "out.mp4").exists()

@@ -388,13 +388,16 @@ def run_video(args: argparse.Namespace) -> int:
 
 
 def _check_video_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
-    """Refuse an output that is an input, two outputs with one name, or (without --overwrite) one that exists."""
+    """Refuse an output that is an input, a folder, two outputs with one name, or (without
+    --overwrite) one that exists."""
     from slimvision.errors import OutputError
 
     outputs = [path for path in (args.output, args.events) if path is not None]
     for output in outputs:
         if any(_same_path(output, source) for source in inputs):
             raise OutputError(output, "is an input file; refusing to overwrite an input")
+        if output.is_dir():
+            raise OutputError(output, "is a directory; give a file name for the output")
         if output.exists() and not args.overwrite:
             raise OutputError(output, "exists; pass --overwrite to replace it")
     if len(outputs) == 2 and _same_path(*outputs):
