@@ -103,3 +103,15 @@ def test_load_200_requests_8_at_a_time(tmp_path):
     assert set(counts) <= {200, 429}, counts
     assert counts.get(200, 0) >= 50, counts
     assert growth < 200, f"RSS grew by {growth:.0f} MB over 200 requests"
+
+
+@pytest.mark.parametrize("job", [lambda: next(iter([])), lambda: (_ for _ in ()).throw(SystemExit(3))],
+                         ids=["StopIteration", "SystemExit"])
+def test_whatever_a_job_raises_reaches_the_request_at_once(job):
+    """asyncio futures refuse StopIteration (the request used to wait for its 504), and a
+    BaseException would pass the app's error handlers: both arrive as a RuntimeError."""
+    queue = JobQueue(workers=1, queue_size=0, timeout_s=600)
+    with pytest.raises(RuntimeError, match="a job raised"):
+        run_async(queue.run(job))
+    assert queue.active == 0
+    queue.shutdown()
