@@ -146,6 +146,48 @@ def test_load_rejects_bad_vectors(tmp_path):
         StyleVector.load(tmp_path / "badside.npy")
 
 
+@pytest.mark.parametrize("sidecar, problem", [
+    ("[1, 2, 3]", "expected a JSON object of provenance, got list"),
+    ('"starry"', "expected a JSON object of provenance, got str"),
+    ('{"format": "something-else"}', "not a style vector sidecar: format is 'something-else'"),
+    ('{"dim": 50}', "not a style vector sidecar: dim is '50'; style vectors have 100 values"),
+    ('{"dim": "100"}', "not a style vector sidecar: dim is '100'"),
+    ('{"model": ["magenta"]}', "not a style vector sidecar: model must be a model name or null, got list"),
+    ('{"model": 7}', "not a style vector sidecar: model must be a model name or null, got int"),
+    ('{"source": "style.png"}', "not a style vector sidecar: source must be an object or null, got str"),
+    ("\u00ff\u00fe".encode("latin-1"), "invalid JSON"),
+])
+def test_a_malformed_sidecar_is_a_one_line_error_naming_it(tmp_path, sidecar, problem):
+    np.save(tmp_path / "vec.npy", np.zeros(STYLE_DIM, dtype=np.float32))
+    target = tmp_path / "vec.json"
+    target.write_bytes(sidecar) if isinstance(sidecar, bytes) else target.write_text(sidecar, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        StyleVector.load(tmp_path / "vec.npy")
+    assert str(info.value).startswith(f"{target}: {problem}") and "\n" not in str(info.value)
+
+
+def test_a_npy_header_declaring_a_huge_vector_is_refused_without_allocating_it(tmp_path):
+    path = tmp_path / "huge.npy"   # a 400 GB float32 vector declared, 400 bytes stored
+    with open(path, "wb") as handle:
+        header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+        np.lib.format.write_array_header_1_0(handle, {**header, "shape": (100_000_000_000,)})
+        handle.write(np.zeros(100, np.float32).tobytes())
+    _one_line_input_error(path, "not a readable .npy style vector (mmap length is greater than file size)")
+
+
+def test_the_cli_reports_a_malformed_style_sidecar_in_one_line(tmp_path, image_files, capsys):
+    from slimvision.cli.main import main
+
+    np.save(tmp_path / "vec.npy", np.zeros(STYLE_DIM, dtype=np.float32))
+    (tmp_path / "vec.json").write_text('{"model": {"name": "x"}}', encoding="utf-8")
+    capsys.readouterr()
+    assert main(["style", "stylize", str(image_files["content"]), "--style", str(tmp_path / "vec.npy"),
+                 "-o", str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'vec.json'}: not a style vector sidecar") and len(err.splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_style_vector_constructor_checks():
     with pytest.raises(SlimvisionError, match="100 values"):
         StyleVector(np.zeros(99))

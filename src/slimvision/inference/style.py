@@ -246,23 +246,49 @@ class StyleVector:
         if not path.is_file():
             raise InputError(path, "style vector file not found")
         try:
-            values = np.load(path, allow_pickle=False)
+            # Memory-mapped first: a header declaring a huge shape fails here instead of allocating it.
+            mapped = np.load(path, allow_pickle=False, mmap_mode="r")
+            if mapped.size != STYLE_DIM or not np.issubdtype(mapped.dtype, np.floating):
+                raise InputError(path, f"expected {STYLE_DIM} float values, got {mapped.dtype} of shape {mapped.shape}")
+            values = np.array(mapped)
+            del mapped  # closes the mapping
         except (ValueError, OSError, EOFError) as exc:
-            raise InputError(path, f"not a readable .npy style vector ({exc})") from None
-        if values.size != STYLE_DIM or not np.issubdtype(values.dtype, np.floating):
-            raise InputError(path, f"expected {STYLE_DIM} float values, got {values.dtype} of shape {values.shape}")
-        provenance: dict[str, Any] = {}
+            raise InputError(path, f"not a readable .npy style vector ({' '.join(str(exc).split())})") from None
         sidecar = path.with_suffix(".json")
-        if sidecar.is_file():
-            try:
-                provenance = json.loads(sidecar.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InputError(sidecar, f"invalid JSON ({exc})") from None
-            provenance = {k: v for k, v in provenance.items() if k not in ("format", "format_version", "dim")}
+        provenance = _read_sidecar(sidecar) if sidecar.is_file() else {}
         try:
             return cls(values, provenance)
         except SlimvisionError as exc:
             raise InputError(path, str(exc)) from None
+
+
+def _read_sidecar(sidecar: Path) -> dict[str, Any]:
+    """A vector's ``.json`` provenance, checked: an object, of this format and dimension, whose
+    ``model`` is a name (or null). Format keys are dropped.
+
+    Raises:
+        InputError: one line naming the sidecar and what is wrong in it.
+    """
+    try:
+        provenance = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(sidecar, f"invalid JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(sidecar, f"cannot read ({exc.strerror or exc})") from None
+    if not isinstance(provenance, dict):
+        raise InputError(sidecar, f"expected a JSON object of provenance, got {type(provenance).__name__}")
+    problem = None
+    if provenance.get("format", VECTOR_FORMAT) != VECTOR_FORMAT:
+        problem = f"format is {str(provenance['format'])[:60]!r}, expected {VECTOR_FORMAT!r}"
+    elif provenance.get("dim", STYLE_DIM) != STYLE_DIM or isinstance(provenance.get("dim"), bool):
+        problem = f"dim is {str(provenance['dim'])[:20]!r}; style vectors have {STYLE_DIM} values"
+    elif not isinstance(provenance.get("model"), (str, type(None))):
+        problem = f"model must be a model name or null, got {type(provenance['model']).__name__}"
+    elif not isinstance(provenance.get("source"), (dict, type(None))):
+        problem = f"source must be an object or null, got {type(provenance['source']).__name__}"
+    if problem:
+        raise InputError(sidecar, f"not a style vector sidecar: {problem}")
+    return {k: v for k, v in provenance.items() if k not in ("format", "format_version", "dim")}
 
 
 def blend(vectors: Sequence[StyleVector], weights: Sequence[float] | None = None) -> StyleVector:
