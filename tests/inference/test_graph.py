@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import zlib
 
 import numpy as np
 import onnx
@@ -76,7 +78,9 @@ def test_rewrite_is_cached_on_disk(transform_path, tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMVISION_CACHE_DIR", str(tmp_path / "cache"))
     assert cache_dir() == tmp_path / "cache"
     first = with_free_spatial_dims(transform_path)
-    expected_name = f"{transform_path.stem}-{file_sha256(transform_path)[:16]}-freehw-v{REWRITE_VERSION}.onnx"
+    # <key>.<crc32 of the bytes>.onnx: the checksum that catches a damaged entry travels in the name.
+    expected_name = (f"{transform_path.stem}-{file_sha256(transform_path)[:16]}-freehw-v{REWRITE_VERSION}"
+                     f".{zlib.crc32(first):08x}.onnx")
     entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert entries == [expected_name]  # the entry and no temporary file
     assert (tmp_path / "cache" / expected_name).read_bytes() == first
@@ -84,6 +88,42 @@ def test_rewrite_is_cached_on_disk(transform_path, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     second = with_free_spatial_dims(transform_path)
     assert second == first
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data[: len(data) // 2],                                  # truncated (killed while copying)
+    lambda data: data[:-100] + bytes(b ^ 0x40 for b in data[-100:]),      # flipped bits in the weights
+    lambda data: b"",                                                     # emptied
+    lambda data: b"garbage",
+], ids=["truncated", "flipped-bits", "empty", "garbage"])
+def test_a_damaged_cached_graph_is_rebuilt_with_a_log_line(transform_path, tmp_path, monkeypatch, caplog, damage):
+    monkeypatch.setenv("SLIMVISION_CACHE_DIR", str(tmp_path / "cache"))
+    good = with_free_spatial_dims(transform_path)
+    (entry,) = (tmp_path / "cache").iterdir()
+    entry.write_bytes(damage(entry.read_bytes()))
+    with caplog.at_level(logging.INFO, logger="slimvision.inference.graph"):
+        again = with_free_spatial_dims(transform_path)
+    assert again == good                                              # rebuilt, not the damaged bytes
+    assert f"cached graph {entry} is damaged" in caplog.text and "rebuilding it" in caplog.text
+    assert [p.read_bytes() for p in (tmp_path / "cache").iterdir()] == [good]
+
+
+def test_a_style_run_with_damaged_cached_graphs_rebuilds_them_and_succeeds(tmp_path, monkeypatch, capsys):
+    """Through the CLI: every cached graph (rewrites and CPU-optimised sessions) damaged between two runs."""
+    from slimvision.cli.main import main
+    from tests.conftest import make_content, make_style, save_png
+
+    monkeypatch.setenv("SLIMVISION_CACHE_DIR", str(tmp_path / "cache"))
+    content, style = save_png(make_content(), tmp_path / "c.png"), save_png(make_style(), tmp_path / "s.png")
+    assert main(["style", "stylize", str(content), "--style", str(style), "-o", str(tmp_path / "a.png")]) == 0
+    entries = sorted((tmp_path / "cache").glob("*.onnx"))
+    assert entries and all(p.name.count(".") >= 2 for p in entries)
+    for path in entries:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    assert main(["style", "stylize", str(content), "--style", str(style), "-o", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert "error" not in capsys.readouterr().err
 
 
 def test_cache_dir_defaults_to_xdg(monkeypatch, tmp_path):

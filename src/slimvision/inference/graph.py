@@ -13,8 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
+import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +75,7 @@ def with_free_spatial_dims(path: Path) -> bytes:
 
 
 def cached_rewrite(path: Path, key: str, rewrite: Callable[["onnx.ModelProto"], "onnx.ModelProto"]) -> bytes:  # noqa: F821
-    """``rewrite(onnx.load(path))`` checked and serialised, kept as ``<cache_dir>/<key>.onnx``.
+    """``rewrite(onnx.load(path))`` checked and serialised, kept as ``<cache_dir>/<key>.<crc32>.onnx``.
 
     ``key`` must change whenever the source file or the rewrite does (a content hash and a
     version), so a stale entry is never reused; ``onnx`` is imported only on a cache miss.
@@ -85,18 +89,61 @@ def cached_rewrite(path: Path, key: str, rewrite: Callable[["onnx.ModelProto"], 
 
 
 def cached_graph(key: str, build: Callable[[], "onnx.ModelProto"]) -> bytes:  # noqa: F821
-    """``build()`` checked and serialised, kept as ``<cache_dir>/<key>.onnx`` (same rules as
-    :func:`cached_rewrite`, for graphs made from something that is not ONNX)."""
-    cached = cache_dir() / f"{key}.onnx"
-    if cached.is_file():
-        return cached.read_bytes()
+    """``build()`` checked and serialised, kept in the cache under ``key`` (same rules as
+    :func:`cached_rewrite`, for graphs made from something that is not ONNX).
+
+    A damaged entry (truncated, overwritten, bits flipped: its checksum no longer matches) is
+    removed and rebuilt, with a log line; it is never an error.
+    """
+    cached = read_cache_entry(key)
+    if cached is not None:
+        return cached
     import onnx  # deferred: needed only on a cache miss
 
     model = build()
     onnx.checker.check_model(model)
     data = model.SerializeToString()
-    _store(cached, data)
+    write_cache_entry(key, data)
     return data
+
+
+def _entry_pattern(key: str) -> re.Pattern[str]:
+    """``<key>.<crc32 of the bytes, 8 hex digits>.onnx``: the checksum travels in the name, so an
+    entry is one file, written and replaced atomically, and checked on every read."""
+    return re.compile(re.escape(key) + r"\.([0-9a-f]{8})\.onnx")
+
+
+def read_cache_entry(key: str) -> bytes | None:
+    """The bytes cached under ``key`` if an entry exists and its checksum matches, else None.
+
+    A damaged entry is deleted (so that it is rebuilt) with an info log line naming it.
+    """
+    folder = cache_dir()
+    pattern = _entry_pattern(key)
+    try:
+        entries = [path for path in folder.glob(f"{glob.escape(key)}.*.onnx") if pattern.fullmatch(path.name)]
+    except OSError:
+        return None
+    for path in entries:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.debug("cannot read cached %s (%s)", path, exc)
+            continue
+        if f"{zlib.crc32(data):08x}" == pattern.fullmatch(path.name).group(1):  # type: ignore[union-attr]
+            return data
+        log.info("cached graph %s is damaged (its checksum does not match); rebuilding it", path)
+        path.unlink(missing_ok=True)
+    return None
+
+
+def write_cache_entry(key: str, data: bytes) -> Path | None:
+    """Cache ``data`` under ``key`` (atomically; a read-only home just means no cache); returns the file."""
+    path = cache_dir() / f"{key}.{zlib.crc32(data):08x}.onnx"
+    _store(path, data)
+    with contextlib.suppress(OSError):
+        (cache_dir() / f"{key}.onnx").unlink(missing_ok=True)  # the unchecked name older versions used
+    return path if path.is_file() else None
 
 
 def _store(path: Path, data: bytes) -> None:
@@ -106,9 +153,13 @@ def _store(path: Path, data: bytes) -> None:
         import tempfile  # deferred: only the first run on a machine writes the cache
 
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     except OSError as exc:
         log.debug("cannot cache %s (%s); the rewrite will be redone next time", path, exc)
 

@@ -162,22 +162,25 @@ class OnnxModel:
         The optimised graph may use kernels specific to this CPU (NCHWc layouts), so the cache
         entry is keyed by the machine fingerprint as well as the model.
         """
-        from slimvision.inference.graph import cache_dir
+        from slimvision.inference.graph import cache_dir, read_cache_entry, write_cache_entry
 
-        cached = cache_dir() / f"{self.cache_key}-cpu-{machine_fingerprint()}.optimized.onnx"
-        if cached.is_file():
+        # Checksummed like every cache entry (graph.read_cache_entry): a damaged file is rebuilt.
+        key = f"{self.cache_key}-cpu-{machine_fingerprint()}.optimized"
+        cached = read_cache_entry(key)
+        if cached is not None:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             try:
-                return ort.InferenceSession(str(cached), options, providers=[CPU])
-            except Exception as exc:  # noqa: BLE001 - a stale or damaged entry is rebuilt below
-                log.debug("ignoring cached %s (%s)", cached, exc)
+                return ort.InferenceSession(cached, options, providers=[CPU])
+            except Exception as exc:  # noqa: BLE001 - a stale entry is rebuilt below
+                log.debug("ignoring cached %s (%s)", key, exc)
                 options = self.settings.session_options()
+        temporary = cache_dir() / f".{key}.{os.getpid()}.tmp"
         try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            temporary.parent.mkdir(parents=True, exist_ok=True)
             options.optimized_model_filepath = str(temporary)
             session = ort.InferenceSession(source, options, providers=[CPU])
-            os.replace(temporary, cached)
+            write_cache_entry(key, temporary.read_bytes())
+            temporary.unlink()
             return session
         except Exception as exc:  # noqa: BLE001 - no cache (read-only home...) is not an error
             log.debug("cannot cache the optimised %s (%s)", self.name, exc)
