@@ -260,3 +260,34 @@ def test_an_output_folder_inside_an_input_folder_is_refused(tmp_path: Path) -> N
     check_outside_inputs(photos / "styled", [photos], recursive=False)  # not searched below its top
     check_outside_inputs(tmp_path / "styled", [photos, photos / "sub"])
     check_outside_inputs(photos, [tmp_path / "photo.png"])  # a file input names no folder
+
+
+def test_a_reused_pid_does_not_keep_an_old_leftover(tmp_path: Path) -> None:
+    """A temp file last written before its PID's present process started is a dead writer's.
+
+    Containers often give every run the same PID, so "that PID is alive" alone would keep a
+    killed run's leftover forever (our own PID included).
+    """
+    import subprocess
+    import sys
+    import time
+
+    from slimvision.io.atomic import remove_stale_temps, temp_name
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("process start times come from /proc")
+    hour_ago = time.time() - 3600
+    now_running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        reused = tmp_path / temp_name(tmp_path / "a.png", pid=now_running.pid)
+        mine_old = tmp_path / temp_name(tmp_path / "b.png")
+        mine_new = tmp_path / temp_name(tmp_path / "c.png")
+        for path in (reused, mine_old, mine_new):
+            path.write_bytes(b"partial")
+        for path in (reused, mine_old):
+            os.utime(path, (hour_ago, hour_ago))
+        assert sorted(remove_stale_temps(tmp_path)) == sorted([reused, mine_old])
+        assert _listing(tmp_path) == [mine_new.name]
+    finally:
+        now_running.kill()
+        now_running.wait()

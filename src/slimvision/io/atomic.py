@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,14 +73,48 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+# When this module was loaded: none of this process's temp files can be older.
+_LOADED = time.time()
+# File times and process start times are compared with this much slack (coarse file systems).
+_CLOCK_SLACK_S = 2.0
+
+
+def _process_started(pid: int) -> float | None:
+    """Start time (epoch seconds) of a live process, from /proc on Linux; None where unknown."""
+    if pid == os.getpid():
+        return _LOADED
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, after the command name
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _writer_gone(pid: int, written: float) -> bool:
+    """True if the process that wrote a temp file (last written at ``written``) no longer runs.
+
+    The PID may have been given to a new process since (PIDs are reused, and a container's
+    runs often all get the same one): a process that started after the file was last written
+    cannot be its writer.
+    """
+    if not _process_alive(pid):
+        return True
+    started = _process_started(pid)
+    return started is not None and written < started - _CLOCK_SLACK_S
+
+
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete temp files of ours in ``folder`` whose writer process no longer exists.
 
     Only names of the exact shape :func:`temp_name` makes are considered, and only when their
-    PID is not a live process (so another run writing into the same folder keeps its files).
-    Once per folder per process; POSIX only (on Windows ``os.kill`` cannot test a PID safely).
-    A PID reused by an unrelated live process keeps its leftover until that process ends: the
-    safe side. Processes in another PID namespace sharing the folder are not supported.
+    PID is not a live process, or is one that started after the file was last written (a
+    reused PID; known from /proc on Linux, else the file is kept: the safe side). Another run
+    writing into the same folder keeps its files. Once per folder per process; POSIX only (on
+    Windows ``os.kill`` cannot test a PID safely). Processes in another PID namespace sharing
+    the folder are not supported.
 
     Returns:
         The files removed.
@@ -99,7 +134,13 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
         return removed
     for entry in entries:
         match = _TEMP_NAME.match(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False) or _process_alive(int(match["pid"])):
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            written = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if not _writer_gone(int(match["pid"]), written):
             continue
         try:
             os.unlink(entry.path)
