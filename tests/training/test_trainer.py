@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -248,19 +249,29 @@ def test_the_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
 
 def test_a_run_killed_mid_save_leaves_temporaries_that_the_next_run_removes(tmp_path):
     store = _finished_run(tmp_path)
-    # What kill -9 during save() leaves: a staging folder and latest's temporary file.
-    staging = store.folder / ".step-00000015.k3_x9abc.tmp"
-    staging.mkdir()
-    (staging / "model.safetensors").write_bytes(b"half")
-    (store.folder / ".latest.0a1b2c3d.tmp").write_text("step-00000015")
-    # Not ours: must survive.
-    mine = [store.folder / ".step-notes.tmp", store.folder / "step-backup.tmp", store.folder / ".keep"]
-    for path in mine:
-        path.write_text("user file")
+    import subprocess
+    import sys
+
+    from slimvision.io.atomic import temp_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()          # a PID whose process has exited
+    # What kill -9 during save() leaves: a staging folder, latest's temporary file; and one
+    # staging folder of an earlier version (no PID in its name).
+    for name in (f".step-00000015.{dead}-k3_x9abc.tmp", ".step-00000015.k3_x9abc.tmp"):
+        (store.folder / name).mkdir()
+        (store.folder / name / "model.safetensors").write_bytes(b"half")
+    (store.folder / temp_name(store.folder / "latest", pid=int(dead))).write_text("step-00000015")
+    # A live process's save in progress, and files that are not ours: all must survive.
+    live = store.folder / f".step-00000015.{os.getpid()}-a1b2c3d4.tmp"
+    live.mkdir()
+    for name in (".step-notes.tmp", "step-backup.tmp", ".keep"):
+        (store.folder / name).write_text("user file")
     history = _resume(tmp_path)
     assert history.resumed_from == 10
     left = sorted(p.name for p in store.folder.iterdir())
-    assert left == sorted([".keep", ".step-notes.tmp", "latest", "step-00000015", "step-00000020", "step-backup.tmp"])
+    assert left == sorted([".keep", ".step-notes.tmp", live.name, "latest", "step-00000015", "step-00000020",
+                           "step-backup.tmp"])
 
 
 def test_the_loss_log_survives_resumes_and_a_finished_rerun(tmp_path):

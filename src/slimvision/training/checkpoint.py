@@ -54,10 +54,10 @@ LATEST_FILE = "latest"
 FORMAT = "slimvision-checkpoint-v1"
 #: A checkpoint folder's name; ``latest`` must name one (no paths, nothing outside the run).
 _STEP_NAME = re.compile(r"step-\d{8}")
-#: The hidden temporary names this module leaves when killed mid-save: a staging folder
-#: (``tempfile.mkdtemp(prefix=".step-NNNNNNNN.", suffix=".tmp")``) and ``latest``'s temporary
-#: file (``slimvision.io.atomic``: ``.latest.<8 hex>.tmp``).
-_STALE_NAMES = (re.compile(r"\.step-\d{8}\.[A-Za-z0-9_]+\.tmp"), re.compile(r"\.latest\.[0-9a-f]{8}\.tmp"))
+#: The staging folder a save is written into, ``.step-NNNNNNNN.<pid>-<random>.tmp``: what a run
+#: killed mid-save leaves. The writer's PID tells a dead run's leftover from a live run's save in
+#: progress; names without one were made by earlier versions (no writer of theirs can be alive).
+_STAGING_NAME = re.compile(r"\.step-\d{8}\.(?:(?P<pid>\d{1,10})-)?[A-Za-z0-9_]+\.tmp")
 _DAMAGED_HINT = "delete that checkpoint folder to resume from the one before it, or use a new run folder"
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class CheckpointStore:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.path_for(step)
-        staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{target.name}.", suffix=".tmp"))
+        staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp"))
         try:
             weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
             save_file(weights, str(staging / MODEL_FILE))
@@ -158,21 +158,31 @@ class CheckpointStore:
             shutil.rmtree(old, ignore_errors=True)
 
     def clean_stale(self) -> list[str]:
-        """Remove what a run killed mid-save left here (hidden staging folders, ``latest``'s
-        temporary file); returns their names. Only names this module makes are touched."""
+        """Remove what runs killed mid-save left here: staging folders (:data:`_STAGING_NAME`) and
+        ``latest``'s temporary files (:func:`slimvision.io.atomic.temp_name`) whose writer is gone.
+        Returns the names removed; nothing but those names is ever touched."""
+        from slimvision.io.atomic import _TEMP_NAME, _process_alive
+
         if not self.folder.is_dir():
             return []
         removed = []
         for item in self.folder.iterdir():
-            if not any(pattern.fullmatch(item.name) for pattern in _STALE_NAMES):
+            staging, pointer = _STAGING_NAME.fullmatch(item.name), _TEMP_NAME.fullmatch(item.name)
+            if staging is not None and item.is_dir() and not item.is_symlink():
+                pid = staging["pid"]
+            elif pointer is not None and item.name.startswith(f".{LATEST_FILE}.") and item.is_file():
+                pid = pointer["pid"]
+            else:
                 continue
-            if item.is_dir() and not item.is_symlink():
+            if pid is not None and _process_alive(int(pid)):
+                continue  # another process is saving into this run right now
+            if item.is_dir():
                 shutil.rmtree(item, ignore_errors=True)
             else:
                 item.unlink(missing_ok=True)
             removed.append(item.name)
         if removed:
-            log.info("%s: removed %d unfinished checkpoint(s) left by an interrupted run: %s",
+            log.info("%s: removed %d unfinished checkpoint file(s) left by an interrupted run: %s",
                      self.folder, len(removed), ", ".join(sorted(removed)))
         return removed
 
