@@ -148,7 +148,9 @@ def test_json_is_always_a_switch(path, action):
 # Commands that show a progress bar: each takes -q/--quiet.
 WITH_A_BAR = [("style", "stylize"), ("style", "video"), ("vae", "train"), ("gan", "train"),
               ("gan", "prepare-cats"), ("gan", "prepare-images"), ("train", "style-predictor"),
-              ("train", "style-transformer")]
+              ("train", "style-transformer"), ("numerals", "render"), ("numerals", "train"), ("numerals", "eval"),
+              ("numerals", "read"), ("faces", "detect"), ("faces", "enroll"), ("faces", "identify"),
+              ("faces", "video"), ("faces", "eval"), ("faces", "gallery", "add")]
 
 
 @pytest.mark.parametrize("path", WITH_A_BAR, ids=" ".join)
