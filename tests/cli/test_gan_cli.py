@@ -83,3 +83,14 @@ def test_a_run_folder_inside_its_training_data_is_refused(tmp_path, capsys):
     assert run("train", data, "-o", data / "run", "--resolution", "16", "--steps", "1") == 2
     assert "run: is inside the input folder" in one_line_error(capsys)
     assert sorted(p.name for p in data.iterdir()) == ["a.png"]
+
+
+def test_crops_never_go_inside_the_folder_they_are_cut_from(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((80, 96, 3), 128, np.uint8)).save(photos / "a.png")
+    assert run("prepare-images", photos, "-o", photos / "crops", "--sizes", "64", "-q") == 2
+    assert "crops: is inside the input folder" in one_line_error(capsys)
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
+    assert run("prepare-images", photos, "-o", tmp_path / "crops", "--sizes", "64", "-q") == 0
+    assert (tmp_path / "crops" / "64").is_dir()

@@ -138,6 +138,9 @@ def run_prepare_images(args: argparse.Namespace) -> int:
 
 
 def _print_report(args: argparse.Namespace, prepare: Any) -> int:
+    from slimvision.io.atomic import check_outside_inputs
+
+    check_outside_inputs(args.output, [args.source])  # SOURCE is searched recursively: crops would be re-read
     sizes = tuple(sorted({int(size) for size in args.sizes}))
     report = prepare(args.source, args.output, buckets=sizes, overwrite=args.overwrite,
                      progress=not (args.quiet or args.json))
