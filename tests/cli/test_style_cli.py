@@ -479,6 +479,8 @@ def test_skip_existing_resumes_a_batch(tmp_path, image_files, capsys):
     assert summary["summary"] == {"inputs": 3, "written": 2, "skipped": 1, "failed": 0}
     assert listing(out) == ["a_style.png", "b_style.png", "c_style.png"]
     assert (out / "a_style.png").stat().st_mtime_ns == first
+    assert run("stylize", folder / "a.png", "-s", image_files["style"], "-o", out / "a_style.png", "--skip-existing") == 0
+    assert "a_style.png  (skipped: already complete)" in capsys.readouterr().out
     assert run("stylize", folder, "-s", image_files["style"], "-o", out, "--skip-existing", "--overwrite") == 2
     assert "not both" in one_line_error(capsys)
 

@@ -275,6 +275,8 @@ def _report_batch(args: argparse.Namespace, results: list[Any], seconds: float) 
     else:
         lines = [f"{r['input']} -> {r['output']}  ({r['size'][0]}x{r['size'][1]}, {r['seconds']:.2f} s)"
                  for r in written]
+        if len(results) == 1 and skipped:
+            lines.append(f"{skipped[0]['input']} -> {skipped[0]['output']}  (skipped: already complete)")
         if len(results) > 1:
             lines.append(f"{len(written)} images in {seconds:.1f} s"
                          + (f"; {len(skipped)} skipped (outputs already complete)" if skipped else "")
