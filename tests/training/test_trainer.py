@@ -316,3 +316,37 @@ def test_a_resume_with_other_settings_names_each_differing_key(tmp_path):
     with pytest.raises(ConfigError) as caught:
         check_same_config(store, Outer(inner=Inner(width=8), steps=20, rate=0.2), {"steps"})
     assert str(caught.value).startswith(str(tmp_path)) and "(inner.width, rate differ)" in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"step": 2}', '[{"step": "2"}]', "[3]"])
+def test_damaged_run_records_are_one_line_errors_naming_them(tmp_path, text):
+    from slimvision.training.gan import FID_FILE, fid_history
+    from slimvision.training.vae import METRICS_FILE, metrics_history
+
+    for name, read in ((FID_FILE, fid_history), (METRICS_FILE, metrics_history)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError) as caught:
+            read(tmp_path)
+        assert str(caught.value).startswith(f"{tmp_path / name}: ") and "delete it and rerun" in str(caught.value)
+    assert fid_history(tmp_path / "new") == [] and metrics_history(tmp_path / "new") == []
+
+
+def test_a_damaged_cache_of_the_run_is_computed_again(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from slimvision.training.checkpoint import read_cached_array
+
+    np.savez(tmp_path / "fid-real.npz", features=np.ones((4, 3), np.float32))
+    np.save(tmp_path / "bank.npy", np.ones((4, 3), np.float32))
+    assert read_cached_array(tmp_path / "fid-real.npz", "features").shape == (4, 3)
+    assert read_cached_array(tmp_path / "bank.npy").shape == (4, 3)
+    for name in ("fid-real.npz", "bank.npy"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.INFO, logger="slimvision.training.checkpoint"):
+        assert read_cached_array(tmp_path / "fid-real.npz", "features") is None
+        assert read_cached_array(tmp_path / "bank.npy") is None
+    assert "fid-real.npz is damaged" in caplog.text and "computing it again" in caplog.text
+    assert read_cached_array(tmp_path / "missing.npy") is None

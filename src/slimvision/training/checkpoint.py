@@ -261,6 +261,47 @@ def read_trainer_json(folder: str | Path) -> dict[str, Any]:
     return {**trainer, "extra": extra, "history": history}
 
 
+def read_json_rows(path: str | Path) -> list[dict[str, Any]]:
+    """A run's JSON list of records (``metrics.json``, ``fid.json``); [] when the file does not exist.
+
+    Raises:
+        InputError: the file is unreadable, not JSON, or not a list of objects with a whole ``step``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(path, f"not a readable record of this run ({_one_line(exc)}); delete it and rerun "
+                               "to measure again") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and type(row.get("step")) is int for row in rows):
+        raise InputError(path, "damaged: expected a list of records with a whole \"step\"; delete it and rerun "
+                               "to measure again")
+    return rows
+
+
+def read_cached_array(path: str | Path, key: str | None = None) -> Any:
+    """A cache the run can rebuild (``.npy``, or ``key`` of an ``.npz``), or None when it is missing
+    or damaged (logged): the caller computes it again."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        if key is None:
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as saved:
+            return saved[key]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        log.info("%s is damaged (%s); computing it again", path, _one_line(exc))
+        return None
+
+
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer]) -> CheckpointState:
     """Restore weights, optimizer states and the torch RNG from a checkpoint folder.

@@ -38,7 +38,7 @@ from slimvision.errors import ConfigError, InputError
 from slimvision.inference.gan import tile, to_pixels
 from slimvision.io.atomic import atomic_write, write_text_atomic
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
-from slimvision.training.checkpoint import CheckpointStore
+from slimvision.training.checkpoint import CheckpointStore, read_cached_array, read_json_rows
 from slimvision.training.diffaugment import DiffAugment, parse_policy
 from slimvision.training.trainer import History, Trainer, TrainerConfig, check_same_config
 
@@ -286,8 +286,7 @@ FID_FILE, FID_REAL_FILE = "fid.json", "fid-real.npz"
 
 def fid_history(run_dir: str | Path) -> list[dict[str, float]]:
     """The FID-Lite0 / KID-Lite0 measurements of a run: [{"step", "fid_lite0", "kid_lite0", "samples"}, ...]."""
-    path = Path(run_dir) / FID_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
+    return read_json_rows(Path(run_dir) / FID_FILE)
 
 
 class _FIDMeter:
@@ -300,12 +299,9 @@ class _FIDMeter:
         self.embed = Lite0Embedder()
         count = min(count, len(images))
         cache = run_dir / FID_REAL_FILE
-        cached = None
-        if cache.is_file():
-            with np.load(cache) as saved:
-                cached = saved["features"].astype(np.float64)
-        if cached is not None and len(cached) == count:
-            self.real = cached
+        cached = read_cached_array(cache, "features")  # None when missing or damaged
+        if cached is not None and cached.ndim == 2 and len(cached) == count:
+            self.real = cached.astype(np.float64)
         else:
             chosen = np.sort(np.random.default_rng([seed, 2]).choice(len(images), count, replace=False))
             self.real = self.embed(images[chosen], progress=progress)

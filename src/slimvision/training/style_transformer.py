@@ -195,11 +195,11 @@ def style_bank(sources: list[Any], count: int, seed: int, predictor: Any, path: 
     from slimvision.data.style_images import StyleImageDataset
     from slimvision.io.atomic import write_bytes_atomic
     from slimvision.progress import progress_bar
+    from slimvision.training.checkpoint import read_cached_array
 
-    if path.is_file():
-        bank = np.load(path)
-        if len(bank) == count:
-            return bank
+    bank = read_cached_array(path)  # None when missing or damaged
+    if bank is not None and bank.ndim == 2 and len(bank) == count:
+        return bank
     samples = StyleImageDataset(sources, count, seed=seed, size=STYLE_SIZE, texture_fraction=0.25)
     vectors = []
     with progress_bar(count, enabled=progress, desc="style bank") as bar:

@@ -36,6 +36,7 @@ from slimvision.io.atomic import write_text_atomic
 from slimvision.io.medical import Intensity
 from slimvision.metrics import restoration_scores
 from slimvision.models.vae import VAEConfig, VariationalAutoencoder, build_vae
+from slimvision.training.checkpoint import read_json_rows
 from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
 METRICS_FILE = "metrics.json"
@@ -254,15 +255,14 @@ def evaluate(vae: VariationalAutoencoder, images: np.ndarray, *, keep: float = E
 
 def _record_metrics(run_dir: Path, epoch: int, step: int, scores: dict[str, float]) -> None:
     path = run_dir / METRICS_FILE
-    rows = json.loads(path.read_text()) if path.is_file() else []
+    rows = read_json_rows(path)
     rows = [row for row in rows if row["step"] != step] + [{"epoch": epoch, "step": step, **scores}]
     write_text_atomic(path, json.dumps(rows, indent=1), overwrite=True)
 
 
 def metrics_history(run_dir: str | Path) -> list[dict[str, float]]:
     """The held-out scores a run recorded at its sample stops (see :func:`evaluate`)."""
-    path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
+    return read_json_rows(Path(run_dir) / METRICS_FILE)
 
 
 def _preview_set(images: np.ndarray, count: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
