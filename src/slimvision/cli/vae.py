@@ -233,7 +233,8 @@ def run_train(args: argparse.Namespace) -> int:
     drift = export_vae(vae, args.output / "export", intensity=intensity, source_weights=args.output / "vae",
                        overwrite=True)
     scores = metrics_history(args.output)
-    plot_vae_training(losses, args.output / "losses.png", metrics=scores, overwrite=True)
+    if losses["step"]:  # the whole run's log; a run from checkpoints older than the log keeps its plot
+        plot_vae_training(losses, args.output / "losses.png", metrics=scores, overwrite=True)
     held = (f"; held-out SSIM with 60% of pixels removed: {scores[-1]['inpainted_ssim']:.3f} (inpainted), "
             f"{scores[-1]['restored_ssim']:.3f} (restored)") if scores else ""
     print(f"trained on {len(train)} slices to epoch {config.epochs}{held}\nweights: {args.output / 'vae'}\n"
