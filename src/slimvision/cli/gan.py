@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
-                                     check_folder_output, fraction, non_negative_int, number_list, positive_float,
+                                     check_folder_output, non_negative_int, number_list, positive_float,
                                      positive_int, seed)
 
 _SIZES = number_list("--sizes", minimum=8)
