@@ -140,8 +140,11 @@ def test_a_nifti_declaring_a_huge_volume_is_refused_from_its_header(tmp_path, mo
     decoded = []
     monkeypatch.setattr(nibabel, "as_closest_canonical", lambda image: decoded.append(image) or image)
     with pytest.raises(ImageTooLargeError, match=r"bomb\.nii\.gz: its header says shape 2000 x 2000 x 500 = 2000 M "
-                                                 r"voxels, above the limit"):
+                                                 r"voxels, above the limit of 134 M \(raise --max-voxels"):
         read_medical(bomb)
+    # The size of the report's 130 kB file: 200 M voxels took 2.4 GB to read before the check.
+    with pytest.raises(ImageTooLargeError, match="200 M voxels"):
+        read_medical(_nifti_header_only(tmp_path / "report.nii.gz", (1000, 1000, 200), data=bytes(4096)))
     assert decoded == []  # refused before nibabel was asked for a voxel
     with pytest.raises(ImageTooLargeError, match=r"slices of up to 4\.0 MP, above the limit of 1\.0 MP"):
         read_medical(bomb, max_pixels=1_000_000, max_voxels=None)
@@ -282,7 +285,13 @@ def test_vae_commands_pass_max_pixels_to_the_reader(tmp_path, capsys):
         pytest.skip("this install ships no VAE model")
     from slimvision.cli.main import build_parser
 
-    assert build_parser().parse_args(["vae", "denoise", "x.png", "-o", "y.png"]).max_pixels == DEFAULT_MAX_PIXELS
+    from slimvision.io.medical import DEFAULT_MAX_VOXELS
+
+    defaults = build_parser().parse_args(["vae", "denoise", "x.png", "-o", "y.png"])
+    assert defaults.max_pixels == DEFAULT_MAX_PIXELS and defaults.max_voxels == DEFAULT_MAX_VOXELS
+    volume = _volume(tmp_path)                                          # 6 x 8 x 10 = 480 voxels
+    assert main(["vae", "denoise", str(volume), "-o", str(tmp_path / "v"), "--max-voxels", "479"]) == 2
+    assert "= 0 M voxels, above the limit of 0 M (raise --max-voxels" in capsys.readouterr().err
     path = tmp_path / "slice.png"
     Image.fromarray(np.full((30, 40), 90, np.uint8)).save(path)
     assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "a.png"), "--max-pixels", "1199"]) == 2

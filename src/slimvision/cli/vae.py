@@ -162,7 +162,10 @@ def _intensity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-window", action="store_true", help="use each DICOM file's own window")
     parser.add_argument("--max-pixels", type=max_pixels(), default=100_000_000,  # io.images.DEFAULT_MAX_PIXELS
                         help="refuse files with a slice of more pixels than this, checked from the header before "
-                             "decoding (default 100000000; volumes are also limited to 256 Mi voxels)")
+                             "decoding (default 100000000)")
+    parser.add_argument("--max-voxels", type=positive_int("--max-voxels", 2**40), default=128 * 2**20,
+                        help="refuse volumes (NIfTI, multi-frame DICOM) of more voxels than this, checked from the "
+                             "header; reading takes 5-9 bytes per voxel (default 134217728: 512^3)")
 
 
 def input_files(*paths: Path | None) -> list[Path]:
@@ -223,9 +226,9 @@ def run_train(args: argparse.Namespace) -> int:
         train, holdout = mni152_slices("train", args.image_size), mni152_slices("test", args.image_size)
     else:
         train = load_slices(args.data, args.image_size, intensity=intensity, axis=args.axis, progress=not args.quiet,
-                            max_pixels=args.max_pixels)
+                            max_pixels=args.max_pixels, max_voxels=args.max_voxels)
         holdout = (load_slices(args.holdout, args.image_size, intensity=intensity, axis=args.axis,
-                               max_pixels=args.max_pixels)
+                               max_pixels=args.max_pixels, max_voxels=args.max_voxels)
                    if args.holdout else None)
     vae, losses = train_vae(config, train.images, args.output, holdout=None if holdout is None else holdout.images,
                             backbone_weights=args.backbone_weights, progress=not args.quiet)
@@ -315,7 +318,7 @@ def run_denoise(args: argparse.Namespace) -> int:
 
     vae = _model(args.model)
     slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis,
-                          max_pixels=args.max_pixels)
+                          max_pixels=args.max_pixels, max_voxels=args.max_voxels)
     if args.mask is not None and len(slices) > 1:
         raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
@@ -352,7 +355,7 @@ def _dataset(vae: Any, data: list[Path], args: argparse.Namespace, split: str, a
     if not data:
         return mni152_slices(split, vae.image_size)
     return load_slices(data, vae.image_size, intensity=_intensity(args, vae.intensity), axis=axis,
-                       max_pixels=args.max_pixels)
+                       max_pixels=args.max_pixels, max_voxels=args.max_voxels)
 
 
 def run_eval(args: argparse.Namespace) -> int:

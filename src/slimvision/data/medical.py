@@ -26,7 +26,7 @@ import numpy as np
 
 from slimvision.errors import InputError, MissingAssetError
 from slimvision.io.images import DEFAULT_MAX_PIXELS
-from slimvision.io.medical import Intensity, find_medical_files, read_medical, to_square
+from slimvision.io.medical import DEFAULT_MAX_VOXELS, Intensity, find_medical_files, read_medical, to_square
 
 
 MNI152_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -79,12 +79,14 @@ def mni152_slices(split: str = "train", size: int = 128, axes: Sequence[int] = (
 
 
 def load_slices(sources: Sequence[str | Path], size: int, *, intensity: Intensity | None = None,
-                axis: int = 2, progress: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SliceSet:
+                axis: int = 2, progress: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                max_voxels: int | None = DEFAULT_MAX_VOXELS) -> SliceSet:
     """Every slice of the given files and folders (searched recursively), squared to ``size``.
 
     Raises:
         InputError: a source does not exist or holds no medical image; a file is unreadable or its
-            header declares a slice of more than ``max_pixels`` pixels (see :func:`read_medical`).
+            header declares a slice of more than ``max_pixels`` pixels or a volume of more than
+            ``max_voxels`` voxels (see :func:`read_medical`).
     """
     from slimvision.progress import progress_bar
 
@@ -102,7 +104,8 @@ def load_slices(sources: Sequence[str | Path], size: int, *, intensity: Intensit
     images, names = [], []
     with progress_bar(len(files), enabled=progress, desc="reading", unit="file") as bar:
         for path in files:
-            for piece in read_medical(path, intensity=intensity, axis=axis, max_pixels=max_pixels):
+            for piece in read_medical(path, intensity=intensity, axis=axis, max_pixels=max_pixels,
+                                      max_voxels=max_voxels):
                 images.append(to_square(piece.pixels, size))
                 names.append(piece.name)
             bar.update(1)
