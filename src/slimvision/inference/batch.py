@@ -69,14 +69,9 @@ def check_outputs(jobs: Sequence[FileJob], overwrite: bool, protected: Iterable[
         protected: inputs besides the jobs' sources (style images, masks, weights) that no
             output may be.
     """
-    seen: set[Path] = set()
-    for job in jobs:
-        target = job.output.resolve()
-        if target in seen:
-            raise OutputError(job.output, "two inputs would be written to this same output; rename one")
-        seen.add(target)
     plan_outputs([job.output for job in jobs], overwrite=overwrite,
-                 protected=[*(job.source for job in jobs), *protected])
+                 protected=[*(job.source for job in jobs), *protected],
+                 duplicate_problem="two inputs would be written to this same output; rename one")
 
 
 def output_complete(path: Path) -> bool:
