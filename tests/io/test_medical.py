@@ -232,6 +232,9 @@ def test_dicom_frames_rows_and_window_tags_are_checked(tmp_path, caplog):
     frames = _small_dicom(tmp_path / "frames.dcm", (b"IS\x02\x001 ", b"IS\x02\x00zz"), NumberOfFrames="1")
     with pytest.raises(InputError, match=r"frames\.dcm: DICOM tag NumberOfFrames is 'zz', not a whole number"):
         read_medical(frames)
+    bits = _small_dicom(tmp_path / "bits.dcm", BitsStored=40)               # more bits stored than allocated
+    with pytest.raises(InputError, match=r"bits\.dcm: DICOM pixel data cannot be decoded \(ValueError: .*Bits Stored"):
+        read_medical(bits)
     window = _small_dicom(tmp_path / "window.dcm", (b"40.25 ", b"x\\y   "), WindowCenter="40.25", WindowWidth="400")
     with caplog.at_level(logging.WARNING):
         assert read_medical(window)[0].pixels.shape == (8, 8)                  # the window is not needed
@@ -299,4 +302,10 @@ def test_vae_commands_pass_max_pixels_to_the_reader(tmp_path, capsys):
                                                "(raise max_pixels to allow it)")
     assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "b.png"), "--max-pixels", "1200"]) == 0
     assert main(["vae", "eval", str(path), "--max-pixels", "100"]) == 2
+    assert "above the limit" in capsys.readouterr().err
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(mask)
+    assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "c.png"), "--mask", str(mask),   # the mask too
+                 "--max-pixels", "1300"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {mask}: image is 40x40")
     assert "above the limit" in capsys.readouterr().err

@@ -332,7 +332,7 @@ def run_denoise(args: argparse.Namespace) -> int:
                 for s in slices])
     protected = input_files(args.input, args.mask, vae.folder)
     plan_outputs(targets, overwrite=args.overwrite, protected=protected)  # before the model runs
-    mask = to_gray(load_image(args.mask)) if args.mask is not None else None
+    mask = to_gray(load_image(args.mask, max_pixels=args.max_pixels)) if args.mask is not None else None
     if mask is not None and mask.shape != slices[0].pixels.shape:
         raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
                                     f"{slices[0].pixels.shape[1]}x{slices[0].pixels.shape[0]}")
