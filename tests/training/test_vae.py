@@ -180,7 +180,8 @@ def test_a_resume_names_nested_settings_that_differ(tmp_path):
                                                                     "got 'big'"),
     (lambda m: {**m, "model": {k: v for k, v in m["model"].items() if k != "latent_dim"}},
      "model.latent_dim must be a whole number >= 1, got None"),
-    (lambda m: {**m, "model": {**m["model"], "skip_connections": "yes"}}, "model.skip_connections must be true or false"),
+    (lambda m: {**m, "model": {**m["model"], "skip_connections": "yes"}},
+     "model.skip_connections must be true or false"),
     (lambda m: {**m, "intensity": {"mode": "sideways"}}, 'its "intensity" is not a valid rule'),
     (lambda m: {**m, "intensity": 3}, 'its "intensity" is not a valid rule'),
 ])

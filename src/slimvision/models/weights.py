@@ -112,7 +112,8 @@ def _model_class(path: Path, metadata: dict[str, str]) -> type[nn.Module]:
         model_class = MODELS.get(name)
     except SlimvisionError as exc:
         raise InputError(path, f"names model {name!r}, which is not registered ({exc})") from None
-    if not (isinstance(model_class, type) and issubclass(model_class, nn.Module) and hasattr(model_class, "config_class")):
+    is_model = isinstance(model_class, type) and issubclass(model_class, nn.Module)
+    if not (is_model and hasattr(model_class, "config_class")):
         raise InputError(path, f"names {name!r}, which is not a model class saved with its config")
     return model_class
 
