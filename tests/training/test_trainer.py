@@ -350,3 +350,22 @@ def test_a_damaged_cache_of_the_run_is_computed_again(tmp_path, caplog):
         assert read_cached_array(tmp_path / "bank.npy") is None
     assert "fid-real.npz is damaged" in caplog.text and "computing it again" in caplog.text
     assert read_cached_array(tmp_path / "missing.npy") is None
+
+
+def test_the_staging_names_save_makes_are_the_ones_a_resume_cleans(tmp_path, monkeypatch):
+    """Guards the name pattern against drift: the folder a real save stages into must match it."""
+    import slimvision.training.checkpoint as checkpoint
+
+    seen = []
+
+    def killed(folder):
+        seen.append(folder.name)
+        raise KeyboardInterrupt  # stands in for the kill: save() is left mid-way
+
+    task, trainer = make(5, tmp_path / "run")
+    monkeypatch.setattr(checkpoint, "_fsync_folder", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.store.save(5, task.model, trainer.optimizers)
+    (name,) = seen
+    match = checkpoint._STAGING_NAME.fullmatch(name)
+    assert match is not None and match["pid"] == str(os.getpid())
