@@ -170,6 +170,7 @@ def process_files(jobs: Sequence[FileJob], fn: Callable[[np.ndarray], np.ndarray
         skip_existing: outputs that already exist and are complete (see
             :func:`output_complete`) come back with ``skipped`` set; others are (re)written.
     """
+    protected = list(protected)
     guarded = [*(job.source for job in jobs), *protected]
     done: list[FileJob] = []
     if skip_existing:
@@ -179,7 +180,7 @@ def process_files(jobs: Sequence[FileJob], fn: Callable[[np.ndarray], np.ndarray
     check_outputs(jobs, overwrite, guarded)
     for job in done:
         yield FileResult(job.source, job.output, 0, 0, 0.0, skipped=True)
-    settings = _Settings(fn, overwrite, max_pixels, quality, guarded, keep_going)
+    settings = _Settings(fn, overwrite, max_pixels, quality, protected, keep_going)
     if workers > 1 and len(jobs) > 1:
         yield from _parallel(jobs, settings, workers, gate, memory_mb)
     else:
@@ -194,7 +195,7 @@ class _Settings:
     overwrite: bool
     max_pixels: int | None
     quality: int
-    protected: list[str | Path]
+    protected: list[str | Path]  # besides the sources: style images, masks, weights
     keep_going: bool
 
     def passed_over(self, job: FileJob, error: BaseException) -> FileResult | None:
@@ -208,7 +209,10 @@ class _Settings:
         return FileResult(job.source, job.output, 0, 0, 0.0, error=message)
 
     def save(self, result: np.ndarray, job: FileJob) -> Path:
-        return save_image(result, job.output, overwrite=self.overwrite, protected=self.protected,
+        # Every output was checked against every input up front (check_outputs); each write checks
+        # again against its own source and the shared inputs only: against all n sources it was
+        # O(n) stats per image (0.1 s each in a 2,000-image folder).
+        return save_image(result, job.output, overwrite=self.overwrite, protected=[job.source, *self.protected],
                           quality=self.quality)
 
 
