@@ -42,16 +42,6 @@ _cleaned_folders: set[Path] = set()
 _cleaned_lock = threading.Lock()
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """True if ``a`` and ``b`` name the same file (hard links and symlinks included)."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass  # Fall back to comparing names when the files cannot be stat'ed.
-    return a.resolve() == b.resolve()
-
-
 def temp_name(target: Path, pid: int | None = None) -> str:
     """The hidden temp name for ``target``: ``.{stem}.{pid}-{hex}.tmp{suffix}``.
 
@@ -289,16 +279,26 @@ def check_outside_inputs(folder: str | Path, inputs: Iterable[str | Path], *, re
 def _check_target(
     target: Path, overwrite: bool, protected: Iterable[str | Path], allow_input_overwrite: bool
 ) -> None:
-    """Refuse to clobber an input file or (unless asked to) an existing output."""
+    """Refuse to clobber an input file or (unless asked to) an existing output.
+
+    Only a target that exists can be an input (inputs are files being read), so a new output
+    costs one stat however many inputs there are; an existing one is compared with each input
+    by (device, inode), which catches other spellings, symlinks and hard links alike.
+    """
+    stat = _stat(target)
+    if stat is None:
+        return
     if not allow_input_overwrite:
         # Checked first and regardless of ``overwrite``: --overwrite is about old outputs,
         # never about destroying the user's originals.
+        identity = (stat.st_dev, stat.st_ino)
         for source in protected:
-            if _same_file(target, Path(source)):
+            other = _stat(source)
+            if other is not None and (other.st_dev, other.st_ino) == identity:
                 raise OutputError(target, "is an input file; refusing to overwrite an input")
-    if target.is_dir():
+    if S_ISDIR(stat.st_mode):
         raise OutputError(target, "is a directory; give a file name for the output")
-    if target.exists() and not overwrite:
+    if not overwrite:
         raise OutputError(target, "exists; pass --overwrite to replace it")
 
 
