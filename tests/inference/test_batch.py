@@ -332,3 +332,22 @@ def test_kill_9_mid_batch_leaves_a_temp_that_the_next_run_removes(inputs, tmp_pa
     assert names(out) == ["img0.png", "img1.png", "img2.png"]  # the dead run's temp file is gone
     for src in inputs:
         np.testing.assert_array_equal(read_png(out / f"{src.stem}.png"), 255 - read_png(src))
+
+
+def test_a_png_set_that_fails_half_way_leaves_none_of_its_files(tmp_path):
+    from slimvision.inference.batch import write_png_set
+
+    images = [make_content(8, 8), make_content(8, 8)[..., 0], make_content(8, 8)]
+    out = tmp_path / "set"
+    too_long = out / ("x" * 300 + ".png")  # planned fine, but the file system refuses the name when written
+    with pytest.raises(OutputError, match="cannot write in folder"):
+        write_png_set(images, [out / "a.png", out / "b.png", too_long], also=[(out / "manifest.json", b"{}")])
+    assert names(out) == []  # a.png and b.png were written to temp files, then taken back
+    written = write_png_set(images, [out / "a.png", out / "b.png", out / "c.png"],
+                            also=[(out / "manifest.json", b"{}")])
+    assert [p.name for p in written] == ["a.png", "b.png", "c.png", "manifest.json"]
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "b.png")), images[1])  # grey stays grey
+    with pytest.raises(OutputError, match="give a .png name"):
+        write_png_set(images[:1], [out / "a.jpg"])

@@ -155,14 +155,12 @@ def _print_report(args: argparse.Namespace, prepare: Any) -> int:
 
 def run_prepare_digits(args: argparse.Namespace) -> int:
     from slimvision.data.digits import load_opencv_digits
-    from slimvision.io.atomic import plan_outputs
-    from slimvision.io.images import save_images
+    from slimvision.inference.batch import write_png_set
 
     digits, labels = load_opencv_digits(args.sheet, size=args.size)
     targets = [args.output / f"digit{label}_{index:04d}.png" for index, label in enumerate(labels)]
     protected = [args.sheet] if args.sheet is not None else []
-    plan_outputs(targets, overwrite=args.overwrite, protected=protected)
-    save_images(digits[..., 0], targets, overwrite=args.overwrite, protected=protected)
+    write_png_set(digits[..., 0], targets, overwrite=args.overwrite, protected=protected)  # all 5,000 or none
     print(f"{len(targets)} digits at {args.size} px in {args.output}")
     return 0
 
@@ -237,7 +235,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import SlimvisionError
     from slimvision.inference.gan import GANSampler, tile
     from slimvision.io.atomic import plan_outputs
-    from slimvision.io.images import save_animation, save_image, save_images
+    from slimvision.inference.batch import write_png_set
+    from slimvision.io.images import save_animation, save_image
 
     if args.model is None:
         from slimvision.inference.gan import DEMO_GENERATOR
@@ -263,7 +262,7 @@ def run_generate(args: argparse.Namespace) -> int:
         save_image(tile(images, columns), args.output, overwrite=args.overwrite, protected=protected)
         print(f"{len(images)} images in {args.output}")
     else:
-        save_images(images, targets, overwrite=args.overwrite, protected=protected)
+        write_png_set(images, targets, overwrite=args.overwrite, protected=protected)  # every image or none
         print(f"{len(images)} images in {args.output}")
     return 0
 

@@ -313,7 +313,8 @@ def run_denoise(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError, OutputError, SlimvisionError
     from slimvision.inference.vae import kept_from_zeros, to_uint8
     from slimvision.io.atomic import plan_outputs
-    from slimvision.io.images import load_image, save_images, to_gray
+    from slimvision.inference.batch import write_png_set
+    from slimvision.io.images import load_image, to_gray
     from slimvision.io.medical import read_medical
 
     vae = _model(args.model)
@@ -342,7 +343,7 @@ def run_denoise(args: argparse.Namespace) -> int:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored.append(to_uint8(vae.restore_slice(piece.pixels, kept=kept)))
-    save_images(restored, targets, overwrite=args.overwrite, protected=protected)
+    write_png_set(restored, targets, overwrite=args.overwrite, protected=protected)  # every slice or none
     only = f" ({filled} pixels filled in)" if mask is not None or args.zeros_missing else ""
     print(f"{len(slices)} slice(s) restored into {targets[0] if len(targets) == 1 else args.output}{only}")
     return 0
@@ -379,8 +380,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_augment(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError, SlimvisionError
     from slimvision.inference.vae import AUGMENT_FORMAT, plan_augmentation, render_entry, to_uint8
-    from slimvision.io.atomic import check_outside_inputs, plan_outputs, write_text_atomic
-    from slimvision.io.images import save_images
+    from slimvision.inference.batch import write_png_set
+    from slimvision.io.atomic import check_outside_inputs, plan_outputs
 
     if args.replay is not None:
         try:
@@ -412,12 +413,12 @@ def run_augment(args: argparse.Namespace) -> int:
     # Every image and the manifest are checked before the first image is made.
     plan_outputs([*targets, manifest_path], overwrite=args.overwrite, protected=protected)
     made = [to_uint8(render_entry(vae, entry, images)) for entry in entries]
-    save_images(made, targets, overwrite=args.overwrite, protected=protected)
     manifest = {"format": AUGMENT_FORMAT, "model": str(vae.folder.resolve()),
                 "data": [str(Path(p).resolve()) for p in data], "axis": axis,
                 "intensity": vae.intensity.to_dict(), "entries": entries}
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n", overwrite=args.overwrite,
-                      protected=protected)
+    # The images and the manifest that rebuilds them appear together, or (on an error) none.
+    write_png_set(made, targets, overwrite=args.overwrite, protected=protected,
+                  also=[(manifest_path, (json.dumps(manifest, indent=1) + "\n").encode())])
     print(f"{len(entries)} images and manifest.json in {args.output}")
     return 0
 

@@ -26,11 +26,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from slimvision.errors import OutputError, SlimvisionError
-from slimvision.io.atomic import plan_outputs
+from slimvision.io.atomic import plan_outputs, write_files_atomic
 from slimvision.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,31 @@ def split_existing(jobs: Sequence[FileJob]) -> tuple[list[FileJob], list[FileJob
     for job in jobs:
         (done if job.output.is_file() and output_complete(job.output) else todo).append(job)
     return todo, done
+
+
+def write_png_set(images: Sequence[np.ndarray], targets: Sequence[str | Path], *, overwrite: bool = False,
+                  protected: Iterable[str | Path] = (),
+                  also: Sequence[tuple[str | Path, bytes]] = ()) -> list[Path]:
+    """Write PNGs that belong together (and ``also`` files after them, e.g. a manifest): all or none.
+
+    Every path is checked before anything is written (see :func:`slimvision.io.atomic.plan_outputs`);
+    each image is encoded as its temp file is written, and the files appear only once all are
+    complete. A run that fails half-way (a full disk) leaves none of them.
+
+    Example:
+        >>> write_png_set([np.zeros((8, 8), np.uint8)], ["out/a.png"])  # doctest: +SKIP
+        [PosixPath('out/a.png')]
+    """
+    from slimvision.io.images import DEFAULT_PNG_LEVEL
+    from slimvision.io.png import encode_png
+
+    for target in targets:
+        if Path(target).suffix.lower() != ".png":
+            raise OutputError(target, "is written as PNG; give a .png name")
+    files: list[tuple[str | Path, Any]] = [
+        (target, lambda image=image: encode_png(np.ascontiguousarray(image), DEFAULT_PNG_LEVEL))
+        for image, target in zip(images, targets, strict=True)]
+    return write_files_atomic([*files, *also], overwrite=overwrite, protected=protected)
 
 
 def available_cpus() -> int:

@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from stat import S_ISDIR
@@ -458,7 +458,7 @@ def write_text_atomic(
 
 
 def write_files_atomic(
-    files: Sequence[tuple[str | Path, bytes]],
+    files: Sequence[tuple[str | Path, bytes | Callable[[], bytes]]],
     *,
     overwrite: bool = False,
     protected: Iterable[str | Path] = (),
@@ -472,7 +472,8 @@ def write_files_atomic(
     this set renamed before it that did not exist before are removed again.
 
     Args:
-        files: (path, data) pairs.
+        files: (path, data) pairs; data may be a function making the bytes, called when that
+            file is written, so a large set is never all in memory at once.
         overwrite: Replace files that exist.
         protected: Input files that none of ``files`` may be, even with ``overwrite``.
 
@@ -492,7 +493,7 @@ def write_files_atomic(
         for target, (_, data) in zip(targets, files):
             temp = _create_temp(target, _ensure_parent(target))
             temps.append(temp)
-            temp.write_bytes(data)
+            temp.write_bytes(data() if callable(data) else data)
             _fsync_file(temp)
         _rename_all(targets, temps)
     except BaseException:
