@@ -12,8 +12,9 @@ from typing import Any
 from slimvision.errors import OutputError
 
 
-def number_list(what: str, minimum: float | None = None) -> Callable[[str], list[float]]:
-    """An argparse ``type`` for '0.7,0.3': a non-empty list of floats, each >= ``minimum`` if given.
+def number_list(what: str, minimum: float | None = None,
+                maximum: float | None = None) -> Callable[[str], list[float]]:
+    """An argparse ``type`` for '0.7,0.3': a non-empty list of finite floats within the bounds given.
 
     Example:
         >>> number_list("levels", minimum=0)("0,0.5,1")
@@ -31,9 +32,11 @@ def number_list(what: str, minimum: float | None = None) -> Callable[[str], list
             raise argparse.ArgumentTypeError(f"{what} must be finite numbers, got {text!r}")
         if minimum is not None and min(values) < minimum:
             raise argparse.ArgumentTypeError(f"{what} must be at least {minimum:g}, got {text!r}")
+        if maximum is not None and max(values) > maximum:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {maximum:g}, got {text!r}")
         return values
 
-    _describe(parse, what, float, minimum, None)
+    _describe(parse, what, float, minimum, maximum)
     return parse
 
 

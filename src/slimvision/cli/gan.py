@@ -12,7 +12,7 @@ from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwr
                                      check_folder_output, non_negative_int, number_list, positive_float,
                                      positive_int, seed)
 
-_SIZES = number_list("--sizes", minimum=8)
+_SIZES = number_list("--sizes", minimum=8, maximum=4096)
 _MAX_IMAGES = 100_000  # images one generate run draws
 
 

@@ -17,7 +17,7 @@ from slimvision.errors import ConfigError, InputError, OutputError, SlimvisionEr
 
 log = logging.getLogger(__name__)
 
-_WEIGHTS = number_list("--weights", minimum=0)
+_WEIGHTS = number_list("--weights", minimum=0, maximum=1e6)  # relative: a blend divides by their sum
 
 DEMO_HELP = "stylize the bundled sample photos with the bundled paintings into a folder"
 

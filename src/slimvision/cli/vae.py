@@ -11,7 +11,7 @@ from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwr
                                      check_folder_output, fraction, max_pixels, non_negative_float, number_list,
                                      positive_float, positive_int, seed)
 
-_WINDOW = number_list("--window")
+_WINDOW = number_list("--window", -1e6, 1e6)  # raw values (CT: HU, -1024..3071) with room to spare
 _MAX_IMAGES = 100_000  # images one augment/sample run writes
 
 
@@ -57,7 +57,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--l1", type=non_negative_float("--l1", 1e6), default=0.0, metavar="WEIGHT",
                        help="add WEIGHT x mean absolute error to the MSE (default 0: the paper's loss); "
                             "keeps edges sharp where MSE blurs them")
-    train.add_argument("--keep", type=number_list("--keep", minimum=0), default=[0.3, 1.0], metavar="MIN,MAX",
+    train.add_argument("--keep", type=number_list("--keep", minimum=0, maximum=1), default=[0.3, 1.0], metavar="MIN,MAX",
                        help="each training image keeps a fraction of its pixels drawn from MIN..MAX (default 0.3,1; "
                             "1,1 trains a plain VAE)")
     train.add_argument("--noise", type=non_negative_float("--noise", 1), default=0.05,
