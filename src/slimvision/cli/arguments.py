@@ -213,6 +213,10 @@ def check_folder_output(output: Path, is_folder: bool, outputs: int, *,
 
 
 _REPEATED_OPTION = re.compile(r"^argument (?P<names>[^:]+): (?P<what>\S+) ")
+# What argparse takes for a value rather than an option: negative numbers with exponents and
+# comma lists too ("--window -600,1500", "--lr -1e-3": the type then says what is wrong).
+_NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+_NEGATIVE_NUMBERS = re.compile(rf"^-{_NUMBER}(,\s*[-+]?{_NUMBER})*$")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -223,9 +227,15 @@ class CommandParser(argparse.ArgumentParser):
       positionals no longer ends the positional list.
     * Errors are one line, ``error: ... (see 'PROG --help')``, exit 2, like every other error
       the CLI prints; the option is named once, not twice.
+    * ``-600,1500`` and ``-1e-3`` are values, not unknown options, so a CT lung window can be
+      given as ``--window -600,1500`` and ``--lr -1e-3`` is refused by its type, by name.
     """
 
     _intermixing = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBERS
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
