@@ -189,3 +189,15 @@ def test_a_run_or_augment_folder_inside_the_data_is_refused(trained, capsys):
     assert main(["vae", "augment", str(root / "data"), "-o", str(root / "data"), "--model", str(run / "export")]) == 2
     assert "data: is the input folder" in capsys.readouterr().err
     assert sorted(p.name for p in (root / "data").iterdir()) == before
+
+
+def test_training_never_replaces_the_backbone_weights_it_starts_from(trained, tmp_path, capsys):
+    root, run = trained
+    weights = tmp_path / "run" / "vae" / "model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes((run / "vae" / "model.safetensors").read_bytes())
+    before = weights.read_bytes()
+    assert main(["vae", "train", str(root / "data"), "-o", str(tmp_path / "run"), "--backbone-weights", str(weights),
+                 "--image-size", "32", "--latent-dim", "4", "--epochs", "1", "-q"]) == 2
+    assert "model.safetensors: is an input file" in capsys.readouterr().err
+    assert weights.read_bytes() == before

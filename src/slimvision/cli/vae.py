@@ -200,7 +200,8 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.data.corruption import Corruption
     from slimvision.data.medical import load_slices, mni152_slices
     from slimvision.errors import ConfigError
-    from slimvision.io.atomic import check_outside_inputs
+    from slimvision.inference.vae import MANIFEST_FILE
+    from slimvision.io.atomic import check_outside_inputs, plan_outputs
     from slimvision.models.vae import VAEConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_vae_training
@@ -211,6 +212,11 @@ def run_train(args: argparse.Namespace) -> int:
     if len(args.keep) != 2:
         raise ConfigError(f"--keep takes MIN,MAX, got {len(args.keep)} numbers")
     check_outside_inputs(args.output, [*args.data, *(args.holdout or [])])  # samples are PNG slices too
+    # The files this run replaces at its end may not be any it reads (--backbone-weights RUN/vae/...).
+    plan_outputs([args.output / "vae" / "model.safetensors", args.output / "vae" / "config.json",
+                  args.output / "losses.png", args.output / "export" / MANIFEST_FILE,
+                  *(args.output / "export" / f"{graph}.onnx" for graph in ("encoder", "decoder", "autoencoder"))],
+                 overwrite=True, protected=input_files(*args.data, *(args.holdout or []), args.backbone_weights))
     intensity = _intensity(args)
     config = VAETrainingConfig(
         model=VAEConfig(image_size=args.image_size, latent_dim=args.latent_dim, backbone=args.backbone,
