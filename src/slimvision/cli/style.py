@@ -30,7 +30,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     stylize = commands.add_parser(
         "stylize", help="paint content images (files or folders) in a style",
         description="Paint content images in the style of one or more style images or saved "
-                    "style vectors (.npy). Folders are processed as a batch.")
+                    "style vectors (.npy). Folders are processed as a batch: a file that cannot be painted "
+                    "is passed over and reported at the end (exit 1); --skip-existing resumes a batch.")
     stylize.add_argument("content", nargs="+", type=Path, help="content image files or folders")
     _style_options(stylize)
     add_output(stylize, "output image (one input file) or folder (several inputs or a folder; a name with a "
