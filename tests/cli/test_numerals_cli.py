@@ -19,14 +19,76 @@ def page_file(tmp_path_factory):
     return save_image(page, tmp_path_factory.mktemp("pages") / "page.png")
 
 
-def test_read_prints_json_with_values_boxes_and_an_annotated_page(page_file, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def page_and_truth(tmp_path_factory):
+    train, _ = split_fonts(find_fonts())
+    face = [font for font in train if font.name == "DejaVuSerif"]
+    page, placed = render_page([14, 1994], face, seed=4, noise=NoiseConfig(level=0.3), size=(500, 600))
+    return save_image(page, tmp_path_factory.mktemp("boxes") / "page.png"), dict(placed)
+
+
+def test_read_prints_json_with_values_xyxy_boxes_and_an_annotated_page(page_and_truth, tmp_path, capsys):
+    page_file, truth = page_and_truth
     annotated = tmp_path / "page_read.png"
     assert main(["numerals", "read", str(page_file), "--json", "--annotate", str(annotated)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["page"] == str(page_file)
+    assert result["page"] == str(page_file) and result["box_format"] == "xyxy"
     assert sorted(numeral["value"] for numeral in result["numerals"]) == [14, 1994]
-    assert all(len(numeral["box"]) == 4 and numeral["standard"] for numeral in result["numerals"])
+    for numeral in result["numerals"]:
+        top, left, bottom, right = truth[numeral["value"]]            # render_page: (top, left, bottom, right)
+        x0, y0, x1, y1 = numeral["box"]
+        assert max(abs(x0 - left), abs(y0 - top), abs(x1 - right), abs(y1 - bottom)) <= 3, numeral["box"]
+        assert numeral["standard"] and all(len(symbol["box"]) == 4 for symbol in numeral["symbols"])
+        assert all(x0 <= symbol["box"][0] < symbol["box"][2] <= x1 for symbol in numeral["symbols"])
     assert annotated.is_file()
+    assert main(["numerals", "read", str(page_file)]) == 0
+    text = capsys.readouterr().out
+    for numeral in result["numerals"]:
+        assert f"box {','.join(map(str, numeral['box']))}" in text
+
+
+def test_several_pages_need_a_folder_to_annotate_and_go_on_past_a_bad_page(page_file, tmp_path, capsys):
+    second = tmp_path / "second.png"
+    second.write_bytes(page_file.read_bytes())
+    pages = [str(page_file), str(second)]
+    # A file-like name for several annotated pages is refused before anything is read or written.
+    assert main(["numerals", "read", *pages, "--annotate", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "x.png" in err and "folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()
+    # With a trailing '/', the name is a folder.
+    assert main(["numerals", "read", *pages, "--annotate", str(tmp_path / "x.png") + "/", "-q"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "x.png").iterdir()) == ["page_numerals.png", "second_numerals.png"]
+    # A bad page in the middle: the others are read, the failure is named at the end, exit 1.
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert main(["numerals", "read", str(page_file), str(broken), str(second), "--json"]) == 1
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["box_format"] == "xyxy" and [page["page"] for page in result["pages"]] == [str(page_file), str(second)]
+    assert [item["page"] for item in result["failed"]] == [str(broken)]
+    assert err.strip().startswith("failed: ") and "broken.png" in err and err.strip().count("\n") == 0
+    # Two pages that would be annotated under one name are refused up front.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "page.png").write_bytes(page_file.read_bytes())
+    assert main(["numerals", "read", str(page_file), str(other / "page.png"), "--annotate", str(tmp_path / "out")]) == 2
+    assert "both be annotated" in capsys.readouterr().err
+
+
+def test_read_names_a_damaged_map_in_one_line(page_file, tmp_path, capsys):
+    import shutil
+
+    from slimvision.inference.numerals import DEFAULT_MAP
+
+    folder = tmp_path / "map"
+    shutil.copytree(DEFAULT_MAP, folder)
+    whole = (folder / "map.npz").read_bytes()
+    (folder / "map.npz").write_bytes(whole[: len(whole) // 3])
+    assert main(["numerals", "read", str(page_file), "--map", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "map.npz" in err and err.count("\n") == 1
 
 
 def test_read_refuses_bad_pages_in_one_line(tmp_path, page_file, capsys):
@@ -86,17 +148,49 @@ def test_train_help_states_the_training_configs_defaults(capsys):
 
 
 def test_render_writes_images_and_truth(tmp_path, capsys):
-    assert main(["numerals", "render", "-o", str(tmp_path / "pages"), "--kind", "pages", "--count", "1"]) == 0
+    assert main(["numerals", "render", "-o", str(tmp_path / "pages"), "--kind", "pages", "--count", "1", "-q"]) == 0
     truth = json.loads((tmp_path / "pages" / "truth.json").read_text())
-    assert truth[0]["file"] == "page_00000.png" and len(truth[0]["numerals"]) == 6
+    assert truth["box_format"] == "xyxy" and truth["files"][0]["file"] == "page_00000.png"
+    numerals = truth["files"][0]["numerals"]
+    assert len(numerals) == 6 and all(box[0] < box[2] and box[1] < box[3] for box in (n["box"] for n in numerals))
     assert main(["numerals", "render", "-o", str(tmp_path / "symbols"), "--kind", "symbols", "--count", "7"]) == 0
     assert len(list((tmp_path / "symbols").glob("symbol_*.png"))) == 7
+    assert main(["numerals", "render", "-o", str(tmp_path / "x.png"), "--count", "2"]) == 2
+    assert "x.png" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
 
 
 def test_bad_arguments_fail_cleanly(tmp_path, capsys):
     assert main(["numerals", "eval", "--map", str(tmp_path / "nowhere")]) != 0
     assert "not a map folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["numerals", "eval", "--levels", "a,b"])
-    assert main(["numerals", "render", "-o", str(tmp_path / "x"), "--count", "0"]) != 0
-    assert "--count must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["render", "-o", "{tmp}/r", "--count", "{bad}"], ["render", "-o", "{tmp}/r", "--noise", "{bad}"],
+    ["render", "-o", "{tmp}/r", "--seed", "{bad}"], ["train", "-o", "{tmp}/m", "--rows", "{bad}"],
+    ["train", "-o", "{tmp}/m", "--epochs", "{bad}"], ["train", "-o", "{tmp}/m", "--samples", "{bad}"],
+    ["train", "-o", "{tmp}/m", "--other-samples", "{bad}"], ["train", "-o", "{tmp}/m", "--lvq-epochs", "{bad}"],
+    ["eval", "--levels", "{bad}"], ["eval", "--symbols", "{bad}"], ["eval", "--numerals", "{bad}"],
+    ["read", "{tmp}/p.png", "--max-pixels", "{bad}"],
+])
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf", "1e30", "x"])
+def test_numeric_options_refuse_bad_numbers_in_one_line(tmp_path, capsys, command, bad):
+    args = [part.format(tmp=tmp_path, bad=bad) for part in command]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["numerals", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") <= 1 and args[-2] in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())     # nothing written
+
+
+def test_json_is_a_switch_and_quiet_is_accepted_on_commands_with_a_bar(capsys):
+    for command in (["render", "-o", "x"], ["train", "-o", "x"], ["eval"], ["read", "p.png"]):
+        with pytest.raises(SystemExit):
+            main(["numerals", *command, "--help"])
+        help_text = capsys.readouterr().out
+        assert "-q, --quiet" in help_text, command
+    for command in (["train", "-o", "x"], ["eval"], ["read", "p.png"]):
+        with pytest.raises(SystemExit):
+            main(["numerals", *command, "--help"])
+        help_text = capsys.readouterr().out
+        assert "--json " in help_text and "--json JSON" not in help_text, command

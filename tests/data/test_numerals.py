@@ -257,3 +257,17 @@ def test_word_space_tells_text_fonts_from_math_fonts(fonts):
     by_name = {font.name: font for font in fonts}
     assert word_space(by_name["cmmi10"]) == 0.0            # math italic sets no spaces
     assert 0.2 < word_space(by_name["cmr10"]) < 0.6 and 0.2 < word_space(by_name["DejaVuSerif"]) < 0.6
+
+
+def test_printed_form_takes_what_books_print_and_refuses_words_cut_into_symbols():
+    from slimvision.data.roman import parse_roman, printed_form, to_roman
+
+    assert all(printed_form(to_roman(number)) for number in range(1, 4000))
+    for old_form in ("IIII", "VIIII", "XXXX", "IIX", "XIIX", "XXC", "DCCCC", "xiv", "MMMM"):
+        assert printed_form(old_form), old_form
+    # What the reader made of ordinary words in the eval (PART, Volume, TABLE, plate, three, CHAPTER,
+    # THE, for): each has a value by the lenient rule, but no book prints it.
+    for cut_word in ("IMXL", "VDIIIIIIC", "IVIDLD", "IMLC", "ILICC", "CIIMVLD", "IIIL", "IM", "IVI", "ILC", "ICX",
+                     "DIC", "IC"):
+        assert parse_roman(cut_word).value is not None and not printed_form(cut_word), cut_word
+    assert not printed_form("") and not printed_form("ABC")

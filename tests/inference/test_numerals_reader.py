@@ -61,7 +61,7 @@ def test_a_numeral_in_a_line_of_text_is_found_alone(reader, fonts, face, line, n
     [reading] = reader(patch)
     assert (reading.text, reading.value) == (numeral, value)
     ink_columns = np.flatnonzero((patch < 128).any(axis=0))
-    share_before = (reading.box[1] - ink_columns[0]) / (ink_columns[-1] - ink_columns[0])
+    share_before = (reading.box[0] - ink_columns[0]) / (ink_columns[-1] - ink_columns[0])
     assert share_before == pytest.approx(line.index(numeral.lower() if numeral not in line else numeral) / len(line),
                                          abs=0.2)
 
@@ -81,7 +81,7 @@ def test_a_generated_page_reads_back_its_numerals_and_boxes(reader, fonts):
     for number, (top, left, bottom, right) in placed:
         match = next(reading for reading in readings if reading.value == number)
         assert match.standard and match.problem is None and 0 < match.confidence <= 1
-        r_top, r_left, r_bottom, r_right = match.box
+        r_left, r_top, r_right, r_bottom = match.box          # readings: x0, y0, x1, y1
         assert abs(r_top - top) <= 3 and abs(r_left - left) <= 3 and abs(r_bottom - bottom) <= 3
         assert abs(r_right - right) <= 3
 
@@ -121,3 +121,43 @@ def test_a_map_without_labels_is_refused(tmp_path):
     som.weights = np.zeros((som.config.nodes, som.config.dim), np.float32)
     with pytest.raises(ValueError, match="labelled map"):
         NumeralReader(som)
+
+
+@pytest.fixture(scope="module")
+def all_fonts():
+    return {font.name: font for font in find_fonts()}
+
+
+@pytest.mark.parametrize("word, face", [
+    # Each was read as a numeral (ILX, IM, ILC, DIC, ICL) before: a word cut into bars and bowls
+    # gives a token no book prints, or a short o read as an I among taller letters.
+    ("fox", "cmr10"), ("fox", "STIXGeneral"), ("fox", "STIXGeneralItalic"), ("The", "cmmi10"),
+    ("The", "STIXGeneralItalic"), ("The quick brown fox", "cmss10"), ("The quick brown fox", "cmr10"),
+    ("The quick brown fox", "STIXGeneral"),
+    # A lone T lay nearer an 'other' node than an I node, and the text margin still made it an I.
+    ("T", "DejaVuSerif"), ("T", "DejaVuSansMono"), ("T", "STIXGeneralBol"), ("T", "cmr10"),
+    # The comma after 'jumps' was a word of its own and read as I.
+    ("jumps, over the lazy dog.", "DejaVuSansMono"), ("jumps, over the lazy dog.", "DejaVuSansMono-Bold"),
+    ("jumps, over the lazy dog.", "cmb10"), ("jumps, over the lazy dog.", "cmss10"),
+])
+def test_ordinary_text_in_matplotlibs_fonts_has_no_numerals(reader, all_fonts, word, face):
+    assert [reading.text for reading in reader(clean(word, all_fonts[face]))] == [], (word, face)
+
+
+@pytest.mark.parametrize("face", ["DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSansMono",
+                                  "DejaVuSerif", "DejaVuSerif-Bold", "DejaVuSerif-Italic", "cmr10", "cmss10"])
+def test_a_comma_after_a_numeral_is_neither_a_numeral_nor_part_of_it(reader, all_fonts, face):
+    # Before: 'I,' read as L (the comma joined the I as a worn-off foot), or as I and I.
+    readings = reader(clean("Part I, The End", all_fonts[face]))
+    assert [(reading.text, reading.value) for reading in readings] == [("I", 1)], face
+
+
+def test_mixed_heights_and_printed_forms_decide_on_the_symbols_read():
+    from slimvision.inference.numerals import SymbolReading, _mixed_heights
+
+    def symbols(*items):
+        return [SymbolReading(symbol, (0, 40 - height, 10, 40), 1.0, 0.5) for symbol, height in items]
+
+    assert not _mixed_heights(symbols(("X", 40), ("I", 41), ("V", 39)))          # capitals
+    assert not _mixed_heights(symbols(("X", 24), ("I", 36), ("I", 36)))          # xii: x short, dotted i's tall
+    assert _mixed_heights(symbols(("D", 40), ("I", 24), ("X", 24)))              # fox: a short o for an I

@@ -5,17 +5,36 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slimvision.cli.arguments import number_list
-from slimvision.errors import InputError, SlimvisionError
+from slimvision.cli.arguments import (MAX_COUNT, add_json, add_output, add_overwrite, add_quiet, bounded,
+                                     check_folder_output, max_pixels, non_negative_int, positive_int, seed)
+from slimvision.errors import InputError, OutputError, SlimvisionError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEVELS = "0,0.5,1,1.5,2"
-_LEVELS = number_list("levels", minimum=0)
+#: Highest print wear NoiseConfig takes (1 = the default worn scan).
+MAX_NOISE = 4.0
+#: Largest lattice side and most epochs the options take (a typo's extra zeros are refused at once).
+MAX_SIDE, MAX_EPOCHS = 1000, 100_000
+#: The box convention, stated in the help of every command that prints boxes.
+BOXES = ("Boxes are x0,y0,x1,y1: whole pixels of the page as loaded (after EXIF rotation), origin top-left, "
+         "x1/y1 the exclusive right/bottom edges; JSON output says \"box_format\": \"xyxy\".")
+_NOISE = bounded("--noise", float, 0, MAX_NOISE)
+_LEVEL = bounded("--levels", float, 0, MAX_NOISE)
+
+
+def _levels(text: str) -> list[float]:
+    """'0,0.5,1' -> noise levels, each a finite number in 0..MAX_NOISE (one-line argparse errors)."""
+    values = [_LEVEL(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"--levels must be numbers separated by commas, got {text!r}")
+    return values
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -26,93 +45,102 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
     render = commands.add_parser("render", help="render labelled numeral images (data to look at or test with)",
                                  description="Render symbols, whole numerals or pages with known numerals, "
-                                             "plus truth.json describing each file.")
-    render.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+                                             f"plus truth.json describing each file. {BOXES}")
+    add_output(render, "output folder (a name with a suffix such as x.png only if it is one or ends with '/')")
     render.add_argument("--kind", choices=["symbols", "numerals", "pages"], default="numerals")
-    render.add_argument("--count", type=int, default=20, help="images to render (default 20)")
+    render.add_argument("--count", type=positive_int("--count", MAX_COUNT), default=20,
+                        help="images to render (default 20)")
     render.add_argument("--fonts", choices=["train", "held-out", "all"], default="held-out",
                         help="which fonts to draw with (default: the held-out ones)")
     _noise_option(render)
-    render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    render.add_argument("--seed", type=seed(), default=0)
+    add_overwrite(render, "files")
+    add_quiet(render)
     render.set_defaults(run=run_render)
 
     train = commands.add_parser("train", help="train a numeral map on rendered symbols",
                                 description="Render symbols with the training fonts, fit a map, label its "
                                             "nodes and score it on held-out fonts. Writes the map "
                                             "(config.json + map.npz), training.json, report.json and errors.png.")
-    train.add_argument("-o", "--output", type=Path, required=True, help="folder for the map")
+    add_output(train, "folder for the map")
     # Defaults left as None come from NumeralTrainingConfig when the command runs (importing it
     # here would slow every command's start-up); the numbers in the help are checked by a test.
-    train.add_argument("--rows", type=int, help="lattice rows (default 30)")
-    train.add_argument("--cols", type=int, help="lattice columns (default 30)")
+    train.add_argument("--rows", type=positive_int("--rows", MAX_SIDE), help="lattice rows (default 30)")
+    train.add_argument("--cols", type=positive_int("--cols", MAX_SIDE), help="lattice columns (default 30)")
     train.add_argument("--lattice", choices=["rect", "hex"], default="rect")
     train.add_argument("--neighbourhood", choices=["gaussian", "bubble", "mexican_hat"], default="gaussian")
     train.add_argument("--rule", choices=["batch", "online"], default="batch")
     train.add_argument("--decay", choices=["linear", "exponential", "inverse"], default="linear")
     train.add_argument("--init", choices=["pca", "random"], default="pca")
-    train.add_argument("--epochs", type=int, help="SOM epochs (default 10)")
-    train.add_argument("--samples", type=int, help="rendered training symbols (default 35000)")
-    train.add_argument("--other-samples", type=int,
+    train.add_argument("--epochs", type=positive_int("--epochs", MAX_EPOCHS), help="SOM epochs (default 10)")
+    train.add_argument("--samples", type=bounded("--samples", int, 7, MAX_COUNT),
+                       help="rendered training symbols (default 35000)")
+    train.add_argument("--other-samples", type=non_negative_int("--other-samples", MAX_COUNT),
                        help="rendered letters and digits that are no numerals, the map's 'other' class "
                             "(default 21000; 0: a map of the seven symbols alone)")
-    train.add_argument("--lvq-epochs", type=int, help="epochs of LVQ1 fine-tuning after labelling (default 6; 0: none)")
+    train.add_argument("--lvq-epochs", type=non_negative_int("--lvq-epochs", MAX_EPOCHS),
+                       help="epochs of LVQ1 fine-tuning after labelling (default 6; 0: none)")
     _noise_option(train)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--overwrite", action="store_true", help="replace a map that exists")
-    _quiet_json(train)
+    train.add_argument("--seed", type=seed(), default=0)
+    add_overwrite(train, "a map")
+    add_json(train, "the summary")
+    add_quiet(train)
     train.set_defaults(run=run_train)
 
     evaluate = commands.add_parser("eval", help="accuracy on held-out fonts against the noise level",
                                    description="Symbol and whole-numeral accuracy of a map on fonts it never "
-                                               "saw, at several noise levels; optionally plotted.")
+                                               "saw, numerals read out of lines of text, and ordinary words "
+                                               "read as numerals, at several noise levels; optionally plotted.")
     _map_option(evaluate)
-    evaluate.add_argument("--levels", type=_LEVELS, default=_LEVELS(DEFAULT_LEVELS),
-                          help=f"noise levels, comma-separated (default {DEFAULT_LEVELS}; 1 = default noise)")
-    evaluate.add_argument("--symbols", type=int, default=2100, help="symbols rendered per level (default 2100)")
-    evaluate.add_argument("--numerals", type=int, default=1000,
+    evaluate.add_argument("--levels", type=_levels, default=_levels(DEFAULT_LEVELS),
+                          help=f"noise levels, comma-separated, each 0..{MAX_NOISE:g} (default {DEFAULT_LEVELS}; "
+                               "1 = default noise)")
+    evaluate.add_argument("--symbols", type=positive_int("--symbols", MAX_COUNT), default=2100,
+                          help="symbols rendered per level (default 2100)")
+    evaluate.add_argument("--numerals", type=positive_int("--numerals", MAX_COUNT), default=1000,
                           help="whole numerals read per level, spread over 1..3999 (default 1000; 3999 = all); "
                                "also up to 500 lines like 'Chapter XIV'")
-    evaluate.add_argument("--seed", type=int, default=1)
+    evaluate.add_argument("--seed", type=seed(), default=1)
     evaluate.add_argument("--plot", type=Path, help="save the accuracy curve as a PNG")
-    evaluate.add_argument("--overwrite", action="store_true", help="replace a plot that exists")
-    _quiet_json(evaluate)
+    add_overwrite(evaluate, "a plot")
+    add_json(evaluate, "the rows")
+    add_quiet(evaluate)
     evaluate.set_defaults(run=run_eval)
 
     read = commands.add_parser("read", help="read the Roman numerals on page images",
                                description="Find the Roman numerals on each page: text, value, box and "
-                                           "confidence; non-standard tokens (IIII) are reported as such.")
+                                           "confidence; non-standard tokens (IIII) are reported as such. "
+                                           "Several pages: a page that cannot be read is reported at the end "
+                                           f"and the others are still read (exit status 1). {BOXES}")
     read.add_argument("pages", nargs="+", type=Path, help="page images")
     _map_option(read)
-    read.add_argument("-a", "--annotate", type=Path,
-                      help="save the page with boxes and values drawn on it (a folder for several pages)")
-    read.add_argument("--max-pixels", type=int, default=None, help="refuse pages larger than this (default 100 MP)")
-    read.add_argument("--overwrite", action="store_true", help="replace annotated images that exist")
-    _quiet_json(read)
+    read.add_argument("-a", "--annotate", metavar="PATH",
+                      help="save the page with boxes and values drawn on it; for several pages a folder "
+                           "(an existing one, or a name ending with '/'), with PAGE_numerals.png in it")
+    read.add_argument("--max-pixels", type=max_pixels(), default=None, help="refuse pages larger than this (default 100 MP)")
+    add_overwrite(read, "annotated images")
+    add_json(read, "the numerals")
+    add_quiet(read)
     read.set_defaults(run=run_read)
 
     draw = commands.add_parser("map", help="save the U-matrix, labelled map and prototypes as PNGs",
                                description="Draw a map: umatrix.png (cluster borders), labels.png (node "
                                            "labels and confidence) and prototypes.png (each node's glyph).")
     _map_option(draw)
-    draw.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    draw.add_argument("--overwrite", action="store_true", help="replace pictures that exist")
+    add_output(draw, "output folder (a name with a suffix such as x.png only if it is one or ends with '/')")
+    add_overwrite(draw, "pictures")
     draw.set_defaults(run=run_map)
 
 
 def _noise_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--noise", type=float, default=1.0,
-                        help="print wear: 0 clean, 1 the default worn scan, 2 badly damaged (default 1)")
+    parser.add_argument("--noise", type=_NOISE, default=1.0,
+                        help=f"print wear: 0 clean, 1 the default worn scan, 2 badly damaged, at most {MAX_NOISE:g} "
+                             "(default 1)")
 
 
 def _map_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--map", type=Path, default=None,
                         help="map folder from 'numerals train' (default: the map that ships with slimvision)")
-
-
-def _quiet_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def _load_map(path: Path | None) -> Any:
@@ -134,46 +162,53 @@ def _noise(level: float) -> Any:
     return NoiseConfig(level=level)
 
 
-def _positive(value: int, flag: str) -> int:
-    if value < 1:
-        raise SlimvisionError(f"{flag} must be at least 1, got {value}")
-    return value
+def _progress(args: argparse.Namespace) -> bool:
+    return not (getattr(args, "quiet", False) or getattr(args, "json", False))
 
 
 # --------------------------------------------------------------------------- commands
 def run_render(args: argparse.Namespace) -> int:
-    from slimvision.data.numerals import find_fonts, render_numerals, render_page, render_symbols, split_fonts
     from slimvision.data.glyphs import glyph_image
+    from slimvision.data.numerals import find_fonts, render_numerals, render_page, render_symbols, split_fonts
     from slimvision.data.roman import SYMBOLS
+    from slimvision.inference.numerals import BOX_FORMAT
     from slimvision.io.atomic import write_text_atomic
     from slimvision.io.images import save_image
+    from slimvision.progress import progress_bar
     from slimvision.training.numerals import evaluation_numbers
 
-    count = _positive(args.count, "--count")
+    check_folder_output(args.output, args.output_is_folder, args.count + 1)
     train, held_out = split_fonts(find_fonts())
     fonts = {"train": train, "held-out": held_out, "all": train + held_out}[args.fonts]
-    noise, truth = _noise(args.noise), []
-    if args.kind == "symbols":
-        vectors, labels = render_symbols(fonts, count, seed=args.seed, noise=noise)
-        for index, (vector, label) in enumerate(zip(vectors, labels)):
-            name = f"symbol_{index:05d}.png"
-            save_image(glyph_image(vector), args.output / name, overwrite=args.overwrite)
-            truth.append({"file": name, "symbol": SYMBOLS[int(label)]})
-    elif args.kind == "numerals":
-        for index, (patch, number) in enumerate(render_numerals(fonts, evaluation_numbers(count, args.seed),
-                                                                 seed=args.seed, noise=noise)):
-            name = f"numeral_{index:05d}.png"
-            save_image(patch, args.output / name, overwrite=args.overwrite)
-            truth.append({"file": name, "value": number})
-    else:
-        for index in range(count):
-            numbers = evaluation_numbers(6, args.seed * 7919 + index)
-            page, placed = render_page(numbers, fonts, seed=args.seed * 7919 + index, noise=noise)
-            name = f"page_{index:05d}.png"
-            save_image(page, args.output / name, overwrite=args.overwrite)
-            truth.append({"file": name, "numerals": [{"value": value, "box": list(box)} for value, box in placed]})
+    noise, files = _noise(args.noise), []
+    with progress_bar(args.count, enabled=_progress(args), desc=f"rendering {args.kind}", unit="image") as bar:
+        if args.kind == "symbols":
+            vectors, labels = render_symbols(fonts, args.count, seed=args.seed, noise=noise)
+            for index, (vector, label) in enumerate(zip(vectors, labels)):
+                name = f"symbol_{index:05d}.png"
+                save_image(glyph_image(vector), args.output / name, overwrite=args.overwrite)
+                files.append({"file": name, "symbol": SYMBOLS[int(label)]})
+                bar.update()
+        elif args.kind == "numerals":
+            for index, (patch, number) in enumerate(render_numerals(fonts, evaluation_numbers(args.count, args.seed),
+                                                                     seed=args.seed, noise=noise)):
+                name = f"numeral_{index:05d}.png"
+                save_image(patch, args.output / name, overwrite=args.overwrite)
+                files.append({"file": name, "value": number})
+                bar.update()
+        else:
+            for index in range(args.count):
+                numbers = evaluation_numbers(6, args.seed * 7919 + index)
+                page, placed = render_page(numbers, fonts, seed=args.seed * 7919 + index, noise=noise)
+                name = f"page_{index:05d}.png"
+                save_image(page, args.output / name, overwrite=args.overwrite)
+                # render_page gives (top, left, bottom, right); outputs say x0, y0, x1, y1.
+                files.append({"file": name, "numerals": [{"value": value, "box": [left, top, right, bottom]}
+                                                         for value, (top, left, bottom, right) in placed]})
+                bar.update()
+    truth = {"kind": args.kind, **({"box_format": BOX_FORMAT} if args.kind == "pages" else {}), "files": files}
     write_text_atomic(args.output / "truth.json", json.dumps(truth, indent=1) + "\n", overwrite=args.overwrite)
-    print(f"wrote {len(truth)} {args.kind} and truth.json into {args.output}")
+    print(f"wrote {len(files)} {args.kind} and truth.json into {args.output}")
     return 0
 
 
@@ -182,8 +217,9 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.plots import plot_training_errors
     from slimvision.training.numerals import NumeralTrainingConfig, train_numeral_map
 
+    check_folder_output(args.output, args.output_is_folder, 5)
     if (args.output / "config.json").exists() and not args.overwrite:
-        raise SlimvisionError(f"{args.output}: a map is already there (pass --overwrite to replace it)")
+        raise OutputError(args.output, "a map is already there (pass --overwrite to replace it)")
     defaults = NumeralTrainingConfig()
     chosen = {name: value for name, value in (("rows", args.rows), ("cols", args.cols), ("epochs", args.epochs))
               if value is not None}
@@ -192,7 +228,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = replace(defaults, som=som_config, noise=_noise(args.noise), seed=args.seed,
                      **{name: value for name, value in (("samples", args.samples), ("other_samples", args.other_samples),
                                                         ("lvq_epochs", args.lvq_epochs)) if value is not None})
-    som, report = train_numeral_map(config, progress=not (args.quiet or args.json))
+    som, report = train_numeral_map(config, progress=_progress(args))
     som.save(args.output, overwrite=args.overwrite, half=True)
     write_text_atomic(args.output / "training.json", config.to_json(), overwrite=args.overwrite)
     write_text_atomic(args.output / "report.json", json.dumps(report, indent=1) + "\n", overwrite=args.overwrite)
@@ -216,9 +252,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from slimvision.training.numerals import noise_curve
 
     som = _load_map(args.map)
-    rows = noise_curve(som, args.levels, symbols=_positive(args.symbols, "--symbols"),
-                       numerals=_positive(args.numerals, "--numerals"), seed=args.seed,
-                       progress=not (args.quiet or args.json))
+    rows = noise_curve(som, args.levels, symbols=args.symbols, numerals=args.numerals, seed=args.seed,
+                       progress=_progress(args))
     if args.plot is not None:
         plot_noise_curve(rows, args.plot, overwrite=args.overwrite)
     if args.json:
@@ -234,33 +269,80 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_read(args: argparse.Namespace) -> int:
-    from slimvision.inference.numerals import NumeralReader, annotate
+    """Read every page; one named page keeps its one-line error (exit 2), a batch goes on past bad
+    pages and names them at the end (exit 1)."""
+    from slimvision.inference.numerals import BOX_FORMAT, NumeralReader
+    from slimvision.progress import progress_bar
+
+    several = len(args.pages) > 1
+    targets = _annotation_targets(args) if args.annotate is not None else {}
+    reader = NumeralReader(_load_map(args.map))
+    results, failed = [], []
+    with progress_bar(len(args.pages), enabled=several and _progress(args), desc="reading", unit="page") as bar:
+        for page_path in args.pages:
+            try:
+                readings = _read_page(reader, page_path, targets.get(page_path), args)
+            except SlimvisionError as error:
+                if not several:
+                    raise
+                failed.append({"page": str(page_path), "error": str(error)})
+            else:
+                results.append({"page": str(page_path), "numerals": [reading.to_dict() for reading in readings]})
+                if not args.json:
+                    print(_page_text(page_path, readings), flush=True)
+            bar.update()
+    if args.json:
+        print(json.dumps({"box_format": BOX_FORMAT, "pages": results, "failed": failed} if several
+                         else {"box_format": BOX_FORMAT, **results[0]}, indent=2))
+    for item in failed:  # at the end, where they are seen; one line each
+        print(f"failed: {item['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _annotation_targets(args: argparse.Namespace) -> dict[Path, Path]:
+    """Where each page's annotated copy goes: the named file for one page, PAGE_numerals.png in a
+    folder for several (refused up front when the name looks like a file, or two pages collide)."""
+    text = str(args.annotate)
+    annotate = Path(text)
+    if len(args.pages) == 1:
+        return {args.pages[0]: annotate}
+    check_folder_output(annotate, text.endswith(("/", os.sep)), len(args.pages))
+    targets: dict[Path, Path] = {}
+    for page in args.pages:
+        target = annotate / f"{page.stem}_numerals.png"
+        clash = next((other for other, taken in targets.items() if taken == target), None)
+        if clash is not None:
+            raise OutputError(target, f"pages {clash} and {page} would both be annotated here; "
+                                      "read them in separate runs")
+        targets[page] = target
+    return targets
+
+
+def _read_page(reader: Any, page_path: Path, target: Path | None, args: argparse.Namespace) -> list[Any]:
+    from slimvision.inference.numerals import annotate
     from slimvision.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 
-    reader = NumeralReader(_load_map(args.map))
-    several = len(args.pages) > 1
-    results = []
-    for page_path in args.pages:
-        page = load_image(page_path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
-        readings = reader(page)
-        results.append({"page": str(page_path), "numerals": [reading.to_dict() for reading in readings]})
-        if args.annotate is not None:
-            target = args.annotate / f"{page_path.stem}_numerals.png" if several else args.annotate
-            save_image(annotate(page, readings), target, overwrite=args.overwrite, protected=args.pages)
-        if not args.json:
-            print(f"{page_path}: {len(readings)} numeral{'s' if len(readings) != 1 else ''}")
-            for reading in readings:
-                note = "" if reading.standard else f"   ({reading.problem})"
-                print(f"  {reading.text:<16} {reading.value if reading.value is not None else '?':>5}  "
-                      f"box {reading.box}  confidence {reading.confidence:.2f}{note}")
-    if args.json:
-        print(json.dumps(results if several else results[0], indent=2))
-    return 0
+    page = load_image(page_path, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+    readings = reader(page)
+    if target is not None:
+        save_image(annotate(page, readings), target, overwrite=args.overwrite, protected=args.pages)
+    return readings
+
+
+def _page_text(page_path: Path, readings: list[Any]) -> str:
+    lines = [f"{page_path}: {len(readings)} numeral{'s' if len(readings) != 1 else ''}"]
+    for reading in readings:
+        note = "" if reading.standard else f"   ({reading.problem})"
+        value = reading.value if reading.value is not None else "?"
+        lines.append(f"  {reading.text:<16} {value:>5}  box {','.join(map(str, reading.box))}  "
+                     f"confidence {reading.confidence:.2f}{note}")
+    return "\n".join(lines)
 
 
 def run_map(args: argparse.Namespace) -> int:
     from slimvision.plots import save_map_pictures
 
+    check_folder_output(args.output, args.output_is_folder, 3)
     written = save_map_pictures(_load_map(args.map), args.output, overwrite=args.overwrite)
     for name, path in written.items():
         print(f"{name}: {path}")

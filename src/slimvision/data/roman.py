@@ -32,6 +32,12 @@ _UNITS = (
     (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"),
 )
 _STANDARD = re.compile(r"M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})")
+#: What printers set besides standard form: additive fours (``IIII``, ``VIIII``, ``XXXX``) and a
+#: doubled subtraction (``IIX``, ``XXC``), each decade still written largest first. ``IMXL`` or
+#: ``VDIIIIIIC`` are in no book: they are what cutting an ordinary word into bars and bowls gives.
+#: Subtraction across a decade (``IC`` for 99) is left out too: :func:`parse_roman` reads it, but
+#: it is rare in print and common in cut words (``The`` in italics reads ``DIC``).
+_PRINTED = re.compile(r"M{0,4}(C{1,2}M|C{1,2}D|D?C{0,4})(X{1,2}C|X{1,2}L|L?X{0,4})(I{1,2}X|I{1,2}V|V?I{0,4})")
 
 
 def to_roman(number: int) -> str:
@@ -80,6 +86,21 @@ def parse_roman(token: str) -> RomanParse:
     else:
         problem = f"non-standard numeral: {text} reads as {value}, which has no standard form"
     return RomanParse(token, value if value >= 1 else None, False, problem)
+
+
+def printed_form(token: str) -> bool:
+    """Whether a token is a numeral as books print them: standard, or one of the old forms
+    :func:`parse_roman` reads (``IIII``, ``VIIII``, ``IIX``), decades largest first.
+
+    A token can have a value by the lenient rule and still be no numeral anyone printed:
+    ``IMXL`` "reads" as 1039, but it is ``PART`` cut into pieces.
+
+    Example:
+        >>> printed_form("IIII"), printed_form("xiv"), printed_form("IMXL"), printed_form("IVI")
+        (True, True, False, False)
+    """
+    text = token.strip().upper()
+    return bool(text) and _PRINTED.fullmatch(text) is not None
 
 
 def _lenient_value(text: str) -> int:

@@ -29,7 +29,7 @@ import numpy as np
 
 from slimvision.data.glyphs import glyph_vector
 from slimvision.data.ink import binarize, connected_components
-from slimvision.data.roman import SYMBOLS, parse_roman
+from slimvision.data.roman import SYMBOLS, parse_roman, printed_form
 from slimvision.io.images import to_gray
 from slimvision.models.som import SelfOrganizingMap
 
@@ -74,6 +74,14 @@ _MAX_PIECES = 12
 _UPRIGHT, _MAX_SLANT = 0.08, 0.5
 #: Most ink (share of the component's height) a column may hold to be a place to cut.
 _THIN_JOIN = 0.3
+#: A symbol under this share of its word's tallest is short: lower case at x-height, which only
+#: v, x, c and m may be in a numeral (``xiv``); i, l and d reach higher.
+_SHORT, _X_HEIGHT = 0.8, "VXCM"
+#: A fragment whose bottom lies this share of the height below the word's baseline is punctuation.
+_BELOW_BASELINE = 0.1
+#: Punctuation after a word: shorter than this share of its line mates, its top lower than theirs
+#: by this share of their height, and no farther from the word before it than this share.
+_PUNCTUATION_HEIGHT, _BELOW_TEXT, _PUNCTUATION_GAP = 0.6, 0.5, 0.45
 #: Nodes looked at per piece, labels kept per piece, readings kept per cut place.
 _NEAREST, _LABELS_PER_PIECE, _BEAM = 24, 2, 40
 #: A word whose best reading with letters that are no numerals beats its best numeral reading by
@@ -91,31 +99,45 @@ _SYMBOL_BONUS = 0.2
 _STANDARD_MARGIN, _STANDARD_MARGIN_PER_SYMBOL = 0.6, 0.1
 
 
-Box = tuple[int, int, int, int]   # top, left, bottom, right (bottom and right exclusive)
+Box = tuple[int, int, int, int]   # top, left, bottom, right (bottom and right exclusive): components, cuts
+#: What readings report: [x0, y0, x1, y1] in pixels of the page as loaded, origin top-left, x1 and
+#: y1 the exclusive right and bottom edges (the box convention of every slimvision output).
+XYXY = tuple[int, int, int, int]
+BOX_FORMAT = "xyxy"
 
 
 @dataclass
 class SymbolReading:
     symbol: str            # one of IVXLCDM
-    box: Box
+    box: XYXY              # x0, y0, x1, y1 (x1, y1 exclusive)
     confidence: float      # share of the BMU's training samples with this label
     distance: float        # distance to the BMU, in units of the map's unknown distance (<= 1)
 
 
 @dataclass
 class NumeralReading:
-    """One numeral token found on a page."""
+    """One numeral token found on a page; ``box`` is [x0, y0, x1, y1] (x1 and y1 exclusive)."""
 
     text: str
     value: int | None
     standard: bool
     problem: str | None
-    box: Box
+    box: XYXY
     confidence: float      # the least confident symbol's confidence
     symbols: list[SymbolReading] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Plain JSON types; boxes as [x0, y0, x1, y1] lists (say ``"box_format": "xyxy"`` beside them)."""
+        return json_ready(asdict(self))
+
+
+def json_ready(value: object) -> object:
+    """Tuples (boxes) as lists, recursively, so the dict is what ``json.dumps`` writes back."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
 
 
 class NumeralReader:
@@ -143,12 +165,17 @@ class NumeralReader:
         labels, boxes, areas = connected_components(ink)
         components = self._text_components(boxes, areas)
         readings = []
-        for word in _group_words(components, boxes):
+        words = _group_words(components, boxes)
+        word_boxes = [_union_box([boxes[index] for index in word]) for word in words]
+        for word, box in zip(words, word_boxes):
+            if _below_the_text(box, word_boxes):
+                continue   # a comma or full stop beside words: it would read as an I
             reading = self._read_word(word, labels, boxes)
             if reading is not None:
                 readings.append(reading)
-        return sorted(readings, key=lambda reading: (reading.box[0] // max(reading.box[2] - reading.box[0], 1),
-                                                     reading.box[1]))
+        # Top to bottom by text line (a line is about one box high), then left to right.
+        return sorted(readings, key=lambda reading: (reading.box[1] // max(reading.box[3] - reading.box[1], 1),
+                                                     reading.box[0]))
 
     # ------------------------------------------------------------- pieces
     def _text_components(self, boxes: list[Box], areas: np.ndarray) -> list[int]:
@@ -219,10 +246,16 @@ class NumeralReader:
         margin = _STANDARD_MARGIN + _STANDARD_MARGIN_PER_SYMBOL * len(cheapest)
         if standard and standard[0][0] <= cheapest_cost + margin:
             cheapest_cost, cheapest = standard[0]
+        if not printed_form("".join(symbol.symbol for symbol in cheapest)) or _mixed_heights(cheapest):
+            return None   # IMXL, VDIIIIIIC, fox as DIX: an ordinary word cut into bars and bowls
         mixed = {span: numerals.get(span, []) + others.get(span, []) for span in numerals.keys() | others.keys()}
         text = _cheapest_paths(mixed, end, beam_width=1)
         summed = cheapest_cost + _SYMBOL_BONUS * len(cheapest)
-        if text and text[0][0] + _TEXT_MARGIN * len(cheapest) < summed:
+        # One symbol alone is a plain choice of the nearer node; the margin is for longer numerals,
+        # where one of many symbols may lie near some other letter by chance (T read as I: 0.71
+        # from an I node, 0.68 from an other one, and kept as I by a margin it had no need of).
+        margin = _TEXT_MARGIN * len(cheapest) if len(cheapest) > 1 else 0.0
+        if text and text[0][0] + margin < summed:
             return None
         return cheapest_cost, cheapest
 
@@ -260,7 +293,7 @@ class NumeralReader:
             if label in seen or distance > self.som.unknown_distance:
                 continue
             seen.add(label)
-            reading = SymbolReading(symbol=self.som.classes[label], box=box,
+            reading = SymbolReading(symbol=self.som.classes[label], box=_xyxy(box),
                                     confidence=float(self.som.node_confidence[node]),
                                     distance=float(distance) / self.som.unknown_distance)
             if reading.symbol not in SYMBOLS:
@@ -427,12 +460,18 @@ def _attach_fragments(word: list[int], boxes: list[Box]) -> list[list[int]]:
     Worn print breaks hairlines, so a serif, the foot of an L or the tail of a C comes off as
     a short component of its own. A component shorter than ``_FRAGMENT`` of the word's
     tallest joins the full-height component it overlaps most, or the nearest one within
-    ``_FRAGMENT_REACH`` of the height; farther away it is a speck and is left out.
+    ``_FRAGMENT_REACH`` of the height; farther away it is a speck and is left out, and so is a
+    piece hanging below the baseline (a comma).
     """
     tallest = max(boxes[index][2] - boxes[index][0] for index in word)
     is_fragment = {index: boxes[index][2] - boxes[index][0] < _FRAGMENT * tallest for index in word}
     glyphs = {index: [index] for index in sorted(word, key=lambda i: boxes[i][1]) if not is_fragment[index]}
+    # Wear breaks pieces off within a letter's rows; a short piece hanging below the letters'
+    # baseline is a comma beside them (``I,`` read as L), not a foot that came off.
+    baseline = float(np.median([boxes[index][2] for index in glyphs])) if glyphs else 0.0
     for fragment in (index for index in word if is_fragment[index]):
+        if boxes[fragment][2] > baseline + _BELOW_BASELINE * tallest:
+            continue
         gaps = {index: _gap(boxes[index], boxes[fragment]) for index in glyphs}
         nearest = min(gaps, key=gaps.get, default=None)
         if nearest is not None and gaps[nearest] <= _FRAGMENT_REACH * tallest:
@@ -445,9 +484,49 @@ def _gap(a: Box, b: Box) -> int:
     return max(a[1], b[1]) - min(a[3], b[3])
 
 
+def _xyxy(box: Box) -> XYXY:
+    top, left, bottom, right = box
+    return left, top, right, bottom
+
+
 def _union_box(boxes: list[Box]) -> Box:
+    """The box around boxes (either order: the first two are minima, the last two maxima)."""
     return (min(box[0] for box in boxes), min(box[1] for box in boxes),
             max(box[2] for box in boxes), max(box[3] for box in boxes))
+
+
+def _below_the_text(box: Box, word_boxes: list[Box]) -> bool:
+    """Whether a word is punctuation hanging off the word before it: a comma or a full stop.
+
+    Such a mark is small, starts near the baseline, and follows its word with next to no space
+    (at most a monospaced cell: 0.37 of the words' height in DejaVu Sans Mono). Its line mates are
+    the words its rows overlap; their tops lie at the cap height, the ascenders or at least the
+    x-height. A lone lower-case ``x`` stands about a third of their height lower, and is kept.
+    """
+    top, left, bottom, _ = box
+    height = bottom - top
+    mates = [other for other in word_boxes if other is not box and min(bottom, other[2]) - max(top, other[0]) > 0]
+    if not mates:
+        return False
+    mate_top = float(np.median([mate[0] for mate in mates]))
+    mate_height = float(np.median([mate[2] - mate[0] for mate in mates]))
+    follows = any(-0.5 * (mate[2] - mate[0]) <= left - mate[3] <= _PUNCTUATION_GAP * (mate[2] - mate[0])
+                  for mate in mates)
+    return follows and height < _PUNCTUATION_HEIGHT * mate_height and top - mate_top > _BELOW_TEXT * mate_height
+
+
+def _mixed_heights(symbols: list[SymbolReading]) -> bool:
+    """Whether a symbol stands clearly shorter than the word's tallest without being a letter that
+    lower case sets at x-height (v, x, c, m).
+
+    Capitals share one height, and so do numerals in lower case, but for ``i``, ``l`` and ``d``,
+    which reach above the x-height. A short I, L or D is a piece of an ordinary word: ``fox``
+    read as ``DIX`` has its ``o`` for the I.
+    """
+    heights = [symbol.box[3] - symbol.box[1] for symbol in symbols]
+    tallest = max(heights)
+    return any(height < _SHORT * tallest and symbol.symbol not in _X_HEIGHT
+               for symbol, height in zip(symbols, heights))
 
 
 def _standard(symbols: list[SymbolReading]) -> bool:
@@ -506,7 +585,7 @@ def annotate(page: np.ndarray, readings: list[NumeralReading]) -> np.ndarray:
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 500))
     for reading in readings:
-        top, left, bottom, right = reading.box
+        left, top, right, bottom = reading.box
         colour = (0, 170, 0) if reading.standard else (230, 130, 0) if reading.value is not None else (220, 0, 0)
         draw.rectangle((left - 3, top - 3, right + 2, bottom + 2), outline=colour, width=width)
         label = f"{reading.text} = {reading.value}" if reading.value is not None else f"{reading.text} = ?"

@@ -227,12 +227,14 @@ def numeral_accuracy(reader: Any, fonts: list[FontFace], numbers: list[int], *, 
 
 #: Ordinary words a page holds beside its numerals: none of them is a numeral, so every one read
 #: as a numeral is a false alarm. Words made only of the letters IVXLCDM (``MIX``, ``DID``,
-#: ``civil``) are left out: they are numeral tokens by shape.
+#: ``civil``) are left out: they are numeral tokens by shape. The last five were reported read as
+#: numerals (issue 29: ``The`` as ILC, ``fox`` as ILX, a comma as I), so the eval counts them.
 TEXT_WORDS = ("CHAPTER", "PART", "BOOK", "SECTION", "Page", "Index", "Preface", "Contents", "Volume", "NOTES",
               "APPENDIX", "THE", "and", "of", "the", "to", "in", "is", "that", "with", "for", "as", "was", "on",
               "figure", "TABLE", "plate", "London", "Paris", "ONE", "TWO", "three", "FOUR", "five", "SEVEN",
               "eight", "NINE", "ten", "Mr", "Dr", "St", "etc", "see", "also", "House", "Abbey", "Queen", "Street",
-              "1994", "2024", "17", "A", "B", "E", "H", "N", "O", "P", "R", "T", "W")
+              "1994", "2024", "17", "A", "B", "E", "H", "N", "O", "P", "R", "T", "W",
+              "The", "fox", "jumps,", "dog.", ",")
 
 
 def text_false_alarms(reader: Any, fonts: list[FontFace], *, seed: int, noise: NoiseConfig,
