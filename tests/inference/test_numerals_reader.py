@@ -161,3 +161,12 @@ def test_mixed_heights_and_printed_forms_decide_on_the_symbols_read():
     assert not _mixed_heights(symbols(("X", 40), ("I", 41), ("V", 39)))          # capitals
     assert not _mixed_heights(symbols(("X", 24), ("I", 36), ("I", 36)))          # xii: x short, dotted i's tall
     assert _mixed_heights(symbols(("D", 40), ("I", 24), ("X", 24)))              # fox: a short o for an I
+
+
+@pytest.mark.parametrize("word, face, stream", [("of", "cmmi10", 13), ("five", "cmti10", 94)])
+def test_two_letters_side_by_side_are_not_one_loose_m(reader, all_fonts, word, face, stream):
+    # Worn held-out print from the eval's word stream: 'of' and 'fi' pieces, with paper between
+    # them, lay 0.89-0.91 of the unknown distance from an M node and were read as M.
+    rng = np.random.default_rng([3, stream])
+    patch = render_text(word, all_fonts[face], cap_height=int(rng.integers(24, 65)), rng=rng, noise=NoiseConfig())
+    assert reader(patch) == []

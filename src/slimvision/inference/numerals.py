@@ -274,7 +274,8 @@ class NumeralReader:
                                             k=min(_NEAREST, self.som.config.nodes))
             nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
             for span, (_, box), piece_nodes, piece_distances in zip(new, pieces, nodes, distances):
-                ink.span_readings[span] = self._span_reading(spans[span], box, piece_nodes, piece_distances)
+                ink.span_readings[span] = self._span_reading(spans[span], box, piece_nodes, piece_distances,
+                                                             gapped=ink.paper_inside(*span) > 0)
         numerals, others = {}, {}
         for span in spans:
             options, other = ink.span_readings[span]
@@ -284,9 +285,15 @@ class NumeralReader:
                 others[span] = [other]
         return numerals, others
 
-    def _span_reading(self, aspect: float, box: Box, nodes: np.ndarray, distances: np.ndarray
-                      ) -> tuple[list[SymbolReading], SymbolReading | None]:
-        """One span's numeral options and its nearest non-numeral (None if too far or too wide)."""
+    def _span_reading(self, aspect: float, box: Box, nodes: np.ndarray, distances: np.ndarray, *,
+                      gapped: bool = False) -> tuple[list[SymbolReading], SymbolReading | None]:
+        """One span's numeral options and its nearest non-numeral (None if too far or too wide).
+
+        A span with paper inside (``gapped``: pieces that do not touch) is read as one numeral
+        symbol only within ``_BROKEN_DISTANCE`` of its node, as in the second reading: a letter
+        broken by wear still looks like itself, while two letters side by side (``of``, ``fi``)
+        land near an M node only loosely (0.89-0.91 of the unknown distance).
+        """
         options, other, seen = [], None, set()
         for node, distance in zip(nodes, distances):
             label = int(self.som.node_labels[node])
@@ -299,7 +306,8 @@ class NumeralReader:
             if reading.symbol not in SYMBOLS:
                 if aspect <= _OTHER_WIDEST and other is None:
                     other = reading
-            elif len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]:
+            elif (len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]
+                  and not (gapped and reading.distance > _BROKEN_DISTANCE)):
                 options.append(reading)
         return options, other
 
@@ -373,6 +381,10 @@ class _WordInk:
                 if aspect is not None:
                     spans[start, stop] = aspect
         return spans
+
+    def paper_inside(self, start: int, stop: int) -> float:
+        """The widest paper gap inside the span (a share of the height; 0: its pieces all touch)."""
+        return float(self.paper[start + 1: stop].max()) if stop - start > 1 else 0.0
 
     def _plausible_aspect(self, start: int, stop: int) -> float | None:
         """Width (along the slant) over height of the ink between two cuts; None unless it has at
