@@ -435,13 +435,7 @@ def _numeral_routes(app: Any) -> None:
             readings = request.app.state.models.get("numerals")(page)
             return {"width": page.shape[1], "height": page.shape[0], "box_format": BOX_FORMAT,
                     "numerals": [{"text": r.text, "value": r.value, "standard": r.standard, "problem": r.problem,
-                                  "box": _xyxy(r.box), "confidence": round(float(r.confidence), 3)}
+                                  "box": [int(value) for value in r.box], "confidence": round(float(r.confidence), 3)}
                                  for r in readings]}
 
         return await _run(request, work)
-
-
-def _xyxy(box: tuple[int, int, int, int]) -> list[int]:
-    """The reader's (top, left, bottom, right) as the API's [x0, y0, x1, y1]."""
-    top, left, bottom, right = (int(value) for value in box)
-    return [left, top, right, bottom]
