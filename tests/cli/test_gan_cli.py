@@ -8,21 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slimvision.cli.main import main
+from tests.cli.helpers import exit_code, one_line_error
 
 
 def run(*args: str | Path) -> int:
     """The exit code of ``slimvision gan ARGS``, argparse's refusals (SystemExit) included."""
-    try:
-        return main(["gan", *map(str, args)])
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
+    return exit_code(["gan", *args])
 
 
 def test_a_file_name_for_several_images_is_refused_not_made_a_folder(tmp_path, capsys):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from slimvision.cli.main import build_parser, main
+from slimvision.cli.main import build_parser
+from tests.cli.helpers import exit_code
 
 HOSTILE = ["-1", "-1e-3", "0", "nan", "inf", "-inf", "1e30", "99999999999999999999", ""]
 NON_FINITE = {"nan", "inf", "-inf"}
@@ -210,13 +211,6 @@ def photo(tmp_path_factory) -> Path:
     return save_png(make_content(64, 64), tmp_path_factory.mktemp("options") / "photo.png")
 
 
-def _run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-
-
 @pytest.mark.parametrize("argv, code", [
     (["style", "stylize", "{photo}", "-s", "{photo}", "-o", "{out}/a.png", "--strength", "0", "--max-side", "16",
       "--workers", "1", "--threads", "1", "--max-pixels", "4096"], 0),
@@ -228,7 +222,7 @@ def _run(argv: list[str]) -> int:
 ], ids=["style-edges", "style-max-pixels-1", "style-tiny-budget", "gan-largest-seed", "vae-zero-temperature"])
 def test_edge_values_run_or_fail_in_one_line(argv, code, photo, tmp_path, capsys):
     argv = [part.format(photo=photo, out=tmp_path) for part in argv]
-    assert _run(argv) == code
+    assert exit_code(argv) == code
     err = capsys.readouterr().err.strip()
     if code:
         assert err.startswith("error: ") and "\n" not in err, err

@@ -12,22 +12,13 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from slimvision.cli.main import main
+from tests.cli.helpers import exit_code, one_line_error
 from tests.conftest import make_content, make_scene, read_png, save_png
 
 
 def run(*args: str | Path) -> int:
     """The exit code of ``slimvision style ARGS``, argparse's refusals (SystemExit) included."""
-    try:
-        return main(["style", *map(str, args)])
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
+    return exit_code(["style", *args])
 
 
 def listing(folder: Path) -> list[str]:

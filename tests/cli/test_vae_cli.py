@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from slimvision.cli.main import main
+from tests.cli.helpers import exit_code
 
 nibabel = pytest.importorskip("nibabel")
 
@@ -126,14 +127,6 @@ def test_a_mask_channel_unet_trains_from_the_cli_and_is_told_the_mask_when_denoi
     assert np.array_equal(after[1::2], before[1::2])
 
 
-def _exit_code(argv: list[str]) -> int:
-    """main()'s return, or argparse's exit code for a refused option."""
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-
-
 def test_outputs_are_checked_whole_and_never_an_input(trained, tmp_path, capsys):
     root, run = trained
     model = ["--model", str(run / "export")]
@@ -175,7 +168,7 @@ def test_outputs_are_checked_whole_and_never_an_input(trained, tmp_path, capsys)
 @pytest.mark.parametrize("option, value", [("--count", "0"), ("--columns", "-1"), ("--temperature", "nan"),
                                            ("--seed", "-1"), ("--seed", "4294967296")])
 def test_sample_refuses_bad_numbers_in_one_line(tmp_path, capsys, option, value):
-    assert _exit_code(["vae", "sample", "-o", str(tmp_path / "g.png"), option, value]) == 2
+    assert exit_code(["vae", "sample", "-o", str(tmp_path / "g.png"), option, value]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {option} must be") and "\n" not in error
     assert not (tmp_path / "g.png").exists()
