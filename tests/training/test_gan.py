@@ -28,6 +28,12 @@ def crops_folder(tmp_path, count: int):
     return folder
 
 
+def tiny_train_arguments(data, run) -> list[str]:
+    """'gan train' on ``data`` into ``run`` with a 16 px, 4-channel DCGAN (no --steps: callers add it)."""
+    return ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
+            "--batch-size", "4", "--sample-every", "2", "-q"]
+
+
 def config(steps: int, **changes) -> GANTrainingConfig:
     return GANTrainingConfig(model=TINY, steps=steps, batch_size=4, checkpoint_every=2, log_every=1, **changes)
 
@@ -91,8 +97,7 @@ def test_the_cli_trains_draws_samples_and_resumes(tmp_path, capsys):
 
     data = crops_folder(tmp_path, 12)
     run = tmp_path / "run"
-    arguments = ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
-                 "--batch-size", "4", "--sample-every", "2", "-q"]
+    arguments = tiny_train_arguments(data, run)
     assert main([*arguments, "--steps", "3"]) == 0
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000002.png", "step-000003.png"]
     assert (run / "losses.png").is_file() and isinstance(load_model(run / "generator"), DCGANGenerator)

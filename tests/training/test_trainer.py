@@ -232,12 +232,11 @@ def test_latest_naming_anything_but_a_checkpoint_of_this_run_is_refused(tmp_path
 def test_the_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
     """Through 'gan train': a truncated checkpoint is 'error: <file>: ...' and exit 2, not a traceback."""
     from slimvision.cli.main import main
-    from tests.training.test_gan import crops_folder
+    from tests.training.test_gan import crops_folder, tiny_train_arguments
 
     data = crops_folder(tmp_path, 8)
     run = tmp_path / "run"
-    arguments = ["gan", "train", str(data), "-o", str(run), "--resolution", "16", "--base-channels", "4",
-                 "--batch-size", "4", "--sample-every", "2", "-q"]
+    arguments = tiny_train_arguments(data, run)
     assert main([*arguments, "--steps", "2"]) == 0
     weights = run / "checkpoints" / "step-00000002" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
