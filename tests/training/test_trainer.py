@@ -273,6 +273,24 @@ def test_a_run_killed_mid_save_leaves_temporaries_that_the_next_run_removes(tmp_
                            "step-backup.tmp"])
 
 
+def test_a_staging_folder_under_a_reused_pid_is_removed_on_resume(tmp_path):
+    """Containers often give every run the same PID: a staging folder named with our own PID but
+    last written before this process started is a killed run's, and goes (as io.atomic's temps do)."""
+    import time
+
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("process start times come from /proc")
+    store = _finished_run(tmp_path)
+    leftover = store.folder / f".step-00000015.{os.getpid()}-k3_x9abc.tmp"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"half")
+    hour_ago = time.time() - 3600
+    os.utime(leftover / "model.safetensors", (hour_ago, hour_ago))
+    os.utime(leftover, (hour_ago, hour_ago))
+    _resume(tmp_path)
+    assert not leftover.exists()
+
+
 def test_the_loss_log_survives_resumes_and_a_finished_rerun(tmp_path):
     straight = make(20)[1]
     straight.fit(batches(4))

@@ -161,7 +161,7 @@ class CheckpointStore:
         """Remove what runs killed mid-save left here: staging folders (:data:`_STAGING_NAME`) and
         ``latest``'s temporary files (:func:`slimvision.io.atomic.temp_name`) whose writer is gone.
         Returns the names removed; nothing but those names is ever touched."""
-        from slimvision.io.atomic import _TEMP_NAME, _process_alive
+        from slimvision.io.atomic import _TEMP_NAME, _writer_gone
 
         if not self.folder.is_dir():
             return []
@@ -174,7 +174,7 @@ class CheckpointStore:
                 pid = pointer["pid"]
             else:
                 continue
-            if pid is not None and _process_alive(int(pid)):
+            if pid is not None and not _writer_gone(int(pid), item.lstat().st_mtime):
                 continue  # another process is saving into this run right now
             if item.is_dir():
                 shutil.rmtree(item, ignore_errors=True)
