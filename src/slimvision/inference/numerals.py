@@ -99,6 +99,13 @@ _SYMBOL_BONUS = 0.2
 _STANDARD_MARGIN, _STANDARD_MARGIN_PER_SYMBOL = 0.6, 0.1
 
 
+#: An I is as wide at its head as at its foot (the widest row of the top and of the bottom
+#: ``_I_END_BAND`` of it); a piece wider at the head by this factor is a T, a 7 or a comma.
+#: Ink sticking out of the middle rows by more than ``_I_STUB`` of the height beyond the stem is
+#: half an H.
+_I_END_BAND, _I_TOP_HEAVY, _I_STUB = 0.2, 1.5, 0.1
+
+
 Box = tuple[int, int, int, int]   # top, left, bottom, right (bottom and right exclusive): components, cuts
 #: What readings report: [x0, y0, x1, y1] in pixels of the page as loaded, origin top-left, x1 and
 #: y1 the exclusive right and bottom edges (the box convention of every slimvision output).
@@ -273,9 +280,10 @@ class NumeralReader:
             nodes, distances = self.som.bmu(np.stack([glyph_vector(mask) for mask, _ in pieces]),
                                             k=min(_NEAREST, self.som.config.nodes))
             nodes, distances = nodes.reshape(len(pieces), -1), distances.reshape(len(pieces), -1)
-            for span, (_, box), piece_nodes, piece_distances in zip(new, pieces, nodes, distances):
+            for span, (mask, box), piece_nodes, piece_distances in zip(new, pieces, nodes, distances):
                 ink.span_readings[span] = self._span_reading(spans[span], box, piece_nodes, piece_distances,
-                                                             gapped=ink.paper_inside(*span) > 0)
+                                                             gapped=ink.paper_inside(*span) > 0,
+                                                             can_be_i=_can_be_an_i(mask))
         numerals, others = {}, {}
         for span in spans:
             options, other = ink.span_readings[span]
@@ -286,13 +294,14 @@ class NumeralReader:
         return numerals, others
 
     def _span_reading(self, aspect: float, box: Box, nodes: np.ndarray, distances: np.ndarray, *,
-                      gapped: bool = False) -> tuple[list[SymbolReading], SymbolReading | None]:
+                      gapped: bool = False, can_be_i: bool = True) -> tuple[list[SymbolReading], SymbolReading | None]:
         """One span's numeral options and its nearest non-numeral (None if too far or too wide).
 
         A span with paper inside (``gapped``: pieces that do not touch) is read as one numeral
         symbol only within ``_BROKEN_DISTANCE`` of its node, as in the second reading: a letter
         broken by wear still looks like itself, while two letters side by side (``of``, ``fi``)
-        land near an M node only loosely (0.89-0.91 of the unknown distance).
+        land near an M node only loosely (0.89-0.91 of the unknown distance). A span whose shape
+        no I has (``can_be_i`` False, see :func:`_can_be_an_i`) is not read as I.
         """
         options, other, seen = [], None, set()
         for node, distance in zip(nodes, distances):
@@ -307,7 +316,8 @@ class NumeralReader:
                 if aspect <= _OTHER_WIDEST and other is None:
                     other = reading
             elif (len(options) < _LABELS_PER_PIECE and aspect <= _WIDEST[reading.symbol]
-                  and not (gapped and reading.distance > _BROKEN_DISTANCE)):
+                  and not (gapped and reading.distance > _BROKEN_DISTANCE)
+                  and (can_be_i or reading.symbol != "I")):
                 options.append(reading)
         return options, other
 
@@ -326,6 +336,29 @@ def _cheapest_paths(choices: dict[tuple[int, int], list[SymbolReading]], end: in
                     for cost, symbols in beams[start] for option in options]
         beams[stop] = sorted(beams.get(stop, []) + extended, key=lambda state: state[0])[:beam_width]
     return beams.get(end, [])
+
+
+def _can_be_an_i(mask: np.ndarray) -> bool:
+    """Whether a piece of ink has the shape of an I: a bar as wide at its foot as at its head,
+    with nothing sticking out of its middle.
+
+    Serifs, if any, sit at both ends of an I. Wider at the head than at the foot is a T, a 7 or
+    a comma (each read as I by the map in some fonts: a slab-serif T lies 0.68 from an I node
+    and 0.69 from an other one); a bar with a stub at mid-height is half of an H cut at its
+    crossbar (``H`` read as ``II``).
+    """
+    height = mask.shape[0]
+    inked = mask.any(axis=1)
+    first = np.argmax(mask, axis=1)
+    last = mask.shape[1] - np.argmax(mask[:, ::-1], axis=1)
+    extent = np.where(inked, last - first, 0)                    # (H,) width of each row's ink
+    band = max(1, round(_I_END_BAND * height))
+    head, foot = extent[:band].max(), extent[-band:].max()
+    if head > _I_TOP_HEAVY * foot + 1:
+        return False
+    stem = float(np.median(extent[inked]))
+    middle = extent[round(0.3 * height): round(0.7 * height) + 1]
+    return not (len(middle) and middle.max() - stem > _I_STUB * height)
 
 
 def _glyph_pixels(glyph: list[int], labels: np.ndarray, boxes: list[Box]) -> tuple[np.ndarray, np.ndarray]:
