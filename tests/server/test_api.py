@@ -250,6 +250,14 @@ def test_faces_verify_identify_enroll_remove(client):
 
     unknown = client.post("/api/faces/identify", files={"image": ("a.jpg", photo, "image/jpeg")}).json()
     assert [face["name"] for face in unknown["faces"]] == [None] and unknown["box_format"] == "xyxy"
+    # The same whole-pixel boxes the CLI writes (inference.faces.box_xyxy), not tenths of a pixel.
+    from slimvision.inference.faces import FaceRecognizer, box_xyxy
+    from slimvision.io.images import load_image
+
+    rgb = load_image(SAMPLES / "content" / "astronaut.jpg")
+    expected = box_xyxy(FaceRecognizer().main_face(rgb).face.box, rgb.shape)
+    assert unknown["faces"][0]["box"] == verdict["boxes"]["a"] == expected
+    assert all(isinstance(value, int) for value in expected)
 
     enrol = {"image": ("a.jpg", photo, "image/jpeg")}
     assert_error(client.post("/api/faces/enroll", files=enrol, data={"name": "Eileen"}), 401, "unauthorized")

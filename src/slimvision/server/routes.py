@@ -273,11 +273,13 @@ def _face_routes(app: Any) -> None:
 
         def work() -> dict[str, Any]:
             recognizer = request.app.state.models.get("faces")
-            faces = [recognizer.main_face(_decode(*item, settings), item[1]) for item in (first, second)]
+            photos = [_decode(*item, settings) for item in (first, second)]
+            faces = [recognizer.main_face(photo, item[1]) for photo, item in zip(photos, (first, second))]
             result = recognizer.compare(faces[0].descriptor, faces[1].descriptor)
             return {"same": result.same_person, "distance": round(result.distance, 4),
                     "similarity": round(result.similarity, 4), "threshold": result.threshold,
-                    "box_format": BOX_FORMAT, "boxes": {"a": _box(faces[0].face.box), "b": _box(faces[1].face.box)}}
+                    "box_format": BOX_FORMAT,
+                    "boxes": {"a": _box(faces[0].face.box, photos[0]), "b": _box(faces[1].face.box, photos[1])}}
 
         return await _run(request, work)
 
@@ -291,13 +293,13 @@ def _face_routes(app: Any) -> None:
             photo = _decode(*upload, settings)
             if not settings.gallery.is_file():
                 return {"box_format": BOX_FORMAT, "gallery_size": 0,
-                        "faces": [{"box": _box(face.face.box), "name": None, "distance": None}
+                        "faces": [{"box": _box(face.face.box, photo), "name": None, "distance": None}
                                   for face in recognizer(photo)]}
             with _gallery(settings, "r") as gallery:
                 faces = recognizer.identify(photo, gallery, top_k=1)
                 size = len(gallery.people())
             return {"box_format": BOX_FORMAT, "gallery_size": size,
-                    "faces": [{"box": _box(face.face.box), "name": face.name,
+                    "faces": [{"box": _box(face.face.box, photo), "name": face.name,
                                "distance": round(face.matches[0].distance, 4) if face.matches else None}
                               for face in faces]}
 
@@ -323,7 +325,8 @@ def _face_routes(app: Any) -> None:
         upload = await _read_upload(image, "image")
 
         def work() -> dict[str, Any]:
-            face = request.app.state.models.get("faces").main_face(_decode(*upload, settings), upload[1])
+            photo = _decode(*upload, settings)
+            face = request.app.state.models.get("faces").main_face(photo, upload[1])
             with _gallery(settings, "c") as gallery:
                 before = {person.name: person.faces for person in gallery.people()}
                 gallery.add(name, face.descriptor[None], sources=["upload"])
@@ -331,7 +334,7 @@ def _face_routes(app: Any) -> None:
                 # this enrolment changed or created, not a lookup by the name as sent.
                 person = _enrolled(gallery.people(), before, name)
             return {"name": person.name, "templates": person.faces, "box_format": BOX_FORMAT,
-                    "box": _box(face.face.box)}
+                    "box": _box(face.face.box, photo)}
 
         return await _run(request, work)
 
@@ -380,9 +383,12 @@ def _enrolled(people: list[Any], before: dict[str, int], name: str) -> Any:
                 SimpleNamespace(name=tidied, faces=before.get(tidied, 0)))
 
 
-def _box(box: Any) -> list[float]:
-    """A face box as the API writes it (:data:`BOX_FORMAT`), to a tenth of a pixel."""
-    return [round(float(value), 1) for value in box]
+def _box(box: Any, photo: np.ndarray) -> list[int]:
+    """A face box as the API writes it (:data:`BOX_FORMAT`): whole pixels inside the photo, as the
+    CLI writes it (:func:`~slimvision.inference.faces.box_xyxy`)."""
+    from slimvision.inference.faces import box_xyxy
+
+    return box_xyxy(box, photo.shape)
 
 
 # --------------------------------------------------------------------------- DCGAN
