@@ -253,6 +253,16 @@ def test_main_glyph_keeps_pieces_in_its_box_and_drops_specks():
         main_glyph(np.zeros((4, 4), bool))
 
 
+def test_main_glyph_keeps_a_tall_piece_just_beside_the_largest():
+    # A math italic M whose thin diagonal broke: the left half was cut out alone before.
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 5:20] = True        # the larger half
+    mask[6:35, 23:33] = True       # the other half, 3 px of paper away (under a quarter of the height)
+    mask[5:35, 50:55] = True       # a tall bar far away: another letter, dropped
+    glyph = main_glyph(mask)
+    assert glyph.shape == (30, 28) and glyph[:, -1].any()
+
+
 def test_word_space_tells_text_fonts_from_math_fonts(fonts):
     by_name = {font.name: font for font in fonts}
     assert word_space(by_name["cmmi10"]) == 0.0            # math italic sets no spaces

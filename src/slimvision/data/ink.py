@@ -139,6 +139,11 @@ def _join_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: in
         roots = jumped
 
 
+#: A piece at least this share of the largest one's height, overlapping its rows as much and
+#: no farther from it than ``_BESIDE_GAP`` of that height, is part of the glyph.
+_BESIDE_HEIGHT, _BESIDE_GAP = 0.6, 0.25
+
+
 def main_glyph(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     """The largest ink component of a patch plus the pieces whose boxes overlap its box, cropped.
 
@@ -157,6 +162,14 @@ def main_glyph(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     top, left, bottom, right = box[largest]
     floor = max(2.0, min_fraction * float(areas[largest]))
     keep = (areas >= floor) & (box[:, 0] < bottom) & (box[:, 2] > top) & (box[:, 1] < right) & (box[:, 3] > left)
+    # A hairline that breaks in worn print (the diagonal of a math italic M) leaves a tall piece
+    # beside the largest one, not inside its box; the reader joins such pieces across paper up
+    # to a quarter of the height, so the cutter keeps them too (else only half an M is scored).
+    height = bottom - top
+    gap = np.maximum(box[:, 1] - right, left - box[:, 3])
+    keep |= ((areas >= floor) & (box[:, 2] - box[:, 0] >= _BESIDE_HEIGHT * height)
+             & (np.minimum(box[:, 2], bottom) - np.maximum(box[:, 0], top) >= _BESIDE_HEIGHT * height)
+             & (gap <= _BESIDE_GAP * height))
     kept = box[keep]
     top, left = kept[:, :2].min(0)
     bottom, right = kept[:, 2:].max(0)
