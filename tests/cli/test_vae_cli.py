@@ -194,3 +194,29 @@ def test_training_never_replaces_the_backbone_weights_it_starts_from(trained, tm
                  "--image-size", "32", "--latent-dim", "4", "--epochs", "1", "-q"]) == 2
     assert "model.safetensors: is an input file" in capsys.readouterr().err
     assert weights.read_bytes() == before
+
+
+def test_a_nifti_header_nibabel_repairs_still_gives_one_line(tmp_path):
+    # Zero voxel spacing makes nibabel log a repair through its own handler and ours: the user
+    # saw the same warning twice above the error. Run as a user does, in a fresh process, since
+    # nibabel's handler writes to the stderr it found at import.
+    import struct
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    header = bytearray(348)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, 30000, 30000, 30000, 1, 1, 1, 1)
+    struct.pack_into("<hh", header, 70, 2, 8)          # uint8 voxels, 8 bits
+    struct.pack_into("<f", header, 108, 352.0)         # pixdim all zero: nibabel repairs them
+    header[344:348] = b"n+1\0"
+    volume = tmp_path / "huge.nii"
+    volume.write_bytes(bytes(header) + bytes(1004))
+    command = [str(Path(sys.executable).parent / "slimvision"), "vae", "denoise", str(volume),
+               "-o", str(tmp_path / "out.png")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {volume}: its header says shape 30000 x 30000 x 30000: slices of up to 900.0 MP, above the "
+        "limit of 100.0 MP (raise --max-pixels to allow it)"]

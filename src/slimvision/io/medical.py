@@ -386,6 +386,9 @@ def _read_nifti(path: Path, axis: int, limits: _Limits) -> tuple[np.ndarray, boo
     The header's shape and data type are checked before any voxel is decoded.
     """
     nibabel = _require("nibabel")
+    # nibabel logs the header fields it repairs (zero voxel spacing, say) through a handler of its
+    # own and again through ours: the same line twice above any error. Spacing is not used here.
+    logging.getLogger("nibabel.global").setLevel(logging.ERROR)
     try:
         image = nibabel.load(path)  # reads the header only
         shape = tuple(int(side) for side in image.header.get_data_shape())
