@@ -325,17 +325,27 @@ def test_a_gallery_others_may_read_is_named_in_a_warning_and_left_as_it_is(tmp_p
 
 
 def test_leftovers_of_a_creator_killed_mid_creation_are_removed_by_the_next_one(tmp_path):
-    import os
-    import time
+    # The gallery's temp files are io.atomic's (PID in the name): a dead creator's are removed
+    # at once (an age rule kept them for a minute); a live creator's are kept.
+    import subprocess
+    import sys
+
+    from slimvision.io.atomic import temp_name
+    from tests.io.test_atomic import _dead_pid
 
     path = tmp_path / "g[1].sqlite"  # a name with glob characters
-    stale, fresh = tmp_path / ".g[1].sqlite.dead0000.tmp", tmp_path / ".g[1].sqlite.live0000.tmp"
-    for leftover in (stale, fresh):
-        leftover.write_bytes(b"half a gallery")
-    old = time.time() - 2 * face_gallery.STALE_TEMP_S
-    os.utime(stale, (old, old))
-    Gallery.open(path, DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
-    assert files_in(tmp_path) == [fresh.name, path.name]  # a temp this young may be another creator's
+    stale = tmp_path / temp_name(path, pid=_dead_pid())
+    journal = stale.with_name(f"{stale.name}-journal")
+    creator = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        fresh = tmp_path / temp_name(path, pid=creator.pid)
+        for leftover in (stale, journal, fresh):
+            leftover.write_bytes(b"half a gallery")
+        Gallery.open(path, DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
+        assert files_in(tmp_path) == sorted([fresh.name, path.name])
+    finally:
+        creator.kill()
+        creator.wait()
 
 
 def test_a_broken_link_in_the_gallerys_place_is_an_error_not_a_new_file(tmp_path):

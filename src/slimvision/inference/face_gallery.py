@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import glob
 import hashlib
 import logging
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +40,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from slimvision.errors import SlimvisionError
+from slimvision.io.atomic import remove_stale_temps, temp_name
 
 SCHEMA_VERSION = 1
 METRICS = ("euclidean", "cosine")
@@ -50,8 +49,6 @@ METRICS = ("euclidean", "cosine")
 MODES = ("r", "w", "c")
 #: The first bytes of every SQLite 3 database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
-#: A creation holds its temporary file for milliseconds; one older than this was left by a killed process.
-STALE_TEMP_S = 60.0
 
 _Result = TypeVar("_Result")
 
@@ -321,8 +318,8 @@ class SQLiteGallery:
         target = Path(self.path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temps(target)
-            temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            remove_stale_temps(target.parent)   # a killed creator's half-made gallery (dead PID)
+            temp = target.parent / temp_name(target)
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as error:
             raise GalleryError(f"cannot create the gallery ({error.strerror or error})", self.path) from None
@@ -613,15 +610,6 @@ def _publish(temp: Path, target: Path) -> bool:
         finally:
             os.close(folder)
     return True
-
-
-def _remove_stale_temps(target: Path) -> None:
-    """Delete the temporary files a process killed while creating this gallery left behind."""
-    now = time.time()
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
-        with contextlib.suppress(OSError):
-            if now - leftover.stat().st_mtime > STALE_TEMP_S:
-                leftover.unlink()
 
 
 def _sqlite_problem(error: sqlite3.DatabaseError) -> str:
