@@ -45,3 +45,22 @@ def test_the_cli_writes_one_grey_png_per_digit_and_never_half_overwrites(sheet, 
     (out / "digit0_0000.png").write_bytes(b"mine")
     assert main(["gan", "prepare-digits", "--sheet", str(sheet), "-o", str(out), "--size", "8"]) != 0
     assert "exists" in capsys.readouterr().err and (out / "digit0_0000.png").read_bytes() == b"mine"
+
+
+def test_a_huge_sheet_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    # 30000 x 30000 declared in a tiny PNG: the size check comes before any pixel is decoded.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    huge = tmp_path / "digits.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)     # Pillow's global guard off: ours must hold
+    decoded = []
+    monkeypatch.setattr(Image.Image, "convert", lambda self, *a, **k: decoded.append(self) or self)
+    with pytest.raises(InputError, match=r"digits.png: is 30000x30000, expected OpenCV's 2000x1000"):
+        load_opencv_digits(huge)
+    assert decoded == []

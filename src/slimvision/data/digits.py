@@ -50,12 +50,14 @@ def load_opencv_digits(path: str | Path | None = None, size: int = 32) -> tuple[
     path = Path(path)
     try:
         with Image.open(path) as opened:
+            # The size is known from the header: a wrong one is refused before any pixel is
+            # decoded (a huge file named digits.png would otherwise be decoded whole first).
+            if opened.size != SHEET_SHAPE[::-1]:
+                raise InputError(path, f"is {opened.size[0]}x{opened.size[1]}, expected OpenCV's "
+                                       f"{SHEET_SHAPE[1]}x{SHEET_SHAPE[0]} sheet of 20 px digits")
             sheet = np.asarray(opened.convert("L"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(path, f"cannot read the digit sheet: {error}") from None
-    if sheet.shape != SHEET_SHAPE:
-        raise InputError(path, f"is {sheet.shape[1]}x{sheet.shape[0]}, expected OpenCV's "
-                               f"{SHEET_SHAPE[1]}x{SHEET_SHAPE[0]} sheet of 20 px digits")
     rows, columns = SHEET_SHAPE[0] // CELL, SHEET_SHAPE[1] // CELL
     cells = sheet.reshape(rows, CELL, columns, CELL).transpose(0, 2, 1, 3).reshape(-1, CELL, CELL)
     if size != CELL:
