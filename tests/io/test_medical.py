@@ -252,7 +252,7 @@ def test_plain_images_honour_the_callers_limit_not_pillows(tmp_path, monkeypatch
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)       # Pillow would refuse (or warn about) 1200 pixels
     (piece,) = read_medical(path, max_pixels=1200)
     assert piece.pixels.shape == (30, 40)
-    with pytest.raises(ImageTooLargeError, match=r"slice\.png: image is 40x30 = 0\.0 MP, above the limit"):
+    with pytest.raises(ImageTooLargeError, match=r"slice\.png: image is 40x30 = 1,200 pixels, above the limit"):
         read_medical(path, max_pixels=1199)
     cut = tmp_path / "cut.png"
     Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)).save(cut)
@@ -298,7 +298,7 @@ def test_vae_commands_pass_max_pixels_to_the_reader(tmp_path, capsys):
     path = tmp_path / "slice.png"
     Image.fromarray(np.full((30, 40), 90, np.uint8)).save(path)
     assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "a.png"), "--max-pixels", "1199"]) == 2
-    assert capsys.readouterr().err.strip() == (f"error: {path}: image is 40x30 = 0.0 MP, above the limit of 0.0 MP "
+    assert capsys.readouterr().err.strip() == (f"error: {path}: image is 40x30 = 1,200 pixels, above the limit of 1,199 pixels "
                                                "(raise max_pixels to allow it)")
     assert main(["vae", "denoise", str(path), "-o", str(tmp_path / "b.png"), "--max-pixels", "1200"]) == 0
     assert main(["vae", "eval", str(path), "--max-pixels", "100"]) == 2

@@ -232,6 +232,16 @@ def _open_image(file: Path) -> Iterator[Image.Image]:
         yield img
 
 
+def pixel_count(pixels: int) -> str:
+    """A pixel count as people read it: megapixels, or plain pixels below a tenth of one.
+
+    Example:
+        >>> pixel_count(12_000_000), pixel_count(4_000)
+        ('12.0 MP', '4,000 pixels')
+    """
+    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels:,} pixels"
+
+
 def _check_size(
     file: str | Path, size: tuple[int, int], *, max_pixels: int | None, min_side: int
 ) -> None:
@@ -240,8 +250,8 @@ def _check_size(
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLargeError(
             file,
-            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, above the limit of "
-            f"{max_pixels / 1e6:.1f} MP (raise max_pixels to allow it)",
+            f"image is {width}x{height} = {pixel_count(width * height)}, above the limit of "
+            f"{pixel_count(max_pixels)} (raise max_pixels to allow it)",
         )
     if width < min_side or height < min_side:
         raise InputError(

@@ -44,7 +44,7 @@ import numpy as np
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, ImageTooLargeError, InputError, MissingAssetError
-from slimvision.io.images import DEFAULT_MAX_PIXELS
+from slimvision.io.images import DEFAULT_MAX_PIXELS, pixel_count
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,8 @@ class _Limits:
             raise InputError(path, f"holds no pixels: its header says {described}")
         total = int(np.prod(shape, dtype=np.int64))
         if self.max_pixels is not None and slice_pixels > self.max_pixels:
-            raise ImageTooLargeError(path, f"its header says {described}: slices of up to {slice_pixels / 1e6:.1f} MP, "
-                                           f"above the limit of {self.max_pixels / 1e6:.1f} MP (raise --max-pixels "
+            raise ImageTooLargeError(path, f"its header says {described}: slices of up to {pixel_count(slice_pixels)}, "
+                                           f"above the limit of {pixel_count(self.max_pixels)} (raise --max-pixels "
                                            "to allow it)")
         if self.max_voxels is not None and total > self.max_voxels:
             raise ImageTooLargeError(path, f"its header says {described} = {total / 1e6:.0f} M voxels, above the "
