@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slimvision.cli.arguments import (MAX_COUNT, add_json, add_output, add_overwrite, add_quiet, bounded,
+from slimvision.cli.arguments import (MAX_COUNT, add_json, add_output, add_overwrite, add_quiet, bounded, number_list,
                                      check_folder_output, max_pixels, non_negative_int, positive_int, seed)
 from slimvision.errors import InputError, OutputError, SlimvisionError
 
@@ -26,15 +26,8 @@ MAX_SIDE, MAX_EPOCHS = 1000, 100_000
 BOXES = ("Boxes are x0,y0,x1,y1: whole pixels of the page as loaded (after EXIF rotation), origin top-left, "
          "x1/y1 the exclusive right/bottom edges; JSON output says \"box_format\": \"xyxy\".")
 _NOISE = bounded("--noise", float, 0, MAX_NOISE)
-_LEVEL = bounded("--levels", float, 0, MAX_NOISE)
-
-
-def _levels(text: str) -> list[float]:
-    """'0,0.5,1' -> noise levels, each a finite number in 0..MAX_NOISE (one-line argparse errors)."""
-    values = [_LEVEL(part.strip()) for part in text.split(",") if part.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError(f"--levels must be numbers separated by commas, got {text!r}")
-    return values
+#: Noise levels for the eval: '0,0.5,1', each a finite number in 0..MAX_NOISE (one-line errors).
+_levels = number_list("--levels", minimum=0, maximum=MAX_NOISE)
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
