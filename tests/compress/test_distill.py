@@ -103,6 +103,27 @@ def test_a_cache_refuses_another_teacher_and_duplicate_ids(tmp_path):
         cache.outputs(["x", "x"], np.zeros((2, 1)), lambda inputs: inputs)
 
 
+def test_damaged_or_foreign_cached_outputs_are_recomputed_never_fed_to_the_student(tmp_path, caplog):
+    folder = tmp_path / "cache"
+    cache = TeacherCache(folder, "a" * 64)
+    teacher = CountingTeacher(lambda inputs: inputs * 2.0)
+    inputs = np.arange(8, dtype=np.float32).reshape(4, 2)
+    ids = ["a", "b", "c", "d"]
+    expected = cache.outputs(ids, inputs, teacher)
+    (folder / "a.npy").write_bytes(b"\x93NUMPY half a file")                  # damaged
+    np.save(folder / "b.npy", np.full(2, np.nan, np.float32))                 # not finite
+    np.save(folder / "c.npy", np.zeros((3, 3), np.float32))                   # another teacher's shape
+    teacher.samples = 0
+    np.testing.assert_array_equal(cache.outputs(ids, inputs, teacher), expected)
+    assert teacher.samples == 3 and cache.rebuilt == 3                        # d came from the cache
+    np.testing.assert_array_equal(cache.outputs(ids, inputs, teacher), expected)
+    assert teacher.samples == 3                                               # the files were replaced
+    assert "damaged" in caplog.text and "not finite" in caplog.text
+    (folder / "teacher.json").write_text("{not json")
+    with pytest.raises(InputError, match="teacher.json: damaged teacher-cache manifest"):
+        TeacherCache(folder, "a" * 64)
+
+
 class GainStudent(nn.Module):
     """Learns the teacher's per-channel style gain as a function of the style input."""
 

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ from torch import nn
 
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 TeacherFn = Callable[..., np.ndarray]
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -96,12 +99,17 @@ class TeacherCache:
         self.fingerprint = fingerprint
         manifest = self.folder / "teacher.json"
         if manifest.is_file():
-            recorded = json.loads(manifest.read_text()).get("fingerprint")
+            try:
+                recorded = json.loads(manifest.read_text()).get("fingerprint")
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+                raise InputError(manifest, f"damaged teacher-cache manifest ({type(error).__name__}); "
+                                           "delete the cache folder to rebuild it") from None
             if recorded != fingerprint:
                 raise InputError(manifest, f"cache belongs to teacher {str(recorded)[:12]}..., not "
                                            f"{fingerprint[:12]}...; use another folder or delete it")
         else:
             write_text_atomic(manifest, json.dumps({"fingerprint": fingerprint}) + "\n", overwrite=True)
+        self.rebuilt = 0
         self.hits = 0
         self.misses = 0
 
@@ -109,19 +117,52 @@ class TeacherCache:
         return self.folder / f"{_SAFE_ID.sub('_', sample_id)}.npy"
 
     def outputs(self, ids: Sequence[str], inputs: np.ndarray, teacher: TeacherFn, *extra: np.ndarray) -> np.ndarray:
-        """Teacher outputs for a batch, computing (in one teacher call) only the missing ones."""
+        """Teacher outputs for a batch, computing (in one teacher call) only the missing ones.
+
+        A cached file that is damaged, not finite, or of another shape or dtype than the
+        teacher's outputs is recomputed and replaced, never fed to the student.
+        """
         if len(set(ids)) != len(ids):
             raise SlimvisionError("sample ids in a batch must be unique (they key the teacher cache)")
-        found = {i: np.load(self._path(sid)) for i, sid in enumerate(ids) if self._path(sid).is_file()}
+        found = {i: value for i, sid in enumerate(ids) if (value := self._cached(sid)) is not None}
         missing = [i for i in range(len(ids)) if i not in found]
-        self.hits += len(found)
-        self.misses += len(missing)
         if missing:
             computed = teacher(inputs[missing], *(e[missing] for e in extra))
+            kind = (np.asarray(computed[0]).shape, np.asarray(computed[0]).dtype)
+            stale = [i for i, value in found.items() if (value.shape, value.dtype) != kind]
+            if stale:   # written by another teacher run (the fingerprint missed it): recompute those too
+                log.warning("teacher cache: %d cached output(s) in %s are not %s %s like the teacher's; recomputing",
+                            len(stale), self.folder, kind[1], kind[0])
+                self.rebuilt += len(stale)
+                computed = [*computed, *teacher(inputs[stale], *(e[stale] for e in extra))]
+                missing = missing + stale
             for i, value in zip(missing, computed):
                 found[i] = value
                 write_bytes_atomic(self._path(ids[i]), npy_bytes(value), overwrite=True)
+        elif len({(value.shape, value.dtype) for value in found.values()}) > 1:
+            raise InputError(self.folder, "cached teacher outputs differ in shape or dtype; delete the cache folder")
+        self.hits += len(found) - len(missing)
+        self.misses += len(missing)
         return np.stack([found[i] for i in range(len(ids))])
+
+    def _cached(self, sample_id: str) -> np.ndarray | None:
+        """A cached output, or None when absent or unusable (damaged, pickled, not finite): such a
+        file is recomputed and replaced rather than fed to the student."""
+        path = self._path(sample_id)
+        if not path.is_file():
+            return None
+        try:
+            value = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            log.warning("teacher cache: %s is damaged (%s); recomputing it", path, error)
+            self.rebuilt += 1
+            return None
+        if value.dtype.kind not in "fiu" or (value.dtype.kind == "f" and not np.isfinite(value).all()):
+            log.warning("teacher cache: %s holds %s values that are not finite numbers; recomputing it", path,
+                        value.dtype)
+            self.rebuilt += 1
+            return None
+        return value
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
