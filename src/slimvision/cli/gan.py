@@ -11,9 +11,33 @@ from typing import Any
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
                                      check_folder_output, non_negative_int, number_list, positive_float,
                                      positive_int, seed)
+from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 
 _SIZES = number_list("--sizes", minimum=8, maximum=4096)
 _MAX_IMAGES = 100_000  # images one generate run draws
+
+
+#: ``gan train``'s options that set GANTrainingConfig fields (defaults come from the config).
+_TRAIN_FLAGS = (
+    ConfigFlag("--resolution", "model.resolution", bounded("--resolution", int, 16, 1024),
+               "image side: 8 x a power of two, e.g. 32, 64 or 128"),
+    ConfigFlag("--base-channels", "model.base_channels", positive_int("--base-channels", 4096),
+               "channels next to the image"),
+    ConfigFlag("--grey", "model.image_channels", switch=1,
+               help="train on one grey channel (colour images are converted)"),
+    shared_flag("steps", "steps of each network"),
+    shared_flag("batch_size", "real images per step (and as many fakes)"),
+    ConfigFlag("--generator-lr", "generator_lr", positive_float("--generator-lr", 10), "Adam's learning rate of the generator"),
+    ConfigFlag("--discriminator-lr", "discriminator_lr", positive_float("--discriminator-lr", 10),
+               "Adam's learning rate of the discriminator"),
+    ConfigFlag("--ema-decay", "ema_decay", bounded("--ema-decay", float, 0, 0.999999),
+               "decay of the averaged generator that samples and is exported (0: none)"),
+    ConfigFlag("--diff-augment", "diff_augment", metavar="POLICIES",
+               help='DiffAugment for small datasets, e.g. "color,translation,cutout"'),
+    shared_flag("checkpoint_every", "steps between checkpoints (a run also checkpoints at every sample grid "
+                                    "and FID measurement, and keeps the last two)"),
+    shared_flag("seed", "seed of the networks' start and of the batches"),
+)
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -55,29 +79,14 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "every --sample-every steps (RUN/samples/), RUN/losses.png and the generator (RUN/generator/).")
     train.add_argument("data", type=Path, help="folder of square images")
     add_output(train, "run folder (resumed if it holds checkpoints)")
-    train.add_argument("--resolution", type=bounded("--resolution", int, 16, 1024), default=64,
-                       help="image side: 8 x a power of two, e.g. 32, 64 or 128 (default 64)")
-    train.add_argument("--base-channels", type=positive_int("--base-channels", 4096), default=64,
-                       help="channels next to the image (default 64)")
-    train.add_argument("--steps", type=positive_int("--steps"), default=10_000, help="steps of each network (default 10000)")
-    train.add_argument("--batch-size", type=positive_int("--batch-size", 65_536), default=64)
-    train.add_argument("--generator-lr", type=positive_float("--generator-lr", 10), default=2e-4)
-    train.add_argument("--discriminator-lr", type=positive_float("--discriminator-lr", 10), default=2e-4)
-    train.add_argument("--grey", action="store_true", help="train on one grey channel (colour images are converted)")
-    train.add_argument("--ema-decay", type=bounded("--ema-decay", float, 0, 0.999999), default=0.999,
-                       help="decay of the averaged generator that samples and is exported (0: none; default 0.999)")
-    train.add_argument("--diff-augment", default="", metavar="POLICIES",
-                       help='DiffAugment for small datasets, e.g. "color,translation,cutout" (default: none)')
+    add_config_flags(train, "slimvision.training.gan:GANTrainingConfig", _TRAIN_FLAGS,
+                     base={"model": {"resolution": 64}})  # the command has always trained 64 px by default
     train.add_argument("--sample-every", type=positive_int("--sample-every"), default=500,
                        help="steps between sample grids (default 500)")
-    train.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=500,
-                       help="steps between checkpoints (default 500; a run also checkpoints at every sample grid "
-                            "and FID measurement, and keeps the last two)")
     train.add_argument("--fid-every", type=non_negative_int("--fid-every"), default=0,
                        help="steps between FID-Lite0 measurements (default 0: never; slow on a CPU)")
     train.add_argument("--fid-samples", type=bounded("--fid-samples", int, 2, _MAX_IMAGES), default=1000,
                        help="images per FID-Lite0 measurement (default 1000)")
-    train.add_argument("--seed", type=seed(), default=0)
     add_quiet(train)
     train.set_defaults(run=run_train)
 
@@ -171,17 +180,12 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError
     from slimvision.io.atomic import check_outside_inputs
     from slimvision.io.images import find_images, load_image, to_gray
-    from slimvision.models.gan import DCGANConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_gan_losses
-    from slimvision.training.gan import GANTrainingConfig, export_generator, fid_history, train_with_samples
+    from slimvision.training.gan import export_generator, fid_history, train_with_samples
 
-    model = DCGANConfig(resolution=args.resolution, base_channels=args.base_channels,
-                        image_channels=1 if args.grey else 3)
-    config = GANTrainingConfig(model=model, steps=args.steps, batch_size=args.batch_size,
-                               generator_lr=args.generator_lr, discriminator_lr=args.discriminator_lr, seed=args.seed,
-                               ema_decay=args.ema_decay, diff_augment=args.diff_augment,
-                               checkpoint_every=args.checkpoint_every)
+    config = build_config(args)
+    resolution, grey = config.model.resolution, config.model.image_channels == 1
     check_outside_inputs(args.output, [args.data])  # its sample grids would become training images
     paths = find_images(args.data, recursive=True)
     if not paths:
@@ -189,10 +193,10 @@ def run_train(args: argparse.Namespace) -> int:
     images = []
     for path in paths:
         image = load_image(path)
-        if image.shape[:2] != (args.resolution, args.resolution):
-            raise InputError(path, f"is {image.shape[1]}x{image.shape[0]}, expected {args.resolution}x{args.resolution} "
+        if image.shape[:2] != (resolution, resolution):
+            raise InputError(path, f"is {image.shape[1]}x{image.shape[0]}, expected {resolution}x{resolution} "
                                    f"(crop with 'slimvision gan prepare-cats' or 'prepare-images' first)")
-        images.append(to_gray(image)[..., None] if args.grey else image)
+        images.append(to_gray(image)[..., None] if grey else image)
     generator, losses = train_with_samples(config, np.stack(images), args.output, sample_every=args.sample_every,
                                            fid_every=args.fid_every, fid_samples=args.fid_samples,
                                            progress=not args.quiet)
