@@ -82,7 +82,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from slimvision.assets import STYLE_TEACHER_TRANSFORM
-    from slimvision.inference.precision import with_float_weights
+    from slimvision.graph.precision import with_float_weights
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

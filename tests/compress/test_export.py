@@ -16,7 +16,7 @@ from torch import nn  # noqa: E402
 
 import slimvision  # noqa: E402
 from slimvision.compress.export import (  # noqa: E402
-    ExportError, ExportParityError, ImageInput, export_onnx, fold_pads_into_convs, load_sidecar,
+    ExportError, ExportParityError, ImageInput, export_onnx, load_sidecar,
 )
 from slimvision.errors import ConfigError, OutputError  # noqa: E402
 
@@ -138,7 +138,7 @@ def test_ported_transformer_exports_as_a_drop_in_for_the_shipped_graph(tmp_path,
     from PIL import Image
 
     from slimvision.assets import STYLE_TEACHER_TRANSFORM, samples_dir
-    from slimvision.inference.precision import with_float_weights
+    from slimvision.graph.precision import with_float_weights
     from slimvision.models.style import NHWCStyleTransformer
     from slimvision.models.style.port import port_transformer
     from slimvision.models.weights import save_model
@@ -212,46 +212,6 @@ def test_same_padding_folds_into_the_convs_at_a_fixed_size(tmp_path):
                if node.op_type == "Conv" and list(next(a.ints for a in node.attribute if a.name == "strides")) == [2, 2]]
     assert strided and all(list(next(a.ints for a in node.attribute if a.name == "pads")) == [0, 0, 1, 1]
                            for node in strided)
-
-
-def _pad_conv_graph(pads: list[int], mode: str = "constant", fill: float | None = None):
-    """input (1, 2, 6, 6) -> Pad -> 3x3 Conv (2 -> 2 channels, its own pads 1 on every side)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(np.asarray(pads, np.int64), "pads"),
-             numpy_helper.from_array(rng.normal(size=(2, 2 + pads[1] + pads[5], 3, 3)).astype(np.float32), "w")]
-    pad_inputs = ["x", "pads"]
-    if fill is not None:
-        inits.append(numpy_helper.from_array(np.asarray(fill, np.float32), "fill"))
-        pad_inputs.append("fill")
-    nodes = [helper.make_node("Pad", pad_inputs, ["padded"], mode=mode),
-             helper.make_node("Conv", ["padded", "w"], ["y"], pads=[1, 1, 1, 1])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 6, 6])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def _run(model, x):
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-
-
-def test_fold_pads_merges_zero_spatial_pads_and_leaves_the_rest():
-    x = np.random.default_rng(1).normal(size=(1, 2, 6, 6)).astype(np.float32)
-    model = _pad_conv_graph([0, 0, 0, 2, 0, 0, 1, 0], fill=0.0)
-    expected = _run(model, x)
-    assert fold_pads_into_convs(model) == 1
-    assert [node.op_type for node in model.graph.node] == ["Conv"]
-    assert list(model.graph.node[0].attribute[0].ints) == [1, 3, 2, 1]  # (h, w) begins, then ends
-    np.testing.assert_allclose(_run(model, x), expected, atol=1e-5)
-    for unchanged in (_pad_conv_graph([0, 0, 1, 1, 0, 0, 1, 1], mode="reflect"),
-                      _pad_conv_graph([0, 0, 1, 1, 0, 0, 1, 1], fill=0.5),
-                      _pad_conv_graph([0, 1, 0, 0, 0, 0, 0, 0])):  # a channel pad
-        expected = _run(unchanged, x)
-        fold_pads_into_convs(unchanged)
-        assert "Pad" in [node.op_type for node in unchanged.graph.node]
-        np.testing.assert_allclose(_run(unchanged, x), expected, atol=1e-6)
 
 
 def test_a_size_multiple_keeps_the_resized_check_on_sizes_the_model_takes(tmp_path):

@@ -113,7 +113,7 @@ def test_fp16_halves_the_file_and_keeps_float32_io(conv_net, tmp_path):
 def test_int8_weight_storage_folds_back_to_float_at_load(conv_net, tmp_path):
     from pathlib import Path
 
-    from slimvision.inference.precision import dequantize_qdq_proto
+    from slimvision.graph.precision import dequantize_qdq_proto
 
     out = quantize_weights_int8(conv_net, tmp_path / "w8.onnx")
     model = onnx.load(str(out))

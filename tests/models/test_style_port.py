@@ -23,8 +23,8 @@ from tests.models.conftest import nhwc, ort_session, torch
 
 from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, samples_dir
 from slimvision.errors import ConfigError
-from slimvision.inference.graph import with_free_spatial_dims
-from slimvision.inference.precision import with_float_weights
+from slimvision.graph.precision import with_float_weights
+from slimvision.graph.rewrite import with_free_spatial_dims
 from slimvision.models.style import StylePredictorConfig, StyleTransformer, StyleTransformerConfig
 from slimvision.models.style.port import PortError, load_float_graph, port_predictor, port_transformer
 from slimvision.models.style.predictor import StylePredictor

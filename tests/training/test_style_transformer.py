@@ -91,7 +91,7 @@ def test_a_tiny_run_trains_resumes_exports_and_scores(tmp_path):
 def test_exported_student_tiles_like_it_runs_whole(tmp_path, config):
     import onnx
 
-    from slimvision.inference.graph import split_norm_statistics
+    from slimvision.graph.rewrite import split_norm_statistics
     from slimvision.inference.session import SessionSettings
     from slimvision.inference.style_tiling import GlobalNormTiler
     from slimvision.training.style_transformer import export_for_pipeline

@@ -63,8 +63,8 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
     from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
                                    STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM)
     from slimvision.compress.quantize import convert_fp16, quantize_int8_static
-    from slimvision.inference.graph import with_free_spatial_dims
-    from slimvision.inference.precision import with_float_weights
+    from slimvision.graph.precision import with_float_weights
+    from slimvision.graph.rewrite import with_free_spatial_dims
 
     teacher_p, teacher_t = STYLE_TEACHER_PREDICTOR.path(), STYLE_TEACHER_TRANSFORM.path()
     student_p, student_t = FAST_STYLE_PREDICTOR.path(), FAST_STYLE_TRANSFORM.path()

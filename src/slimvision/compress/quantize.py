@@ -12,7 +12,7 @@ Three ways to shrink a float model, each written atomically next to nothing it c
   at load): half the bytes, float speed, about 1e-3 relative rounding.
 * :func:`quantize_weights_int8`: int8 *storage* only: each Conv/Gemm weight becomes int8 with
   one scale per output channel behind a DequantizeLinear, activations stay float. A quarter of
-  the bytes; ``slimvision.inference.precision.with_float_weights`` folds the weights back to
+  the bytes; ``slimvision.graph.precision.with_float_weights`` folds the weights back to
   float at load time, so it runs at float speed (the right trade on CPUs without VNNI).
 
 Whether int8 is *faster* depends on the CPU (VNNI or not): on our AVX2 box the shipped int8

@@ -35,7 +35,7 @@ CHIP_PADDING = 0.25
 def dlib_resnet_graph(path: str | Path) -> bytes:
     """The serialised ONNX graph of the dlib network at ``path`` (built once, then cached)."""
     from slimvision.assets import file_sha256
-    from slimvision.inference.graph import cached_graph
+    from slimvision.graph.rewrite import cached_graph
 
     path = Path(path)
     key = f"{path.stem}-{file_sha256(path)[:16]}-dlib-graph-v{GRAPH_VERSION}"

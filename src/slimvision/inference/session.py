@@ -162,7 +162,7 @@ class OnnxModel:
         The optimised graph may use kernels specific to this CPU (NCHWc layouts), so the cache
         entry is keyed by the machine fingerprint as well as the model.
         """
-        from slimvision.inference.graph import cache_dir, read_cache_entry, write_cache_entry
+        from slimvision.graph.rewrite import cache_dir, read_cache_entry, write_cache_entry
 
         # Checksummed like every cache entry (graph.read_cache_entry): a damaged file is rebuilt.
         key = f"{self.cache_key}-cpu-{machine_fingerprint()}.optimized"

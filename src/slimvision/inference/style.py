@@ -33,8 +33,8 @@ from slimvision import __version__
 from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
                                STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256)
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.graph import free_graph_key, split_norm_statistics, with_free_spatial_dims
-from slimvision.inference.precision import float_graph_key, with_float_weights
+from slimvision.graph.precision import float_graph_key, with_float_weights
+from slimvision.graph.rewrite import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import tile_grid
 from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: part of this module's API)
@@ -75,7 +75,7 @@ class StyleArtifact:
     predictor: PackagedFile
     transform: PackagedFile
     #: "int8": run the transform graph as shipped; "fp32": weights dequantized, activations float
-    #: (see ``slimvision.inference.precision``).
+    #: (see ``slimvision.graph.precision``).
     precision: str = "int8"
     #: Artifacts with the same vector space share a predictor, so their style vectors mix.
     vector_space: str = ""

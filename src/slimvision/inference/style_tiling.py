@@ -3,7 +3,7 @@
 The transformer's instance norms normalise each channel by the mean and variance of the
 *whole* image. Tiles that computed their own statistics would disagree in tone (SSIM 0.75-0.82
 against an untiled run), so :class:`GlobalNormTiler` gathers every norm layer's moments over
-all tiles first and feeds them to every tile (see ``slimvision.inference.graph``).
+all tiles first and feeds them to every tile (see ``slimvision.graph.rewrite``).
 Each tile runs the network once, in segments, handing its activations on through files:
 2.5-3.5 untiled runs' time for a 1024 px image in 448-508 px tiles (which cover 1.7x its
 pixels), against 10-13 when each layer's statistics re-ran the network from the image.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from slimvision.errors import SlimvisionError
-from slimvision.inference.graph import NormLayer, NormSplitGraphs
+from slimvision.graph.rewrite import NormLayer, NormSplitGraphs
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import Tile, blend, tile_grid
 
@@ -85,7 +85,7 @@ class GlobalNormTiler:
     the whole-image moments of the earlier layers fed in and what its earlier segments handed
     on), and per-channel sums of the normalised tensor are pooled over the tiles' cores, so
     each pixel counts once; both moments follow from them (see
-    :class:`~slimvision.inference.graph.NormLayer`). Then every tile runs the rest of the
+    :class:`~slimvision.graph.rewrite.NormLayer`). Then every tile runs the rest of the
     network with all the moments, and the tiles are blended. Each tile runs the network about
     once, plus moving its activations through a :class:`TileStore`.
     """

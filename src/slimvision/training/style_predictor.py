@@ -167,7 +167,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     from slimvision.compress.export import ImageInput, export_onnx
     from slimvision.compress.fold import fold_batch_norms
     from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
-    from slimvision.inference.precision import with_float_weights
+    from slimvision.graph.precision import with_float_weights
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.style import StylePredictor
     from slimvision.models.weights import save_model
@@ -235,8 +235,9 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
 def _export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) -> tuple[Path, Path]:
     """``predictor.fp16w.onnx`` (what ships) and ``predictor.int8w.onnx``: the shipped predictor's NHWC
     interface with weights stored as fp16 / int8, computed in float."""
-    from slimvision.compress.export import ImageInput, compact_names, export_onnx
+    from slimvision.compress.export import ImageInput, export_onnx
     from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16
+    from slimvision.graph.surgery import compact_names
     from slimvision.models.style import NHWCStylePredictor
 
     float_path = run_dir / "predictor-nhwc.onnx"

@@ -216,8 +216,8 @@ def _teachers() -> tuple[Any, Any, Any]:
     """The fp32 and the shipped int8 teacher transform graphs, and the fp32 teacher predictor."""
     from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
     from slimvision.compress.distill import OnnxTeacher
-    from slimvision.inference.graph import with_free_spatial_dims
-    from slimvision.inference.precision import with_float_weights
+    from slimvision.graph.precision import with_float_weights
+    from slimvision.graph.rewrite import with_free_spatial_dims
 
     fp32 = OnnxTeacher(with_float_weights(STYLE_TEACHER_TRANSFORM.path()), layout="NHWC")
     # The shipped graph is fixed at 384x384; with free H/W it computes the same at any size.
@@ -480,9 +480,10 @@ def _summary(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, 
 def export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) -> dict[str, Path]:
     """The shipped transformer's interface (NHWC content, (1, 1, 1, D) style, free H/W), in float,
     and with weights stored as fp16 (what ships) and int8, each computed in float."""
-    from slimvision.compress.export import ImageInput, compact_names, export_onnx
+    from slimvision.compress.export import ImageInput, export_onnx
     from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16
-    from slimvision.inference.graph import label_norm_moments
+    from slimvision.graph.rewrite import label_norm_moments
+    from slimvision.graph.surgery import compact_names
     from slimvision.models.style import NHWCStyleTransformer
 
     float_path = run_dir / "transform-nhwc.onnx"

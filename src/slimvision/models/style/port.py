@@ -46,7 +46,7 @@ def load_float_graph(path: str | Path) -> onnx.ModelProto:
     """Load an ONNX model with every int8 QDQ weight folded to float (a float graph is unchanged)."""
     import onnx
 
-    from slimvision.inference.precision import dequantize_qdq_proto
+    from slimvision.graph.precision import dequantize_qdq_proto
 
     model, _ = dequantize_qdq_proto(onnx.load(str(path)))
     return model

@@ -66,7 +66,7 @@ class ConditionalInstanceNorm(nn.Module):
         offset = self.beta(style)[:, :, None, None]
         # TF's moments spelled out (biased variance, like F.instance_norm): exported, they are
         # the GlobalAveragePool pair that tiling feeds whole-image statistics into
-        # (``inference.graph.split_norm_statistics``); F.instance_norm would hide them in one op.
+        # (``graph.rewrite.split_norm_statistics``); F.instance_norm would hide them in one op.
         mean = F.adaptive_avg_pool2d(x, 1)  # (B, C, 1, 1)
         centred = x - mean
         variance = F.adaptive_avg_pool2d(centred * centred, 1)

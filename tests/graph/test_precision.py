@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity
 
 from slimvision.assets import STYLE_TEACHER_TRANSFORM, samples_dir
 from slimvision.errors import SlimvisionError
-from slimvision.inference.precision import dequantize_qdq_proto, float_graph_key, with_float_weights
+from slimvision.graph.precision import dequantize_qdq_proto, float_graph_key, with_float_weights
 from slimvision.io.images import load_image
 from tests.conftest import plain_session, transform_feeds
 from slimvision.inference.style import DEFAULT_ARTIFACT, StyleTransferPipeline, StyleVector

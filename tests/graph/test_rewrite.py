@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from slimvision.assets import STYLE_TEACHER_TRANSFORM, file_sha256
 from slimvision.errors import SlimvisionError
-from slimvision.inference.graph import (
+from slimvision.graph.rewrite import (
     REWRITE_VERSION,
     cache_dir,
     free_spatial_dims_proto,
@@ -101,7 +101,7 @@ def test_a_damaged_cached_graph_is_rebuilt_with_a_log_line(transform_path, tmp_p
     good = with_free_spatial_dims(transform_path)
     (entry,) = (tmp_path / "cache").iterdir()
     entry.write_bytes(damage(entry.read_bytes()))
-    with caplog.at_level(logging.INFO, logger="slimvision.inference.graph"):
+    with caplog.at_level(logging.INFO, logger="slimvision.graph.rewrite"):
         again = with_free_spatial_dims(transform_path)
     assert again == good                                              # rebuilt, not the damaged bytes
     assert f"cached graph {entry} is damaged" in caplog.text and "rebuilding it" in caplog.text

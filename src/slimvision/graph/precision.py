@@ -10,7 +10,7 @@ one was converted from; it is not bit-identical to the shipped graph (SSIM about
 the int8 output, visually the same painting).
 
 Example:
-    >>> from slimvision.inference.precision import with_float_weights
+    >>> from slimvision.graph.precision import with_float_weights
     >>> data = with_float_weights(Path("arbitrary_transform.onnx"))              # doctest: +SKIP
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slimvision.assets import file_sha256
-from slimvision.inference.graph import cached_rewrite, free_spatial_dims_proto
+from slimvision.graph.rewrite import cached_rewrite, free_spatial_dims_proto
 
 if TYPE_CHECKING:
     import onnx
@@ -92,7 +92,7 @@ def _dequantized(node: Any, initializers: dict[str, Any]) -> Any:
 
 def float_graph_key(path: Path) -> str:
     """Cache name of :func:`with_float_weights`'s result for ``path`` (also the session cache key)."""
-    from slimvision.inference.graph import REWRITE_VERSION
+    from slimvision.graph.rewrite import REWRITE_VERSION
 
     return f"{path.stem}-{file_sha256(path)[:16]}-float-v{FLOAT_REWRITE_VERSION}-freehw-v{REWRITE_VERSION}"
 

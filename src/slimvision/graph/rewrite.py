@@ -7,7 +7,7 @@ run it at any resolution; at 384x384 the rewritten graph computes exactly what t
 one does (the tests check this).
 
 Example:
-    >>> from slimvision.inference.graph import with_free_spatial_dims
+    >>> from slimvision.graph.rewrite import with_free_spatial_dims
     >>> data = with_free_spatial_dims(Path("arbitrary_transform.onnx"))   # doctest: +SKIP
 """
 
