@@ -82,11 +82,73 @@ def test_unknown_keyword_is_rejected(shapes):
         shapes.create("square", depth=3, colour="red")
 
 
-def test_artifacts_has_the_magenta_teacher():
-    import slimvision.inference.style  # noqa: F401 - registers the artifact on import
+def test_artifacts_spec_names_the_magenta_teacher_files():
+    spec = ARTIFACTS.spec("magenta-arbitrary-v1-int8")
+    assert spec.system == "style" and spec.pipeline == "slimvision.inference.style:StyleTransferPipeline"
+    assert {role: asset.resource for role, asset in spec.files.items()} == {
+        "predictor": "models/arbitrary_predict.onnx", "transform": "models/arbitrary_transform.onnx"}
 
-    assert {"magenta-arbitrary-v1-int8", "magenta-arbitrary-v1-fp32"} <= set(ARTIFACTS.names())
-    artifact = ARTIFACTS.create("magenta-arbitrary-v1-int8")
-    assert artifact.name == "magenta-arbitrary-v1-int8" and artifact.precision == "int8"
-    assert artifact.style_size == 256
-    assert artifact.predictor.resource.endswith(".onnx") and artifact.transform.resource.endswith(".onnx")
+
+def test_style_settings_use_the_registered_files():
+    from slimvision.inference.style import STYLE_ARTIFACTS, style_artifact
+
+    assert set(STYLE_ARTIFACTS) == {spec.name for spec in ARTIFACTS.specs("style")}
+    for name in STYLE_ARTIFACTS:
+        artifact, spec = style_artifact(name), ARTIFACTS.spec(name)
+        assert artifact.name == name
+        assert {"predictor": artifact.predictor, "transform": artifact.transform} == dict(spec.files)
+
+
+def test_a_style_pipeline_refuses_an_artifact_of_another_system():
+    from slimvision.inference.style import StyleTransferPipeline
+
+    with pytest.raises(UnknownNameError, match="'numerals-som' is a numerals artifact, not a style model"):
+        StyleTransferPipeline("numerals-som")
+
+
+def test_unknown_artifact_suggests_close_names():
+    with pytest.raises(UnknownNameError, match=r"unknown artifact 'vae-mni128-unt'; did you mean vae-mni128-unet"):
+        ARTIFACTS.create("vae-mni128-unt")
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter, so nothing this test session imported helps it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_artifacts_list_every_system_whatever_was_imported_and_load_nothing_heavy():
+    out = _fresh_python("import sys\n"
+                        "from slimvision.registry import ARTIFACTS\n"
+                        "print(sorted({spec.system for spec in ARTIFACTS.specs()}), len(ARTIFACTS.names()))\n"
+                        "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'PIL') if m in sys.modules))")
+    systems, heavy = out.splitlines()
+    assert systems == "['faces', 'gan', 'numerals', 'style', 'vae'] 12"
+    assert heavy == "[]"
+
+
+def test_models_lists_every_family_without_importing_it_first():
+    torch = pytest.importorskip("torch")  # noqa: F841  (the networks are torch modules)
+    out = _fresh_python("from slimvision.registry import list_models\nprint(' '.join(list_models()))")
+    assert {"style-predictor-mbv2", "style-transformer", "face-detector-mtcnn-pnet", "face-embedder-dlib-resnet",
+            "vae", "dcgan-generator", "dcgan-discriminator"} <= set(out.split())
+
+
+def test_discovery_runs_once_and_a_failed_one_is_retried():
+    calls = []
+
+    def discover() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ImportError("first try fails")
+        registry.register("late")(lambda: "found")
+
+    registry: Registry = Registry("thing", discover=discover)
+    with pytest.raises(ImportError):
+        registry.names()
+    assert registry.names() == ["late"] and registry.create("late") == "found"
+    assert "late" in registry and len(calls) == 2

@@ -223,12 +223,61 @@ MTCNN_RNET = _mtcnn_onnx("rnet", "81c141b861c2d1a1102c0d8cfd43af8d5c7188aa2175b4
 MTCNN_ONET = _mtcnn_onnx("onet", "3ff3043444e19eb0e39afc4821471f485d88a3bdedbabd95d52fbc3c672949e7")
 
 
+@dataclass(frozen=True)
+class BundledPath:
+    """A file or folder shipped inside slimvision itself (our own trained weights, the samples).
+
+    Found through the installed package's location, like :class:`PackagedFile`, so modules never
+    build ``Path(__file__).parent.parent / "weights"`` themselves.
+
+    Attributes:
+        resource: path inside the ``slimvision`` package, e.g. ``"weights/numerals-som"``.
+        licence: the licence the files are released under (slimvision's own, MIT, unless derived
+            from weights under another licence; the system's docs name the training data).
+    """
+
+    resource: str
+    licence: str = "MIT (trained by slimvision)"
+
+    def path(self) -> Path:
+        """Absolute path (which may not exist: a trimmed install; callers report that as an input error)."""
+        return package_root() / self.resource
+
+    def provenance(self) -> dict[str, str]:
+        return {"distribution": "slimvision", "version": _own_version(), "resource": f"slimvision/{self.resource}",
+                "licence": self.licence}
+
+
+@lru_cache(maxsize=1)
+def package_root() -> Path:
+    """The folder of the installed ``slimvision`` package."""
+    spec = importlib.util.find_spec("slimvision")
+    assert spec is not None and spec.submodule_search_locations  # this module is inside it
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def _own_version() -> str:
+    from slimvision import __version__
+
+    return __version__
+
+
+#: The 32 px DCGAN trained on OpenCV's handwritten digits (docs/gan.md): the int8 graph that
+#: samples, and the float weights (safetensors + config) it was quantized from.
+GAN_DIGITS32_INT8 = BundledPath("weights/gan-digits32/generator.int8.onnx")
+GAN_DIGITS32_WEIGHTS = BundledPath("weights/gan-digits32/generator")
+#: The medical VAEs trained on MNI-128 slices (docs/vae.md): the U-Net denoiser and the generative one.
+VAE_MNI128_UNET = BundledPath("weights/vae-mni128-unet")
+VAE_MNI128 = BundledPath("weights/vae-mni128")
+#: The labelled self-organising map that reads Roman numerals (docs/numerals.md).
+NUMERALS_SOM = BundledPath("weights/numerals-som")
+#: The sample photos and paintings (samples/README.md names their sources and licences).
+SAMPLES = BundledPath("samples", licence="see samples/README.md")
+
+
 def samples_dir() -> Path:
     """The bundled sample images (content photos and style paintings); see samples/README.md."""
-    import importlib.resources  # only the demo and tests look for the samples
-
-    root = importlib.resources.files("slimvision") / "samples"
-    path = Path(str(root))
+    path = SAMPLES.path()
     if not path.is_dir():
         raise MissingAssetError(f"{path}: sample images are missing from this slimvision install")
     return path

@@ -1,5 +1,11 @@
 """Name -> factory registries, so adding a model never means editing a central switch.
 
+Two registries serve the house: :data:`MODELS` (trainable ``nn.Module`` classes, registered by
+``@register_model`` in their own modules under ``slimvision.models``) and :data:`ARTIFACTS`
+(every shipped, ready-to-run artifact of the five systems, registered in
+:mod:`slimvision.artifacts`). Both fill themselves on their first lookup, so what they list
+never depends on which subpackage happens to have been imported.
+
 Example:
     >>> from slimvision.registry import Registry
     >>> shapes = Registry("shape")
@@ -14,10 +20,18 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from slimvision.errors import SlimvisionError
+
+if TYPE_CHECKING:  # the card module is part B's export layer; imported only when a card is read
+    from slimvision.assets import BundledPath, PackagedFile
+    from slimvision.export.card import ArtifactCard
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,32 +44,60 @@ class UnknownNameError(SlimvisionError, KeyError):
 
 
 class Registry(Generic[F]):
-    """A named collection of factories (functions or classes) with helpful lookup errors."""
+    """A named collection of factories (functions or classes) with helpful lookup errors.
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: what the names name, for error messages ("model", "artifact").
+        discover: called once, before the first lookup, to import the modules that register
+            (so a lookup never depends on what the caller happened to import first).
+    """
+
+    def __init__(self, kind: str, discover: Callable[[], None] | None = None) -> None:
         self.kind = kind
-        self._factories: dict[str, Callable[..., Any]] = {}
+        self._factories: dict[str, Any] = {}
+        self._discover = discover
+        self._discovering = threading.RLock()
+        self._in_discovery = False
 
     def register(self, name: str) -> Callable[[F], F]:
         """Decorator registering ``factory`` under ``name``; a duplicate name is an error."""
 
         def decorator(factory: F) -> F:
-            if name in self._factories and self._factories[name] is not factory:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._factories[name] = factory
+            self._add(name, factory)
             return factory
 
         return decorator
 
+    def _add(self, name: str, entry: Any) -> None:
+        if name in self._factories and self._factories[name] is not entry:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._factories[name] = entry
+
+    def _discovered(self) -> dict[str, Any]:
+        """The entries, after the one-time discovery. Other threads wait for it; a lookup made by
+        the discovering imports themselves sees what is registered so far; a failed import is
+        raised, and retried on the next lookup."""
+        if self._discover is not None:
+            with self._discovering:
+                if self._discover is not None and not self._in_discovery:
+                    self._in_discovery = True
+                    try:
+                        self._discover()
+                        self._discover = None
+                    finally:
+                        self._in_discovery = False
+        return self._factories
+
     def get(self, name: str) -> Callable[..., Any]:
+        entries = self._discovered()
         try:
-            return self._factories[name]
+            return entries[name]
         except KeyError:
             import difflib  # only on a miss: keeps CLI start-up lean
 
-            close = difflib.get_close_matches(name, self._factories, n=3)
+            close = difflib.get_close_matches(name, entries, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            known = ", ".join(sorted(self._factories)) or "none"
+            known = ", ".join(sorted(entries)) or "none"
             raise UnknownNameError(f"unknown {self.kind} {name!r}{hint} (known: {known})") from None
 
     def create(self, name: str, **overrides: Any) -> Any:
@@ -73,16 +115,168 @@ class Registry(Generic[F]):
         return factory(**overrides)
 
     def names(self) -> list[str]:
-        return sorted(self._factories)
+        return sorted(self._discovered())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._factories
+        return name in self._discovered()
 
 
-#: Trainable networks (nn.Module factories); filled in by ``slimvision.models.*``.
-MODELS: Registry[Callable[..., Any]] = Registry("model")
-#: Ready-to-run ONNX artifacts (pipelines load these by name); filled in by ``slimvision.assets``.
-ARTIFACTS: Registry[Callable[..., Any]] = Registry("artifact")
+def import_object(reference: str) -> Any:
+    """``"package.module:Name"`` -> that object, importing the module only now.
+
+    Example:
+        >>> import_object("pathlib:PurePosixPath")("a/b").name
+        'b'
+    """
+    module, _, attribute = reference.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"expected 'module:Name', got {reference!r}")
+    return getattr(importlib.import_module(module), attribute)
+
+
+# --------------------------------------------------------------------------- artifacts
+#: What each speed class means: the time of one typical call on one laptop CPU core.
+SPEED_CLASSES = {
+    "realtime": "under 30 ms a call: video rates on a laptop CPU",
+    "interactive": "30 ms to 1 s a call: fine for a click or a page",
+    "batch": "over 1 s a call: run it on folders, not per click",
+}
+#: The systems of the house (ARCHITECTURE.md), each with its docs page.
+SYSTEMS = ("style", "faces", "vae", "gan", "numerals")
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One shipped, ready-to-run artifact: what it is for, where its files come from and which
+    pipeline runs it. Nothing heavy is imported until :meth:`load`.
+
+    Attributes:
+        name: the registered name (``slimvision models`` lists them).
+        system: one of :data:`SYSTEMS`.
+        purpose: one line saying what it is for.
+        speed: a key of :data:`SPEED_CLASSES`.
+        files: role -> the file or folder (found through :mod:`slimvision.assets`).
+        pipeline: ``"module:Class"`` of the pipeline that runs it (numpy + onnxruntime only,
+            except where the artifact is torch weights).
+        arguments: keyword arguments of the pipeline that are constants.
+        file_arguments: keyword arguments of the pipeline that take a file's path: name -> role.
+    """
+
+    name: str
+    system: str
+    purpose: str
+    speed: str
+    files: Mapping[str, PackagedFile | BundledPath]
+    pipeline: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    file_arguments: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.system not in SYSTEMS:
+            raise ValueError(f"artifact {self.name!r}: system {self.system!r} is not one of {', '.join(SYSTEMS)}")
+        if self.speed not in SPEED_CLASSES:
+            raise ValueError(f"artifact {self.name!r}: speed {self.speed!r} is not one of {', '.join(SPEED_CLASSES)}")
+        missing = sorted(set(self.file_arguments.values()) - set(self.files))
+        if missing:
+            raise ValueError(f"artifact {self.name!r}: file_arguments name roles it has no file for: {missing}")
+
+    def paths(self) -> dict[str, Path]:
+        """Role -> absolute path; MissingAssetError names the package to install."""
+        return {role: asset.path() for role, asset in self.files.items()}
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of all its files (folders counted whole)."""
+        return sum(_bytes(path) for path in self.paths().values())
+
+    def card_files(self) -> dict[str, Path]:
+        """The card of every graph it runs (``graph.card.json`` beside each ``.onnx``; a folder's
+        graphs each have theirs; a file or folder that is no graph has one beside it). Graphs
+        shipped by another package are described by cards inside slimvision, in ``cards/``."""
+        from slimvision.export.card import card_path
+
+        cards: dict[str, Path] = {}
+        for role, asset in self.files.items():
+            path = asset.path()
+            graphs = sorted(path.glob("*.onnx")) if path.is_dir() else []
+            for graph in graphs or [path]:
+                key = role if not graphs else f"{role}/{graph.name}"
+                cards[key] = _card_location(asset, card_path(graph))
+        return cards
+
+    def read_cards(self) -> dict[str, ArtifactCard]:
+        """Each graph's card (see :meth:`card_files`), read and checked by ``export.card.read_card``."""
+        from slimvision.export.card import read_card
+
+        return {role: read_card(path) for role, path in self.card_files().items()}
+
+    def load(self, **overrides: Any) -> Any:
+        """The pipeline, built now (its sessions may still load on first use).
+
+        Args:
+            **overrides: further keyword arguments of the pipeline (e.g. ``settings``).
+        """
+        factory = import_object(self.pipeline)
+        paths = {argument: self.files[role].path() for argument, role in self.file_arguments.items()}
+        return factory(**{**self.arguments, **paths, **overrides})
+
+
+def _bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size
+
+
+def _card_location(asset: PackagedFile | BundledPath, beside: Path) -> Path:
+    """Where a graph's card lives: beside it when slimvision ships it, else in slimvision's ``cards/``."""
+    from slimvision.assets import PackagedFile, package_root
+
+    if isinstance(asset, PackagedFile) and asset.distribution != "slimvision":
+        return package_root() / "cards" / beside.name
+    return beside
+
+
+class ArtifactRegistry(Registry[Callable[..., Any]]):
+    """Registered :class:`ArtifactSpec` records; :meth:`create` builds the named pipeline."""
+
+    def add(self, spec: ArtifactSpec) -> ArtifactSpec:
+        """Register ``spec`` under its name (a duplicate name is an error)."""
+        self._add(spec.name, spec)
+        return spec
+
+    def spec(self, name: str) -> ArtifactSpec:
+        """The record registered as ``name`` (UnknownNameError suggests close names)."""
+        return self.get(name)  # type: ignore[return-value]
+
+    def create(self, name: str, **overrides: Any) -> Any:
+        """The pipeline of the artifact ``name``, loaded (see :meth:`ArtifactSpec.load`)."""
+        return self.spec(name).load(**overrides)
+
+    def specs(self, system: str | None = None) -> list[ArtifactSpec]:
+        """Every registered spec (of one system), by name."""
+        return [self.spec(name) for name in self.names() if system is None or self.spec(name).system == system]
+
+
+def _import_model_families() -> None:
+    """Import every subpackage of ``slimvision.models``: each registers its networks on import."""
+    import pkgutil
+
+    import slimvision.models as models
+
+    for module in pkgutil.iter_modules(models.__path__, prefix=f"{models.__name__}."):
+        if module.ispkg:
+            importlib.import_module(module.name)
+
+
+def _import_artifact_table() -> None:
+    importlib.import_module("slimvision.artifacts")
+
+
+#: Trainable networks (nn.Module factories), registered by ``@register_model`` in
+#: ``slimvision.models.*``; every family is imported on the first lookup.
+MODELS: Registry[Callable[..., Any]] = Registry("model", discover=_import_model_families)
+#: Every shipped artifact of the five systems, registered in :mod:`slimvision.artifacts`
+#: (imported on the first lookup).
+ARTIFACTS = ArtifactRegistry("artifact", discover=_import_artifact_table)
 
 register_model = MODELS.register
 create_model = MODELS.create

@@ -45,7 +45,7 @@ from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: par
     pad_to_multiple,
     tile_size_for_budget,
 )
-from slimvision.registry import ARTIFACTS
+from slimvision.registry import ARTIFACTS, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,6 @@ def _magenta(precision: str, bytes_per_pixel: int, description: str) -> StyleArt
     )
 
 
-@ARTIFACTS.register("magenta-arbitrary-v1-int8")
 def magenta_arbitrary_int8() -> StyleArtifact:
     """The int8 TF-Lite models as ONNX, run as shipped."""
     # 239 bytes per pixel measured: activations stay uint8 between the fused int8 kernels.
@@ -120,7 +119,6 @@ def magenta_arbitrary_int8() -> StyleArtifact:
                                  "bit-exact with the shipped graph")
 
 
-@ARTIFACTS.register("magenta-arbitrary-v1-fp32")
 def magenta_arbitrary_fp32() -> StyleArtifact:
     """The same models with the transformer's int8 weights dequantized once and run in float."""
     # 311 bytes per pixel measured.
@@ -145,7 +143,6 @@ def _fast(name: str, predictor: PackagedFile, transform: PackagedFile, bytes_per
     )
 
 
-@ARTIFACTS.register("slimvision-fast-predictor-v1")
 def fast_predictor() -> StyleArtifact:
     """The distilled MobileNetV2-0.35 predictor with the teacher's transformer computed in float."""
     return _fast("slimvision-fast-predictor-v1", FAST_STYLE_PREDICTOR_V1, STYLE_TEACHER_TRANSFORM, 330,
@@ -153,7 +150,6 @@ def fast_predictor() -> StyleArtifact:
                  "computed in float) + the teacher transformer in float")
 
 
-@ARTIFACTS.register("slimvision-fast-v2")
 def fast_bundle_v2() -> StyleArtifact:
     """Both students: the first distilled predictor and the phase-plane transformer student."""
     # 132 bytes per pixel measured at 2048x2048, like the others: no full-resolution maps but
@@ -164,7 +160,6 @@ def fast_bundle_v2() -> StyleArtifact:
                  "compute)")
 
 
-@ARTIFACTS.register("slimvision-fast-v3")
 def fast_bundle() -> StyleArtifact:
     """Both students, the predictor with a patchify stem and 11 blocks (what ``--model fast`` runs)."""
     # The predictor runs on one 256 px square, so the transformer alone sets the peak memory.
@@ -172,6 +167,26 @@ def fast_bundle() -> StyleArtifact:
                  "MobileNetV2-0.35 style predictor with a 4x4 stride-4 stem and 11 of 17 blocks + the "
                  "teacher's transformer rewritten to run at half resolution on 2x2 phase planes, both "
                  "distilled from the teacher (fp16-stored weights, float compute)")
+
+
+#: The style models by registered name (:mod:`slimvision.artifacts` registers each one, with the
+#: pipeline that runs it; these are the style-specific settings that pipeline needs).
+STYLE_ARTIFACTS: dict[str, Callable[[], StyleArtifact]] = {
+    "magenta-arbitrary-v1-int8": magenta_arbitrary_int8,
+    "magenta-arbitrary-v1-fp32": magenta_arbitrary_fp32,
+    "slimvision-fast-predictor-v1": fast_predictor,
+    "slimvision-fast-v2": fast_bundle_v2,
+    "slimvision-fast-v3": fast_bundle,
+}
+
+
+def style_artifact(name: str) -> StyleArtifact:
+    """The style settings of a registered style artifact; UnknownNameError suggests close names."""
+    spec = ARTIFACTS.spec(name)
+    if spec.system != "style" or name not in STYLE_ARTIFACTS:
+        raise UnknownNameError(f"{name!r} is a {spec.system} artifact, not a style model "
+                               f"(style models: {', '.join(sorted(STYLE_ARTIFACTS))})")
+    return STYLE_ARTIFACTS[name]()
 
 
 #: Names by (model, precision), for ``--model`` and ``--precision``.
@@ -413,7 +428,7 @@ class StyleTransferPipeline:
     methods may be called from several threads at once (ONNX Runtime runs are thread-safe).
 
     Args:
-        artifact: registered style artifact name (see ``slimvision.registry.ARTIFACTS``).
+        artifact: registered style artifact name (see ``slimvision models``).
         settings: ONNX Runtime threads, optimisation level and providers.
         memory_budget_mb: working memory allowed for one transformer run (default: a quarter
             of the RAM, 1-8 GB); larger images are processed in overlapping tiles.
@@ -423,7 +438,7 @@ class StyleTransferPipeline:
     def __init__(self, artifact: str = DEFAULT_ARTIFACT, settings: SessionSettings | None = None,
                  memory_budget_mb: float | None = None,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP) -> None:
-        self.artifact: StyleArtifact = ARTIFACTS.create(artifact)
+        self.artifact: StyleArtifact = style_artifact(artifact)
         self.settings = settings or SessionSettings()
         self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
         self.tile_size = tile_size_for_budget(self.memory_budget_mb, self.artifact.bytes_per_pixel)
@@ -521,7 +536,7 @@ class StyleTransferPipeline:
         if model in (self.artifact.name, self.artifact.vector_space):
             return True
         try:
-            other: StyleArtifact = ARTIFACTS.create(model)
+            other: StyleArtifact = style_artifact(model)
         except SlimvisionError:
             return False
         return bool(other.vector_space) and other.vector_space == self.artifact.vector_space
