@@ -198,3 +198,42 @@ def test_video_cli_refuses_bad_options_in_one_line_and_leaves_inputs_alone(door_
     assert (video.read_bytes(), gallery.read_bytes()) == before
     assert (tmp_path / "old.mp4").read_bytes() == b"old"
     assert not (tmp_path / "same.mp4").exists() and not (tmp_path / "out.mp4").exists()
+
+
+def test_ctrl_c_stops_a_camera_recording_and_keeps_it_but_aborts_a_file(door_video, tmp_path, monkeypatch, capsys):
+    # A camera has no end, so Ctrl-C is how a recording stops: the video and events recorded so
+    # far are kept (they were discarded). A file has an end: Ctrl-C there aborts, leaving nothing.
+    import slimvision.inference.face_video as face_video
+    from slimvision.cli.main import main
+    from slimvision.io.video import iter_frames, probe_video
+
+    video, gallery = door_video
+    info = probe_video(video)
+
+    def camera(source: str) -> face_video.Stream:
+        assert source == "0"
+
+        def frames():
+            for index, frame in enumerate(iter_frames(video)):
+                if index == 20:
+                    raise KeyboardInterrupt
+                yield frame
+        return face_video.Stream(frames(), info.fps, (info.width, info.height), None)
+
+    monkeypatch.setattr(face_video, "open_stream", camera)
+    recording, events = tmp_path / "camera.mp4", tmp_path / "camera.jsonl"
+    assert main(["faces", "video", "0", "--gallery", str(gallery), "-o", str(recording), "--events", str(events),
+                 "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 20
+    assert probe_video(recording).frames == 20 and [json.loads(line)["entered"] for line in
+                                                    events.read_text().splitlines()] == [["grace"]]
+
+    def interrupted_file(source: str) -> face_video.Stream:
+        stream = camera("0")
+        return stream._replace(length=info.frames)
+
+    monkeypatch.setattr(face_video, "open_stream", lambda source: interrupted_file("0"))
+    capsys.readouterr()
+    assert main(["faces", "video", str(video), "-o", str(tmp_path / "file.mp4"), "-q"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["camera.jsonl", "camera.mp4"]

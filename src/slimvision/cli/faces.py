@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, fraction,
                                      positive_float, positive_int)
 from slimvision.errors import SlimvisionError
+
+log = logging.getLogger(__name__)
 
 #: The box convention, stated in the help of every command that prints boxes.
 BOXES = ("Boxes are x0,y0,x1,y1: whole pixels of the image as loaded (after EXIF rotation), origin top-left, "
@@ -84,7 +87,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                        help="write JSON lines to FILE: who entered and left, frame by frame")
     video.add_argument("--no-gate", action="store_true", help="process every frame")
     video.add_argument("--max-frames", type=positive_int("--max-frames"),
-                       help="stop after this many frames (for cameras)")
+                       help="stop after this many frames (for cameras; Ctrl-C also stops a camera or "
+                            "stream and keeps what was recorded)")
     add_overwrite(video)
     add_json(video, "a summary (frames processed and skipped, the events)")
     add_quiet(video)
@@ -370,18 +374,25 @@ def run_video(args: argparse.Namespace) -> int:
         bar = stack.enter_context(progress_bar(length, enabled=not (args.quiet or args.json), unit="frame",
                                                desc="faces video", leave=False))
         started, count, processed = time.perf_counter(), 0, 0
-        for result in results:
-            count, processed = count + 1, processed + result.processed
-            bar.update()
-            if writer is not None:
-                writer.write(annotate(result.frame, result.faces) if result.faces else result.frame)
-            event = presence.update(result)
-            if event is not None:
-                events.append(event)
-                if lines is not None:
-                    lines.write(json.dumps(event) + "\n")
-                elif not args.json:
-                    print(_event_text(event))
+        try:
+            for result in results:
+                count, processed = count + 1, processed + result.processed
+                bar.update()
+                if writer is not None:
+                    writer.write(annotate(result.frame, result.faces) if result.faces else result.frame)
+                event = presence.update(result)
+                if event is not None:
+                    events.append(event)
+                    if lines is not None:
+                        lines.write(json.dumps(event) + "\n")
+                    elif not args.json:
+                        print(_event_text(event))
+        except KeyboardInterrupt:
+            # A camera or stream has no end: Ctrl-C is how a recording stops, so what was
+            # recorded is kept. A file has an end; Ctrl-C there aborts and leaves nothing.
+            if inputs and Path(args.source).is_file():
+                raise
+            log.info("stopped by Ctrl-C after %d frames; the outputs keep them", count)
         seconds = time.perf_counter() - started
     _print_video_summary(args, count, processed, seconds, gate is not None, events)
     return 0
