@@ -51,6 +51,7 @@ class ConfigFlag:
             from a list value when ``spread`` is true (``--keep MIN,MAX``).
         type: a checked argparse type from :mod:`slimvision.cli.arguments`.
         help: what the field means (the default is appended from the config).
+        note: what a special value means, shown after the default: ``"0: none"``.
         choices: allowed values, as argparse takes them.
         switch: for an option without a value: the value the field takes when it is given
             (``--no-augment`` sets ``augment`` to False).
@@ -64,6 +65,7 @@ class ConfigFlag:
     key: str
     type: Callable[[str], Any] | None = None
     help: str = ""
+    note: str = ""
     choices: Sequence[Any] | None = None
     switch: Any = None
     convert: Callable[[Any], Any] | None = None
@@ -91,7 +93,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config: str, flags: Sequen
     parser.add_argument("--config", type=Path, metavar="RUN.json", dest=f"{_PREFIX}file",
                         help="a recipe: JSON of config fields (see recipes/); flags given beside it override it")
     for spec in flags:
-        options: dict[str, Any] = {"dest": _PREFIX + spec.flag, "default": argparse.SUPPRESS, "help": spec.help}
+        shown = f"{spec.help} ({spec.note})" if spec.note else spec.help  # replaced by the one with the default
+        options: dict[str, Any] = {"dest": _PREFIX + spec.flag, "default": argparse.SUPPRESS, "help": shown}
         if spec.switch is not None:
             options.update(action="store_const", const=spec.switch)
         else:
@@ -222,7 +225,8 @@ class _ConfigDefaultsFormatter(argparse.HelpFormatter):
         if values is None:
             return text
         shown = _show(flag_default(values, spec)).replace("%", "%%")
-        return f"{text} (default {shown})".lstrip()
+        note = f"; {spec.note}" if spec.note else ""
+        return f"{spec.help} (default {shown}{note})".lstrip()
 
     def _values(self, action: argparse.Action) -> dict[str, Any] | None:
         reference, base = action.container._defaults[_PREFIX + "class"], action.container._defaults[_PREFIX + "base"]

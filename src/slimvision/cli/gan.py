@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,11 @@ _TRAIN_FLAGS = (
     ConfigFlag("--discriminator-lr", "discriminator_lr", positive_float("--discriminator-lr", 10),
                "Adam's learning rate of the discriminator"),
     ConfigFlag("--ema-decay", "ema_decay", bounded("--ema-decay", float, 0, 0.999999),
-               "decay of the averaged generator that samples and is exported (0: none)"),
+               "decay of the averaged generator that samples and is exported", note="0: none"),
     ConfigFlag("--diff-augment", "diff_augment", metavar="POLICIES",
                help='DiffAugment for small datasets, e.g. "color,translation,cutout"'),
-    shared_flag("checkpoint_every", "steps between checkpoints (a run also checkpoints at every sample grid "
-                                    "and FID measurement, and keeps the last two)"),
+    replace(shared_flag("checkpoint_every"), note="a run also checkpoints at every sample grid and FID "
+                                                  "measurement, and keeps the last two"),
     shared_flag("seed", "seed of the networks' start and of the batches"),
 )
 

@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_COUNT, add_json, add_output, add_overwrite, add_quiet, bounded, number_list,
                                      check_folder_output, max_pixels, non_negative_int, positive_int, seed)
+from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config
 from slimvision.errors import InputError, OutputError, SlimvisionError
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,30 @@ BOXES = ("Boxes are x0,y0,x1,y1: whole pixels of the page as loaded (after EXIF 
 _NOISE = bounded("--noise", float, 0, MAX_NOISE)
 #: Noise levels for the eval: '0,0.5,1', each a finite number in 0..MAX_NOISE (one-line errors).
 _levels = number_list("--levels", minimum=0, maximum=MAX_NOISE)
+
+
+#: ``numerals train``'s options that set NumeralTrainingConfig fields (defaults come from the config).
+_TRAIN_FLAGS = (
+    ConfigFlag("--rows", "som.rows", positive_int("--rows", MAX_SIDE), "lattice rows"),
+    ConfigFlag("--cols", "som.cols", positive_int("--cols", MAX_SIDE), "lattice columns"),
+    ConfigFlag("--lattice", "som.lattice", choices=["rect", "hex"], help="node layout"),
+    ConfigFlag("--neighbourhood", "som.neighbourhood", choices=["gaussian", "bubble", "mexican_hat"],
+               help="how a winner's update spreads to its neighbours"),
+    ConfigFlag("--rule", "som.rule", choices=["batch", "online"], help="batch or online SOM updates"),
+    ConfigFlag("--decay", "som.decay", choices=["linear", "exponential", "inverse"],
+               help="how the learning rate and radius fall"),
+    ConfigFlag("--init", "som.init", choices=["pca", "random"], help="start of the prototypes"),
+    ConfigFlag("--epochs", "som.epochs", positive_int("--epochs", MAX_EPOCHS), "SOM epochs"),
+    ConfigFlag("--samples", "samples", bounded("--samples", int, 7, MAX_COUNT), "rendered training symbols"),
+    ConfigFlag("--other-samples", "other_samples", non_negative_int("--other-samples", MAX_COUNT),
+               "rendered letters and digits that are no numerals, the map's 'other' class",
+               note="0: a map of the seven symbols alone"),
+    ConfigFlag("--lvq-epochs", "lvq_epochs", non_negative_int("--lvq-epochs", MAX_EPOCHS),
+               "epochs of LVQ1 fine-tuning after labelling", note="0: none"),
+    ConfigFlag("--noise", "noise.level", _NOISE,
+               f"print wear: 0 clean, 1 the default worn scan, 2 badly damaged, at most {MAX_NOISE:g}"),
+    ConfigFlag("--seed", "seed som.seed", seed(), "seed of the rendering and of the map's start"),
+)
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -56,25 +80,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                                             "nodes and score it on held-out fonts. Writes the map "
                                             "(config.json + map.npz), training.json, report.json and errors.png.")
     add_output(train, "folder for the map")
-    # Defaults left as None come from NumeralTrainingConfig when the command runs (importing it
-    # here would slow every command's start-up); the numbers in the help are checked by a test.
-    train.add_argument("--rows", type=positive_int("--rows", MAX_SIDE), help="lattice rows (default 30)")
-    train.add_argument("--cols", type=positive_int("--cols", MAX_SIDE), help="lattice columns (default 30)")
-    train.add_argument("--lattice", choices=["rect", "hex"], default="rect")
-    train.add_argument("--neighbourhood", choices=["gaussian", "bubble", "mexican_hat"], default="gaussian")
-    train.add_argument("--rule", choices=["batch", "online"], default="batch")
-    train.add_argument("--decay", choices=["linear", "exponential", "inverse"], default="linear")
-    train.add_argument("--init", choices=["pca", "random"], default="pca")
-    train.add_argument("--epochs", type=positive_int("--epochs", MAX_EPOCHS), help="SOM epochs (default 10)")
-    train.add_argument("--samples", type=bounded("--samples", int, 7, MAX_COUNT),
-                       help="rendered training symbols (default 35000)")
-    train.add_argument("--other-samples", type=non_negative_int("--other-samples", MAX_COUNT),
-                       help="rendered letters and digits that are no numerals, the map's 'other' class "
-                            "(default 21000; 0: a map of the seven symbols alone)")
-    train.add_argument("--lvq-epochs", type=non_negative_int("--lvq-epochs", MAX_EPOCHS),
-                       help="epochs of LVQ1 fine-tuning after labelling (default 6; 0: none)")
-    _noise_option(train)
-    train.add_argument("--seed", type=seed(), default=0)
+    add_config_flags(train, "slimvision.training.numerals:NumeralTrainingConfig", _TRAIN_FLAGS)
     add_overwrite(train, "a map")
     add_json(train, "the summary")
     add_quiet(train)
@@ -208,19 +214,13 @@ def run_render(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from slimvision.io.atomic import write_text_atomic
     from slimvision.plots import plot_training_errors
-    from slimvision.training.numerals import NumeralTrainingConfig, train_numeral_map
+    from slimvision.training.numerals import train_numeral_map
 
     check_folder_output(args.output, args.output_is_folder, 5)
     if (args.output / "config.json").exists() and not args.overwrite:
         raise OutputError(args.output, "a map is already there (pass --overwrite to replace it)")
-    defaults = NumeralTrainingConfig()
-    chosen = {name: value for name, value in (("rows", args.rows), ("cols", args.cols), ("epochs", args.epochs))
-              if value is not None}
-    som_config = replace(defaults.som, lattice=args.lattice, neighbourhood=args.neighbourhood, rule=args.rule,
-                         decay=args.decay, init=args.init, seed=args.seed, **chosen)
-    config = replace(defaults, som=som_config, noise=_noise(args.noise), seed=args.seed,
-                     **{name: value for name, value in (("samples", args.samples), ("other_samples", args.other_samples),
-                                                        ("lvq_epochs", args.lvq_epochs)) if value is not None})
+    config = build_config(args)
+    som_config = config.som
     som, report = train_numeral_map(config, progress=_progress(args))
     som.save(args.output, overwrite=args.overwrite, half=True)
     write_text_atomic(args.output / "training.json", config.to_json(), overwrite=args.overwrite)
