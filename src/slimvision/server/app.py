@@ -1,5 +1,6 @@
 """The FastAPI application: security headers, a request-size limit, the page, the onnxruntime-web
-files, and the API routes (:mod:`slimvision.server.routes`).
+files, and the API: one router per system (:mod:`slimvision.server.style`, ``faces``, ``gan``,
+``vae``, ``numerals``, ``health``) over the helpers they share (:mod:`slimvision.server.shared`).
 
 Example (tests and notebooks; the CLI is ``slimvision serve``):
     >>> url, stop = serve_in_thread(ServerSettings())      # doctest: +SKIP
@@ -10,7 +11,6 @@ Example (tests and notebooks; the CLI is ``slimvision serve``):
 
 from __future__ import annotations
 
-import gzip
 import json
 import socket
 import threading
@@ -27,6 +27,7 @@ from slimvision.errors import SlimvisionError
 from slimvision.server.errors import SECURITY_HEADERS, ApiError, error_body, install_handlers
 from slimvision.server.jobs import JobQueue
 from slimvision.server.settings import ServerSettings
+from slimvision.server.shared import Models, compressed_response
 
 STATIC_FOLDER = Path(__file__).resolve().parent / "static"
 #: The onnxruntime-web files the page may load: the WASM build, and the WebGPU build for
@@ -44,7 +45,7 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
-    from slimvision.server.routes import Models, add_routes
+    from slimvision.server import faces, gan, health, numerals, style, vae
 
     settings = settings or ServerSettings()
     # FastAPI's /docs and /redoc pages load their scripts from a CDN, which this project never
@@ -56,7 +57,10 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     app.state.models = Models(settings)
     install_handlers(app)
     _add_page_routes(app, settings)
-    add_routes(app)
+    for system in (health, style, faces, gan, vae, numerals):  # the order openapi.json lists them in
+        # The routers' own routes, as they are: FastAPI 0.16x's include_router nests a router as
+        # one entry, which would hide the API routes from app.routes (HEAD-as-GET, tests, tools).
+        app.router.routes.extend(system.router.routes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization"])
@@ -201,23 +205,6 @@ def static_file(path: Path, accept_encoding: str, cache: str = "no-cache") -> An
 @lru_cache(maxsize=32)
 def _file_bytes(path: str, mtime_ns: int) -> bytes:
     return Path(path).read_bytes()
-
-
-_GZIPPED: dict[tuple, bytes] = {}  # a handful of files and model graphs, each compressed once
-
-
-def _gzipped(key: tuple, data: bytes) -> bytes:
-    if key not in _GZIPPED:
-        _GZIPPED[key] = gzip.compress(data, compresslevel=9, mtime=0)
-    return _GZIPPED[key]
-
-
-def compressed_response(data: bytes, media_type: str, accept_encoding: str, cache: str, key: tuple) -> Any:
-    headers = {"Cache-Control": cache, "Vary": "Accept-Encoding"}
-    if "gzip" in accept_encoding.lower() and len(data) > 1024:
-        headers["Content-Encoding"] = "gzip"
-        data = _gzipped(key, data)
-    return Response(data, media_type=media_type, headers=headers)
 
 
 # --------------------------------------------------------------------------- running it
