@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from slimvision.assets import GAN_DIGITS32_INT8, GAN_DIGITS32_WEIGHTS
 from slimvision.errors import InputError
 from slimvision.inference.session import OnnxModel, SessionSettings
 
 
 #: The shipped demo: a 32 px DCGAN trained on OpenCV's 5,000 handwritten digits (docs/gan.md has
 #: the command), as the int8 graph that samples and the float weights it was quantized from.
-DEMO_FOLDER = Path(__file__).resolve().parent.parent / "weights" / "gan-digits32"
-DEMO_GENERATOR = DEMO_FOLDER / "generator.int8.onnx"
-DEMO_WEIGHTS = DEMO_FOLDER / "generator"
+DEMO_GENERATOR = GAN_DIGITS32_INT8.path()
+DEMO_WEIGHTS = GAN_DIGITS32_WEIGHTS.path()
 
 
 class GANSampler:

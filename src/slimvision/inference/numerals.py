@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimvision.assets import NUMERALS_SOM
 from slimvision.data.glyphs import glyph_vector
 from slimvision.data.ink import binarize, connected_components
 from slimvision.data.roman import SYMBOLS, parse_roman, printed_form
@@ -36,7 +37,7 @@ from slimvision.models.som import SelfOrganizingMap
 log = logging.getLogger(__name__)
 
 #: The map that ships with slimvision (trained by the command in docs/numerals.md).
-DEFAULT_MAP = Path(__file__).resolve().parent.parent / "weights" / "numerals-som"
+DEFAULT_MAP = NUMERALS_SOM.path()
 #: A page below this spread of grey levels (1st to 99th percentile) is blank paper.
 _MIN_CONTRAST = 40
 #: Components smaller than this share of the page's largest component are specks of noise.

@@ -21,17 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from slimvision.assets import VAE_MNI128, VAE_MNI128_UNET
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.gan import tile
 from slimvision.inference.session import OnnxModel, SessionSettings
 from slimvision.io.medical import Intensity, from_square, to_square
 
 MANIFEST_FORMAT = "slimvision-vae-export-v1"
 MANIFEST_FILE = "vae.json"
 #: The shipped demo models (docs/vae.md has the commands that trained them).
-WEIGHTS_FOLDER = Path(__file__).resolve().parent.parent / "weights"
-DEMO_DENOISER = WEIGHTS_FOLDER / "vae-mni128-unet"
-DEMO_GENERATIVE = WEIGHTS_FOLDER / "vae-mni128"
+DEMO_DENOISER = VAE_MNI128_UNET.path()
+DEMO_GENERATIVE = VAE_MNI128.path()
 
 
 class MedicalVAE:
@@ -217,21 +216,6 @@ def _between_first_and_last(mask: np.ndarray, axis: int) -> np.ndarray:
     before = np.cumsum(mask, axis=axis) > 0
     after = np.flip(np.cumsum(np.flip(mask, axis=axis), axis=axis) > 0, axis=axis)
     return before & after
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> uint8, rounded."""
-    return np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
-
-
-def grey_grid(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
-    """(N, S, S) images in [0, 1] as one RGB uint8 grid, ``columns`` wide."""
-    return tile(np.repeat(to_uint8(images)[..., None], 3, axis=3), columns, gap)
-
-
-def comparison_grid(rows: list[np.ndarray], gap: int = 2) -> np.ndarray:
-    """Rows of (N, S, S) images in [0, 1] (e.g. clean / damaged / restored) as one RGB uint8 grid."""
-    return grey_grid(np.concatenate(rows), len(rows[0]), gap)
 
 
 AUGMENT_FORMAT = "slimvision-vae-augment-v1"
