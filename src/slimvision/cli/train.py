@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_quiet, bounded, non_negative_float, non_negative_int,
-                                     positive_float, positive_int, seed)
+                                     positive_int)
+from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 from slimvision.errors import ConfigError, SlimvisionError
 
 _MAX_BATCH = 65_536
@@ -31,32 +32,14 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "textures. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ "
                     "(safetensors + config), RUN_DIR/student.onnx (+ .json) and RUN_DIR/report.json.")
     _add_run_options(predictor, "the report")
-    predictor.add_argument("--width", type=bounded("--width", float, maximum=4, above=0), default=0.35,
-                           help="width multiplier, more than 0 and at most 4 (default 0.35)")
-    predictor.add_argument("--last-channels", type=positive_int("--last-channels", 65_536), default=1280,
-                           help="channels of the last 1x1 conv (default 1280)")
-    predictor.add_argument("--steps", type=positive_int("--steps"), default=3000, help="optimiser steps (default 3000)")
-    predictor.add_argument("--batch-size", type=positive_int("--batch-size", _MAX_BATCH), default=32,
-                           help="images per step (default 32)")
-    predictor.add_argument("--lr", type=positive_float("--lr", 10), default=2e-3,
-                           help="peak learning rate, cosine-decayed (default 2e-3)")
-    predictor.add_argument("--samples", type=positive_int("--samples"), default=20_000,
-                           help="distinct style samples (default 20000)")
-    predictor.add_argument("--init", choices=("pruned-teacher", "scratch"), default="pruned-teacher",
-                           help="start from the teacher's strongest channels (default) or from random weights")
-    predictor.add_argument("--seed", type=seed(), default=0, help="seed of the samples and the student's init")
-    predictor.add_argument("--stem-stride", type=int, choices=(2, 4), default=2,
-                           help="2: MobileNetV2's 3x3 stem (default); 4: a 4x4 stride-4 stem, no half-resolution layers")
-    predictor.add_argument("--stage-repeats", default="",
-                           help="blocks kept per stage, 7 numbers like 1,2,3,2,2,2,1 (default: all, 1,2,3,4,3,3,1)")
+    add_config_flags(predictor, "slimvision.training.style_predictor:PredictorDistillConfig", _PREDICTOR_FLAGS)
     predictor.set_defaults(run=run_style_predictor)
     _add_style_transformer(commands)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, json_help: str) -> None:
-    """What every training command takes: where it runs, on which device, and how it reports."""
+    """What every distillation command takes besides its config: where it runs and how it reports."""
     parser.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     add_json(parser, json_help)
     add_quiet(parser)
 
@@ -71,7 +54,7 @@ def _training_module(name: str) -> Any:
         raise SlimvisionError(f"training needs torch: pip install 'slimvision[train]' ({exc})") from None
 
 
-def _int_pair(text: str, option: str) -> tuple[int, int]:
+def _int_pair(text: str, option: str = "--edge-kernels") -> tuple[int, int]:
     """'3,9' -> (3, 9); anything else is a one-line error naming the option."""
     parts = text.split(",")
     if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
@@ -79,12 +62,81 @@ def _int_pair(text: str, option: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _int_list(text: str, option: str) -> tuple[int, ...]:
+def _int_list(text: str, option: str = "--stage-repeats") -> tuple[int, ...]:
     """'1,2,3' -> (1, 2, 3); '' -> (); anything else is a one-line error naming the option."""
     parts = [part.strip() for part in text.split(",")] if text.strip() else []
     if not all(part.isdigit() for part in parts):
         raise ConfigError(f"{option} takes whole numbers separated by commas like 1,2,3; got {text!r}")
     return tuple(int(part) for part in parts)
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    """'contract, residual' -> ("contract", "residual"); '' -> () (the config checks the names)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+#: ``train style-predictor``'s options that set PredictorDistillConfig fields (defaults from the config).
+_PREDICTOR_FLAGS = (
+    ConfigFlag("--width", "width_multiplier", bounded("--width", float, maximum=4, above=0),
+               "width multiplier, more than 0 and at most 4"),
+    ConfigFlag("--last-channels", "last_channels", positive_int("--last-channels", 65_536),
+               "channels of the last 1x1 conv"),
+    shared_flag("steps"),
+    shared_flag("batch_size"),
+    shared_flag("lr", "peak learning rate, cosine-decayed", key="learning_rate"),
+    ConfigFlag("--samples", "samples", positive_int("--samples"), "distinct style samples"),
+    ConfigFlag("--init", "init", choices=("pruned-teacher", "scratch"),
+               help="start from the teacher's strongest channels or from random weights"),
+    shared_flag("seed", "seed of the samples and the student's init"),
+    ConfigFlag("--stem-stride", "stem_stride", int, choices=(2, 4),
+               help="2: MobileNetV2's 3x3 stem; 4: a 4x4 stride-4 stem, no half-resolution layers"),
+    ConfigFlag("--stage-repeats", "stage_repeats", convert=_int_list, show_default=False,
+               help="blocks kept per stage, 7 numbers like 1,2,3,2,2,2,1 (default: all, 1,2,3,4,3,3,1)"),
+    shared_flag("device"),
+)
+
+#: ``train style-transformer``'s options that set TransformerDistillConfig fields (defaults from the config).
+_TRANSFORMER_FLAGS = (
+    ConfigFlag("--separable", "separable", convert=_parts, metavar="PARTS",
+               help="comma-separated parts made separable, among contract,residual,expand,first,last"),
+    ConfigFlag("--edge-kernels", "edge_kernels", convert=_int_pair, metavar="FIRST,LAST",
+               help="kernels of the first and the last conv (teacher: 9,9)"),
+    ConfigFlag("--padding", "padding", choices=("zeros", "reflect"),
+               help="zeros: padding inside the convs, no pad passes; reflect: as the teacher"),
+    shared_flag("steps"),
+    shared_flag("batch_size", "pairs per step"),
+    ConfigFlag("--crop-size", "crop_size", bounded("--crop-size", int, 16, MAX_SIDE),
+               "content crop side in pixels, at least 16"),
+    shared_flag("lr", "peak learning rate, cosine-decayed", key="learning_rate"),
+    ConfigFlag("--samples", "samples", positive_int("--samples"), "distinct training pairs"),
+    ConfigFlag("--contents", "contents", non_negative_int("--contents"),
+               "distinct content crops, each painted with several style vectors when below --samples",
+               note="0: one per pair"),
+    ConfigFlag("--feature-weight", "feature_weight", non_negative_float("--feature-weight", 1e6),
+               "weight of the EfficientNet-Lite0 feature L1", note="0: pixels only"),
+    ConfigFlag("--init", "init", choices=("teacher", "scratch"),
+               help="start from the teacher's weights or from random weights"),
+    shared_flag("seed", "seed of the pairs and the student's init"),
+    ConfigFlag("--ssim-weight", "ssim_weight", non_negative_float("--ssim-weight", 1e6),
+               "weight of a 1 - SSIM term against the teacher's image"),
+    ConfigFlag("--residual-width", "residual_width", positive_int("--residual-width", 4096),
+               "channels of the residual blocks"),
+    ConfigFlag("--residual-blocks", "residual_blocks", non_negative_int("--residual-blocks", 1024),
+               "number of residual blocks"),
+    ConfigFlag("--space-to-depth", "space_to_depth", int, choices=(1, 2),
+               help="2: the teacher's layers on 2x2 phase planes, every conv at half resolution or below (edge "
+                    "kernels then count half-resolution pixels: 5 holds the teacher's 9x9); 1: the teacher's layout"),
+    ConfigFlag("--online-teacher", "online_teacher", switch=True,
+               help="run the float teacher's torch port on --device for every batch instead of caching "
+                    "ONNX Runtime outputs (for a GPU)"),
+    ConfigFlag("--workers", "workers", non_negative_int("--workers", 1024),
+               "processes that cut all content crops up front into RUN_DIR/contents-*.npy (for a GPU)",
+               note="0: each crop is cut when a batch needs it"),
+    ConfigFlag("--time-budget", "time_budget_s", non_negative_float("--time-budget", _MAX_SECONDS),
+               "train for about this long instead of --steps: the step count comes from the speed of the "
+               "first steps and is recorded in report.json", metavar="SECONDS", note="0: use --steps"),
+    shared_flag("device"),
+)
 
 
 def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
@@ -99,65 +151,13 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
                     "+ config), RUN_DIR/transform.fp16w.onnx (what ships) and other exports, and "
                     "RUN_DIR/report.json with held-out SSIM/PSNR against the teachers.")
     _add_run_options(parser, "the held-out scores")
-    parser.add_argument("--separable", default="contract,residual,expand",
-                        help="comma-separated parts made separable, among contract,residual,expand,first,last "
-                             "(default contract,residual,expand)")
-    parser.add_argument("--edge-kernels", default="3,3", metavar="FIRST,LAST",
-                        help="kernels of the first and the last conv (teacher: 9,9; default 3,3)")
-    parser.add_argument("--padding", choices=("zeros", "reflect"), default="zeros",
-                        help="zeros: padding inside the convs, no pad passes (default); reflect: as the teacher")
-    parser.add_argument("--steps", type=positive_int("--steps"), default=3000, help="optimiser steps (default 3000)")
-    parser.add_argument("--batch-size", type=positive_int("--batch-size", _MAX_BATCH), default=8,
-                        help="pairs per step (default 8)")
-    parser.add_argument("--crop-size", type=bounded("--crop-size", int, 16, MAX_SIDE), default=128,
-                        help="content crop side in pixels, at least 16 (default 128)")
-    parser.add_argument("--lr", type=positive_float("--lr", 10), default=2e-3,
-                        help="peak learning rate, cosine-decayed (default 2e-3)")
-    parser.add_argument("--samples", type=positive_int("--samples"), default=12_000,
-                        help="distinct training pairs (default 12000)")
-    parser.add_argument("--contents", type=non_negative_int("--contents"), default=0,
-                        help="distinct content crops, each painted with several style vectors when below "
-                             "--samples (default 0: one per pair)")
-    parser.add_argument("--feature-weight", type=non_negative_float("--feature-weight", 1e6), default=0.02,
-                        help="weight of the EfficientNet-Lite0 feature L1 (0: pixels only; default 0.02)")
-    parser.add_argument("--init", choices=("teacher", "scratch"), default="teacher",
-                        help="start from the teacher's weights (default) or from random weights")
-    parser.add_argument("--seed", type=seed(), default=0, help="seed of the pairs and the student's init")
-    parser.add_argument("--ssim-weight", type=non_negative_float("--ssim-weight", 1e6), default=0.0,
-                        help="weight of a 1 - SSIM term against the teacher's image (default 0)")
-    parser.add_argument("--residual-width", type=positive_int("--residual-width", 4096), default=32,
-                        help="channels of the residual blocks (default 32)")
-    parser.add_argument("--residual-blocks", type=non_negative_int("--residual-blocks", 1024), default=5,
-                        help="number of residual blocks (default 5)")
-    parser.add_argument("--space-to-depth", type=int, choices=(1, 2), default=1,
-                        help="2: the teacher's layers on 2x2 phase planes, every conv at half resolution or "
-                             "below (edge kernels then count half-resolution pixels: 5 holds the teacher's 9x9); "
-                             "1: the teacher's layout (default)")
-    parser.add_argument("--online-teacher", action="store_true",
-                        help="run the float teacher's torch port on --device for every batch instead of caching "
-                             "ONNX Runtime outputs (for a GPU)")
-    parser.add_argument("--workers", type=non_negative_int("--workers", 1024), default=0,
-                        help="processes that cut all content crops up front into RUN_DIR/contents-*.npy "
-                             "(for a GPU; default 0: each crop is cut when a batch needs it)")
-    parser.add_argument("--time-budget", type=non_negative_float("--time-budget", _MAX_SECONDS), default=0.0,
-                        metavar="SECONDS",
-                        help="train for about this long instead of --steps: the step count comes from the "
-                             "speed of the first steps and is recorded in report.json (default 0: use --steps)")
+    add_config_flags(parser, "slimvision.training.style_transformer:TransformerDistillConfig", _TRANSFORMER_FLAGS)
     parser.set_defaults(run=run_style_transformer)
 
 
 def run_style_transformer(args: argparse.Namespace) -> int:
     training = _training_module("style_transformer")
-    parts = tuple(part.strip() for part in args.separable.split(",") if part.strip())
-    config = training.TransformerDistillConfig(separable=parts, edge_kernels=_int_pair(args.edge_kernels, "--edge-kernels"),
-                                      padding=args.padding,
-                                      steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size,
-                                      learning_rate=args.lr, samples=args.samples, feature_weight=args.feature_weight,
-                                      init=args.init, seed=args.seed, device=args.device,
-                                      ssim_weight=args.ssim_weight, residual_width=args.residual_width,
-                                      residual_blocks=args.residual_blocks, space_to_depth=args.space_to_depth,
-                                      online_teacher=args.online_teacher, workers=args.workers,
-                                      time_budget_s=args.time_budget, contents=args.contents)
+    config = build_config(args)
     report = training.distill_transformer(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     if args.json:
@@ -176,11 +176,7 @@ def run_style_transformer(args: argparse.Namespace) -> int:
 
 def run_style_predictor(args: argparse.Namespace) -> int:
     training = _training_module("style_predictor")
-    config = training.PredictorDistillConfig(width_multiplier=args.width, last_channels=args.last_channels,
-                                    steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                                    samples=args.samples, seed=args.seed, device=args.device,
-                                    init=args.init, stem_stride=args.stem_stride,
-                                    stage_repeats=_int_list(args.stage_repeats, "--stage-repeats"))
+    config = build_config(args)
     report = training.distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
     held = report["held_out"]
     summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}
