@@ -189,15 +189,17 @@ class ArtifactSpec:
         return sum(_bytes(path) for path in self.paths().values())
 
     def card_files(self) -> dict[str, Path]:
-        """The card of every graph it runs (``graph.card.json`` beside each ``.onnx``; a folder's
-        graphs each have theirs; a file or folder that is no graph has one beside it). Graphs
-        shipped by another package are described by cards inside slimvision, in ``cards/``."""
+        """The card of every graph it runs: ``graph.card.json`` beside each ``.onnx``, also in a
+        folder (a VAE export); weights that are no graph (a map's ``.npz``, torch
+        ``.safetensors``, dlib's ``.dat``) have theirs beside them the same way. Graphs
+        shipped by another package are described by cards inside slimvision, in
+        ``slimvision/weights/cards/`` (packaged with the weights; site-packages is not ours)."""
         from slimvision.export.card import card_path
 
         cards: dict[str, Path] = {}
         for role, asset in self.files.items():
             path = asset.path()
-            graphs = sorted(path.glob("*.onnx")) if path.is_dir() else []
+            graphs = _weight_files(path) if path.is_dir() else []
             for graph in graphs or [path]:
                 key = role if not graphs else f"{role}/{graph.name}"
                 cards[key] = _card_location(asset, card_path(graph))
@@ -226,12 +228,17 @@ def _bytes(path: Path) -> int:
     return path.stat().st_size
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    """The graphs in a folder, or where it has none, its other weight files."""
+    return sorted(folder.glob("*.onnx")) or sorted([*folder.glob("*.npz"), *folder.glob("*.safetensors")])
+
+
 def _card_location(asset: PackagedFile | BundledPath, beside: Path) -> Path:
-    """Where a graph's card lives: beside it when slimvision ships it, else in slimvision's ``cards/``."""
+    """Where a graph's card lives: beside it when slimvision ships it, else in ``weights/cards/``."""
     from slimvision.assets import PackagedFile, package_root
 
     if isinstance(asset, PackagedFile) and asset.distribution != "slimvision":
-        return package_root() / "cards" / beside.name
+        return package_root() / "weights" / "cards" / beside.name
     return beside
 
 
