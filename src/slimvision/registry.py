@@ -263,27 +263,34 @@ class ArtifactRegistry(Registry[Callable[..., Any]]):
         return [self.spec(name) for name in self.names() if system is None or self.spec(name).system == system]
 
 
-def _import_model_families() -> None:
-    """Import every subpackage of ``slimvision.models``: each registers its networks on import."""
-    import pkgutil
+def discover_packages(*names: str, subpackages: bool = False) -> Callable[[], None]:
+    """A registry's discovery: import the named modules (with ``subpackages``, every subpackage
+    of each, found with pkgutil), whose imports register their entries.
 
-    import slimvision.models as models
+    The registry names where its entries live, as plugin entry points do; it does not depend on
+    their code, which is imported only on the first lookup.
+    """
 
-    for module in pkgutil.iter_modules(models.__path__, prefix=f"{models.__name__}."):
-        if module.ispkg:
-            importlib.import_module(module.name)
+    def discover() -> None:
+        import pkgutil
 
+        for name in names:
+            package = importlib.import_module(name)
+            if subpackages:
+                for module in pkgutil.iter_modules(package.__path__, prefix=f"{name}."):
+                    if module.ispkg:
+                        importlib.import_module(module.name)
 
-def _import_artifact_table() -> None:
-    importlib.import_module("slimvision.artifacts")
+    return discover
 
 
 #: Trainable networks (nn.Module factories), registered by ``@register_model`` in
 #: ``slimvision.models.*``; every family is imported on the first lookup.
-MODELS: Registry[Callable[..., Any]] = Registry("model", discover=_import_model_families)
+MODELS: Registry[Callable[..., Any]] = Registry("model", discover=discover_packages("slimvision.models",
+                                                                                   subpackages=True))
 #: Every shipped artifact of the five systems, registered in :mod:`slimvision.artifacts`
 #: (imported on the first lookup).
-ARTIFACTS = ArtifactRegistry("artifact", discover=_import_artifact_table)
+ARTIFACTS = ArtifactRegistry("artifact", discover=discover_packages("slimvision.artifacts"))
 
 register_model = MODELS.register
 create_model = MODELS.create
