@@ -20,14 +20,13 @@ from slimvision.inference.style import (
     StyleTransferPipeline,
     StyleVector,
     blend,
-    centre_square,
     check_strength,
     fit_max_side,
     interpolate,
     tile_size_for_budget,
-    to_uint8,
 )
 from slimvision.inference.tiling import run_tiled, tile_grid
+from slimvision.io.pixels import centre_square, to_uint8
 from tests.conftest import make_content, make_scene, make_style
 
 # Measured (onnxruntime 1.32, 2 threads) on the 256x256 scene below, whole-image-statistics tiling

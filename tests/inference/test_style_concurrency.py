@@ -64,7 +64,7 @@ def test_a_side_just_over_the_tile_runs_untiled(monkeypatch, pipeline, style_vec
 
 
 def test_pixel_conversions_match_the_plain_formulas():
-    from slimvision.inference.style import to_float, to_uint8
+    from slimvision.io.pixels import to_float, to_uint8
 
     rng = np.random.default_rng(5)
     image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)

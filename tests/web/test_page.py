@@ -90,7 +90,7 @@ def test_page_loads_isolated_and_local_only(page, server, artifacts):
 
 def test_resize_matches_pillow_bit_for_bit(page, server):
     """The predictor's input (centre square, Pillow's antialiased bilinear) is computed in JS."""
-    from slimvision.inference.style import centre_square, to_float
+    from slimvision.io.pixels import centre_square, to_float
 
     open_page(page, server)
     rng = np.random.default_rng(3)

@@ -130,7 +130,7 @@ def held_out_styles() -> list[np.ndarray]:
 def _held_out_squares(side: int, last: int | None = None) -> list[np.ndarray]:
     """float32 centre squares of the image files no student was trained on (the ``last`` ones)."""
     from slimvision.data.style_images import find_style_sources, load_rgb, split_sources
-    from slimvision.inference.style import centre_square, to_float
+    from slimvision.io.pixels import centre_square, to_float
 
     _, held_out = split_sources(find_style_sources())
     return [to_float(centre_square(load_rgb(source.path), side)) for source in held_out[-(last or len(held_out)):]]
@@ -140,7 +140,7 @@ def content_images(side: int) -> list[tuple[str, np.ndarray]]:
     """The bundled content samples, centre-cropped to side x side, as float32 in [0, 1]."""
     from slimvision.assets import samples_dir
     from slimvision.data.style_images import load_rgb
-    from slimvision.inference.style import centre_square, to_float
+    from slimvision.io.pixels import centre_square, to_float
 
     return [(path.stem, to_float(centre_square(load_rgb(path), side)))
             for path in sorted((samples_dir() / "content").glob("*.jpg"))]

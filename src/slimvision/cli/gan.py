@@ -237,7 +237,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import SlimvisionError
-    from slimvision.inference.gan import GANSampler, tile
+    from slimvision.inference.gan import GANSampler
+    from slimvision.io.pixels import tile
     from slimvision.io.atomic import plan_outputs
     from slimvision.inference.batch import write_png_set
     from slimvision.io.images import save_animation, save_image

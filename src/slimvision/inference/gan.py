@@ -15,6 +15,7 @@ import numpy as np
 from slimvision.assets import GAN_DIGITS32_INT8, GAN_DIGITS32_WEIGHTS
 from slimvision.errors import InputError
 from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.io.pixels import to_pixels
 
 
 #: The shipped demo: a 32 px DCGAN trained on OpenCV's 5,000 handwritten digits (docs/gan.md has
@@ -55,22 +56,3 @@ class GANSampler:
         a, b = self.noise(1, seed_a)[0], self.noise(1, seed_b)[0]
         weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.generate((1 - weights) * a + weights * b)
-
-
-def to_pixels(images: np.ndarray, rgb: bool = True) -> np.ndarray:
-    """Generator output (N, C, R, R) in [-1, 1] -> (N, R, R, 3) uint8 RGB (grey repeated to RGB),
-    or with ``rgb=False`` (N, R, R, C) as drawn."""
-    pixels = np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    pixels = pixels.transpose(0, 2, 3, 1)
-    return np.repeat(pixels, 3, axis=3) if rgb and pixels.shape[3] == 1 else pixels
-
-
-def tile(images: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> one grid, ``columns`` wide, on white."""
-    count, side = len(images), images.shape[1]
-    rows = -(-count // columns)
-    grid = np.full((rows * (side + gap) + gap, columns * (side + gap) + gap, 3), 255, np.uint8)
-    for index, picture in enumerate(images):
-        top, left = gap + (index // columns) * (side + gap), gap + (index % columns) * (side + gap)
-        grid[top: top + side, left: left + side] = picture
-    return grid

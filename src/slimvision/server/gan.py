@@ -22,7 +22,7 @@ router = APIRouter()
             summary="A grid from the shipped 32 px digits generator")
 async def gan_sample(request: Request, seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                      n: Annotated[int, Query(ge=1, le=MAX_GAN_SAMPLES)] = 16) -> Response:
-    from slimvision.inference.gan import tile
+    from slimvision.io.pixels import tile
 
     def work() -> np.ndarray:
         images = request.app.state.models.get(GENERATOR).sample(n, seed=seed)

@@ -23,7 +23,7 @@ async def denoise(request: Request, image: Annotated[UploadFile, File()],
     upload = await read_upload(image, "image")
 
     def work() -> dict[str, Any]:
-        from slimvision.inference.vae import to_uint8
+        from slimvision.io.pixels import rint_to_uint8 as to_uint8  # the VAE's rounding (half to even)
         from slimvision.io.images import to_gray
 
         pixels = to_gray(decode(*upload, settings)).astype(np.float32) / 255.0

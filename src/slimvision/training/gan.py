@@ -35,8 +35,8 @@ from torch import nn
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, InputError
-from slimvision.inference.gan import tile, to_pixels
 from slimvision.io.atomic import atomic_write, write_text_atomic
+from slimvision.io.pixels import tile, to_pixels
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
 from slimvision.training.checkpoint import CheckpointStore, read_cached_array, read_json_rows
 from slimvision.training.diffaugment import DiffAugment, parse_policy

@@ -118,7 +118,7 @@ def evaluate_predictor(student: torch.nn.Module, teacher: Any, sources: list[Any
     and R^2 = 1 - |student - teacher|^2 / |teacher - mean|^2 (0 = no better than the mean).
     """
     from slimvision.data.style_images import load_rgb
-    from slimvision.inference.style import centre_square
+    from slimvision.io.pixels import centre_square
 
     names, predicted, targets = [], [], []
     student.eval()

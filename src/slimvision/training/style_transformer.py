@@ -430,7 +430,7 @@ def held_out_pairs(sources: list[Any], predictor: Any, size: int, styles_per_con
     """(content, style) pairs from files never trained on: each file's centre square as content,
     painted with the teacher vectors of the next ``styles_per_content`` files."""
     from slimvision.data.style_images import load_rgb
-    from slimvision.inference.style import centre_square
+    from slimvision.io.pixels import centre_square
 
     images = {source.name: load_rgb(source.path) for source in sources}
     names = sorted(images)

@@ -274,7 +274,7 @@ def _preview_set(images: np.ndarray, count: int = 8) -> tuple[np.ndarray, np.nda
 
 
 def _save_preview(vae: VariationalAutoencoder, preview: tuple[np.ndarray, np.ndarray, np.ndarray], path: Path) -> None:
-    from slimvision.inference.vae import comparison_grid
+    from slimvision.io.pixels import comparison_grid
     from slimvision.io.images import save_image
 
     clean, damaged, kept = preview
