@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from slimvision.errors import SlimvisionError
@@ -167,3 +169,17 @@ def test_shipped_weights_are_located_through_assets_only():
              if path.name != "assets.py" and pattern.search(path.read_text())]
     # The MTCNN exporter writes (not reads) the shipped graphs; part of the export layer's move.
     assert found in ([], ["models/faces/mtcnn_export.py"]), found
+
+
+def test_artifacts_take_specs_only():
+    with pytest.raises(TypeError, match="ARTIFACTS.add"):
+        ARTIFACTS.register("a-function")
+    with pytest.raises(TypeError, match="ArtifactSpec records, got function"):
+        ARTIFACTS.add(lambda: None)  # type: ignore[arg-type]
+    spec = ARTIFACTS.spec("numerals-som")
+    with pytest.raises(ValueError, match="already registered"):
+        ARTIFACTS.add(replace(spec, purpose="another"))
+    with pytest.raises(ValueError, match="speed 'quick' is not one of realtime, interactive, batch"):
+        replace(spec, speed="quick")
+    with pytest.raises(ValueError, match=r"file_arguments name roles it has no file for: \['graph'\]"):
+        replace(spec, file_arguments={"som": "graph"})

@@ -184,10 +184,6 @@ class ArtifactSpec:
         """Role -> absolute path; MissingAssetError names the package to install."""
         return {role: asset.path() for role, asset in self.files.items()}
 
-    def size_bytes(self) -> int:
-        """Bytes on disk of all its files (folders counted whole)."""
-        return sum(_bytes(path) for path in self.paths().values())
-
     def card_files(self) -> dict[str, Path]:
         """The card of every graph it runs: ``graph.card.json`` beside each ``.onnx``, also in a
         folder (a VAE export); weights that are no graph (a map's ``.npz``, torch
@@ -222,12 +218,6 @@ class ArtifactSpec:
         return factory(**{**self.arguments, **paths, **overrides})
 
 
-def _bytes(path: Path) -> int:
-    if path.is_dir():
-        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
-    return path.stat().st_size
-
-
 def _weight_files(folder: Path) -> list[Path]:
     """The graphs in a folder, or where it has none, its other weight files."""
     return sorted(folder.glob("*.onnx")) or sorted([*folder.glob("*.npz"), *folder.glob("*.safetensors")])
@@ -247,8 +237,13 @@ class ArtifactRegistry(Registry[Callable[..., Any]]):
 
     def add(self, spec: ArtifactSpec) -> ArtifactSpec:
         """Register ``spec`` under its name (a duplicate name is an error)."""
+        if not isinstance(spec, ArtifactSpec):
+            raise TypeError(f"artifacts are registered as ArtifactSpec records, got {type(spec).__name__}")
         self._add(spec.name, spec)
         return spec
+
+    def register(self, name: str) -> Callable[[F], F]:
+        raise TypeError(f"register artifact {name!r} with ARTIFACTS.add(ArtifactSpec(...)) in slimvision.artifacts")
 
     def spec(self, name: str) -> ArtifactSpec:
         """The record registered as ``name`` (UnknownNameError suggests close names)."""
