@@ -185,11 +185,13 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _recognizer(args: argparse.Namespace) -> Any:
-    from slimvision.inference.faces import FaceRecognizer
     from slimvision.inference.session import SessionSettings
+    from slimvision.registry import ARTIFACTS
 
-    return FaceRecognizer(SessionSettings(threads=args.threads), min_face_size=args.min_face,
-                          min_score=args.min_score, threshold=getattr(args, "threshold", None))
+    # The registered face pipeline (``slimvision models``): MTCNN, alignment, dlib's ResNet.
+    return ARTIFACTS.create("face-embedder-dlib-resnet", settings=SessionSettings(threads=args.threads),
+                            min_face_size=args.min_face, min_score=args.min_score,
+                            threshold=getattr(args, "threshold", None))
 
 
 def _face_json(face: Any, shape: tuple[int, ...]) -> dict[str, Any]:
