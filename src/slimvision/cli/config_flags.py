@@ -9,9 +9,10 @@ place, the config (or, where a command has always started from other values, the
   applies; ``--help`` shows that default, read from the config class when help is printed
   (importing it then costs torch's start-up, which a plain command run never pays here);
 * ``--config RUN.json`` reads a recipe: JSON of config fields, nested configs as nested objects,
-  e.g. ``{"steps": 3000, "model": {"resolution": 32}}``; flags given beside it override it; an
-  unknown key is an error naming the file and the key (:class:`slimvision.config.BaseConfig`
-  is strict).
+  e.g. ``{"about": "what it makes", "steps": 3000, "model": {"resolution": 32}}`` (``about`` is
+  the one key that is no field); flags given beside it override it; an unknown key is an error
+  naming the file and the key (:class:`slimvision.config.BaseConfig` is strict). The recipes of
+  the shipped models are in ``recipes/``.
 
 Example:
     >>> import argparse
@@ -144,8 +145,12 @@ def build_config(args: argparse.Namespace) -> Any:
     return cls.from_dict(values)
 
 
+#: The one key of a recipe that is no config field: a line saying what the recipe makes.
+ABOUT = "about"
+
+
 def read_recipe(path: Path) -> dict[str, Any]:
-    """A recipe file's JSON object."""
+    """A recipe file's config fields (its ``"about"`` line, the one key that is no field, dropped)."""
     try:
         recipe = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -154,6 +159,8 @@ def read_recipe(path: Path) -> dict[str, Any]:
         raise InputError(path, f"is not valid JSON ({exc})") from None
     if not isinstance(recipe, dict):
         raise InputError(path, f"a recipe is a JSON object of config fields, got {type(recipe).__name__}")
+    if not isinstance(recipe.pop(ABOUT, ""), str):
+        raise InputError(path, f"{ABOUT!r} is a line of text saying what the recipe makes")
     return recipe
 
 
@@ -225,6 +232,8 @@ class _ConfigDefaultsFormatter(argparse.HelpFormatter):
         if values is None:
             return text
         shown = _show(flag_default(values, spec)).replace("%", "%%")
+        if spec.note.startswith(f"{shown}:"):  # "0: none" about a default of 0 reads "(default 0: none)"
+            return f"{spec.help} (default {spec.note})".lstrip()
         note = f"; {spec.note}" if spec.note else ""
         return f"{spec.help} (default {shown}{note})".lstrip()
 
