@@ -113,7 +113,8 @@ def gan(work: Path) -> dict[str, np.ndarray]:
     """16 digits at seed 0 from the shipped int8 graph (ONNX Runtime) and its float weights (torch)."""
     import torch
 
-    from slimvision.inference.gan import DEMO_GENERATOR, DEMO_WEIGHTS, GANSampler, to_pixels
+    from slimvision.inference.gan import DEMO_GENERATOR, DEMO_WEIGHTS, GANSampler
+    from slimvision.io.pixels import to_pixels
     from slimvision.models.weights import load_model
 
     sampler = GANSampler(DEMO_GENERATOR)
