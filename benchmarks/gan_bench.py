@@ -10,7 +10,7 @@ batch of ``--sample-batch``, for the reference widths (base 64) and half widths 
 exported (float, transposed convs) and as int8 (static QDQ, batch norms folded) in the shipped
 form (every sub-pixel conv split by phase, channels-last shuffles); at base 64 also int8 with
 whole sub-pixel convs and PixelShuffle (``split_phases=False``). All variants run in turn,
-``--sample-rounds`` batches each, and the medians (and ranges) are compared. Quality: FID-Lite0 / KID-Lite0 (``slimvision.bench.fid``) of the shipped
+``--sample-rounds`` batches each, and the medians (and ranges) are compared. Quality: FID-Lite0 / KID-Lite0 (``slimvision.metrics.fid``) of the shipped
 32 px digits generator and of the same network untrained, each ``--fid-samples`` images against
 as many of OpenCV's digits (needs ``apt-get install opencv-doc``; skipped without it).
 The issue's targets: training >= 1.0x the reference, sampling 64 px >= 500 images/s, the demo's
@@ -168,7 +168,7 @@ def sampling(batch: int, rounds: int) -> list[dict]:
 
 def demo_fid(count: int) -> dict | None:
     """FID-Lite0 / KID-Lite0 of the shipped digits generator and of its untrained twin, vs real digits."""
-    from slimvision.bench.fid import FeatureStats, Lite0Embedder, frechet_distance, kernel_distance
+    from slimvision.metrics.fid import FeatureStats, Lite0Embedder, frechet_distance, kernel_distance
     from slimvision.data.digits import DIGITS_PNG, load_opencv_digits
     from slimvision.inference.gan import DEMO_GENERATOR, DEMO_WEIGHTS, GANSampler
     from slimvision.models.gan import DCGANGenerator

@@ -18,14 +18,13 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from slimvision.data.corruption import drop_pixels_each
 from slimvision.errors import MissingAssetError
-from slimvision.metrics import psnr, restoration_scores, ssim
+from slimvision.metrics import damage_scores, psnr, restoration_scores, ssim
 
 
 def score_vae(vae: Any, images: np.ndarray, *, keep: float = 0.4, seed: int = 0) -> dict[str, float]:
@@ -40,18 +39,6 @@ def score_vae(vae: Any, images: np.ndarray, *, keep: float = 0.4, seed: int = 0)
     # A model with a mask channel is told which pixels survived.
     return {**scores, **damage_scores(images, lambda damaged, kept: vae.autoencode(damaged, kept)[0],
                                       keep=keep, seed=seed)}
-
-
-def damage_scores(images: np.ndarray, restore: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
-                  keep: float = 0.4, seed: int = 0) -> dict[str, float]:
-    """Remove all but ``keep`` of the pixels of ``images`` (N, H, W) (seeded, as the baselines
-    do), restore them with ``restore(damaged, kept)``, and score against the clean images the
-    damaged stack, the restoration as is ("restored") and with the kept pixels pasted back
-    ("inpainted")."""
-    damaged, kept = drop_pixels_each(images, keep, seed)
-    restored = restore(damaged, kept)
-    results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored)}
-    return {"keep": keep, **restoration_scores(images, results)}
 
 
 def masked_median(damaged: np.ndarray, kept: np.ndarray, size: int = 5) -> np.ndarray:

@@ -293,7 +293,7 @@ class _FIDMeter:
     """Features of the real images once (cached in the run folder), then one FID per call."""
 
     def __init__(self, run_dir: Path, images: np.ndarray, count: int, seed: int, progress: bool) -> None:
-        from slimvision.bench.fid import FeatureStats, Lite0Embedder
+        from slimvision.metrics.fid import FeatureStats, Lite0Embedder
 
         self.run_dir, self.progress, self.seed = run_dir, progress, seed
         self.embed = Lite0Embedder()
@@ -310,7 +310,7 @@ class _FIDMeter:
         self.real_stats = FeatureStats.of(self.real)
 
     def record(self, step: int, generator: DCGANGenerator) -> dict[str, float]:
-        from slimvision.bench.fid import FeatureStats, frechet_distance, kernel_distance
+        from slimvision.metrics.fid import FeatureStats, frechet_distance, kernel_distance
 
         fake = self.embed(generated_pixels(generator, len(self.real), seed=self.seed + 2), progress=self.progress)
         entry = {"step": step, "fid_lite0": frechet_distance(self.real_stats, FeatureStats.of(fake)),

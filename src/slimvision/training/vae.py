@@ -28,13 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slimvision.bench.vae import damage_scores
 from slimvision.config import BaseConfig
 from slimvision.data.corruption import Corruption, corrupt, drop_pixels
 from slimvision.errors import ConfigError, InputError
 from slimvision.io.atomic import write_text_atomic
 from slimvision.io.medical import Intensity
-from slimvision.metrics import restoration_scores
+from slimvision.metrics import damage_scores, restoration_scores
 from slimvision.models.vae import VAEConfig, VariationalAutoencoder, build_vae
 from slimvision.training.checkpoint import read_json_rows
 from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config

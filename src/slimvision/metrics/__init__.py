@@ -1,4 +1,7 @@
-"""Image quality metrics in plain numpy (the inference install has no scipy or scikit-image).
+"""Metrics shared by training and bench (a layer below training): image quality here,
+FID-Lite0 / KID-Lite0 in :mod:`slimvision.metrics.fid`.
+
+Image quality metrics are plain numpy (the inference install has no scipy or scikit-image).
 
 :func:`ssim` follows Wang et al. 2004 with scikit-image's defaults (7x7 uniform window, sample
 covariance, K1 = 0.01, K2 = 0.03, mean over channels and over the valid window positions), so
@@ -13,7 +16,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from slimvision.data.corruption import drop_pixels_each
 
 
 def psnr(reference: np.ndarray, image: np.ndarray, data_range: float = 1.0) -> float:
@@ -62,3 +69,15 @@ def restoration_scores(clean: np.ndarray, results: dict[str, np.ndarray]) -> dic
         scores[f"{name}_ssim"] = float(np.mean([ssim(a, b) for a, b in zip(clean, result)]))
         scores[f"{name}_psnr"] = float(np.mean([psnr(a, b) for a, b in zip(clean, result)]))
     return scores
+
+
+def damage_scores(images: np.ndarray, restore: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
+                  keep: float = 0.4, seed: int = 0) -> dict[str, float]:
+    """Remove all but ``keep`` of the pixels of ``images`` (N, H, W) (seeded, as the baselines
+    do), restore them with ``restore(damaged, kept)``, and score against the clean images the
+    damaged stack, the restoration as is ("restored") and with the kept pixels pasted back
+    ("inpainted")."""
+    damaged, kept = drop_pixels_each(images, keep, seed)
+    restored = restore(damaged, kept)
+    results = {"damaged": damaged, "restored": restored, "inpainted": np.where(kept, images, restored)}
+    return {"keep": keep, **restoration_scores(images, results)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimvision.bench.fid import FeatureStats, Lite0Embedder, frechet_distance, kernel_distance
+from slimvision.metrics.fid import FeatureStats, Lite0Embedder, frechet_distance, kernel_distance
 from slimvision.errors import InputError
 
 
