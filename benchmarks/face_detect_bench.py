@@ -53,7 +53,7 @@ def speed(frame: np.ndarray, repeats: int) -> dict[str, dict]:
     import dlib
 
     from slimvision.inference.face_detect import FaceDetector
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
 
     hog = dlib.get_frontal_face_detector()
     runners = {"slimvision MTCNN, min face 20 px": FaceDetector(SessionSettings(threads=2)).detect,
@@ -77,7 +77,7 @@ def agreement(images: dict[str, np.ndarray]) -> dict[str, dict]:
 
     from slimvision.assets import DLIB_FACE_RESNET
     from slimvision.inference.face_detect import FaceDetector
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
 
     detector = FaceDetector(SessionSettings(threads=2))
     hog = dlib.get_frontal_face_detector()

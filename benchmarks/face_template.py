@@ -41,7 +41,7 @@ def collect(photos: list[Path]) -> list[dict]:
 
     from slimvision.assets import DLIB_FACE_RESNET
     from slimvision.inference.face_detect import FaceDetector
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
 
     detector = FaceDetector(SessionSettings(threads=2))
     hog = dlib.get_frontal_face_detector()

@@ -109,7 +109,7 @@ def pipeline_timings(repeats: int) -> dict | None:
     from PIL import Image
 
     from slimvision.inference.faces import FaceRecognizer
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
 
     portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
     portrait = portrait.resize((round(portrait.width * 480 / portrait.height), 480), Image.BILINEAR)
@@ -141,7 +141,7 @@ def decision_agreement(folder: Path) -> dict:
     import face_recognition
 
     from slimvision.inference.faces import FaceRecognizer
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.io.images import find_images, load_image
 
     recognizer = FaceRecognizer(SessionSettings(threads=2))
@@ -199,7 +199,7 @@ def motion_gate_check(runs: int) -> dict:
     from slimvision.inference.face_video import recognize_frames
     from slimvision.inference.faces import FaceRecognizer
     from slimvision.inference.motion_gate import MotionGate
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
 
     hall = np.asarray(Image.open(samples_dir() / "content" / "coffee.jpg").convert("RGB").resize((640, 480)))
     portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")

@@ -119,7 +119,7 @@ def sampling(batch: int, rounds: int) -> list[dict]:
     batch each per round, so a slow spell of the VM hits every variant alike (pool threads do
     not spin between runs, or an idle session would steal the next one's cores)."""
     from slimvision.inference.gan import GANSampler
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.training.gan import export_generator, export_generator_int8
 
     variants: list[dict] = []

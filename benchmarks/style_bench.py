@@ -215,7 +215,7 @@ def measure_in_process(args: argparse.Namespace, work: Path, report: dict[str, A
     from slimvision.assets import STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM
     from slimvision.graph.precision import dequantize_qdq_proto, with_float_weights
     from slimvision.graph.rewrite import with_free_spatial_dims
-    from slimvision.inference.session import OnnxModel, SessionSettings
+    from slimvision.graph.session import OnnxModel, SessionSettings
     from slimvision.inference.style import ARTIFACT_BY_PRECISION, StyleTransferPipeline
     from slimvision.io.pixels import centre_square
     from slimvision.io.images import load_image

@@ -86,7 +86,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline(cache_dir: Path):
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.inference.style import StyleTransferPipeline
 
     # The shipped int8 graph: the tests that compare against it need it bit for bit.
@@ -95,7 +95,7 @@ def pipeline(cache_dir: Path):
 
 @pytest.fixture(scope="session")
 def pipeline_fp32(cache_dir: Path):
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.inference.style import StyleTransferPipeline
 
     return StyleTransferPipeline("magenta-arbitrary-v1-fp32", settings=SessionSettings(threads=2))

@@ -20,7 +20,7 @@ from slimvision.graph.rewrite import (
     split_norm_statistics,
     with_free_spatial_dims,
 )
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.inference.style_tiling import TileStore
 from slimvision.inference.tiling import tile_grid
 from tests.conftest import plain_session, transform_feeds

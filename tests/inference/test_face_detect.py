@@ -15,7 +15,7 @@ from PIL import Image
 
 from slimvision.assets import MTCNN_ONET, MTCNN_PNET, MTCNN_RNET, file_sha256, samples_dir
 from slimvision.inference.face_detect import FaceDetector, nms, pyramid_scales
-from slimvision.inference.session import SessionSettings
+from slimvision.graph.session import SessionSettings
 
 
 def _photo(name: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery  # noqa: E
 from slimvision.inference.face_video import FrameResult, PresenceEvents, recognize_frames  # noqa: E402
 from slimvision.inference.faces import FaceRecognizer  # noqa: E402
 from slimvision.inference.motion_gate import RECHECK_EVERY, MotionGate  # noqa: E402
-from slimvision.inference.session import SessionSettings  # noqa: E402
+from slimvision.graph.session import SessionSettings  # noqa: E402
 
 # docs/faces.md: a person who leaves is noticed within RECHECK_EVERY - 1 frames.
 MAX_LAG = RECHECK_EVERY - 1

@@ -14,7 +14,7 @@ pytest.importorskip("face_recognition_models", reason="needs the faces extra: pi
 from slimvision.assets import samples_dir  # noqa: E402
 from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery  # noqa: E402
 from slimvision.inference.faces import FaceRecognizer, NoFaceError, annotate, enroll_folder  # noqa: E402
-from slimvision.inference.session import SessionSettings  # noqa: E402
+from slimvision.graph.session import SessionSettings  # noqa: E402
 
 
 def grace_hopper() -> Image.Image:

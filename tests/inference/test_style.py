@@ -12,7 +12,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.session import SessionSettings
+from slimvision.graph.session import SessionSettings
 from slimvision.inference.style import (
     DEFAULT_TILE_OVERLAP,
     SIZE_MULTIPLE,

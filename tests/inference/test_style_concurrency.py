@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from slimvision.inference.session import SessionSettings
+from slimvision.graph.session import SessionSettings
 from slimvision.inference.style import StyleTransferPipeline, default_memory_budget_mb
 from tests.conftest import make_content
 

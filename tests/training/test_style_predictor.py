@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
 from slimvision.errors import ConfigError  # noqa: E402
-from slimvision.inference.session import OnnxModel  # noqa: E402
+from slimvision.graph.session import OnnxModel  # noqa: E402
 from slimvision.training.style_predictor import PredictorDistillConfig, distill_predictor  # noqa: E402
 from slimvision.training.trainer import CosineDecay  # noqa: E402
 

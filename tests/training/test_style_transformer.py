@@ -92,7 +92,7 @@ def test_exported_student_tiles_like_it_runs_whole(tmp_path, config):
     import onnx
 
     from slimvision.graph.rewrite import split_norm_statistics
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.inference.style_tiling import GlobalNormTiler
     from slimvision.training.style_transformer import export_for_pipeline
 

@@ -52,7 +52,7 @@ class Variant:
 
 
 def _session(model: bytes | str, threads: int | None) -> Any:
-    from slimvision.inference.session import OnnxModel, SessionSettings
+    from slimvision.graph.session import OnnxModel, SessionSettings
 
     return OnnxModel(model, SessionSettings(threads=threads), "bench")
 

@@ -185,7 +185,7 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _recognizer(args: argparse.Namespace) -> Any:
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.registry import ARTIFACTS
 
     # The registered face pipeline (``slimvision models``): MTCNN, alignment, dlib's ResNet.

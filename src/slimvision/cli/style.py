@@ -114,7 +114,7 @@ def _common(parser: argparse.ArgumentParser, progress: bool = True) -> None:
 # --------------------------------------------------------------------------- helpers
 def _pipeline(args: argparse.Namespace, workers: int = 1) -> Any:
     from slimvision.inference.batch import available_cpus
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.inference.style import StyleTransferPipeline, artifact_for
 
     threads = args.threads
@@ -289,7 +289,7 @@ def _report_batch(args: argparse.Namespace, results: list[Any], seconds: float) 
 
 
 def run_vector(args: argparse.Namespace) -> int:
-    from slimvision.inference.session import SessionSettings
+    from slimvision.graph.session import SessionSettings
     from slimvision.inference.style import StyleTransferPipeline, artifact_for
     from slimvision.io.atomic import plan_outputs
 

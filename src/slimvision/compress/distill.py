@@ -58,7 +58,7 @@ class OnnxTeacher:
     def __init__(self, model: str | Path | bytes, layout: Literal["NCHW", "NHWC"] = "NCHW", output: int = 0,
                  run_one_by_one: bool = True) -> None:
         from slimvision.assets import file_sha256
-        from slimvision.inference.session import OnnxModel
+        from slimvision.graph.session import OnnxModel
 
         self.model = OnnxModel(model, name="teacher")
         self.layout = layout

@@ -261,7 +261,7 @@ class Agreement:
 def compare_models(reference: str | Path | bytes, candidate: str | Path | bytes,
                    inputs: Iterable[Feeds]) -> Agreement:
     """Run both models on every feed and measure how far the candidate's outputs drift."""
-    from slimvision.inference.session import OnnxModel, SessionSettings
+    from slimvision.graph.session import OnnxModel, SessionSettings
 
     settings = SessionSettings(threads=None)
     ref_model, cand_model = OnnxModel(reference, settings, "reference"), OnnxModel(candidate, settings, "candidate")

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from slimvision.assets import MTCNN_ONET, MTCNN_PNET, MTCNN_RNET, PackagedFile
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 
 #: PNet's window (px) and the stride of its output grid in the pyramid level's pixels.
 PNET_WINDOW, PNET_STRIDE = 12, 2

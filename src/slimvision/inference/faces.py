@@ -26,7 +26,7 @@ from slimvision.errors import SlimvisionError
 from slimvision.inference.face_align import MTCNN_DLIB_CHIP, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face, FaceDetector
 from slimvision.inference.face_gallery import DLIB_RESNET_V1, EmbedderInfo, Enrolment, Gallery, Match, photo_digest
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 
 
 class NoFaceError(SlimvisionError):

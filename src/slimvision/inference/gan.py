@@ -14,7 +14,7 @@ import numpy as np
 
 from slimvision.assets import GAN_DIGITS32_INT8, GAN_DIGITS32_WEIGHTS
 from slimvision.errors import InputError
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.io.pixels import to_pixels
 
 

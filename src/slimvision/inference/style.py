@@ -35,7 +35,7 @@ from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FA
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.graph.precision import float_graph_key, with_float_weights
 from slimvision.graph.rewrite import free_graph_key, split_norm_statistics, with_free_spatial_dims
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import tile_grid
 from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: part of this module's API)
     MIN_CONTENT_SIDE,

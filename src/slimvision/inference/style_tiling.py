@@ -21,7 +21,7 @@ import numpy as np
 
 from slimvision.errors import SlimvisionError
 from slimvision.graph.rewrite import NormLayer, NormSplitGraphs
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import Tile, blend, tile_grid
 
 #: The transformer downsamples twice by 2, so sides are padded to a multiple of 4.

@@ -23,7 +23,7 @@ import numpy as np
 
 from slimvision.assets import VAE_MNI128, VAE_MNI128_UNET
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.session import OnnxModel, SessionSettings
+from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.io.medical import Intensity, from_square, to_square
 
 MANIFEST_FORMAT = "slimvision-vae-export-v1"

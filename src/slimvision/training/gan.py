@@ -382,7 +382,7 @@ def export_generator_int8(generator: DCGANGenerator, path: str | Path, *, calibr
 
     from slimvision.compress.folded_generator import FoldedGenerator
     from slimvision.compress.quantize import quantization_report, quantize_int8_static
-    from slimvision.inference.session import OnnxModel
+    from slimvision.graph.session import OnnxModel
 
     rewritten = FoldedGenerator(generator.eval(), split_phases=split_phases)
     latent = generator.config.latent_dim

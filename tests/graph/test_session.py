@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from slimvision.errors import SlimvisionError
-from slimvision.inference.session import CPU, OnnxModel, SessionSettings, machine_fingerprint, resolve_providers
+from slimvision.graph.session import CPU, OnnxModel, SessionSettings, machine_fingerprint, resolve_providers
 
 
 def add_model_bytes() -> bytes:
@@ -87,11 +87,11 @@ def test_auto_providers_end_with_the_cpu():
 def test_unavailable_provider_falls_back_to_cpu_with_a_warning(add_bytes, caplog):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime build has CUDA")
-    with caplog.at_level(logging.WARNING, logger="slimvision.inference.session"):
+    with caplog.at_level(logging.WARNING, logger="slimvision.graph.session"):
         assert resolve_providers(("CUDAExecutionProvider",)) == [CPU]
     assert any("CUDAExecutionProvider is not available" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="slimvision.inference.session"):
+    with caplog.at_level(logging.WARNING, logger="slimvision.graph.session"):
         model = OnnxModel(add_bytes, SessionSettings(threads=1, providers=("CUDAExecutionProvider", CPU)))
     assert model.providers == [CPU]
     assert any(r.levelno == logging.WARNING and "CUDA" in r.getMessage() for r in caplog.records)
