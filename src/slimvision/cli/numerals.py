@@ -174,7 +174,7 @@ def run_render(args: argparse.Namespace) -> int:
     from slimvision.io.atomic import write_text_atomic
     from slimvision.io.images import save_image
     from slimvision.progress import progress_bar
-    from slimvision.training.numerals import evaluation_numbers
+    from slimvision.bench.numerals import evaluation_numbers
 
     check_folder_output(args.output, args.output_is_folder, args.count + 1)
     train, held_out = split_fonts(find_fonts())
@@ -242,7 +242,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from slimvision.plots import plot_noise_curve
-    from slimvision.training.numerals import noise_curve
+    from slimvision.bench.numerals import noise_curve
 
     som = _load_map(args.map)
     rows = noise_curve(som, args.levels, symbols=args.symbols, numerals=args.numerals, seed=args.seed,
