@@ -31,7 +31,7 @@ import copy
 import importlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -251,23 +251,21 @@ def shared_flag(name: str, help: str | None = None, key: str | None = None) -> C
     ``help`` replaces the shared wording where a command counts differently (a GAN's steps are
     per network); ``key`` where the command's config names the field otherwise.
     """
-    from dataclasses import replace
-
     spec = _shared_flags()[name]
     return replace(spec, help=help or spec.help, key=key or spec.key)
 
 
 def _shared_flags() -> dict[str, ConfigFlag]:
     from slimvision.cli.arguments import positive_float, positive_int, seed
+    from slimvision.training.config import FIELD_HELP  # torch-free: the one help text of each knob
 
-    return {flag.key: flag for flag in (
-        ConfigFlag("--steps", "steps", positive_int("--steps"), "optimiser steps"),
-        ConfigFlag("--epochs", "epochs", positive_int("--epochs", 1_000_000), "passes over the training data"),
-        ConfigFlag("--batch-size", "batch_size", positive_int("--batch-size", 65_536), "images per step"),
-        ConfigFlag("--lr", "lr", positive_float("--lr", 10), "learning rate"),
-        ConfigFlag("--seed", "seed", seed(), "seed of the data and of the networks' start"),
-        ConfigFlag("--checkpoint-every", "checkpoint_every", positive_int("--checkpoint-every"),
-                   "steps between checkpoints"),
-        ConfigFlag("--log-every", "log_every", positive_int("--log-every"), "steps between loss log entries"),
-        ConfigFlag("--device", "device", None, "torch device, e.g. cpu, cuda or cuda:1"),
+    return {flag.key: replace(flag, help=FIELD_HELP[flag.key]) for flag in (
+        ConfigFlag("--steps", "steps", positive_int("--steps")),
+        ConfigFlag("--epochs", "epochs", positive_int("--epochs", 1_000_000)),
+        ConfigFlag("--batch-size", "batch_size", positive_int("--batch-size", 65_536)),
+        ConfigFlag("--lr", "lr", positive_float("--lr", 10)),
+        ConfigFlag("--seed", "seed", seed()),
+        ConfigFlag("--checkpoint-every", "checkpoint_every", positive_int("--checkpoint-every")),
+        ConfigFlag("--log-every", "log_every", positive_int("--log-every")),
+        ConfigFlag("--device", "device", None),
     )}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,52 @@ from typing import Any
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
                                      check_folder_output, fraction, max_pixels, non_negative_float, number_list,
                                      positive_float, positive_int, seed)
+from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 
 _WINDOW = number_list("--window", -1e6, 1e6)  # raw values (CT: HU, -1024..3071) with room to spare
 _MAX_IMAGES = 100_000  # images one augment/sample run writes
+
+
+#: ``vae train``'s options that set VAETrainingConfig fields (defaults come from the config, or the
+#: command's base).
+_TRAIN_FLAGS = (
+    ConfigFlag("--image-size", "model.image_size", bounded("--image-size", int, 32, 1024),
+               "side of the network's square, 32..1024"),
+    ConfigFlag("--latent-dim", "model.latent_dim", positive_int("--latent-dim", 65_536), "latent size",
+               note="as in the paper"),
+    ConfigFlag("--backbone", "model.backbone", choices=("efficientnet-lite0", "efficientnet-b1"),
+               help="the pretrained encoder"),
+    ConfigFlag("--skip-connections", "model.skip_connections", switch=True,
+               help="U-Net skips: much sharper restoration, but the model cannot sample new images"),
+    ConfigFlag("--mask-channel", "model.mask_channel", switch=True,
+               help="the network is also told which pixels are intact (denoise --mask / --zeros-missing "
+                    "pass it on); without it a removed pixel looks like black background"),
+    shared_flag("epochs"),
+    shared_flag("batch_size"),
+    shared_flag("lr", "learning rate of the decoder and the new layers"),
+    ConfigFlag("--backbone-lr", "backbone_lr", positive_float("--backbone-lr", 10),
+               "learning rate of the pretrained backbone, lower so its ImageNet features are adjusted"),
+    ConfigFlag("--constant-lr", "cosine_decay", switch=False,
+               help="keep the learning rates fixed (default: they fall along a cosine to 0 at the last epoch)"),
+    ConfigFlag("--beta", "beta", non_negative_float("--beta", 1e6), "weight of the KLD term",
+               note="1: the paper's loss"),
+    ConfigFlag("--l1", "l1_weight", non_negative_float("--l1", 1e6), "add WEIGHT x mean absolute error to the "
+               "MSE; keeps edges sharp where MSE blurs them", metavar="WEIGHT", note="0: the paper's loss"),
+    ConfigFlag("--keep", "corruption.keep_min corruption.keep_max", number_list("--keep", minimum=0, maximum=1),
+               "each training image keeps a fraction of its pixels drawn from MIN..MAX", spread=True,
+               metavar="MIN,MAX", note="1,1 trains a plain VAE"),
+    ConfigFlag("--noise", "corruption.noise_max", non_negative_float("--noise", 1), "largest Gaussian noise std, 0..1"),
+    ConfigFlag("--intact", "corruption.intact_probability", fraction("--intact"),
+               "chance that a training image loses no pixels, only gets noise", metavar="P",
+               note="keeps plain denoising working when --keep stops well below 1"),
+    ConfigFlag("--blocks", "corruption.block_probability", fraction("--blocks"),
+               "chance of 1-3 rectangular holes per training image"),
+    ConfigFlag("--no-augment", "augment", switch=False, help="no random flips, rotations and scales"),
+    shared_flag("checkpoint_every", "epochs between checkpoints"),
+    ConfigFlag("--sample-every", "sample_every", positive_int("--sample-every"), "epochs between sample grids"),
+    shared_flag("device"),
+    shared_flag("seed"),
+)
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -33,48 +77,12 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                        help="train on the MNI152 template's training slices (nilearn ships it); its held-out "
                             "slices are scored at every sample stop")
     train.add_argument("--holdout", type=Path, nargs="+", default=None, help="held-out files or folders to score")
-    train.add_argument("--image-size", type=bounded("--image-size", int, 32, 1024), default=128,
-                       help="side of the network's square, 32..1024 (default 128)")
-    train.add_argument("--latent-dim", type=positive_int("--latent-dim", 65_536), default=512,
-                       help="latent size (default 512, as in the paper)")
-    train.add_argument("--backbone", default="efficientnet-lite0", choices=("efficientnet-lite0", "efficientnet-b1"))
     train.add_argument("--backbone-weights", type=Path, default=None,
                        help="a state dict for the backbone (default: Lite0's shipped ImageNet weights; B1 starts "
                             "random without one)")
-    train.add_argument("--skip-connections", action="store_true",
-                       help="U-Net skips: much sharper restoration, but the model cannot sample new images")
-    train.add_argument("--mask-channel", action="store_true",
-                       help="the network is also told which pixels are intact (denoise --mask / --zeros-missing "
-                            "pass it on); without it a removed pixel looks like black background")
-    train.add_argument("--epochs", type=positive_int("--epochs", 1_000_000), default=100)
-    train.add_argument("--batch-size", type=positive_int("--batch-size", 65_536), default=16)
-    train.add_argument("--lr", type=positive_float("--lr", 10), default=1e-3)
-    train.add_argument("--backbone-lr", type=non_negative_float("--backbone-lr", 10), default=2e-4,
-                       help="learning rate of the pretrained backbone (0 keeps it fixed; default 2e-4)")
-    train.add_argument("--constant-lr", action="store_true",
-                       help="keep the learning rates fixed (default: they fall along a cosine to 0 at the last epoch)")
-    train.add_argument("--beta", type=non_negative_float("--beta", 1e6), default=1.0, help="weight of the KLD term (default 1: the paper's loss)")
-    train.add_argument("--l1", type=non_negative_float("--l1", 1e6), default=0.0, metavar="WEIGHT",
-                       help="add WEIGHT x mean absolute error to the MSE (default 0: the paper's loss); "
-                            "keeps edges sharp where MSE blurs them")
-    train.add_argument("--keep", type=number_list("--keep", minimum=0, maximum=1), default=[0.3, 1.0], metavar="MIN,MAX",
-                       help="each training image keeps a fraction of its pixels drawn from MIN..MAX (default 0.3,1; "
-                            "1,1 trains a plain VAE)")
-    train.add_argument("--noise", type=non_negative_float("--noise", 1), default=0.05,
-                       help="largest Gaussian noise std, 0..1 (default 0.05)")
-    train.add_argument("--intact", type=fraction("--intact"), default=0.0, metavar="P",
-                       help="chance that a training image loses no pixels, only gets noise (default 0); "
-                            "keeps plain denoising working when --keep stops well below 1")
-    train.add_argument("--blocks", type=fraction("--blocks"), default=0.3,
-                       help="chance of 1-3 rectangular holes per training image (default 0.3)")
-    train.add_argument("--no-augment", action="store_true", help="no random flips, rotations and scales")
-    train.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=5,
-                       help="epochs between checkpoints (default 5)")
-    train.add_argument("--sample-every", type=positive_int("--sample-every"), default=5,
-                       help="epochs between sample grids (default 5)")
+    add_config_flags(train, "slimvision.training.vae:VAETrainingConfig", _TRAIN_FLAGS,
+                     base={"model": {"image_size": 128}})  # the command has always trained 128 px by default
     _intensity_arguments(train)
-    train.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
-    train.add_argument("--seed", type=seed(), default=0)
     add_quiet(train)
     train.set_defaults(run=run_train)
 
@@ -197,43 +205,32 @@ def _intensity(args: argparse.Namespace, default: Any = None) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from slimvision.data.corruption import Corruption
     from slimvision.data.medical import load_slices, mni152_slices
     from slimvision.errors import ConfigError
     from slimvision.inference.vae import MANIFEST_FILE
     from slimvision.io.atomic import check_outside_inputs, plan_outputs
-    from slimvision.models.vae import VAEConfig
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_vae_training
-    from slimvision.training.vae import VAETrainingConfig, export_vae, metrics_history, train_vae
+    from slimvision.training.vae import export_vae, metrics_history, train_vae
 
     if bool(args.data) == args.mni152:
         raise ConfigError("give training DATA or --mni152 (not both)")
-    if len(args.keep) != 2:
-        raise ConfigError(f"--keep takes MIN,MAX, got {len(args.keep)} numbers")
     check_outside_inputs(args.output, [*args.data, *(args.holdout or [])])  # samples are PNG slices too
     # The files this run replaces at its end may not be any it reads (--backbone-weights RUN/vae/...).
     plan_outputs([args.output / "vae" / "model.safetensors", args.output / "vae" / "config.json",
                   args.output / "losses.png", args.output / "export" / MANIFEST_FILE,
                   *(args.output / "export" / f"{graph}.onnx" for graph in ("encoder", "decoder", "autoencoder"))],
                  overwrite=True, protected=input_files(*args.data, *(args.holdout or []), args.backbone_weights))
-    intensity = _intensity(args)
-    config = VAETrainingConfig(
-        model=VAEConfig(image_size=args.image_size, latent_dim=args.latent_dim, backbone=args.backbone,
-                        skip_connections=args.skip_connections, mask_channel=args.mask_channel),
-        intensity=intensity,
-        corruption=Corruption(keep_min=args.keep[0], keep_max=args.keep[1], noise_max=args.noise,
-                              block_probability=args.blocks, intact_probability=args.intact),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
-        cosine_decay=not args.constant_lr, beta=args.beta, l1_weight=args.l1,
-        augment=not args.no_augment, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-        seed=args.seed, device=args.device)
+    config = build_config(args)
+    intensity = _intensity(args, default=config.intensity)  # --window / --dicom-window over a recipe's
+    config = dataclasses.replace(config, intensity=intensity)
+    image_size = config.model.image_size
     if args.mni152:
-        train, holdout = mni152_slices("train", args.image_size), mni152_slices("test", args.image_size)
+        train, holdout = mni152_slices("train", image_size), mni152_slices("test", image_size)
     else:
-        train = load_slices(args.data, args.image_size, intensity=intensity, axis=args.axis, progress=not args.quiet,
+        train = load_slices(args.data, image_size, intensity=intensity, axis=args.axis, progress=not args.quiet,
                             max_pixels=args.max_pixels, max_voxels=args.max_voxels)
-        holdout = (load_slices(args.holdout, args.image_size, intensity=intensity, axis=args.axis,
+        holdout = (load_slices(args.holdout, image_size, intensity=intensity, axis=args.axis,
                                max_pixels=args.max_pixels, max_voxels=args.max_voxels)
                    if args.holdout else None)
     vae, losses = train_vae(config, train.images, args.output, holdout=None if holdout is None else holdout.images,

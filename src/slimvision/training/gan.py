@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, InputError
 from slimvision.io.atomic import atomic_write, write_text_atomic
 from slimvision.io.pixels import tile, to_pixels
 from slimvision.models.gan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, sample_noise
+from slimvision.training.config import TrainingConfig
 from slimvision.training.checkpoint import CheckpointStore, read_cached_array, read_json_rows
 from slimvision.training.diffaugment import DiffAugment, parse_policy
 from slimvision.training.trainer import History, Trainer, TrainerConfig, check_same_config
@@ -48,7 +48,7 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 
 
 @dataclass
-class GANTrainingConfig(BaseConfig):
+class GANTrainingConfig(TrainingConfig):
     """Everything a DCGAN run is trained from (saved in each checkpoint).
 
     Attributes:
@@ -75,14 +75,12 @@ class GANTrainingConfig(BaseConfig):
     beta1: float = 0.5
     real_label: float = 0.9
     checkpoint_every: int = 500
-    log_every: int = 50
-    seed: int = 0
     ema_decay: float = 0.999
     diff_augment: str = ""
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(1, "steps", "batch_size", "checkpoint_every", "log_every")
+        self.require_at_least(1, "steps")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"GANTrainingConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         parse_policy(self.diff_augment)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimvision.config import BaseConfig
+from slimvision.training.config import TrainingConfig
 from slimvision.errors import ConfigError
 from slimvision.models.style.config import MOBILENET_V2_STAGES, StylePredictorConfig
 
@@ -40,7 +40,7 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "device
 
 
 @dataclass
-class PredictorDistillConfig(BaseConfig):
+class PredictorDistillConfig(TrainingConfig):
     width_multiplier: float = 0.35
     #: Channels of the last 1x1 conv (MobileNetV2: 1280); the biggest single layer of a narrow student.
     last_channels: int = 1280
@@ -49,11 +49,8 @@ class PredictorDistillConfig(BaseConfig):
     learning_rate: float = 2e-3
     weight_decay: float = 4e-5
     samples: int = 20_000
-    seed: int = 0
     held_out_fraction: float = 0.15
     texture_fraction: float = 0.25
-    checkpoint_every: int = 250
-    log_every: int = 50
     device: str = "cpu"
     #: "pruned-teacher": start from the teacher's own weights, its weakest channels pruned away to
     #: the student's widths (``compress.prune.prune_to_match``); "scratch": random weights.
@@ -72,7 +69,7 @@ class PredictorDistillConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(1, "steps", "batch_size", "samples", "checkpoint_every", "log_every", "last_channels")
+        self.require_at_least(1, "steps", "samples", "last_channels")
         self.require_one_of("init", INITS)
         self.require_one_of("teacher", TEACHERS)
         name = type(self).__name__

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimvision.config import BaseConfig
+from slimvision.training.config import TrainingConfig
 from slimvision.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ ImageFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B, 3, H, W), (B, D)
 
 
 @dataclass
-class TransformerDistillConfig(BaseConfig):
+class TransformerDistillConfig(TrainingConfig):
     #: Parts made depthwise-separable (see ``StyleTransformerConfig.separable``).
     separable: tuple[str, ...] = ("contract", "residual", "expand")
     #: Kernels of the first and the last convolution (the teacher's: 9 and 9).
@@ -73,11 +73,8 @@ class TransformerDistillConfig(BaseConfig):
     #: Weight of the EfficientNet-Lite0 feature L1 against the pixel L1 (0: pixels only).
     #: (The feature L1 is about 100x the pixel L1 at the start, so 0.02 weighs them about alike.)
     feature_weight: float = 0.02
-    seed: int = 0
     held_out_fraction: float = 0.15
     eval_size: int = 384
-    checkpoint_every: int = 250
-    log_every: int = 50
     device: str = "cpu"
     #: "fp32": the shipped transformer with its weights dequantized, computed in float (the
     #: fastest teacher graph here); "int8": the graph as shipped.
@@ -104,7 +101,7 @@ class TransformerDistillConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(1, "steps", "batch_size", "samples", "style_bank", "checkpoint_every", "log_every")
+        self.require_at_least(1, "steps", "samples", "style_bank")
         self.require_one_of("teacher", TEACHERS)
         self.require_one_of("init", INITS)
         if len(self.edge_kernels) != 2 or any(k < 1 or k % 2 == 0 for k in self.edge_kernels):

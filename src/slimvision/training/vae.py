@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slimvision.config import BaseConfig
+from slimvision.training.config import TrainingConfig
 from slimvision.data.corruption import Corruption, corrupt, drop_pixels
 from slimvision.errors import ConfigError, InputError
 from slimvision.io.atomic import write_text_atomic
@@ -44,7 +44,7 @@ EVAL_KEEP = 0.4
 
 
 @dataclass
-class VAETrainingConfig(BaseConfig):
+class VAETrainingConfig(TrainingConfig):
     """Everything a VAE run is trained from (saved in each checkpoint and beside the weights).
 
     Attributes:
@@ -79,12 +79,11 @@ class VAETrainingConfig(BaseConfig):
     checkpoint_every: int = 5
     sample_every: int = 5
     log_every: int = 10
-    seed: int = 0
     device: str = "cpu"
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(1, "epochs", "batch_size", "checkpoint_every", "sample_every", "log_every")
+        self.require_at_least(1, "epochs", "sample_every")
         self.require_positive("lr", "backbone_lr")
         self.require_at_least(0, "beta", "l1_weight")
 

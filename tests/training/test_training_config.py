@@ -1,0 +1,74 @@
+"""The training configs share TrainingConfig; what runs saved before still loads and resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")  # the configs live beside their torch code
+
+from slimvision.errors import ConfigError  # noqa: E402
+from slimvision.training.config import FIELD_HELP, TrainingConfig  # noqa: E402
+from slimvision.training.gan import GANTrainingConfig  # noqa: E402
+from slimvision.training.numerals import NumeralTrainingConfig  # noqa: E402
+from slimvision.training.style_predictor import PredictorDistillConfig  # noqa: E402
+from slimvision.training.style_transformer import TransformerDistillConfig  # noqa: E402
+from slimvision.training.vae import VAETrainingConfig  # noqa: E402
+
+HERE = Path(__file__).parent
+WEIGHTS = HERE.parents[1] / "src" / "slimvision" / "weights"
+TRAINER_RUN = (GANTrainingConfig, VAETrainingConfig, PredictorDistillConfig, TransformerDistillConfig)
+ALL = (*TRAINER_RUN, NumeralTrainingConfig)
+#: Every config's defaults as saved before TrainingConfig existed (each class's to_dict() then).
+BEFORE = json.loads((HERE / "data" / "configs_before_training_config.json").read_text())
+
+
+@pytest.mark.parametrize("config", TRAINER_RUN, ids=lambda c: c.__name__)
+def test_every_trainer_run_config_inherits_the_shared_fields(config):
+    assert issubclass(config, TrainingConfig)
+    shared = {f.name for f in dataclasses.fields(TrainingConfig)}
+    assert shared <= {f.name for f in dataclasses.fields(config)}
+
+
+@pytest.mark.parametrize("config", ALL, ids=lambda c: c.__name__)
+def test_a_config_saved_before_loads_with_the_same_values_and_keys(config):
+    saved = BEFORE[config.__name__]
+    loaded = config.from_dict(saved)
+    assert loaded == config()
+    # A resume compares the checkpoint's saved dict with the new one key by key: no key may come or go.
+    assert loaded.to_dict() == saved
+
+
+@pytest.mark.parametrize(("config", "file", "key"), [
+    (GANTrainingConfig, "gan-digits32/training.json", "training_config"),
+    (NumeralTrainingConfig, "numerals-som/training.json", None),
+    (PredictorDistillConfig, "style/predictor-mbv2-035.report.json", "config"),  # saved before stem_stride existed
+    (PredictorDistillConfig, "style/predictor-patch4.report.json", "config"),
+    (TransformerDistillConfig, "style/transform-phase.report.json", "config"),
+], ids=lambda value: value if isinstance(value, str) else getattr(value, "__name__", None))
+def test_the_shipped_models_saved_training_configs_still_load(config, file, key):
+    saved = json.loads((WEIGHTS / file).read_text())
+    saved = saved[key] if key else saved
+    loaded = config.from_dict(saved)
+    assert {k: v for k, v in loaded.to_dict().items() if k in saved} == saved
+
+
+@pytest.mark.parametrize("config", TRAINER_RUN, ids=lambda c: c.__name__)
+def test_unknown_keys_stay_errors_naming_the_key(config):
+    with pytest.raises(ConfigError, match=rf"{config.__name__}: unknown key\(s\) 'batchsize'"):
+        config.from_dict({"batchsize": 4})
+
+
+@pytest.mark.parametrize("config", TRAINER_RUN, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("name", ["batch_size", "checkpoint_every", "log_every"])
+def test_the_shared_checks_apply_to_every_system(config, name):
+    with pytest.raises(ConfigError, match=rf"{config.__name__}\.{name} must be at least 1, got 0"):
+        config(**{name: 0})
+
+
+def test_each_shared_field_carries_its_one_help_text():
+    for field in dataclasses.fields(TrainingConfig):
+        assert field.metadata["help"] == FIELD_HELP[field.name]
