@@ -256,3 +256,33 @@ def test_overwrite_json_and_quiet_have_one_definition_each():
             assert isinstance(action, argparse._StoreTrueAction)
             seen.add(action.option_strings[-1])
     assert seen == {"--overwrite", "--json", "--quiet"}
+
+
+def _field_type(config: type, key: str) -> object:
+    """The declared type of a dotted config field (``model.resolution``)."""
+    import typing
+
+    *parents, name = key.split(".")
+    for parent in parents:
+        config = typing.get_type_hints(config)[parent]
+    return typing.get_type_hints(config)[name]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_flags_type_is_a_checked_type_of_its_fields_type(command):
+    """A number field takes a bounded number type from cli.arguments, of the field's kind."""
+    parser = _command_parser(COMMANDS[command])
+    config = __import__("slimvision.cli.config_flags", fromlist=["config_class"]).config_class(
+        parser._defaults["config:class"])
+    for action in _config_actions(parser):
+        spec = action.config_flag
+        if spec.switch is not None or spec.convert is not None:
+            continue
+        field_type = _field_type(config, spec.keys[0])
+        if spec.choices is not None:
+            assert all(isinstance(choice, field_type) for choice in spec.choices), spec.flag
+        elif field_type in (int, float):
+            assert getattr(spec.type, "numeric", False), f"{spec.flag}: use a checked type from cli.arguments"
+            assert spec.type.kind is field_type or (spec.spread and spec.type.kind is float), spec.flag
+        else:
+            assert field_type is str and spec.type is None, spec.flag

@@ -266,6 +266,5 @@ def _shared_flags() -> dict[str, ConfigFlag]:
         ConfigFlag("--lr", "lr", positive_float("--lr", 10)),
         ConfigFlag("--seed", "seed", seed()),
         ConfigFlag("--checkpoint-every", "checkpoint_every", positive_int("--checkpoint-every")),
-        ConfigFlag("--log-every", "log_every", positive_int("--log-every")),
         ConfigFlag("--device", "device", None),
     )}
