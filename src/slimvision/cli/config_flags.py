@@ -99,8 +99,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config: str, flags: Sequen
         if spec.switch is not None:
             options.update(action="store_const", const=spec.switch)
         else:
-            options.update(type=spec.type, choices=spec.choices,
-                           metavar=spec.metavar or (None if spec.choices else spec.flag.lstrip("-").upper().replace("-", "_")))
+            metavar = spec.metavar or (None if spec.choices else spec.flag.lstrip("-").upper().replace("-", "_"))
+            options.update(type=spec.type, choices=spec.choices, metavar=metavar)
         action = parser.add_argument(spec.flag, **options)
         action.config_flag = spec  # type: ignore[attr-defined]
     parser.set_defaults(**{_PREFIX + "class": config, _PREFIX + "base": base or {},
@@ -167,8 +167,6 @@ def read_recipe(path: Path) -> dict[str, Any]:
 def _set_flag(values: dict[str, Any], spec: ConfigFlag, value: Any) -> None:
     if spec.convert is not None:
         value = spec.convert(value)
-    if hasattr(value, "to_dict"):  # a nested config built by ``convert``
-        value = value.to_dict()
     if spec.spread:
         if len(value) != len(spec.keys):
             raise ConfigError(f"{spec.flag} takes {len(spec.keys)} values, got {len(value)}")
