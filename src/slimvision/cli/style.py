@@ -115,13 +115,14 @@ def _common(parser: argparse.ArgumentParser, progress: bool = True) -> None:
 def _pipeline(args: argparse.Namespace, workers: int = 1) -> Any:
     from slimvision.inference.batch import available_cpus
     from slimvision.graph.session import SessionSettings
-    from slimvision.inference.style import StyleTransferPipeline, artifact_for
+    from slimvision.inference.style import artifact_for
+    from slimvision.registry import ARTIFACTS
 
     threads = args.threads
     if threads is None and workers > 1:  # share the cores out instead of oversubscribing them
         threads = max(1, available_cpus() // workers)
-    return StyleTransferPipeline(artifact_for(args.model, args.precision), settings=SessionSettings(threads=threads),
-                                 memory_budget_mb=getattr(args, "memory_budget", None))
+    return ARTIFACTS.create(artifact_for(args.model, args.precision), settings=SessionSettings(threads=threads),
+                            memory_budget_mb=getattr(args, "memory_budget", None))
 
 
 def _workers(requested: int | None, jobs: int) -> int:
@@ -290,8 +291,9 @@ def _report_batch(args: argparse.Namespace, results: list[Any], seconds: float) 
 
 def run_vector(args: argparse.Namespace) -> int:
     from slimvision.graph.session import SessionSettings
-    from slimvision.inference.style import StyleTransferPipeline, artifact_for
+    from slimvision.inference.style import artifact_for
     from slimvision.io.atomic import plan_outputs
+    from slimvision.registry import ARTIFACTS
 
     if args.output.suffix.lower() != ".npy":
         raise OutputError(args.output, "style vectors are saved as .npy")
@@ -301,7 +303,7 @@ def run_vector(args: argparse.Namespace) -> int:
     inputs = _style_inputs(args.style)
     # Both files are checked before the predictor runs; save() checks again as it writes them.
     plan_outputs([sidecar, args.output], overwrite=args.overwrite, protected=inputs)
-    pipe = StyleTransferPipeline(artifact_for(args.model, args.precision), settings=SessionSettings(threads=args.threads))
+    pipe = ARTIFACTS.create(artifact_for(args.model, args.precision), settings=SessionSettings(threads=args.threads))
     vector = pipe.target_vector([_existing(p) for p in args.style], args.weights)
     vector.save(args.output, overwrite=args.overwrite, protected=inputs)
     _emit(args, {"output": str(args.output), "provenance": str(sidecar), "model": vector.model},
