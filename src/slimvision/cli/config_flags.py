@@ -59,7 +59,7 @@ class ConfigFlag:
         convert: turns the parsed value into the field's value (a '1,2,3' list into a tuple).
         spread: set the keys item by item from a sequence value.
         metavar: argparse's metavar.
-        show_default: False where the field's value reads badly as a default (a nested config).
+        show_default: False where the help says the default better itself (an empty tuple meaning "all").
     """
 
     flag: str
