@@ -78,14 +78,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- running commands
 def _slimvision(section: Section, *argv: object) -> str:
-    """Run ``slimvision ARGV`` here, note the command on the section, return its stdout."""
-    from slimvision.cli.main import main
+    """Run ``slimvision ARGV`` here, note the command on the section, return its stdout. Its errors
+    propagate, so the demo stops with the command's own one-line error."""
+    from slimvision.cli.main import build_parser
 
     words = [str(word) for word in argv]
     section.commands.append(shlex.join(["slimvision", *words]))
+    command = build_parser().parse_args(words)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        status = main(words)
+        status = int(command.run(command) or 0)
     if status != 0:
         raise SlimvisionError(f"the demo command '{section.commands[-1]}' failed (exit status {status})")
     return out.getvalue()
@@ -117,8 +119,8 @@ def _style(folder: Path) -> Section:
                       "colours and a half-and-half blend of two styles.", "")
     out = folder / "style"
     summary = json.loads(_slimvision(section, "style", "demo", "-o", out, "--json"))
-    photos = {row: _copy(next((samples_dir() / "content").glob(f"{row}.*")), out / "photos" / f"{row}.jpg")
-              for row in summary["rows"]}
+    sources = {row: next((samples_dir() / "content").glob(f"{row}.*")) for row in summary["rows"]}
+    photos = {row: _copy(source, out / "photos" / source.name) for row, source in sources.items()}
     head = "".join(f"<th>{html.escape(column.replace('_', ' '))}</th>" for column in summary["columns"])
     rows = []
     for row in summary["rows"]:
