@@ -120,7 +120,7 @@ def sampling(batch: int, rounds: int) -> list[dict]:
     not spin between runs, or an idle session would steal the next one's cores)."""
     from slimvision.inference.gan import GANSampler
     from slimvision.graph.session import SessionSettings
-    from slimvision.training.gan import export_generator, export_generator_int8
+    from slimvision.export.gan import export_generator, export_generator_int8
 
     variants: list[dict] = []
     paths: list[Path] = []                              # each variant's graph, in the same order

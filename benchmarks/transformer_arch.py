@@ -57,7 +57,7 @@ def student_config(spec: str):
 def export_random(spec: str, folder: Path) -> Path:
     import torch
 
-    from slimvision.compress.export import ImageInput, export_onnx
+    from slimvision.export.onnx import CardInfo, ImageInput, export_onnx
     from slimvision.models.style import NHWCStyleTransformer, StyleTransformer
 
     torch.manual_seed(0)
@@ -67,7 +67,9 @@ def export_random(spec: str, folder: Path) -> Path:
     export_onnx(NHWCStyleTransformer(StyleTransformer(config)), path,
                 {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
                 output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
-                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=config.size_multiple)})
+                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=config.size_multiple)},
+                card=CardInfo(system="style", task="style-transfer", remake="python benchmarks/transformer_arch.py",
+                              layouts={"style_vector": "N,1,1,D", "stylized_image": "NHWC"}))
     return path
 
 

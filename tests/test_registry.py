@@ -167,8 +167,8 @@ def test_shipped_weights_are_located_through_assets_only():
     root = Path(slimvision.__file__).parent
     found = [str(path.relative_to(root)) for path in sorted(root.rglob("*.py"))
              if path.name != "assets.py" and pattern.search(path.read_text())]
-    # The MTCNN exporter writes (not reads) the shipped graphs; part of the export layer's move.
-    assert found in ([], ["models/faces/mtcnn_export.py"]), found
+    # The MTCNN exporter writes (not reads) the shipped graphs.
+    assert found in ([], ["export/faces.py"]), found
 
 
 def test_artifacts_take_specs_only():

@@ -206,7 +206,7 @@ FAST_STYLE_TRANSFORM = PackagedFile(
 
 
 # MTCNN's networks exported to ONNX from facenet-pytorch's weights above (regenerate with
-# ``python -m slimvision.models.faces.mtcnn_export``); each has its sidecar JSON beside it.
+# ``python -m slimvision.export.faces``); each has its artifact card (.card.json) beside it.
 def _mtcnn_onnx(stage: str, sha256: str) -> PackagedFile:
     return PackagedFile(
         distribution="slimvision",

@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
 
 def test_training_writes_weights_onnx_samples_curves_and_scores(trained, capsys):
     root, run = trained
-    for name in ("vae/model.safetensors", "vae/config.json", "export/vae.json", "export/encoder.onnx",
+    for name in ("vae/model.safetensors", "vae/config.json", "export/encoder.card.json", "export/encoder.onnx",
                  "export/decoder.onnx", "losses.png", "metrics.json", "samples/epoch-0002.png"):
         assert (run / name).is_file(), name
     assert main(["vae", "export", str(run), "-o", str(root / "int8"), "--int8-weights"]) == 0
@@ -113,8 +113,9 @@ def test_a_mask_channel_unet_trains_from_the_cli_and_is_told_the_mask_when_denoi
     assert main(["vae", "train", str(root / "data"), "-o", str(run), "--image-size", "32", "--latent-dim", "4",
                  "--epochs", "1", "--batch-size", "4", "--skip-connections", "--mask-channel", "--l1", "1",
                  "--keep", "0.3,0.7", "--constant-lr", "-q"]) == 0
-    manifest = json.loads((run / "export" / "vae.json").read_text())
-    assert manifest["model"]["mask_channel"] and manifest["graphs"] == ["autoencoder"]
+    card = json.loads((run / "export" / "autoencoder.card.json").read_text())
+    assert card["preprocessing"]["model"]["mask_channel"] and sorted(p.name for p in (run / "export").iterdir()) == [
+        "autoencoder.card.json", "autoencoder.onnx"]
     saved = json.loads((run / "vae" / "config.json").read_text())
     assert json.dumps(saved).count('"mask_channel": true') == 1
     source = root / "data" / "slice3.png"

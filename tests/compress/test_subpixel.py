@@ -66,7 +66,7 @@ def test_phase_major_split_and_shuffle_equal_the_transposed_conv_and_run_channel
     import onnx
     import onnxruntime as ort
 
-    from slimvision.compress.export import export_onnx
+    from slimvision.export.onnx import CardInfo, export_onnx
     from slimvision.compress.subpixel import PhaseMajorShuffle, PhaseSplitConv, SubPixelConv
 
     torch.manual_seed(0)
@@ -80,7 +80,8 @@ def test_phase_major_split_and_shuffle_equal_the_transposed_conv_and_run_channel
     assert torch.allclose(x.grad, expected, atol=1e-4)
     # Between two convs, ONNX Runtime's layout pass leaves no transposes: only the block shuffle.
     pair = nn.Sequential(net, nn.Conv2d(4, 4, 3, padding=1)).eval()
-    path = export_onnx(pair, tmp_path / "split.onnx", {"x": x.detach()}).onnx_path
+    card = CardInfo(system="gan", task="test", layouts={"x": "NCHW", "output": "NCHW"})
+    path = export_onnx(pair, tmp_path / "split.onnx", {"x": x.detach()}, card=card).onnx_path
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -5,7 +5,6 @@ the regenerating export, and damaged weights rejected by name."""
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import numpy as np
 import pytest
@@ -92,15 +91,17 @@ def test_pnet_has_a_free_size_and_a_stride_2_grid(networks):
 
 
 def test_the_export_regenerates_the_shipped_graph(tmp_path):
-    from slimvision.models.faces.mtcnn_export import export_mtcnn
+    from slimvision.export.card import card_path, read_card
+    from slimvision.export.faces import export_mtcnn
 
     report = export_mtcnn(tmp_path, stages=["pnet"])["pnet"]
     assert report.max_abs_diff <= 1e-4 and [check.name for check in report.checks][-1] == "given[0]"
-    sidecar = json.loads((tmp_path / "mtcnn-pnet.json").read_text())
-    shipped = json.loads(MTCNN_PNET.path().with_suffix(".json").read_text())
-    assert sidecar["provenance"]["source_weights"] == shipped["provenance"]["source_weights"]
-    assert sidecar["inputs"][0]["shape"] == ["batch", 3, "height", "width"]
-    if sidecar["provenance"]["torch"] == shipped["provenance"]["torch"]:  # another torch may write other bytes
+    card = read_card(tmp_path / "mtcnn-pnet.card.json")
+    shipped = read_card(card_path(MTCNN_PNET.path()))
+    assert card.provenance["source_weights"] == shipped.provenance["source_weights"]
+    assert card.input("image").shape == ["batch", 3, "height", "width"]
+    assert (card.inputs, card.outputs, card.preprocessing) == (shipped.inputs, shipped.outputs, shipped.preprocessing)
+    if card.provenance["torch"] == shipped.provenance["torch"]:  # another torch may write other bytes
         assert (tmp_path / "mtcnn-pnet.onnx").read_bytes() == MTCNN_PNET.path().read_bytes()
 
 

@@ -277,7 +277,7 @@ def test_the_int8_generator_runs_channels_last_without_layout_transposes_between
     import onnx
     import onnxruntime as ort
 
-    from slimvision.training.gan import export_generator_int8
+    from slimvision.export.gan import export_generator_int8
 
     torch.manual_seed(0)
     generator = DCGANGenerator(DCGANConfig(resolution=64, base_channels=4, latent_dim=8)).eval()

@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
 from slimvision.errors import ConfigError  # noqa: E402
+from slimvision.export.style import export_predictor  # noqa: E402
 from slimvision.graph.session import OnnxModel  # noqa: E402
 from slimvision.training.style_predictor import PredictorDistillConfig, distill_predictor  # noqa: E402
 from slimvision.training.trainer import CosineDecay  # noqa: E402
@@ -21,10 +22,10 @@ def tiny(steps: int) -> PredictorDistillConfig:
 
 
 def test_a_tiny_run_trains_resumes_exports_and_reports(tmp_path):
-    first = distill_predictor(tiny(3), tmp_path / "run", progress=False)
+    first = distill_predictor(tiny(3), tmp_path / "run", progress=False, export=export_predictor)
     assert first["steps_done"] == 3 and first["resumed_from"] == 0
     assert len(first["train_log"]["loss"]) == 3
-    second = distill_predictor(tiny(5), tmp_path / "run", progress=False)
+    second = distill_predictor(tiny(5), tmp_path / "run", progress=False, export=export_predictor)
     assert second["resumed_from"] == 3 and second["steps_done"] == 5
     assert second["train_log"]["steps"] == [1, 2, 3, 4, 5]  # the whole run's log, the first session's too
     assert second["train_log"]["loss"][:3] == first["train_log"]["loss"]
@@ -130,5 +131,5 @@ def test_a_resume_with_other_settings_is_refused_before_any_work(tmp_path):
         2, model, {"main": torch.optim.SGD(model.parameters(), lr=0.1)}, extra={"config": tiny(3).to_dict()})
     with pytest.raises(ConfigError, match=r"was started with other settings \(batch_size, width_multiplier differ\)"):
         distill_predictor(replace(tiny(5), width_multiplier=0.2, batch_size=4),
-                          tmp_path / "run", progress=False)
+                          tmp_path / "run", progress=False, export=export_predictor)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]  # no cache, no student

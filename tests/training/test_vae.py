@@ -10,8 +10,9 @@ import torch
 
 from slimvision.data.corruption import Corruption, block_mask, corrupt, drop_pixels, drop_pixels_each
 from slimvision.errors import ConfigError, InputError
+from slimvision.export.vae import export_vae
 from slimvision.models.vae import VAEConfig, VariationalAutoencoder
-from slimvision.training.vae import VAETrainingConfig, export_vae, step_batches, train_vae, vae_loss
+from slimvision.training.vae import VAETrainingConfig, step_batches, train_vae, vae_loss
 
 TINY = VAEConfig(image_size=32, latent_dim=4, reduce_channels=4)
 
@@ -173,8 +174,8 @@ def test_a_resume_names_nested_settings_that_differ(tmp_path):
 
 
 @pytest.mark.parametrize("edit, problem", [
-    (lambda m: "{not json", "unreadable"),
-    (lambda m: "[]", "format 'list', expected"),
+    (lambda m: "{not json", "artifact card is not valid JSON"),
+    (lambda m: "[]", "artifact card: the card must be a JSON object, not list"),
     (lambda m: {**m, "model": None}, 'has no "model" object'),
     (lambda m: {**m, "model": {**m["model"], "image_size": "big"}}, "model.image_size must be a whole number >= 8, "
                                                                     "got 'big'"),
@@ -185,17 +186,19 @@ def test_a_resume_names_nested_settings_that_differ(tmp_path):
     (lambda m: {**m, "intensity": {"mode": "sideways"}}, 'its "intensity" is not a valid rule'),
     (lambda m: {**m, "intensity": 3}, 'its "intensity" is not a valid rule'),
 ])
-def test_a_malformed_vae_json_is_a_one_line_error_naming_it(tmp_path, capsys, edit, problem):
+def test_a_malformed_vae_card_is_a_one_line_error_naming_it(tmp_path, capsys, edit, problem):
+    """``edit`` changes the card's preprocessing (model config and intensity rule), or the whole file."""
     import json
 
     from slimvision.cli.main import main
-    from slimvision.inference.vae import MANIFEST_FILE, MedicalVAE
+    from slimvision.inference.vae import MedicalVAE
 
     vae = VariationalAutoencoder(VAEConfig(image_size=32, latent_dim=4)).eval()
     export_vae(vae, tmp_path / "export")
-    manifest = tmp_path / "export" / MANIFEST_FILE
-    edited = edit(json.loads(manifest.read_text()))
-    manifest.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+    manifest = tmp_path / "export" / "encoder.card.json"
+    card = json.loads(manifest.read_text())
+    edited = edit(card["preprocessing"])
+    manifest.write_text(edited if isinstance(edited, str) else json.dumps({**card, "preprocessing": edited}))
     with pytest.raises(InputError) as caught:
         MedicalVAE(tmp_path / "export")
     assert str(caught.value).startswith(f"{manifest}: {problem}") and "\n" not in str(caught.value)

@@ -183,7 +183,8 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.io.images import find_images, load_image, to_gray
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_gan_losses
-    from slimvision.training.gan import export_generator, fid_history, train_with_samples
+    from slimvision.export.gan import export_generator
+    from slimvision.training.gan import fid_history, train_with_samples
 
     config = build_config(args)
     resolution, grey = config.model.resolution, config.model.image_channels == 1
@@ -219,7 +220,7 @@ def run_export(args: argparse.Namespace) -> int:
     from slimvision.io.atomic import plan_outputs
     from slimvision.models.gan import DCGANGenerator
     from slimvision.models.weights import load_model
-    from slimvision.training.gan import export_generator, export_generator_int8
+    from slimvision.export.gan import export_generator, export_generator_int8
 
     weights = args.run_dir / "generator" if (args.run_dir / "generator").is_dir() else args.run_dir
     generator = load_model(weights)
@@ -229,7 +230,8 @@ def run_export(args: argparse.Namespace) -> int:
     output = args.output or run_dir / ("generator.int8.onnx" if args.int8 else "generator.onnx")
     plan_outputs([output], overwrite=args.overwrite, protected=[p for p in weights.rglob("*") if p.is_file()])
     if args.int8:
-        print(f"{output}: {export_generator_int8(generator, output, overwrite=args.overwrite).summary()}")
+        exported = export_generator_int8(generator, output, overwrite=args.overwrite, source_weights=weights)
+        print(f"{output}: {exported.summary()}")
     else:
         report = export_generator(generator, output, overwrite=args.overwrite, source_weights=weights)
         print(f"{output}: max abs diff vs torch {report.max_abs_diff:.2e}")

@@ -30,7 +30,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         description="Distil the shipped style predictor (MobileNetV2 1.0, int8) into a narrower MobileNetV2 by "
                     "MSE between style vectors, on style samples from installed packages plus procedural "
                     "textures. Resumes from RUN_DIR if it holds checkpoints. Writes RUN_DIR/student/ "
-                    "(safetensors + config), RUN_DIR/student.onnx (+ .json) and RUN_DIR/report.json.")
+                    "(safetensors + config), RUN_DIR/student.onnx (+ its .card.json) and RUN_DIR/report.json.")
     _add_run_options(predictor, "the report")
     add_config_flags(predictor, "slimvision.training.style_predictor:PredictorDistillConfig", _PREDICTOR_FLAGS)
     predictor.set_defaults(run=run_style_predictor)
@@ -158,7 +158,10 @@ def _add_style_transformer(commands: argparse._SubParsersAction) -> None:
 def run_style_transformer(args: argparse.Namespace) -> int:
     training = _training_module("style_transformer")
     config = build_config(args)
-    report = training.distill_transformer(config, args.run_dir, progress=not (args.quiet or args.json))
+    from slimvision.export.style import export_transformer
+
+    report = training.distill_transformer(config, args.run_dir, progress=not (args.quiet or args.json),
+                                          export=export_transformer)
     held = report["held_out"]
     if args.json:
         print(json.dumps({"steps_done": report["steps_done"], "params": report["params"],
@@ -177,7 +180,10 @@ def run_style_transformer(args: argparse.Namespace) -> int:
 def run_style_predictor(args: argparse.Namespace) -> int:
     training = _training_module("style_predictor")
     config = build_config(args)
-    report = training.distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json))
+    from slimvision.export.style import export_predictor
+
+    report = training.distill_predictor(config, args.run_dir, progress=not (args.quiet or args.json),
+                                        export=export_predictor)
     held = report["held_out"]
     summary = {key: report[key] for key in ("steps_done", "resumed_from", "params", "onnx_bytes", "export_max_abs_diff")}
     summary["held_out_mean_cosine"], summary["held_out_min_cosine"] = held["mean_cosine"], held["min_cosine"]

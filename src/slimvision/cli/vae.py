@@ -87,7 +87,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.set_defaults(run=run_train)
 
     export = commands.add_parser("export", help="export a trained VAE to ONNX (checked against torch)",
-                                 description="Export RUN/vae to ONNX graphs and vae.json in RUN/export (or -o).")
+                                 description="Export RUN/vae to ONNX graphs (each with its .card.json) in RUN/export (or -o).")
     export.add_argument("run_dir", metavar="RUN", type=Path, help="the run folder")
     export.add_argument("-o", "--output", type=Path, default=None, help="export folder (default RUN/export)")
     export.add_argument("--int8-weights", action="store_true",
@@ -207,19 +207,21 @@ def _intensity(args: argparse.Namespace, default: Any = None) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     from slimvision.data.medical import load_slices, mni152_slices
     from slimvision.errors import ConfigError
-    from slimvision.inference.vae import MANIFEST_FILE
+    from slimvision.export.card import CARD_SUFFIX
     from slimvision.io.atomic import check_outside_inputs, plan_outputs
     from slimvision.models.weights import save_model
     from slimvision.plots import plot_vae_training
-    from slimvision.training.vae import export_vae, metrics_history, train_vae
+    from slimvision.export.vae import export_vae
+    from slimvision.training.vae import metrics_history, train_vae
 
     if bool(args.data) == args.mni152:
         raise ConfigError("give training DATA or --mni152 (not both)")
     check_outside_inputs(args.output, [*args.data, *(args.holdout or [])])  # samples are PNG slices too
     # The files this run replaces at its end may not be any it reads (--backbone-weights RUN/vae/...).
     plan_outputs([args.output / "vae" / "model.safetensors", args.output / "vae" / "config.json",
-                  args.output / "losses.png", args.output / "export" / MANIFEST_FILE,
-                  *(args.output / "export" / f"{graph}.onnx" for graph in ("encoder", "decoder", "autoencoder"))],
+                  args.output / "losses.png",
+                  *(args.output / "export" / f"{graph}{suffix}" for graph in ("encoder", "decoder", "autoencoder")
+                    for suffix in (".onnx", CARD_SUFFIX))],
                  overwrite=True, protected=input_files(*args.data, *(args.holdout or []), args.backbone_weights))
     config = build_config(args)
     intensity = _intensity(args, default=config.intensity)  # --window / --dicom-window over a recipe's
@@ -251,12 +253,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from slimvision.errors import InputError
-    from slimvision.inference.vae import MANIFEST_FILE
+    from slimvision.export.card import CARD_SUFFIX
     from slimvision.io.atomic import plan_outputs
     from slimvision.models.vae import VariationalAutoencoder
     from slimvision.models.weights import load_model
     from slimvision.training.checkpoint import CheckpointStore
-    from slimvision.training.vae import VAETrainingConfig, export_vae
+    from slimvision.export.vae import export_vae, export_vae_int8_weights
+    from slimvision.training.vae import VAETrainingConfig
 
     weights = args.run_dir / "vae"
     vae = load_model(weights)
@@ -268,34 +271,15 @@ def run_export(args: argparse.Namespace) -> int:
     config = VAETrainingConfig.from_dict(saved)
     output = args.output or args.run_dir / "export"
     graphs = ["autoencoder"] if vae.config.skip_connections else ["encoder", "decoder"]
-    plan_outputs([*(output / f"{graph}.onnx" for graph in graphs), output / MANIFEST_FILE], overwrite=args.overwrite,
-                 protected=input_files(weights, args.run_dir / "checkpoints"))
+    files = [output / f"{graph}{suffix}" for graph in graphs for suffix in (".onnx", CARD_SUFFIX)]
+    plan_outputs(files, overwrite=args.overwrite, protected=input_files(weights, args.run_dir / "checkpoints"))
     if not args.int8_weights:
         drift = export_vae(vae, output, intensity=config.intensity, source_weights=weights, overwrite=args.overwrite)
     else:
-        drift = _export_int8_weights(vae, output, config.intensity, weights, args.overwrite)
+        drift = export_vae_int8_weights(vae, output, config.intensity, weights, args.overwrite)
     print(f"{output}: {', '.join(sorted(drift))} (max abs diff vs torch {max(drift.values()):.1e}"
           f"{' before int8 weight storage' if args.int8_weights else ''})")
     return 0
-
-
-def _export_int8_weights(vae: Any, output: Path, intensity: Any, weights: Path, overwrite: bool) -> dict[str, float]:
-    """The float export, then each graph with int8 weight storage (compute stays float32)."""
-    import tempfile
-
-    from slimvision.compress.quantize import quantize_weights_int8
-    from slimvision.inference.vae import MANIFEST_FILE
-    from slimvision.io.atomic import write_text_atomic
-    from slimvision.training.vae import export_vae
-
-    with tempfile.TemporaryDirectory() as folder:
-        drift = export_vae(vae, folder, intensity=intensity, source_weights=weights, overwrite=True)
-        for graph in sorted(Path(folder).glob("*.onnx")):
-            quantize_weights_int8(graph, output / graph.name, overwrite=overwrite)
-        manifest = json.loads((Path(folder) / MANIFEST_FILE).read_text())
-    manifest["weight_storage"] = "int8 per output channel (dequantized to float32 at load)"
-    write_text_atomic(output / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n", overwrite=overwrite)
-    return drift
 
 
 def _model(path: Path | None, generative: bool = False) -> Any:

@@ -15,6 +15,10 @@ Three ways to shrink a float model, each written atomically next to nothing it c
   the bytes; ``slimvision.graph.precision.with_float_weights`` folds the weights back to
   float at load time, so it runs at float speed (the right trade on CPUs without VNNI).
 
+When the float model has an artifact card (:mod:`slimvision.export.card`), each of these writes
+one beside its output too (:func:`derive_card`): the same tensors and preprocessing, the
+float graph as provenance and, for static int8, the parity against the float graph.
+
 Whether int8 is *faster* depends on the CPU (VNNI or not): on our AVX2 box the shipped int8
 style transformer is 1.3x slower than its float twin. So :func:`compare_models` reports the
 agreement, and speed is left to the benchmarks, which decide what ships.
@@ -38,12 +42,15 @@ from typing import Any, Literal
 import numpy as np
 
 from slimvision.errors import InputError, SlimvisionError
+from slimvision.export.card import card_path, read_card, write_card
 from slimvision.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
 Feeds = dict[str, np.ndarray]
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+#: How many of the calibration feeds the static int8 card's parity check reuses.
+PARITY_FEEDS = 8
 
 
 def _check_model_file(model: str | Path) -> Path:
@@ -108,7 +115,8 @@ def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output
     methods = {"minmax": Method.MinMax, "entropy": Method.Entropy, "percentile": Method.Percentile}
     if method not in methods:
         raise SlimvisionError(f"calibration method must be one of {', '.join(methods)}, got {method!r}")
-    reader = _FeedReader(calibration)
+    parity_feeds: list[Feeds] = []
+    reader = _FeedReader(_remember(calibration, parity_feeds, PARITY_FEEDS))
     activation_type = QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8
     if reduce_range is None:
         reduce_range = not cpu_has_vnni()
@@ -120,7 +128,61 @@ def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output
         if reader.count == 0:
             raise SlimvisionError("calibration gave no samples: pass at least one input feed")
     log.info("quantized %s -> %s (static int8, %d calibration samples)", source, output, reader.count)
+    derive_card(source, Path(output), "int8 static QDQ (ONNX Runtime), calibrated", parity_feeds or None)
     return Path(output)
+
+
+def _remember(feeds: Iterable[Feeds], kept: list[Feeds], count: int) -> Iterator[Feeds]:
+    """``feeds`` unchanged, keeping the first ``count`` in ``kept`` (the stream is read once)."""
+    for index, feed in enumerate(feeds):
+        if index < count:
+            kept.append(feed)
+        yield feed
+
+
+def derive_card(source: Path, output: Path, method: str, parity_feeds: Sequence[Feeds] | None = None) -> Path | None:
+    """Write ``output``'s card from ``source``'s, if the float model has one; return its path.
+
+    The tensors, preprocessing, licence and remake command stay; ``files`` names the new graph;
+    the provenance names the float graph (file and sha256) and how it was compressed; the parity
+    is the new graph against the float one on ``parity_feeds``, or, when None, on random inputs
+    made from the card's input specs (:func:`card_feeds`).
+    """
+    from slimvision.assets import file_sha256
+
+    if not card_path(source).is_file():
+        return None
+    card = read_card(card_path(source))
+    card.name = output.name.removesuffix(".onnx")
+    card.files = {**card.files, "graph": output.name}
+    card.provenance = {**card.provenance, "compressed_from": {"file": source.name, "sha256": file_sha256(source),
+                                                             "method": method}}
+    feeds = list(parity_feeds) if parity_feeds is not None else card_feeds(card)
+    agreement = compare_models(source, output, feeds)
+    float_parity = {"float_graph_vs_" + card.parity["reference"]: card.parity["max_abs_diff"]} if (
+        "reference" in card.parity and "max_abs_diff" in card.parity) else {}
+    card.parity = {"reference": f"float graph {source.name}", "inputs": "calibration" if parity_feeds else "random",
+                   "max_abs_diff": agreement.max_abs_diff, "mean_abs_diff": agreement.mean_abs_diff,
+                   "mean_cosine": agreement.mean_cosine, "samples": agreement.samples, **float_parity}
+    write_card(card, card_path(output))
+    return card_path(output)
+
+
+def card_feeds(card: Any, count: int = 2, free_size: int = 64, seed: int = 0) -> list[Feeds]:
+    """``count`` random feeds shaped as the card's inputs: uniform in an input's value range, else
+    standard normal; a symbolic axis is 1 for "batch" and ``free_size`` for any other (64 is a
+    multiple of every ``size_multiple`` slimvision graphs ask for)."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(count):
+        feed = {}
+        for spec in card.inputs:
+            shape = [dim if isinstance(dim, int) else 1 if dim == "batch" else free_size for dim in spec.shape]
+            values = (rng.uniform(*spec.value_range, shape) if spec.value_range is not None
+                      else rng.standard_normal(shape))
+            feed[spec.name] = values.astype(spec.dtype)
+        feeds.append(feed)
+    return feeds
 
 
 @contextmanager
@@ -155,6 +217,7 @@ def convert_fp16(model: str | Path, output: str | Path, *, overwrite: bool = Fal
     half = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
     with atomic_write(Path(output), overwrite=overwrite, protected=[source]) as temp:
         onnx.save(half, str(temp))
+    derive_card(source, Path(output), "float16 weights and activations, float32 inputs and outputs")
     return Path(output)
 
 
@@ -221,6 +284,8 @@ def _store_weights(model: str | Path, output: str | Path, encode: Callable[[str,
     graph.node.extend(nodes)
     with atomic_write(Path(output), overwrite=overwrite, protected=[source]) as temp:
         onnx.save(proto, str(temp))
+    derive_card(source, Path(output), f"weights stored {'int8' if min_opset == 13 else 'float16'} per Conv/Gemm, "
+                "computed in float")
     return Path(output)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from slimvision.assets import GAN_DIGITS32_INT8, GAN_DIGITS32_WEIGHTS
 from slimvision.errors import InputError
+from slimvision.export.card import card_path, read_card
 from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.io.pixels import to_pixels
 
@@ -24,18 +25,37 @@ DEMO_GENERATOR = GAN_DIGITS32_INT8.path()
 DEMO_WEIGHTS = GAN_DIGITS32_WEIGHTS.path()
 
 
+#: The output range :func:`~slimvision.io.pixels.to_pixels` maps to 0..255.
+PIXEL_RANGE = [-1.0, 1.0]
+
+
 class GANSampler:
-    """A generator graph (``noise`` -> ``images`` in [-1, 1]) that returns uint8 RGB pictures."""
+    """A generator graph (``noise`` -> ``images`` in [-1, 1]) that returns uint8 RGB pictures.
+
+    The latent size and the output range come from the graph's card (``generator.card.json``,
+    written by 'slimvision gan export'), not from the graph.
+    """
 
     def __init__(self, path: str | Path, settings: SessionSettings | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise InputError(path, "no such generator graph (export one with 'slimvision gan export')")
+        card_file = card_path(path)
+        if not card_file.is_file():
+            raise InputError(card_file, "the generator graph has no card beside it (export it again with "
+                                        "'slimvision gan export')")
+        card = read_card(card_file)
+        try:
+            noise, images = card.input("noise"), card.output("images")
+        except KeyError as error:
+            raise InputError(card_file, f"not a generator's card: {error.args[0]}") from None
+        if not noise.shape or not isinstance(noise.shape[-1], int) or noise.shape[-1] < 1:
+            raise InputError(card_file, f"input 'noise' needs a fixed length, the card says shape {noise.shape}")
+        if images.value_range != PIXEL_RANGE:
+            raise InputError(card_file, f"output 'images' in {images.value_range}; the sampler draws {PIXEL_RANGE}")
+        self.card = card
+        self.latent_dim = int(noise.shape[-1])
         self.model = OnnxModel(path, settings)
-        shape = self.model.input_shapes().get("noise")
-        if shape is None or not isinstance(shape[-1], int):
-            raise InputError(path, f"not a generator graph: expected an input 'noise' of fixed length, got {shape}")
-        self.latent_dim = int(shape[-1])
 
     def noise(self, count: int, seed: int) -> np.ndarray:
         """(count, latent_dim) float32 noise, uniform in [-1, 1], fixed by ``seed``."""

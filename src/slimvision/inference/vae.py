@@ -1,11 +1,11 @@
 """Run an exported medical-image VAE with ONNX Runtime (numpy only, no torch): restore damaged
 slices, encode, decode, sample from the prior, vary and interpolate.
 
-An exported VAE is a folder: ``vae.json`` (the model config, the intensity rule and the
-preprocessing: pad to a centred square, resize to ``image_size``), and either
-``encoder.onnx`` (image -> mean, log_var) with ``decoder.onnx`` (latent -> image), or, for a
-U-Net VAE (whose decoder needs the encoder's maps), one ``autoencoder.onnx`` (image ->
-reconstruction, mean, log_var).
+An exported VAE is a folder with either ``encoder.onnx`` (image -> mean, log_var) and
+``decoder.onnx`` (latent -> image), or, for a U-Net VAE (whose decoder needs the encoder's
+maps), one ``autoencoder.onnx`` (image -> reconstruction, mean, log_var); each graph has its
+artifact card beside it (``encoder.card.json``, ...), whose preprocessing holds the model config,
+the intensity rule and the squaring rule (pad to a centred square, resize to ``image_size``).
 
 Example:
     >>> vae = MedicalVAE("runs/mni128/export")                      # doctest: +SKIP
@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,12 @@ import numpy as np
 
 from slimvision.assets import VAE_MNI128, VAE_MNI128_UNET
 from slimvision.errors import InputError, SlimvisionError
+from slimvision.export.card import card_path, read_card
 from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.io.medical import Intensity, from_square, to_square
 
-MANIFEST_FORMAT = "slimvision-vae-export-v1"
-MANIFEST_FILE = "vae.json"
+#: The graph whose card describes the VAE: the U-Net's one graph, else the encoder.
+CARD_GRAPHS = ("autoencoder.onnx", "encoder.onnx")
 #: The shipped demo models (docs/vae.md has the commands that trained them).
 DEMO_DENOISER = VAE_MNI128_UNET.path()
 DEMO_GENERATIVE = VAE_MNI128.path()
@@ -38,28 +38,26 @@ class MedicalVAE:
 
     def __init__(self, folder: str | Path, settings: SessionSettings | None = None) -> None:
         self.folder = Path(folder)
-        manifest_path = self.folder / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise InputError(self.folder, f"no {MANIFEST_FILE}: not an exported VAE (export one with 'slimvision vae export')")
-        try:
-            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as error:
-            raise InputError(manifest_path, f"unreadable ({error})") from None
-        if not isinstance(self.manifest, dict) or self.manifest.get("format") != MANIFEST_FORMAT:
-            found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
-            raise InputError(manifest_path, f"format {found!r}, expected {MANIFEST_FORMAT!r}")
+        cards = [card_path(self.folder / graph) for graph in CARD_GRAPHS]
+        card_file = next((card for card in cards if card.is_file()), None)
+        if card_file is None:
+            raise InputError(self.folder, f"no {cards[0].name} or {cards[1].name}: not an exported VAE "
+                                          "(export one with 'slimvision vae export')")
+        card = read_card(card_file)
+        #: The card's preprocessing: the model config, the intensity rule and the squaring rule.
+        self.manifest: dict[str, Any] = card.preprocessing
         model = self.manifest.get("model")
         if not isinstance(model, dict):
-            raise InputError(manifest_path, "has no \"model\" object (the exported model's config)")
-        self.image_size = _whole(model, "image_size", manifest_path, minimum=8)
-        self.latent_dim = _whole(model, "latent_dim", manifest_path, minimum=1)
-        self.skip_connections = _flag(model, "skip_connections", manifest_path)
+            raise InputError(card_file, "has no \"model\" object in its preprocessing (the exported model's config)")
+        self.image_size = _whole(model, "image_size", card_file, minimum=8)
+        self.latent_dim = _whole(model, "latent_dim", card_file, minimum=1)
+        self.skip_connections = _flag(model, "skip_connections", card_file)
         # Older exports have no such key; they read the image alone.
-        self.mask_channel = _flag(model, "mask_channel", manifest_path, default=False)
+        self.mask_channel = _flag(model, "mask_channel", card_file, default=False)
         try:
             self.intensity = Intensity.from_dict(self.manifest.get("intensity"))
         except (SlimvisionError, TypeError, ValueError, AttributeError) as error:
-            raise InputError(manifest_path, f"its \"intensity\" is not a valid rule ({error})") from None
+            raise InputError(card_file, f"its \"intensity\" is not a valid rule ({error})") from None
         self.settings = settings
         self._sessions: dict[str, OnnxModel] = {}
 

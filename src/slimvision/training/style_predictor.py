@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -153,15 +153,38 @@ def cached_mean(cache_folder: Path) -> np.ndarray | None:
     return np.mean(vectors, axis=0) if vectors else None
 
 
-def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a student in ``run_dir``; write the student, its ONNX export and a report.
+@dataclass
+class PredictorExports:
+    """What the export step wrote for a trained predictor student (:func:`slimvision.export.style.export_predictor`).
+
+    Attributes:
+        onnx_path: the student's own graph (NCHW), checked against torch.
+        max_abs_diff: that check's largest difference.
+        pipeline_model: the NHWC graph with fp16-stored weights, what the style pipeline runs.
+        int8_weights: the same with int8-stored weights (for the report's comparison).
+    """
+
+    onnx_path: Path
+    max_abs_diff: float
+    pipeline_model: Path
+    int8_weights: Path
+
+
+#: The export step a distillation is handed: (student, run_dir, weights file) -> what it wrote.
+#: Export sits above training, so training is given it (``export.style.export_predictor``).
+PredictorExporter = Callable[[torch.nn.Module, Path, Path], PredictorExports]
+
+
+def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progress: bool = True, *,
+                      export: PredictorExporter) -> dict[str, Any]:
+    """Train (or resume) a student in ``run_dir``; write the student, its ONNX exports (through
+    ``export``, e.g. :func:`slimvision.export.style.export_predictor`) and a report.
 
     Raises:
         ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
     """
     from slimvision.assets import STYLE_TEACHER_PREDICTOR
     from slimvision.compress.distill import OnnxTeacher, TeacherCache, VectorDistillTask
-    from slimvision.compress.export import ImageInput, export_onnx
     from slimvision.compress.fold import fold_batch_norms
     from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
     from slimvision.graph.precision import with_float_weights
@@ -200,17 +223,13 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     fold_batch_norms(student)
     student = _without_norms(student, deployed)
     folder = save_model(student, run_dir / "student", overwrite=True)
-    example = {"style_image": torch.rand(1, 3, STYLE_SIZE, STYLE_SIZE)}
-    exported = export_onnx(student, run_dir / "student.onnx", example, output_names=("style_vector",),
-                           dynamic_axes={"style_image": {0: "batch"}, "style_vector": {0: "batch"}},
-                           preprocessing={"style_image": ImageInput(layout="NCHW", size=(STYLE_SIZE, STYLE_SIZE))},
-                           source_weights=folder / "model.safetensors", overwrite=True)
-    pipeline_file, int8_file = _export_for_pipeline(student, run_dir, folder / "model.safetensors")
+    exported = export(student, run_dir, folder / "model.safetensors")
+    pipeline_file, int8_file = exported.pipeline_model, exported.int8_weights
     mean = cached_mean(run_dir / "teacher-cache")  # one read of the (up to `samples`) cached vectors
     report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()),
               "onnx_bytes": exported.onnx_path.stat().st_size,
-              "export_max_abs_diff": max(check.max_abs_diff for check in exported.checks),
+              "export_max_abs_diff": exported.max_abs_diff,
               "train_log": {"steps": trainer.log.steps, **trainer.log.values},  # the whole run's
               "held_out": evaluate_predictor(student, teacher, held_out, mean),
               "held_out_vs_shipped_int8": (evaluate_predictor(student, shipped, held_out, mean)
@@ -227,26 +246,6 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
     log.info("student: %d params, held-out mean cosine %.4f", report["params"], report["held_out"]["mean_cosine"])
     return report
-
-
-def _export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) -> tuple[Path, Path]:
-    """``predictor.fp16w.onnx`` (what ships) and ``predictor.int8w.onnx``: the shipped predictor's NHWC
-    interface with weights stored as fp16 / int8, computed in float."""
-    from slimvision.compress.export import ImageInput, export_onnx
-    from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16
-    from slimvision.graph.surgery import compact_names
-    from slimvision.models.style import NHWCStylePredictor
-
-    float_path = run_dir / "predictor-nhwc.onnx"
-    export_onnx(NHWCStylePredictor(student), float_path, {"style_image": torch.rand(1, STYLE_SIZE, STYLE_SIZE, 3)},
-                output_names=("style_vector",),
-                preprocessing={"style_image": ImageInput(layout="NHWC", size=(STYLE_SIZE, STYLE_SIZE))},
-                source_weights=weights, overwrite=True)
-    stored = (store_weights_fp16(float_path, run_dir / "predictor.fp16w.onnx", overwrite=True),
-              quantize_weights_int8(float_path, run_dir / "predictor.int8w.onnx", overwrite=True))
-    for path in stored:
-        compact_names(path)
-    return stored
 
 
 @torch.no_grad()

@@ -236,8 +236,15 @@ class _HalfStored:
         return self.teacher(inputs, *extra).astype(np.float16)
 
 
-def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a transformer student in ``run_dir``; write it, its exports and a report.
+#: The export step a distillation is handed: (student, run_dir, weights file) -> {name: graph}.
+#: Export sits above training, so training is given it (``export.style.export_transformer``).
+TransformerExporter = Callable[[torch.nn.Module, Path, Path], dict[str, Path]]
+
+
+def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, progress: bool = True, *,
+                        export: TransformerExporter) -> dict[str, Any]:
+    """Train (or resume) a transformer student in ``run_dir``; write it, its exports (through
+    ``export``, e.g. :func:`slimvision.export.style.export_transformer`) and a report.
 
     Raises:
         ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
@@ -294,7 +301,7 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
     trainer.fit(batches, resume=False)
     student.eval().cpu()
     folder = save_model(student, run_dir / "student", overwrite=True)
-    exports = export_for_pipeline(student, run_dir, folder / "model.safetensors")
+    exports = export(student, run_dir, folder / "model.safetensors")
     held_pairs = held_out_pairs(held_out, predictor, config.eval_size)
     report = {"config": trainer.extra["config"], "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()), "init": init_report,
@@ -472,31 +479,6 @@ def _summary(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, 
     psnrs = [psnr(t, o) for o, t in zip(outputs, targets)]
     return {"ssim_mean": float(np.mean(ssims)), "ssim_min": float(np.min(ssims)),
             "ssim_median": float(np.median(ssims)), "psnr_mean": float(np.mean(psnrs))}
-
-
-def export_for_pipeline(student: torch.nn.Module, run_dir: Path, weights: Path) -> dict[str, Path]:
-    """The shipped transformer's interface (NHWC content, (1, 1, 1, D) style, free H/W), in float,
-    and with weights stored as fp16 (what ships) and int8, each computed in float."""
-    from slimvision.compress.export import ImageInput, export_onnx
-    from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16
-    from slimvision.graph.rewrite import label_norm_moments
-    from slimvision.graph.surgery import compact_names
-    from slimvision.models.style import NHWCStyleTransformer
-
-    float_path = run_dir / "transform-nhwc.onnx"
-    size = {1: "height", 2: "width"}
-    export_onnx(NHWCStyleTransformer(student), float_path,
-                {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
-                output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
-                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=student.config.size_multiple)},
-                source_weights=weights, overwrite=True)
-    paths = {"fp32": float_path,
-             "fp16_weights": store_weights_fp16(float_path, run_dir / "transform.fp16w.onnx", overwrite=True),
-             "int8_weights": quantize_weights_int8(float_path, run_dir / "transform.int8w.onnx", overwrite=True)}
-    for path in paths.values():
-        compact_names(path)
-        label_norm_moments(path)  # after compact_names, which would rename the labels away
-    return paths
 
 
 @torch.no_grad()

@@ -1,17 +1,17 @@
 """Regenerate the MTCNN ONNX graphs slimvision ships (``weights/faces/mtcnn-{pnet,rnet,onet}.onnx``).
 
 Each network is loaded from facenet-pytorch's state dict (:func:`slimvision.models.faces.mtcnn.load_mtcnn`)
-and exported with :func:`slimvision.compress.export.export_onnx`, which checks ONNX Runtime
+and exported with :func:`slimvision.export.onnx.export_onnx`, which checks ONNX Runtime
 against torch (example, random and resized inputs, plus a real photo or face crop) and writes
-the graph and its sidecar JSON only if every check is within 1e-4. PNet gets a free batch,
-height and width; RNet and ONet a free batch. The sidecar names facenet-pytorch's file (with
+the graph and its artifact card only if every check is within 1e-4. PNet gets a free batch,
+height and width; RNet and ONet a free batch. The card names facenet-pytorch's file (with
 its sha256) as the source of the weights.
 
 Needs the training extra and facenet-pytorch's data files::
 
     pip install --no-deps facenet-pytorch==2.6.0
-    python -m slimvision.models.faces.mtcnn_export            # rewrites src/slimvision/weights/faces/
-    python -m slimvision.models.faces.mtcnn_export --out /tmp/mtcnn
+    python -m slimvision.export.faces            # rewrites src/slimvision/weights/faces/
+    python -m slimvision.export.faces --out /tmp/mtcnn
 
 A new torch may write different bytes for the same graph: then update the sha256 of the
 ``MTCNN_*`` entries in :mod:`slimvision.assets` (a mismatch is only logged).
@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimvision.compress.export import ExportReport, ImageInput, export_onnx
-from slimvision.io.atomic import write_text_atomic
+from slimvision.export.card import card_path, read_card, write_card
+from slimvision.export.onnx import CardInfo, ExportReport, ImageInput, export_onnx
 from slimvision.models.faces.mtcnn import STAGES, load_mtcnn, source_weights
 
 
@@ -55,7 +54,7 @@ def default_folder() -> Path:
 
 def export_mtcnn(folder: str | Path | None = None, stages: Sequence[str] = STAGES,
                  overwrite: bool = False) -> dict[str, ExportReport]:
-    """Export each MTCNN network in ``stages`` to ``folder/mtcnn-<stage>.onnx`` (+ ``.json``).
+    """Export each MTCNN network in ``stages`` to ``folder/mtcnn-<stage>.onnx`` (+ ``.card.json``).
 
     Raises:
         ExportParityError: ONNX Runtime and torch differ by more than 1e-4 (nothing is written).
@@ -72,7 +71,7 @@ def export_mtcnn(folder: str | Path | None = None, stages: Sequence[str] = STAGE
 def _export(stage: str, path: Path, overwrite: bool) -> ExportReport:
     model = load_mtcnn(stage)
     outputs = OUTPUT_NAMES[stage]
-    seeded = torch.Generator().manual_seed(0)  # the same example, so a re-export writes the same sidecar
+    seeded = torch.Generator().manual_seed(0)  # the same example, so a re-export writes the same card
     if stage == "pnet":
         example = torch.rand(1, 3, 64, 80, generator=seeded) * 255
         axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
@@ -86,7 +85,31 @@ def _export(stage: str, path: Path, overwrite: bool) -> ExportReport:
     pixels = ImageInput(layout="NCHW", size=size, value_range=(0.0, 255.0), channel_order="RGB")
     return export_onnx(model, path, {INPUT_NAME: example}, output_names=outputs, dynamic_axes=axes,
                        preprocessing={INPUT_NAME: pixels}, check_inputs=[{INPUT_NAME: _real_input(stage)}],
-                       source_weights=source_weights(stage), overwrite=overwrite)
+                       source_weights=source_weights(stage), overwrite=overwrite, card=_card_info(stage, outputs))
+
+
+def _card_info(stage: str, outputs: Sequence[str]) -> CardInfo:
+    """The card words of one MTCNN stage: what its outputs mean, as the face detector reads them."""
+    layouts = {"score": "N,rows,columns" if stage == "pnet" else "N",
+               "offsets": "N,4,rows,columns" if stage == "pnet" else "N,4", "landmarks": "N,5,2"}
+    descriptions = {
+        "score": "probability that the window is a face",
+        "offsets": "box corrections (x0, y0, x1, y1) as fractions of the window's side",
+        "landmarks": "x, y of left eye, right eye, nose, left and right mouth corner, as fractions of the crop",
+    }
+    return CardInfo(system="faces", task=f"face-detection-{stage}", name=f"mtcnn-{stage}",
+                    licence="MIT (exported from facenet-pytorch's MIT-licensed weights)",
+                    remake=f"python -m slimvision.export.faces --stage {stage}",
+                    layouts={name: layouts[name] for name in outputs},
+                    value_ranges={"score": [0.0, 1.0]},
+                    descriptions={INPUT_NAME: IMAGE_DESCRIPTIONS[stage], **{name: descriptions[name] for name in outputs}})
+
+
+IMAGE_DESCRIPTIONS = {
+    "pnet": "RGB pixels 0-255 of one image-pyramid level (box-filtered), any size of at least 12x12",
+    "rnet": "RGB pixels 0-255 of 24x24 proposal crops (bilinear, black outside the image)",
+    "onet": "RGB pixels 0-255 of 48x48 refined crops (bilinear, black outside the image)",
+}
 
 
 def _real_input(stage: str) -> np.ndarray:
@@ -105,13 +128,12 @@ def _real_input(stage: str) -> np.ndarray:
 
 
 def _name_source(path: Path, stage: str) -> None:
-    """Name facenet-pytorch's file in the sidecar by its package path, not this machine's path."""
+    """Name facenet-pytorch's file in the card by its package path, not this machine's path."""
     from slimvision.assets import MTCNN_TORCH_WEIGHTS
 
-    sidecar = path.with_suffix(".json")
-    metadata = json.loads(sidecar.read_text(encoding="utf-8"))
-    metadata["provenance"]["source_weights"] = [MTCNN_TORCH_WEIGHTS[stage].provenance()]
-    write_text_atomic(sidecar, json.dumps(metadata, indent=2) + "\n", overwrite=True)
+    card = read_card(card_path(path))
+    card.provenance["source_weights"] = [MTCNN_TORCH_WEIGHTS[stage].provenance()]
+    write_card(card, card_path(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

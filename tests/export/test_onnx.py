@@ -1,8 +1,7 @@
-"""torch -> ONNX export: parity checks, dynamic sizes, atomic writes and the sidecar."""
+"""torch -> ONNX export: parity checks, dynamic sizes, atomic writes and the artifact card."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import onnxruntime as ort  # noqa: E402
 from torch import nn  # noqa: E402
 
 import slimvision  # noqa: E402
-from slimvision.compress.export import (  # noqa: E402
-    ExportError, ExportParityError, ImageInput, export_onnx, load_sidecar,
+from slimvision.export.card import read_card  # noqa: E402
+from slimvision.export.onnx import (  # noqa: E402
+    CardInfo, ExportError, ExportParityError, ImageInput, export_onnx,
 )
 from slimvision.errors import ConfigError, OutputError  # noqa: E402
 
@@ -42,23 +42,30 @@ class ShapeSensitive(nn.Module):
 
 
 IMAGE = {"image": ImageInput(layout="NCHW")}
+CARD = CardInfo(system="style", task="test-image", remake="pytest",
+                layouts={"image": "NCHW", "output": "NCHW", "style_image": "NCHW", "style_vector": "N,1,1,D"})
 DYNAMIC = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
+
+
+def _export(*args, **kwargs):
+    """export_onnx with this file's card words (tests that check the card pass their own)."""
+    return export_onnx(*args, card=kwargs.pop("card", CARD), **kwargs)
 
 
 def _session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def test_tiny_model_exports_with_dynamic_sizes_and_a_sidecar(tmp_path):
+def test_tiny_model_exports_with_dynamic_sizes_and_a_card(tmp_path):
     torch.manual_seed(0)
     model = TinyNet()
     photo = np.random.default_rng(1).random((1, 3, 20, 30), dtype=np.float32)
-    report = export_onnx(model, tmp_path / "tiny.onnx", {"image": torch.rand(1, 3, 16, 24)},
+    report = _export(model, tmp_path / "tiny.onnx", {"image": torch.rand(1, 3, 16, 24)},
                          dynamic_axes=DYNAMIC, preprocessing=IMAGE, check_inputs=[{"image": photo}])
     assert [c.name for c in report.checks] == ["example", "random", "random-resized", "given[0]"]
     assert report.checks[2].shapes == {"image": [2, 3, 27, 41]}  # batch and both sides changed
     assert report.max_abs_diff <= 1e-5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.onnx"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.card.json", "tiny.onnx"]  # no temp files
 
     # The written graph runs at a size and batch no check used.
     x = torch.rand(3, 3, 8, 12)
@@ -66,24 +73,35 @@ def test_tiny_model_exports_with_dynamic_sizes_and_a_sidecar(tmp_path):
         np.testing.assert_allclose(_session(report.onnx_path).run(None, {"image": x.numpy()})[0], model(x).numpy(),
                                    atol=1e-5)
 
-    sidecar = load_sidecar(report.onnx_path)
-    assert sidecar["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}]
-    assert sidecar["preprocessing"]["image"] == {"layout": "NCHW", "size": "any", "value_range": [0.0, 1.0],
-                                                "channel_order": "RGB", "mean": None, "std": None,
-                                                "size_multiple": 1}
-    provenance = sidecar["provenance"]
+    card = read_card(report.card_path)
+    assert (card.name, card.system, card.task, card.remake) == ("tiny", "style", "test-image", "pytest")
+    assert card.files == {"graph": "tiny.onnx"}
+    image = card.input("image")
+    assert (image.shape, image.dtype, image.layout, image.value_range) == (
+        ["batch", 3, "height", "width"], "float32", "NCHW", [0.0, 1.0])
+    assert card.output("output").layout == "NCHW" and card.output("output").value_range is None
+    assert card.preprocessing["image"] == {"layout": "NCHW", "size": "any", "value_range": [0.0, 1.0],
+                                           "channel_order": "RGB", "mean": None, "std": None, "size_multiple": 1}
+    provenance = card.provenance
     assert provenance["slimvision"] == slimvision.__version__ and provenance["torch"] == torch.__version__
     assert provenance["opset"] == 17 and provenance["source_weights"] is None
     assert provenance["model_class"].endswith("TinyNet")
-    assert sidecar["parity"]["max_abs_diff"] == report.max_abs_diff
+    assert card.parity["max_abs_diff"] == report.max_abs_diff and card.parity["reference"] == "torch"
     import hashlib
 
-    assert sidecar["sha256"] == hashlib.sha256(report.onnx_path.read_bytes()).hexdigest()
+    assert provenance["sha256"] == hashlib.sha256(report.onnx_path.read_bytes()).hexdigest()
+
+
+def test_a_tensor_without_a_layout_is_refused_and_nothing_is_written(tmp_path):
+    with pytest.raises(ExportError, match="layout of 4-d tensor 'output'"):
+        _export(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, preprocessing=IMAGE,
+                card=CardInfo(system="style", task="test-image", layouts={"image": "NCHW"}))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_size_baked_into_the_graph_fails_parity_and_writes_nothing(tmp_path):
     with pytest.raises(ExportParityError, match="random-resized"):
-        export_onnx(ShapeSensitive(), tmp_path / "bad.onnx", {"image": torch.rand(1, 3, 8, 8)},
+        _export(ShapeSensitive(), tmp_path / "bad.onnx", {"image": torch.rand(1, 3, 8, 8)},
                     dynamic_axes={"image": {2: "height", 3: "width"}}, preprocessing=IMAGE)
     assert list(tmp_path.iterdir()) == []
 
@@ -91,17 +109,17 @@ def test_a_size_baked_into_the_graph_fails_parity_and_writes_nothing(tmp_path):
 def test_tolerance_is_enforced(tmp_path):
     model = TinyNet()
     with pytest.raises(ExportParityError, match="tolerance 0"):
-        export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 16, 16) * 50}, tolerance=0.0)
+        _export(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 16, 16) * 50}, tolerance=0.0)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_files_need_overwrite_and_model_mode_is_restored(tmp_path):
     model = TinyNet().train()
-    export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)})
+    _export(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)})
     assert model.training
     with pytest.raises(OutputError, match="exists"):
-        export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)})
-    export_onnx(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, overwrite=True)
+        _export(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)})
+    _export(model, tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, overwrite=True)
 
 
 def test_source_weights_are_hashed_into_the_provenance(tmp_path):
@@ -109,8 +127,8 @@ def test_source_weights_are_hashed_into_the_provenance(tmp_path):
 
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"\x00" * 64)
-    report = export_onnx(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, source_weights=weights)
-    assert load_sidecar(report.onnx_path)["provenance"]["source_weights"] == [
+    report = _export(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, source_weights=weights)
+    assert read_card(report.card_path).provenance["source_weights"] == [
         {"path": str(weights.resolve()), "sha256": file_sha256(weights)}]
 
 
@@ -121,7 +139,7 @@ def test_source_weights_are_hashed_into_the_provenance(tmp_path):
 ])
 def test_bad_arguments_are_clear_errors(tmp_path, kwargs, message):
     with pytest.raises(ExportError, match=message):
-        export_onnx(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, **kwargs)
+        _export(TinyNet(), tmp_path / "m.onnx", {"image": torch.rand(1, 3, 8, 8)}, **kwargs)
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -148,7 +166,7 @@ def test_ported_transformer_exports_as_a_drop_in_for_the_shipped_graph(tmp_path,
     with Image.open(samples_dir() / "content" / "coffee.jpg") as image:
         photo = (np.asarray(image.convert("RGB").resize((90, 60)), dtype=np.float32) / 255)[None]
     vector = np.random.default_rng(0).standard_normal((1, 1, 1, 100)).astype(np.float32)
-    report = export_onnx(
+    report = _export(
         NHWCStyleTransformer(teacher), tmp_path / "transformer.onnx",
         {"content_image": torch.rand(1, 64, 48, 3), "style_vector": torch.from_numpy(vector)},
         output_names=["stylized_image"],
@@ -157,11 +175,12 @@ def test_ported_transformer_exports_as_a_drop_in_for_the_shipped_graph(tmp_path,
         preprocessing={"content_image": ImageInput(layout="NHWC")},
         check_inputs=[{"content_image": photo, "style_vector": vector}],
         source_weights=folder,
+        card=CardInfo(system="style", task="style-transfer", layouts={"style_vector": "N,1,1,D", "stylized_image": "NHWC"}),
     )
     assert report.max_abs_diff <= 1e-4, report.summary()
-    sidecar = json.loads(report.sidecar_path.read_text())
-    assert sidecar["provenance"]["config"]["residual_blocks"] == 5
-    assert {Path(f["path"]).name for f in sidecar["provenance"]["source_weights"]} == {"config.json",
+    provenance = read_card(report.card_path).provenance
+    assert provenance["config"]["residual_blocks"] == 5
+    assert {Path(f["path"]).name for f in provenance["source_weights"]} == {"config.json",
                                                                                      "model.safetensors"}
     # Same interface and same numbers as the shipped transformer with float weights.
     shipped = _session_bytes(with_float_weights(STYLE_TEACHER_TRANSFORM.path()))
@@ -185,14 +204,14 @@ def test_predictor_exports_with_dynamic_batch_and_refuses_dynamic_sizes(tmp_path
 
     model = StylePredictor(StylePredictorConfig(width_multiplier=0.35, last_channels=64))
     example = {"style_image": torch.rand(1, 3, 64, 64)}
-    report = export_onnx(model, tmp_path / "predictor.onnx", example, output_names=["style_vector"],
+    report = _export(model, tmp_path / "predictor.onnx", example, output_names=["style_vector"],
                          preprocessing={"style_image": ImageInput(size=(64, 64))},
                          dynamic_axes={"style_image": {0: "batch"}, "style_vector": {0: "batch"}})
     assert report.checks[2].shapes == {"style_image": [2, 3, 64, 64]}
     assert report.max_abs_diff <= 1e-4, report.summary()
-    assert load_sidecar(report.onnx_path)["preprocessing"]["style_image"]["size"] == [64, 64]
+    assert read_card(report.card_path).preprocessing["style_image"]["size"] == [64, 64]
     with pytest.raises(ExportParityError, match="random-resized"):
-        export_onnx(model, tmp_path / "free.onnx", example,
+        _export(model, tmp_path / "free.onnx", example,
                     dynamic_axes={"style_image": {0: "batch", 2: "height", 3: "width"}})
 
 
@@ -204,7 +223,7 @@ def test_same_padding_folds_into_the_convs_at_a_fixed_size(tmp_path):
     from slimvision.models.style import StylePredictor, StylePredictorConfig
 
     model = StylePredictor(StylePredictorConfig(width_multiplier=0.35, last_channels=64))
-    report = export_onnx(model, tmp_path / "predictor.onnx", {"style_image": torch.rand(1, 3, 64, 64)})
+    report = _export(model, tmp_path / "predictor.onnx", {"style_image": torch.rand(1, 3, 64, 64)})
     assert report.max_abs_diff <= 1e-4, report.summary()
     ops = [node.op_type for node in onnx.load(str(report.onnx_path)).graph.node]
     assert "Pad" not in ops and "Shape" not in ops
@@ -217,10 +236,10 @@ def test_same_padding_folds_into_the_convs_at_a_fixed_size(tmp_path):
 def test_a_size_multiple_keeps_the_resized_check_on_sizes_the_model_takes(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(12, 12, 3, padding=1), nn.PixelShuffle(2))
-    report = export_onnx(model, tmp_path / "phases.onnx", {"image": torch.rand(1, 3, 16, 24)}, dynamic_axes=DYNAMIC,
+    report = _export(model, tmp_path / "phases.onnx", {"image": torch.rand(1, 3, 16, 24)}, dynamic_axes=DYNAMIC,
                          preprocessing={"image": ImageInput(layout="NCHW", size_multiple=2)})
     resized = report.checks[2].shapes["image"]
     assert resized[2] % 2 == 0 and resized[3] % 2 == 0 and resized[2:] != [16, 24]
-    assert load_sidecar(report.onnx_path)["preprocessing"]["image"]["size_multiple"] == 2
+    assert read_card(report.card_path).preprocessing["image"]["size_multiple"] == 2
     with pytest.raises(ConfigError, match="size_multiple"):
         ImageInput(size_multiple=0)

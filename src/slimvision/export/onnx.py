@@ -1,23 +1,26 @@
-"""torch -> ONNX export, checked against torch and written with its preprocessing and provenance.
+"""torch -> ONNX export, checked against torch and written with its artifact card.
 
 Every export runs the new ONNX graph in ONNX Runtime next to the torch model, on the example
 inputs, on random inputs of the same shapes, on random inputs with every dynamic dimension
 changed (so a size baked into the graph is caught) and on any inputs the caller gives. The max
 abs difference of each check is reported; above ``tolerance`` nothing is written and
 :class:`ExportParityError` says which check failed. Only then are ``model.onnx`` and its
-sidecar ``model.json`` written, each atomically.
+card ``model.card.json`` (:mod:`slimvision.export.card`) written, each atomically.
 
-The sidecar says how to feed the model (layout, size or ``"any"``, value range, channel
-order), so a pipeline never guesses preprocessing from the graph, and where it came from
-(source weights and their sha256, the model's config, slimvision/torch/onnx/onnxruntime
-versions, opset), plus the parity numbers.
+The card says how to feed the model (tensor names, shapes, dtypes, layout, value range, the
+image preprocessing), so a pipeline never guesses from the graph; where it came from (source
+weights and their sha256, the model's config, slimvision/torch/onnx/onnxruntime versions,
+opset); the parity figures; and, from the caller's :class:`CardInfo`, its system, task,
+licence and the command that remakes it.
 
 Example:
     >>> report = export_onnx(model, "out/transformer.onnx",                         # doctest: +SKIP
     ...                      {"content": torch.rand(1, 3, 64, 64), "style": torch.randn(1, 100)},
     ...                      dynamic_axes={"content": {0: "batch", 2: "height", 3: "width"},
     ...                                    "style": {0: "batch"}},
-    ...                      preprocessing={"content": ImageInput(layout="NCHW")})
+    ...                      preprocessing={"content": ImageInput(layout="NCHW")},
+    ...                      card=CardInfo(system="style", task="style-transfer",
+    ...                                    layouts={"output": "NCHW"}, remake="make style"))
     >>> report.max_abs_diff < 1e-4                                                  # doctest: +SKIP
     True
 """
@@ -25,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import io
-import json
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -39,13 +41,13 @@ from torch import nn
 
 import slimvision
 from slimvision.config import BaseConfig
-from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.errors import ConfigError, OutputError, SlimvisionError
+from slimvision.export.card import ArtifactCard, TensorSpec, card_path, write_card
 from slimvision.graph.surgery import fold_pads_into_convs
-from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
+from slimvision.io.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-SIDECAR_FORMAT = "slimvision-onnx-sidecar-v1"
 DEFAULT_OPSET = 17
 Feeds = Mapping[str, "np.ndarray | torch.Tensor"]
 
@@ -60,7 +62,7 @@ class ExportParityError(ExportError):
 
 @dataclass
 class ImageInput(BaseConfig):
-    """How an image must be prepared for one model input (stored in the sidecar).
+    """How an image must be prepared for one model input (stored in the card's preprocessing).
 
     Attributes:
         layout: axis order of the input tensor.
@@ -95,6 +97,36 @@ class ImageInput(BaseConfig):
 
 
 @dataclass
+class CardInfo:
+    """What the exporter knows about an artifact that the graph cannot say (the card's words).
+
+    Attributes:
+        system: which system it belongs to ("style", "faces", "vae", "gan", "numerals").
+        task: what the graph does ("style-prediction", "generation", ...).
+        name: the artifact's name; the file name without ``.onnx`` when not given.
+        licence: the weights' licence.
+        remake: the command that remakes the artifact.
+        layouts: tensor name -> axis order, for tensors that are not image inputs (those take
+            their :class:`ImageInput` layout); a 2-d tensor without one is ``"N,D"``.
+        value_ranges: tensor name -> ``[low, high]`` for tensors that are not image inputs.
+        descriptions: tensor name -> what it means, in words.
+        preprocessing: more preprocessing facts, merged beside the image inputs' specs.
+        provenance: more provenance (e.g. the training run), merged into the exporter's.
+    """
+
+    system: str
+    task: str
+    name: str | None = None
+    licence: str = "MIT (trained by slimvision)"
+    remake: str = ""
+    layouts: dict[str, str] = field(default_factory=dict)
+    value_ranges: dict[str, list[float]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ParityCheck:
     """One comparison of ONNX Runtime against torch."""
 
@@ -108,7 +140,7 @@ class ExportReport:
     """What :func:`export_onnx` wrote and how closely ONNX Runtime matched torch."""
 
     onnx_path: Path
-    sidecar_path: Path
+    card_path: Path
     tolerance: float
     checks: list[ParityCheck] = field(default_factory=list)
 
@@ -126,6 +158,7 @@ def export_onnx(
     path: str | Path,
     example_inputs: Feeds,
     *,
+    card: CardInfo,
     output_names: Sequence[str] = ("output",),
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
     preprocessing: Mapping[str, ImageInput] | None = None,
@@ -136,12 +169,13 @@ def export_onnx(
     overwrite: bool = False,
     seed: int = 0,
 ) -> ExportReport:
-    """Export ``model`` to ONNX at ``path``, check it against torch, write it and its sidecar.
+    """Export ``model`` to ONNX at ``path``, check it against torch, write it and its card.
 
     Args:
         model: the network; exported in eval mode (its training flag is restored afterwards).
-        path: where the ``.onnx`` goes; the sidecar is the same path with ``.json``.
+        path: where the ``.onnx`` goes; the card is :func:`~slimvision.export.card.card_path` of it.
         example_inputs: input name -> tensor, in the order ``forward`` takes them.
+        card: the card's words the graph cannot give (system, task, licence, layouts, ...).
         output_names: names for the graph outputs, in the order ``forward`` returns them.
         dynamic_axes: input or output name -> {axis: symbolic name}; the same name on two
             tensors means the same size (e.g. ``"batch"``). Axes not named are fixed.
@@ -150,8 +184,8 @@ def export_onnx(
         tolerance: the largest max abs difference accepted on any check.
         opset: ONNX opset to export with.
         source_weights: the weights file or folder the model was loaded from (hashed into the
-            sidecar's provenance).
-        overwrite: replace existing files at ``path`` and its sidecar.
+            card's provenance).
+        overwrite: replace existing files at ``path`` and its card.
         seed: seeds the random check inputs.
 
     Raises:
@@ -159,9 +193,8 @@ def export_onnx(
         ExportParityError: a check differs by more than ``tolerance`` (nothing is written).
     """
     path = Path(path)
-    sidecar = path.with_suffix(".json")
     names = list(example_inputs)
-    _check_arguments(names, output_names, dynamic_axes or {}, preprocessing or {}, path, sidecar)
+    _check_arguments(names, output_names, dynamic_axes or {}, preprocessing or {}, path)
     examples = {name: torch.as_tensor(value) for name, value in example_inputs.items()}
     was_training = model.training
     model.eval()
@@ -170,34 +203,20 @@ def export_onnx(
         checks = _parity_checks(model, data, examples, dynamic_axes or {}, preprocessing or {}, check_inputs, seed)
     finally:
         model.train(was_training)
-    report = ExportReport(path, sidecar, tolerance, checks)
+    report = ExportReport(path, card_path(path), tolerance, checks)
     log.info("%s", report.summary())
     if report.max_abs_diff > tolerance or not np.isfinite(report.max_abs_diff):
         raise ExportParityError(f"{path}: not written; {report.summary()}")
-    metadata = _sidecar(model, data, path, preprocessing or {}, opset, source_weights, report)
+    artifact_card = _card(model, data, path, card, preprocessing or {}, opset, source_weights, report)
+    if report.card_path.exists() and not overwrite:
+        raise OutputError(report.card_path, "exists already (pass overwrite to replace it)")
     write_bytes_atomic(path, data, overwrite=overwrite)
-    write_text_atomic(sidecar, json.dumps(metadata, indent=2) + "\n", overwrite=overwrite)
+    write_card(artifact_card, report.card_path)
     return report
 
 
-def load_sidecar(path: str | Path) -> dict[str, Any]:
-    """The sidecar of an exported model (``model.onnx`` -> ``model.json``), checked for its format."""
-    from slimvision.errors import InputError
-
-    sidecar = Path(path).with_suffix(".json")
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(sidecar, f"cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(sidecar, f"invalid JSON ({exc})") from None
-    if data.get("format") != SIDECAR_FORMAT:
-        raise InputError(sidecar, f"not a {SIDECAR_FORMAT} sidecar")
-    return data
-
-
 def _check_arguments(names: list[str], output_names: Sequence[str], dynamic_axes: Mapping[str, Any],
-                     preprocessing: Mapping[str, Any], path: Path, sidecar: Path) -> None:
+                     preprocessing: Mapping[str, Any], path: Path) -> None:
     if not names:
         raise ExportError("export_onnx: example_inputs is empty")
     if path.suffix != ".onnx":
@@ -329,8 +348,8 @@ def _compare(model: nn.Module, session: Any, name: str, feeds: dict[str, torch.T
     return ParityCheck(name, {k: list(v.shape) for k, v in feeds.items()}, diff)
 
 
-def _sidecar(model: nn.Module, data: bytes, path: Path, preprocessing: Mapping[str, ImageInput], opset: int,
-             source_weights: str | Path | None, report: ExportReport) -> dict[str, Any]:
+def _card(model: nn.Module, data: bytes, path: Path, info: CardInfo, preprocessing: Mapping[str, ImageInput],
+          opset: int, source_weights: str | Path | None, report: ExportReport) -> ArtifactCard:
     import hashlib
 
     import onnx
@@ -339,39 +358,57 @@ def _sidecar(model: nn.Module, data: bytes, path: Path, preprocessing: Mapping[s
     graph = onnx.load_from_string(data).graph
     # A wrapper (e.g. a layout adapter) has no config of its own: record the configured network inside.
     configured = next((m for m in model.modules() if isinstance(getattr(m, "config", None), BaseConfig)), None)
-    return {
-        "format": SIDECAR_FORMAT,
-        "model": path.name,
+    provenance = {
         "sha256": hashlib.sha256(data).hexdigest(),
-        "inputs": [_tensor_spec(value) for value in graph.input],
-        "outputs": [_tensor_spec(value) for value in graph.output],
-        "preprocessing": {name: spec.to_dict() for name, spec in preprocessing.items()},
-        "provenance": {
-            "source_weights": _weights_provenance(source_weights),
-            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "config": configured.config.to_dict() if configured is not None else None,
-            "config_class": type(configured.config).__name__ if configured is not None else None,
-            "slimvision": slimvision.__version__,
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "opset": opset,
-            "exporter": "torch.onnx.export (TorchScript)",
-        },
-        "parity": {
+        "source_weights": _weights_provenance(source_weights),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "config": configured.config.to_dict() if configured is not None else None,
+        "config_class": type(configured.config).__name__ if configured is not None else None,
+        "slimvision": slimvision.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": opset,
+        "exporter": "torch.onnx.export (TorchScript)",
+        **info.provenance,
+    }
+    return ArtifactCard(
+        name=info.name or path.name.removesuffix(".onnx"),
+        system=info.system,
+        task=info.task,
+        files={"graph": path.name},
+        inputs=[_tensor_spec(value, info, preprocessing, path) for value in graph.input],
+        outputs=[_tensor_spec(value, info, preprocessing, path) for value in graph.output],
+        preprocessing={**{name: spec.to_dict() for name, spec in preprocessing.items()}, **info.preprocessing},
+        licence=info.licence,
+        provenance=provenance,
+        parity={
+            "reference": "torch",
             "tolerance": report.tolerance,
             "max_abs_diff": report.max_abs_diff,
             "checks": [{"name": c.name, "shapes": c.shapes, "max_abs_diff": c.max_abs_diff} for c in report.checks],
         },
-    }
+        remake=info.remake,
+    )
 
 
-def _tensor_spec(value: Any) -> dict[str, Any]:
+def _tensor_spec(value: Any, info: CardInfo, preprocessing: Mapping[str, ImageInput], path: Path) -> TensorSpec:
+    """A graph input or output as the card describes it: shape and dtype from the graph just
+    written, layout and range from what the exporter was told (never guessed)."""
     from onnx import helper
 
     tensor = value.type.tensor_type
-    dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
-    return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": dims}
+    dims: list[int | str] = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+    image = preprocessing.get(value.name)
+    if image is not None:
+        layout, value_range = image.layout, [float(v) for v in image.value_range]
+    else:
+        layout = info.layouts.get(value.name) or ("N,D" if len(dims) == 2 else "")
+        value_range = info.value_ranges.get(value.name)
+    if not layout:
+        raise ExportError(f"{path}: say the layout of {len(dims)}-d tensor {value.name!r} in CardInfo.layouts")
+    return TensorSpec(name=value.name, shape=dims, dtype=helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                      layout=layout, value_range=value_range, description=info.descriptions.get(value.name, ""))
 
 
 def _weights_provenance(source: str | Path | None) -> list[dict[str, str]] | None:
@@ -391,7 +428,7 @@ def _weights_provenance(source: str | Path | None) -> list[dict[str, str]] | Non
 
 
 def _portable_path(path: Path) -> str:
-    """Weights inside the slimvision package as "slimvision/weights/...", so a sidecar that
+    """Weights inside the slimvision package as "slimvision/weights/...", so a card that
     ships does not name the machine it was made on; others absolute."""
     import slimvision
 
