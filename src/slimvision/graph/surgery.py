@@ -1,6 +1,6 @@
 """Graph surgery on exported ONNX models: shorter names, zero pads folded into convolutions.
 
-Both run on a freshly exported graph (``compress.export`` and the style exporters call them);
+Both run on a freshly exported graph (``export.onnx`` and the style exporters call them);
 they need ``onnx`` and numpy only, so compress, export and inference can all use them.
 
 Example:
