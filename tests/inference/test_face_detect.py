@@ -178,15 +178,24 @@ def test_bad_options_are_refused(options, message):
 
 
 @pytest.mark.parametrize("asset", [MTCNN_PNET, MTCNN_RNET, MTCNN_ONET], ids=["pnet", "rnet", "onet"])
-def test_the_shipped_graphs_match_their_digests_and_sidecars(asset):
+def test_the_shipped_graphs_match_their_digests_and_cards(asset):
+    from slimvision.export.card import card_path, read_card
+
     path = asset.path()
     assert file_sha256(path) == asset.sha256
-    sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    assert sidecar["sha256"] == asset.sha256 and sidecar["parity"]["max_abs_diff"] <= 1e-4
+    card = read_card(card_path(path))
+    assert card.files == {"graph": path.name} and card.system == "faces"
+    assert card.provenance["sha256"] == asset.sha256 and card.parity["max_abs_diff"] <= 1e-4
     # What _propose, _refine and _output feed: RGB pixels 0-255 as float32, NCHW, no mean or std.
-    spec = sidecar["preprocessing"]["image"]
+    spec = card.preprocessing["image"]
     assert (spec["layout"], spec["channel_order"], spec["value_range"], spec["mean"]) == ("NCHW", "RGB", [0, 255], None)
-    assert sidecar["provenance"]["source_weights"][0]["distribution"] == "facenet-pytorch"
+    assert card.input("image").value_range == [0.0, 255.0]
+    assert card.provenance["source_weights"][0]["distribution"] == "facenet-pytorch"
+
+
+def test_the_crop_sizes_come_from_the_cards():
+    detector = FaceDetector()
+    assert (detector.rnet_size, detector.onet_size) == (24, 48)
 
 
 NO_TORCH = r"""

@@ -41,11 +41,14 @@ import numpy as np
 from PIL import Image
 
 from slimvision.assets import MTCNN_ONET, MTCNN_PNET, MTCNN_RNET, PackagedFile
+from slimvision.errors import InputError
+from slimvision.export.card import card_path, read_card
 from slimvision.graph.session import OnnxModel, SessionSettings
 
 #: PNet's window (px) and the stride of its output grid in the pyramid level's pixels.
 PNET_WINDOW, PNET_STRIDE = 12, 2
-RNET_SIZE, ONET_SIZE = 24, 48
+#: What the cascade feeds every network (its cards must say the same: checked at load).
+PIXEL_RANGE, INPUT_LAYOUT = [0.0, 255.0], "NCHW"
 DEFAULT_THRESHOLDS = (0.6, 0.7, 0.7)
 #: NMS overlaps above which the lower-scoring box is dropped, per step of the cascade.
 NMS_LEVEL, NMS_PROPOSALS, NMS_REFINED, NMS_FINAL = 0.5, 0.7, 0.7, 0.7
@@ -159,6 +162,8 @@ class FaceDetector:
         self.max_faces, self.scale_factor = max_faces, float(scale_factor)
         self.settings = replace(settings or SessionSettings(), allow_spinning=False)
         self.pnet, self.rnet, self.onet = (self._session(asset) for asset in (MTCNN_PNET, MTCNN_RNET, MTCNN_ONET))
+        # The crop sides RNet and ONet take (24 and 48) come from their cards, not the graphs.
+        self.rnet_size, self.onet_size = (_crop_side(asset) for asset in (MTCNN_RNET, MTCNN_ONET))
 
     def _session(self, asset: PackagedFile) -> OnnxModel:
         path = asset.path()
@@ -227,7 +232,7 @@ class FaceDetector:
         boxes = _pixel_boxes(boxes, picture.size)
         if not len(boxes):
             return boxes
-        score, offsets = self.rnet.run({"image": _crops(picture, boxes, RNET_SIZE)})
+        score, offsets = self.rnet.run({"image": _crops(picture, boxes, self.rnet_size)})
         passed = score >= self.thresholds[1]
         boxes, score, offsets = boxes[passed], score[passed], offsets[passed]
         keep = nms(boxes, score, NMS_REFINED)
@@ -238,7 +243,7 @@ class FaceDetector:
         boxes = _pixel_boxes(boxes, picture.size)
         if not len(boxes):
             return boxes, np.zeros(0), np.zeros((0, 5, 2))
-        score, offsets, relative = self.onet.run({"image": _crops(picture, boxes, ONET_SIZE)})
+        score, offsets, relative = self.onet.run({"image": _crops(picture, boxes, self.onet_size)})
         passed = score >= self.thresholds[2]
         boxes, score, offsets, relative = boxes[passed], score[passed], offsets[passed], relative[passed]
         # Landmarks are fractions of the crop ONet saw, not of the regressed box.
@@ -271,6 +276,18 @@ def _pixel_boxes(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     boxes = np.hstack([corner, corner + side])
     inside = (side[:, 0] >= 1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width) & (boxes[:, 1] < height)
     return boxes[inside]
+
+
+def _crop_side(asset: PackagedFile) -> int:
+    """The square crop side an MTCNN stage's card gives its ``image`` input, after checking that the
+    card asks for what the cascade feeds (NCHW pixels 0-255)."""
+    card_file = card_path(asset.path())
+    image = read_card(card_file).input("image")
+    side = image.shape[-1]
+    if image.layout != INPUT_LAYOUT or image.value_range != PIXEL_RANGE or not isinstance(side, int):
+        raise InputError(card_file, f"input 'image' is {image.layout} in {image.value_range} with shape {image.shape}; "
+                                    f"the face detector feeds fixed-size {INPUT_LAYOUT} crops in {PIXEL_RANGE}")
+    return side
 
 
 def _crops(picture: Image.Image, boxes: np.ndarray, size: int) -> np.ndarray:
