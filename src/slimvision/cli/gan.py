@@ -240,6 +240,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import SlimvisionError
+    from slimvision.export.card import card_path
     from slimvision.inference.gan import GANSampler
     from slimvision.io.pixels import tile
     from slimvision.io.atomic import plan_outputs
@@ -257,7 +258,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise SlimvisionError("a .gif output animates an --interpolate walk; pass --interpolate SEED_A SEED_B")
     targets = ([args.output] if kind != "folder" else
                [args.output / f"sample_{index:05d}.png" for index in range(args.count)])
-    protected = [model, model.with_suffix(".json")]
+    protected = [model, card_path(model)]  # the graph and the card the sampler reads
     plan_outputs(targets, overwrite=args.overwrite, protected=protected)  # before drawing anything
     sampler = GANSampler(model)
     images = (sampler.interpolate(*args.interpolate, steps=args.count) if args.interpolate
