@@ -1,4 +1,5 @@
-"""Every registered artifact loads and runs on a tiny input; its cards are kept inside slimvision."""
+"""Every registered artifact loads, runs on a tiny input, and each graph it runs gives finite
+outputs of the shape and dtype its card declares, from inputs made from the card alone."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import numpy as np
 import pytest
 
 from slimvision.registry import ARTIFACTS, ArtifactSpec
+
+#: Size given to a symbolic axis: 1 for the batch, else small but above every network's minimum
+#: (MTCNN's 12 px window, style transfer's 16 px) and a multiple of 4 (the style transformer's).
+BATCH, SIDE = 1, 32
+
 
 def _tiny_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -80,7 +86,7 @@ def _needs(spec: ArtifactSpec) -> None:
 
 @pytest.fixture(scope="module")
 def loaded() -> dict[str, Any]:
-    return {}  # pipelines by name, loaded once per module
+    return {}  # pipelines by name, so the card test reuses the one the run test loaded
 
 
 @pytest.mark.parametrize("name", ARTIFACTS.names())
@@ -90,6 +96,89 @@ def test_artifact_loads_and_runs_on_a_tiny_input(name: str, loaded: dict[str, An
     pipeline = loaded.setdefault(name, ARTIFACTS.create(name))
     for array in TINY_RUNS[spec.system](pipeline):
         assert np.all(np.isfinite(array)), name
+
+
+def _feeds(card: Any) -> dict[str, np.ndarray]:
+    """Inputs made from the card alone: its shapes (symbolic axes made tiny), dtypes and ranges."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for index, tensor in enumerate(card.inputs):
+        shape = [dim if isinstance(dim, int) else (BATCH if index == 0 and axis == 0 or "batch" in dim else SIDE)
+                 for axis, dim in enumerate(tensor.shape)]
+        low, high = tensor.value_range or (0.0, 1.0)
+        dtype = np.dtype(tensor.dtype)
+        if dtype.kind in "iu":
+            feeds[tensor.name] = rng.integers(int(low), int(high) + 1, shape).astype(dtype)
+        else:
+            feeds[tensor.name] = rng.uniform(low, high, shape).astype(dtype)
+    return feeds
+
+
+def _graph(spec: ArtifactSpec, role: str, pipeline: Any) -> Any:
+    """The graph a card describes, as the pipeline runs it: its session for that role where it has
+    one (the style teacher's transform runs with its spatial sizes freed, dlib's .dat is converted
+    when it loads), else the graph file, else the weights run as their pipeline runs them."""
+    from slimvision.graph.session import OnnxModel
+
+    for owner in (pipeline, getattr(pipeline, "detector", None)):  # the recognizer holds a detector
+        session = getattr(owner, role, None)
+        if isinstance(session, OnnxModel):
+            return session
+    role_name, _, inside = role.partition("/")
+    path = spec.paths()[role_name] / inside if inside else spec.paths()[role_name]
+    if path.suffix == ".dat":  # dlib's network: the face pipeline converts it when it loads
+        return pipeline.network
+    if path.suffix == ".onnx":
+        return OnnxModel(path, name=path.name)
+    return _WEIGHTS_RUNNERS[path.suffix](pipeline)
+
+
+class _Weights:
+    """Weights that are no ONNX graph, run the way their pipeline runs them, with a graph's face."""
+
+    def __init__(self, input_names: list[str], run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]) -> None:
+        self.input_names, self.run = input_names, run
+
+
+def _torch_generator(module: Any) -> _Weights:
+    import torch
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [module.eval()(torch.from_numpy(feeds["noise"])).numpy()]
+
+    return _Weights(["noise"], run)
+
+
+#: By file kind: the numerals map answers best-matching nodes; the float DCGAN is a torch module.
+_WEIGHTS_RUNNERS: dict[str, Callable[[Any], _Weights]] = {
+    ".npz": lambda reader: _Weights(["glyph_vector"], lambda feeds: list(reader.som.bmu(feeds["glyph_vector"]))),
+    ".safetensors": _torch_generator,
+}
+
+
+@pytest.mark.parametrize("name", ARTIFACTS.names())
+def test_each_graph_gives_what_its_card_declares(name: str, loaded: dict[str, Any]) -> None:
+    spec = ARTIFACTS.spec(name)
+    _needs(spec)
+    cards = spec.read_cards()  # InputError naming the file when a card is missing or broken
+    assert cards, f"{name} has no card"
+    pipeline = loaded.setdefault(name, ARTIFACTS.create(name))
+    for role, card in cards.items():
+        assert card.system == spec.system, (name, role)
+        graph = _graph(spec, role, pipeline)
+        assert graph.input_names == [tensor.name for tensor in card.inputs], (name, role)
+        outputs = graph.run(_feeds(card))
+        assert len(outputs) == len(card.outputs), (name, role)
+        for array, tensor in zip(outputs, card.outputs):
+            where = (name, role, tensor.name)
+            assert array.dtype == np.dtype(tensor.dtype), where
+            assert array.ndim == len(tensor.shape), where
+            assert all(size == dim for size, dim in zip(array.shape, tensor.shape) if isinstance(dim, int)), where
+            assert np.all(np.isfinite(array)), where
+            if tensor.value_range is not None:
+                low, high = tensor.value_range
+                assert low - 1e-5 <= float(array.min()) and float(array.max()) <= high + 1e-5, where
 
 
 def test_every_card_file_is_inside_slimvision() -> None:
