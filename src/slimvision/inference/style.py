@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from slimvision import __version__
 from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
                                STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256)
 from slimvision.errors import InputError, SlimvisionError
+from slimvision.export.card import ArtifactCard, read_card
 from slimvision.graph.precision import float_graph_key, with_float_weights
 from slimvision.graph.rewrite import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.graph.session import OnnxModel, SessionSettings
@@ -86,10 +88,31 @@ class StyleArtifact:
     #: The predictor file stores compressed weights for float compute (fp16 behind Casts, or int8
     #: behind DequantizeLinear; see ``compress.quantize``): load it as a float graph.
     float_predictor: bool = False
-    style_size: int = 256
-    layout: str = "NHWC"
-    value_range: tuple[float, float] = (0.0, 1.0)
     description: str = ""
+
+    # The preprocessing comes from the predictor's card (``export.card``), not from fields here.
+    def predictor_card(self) -> ArtifactCard:
+        """The card of the predictor graph (found through the registry: beside our own graphs,
+        in ``weights/cards/`` for a graph another package ships)."""
+        return _read_card(ARTIFACTS.spec(self.name).card_files()["predictor"])
+
+    @property
+    def style_size(self) -> int:
+        """Side of the square the predictor takes (its card's ``style_image`` input)."""
+        shape = self.predictor_card().input("style_image").shape
+        return int(shape[1] if self.layout == "NHWC" else shape[2])
+
+    @property
+    def layout(self) -> str:
+        return self.predictor_card().input("style_image").layout
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        spec = self.predictor_card().input("style_image")
+        if spec.value_range is None:
+            raise InputError(self.name, "the predictor's card gives no value range for 'style_image'")
+        low, high = spec.value_range
+        return float(low), float(high)
 
     def preprocessing(self) -> dict[str, Any]:
         return {
@@ -98,6 +121,12 @@ class StyleArtifact:
             "style_image": {"crop": "centre-square", "size": self.style_size, "resample": "bilinear"},
             "content_image": {"size": "any", "pad_to_multiple_of": SIZE_MULTIPLE, "pad_mode": "reflect"},
         }
+
+
+@lru_cache(maxsize=16)
+def _read_card(path: Path) -> ArtifactCard:
+    """A card read once per process (pipelines ask for the same few)."""
+    return read_card(path)
 
 
 def _magenta(precision: str, bytes_per_pixel: int, description: str) -> StyleArtifact:
