@@ -131,8 +131,10 @@ class Hide:
         return importlib.machinery.ModuleSpec(name, None) if name == "face_recognition_models" else None
 
 sys.meta_path.insert(0, Hide())
-from slimvision.cli.demo import _faces
-section = _faces(Path(sys.argv[1]))
+from functools import partial
+from slimvision.cli.demo import _faces, _slimvision
+from slimvision.cli.main import build_parser
+section = _faces(Path(sys.argv[1]), partial(_slimvision, build_parser))
 print(json.dumps({"intro": section.intro, "commands": section.commands, "files": [str(f) for f in section.files]}))
 """
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import html
 import io
 import json
 import logging
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,14 +41,16 @@ VAE_SEED = 3                          # a sample that reads as an axial slice
 VAE_GENERATOR = "vae-mni128"          # registered artifact that draws the slice the demo damages
 
 
-def add_commands(groups: argparse._SubParsersAction) -> None:
+def add_commands(groups: argparse._SubParsersAction, build_parser: Callable[[], argparse.ArgumentParser]) -> None:
+    """``build_parser`` is the whole CLI's parser factory, handed down by cli.main so that the demo
+    can run real commands without importing main (which imports this module)."""
     demo = groups.add_parser("demo", help=DEMO_HELP,
                              description=DEMO_HELP.capitalize() + ": style transfer, faces, the digits GAN, the "
                                          "MRI VAE and Roman numerals, each with the command that made it.")
     add_output(demo, "folder for the results (default ./outputs; its demo files are replaced)",
                required=False, default=Path("outputs"))
     add_json(demo, "a summary")
-    demo.set_defaults(run=run_demo)
+    demo.set_defaults(run=run_demo, build_parser=build_parser)
 
 
 @dataclass
@@ -61,10 +65,15 @@ class Section:
     files: list[Path] = field(default_factory=list)
 
 
+# Runs ``slimvision ARGV`` for a section and returns its stdout (``_slimvision`` with the parser bound).
+Runner = Callable[..., str]
+
+
 def run_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder: Path = args.output
-    sections = [builder(folder) for builder in (_style, _faces, _gan, _vae, _numerals)]
+    slimvision = functools.partial(_slimvision, args.build_parser)
+    sections = [builder(folder, slimvision) for builder in (_style, _faces, _gan, _vae, _numerals)]
     index = _write_page(folder, sections)
     seconds = time.perf_counter() - started
     if args.json:
@@ -77,11 +86,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- running commands
-def _slimvision(section: Section, *argv: object) -> str:
+def _slimvision(build_parser: Callable[[], argparse.ArgumentParser], section: Section, *argv: object) -> str:
     """Run ``slimvision ARGV`` here, note the command on the section, return its stdout. Its errors
     propagate, so the demo stops with the command's own one-line error."""
-    from slimvision.cli.main import build_parser
-
     words = [str(word) for word in argv]
     section.commands.append(shlex.join(["slimvision", *words]))
     command = build_parser().parse_args(words)
@@ -111,14 +118,14 @@ def _figure(folder: Path, path: Path, caption: str, width: int | None = None) ->
 
 
 # --------------------------------------------------------------------------- the five systems
-def _style(folder: Path) -> Section:
+def _style(folder: Path, slimvision: Runner) -> Section:
     from slimvision.assets import samples_dir
 
     section = Section("style", "Style transfer", "Every bundled photo (rows) painted in every bundled style "
                       "(columns) by Magenta's arbitrary-style teacher, plus Starry Night keeping the photo's "
                       "colours and a half-and-half blend of two styles.", "")
     out = folder / "style"
-    summary = json.loads(_slimvision(section, "style", "demo", "-o", out, "--json"))
+    summary = json.loads(slimvision(section, "style", "demo", "-o", out, "--json"))
     sources = {row: next((samples_dir() / "content").glob(f"{row}.*")) for row in summary["rows"]}
     photos = {row: _copy(source, out / "photos" / source.name) for row, source in sources.items()}
     head = "".join(f"<th>{html.escape(column.replace('_', ' '))}</th>" for column in summary["columns"])
@@ -132,7 +139,7 @@ def _style(folder: Path) -> Section:
     return section
 
 
-def _faces(folder: Path) -> Section:
+def _faces(folder: Path, slimvision: Runner) -> Section:
     import numpy as np
 
     from slimvision.assets import DLIB_FACE_RESNET, samples_dir
@@ -154,8 +161,8 @@ def _faces(folder: Path) -> Section:
     gallery.unlink(missing_ok=True)           # the demo's own gallery, made afresh so enrolling adds her again
     section = Section("faces", "Faces", f"MTCNN finds the face and its landmarks; dlib's ResNet (read without dlib) "
                       f"describes it; the gallery holds one person, enrolled from the mirrored photo.", "")
-    _slimvision(section, "faces", "enroll", "--gallery", gallery, out / "gallery-photos", "--json")
-    result = json.loads(_slimvision(section, "faces", "identify", "--gallery", gallery, photo, "--annotate", out,
+    slimvision(section, "faces", "enroll", "--gallery", gallery, out / "gallery-photos", "--json")
+    result = json.loads(slimvision(section, "faces", "identify", "--gallery", gallery, photo, "--annotate", out,
                                     "--overwrite", "--json"))
     (found,) = result["images"].values()
     names = ", ".join(f"{face['name']} (distance {face['matches'][0]['distance']:.3f})" for face in found)
@@ -184,18 +191,18 @@ def _faces_found_only(folder: Path, photo: Path, missing: str) -> Section:
     return section
 
 
-def _gan(folder: Path) -> Section:
+def _gan(folder: Path, slimvision: Runner) -> Section:
     section = Section("gan", "Image generation (DCGAN)", f"{GAN_COUNT} handwritten digits drawn by the shipped "
                       "32 px generator (int8, ONNX Runtime) from seeded noise.", "")
     grid = folder / "gan" / "digits.png"
-    _slimvision(section, "gan", "generate", "-o", grid, "-n", GAN_COUNT, "--columns", 8, "--seed", GAN_SEED,
+    slimvision(section, "gan", "generate", "-o", grid, "-n", GAN_COUNT, "--columns", 8, "--seed", GAN_SEED,
                 "--overwrite")
     section.body = _figure(folder, grid, f"seed {GAN_SEED}", 548)
     section.files = [grid]
     return section
 
 
-def _vae(folder: Path) -> Section:
+def _vae(folder: Path, slimvision: Runner) -> Section:
     import numpy as np
 
     from slimvision.io.images import save_image
@@ -217,7 +224,7 @@ def _vae(folder: Path) -> Section:
     for name, damaged, options in (("noisy", noisy, []), ("holed", holed, ["--zeros-missing"])):
         broken = save_image(rint_to_uint8(damaged), out / f"{name}.png", overwrite=True)
         restored = out / f"{name}_restored.png"
-        _slimvision(section, "vae", "denoise", broken, "-o", restored, *options, "--overwrite")
+        slimvision(section, "vae", "denoise", broken, "-o", restored, *options, "--overwrite")
         figures += [_figure(folder, broken, name, 200), _figure(folder, restored, f"{name}, restored", 200)]
         section.files += [broken, restored]
     section.body = "".join(figures)
@@ -225,14 +232,14 @@ def _vae(folder: Path) -> Section:
     return section
 
 
-def _numerals(folder: Path) -> Section:
+def _numerals(folder: Path, slimvision: Runner) -> Section:
     section = Section("numerals", "Roman numerals", "A worn page rendered with held-out fonts, read by the "
                       "shipped self-organising map: each numeral boxed and labelled with its value.", "")
     pages = folder / "numerals" / "page"
-    _slimvision(section, "numerals", "render", "--kind", "pages", "--count", 1, "--seed", 0, "-o", f"{pages}/",
+    slimvision(section, "numerals", "render", "--kind", "pages", "--count", 1, "--seed", 0, "-o", f"{pages}/",
                 "--overwrite", "-q")
     page, read = pages / "page_00000.png", folder / "numerals" / "page_read.png"
-    result = json.loads(_slimvision(section, "numerals", "read", page, "-a", read, "--overwrite", "--json"))
+    result = json.loads(slimvision(section, "numerals", "read", page, "-a", read, "--overwrite", "--json"))
     values = ", ".join(f"{numeral['text']} = {numeral['value']}" for numeral in result["numerals"])
     section.body = _figure(folder, read, f"read: {values or 'nothing'}", 700)
     section.files = [page, read]

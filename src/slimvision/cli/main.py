@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_commands(groups)
     faces.add_commands(groups)
     serve.add_commands(groups)
-    demo.add_commands(groups)
+    demo.add_commands(groups, build_parser)
     return parser
 
 
