@@ -212,9 +212,7 @@ def test_a_shipped_models_recipe_gives_the_config_its_run_recorded(name):
     if recorded is None:  # the VAE exports keep the model, not the training run: compare that
         graph = "autoencoder" if (WEIGHTS / name / "autoencoder.onnx").is_file() else "encoder"
         card = WEIGHTS / name / f"{graph}.card.json"
-        # The graphs' cards hold the model config; vae.json held it until the cards replaced it (part B).
-        shipped = (json.loads(card.read_text())["preprocessing"]["model"] if card.is_file()
-                   else json.loads((WEIGHTS / name / "vae.json").read_text())["model"])
+        shipped = json.loads(card.read_text())["preprocessing"]["model"]  # the graph's card holds the model config
         assert config.model.to_dict() == shipped
         return
     saved = json.loads((WEIGHTS / recorded).read_text())
