@@ -248,6 +248,31 @@ class BundledPath:
                 "licence": self.licence}
 
 
+@dataclass(frozen=True)
+class LocalPath:
+    """A file or folder at a fixed place outside any package: a model of your own, registered
+    (``slimvision.artifacts.register``) without packaging it first.
+
+    Attributes:
+        location: the file or folder (made absolute when looked up).
+        licence: the licence you release the files under.
+    """
+
+    location: Path
+    licence: str = "not stated"
+
+    def path(self) -> Path:
+        """Absolute path (which may not exist; the pipeline that reads it reports that as an input error)."""
+        return Path(self.location).expanduser().resolve()
+
+    def provenance(self) -> dict[str, str]:
+        return {"distribution": "local file", "version": "-", "resource": str(self.path()), "licence": self.licence}
+
+
+#: Where a registered artifact's file can come from: another package, slimvision, or a local path.
+Asset = PackagedFile | BundledPath | LocalPath
+
+
 @lru_cache(maxsize=1)
 def package_root() -> Path:
     """The folder of the installed ``slimvision`` package."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from slimvision.errors import SlimvisionError
 
 if TYPE_CHECKING:  # the card module is part B's export layer; imported only when a card is read
-    from slimvision.assets import BundledPath, PackagedFile
+    from slimvision.assets import Asset
     from slimvision.export.card import ArtifactCard
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -166,7 +166,7 @@ class ArtifactSpec:
     system: str
     purpose: str
     speed: str
-    files: Mapping[str, PackagedFile | BundledPath]
+    files: Mapping[str, Asset]
     pipeline: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     file_arguments: Mapping[str, str] = field(default_factory=dict)
@@ -211,11 +211,36 @@ class ArtifactSpec:
         """The pipeline, built now (its sessions may still load on first use).
 
         Args:
-            **overrides: further keyword arguments of the pipeline (e.g. ``settings``).
+            **overrides: further keyword arguments of the pipeline (e.g. ``settings``). One that
+                names a file argument runs the same pipeline on another file (a model the user
+                trained, ``--model PATH``); the shipped file is then not looked for at all.
         """
         factory = import_object(self.pipeline)
-        paths = {argument: self.files[role].path() for argument, role in self.file_arguments.items()}
+        paths = {argument: self.files[role].path() for argument, role in self.file_arguments.items()
+                 if argument not in overrides}
         return factory(**{**self.arguments, **paths, **overrides})
+
+    def describe(self) -> dict[str, Any]:
+        """What ``slimvision models --json`` and the server's ``/api/models`` list: name, system,
+        speed, purpose, bytes on disk, and each file's role, size and provenance (a file whose
+        package is not installed has bytes None)."""
+        files = [{"role": role, "bytes": _installed_bytes(asset), **asset.provenance()}
+                 for role, asset in self.files.items()]
+        return {"name": self.name, "system": self.system, "speed": self.speed, "purpose": self.purpose,
+                "bytes": sum(file["bytes"] or 0 for file in files), "files": files}
+
+
+def _installed_bytes(asset: Asset) -> int | None:
+    """Bytes on disk of a file or folder, or None when the package that ships it is missing."""
+    from slimvision.errors import MissingAssetError
+
+    try:
+        path = asset.path()
+    except MissingAssetError:
+        return None
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size if path.is_file() else None
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -223,7 +248,7 @@ def _weight_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.onnx")) or sorted([*folder.glob("*.npz"), *folder.glob("*.safetensors")])
 
 
-def _card_location(asset: PackagedFile | BundledPath, beside: Path) -> Path:
+def _card_location(asset: Asset, beside: Path) -> Path:
     """Where a graph's card lives: beside it when slimvision ships it, else in ``weights/cards/``."""
     from slimvision.assets import PackagedFile, package_root
 
@@ -256,6 +281,19 @@ class ArtifactRegistry(Registry[Callable[..., Any]]):
     def specs(self, system: str | None = None) -> list[ArtifactSpec]:
         """Every registered spec (of one system), by name."""
         return [self.spec(name) for name in self.names() if system is None or self.spec(name).system == system]
+
+    def remove(self, name: str) -> ArtifactSpec:
+        """Unregister ``name`` and return its spec (a test that registers a model of its own, or
+        swaps a shipped one for another file, puts the table back with this and :meth:`add`)."""
+        spec = self.spec(name)
+        del self._factories[name]
+        return spec
+
+    def describe(self) -> list[dict[str, Any]]:
+        """:meth:`ArtifactSpec.describe` of every artifact, by system (in :data:`SYSTEMS` order),
+        then name: the one listing behind ``slimvision models`` and the server's ``/api/models``."""
+        specs = sorted(self.specs(), key=lambda spec: (SYSTEMS.index(spec.system), spec.name))
+        return [spec.describe() for spec in specs]
 
 
 def discover_packages(*names: str, subpackages: bool = False) -> Callable[[], None]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
 from slimvision.cli.arguments import add_json
 
@@ -22,35 +20,10 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_models)
 
 
-def describe_artifacts() -> list[dict[str, Any]]:
-    """One row per registered artifact, by system then name; files not installed have bytes None."""
-    from slimvision.registry import ARTIFACTS, SYSTEMS
-
-    specs = sorted(ARTIFACTS.specs(), key=lambda spec: (SYSTEMS.index(spec.system), spec.name))
-    rows = []
-    for spec in specs:
-        files = [{"role": role, "bytes": _installed_bytes(asset), **asset.provenance()}
-                 for role, asset in spec.files.items()]
-        rows.append({"name": spec.name, "system": spec.system, "speed": spec.speed, "purpose": spec.purpose,
-                     "bytes": sum(file["bytes"] or 0 for file in files), "files": files})
-    return rows
-
-
-def _installed_bytes(asset: Any) -> int | None:
-    """Bytes on disk of a file or folder, or None when the package that ships it is missing."""
-    from slimvision.errors import MissingAssetError
-
-    try:
-        path: Path = asset.path()
-    except MissingAssetError:
-        return None
-    if path.is_dir():
-        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
-    return path.stat().st_size if path.is_file() else None
-
-
 def run_models(args: argparse.Namespace) -> int:
-    rows = describe_artifacts()
+    from slimvision.registry import ARTIFACTS
+
+    rows = ARTIFACTS.describe()  # the rows the server's /api/models answers too
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
