@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,6 @@ from slimvision.errors import InputError, SlimvisionError
 from slimvision.graph.session import SessionSettings
 from slimvision.inference.style import (
     DEFAULT_TILE_OVERLAP,
-    SIZE_MULTIPLE,
     STYLE_DIM,
     StyleTransferPipeline,
     StyleVector,
@@ -35,6 +35,8 @@ from tests.conftest import make_content, make_scene, make_style
 # instead gives 0.66 / 0.77.
 SSIM_TILE_128 = 0.90
 SSIM_TILE_192 = 0.98
+#: The shipped transformers' cards pad content to multiples of 4 (checked below).
+SIZE_MULTIPLE = 4
 BT601_CB = np.array([-0.168736, -0.331264, 0.5])
 BT601_CR = np.array([0.5, -0.418688, -0.081312])
 BT601_Y = np.array([0.299, 0.587, 0.114])
@@ -440,7 +442,7 @@ def test_tiler_runs_14_passes_per_tile(pipeline):
 ])
 def test_small_budget_tiling_matches_untiled(monkeypatch, pipeline, style_vector, height, width, size):
     """`--memory-budget 4`: 136 px tiles, the default 64 px overlap clamped to 136 // 4 = 34."""
-    assert (tile_size_for_budget(4), DEFAULT_TILE_OVERLAP) == (136, 64)
+    assert (tile_size_for_budget(4, size_multiple=SIZE_MULTIPLE), DEFAULT_TILE_OVERLAP) == (136, 64)
     scene = make_scene(size)[:height, :width].copy()
     reference = pipeline.stylize_with_vector(scene, style_vector)
     tiled = _tiled(monkeypatch, pipeline, 136, 64).stylize_with_vector(scene, style_vector)
@@ -460,34 +462,96 @@ def test_small_budget_tiling_with_a_side_not_a_multiple_of_4(monkeypatch, pipeli
 # --------------------------------------------------------------------------- memory budget
 def test_tile_size_for_budget_is_monotone_and_a_multiple_of_four():
     budgets = [4, 5, 8, 16, 32, 64, 100, 256, 512, 1000, 2048, 4096]
-    sizes = [tile_size_for_budget(mb) for mb in budgets]
+    sizes = [tile_size_for_budget(mb, size_multiple=SIZE_MULTIPLE) for mb in budgets]
     assert all(size % 4 == 0 for size in sizes)
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
     assert sizes[0] >= 128
-    assert 2500 < tile_size_for_budget(2048) < 3200  # ~220 bytes per pixel
+    assert 2500 < tile_size_for_budget(2048, size_multiple=SIZE_MULTIPLE) < 3200  # ~220 bytes per pixel
+    assert all(tile_size_for_budget(mb, size_multiple=24) % 24 == 0 for mb in budgets[2:])
 
 
 @pytest.mark.parametrize("budget", [0.5, 1, 2, 3])
 def test_too_small_budget_is_an_error(budget):
     with pytest.raises(SlimvisionError, match="too small"):
-        tile_size_for_budget(budget)
+        tile_size_for_budget(budget, size_multiple=SIZE_MULTIPLE)
     with pytest.raises(SlimvisionError, match="too small"):
         StyleTransferPipeline(memory_budget_mb=budget)
 
 
 def test_too_small_budget_error_states_the_true_minimum():
     with pytest.raises(SlimvisionError, match="too small") as error:
-        tile_size_for_budget(1)
+        tile_size_for_budget(1, size_multiple=SIZE_MULTIPLE)
     minimum = float(re.search(r"need >= ([0-9.]+) MB", str(error.value)).group(1))
-    assert tile_size_for_budget(minimum) == 128
+    assert tile_size_for_budget(minimum, size_multiple=SIZE_MULTIPLE) == 128
     with pytest.raises(SlimvisionError, match=f"need >= {minimum} MB"):
-        tile_size_for_budget(minimum - 0.01)
+        tile_size_for_budget(minimum - 0.01, size_multiple=SIZE_MULTIPLE)
 
 
 def test_smallest_budget_still_tiles(monkeypatch, pipeline, style_vector):
     """3.5 MB gives 128 px tiles; the default 64 px overlap is clamped instead of failing."""
-    assert tile_size_for_budget(3.5) == 128
+    assert tile_size_for_budget(3.5, size_multiple=SIZE_MULTIPLE) == 128
     pipe = _tiled(monkeypatch, pipeline, 128, DEFAULT_TILE_OVERLAP)
     out = pipe.stylize_with_vector(make_content(140, 150), style_vector)
     assert out.shape == (140, 150, 3) and out.dtype == np.uint8
 
+
+
+# --------------------------------------------------------------------------- size multiple from the card
+def _transform_card_with(tmp_path: Path, name: str, multiple: object) -> Path:
+    """A copy of ``name``'s transformer card whose content input has ``multiple`` as size multiple
+    (the key removed when ``multiple`` is None)."""
+    from slimvision.inference.style import style_artifact
+
+    data = json.loads(style_artifact(name).transform_card_file().read_text(encoding="utf-8"))
+    content = data["preprocessing"]["content_image"]
+    content.pop("size_multiple")
+    if multiple is not None:
+        content["size_multiple"] = multiple
+    path = tmp_path / f"transform-{multiple}.card.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["magenta-arbitrary-v1-int8", "slimvision-fast-v3"])
+def test_the_size_multiple_is_the_transformer_cards(name):
+    from slimvision.export.card import read_card
+    from slimvision.inference.style import style_artifact
+
+    artifact = style_artifact(name)
+    card = read_card(artifact.transform_card_file())
+    assert artifact.size_multiple == card.preprocessing["content_image"]["size_multiple"] == SIZE_MULTIPLE
+    assert artifact.preprocessing()["content_image"]["pad_to_multiple_of"] == SIZE_MULTIPLE
+
+
+def test_the_pipeline_and_tiler_pad_to_the_multiple_their_card_states(monkeypatch, tmp_path, style_vector):
+    """A card saying 8 makes the pipeline reflect-pad to 8 (a different painting from 4's) and
+    align tiles and tile sizes to 8."""
+    from slimvision.inference.style import StyleArtifact, pad_to_multiple
+
+    card = _transform_card_with(tmp_path, "magenta-arbitrary-v1-int8", 8)
+    monkeypatch.setattr(StyleArtifact, "transform_card_file", lambda self: card)
+    pipe = StyleTransferPipeline("magenta-arbitrary-v1-int8", settings=SessionSettings(threads=2),
+                                 memory_budget_mb=6)
+    assert pipe.size_multiple == 8 and pipe.tile_size % 8 == 0
+    content = to_uint8(np.random.default_rng(0).random((20, 28, 3), dtype=np.float32)).astype(np.float32) / 255
+    painted = pipe.transform_array(content, style_vector)
+    model = pipe.transform
+    feeds = {model.input_names[1]: style_vector.reshape(1, 1, 1, STYLE_DIM).astype(np.float32)}
+    by_multiple = {}
+    for multiple in (4, 8):
+        feeds[model.input_names[0]] = np.ascontiguousarray(pad_to_multiple(content, multiple)[None])
+        by_multiple[multiple] = model.run(feeds)[0][0, :20, :28]
+    np.testing.assert_array_equal(painted, by_multiple[8])
+    assert not np.array_equal(painted, by_multiple[4])
+    assert pipe.tiler.size_multiple == 8
+
+
+@pytest.mark.parametrize("multiple", [None, 0, "4", 2.5])
+def test_a_transformer_card_without_a_usable_size_multiple_is_an_error_naming_it(monkeypatch, tmp_path, multiple):
+    from slimvision.inference.style import StyleArtifact
+
+    card = _transform_card_with(tmp_path, "magenta-arbitrary-v1-int8", multiple)
+    monkeypatch.setattr(StyleArtifact, "transform_card_file", lambda self: card)
+    with pytest.raises(InputError, match="size_multiple must be an int >= 1") as error:
+        StyleTransferPipeline("magenta-arbitrary-v1-int8")
+    assert str(card) in str(error.value)

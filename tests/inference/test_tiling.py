@@ -7,8 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from slimvision.inference.style_tiling import SIZE_MULTIPLE, _core_of
+from slimvision.inference.style_tiling import _core_of
 from slimvision.inference.tiling import run_tiled, tile_grid
+
+#: The shipped transformers' size multiple (their cards; tests/inference/test_style.py checks it).
+SIZE_MULTIPLE = 4
 
 GRIDS = [  # (height, width, tile_size, overlap)
     (300, 500, 128, 32),

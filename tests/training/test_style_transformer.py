@@ -92,6 +92,7 @@ def test_a_tiny_run_trains_resumes_exports_and_scores(tmp_path):
 def test_exported_student_tiles_like_it_runs_whole(tmp_path, config):
     import onnx
 
+    from slimvision.export.card import card_path, read_card
     from slimvision.graph.rewrite import split_norm_statistics
     from slimvision.graph.session import SessionSettings
     from slimvision.inference.style_tiling import GlobalNormTiler
@@ -107,7 +108,9 @@ def test_exported_student_tiles_like_it_runs_whole(tmp_path, config):
     vector = np.random.default_rng(3).normal(0, 0.3, (1, 1, 1, 100)).astype(np.float32)
     with torch.no_grad():
         whole = student(torch.from_numpy(content).permute(2, 0, 1)[None], torch.from_numpy(vector).reshape(1, 100))
-    tiled = GlobalNormTiler(graphs, SessionSettings())(content, vector, 64, 16)
+    multiple = read_card(card_path(paths["fp16_weights"])).preprocessing["content_image"]["size_multiple"]
+    assert multiple == 4  # the whole stride, which the tiler aligns tiles to (export.style)
+    tiled = GlobalNormTiler(graphs, SessionSettings(), multiple)(content, vector, 64, 16)
     whole = whole[0].permute(1, 2, 0).numpy()
     # Whole-image statistics make the tiles agree in tone; only the zero-padded tile borders,
     # blended away in the overlaps, differ a little.

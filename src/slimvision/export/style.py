@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -73,7 +74,7 @@ def export_transformer(student: torch.nn.Module, run_dir: Path, weights: Path | 
     export_onnx(NHWCStyleTransformer(student), float_path,
                 {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
                 output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
-                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=student.config.size_multiple)},
+                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=content_size_multiple(student))},
                 source_weights=weights, overwrite=True, card=_transformer_card(run_dir))
     paths = {"fp32": float_path,
              "fp16_weights": store_weights_fp16(float_path, run_dir / "transform.fp16w.onnx", overwrite=True),
@@ -82,6 +83,19 @@ def export_transformer(student: torch.nn.Module, run_dir: Path, weights: Path | 
         compact_names(path)
         label_norm_moments(path)  # after compact_names, which would rename the labels away
     return paths
+
+
+def content_size_multiple(transformer: torch.nn.Module) -> int:
+    """What the pipeline pads content sides to, as the card states it: the whole downsampling
+    stride (phase shuffle x strided convs; 4 for the teacher's layout).
+
+    The graph itself may take any size (``config.size_multiple`` is 1 without a phase shuffle:
+    stride-2 layers round up), but the pipeline pads every image, and every tile of a large one,
+    to the whole stride, so that tiles' activations sit on the whole image's grid and an image
+    paints the same tiled or whole.
+    """
+    config = transformer.config
+    return config.space_to_depth * math.prod(config.contract_strides)
 
 
 def _transformer_card(run_dir: Path) -> CardInfo:

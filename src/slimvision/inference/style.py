@@ -41,7 +41,6 @@ from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import tile_grid
 from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: part of this module's API)
     MIN_CONTENT_SIDE,
-    SIZE_MULTIPLE,
     TRANSFORM_BYTES_PER_PIXEL,
     GlobalNormTiler,
     pad_to_multiple,
@@ -114,12 +113,22 @@ class StyleArtifact:
         low, high = spec.value_range
         return float(low), float(high)
 
+    def transform_card_file(self) -> Path:
+        """Where the transformer graph's card is (found through the registry, as the predictor's)."""
+        return ARTIFACTS.spec(self.name).card_files()["transform"]
+
+    @property
+    def size_multiple(self) -> int:
+        """Content sides are reflect-padded to a multiple of this: the transformer card's
+        ``preprocessing.content_image.size_multiple`` (its whole downsampling stride)."""
+        return _size_multiple(self.transform_card_file())
+
     def preprocessing(self) -> dict[str, Any]:
         return {
             "layout": self.layout,
             "value_range": list(self.value_range),
             "style_image": {"crop": "centre-square", "size": self.style_size, "resample": "bilinear"},
-            "content_image": {"size": "any", "pad_to_multiple_of": SIZE_MULTIPLE, "pad_mode": "reflect"},
+            "content_image": {"size": "any", "pad_to_multiple_of": self.size_multiple, "pad_mode": "reflect"},
         }
 
 
@@ -127,6 +136,19 @@ class StyleArtifact:
 def _read_card(path: Path) -> ArtifactCard:
     """A card read once per process (pipelines ask for the same few)."""
     return read_card(path)
+
+
+def _size_multiple(card_file: Path) -> int:
+    """The content input's ``size_multiple`` in a transformer card's preprocessing (the content
+    image is the card's first input); InputError naming the card when it is missing or below 1."""
+    card = _read_card(card_file)
+    content = card.inputs[0].name if card.inputs else "content_image"
+    settings = card.preprocessing.get(content)
+    value = settings.get("size_multiple") if isinstance(settings, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(card_file, f"artifact card: preprocessing.{content}.size_multiple must be an int >= 1 "
+                                    f"(the transformer's whole stride), got {value!r}")
+    return value
 
 
 def _magenta(precision: str, bytes_per_pixel: int, description: str) -> StyleArtifact:
@@ -444,7 +466,10 @@ class StyleTransferPipeline:
         self.artifact: StyleArtifact = style_artifact(artifact)
         self.settings = settings or SessionSettings()
         self.memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
-        self.tile_size = tile_size_for_budget(self.memory_budget_mb, self.artifact.bytes_per_pixel)
+        #: Content sides are padded to this, and tiles aligned to it (the transformer's card).
+        self.size_multiple = self.artifact.size_multiple
+        self.tile_size = tile_size_for_budget(self.memory_budget_mb, self.artifact.bytes_per_pixel,
+                                              size_multiple=self.size_multiple)
         self.tile_overlap = tile_overlap
         self._lock = threading.RLock()  # sessions are created once, even when threads race
         self._predictor: OnnxModel | None = None
@@ -486,7 +511,7 @@ class StyleTransferPipeline:
                 import onnx  # only large images need the split graphs
 
                 model = onnx.load_from_string(self._transform_graph()[0])
-                self._tiler = GlobalNormTiler(split_norm_statistics(model), self.settings)
+                self._tiler = GlobalNormTiler(split_norm_statistics(model), self.settings, self.size_multiple)
             return self._tiler
 
     def working_memory_mb(self, height: int, width: int, max_side: int | None = None) -> float:
@@ -583,11 +608,11 @@ class StyleTransferPipeline:
         # Small budgets give small tiles: keep the blending zone under a quarter of a tile.
         overlap = min(self.tile_overlap, self.tile_size // 4)
         if max(height, width) > self.tile_size and len(list(tile_grid(height, width, self.tile_size, overlap,
-                                                                      SIZE_MULTIPLE))) > 1:
+                                                                      self.size_multiple))) > 1:
             return self.tiler(content, style_input, self.tile_size, overlap, progress)
         # (A side a few pixels over the tile size makes one stretched tile: that is just an untiled run.)
         model = self.transform
-        padded = pad_to_multiple(content, SIZE_MULTIPLE)
+        padded = pad_to_multiple(content, self.size_multiple)
         feeds = {model.input_names[0]: np.ascontiguousarray(padded[None]), model.input_names[1]: style_input}
         (out,) = model.run(feeds)
         return out[0, :height, :width]

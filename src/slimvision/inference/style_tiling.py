@@ -24,8 +24,6 @@ from slimvision.graph.rewrite import NormLayer, NormSplitGraphs
 from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.inference.tiling import Tile, blend, tile_grid
 
-#: The transformer downsamples twice by 2, so sides are padded to a multiple of 4.
-SIZE_MULTIPLE = 4
 #: Below this the mirror pads of the 9x9 and 3x3 convolutions run out of pixels.
 MIN_CONTENT_SIDE = 16
 #: Peak ONNX Runtime working memory of the int8 transformer per content pixel, measured with
@@ -38,6 +36,12 @@ MIN_TILE_SIDE = 128
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflect-pad an (H, W, C) image at the bottom and right to sides that are multiples of ``multiple``.
+
+    Example:
+        >>> pad_to_multiple(np.zeros((5, 8, 3)), 4).shape
+        (8, 8, 3)
+    """
     height, width = image.shape[:2]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if not (pad_h or pad_w):
@@ -45,10 +49,17 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
 
 
-def tile_size_for_budget(memory_budget_mb: float, bytes_per_pixel: float = TRANSFORM_BYTES_PER_PIXEL) -> int:
-    """Largest square tile (multiple of 4) whose transformer working memory fits the budget."""
+def tile_size_for_budget(memory_budget_mb: float, bytes_per_pixel: float = TRANSFORM_BYTES_PER_PIXEL, *,
+                         size_multiple: int) -> int:
+    """Largest square tile (a multiple of ``size_multiple``, the transformer card's) whose
+    transformer working memory fits the budget.
+
+    Example:
+        >>> tile_size_for_budget(64, 330, size_multiple=4)
+        448
+    """
     pixels = memory_budget_mb * 1024 * 1024 / bytes_per_pixel
-    side = int(math.sqrt(pixels)) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    side = int(math.sqrt(pixels)) // size_multiple * size_multiple
     if side < MIN_TILE_SIDE:
         # Rounded up to the reported precision, so the stated minimum is itself accepted.
         minimum = math.ceil(MIN_TILE_SIDE ** 2 * bytes_per_pixel / (1024 * 1024) * 100) / 100
@@ -88,9 +99,16 @@ class GlobalNormTiler:
     :class:`~slimvision.graph.rewrite.NormLayer`). Then every tile runs the rest of the
     network with all the moments, and the tiles are blended. Each tile runs the network about
     once, plus moving its activations through a :class:`TileStore`.
+
+    ``size_multiple`` is the transformer card's (``preprocessing.content_image.size_multiple``):
+    tiles start at multiples of it and are padded to it, as the untiled run pads the image, so
+    every tile's activations sit on the whole image's grid.
     """
 
-    def __init__(self, split: NormSplitGraphs, settings: SessionSettings) -> None:
+    def __init__(self, split: NormSplitGraphs, settings: SessionSettings, size_multiple: int) -> None:
+        if size_multiple < 1:
+            raise SlimvisionError(f"size_multiple must be at least 1, got {size_multiple}")
+        self.size_multiple = size_multiple
         # 14 sessions that each kept an arena would together hold several times the memory
         # of one untiled run: +640 MB at a 64 MB budget with arenas, +120 MB without, at about
         # the same speed (1024 px, fp32).
@@ -119,7 +137,7 @@ class GlobalNormTiler:
         available = {self.style: style, **moments, **carried}
         if self.image in model.input_names:
             crop = content[tile.top:tile.bottom, tile.left:tile.right]
-            available[self.image] = np.ascontiguousarray(pad_to_multiple(crop, SIZE_MULTIPLE)[None])
+            available[self.image] = np.ascontiguousarray(pad_to_multiple(crop, self.size_multiple)[None])
         outputs = model.run({name: available[name] for name in model.input_names})
         return dict(zip(model.output_names, outputs))
 
@@ -139,7 +157,7 @@ class GlobalNormTiler:
                 store.put(index, {name: array for name, array in {**carried, **outputs}.items()
                                   if name in self._kept[k]})
                 pooled = outputs[segment.output_names[0]]  # (1, C, h, w)
-                scale = pooled.shape[2] / _padded(tile.bottom - tile.top)
+                scale = pooled.shape[2] / _padded(tile.bottom - tile.top, self.size_multiple)
                 top, bottom, left, right = _core_of(tile, scale, pooled.shape[2:], content.shape[:2])
                 core = pooled[0, :, top:bottom, left:right]
                 total = total + _core_sums(core, table is not None)
@@ -166,7 +184,7 @@ class GlobalNormTiler:
     def __call__(self, content: np.ndarray, style: np.ndarray, tile_size: int, overlap: int,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         height, width = content.shape[:2]
-        tiles = list(tile_grid(height, width, tile_size, overlap, SIZE_MULTIPLE))
+        tiles = list(tile_grid(height, width, tile_size, overlap, self.size_multiple))
         total_steps = len(tiles) * self.passes
         steps = 0
 
@@ -182,9 +200,9 @@ class GlobalNormTiler:
             return self.paint(content, style, tiles, moments, store, overlap, tick)
 
 
-def _padded(length: int) -> int:
+def _padded(length: int, multiple: int) -> int:
     """A tile side after :func:`pad_to_multiple`."""
-    return -(-length // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    return -(-length // multiple) * multiple
 
 
 def _core_sums(core: np.ndarray, quantized: bool) -> np.ndarray:
@@ -225,8 +243,9 @@ def _core_of(tile: Tile, scale: float, activation: tuple[int, ...],
     Inner edges are mapped from whole-image coordinates with one rule (floor), so neighbouring
     cores still partition the activation grid exactly: every activation pixel is pooled once.
     A core that reaches the border of the (H, W) ``image`` runs to the end of the activation:
-    the untiled run pads the image to a multiple of 4 and pools the padded part too (150 rows
-    give 38 rows at 1/4 scale, the last one half padding), and the last tile pads the same way.
+    the untiled run pads the image to its size multiple and pools the padded part too (150 rows
+    give 38 rows at 1/4 scale with a multiple of 4, the last one half padding), and the last
+    tile pads the same way.
     """
     def edge(position: int, origin: int, border: int, size: int) -> int:
         if position == border:

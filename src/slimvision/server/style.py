@@ -121,11 +121,10 @@ def _build_browser_graph(models: Models, name: str, part: str) -> bytes:
 
 def _model_entry(models: Models, name: str, kind: str) -> dict[str, Any]:
     from slimvision.inference.style import STYLE_DIM
-    from slimvision.inference.style_tiling import SIZE_MULTIPLE
 
     artifact = models.get(name).artifact
     parts = {part: {"url": f"/api/style/models/{name}/{part}.onnx", "bytes": len(_browser_graph(models, name, part))}
              for part in ("predictor", "transform")}
     return {"name": name, "kind": kind, "description": artifact.description, **parts,
-            "style_size": artifact.style_size, "size_multiple": SIZE_MULTIPLE, "style_dim": STYLE_DIM,
+            "style_size": artifact.style_size, "size_multiple": artifact.size_multiple, "style_dim": STYLE_DIM,
             "layout": artifact.layout, "value_range": list(artifact.value_range)}
