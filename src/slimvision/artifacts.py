@@ -56,11 +56,17 @@ def register(name: str, system: str, speed: str, purpose: str, files: dict[str, 
         **arguments: the pipeline's keyword arguments: ``FileOf(role)`` passes that file's path,
             anything else is passed as it is.
     """
+    return ARTIFACTS.add(artifact(name, system, speed, purpose, files, pipeline, **arguments))
+
+
+def artifact(name: str, system: str, speed: str, purpose: str, files: dict[str, assets.Asset], pipeline: str,
+             **arguments: Any) -> ArtifactSpec:
+    """The record :func:`register` adds, not yet registered (``ARTIFACTS.temporarily(artifact(...))``
+    registers one for a ``with`` block only)."""
     paths = {key: value for key, value in arguments.items() if isinstance(value, FileOf)}
     constants = {key: value for key, value in arguments.items() if key not in paths}
-    return ARTIFACTS.add(ArtifactSpec(name=name, system=system, purpose=purpose, speed=speed, files=files,
-                                      pipeline=pipeline, arguments=constants,
-                                      file_arguments={key: role.role for key, role in paths.items()}))
+    return ArtifactSpec(name=name, system=system, purpose=purpose, speed=speed, files=files, pipeline=pipeline,
+                        arguments=constants, file_arguments={key: role.role for key, role in paths.items()})
 
 
 def _style_files(predictor: Any, transform: Any) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -282,12 +283,20 @@ class ArtifactRegistry(Registry[Callable[..., Any]]):
         """Every registered spec (of one system), by name."""
         return [self.spec(name) for name in self.names() if system is None or self.spec(name).system == system]
 
-    def remove(self, name: str) -> ArtifactSpec:
-        """Unregister ``name`` and return its spec (a test that registers a model of its own, or
-        swaps a shipped one for another file, puts the table back with this and :meth:`add`)."""
-        spec = self.spec(name)
-        del self._factories[name]
-        return spec
+    @contextmanager
+    def temporarily(self, spec: ArtifactSpec) -> Iterator[ArtifactSpec]:
+        """Register ``spec`` for a ``with`` block (in place of one of the same name), then put the
+        table back as it was: for tests, and for trying a model before giving it its line."""
+        entries = self._discovered()
+        before = entries.get(spec.name)
+        entries.pop(spec.name, None)
+        self.add(spec)
+        try:
+            yield spec
+        finally:
+            entries.pop(spec.name, None)
+            if before is not None:
+                entries[spec.name] = before
 
     def describe(self) -> list[dict[str, Any]]:
         """:meth:`ArtifactSpec.describe` of every artifact, by system (in :data:`SYSTEMS` order),

@@ -14,6 +14,9 @@ from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwr
 from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 
 _SIZES = number_list("--sizes", minimum=8, maximum=4096)
+#: The registered artifact ``generate`` draws from without a MODEL (``slimvision models``); a
+#: generator graph of your own runs through its pipeline too.
+GENERATOR = "dcgan-digits32-int8"
 _MAX_IMAGES = 100_000  # images one generate run draws
 
 
@@ -241,16 +244,14 @@ def run_export(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     from slimvision.errors import SlimvisionError
     from slimvision.export.card import card_path
-    from slimvision.inference.gan import GANSampler
     from slimvision.io.pixels import tile
     from slimvision.io.atomic import plan_outputs
     from slimvision.inference.batch import write_png_set
     from slimvision.io.images import save_animation, save_image
+    from slimvision.registry import ARTIFACTS
 
     if args.model is None:
-        from slimvision.inference.gan import DEMO_GENERATOR
-
-        model = DEMO_GENERATOR
+        model = ARTIFACTS.spec(GENERATOR).paths()["generator"]
     else:
         model = args.model / "generator.onnx" if args.model.is_dir() else args.model
     kind = _generate_output(args)
@@ -260,7 +261,7 @@ def run_generate(args: argparse.Namespace) -> int:
                [args.output / f"sample_{index:05d}.png" for index in range(args.count)])
     protected = [model, card_path(model)]  # the graph and the card the sampler reads
     plan_outputs(targets, overwrite=args.overwrite, protected=protected)  # before drawing anything
-    sampler = GANSampler(model)
+    sampler = ARTIFACTS.create(GENERATOR, path=model)  # the registered sampler, on the shipped graph or yours
     images = (sampler.interpolate(*args.interpolate, steps=args.count) if args.interpolate
               else sampler.sample(args.count, seed=args.seed))
     if kind == "gif":

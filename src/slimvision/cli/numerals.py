@@ -28,6 +28,8 @@ BOXES = ("Boxes are x0,y0,x1,y1: whole pixels of the page as loaded (after EXIF 
 _NOISE = bounded("--noise", float, 0, MAX_NOISE)
 #: Noise levels for the eval: '0,0.5,1', each a finite number in 0..MAX_NOISE (one-line errors).
 _levels = number_list("--levels", minimum=0, maximum=MAX_NOISE)
+#: The registered artifact (``slimvision models``) that reads; a map of your own runs through its pipeline.
+READER = "numerals-som"
 
 
 #: ``numerals train``'s options that set NumeralTrainingConfig fields (defaults come from the config).
@@ -142,11 +144,19 @@ def _map_option(parser: argparse.ArgumentParser) -> None:
                         help="map folder from 'numerals train' (default: the map that ships with slimvision)")
 
 
-def _load_map(path: Path | None) -> Any:
-    from slimvision.inference.numerals import DEFAULT_MAP
-    from slimvision.models.som import SelfOrganizingMap
+def _reader(path: Path | None) -> Any:
+    """The registered reader (``slimvision models``) on the shipped map, or on the map folder ``path``."""
+    from slimvision.registry import ARTIFACTS
 
-    folder = DEFAULT_MAP if path is None else path
+    return ARTIFACTS.create(READER, som=_load_map(path))
+
+
+def _load_map(path: Path | None) -> Any:
+    """The labelled map the reader runs: the registered artifact's, or the folder ``path``."""
+    from slimvision.models.som import SelfOrganizingMap
+    from slimvision.registry import ARTIFACTS
+
+    folder = ARTIFACTS.spec(READER).paths()["map"] if path is None else path
     if path is not None and not path.is_dir():
         raise InputError(path, "not a map folder (expected config.json and map.npz from 'numerals train')")
     som = SelfOrganizingMap.load(folder)
@@ -244,7 +254,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from slimvision.plots import plot_noise_curve
     from slimvision.bench.numerals import noise_curve
 
-    som = _load_map(args.map)
+    som = _reader(args.map).som
     rows = noise_curve(som, args.levels, symbols=args.symbols, numerals=args.numerals, seed=args.seed,
                        progress=_progress(args))
     if args.plot is not None:
@@ -264,12 +274,12 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_read(args: argparse.Namespace) -> int:
     """Read every page; one named page keeps its one-line error (exit 2), a batch goes on past bad
     pages and names them at the end (exit 1)."""
-    from slimvision.inference.numerals import BOX_FORMAT, NumeralReader
+    from slimvision.inference.numerals import BOX_FORMAT
     from slimvision.progress import progress_bar
 
     several = len(args.pages) > 1
     targets = _annotation_targets(args) if args.annotate is not None else {}
-    reader = NumeralReader(_load_map(args.map))
+    reader = _reader(args.map)
     results, failed = [], []
     with progress_bar(len(args.pages), enabled=several and _progress(args), desc="reading", unit="page") as bar:
         for page_path in args.pages:
@@ -336,7 +346,7 @@ def run_map(args: argparse.Namespace) -> int:
     from slimvision.plots import save_map_pictures
 
     check_folder_output(args.output, args.output_is_folder, 3)
-    written = save_map_pictures(_load_map(args.map), args.output, overwrite=args.overwrite)
+    written = save_map_pictures(_reader(args.map).som, args.output, overwrite=args.overwrite)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0

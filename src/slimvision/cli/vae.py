@@ -15,6 +15,9 @@ from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_conf
 
 _WINDOW = number_list("--window", -1e6, 1e6)  # raw values (CT: HU, -1024..3071) with room to spare
 _MAX_IMAGES = 100_000  # images one augment/sample run writes
+#: The registered artifacts (``slimvision models``) the commands run without --model: the U-Net
+#: restores, the plain VAE also makes new slices. An export of your own runs through the same pipeline.
+DENOISER, GENERATIVE = "vae-mni128-unet", "vae-mni128"
 
 
 #: ``vae train``'s options that set VAETrainingConfig fields (defaults come from the config, or the
@@ -283,15 +286,17 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _model(path: Path | None, generative: bool = False) -> Any:
+    """The registered VAE pipeline (``slimvision models``) on the shipped export, or on ``path``."""
     from slimvision.errors import MissingAssetError
-    from slimvision.inference.vae import DEMO_DENOISER, DEMO_GENERATIVE, MedicalVAE
+    from slimvision.registry import ARTIFACTS
 
+    name = GENERATIVE if generative else DENOISER
     if path is None:
-        path = DEMO_GENERATIVE if generative else DEMO_DENOISER
+        path = ARTIFACTS.spec(name).paths()["model"]
         if not path.is_dir():
             raise MissingAssetError(f"this install has no shipped {path.name} model; train one ('make vae-demo', "
                                     "or 'slimvision vae train') and pass --model RUN/export")
-    return MedicalVAE(path)
+    return ARTIFACTS.create(name, folder=path)
 
 
 def run_denoise(args: argparse.Namespace) -> int:
