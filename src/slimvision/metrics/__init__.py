@@ -1,5 +1,7 @@
 """Metrics shared by training and bench (a layer below training): image quality here,
-FID-Lite0 / KID-Lite0 in :mod:`slimvision.metrics.fid`.
+FID-Lite0 / KID-Lite0 in :mod:`slimvision.metrics.fid`, the Lite0-PD perceptual distance in
+:mod:`slimvision.metrics.perceptual` and the colour-histogram EMD in :mod:`slimvision.metrics.colour`
+(the fidelity harness's scores besides :func:`ssim`).
 
 Image quality metrics are plain numpy (the inference install has no scipy or scikit-image).
 

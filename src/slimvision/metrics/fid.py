@@ -41,13 +41,8 @@ class Lite0Embedder:
     def __init__(self, batch_size: int = 50, net: object | None = None) -> None:
         import torch
 
-        from slimvision.compress.fold import fold_batch_norms
-        from slimvision.models.layers.efficientnet_lite import load_efficientnet_lite0
-
         self.torch = torch
-        self.net = net if net is not None else load_efficientnet_lite0()
-        fold_batch_norms(self.net)
-        self.net = self.net.eval().to(memory_format=torch.channels_last)
+        self.net = folded_lite0(net)
         self.batch_size = batch_size
 
     def __call__(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
@@ -69,6 +64,19 @@ class Lite0Embedder:
                 features.append(self.net.pooled(batch).double().numpy())  # (B, 1280)
                 bar.update(len(batch))
         return np.concatenate(features)
+
+
+def folded_lite0(net: object | None = None) -> object:
+    """The frozen EfficientNet-Lite0 the Lite0 metrics share (ImageNet weights unless ``net`` is
+    given): batch norms folded into the convolutions, eval mode, channels-last."""
+    import torch
+
+    from slimvision.compress.fold import fold_batch_norms
+    from slimvision.models.layers.efficientnet_lite import load_efficientnet_lite0
+
+    net = net if net is not None else load_efficientnet_lite0()
+    fold_batch_norms(net)
+    return net.eval().to(memory_format=torch.channels_last)
 
 
 def _check_images(images: np.ndarray) -> np.ndarray:
