@@ -3,6 +3,7 @@ outputs of the shape and dtype its card declares, from inputs made from the card
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,11 @@ def _vae(pipeline: Any) -> list[np.ndarray]:
 
 
 def _gan(pipeline: Any) -> list[np.ndarray]:
-    if hasattr(pipeline, "sample"):  # the int8 graph
+    if hasattr(pipeline, "sample"):  # a generator graph: square RGB images, of the side its card fixes
         images = pipeline.sample(2, seed=0)
-        assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+        side = pipeline.card.output("images").shape[-1]
+        assert images.shape == (2, images.shape[1], images.shape[1], 3) and images.dtype == np.uint8
+        assert images.shape[1] == side if isinstance(side, int) else images.shape[1] >= 4
         return [images]
     import torch  # the float weights are a torch module
 
@@ -91,6 +94,10 @@ def loaded() -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", ARTIFACTS.names())
 def test_artifact_loads_and_runs_on_a_tiny_input(name: str, loaded: dict[str, Any]) -> None:
+    check_runs_on_a_tiny_input(name, loaded)
+
+
+def check_runs_on_a_tiny_input(name: str, loaded: dict[str, Any]) -> None:
     spec = ARTIFACTS.spec(name)
     _needs(spec)
     pipeline = loaded.setdefault(name, ARTIFACTS.create(name))
@@ -159,6 +166,10 @@ _WEIGHTS_RUNNERS: dict[str, Callable[[Any], _Weights]] = {
 
 @pytest.mark.parametrize("name", ARTIFACTS.names())
 def test_each_graph_gives_what_its_card_declares(name: str, loaded: dict[str, Any]) -> None:
+    check_graphs_against_cards(name, loaded)
+
+
+def check_graphs_against_cards(name: str, loaded: dict[str, Any]) -> None:
     spec = ARTIFACTS.spec(name)
     _needs(spec)
     cards = spec.read_cards()  # InputError naming the file when a card is missing or broken
@@ -189,3 +200,89 @@ def test_every_card_file_is_inside_slimvision() -> None:
     for spec in ARTIFACTS.specs():
         for role, path in spec.card_files().items():
             assert path.resolve().is_relative_to(root), (spec.name, role, path)
+
+
+# --------------------------------------------------------------------------- adding a model
+TINY_LATENT, TINY_SIDE = 3, 4
+
+
+def tiny_generator(folder: Path, name: str = "tiny-generator") -> tuple[Path, np.ndarray]:
+    """A new model as its author would make it: a 4 px grey generator graph (noise -> tanh(noise @ W)
+    as 1x4x4 images) and its card beside it. Returns the graph's path and W."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from slimvision.export.card import ArtifactCard, TensorSpec, card_path, write_card
+
+    weights = np.random.default_rng(7).normal(0, 1, (TINY_LATENT, TINY_SIDE * TINY_SIDE)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["noise", "W"], ["mixed"]), helper.make_node("Tanh", ["mixed"], ["flat"]),
+             helper.make_node("Reshape", ["flat", "shape"], ["images"])]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("noise", onnx.TensorProto.FLOAT, ["batch", TINY_LATENT])],
+        [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, ["batch", 1, TINY_SIDE, TINY_SIDE])],
+        initializer=[numpy_helper.from_array(weights, "W"),
+                     numpy_helper.from_array(np.array([-1, 1, TINY_SIDE, TINY_SIDE], np.int64), "shape")])
+    path = folder / "generator.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    write_card(ArtifactCard(
+        name=name, system="gan", task="generation", files={"graph": path.name},
+        inputs=[TensorSpec("noise", ["batch", TINY_LATENT], "float32", "N,D", [-1.0, 1.0])],
+        outputs=[TensorSpec("images", ["batch", 1, TINY_SIDE, TINY_SIDE], "float32", "NCHW", [-1.0, 1.0])],
+        preprocessing={}, licence="MIT", provenance={"made_by": "tests/test_registry_artifacts.py"}, parity={},
+        remake="tests/test_registry_artifacts.py::tiny_generator"), card_path(path))
+    return path, weights
+
+
+def test_a_new_model_needs_its_module_its_card_and_one_registration_line(tmp_path, capsys):
+    """Registered with one call and nothing else edited, a new model is listed by ``slimvision
+    models``, created by ARTIFACTS.create, listed and run by the server, and passes the checks
+    every registered artifact passes."""
+    from slimvision.artifacts import FileOf, artifact
+    from slimvision.assets import LocalPath
+    from slimvision.cli.main import main
+    from slimvision.io.pixels import to_pixels
+
+    graph, weights = tiny_generator(tmp_path)
+    assert "tiny-generator" not in ARTIFACTS.names()
+    with ARTIFACTS.temporarily(artifact("tiny-generator", "gan", "realtime", "draw 4 px grey blobs (a test's model)",
+                                        {"generator": LocalPath(graph)}, "slimvision.inference.gan:GANSampler",
+                                        path=FileOf("generator"))):
+        assert main(["models", "--json"]) == 0
+        listed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+        row = listed["tiny-generator"]
+        assert (row["system"], row["speed"], row["bytes"]) == ("gan", "realtime", graph.stat().st_size)
+        assert row["files"] == [{"role": "generator", "bytes": graph.stat().st_size, "distribution": "local file",
+                                 "version": "-", "resource": str(graph.resolve()), "licence": "not stated"}]
+        assert main(["models"]) == 0
+        assert "  tiny-generator  (" in capsys.readouterr().out
+
+        sampler = ARTIFACTS.create("tiny-generator")
+        noise = sampler.noise(2, seed=5)
+        expected = to_pixels(np.tanh(noise @ weights).reshape(2, 1, TINY_SIDE, TINY_SIDE))
+        assert np.array_equal(sampler.sample(2, seed=5), expected)  # its graph, run by its pipeline
+
+        loaded: dict[str, Any] = {}
+        check_runs_on_a_tiny_input("tiny-generator", loaded)  # the checks every shipped artifact passes
+        check_graphs_against_cards("tiny-generator", loaded)
+
+        served = _served_listing_and_pipeline("tiny-generator")
+        if served is not None:
+            rows, pipeline = served
+            assert {item["name"]: item for item in rows}["tiny-generator"] == row
+            assert np.array_equal(pipeline.sample(2, seed=5), expected)
+    assert "tiny-generator" not in ARTIFACTS.names()  # the table is as it was
+
+
+def _served_listing_and_pipeline(name: str) -> tuple[list[dict[str, Any]], Any] | None:
+    """The server's ``/api/models`` rows and the pipeline its model cache creates for ``name``
+    (None where the server's packages are not installed)."""
+    try:
+        from fastapi.testclient import TestClient
+    except ImportError:  # fastapi or httpx missing: the server is an optional extra
+        return None
+    from slimvision.server.app import create_app
+
+    with TestClient(create_app()) as client:
+        response = client.get("/api/models")
+        assert response.status_code == 200
+        return response.json()["models"], client.app.state.models.get(name)

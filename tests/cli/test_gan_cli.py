@@ -85,3 +85,23 @@ def test_crops_never_go_inside_the_folder_they_are_cut_from(tmp_path, capsys):
     assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
     assert run("prepare-images", photos, "-o", tmp_path / "crops", "--sizes", "64", "-q") == 0
     assert (tmp_path / "crops" / "64").is_dir()
+
+
+def test_without_a_model_generate_draws_from_the_registered_generator(tmp_path):
+    """The shipped generator is found by its registered name: registered on another graph, the
+    command draws from that one (here a 4 px test generator), with nothing else changed."""
+    from dataclasses import replace
+
+    from slimvision.assets import LocalPath
+    from slimvision.cli.gan import GENERATOR
+    from slimvision.registry import ARTIFACTS
+    from tests.test_registry_artifacts import TINY_SIDE, tiny_generator
+
+    (tmp_path / "graph").mkdir()
+    graph, _ = tiny_generator(tmp_path / "graph")
+    shipped = ARTIFACTS.spec(GENERATOR)
+    with ARTIFACTS.temporarily(replace(shipped, files={"generator": LocalPath(graph)})):
+        assert run("generate", "-o", tmp_path / "grid.png", "-n", "2", "--columns", "2") == 0
+    gap = 2  # io.pixels.tile's white border
+    assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (TINY_SIDE + 2 * gap, 2 * TINY_SIDE + 3 * gap, 3)
+    assert ARTIFACTS.spec(GENERATOR) is shipped

@@ -194,3 +194,26 @@ def test_json_is_a_switch_and_quiet_is_accepted_on_commands_with_a_bar(capsys):
             main(["numerals", *command, "--help"])
         help_text = capsys.readouterr().out
         assert "--json " in help_text and "--json JSON" not in help_text, command
+
+
+@pytest.mark.parametrize("command", [["read", "PAGE"], ["map", "-o", "OUT"]])
+def test_without_a_map_the_registered_reader_runs(page_file, tmp_path, capsys, command):
+    """The shipped map is found by its registered name: registered on another folder (here a
+    damaged copy), read and map load that one and name it."""
+    import shutil
+    from dataclasses import replace
+
+    from slimvision.assets import LocalPath
+    from slimvision.cli.numerals import READER
+    from slimvision.registry import ARTIFACTS
+
+    shipped = ARTIFACTS.spec(READER)
+    folder = tmp_path / "registered-map"
+    shutil.copytree(shipped.paths()["map"], folder)
+    whole = (folder / "map.npz").read_bytes()
+    (folder / "map.npz").write_bytes(whole[: len(whole) // 3])
+    argv = [{"PAGE": str(page_file), "OUT": str(tmp_path / "out")}.get(part, part) for part in command]
+    with ARTIFACTS.temporarily(replace(shipped, files={"map": LocalPath(folder)})):
+        assert main(["numerals", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "registered-map" in err and "map.npz" in err

@@ -221,3 +221,21 @@ def test_a_nifti_header_nibabel_repairs_still_gives_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: {volume}: its header says shape 30000 x 30000 x 30000: slices of up to 900.0 MP, above the "
         "limit of 100.0 MP (raise --max-pixels to allow it)"]
+
+
+@pytest.mark.parametrize("command, name", [(["denoise", "in.png", "-o", "out.png"], "vae-mni128-unet"),
+                                           (["sample", "-o", "out.png"], "vae-mni128")])
+def test_without_a_model_the_registered_vae_is_run(tmp_path, capsys, command, name):
+    """The shipped exports are found by registered name: registered on another folder (here a
+    missing one), the commands look there and say so."""
+    from dataclasses import replace
+
+    from slimvision.assets import LocalPath
+    from slimvision.registry import ARTIFACTS
+
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "in.png")
+    shipped = ARTIFACTS.spec(name)
+    with ARTIFACTS.temporarily(replace(shipped, files={"model": LocalPath(tmp_path / "elsewhere")})):
+        assert exit_code(["vae", *(str(tmp_path / part) if part.endswith(".png") else part for part in command)]) == 2
+    assert "this install has no shipped elsewhere model" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()

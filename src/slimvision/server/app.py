@@ -1,6 +1,7 @@
 """The FastAPI application: security headers, a request-size limit, the page, the onnxruntime-web
 files, and the API: one router per system (:mod:`slimvision.server.style`, ``faces``, ``gan``,
-``vae``, ``numerals``, ``health``) over the helpers they share (:mod:`slimvision.server.shared`).
+``vae``, ``numerals``), ``health`` and ``models`` (the registry's listing), over the helpers they
+share (:mod:`slimvision.server.shared`).
 
 Example (tests and notebooks; the CLI is ``slimvision serve``):
     >>> url, stop = serve_in_thread(ServerSettings())      # doctest: +SKIP
@@ -45,7 +46,7 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
-    from slimvision.server import faces, gan, health, numerals, style, vae
+    from slimvision.server import faces, gan, health, models, numerals, style, vae
 
     settings = settings or ServerSettings()
     # FastAPI's /docs and /redoc pages load their scripts from a CDN, which this project never
@@ -57,7 +58,7 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     app.state.models = Models(settings)
     install_handlers(app)
     _add_page_routes(app, settings)
-    for system in (health, style, faces, gan, vae, numerals):  # the order openapi.json lists them in
+    for system in (health, models, style, faces, gan, vae, numerals):  # the order openapi.json lists them in
         # The routers' own routes, as they are: FastAPI 0.16x's include_router nests a router as
         # one entry, which would hide the API routes from app.routes (HEAD-as-GET, tests, tools).
         app.router.routes.extend(system.router.routes)
