@@ -8,7 +8,10 @@ and cached (keyed by the file's hash and :data:`GRAPH_VERSION`). It computes wha
 - dlib's input scaling, (255 x - mean) / 256, folded into the first conv (exact: it has no padding);
 - each ``affine`` folded into its conv; shortcuts zero-padded where dlib's ``add_prev`` pads;
 - output ``descriptor``: (B, 128), compared by Euclidean distance (dlib: same person below 0.6).
-The preprocessing is also written into the graph's metadata (``slimvision.preprocessing``).
+How chips are cut and fed, and how descriptors compare, is on the artifact card
+(``weights/cards/dlib_face_recognition_resnet_model_v1.card.json``, read by
+:mod:`slimvision.inference.face_embedder`), not in the graph: the graph's metadata names only its
+source.
 
 Example:
     >>> from slimvision.assets import DLIB_FACE_RESNET
@@ -17,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,10 @@ import numpy as np
 
 from slimvision.io.dlib import DlibFormatError, DlibLayer, DlibNetwork, read_dlib_network
 
-#: Bump when the graph this module writes changes, so cached copies are rebuilt.
-GRAPH_VERSION = 1
+#: Bump when the graph this module writes changes, so cached copies are rebuilt (2: the
+#: preprocessing left the graph's metadata for the card).
+GRAPH_VERSION = 2
 INPUT_NAME, OUTPUT_NAME = "face_chip", "descriptor"
-#: dlib's face chip: the face aligned by 5 landmarks, with 0.25 of its size as a margin.
-CHIP_PADDING = 0.25
 
 
 def dlib_resnet_graph(path: str | Path) -> bytes:
@@ -102,11 +103,7 @@ def build_graph(network: DlibNetwork, name: str = "dlib network") -> Any:
     model = helper.make_model(helper.make_graph(graph.nodes, "dlib_face_resnet", inputs, outputs, graph.weights),
                               opset_imports=[helper.make_opsetid("", 17)], producer_name="slimvision")
     model.ir_version = 8
-    preprocessing = {"layout": "NCHW", "size": [size, size], "value_range": [0.0, 1.0], "channel_order": "RGB",
-                     "chip_padding": CHIP_PADDING, "distance": "euclidean",
-                     "threshold": round(float(network.loss["distance_threshold"]), 6)}
-    helper.set_model_props(model, {"slimvision.preprocessing": json.dumps(preprocessing),
-                                   "slimvision.source": "dlib_face_recognition_resnet_model_v1 (dlib, CC0)"})
+    helper.set_model_props(model, {"slimvision.source": "dlib_face_recognition_resnet_model_v1 (dlib, CC0)"})
     return model
 
 

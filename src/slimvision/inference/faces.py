@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slimvision.errors import SlimvisionError
-from slimvision.inference.face_align import MTCNN_DLIB_CHIP, ChipTemplate, align_face
+from slimvision.errors import InputError, SlimvisionError
+from slimvision.inference.face_align import MTCNN_TEMPLATE_5, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face, FaceDetector
-from slimvision.inference.face_gallery import DLIB_RESNET_V1, EmbedderInfo, Enrolment, Gallery, Match, photo_digest
+from slimvision.inference.face_embedder import EmbedderCard
+from slimvision.inference.face_gallery import EmbedderInfo, Enrolment, Gallery, Match, photo_digest
 from slimvision.graph.session import OnnxModel, SessionSettings
 
 
@@ -80,6 +81,11 @@ def box_xyxy(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> 
 class FaceRecognizer:
     """Detect -> align -> embed, with the dlib ResNet teacher by default.
 
+    How chips are cut and fed to the embedder, and how its descriptors compare, comes from the
+    embedder's artifact card (:class:`~slimvision.inference.face_embedder.EmbedderCard`): chip
+    size and padding, layout, value range, mean/std, channel order, descriptor length, metric and
+    threshold. The graph is checked against the card's tensors when it loads.
+
     Args:
         settings: ONNX Runtime settings shared by the detector and the embedder.
         min_face_size: smallest face to look for, in pixels. 40 by default, as face_recognition
@@ -87,21 +93,32 @@ class FaceRecognizer:
             the embedding, and searching them costs more than half the detection time.
         min_score: detections below this face probability are ignored.
         threshold: same-person distance (default: the embedder's calibration, dlib's 0.6).
+        embedder: what galleries record of the network (default: the card's); its length and
+            metric must be the card's.
+        template: where MTCNN's landmarks go in the chip (default: MTCNN's points in dlib's chip,
+            at the card's size and padding); its size must be the card's.
+        model: the embedder graph (default: built from dlib's ``.dat``), checked against the card.
+        card: the embedder's card file (default: the registry's card of dlib's ResNet).
     """
 
     def __init__(self, settings: SessionSettings | None = None, min_face_size: float = 40, min_score: float = 0.9,
-                 threshold: float | None = None, embedder: EmbedderInfo = DLIB_RESNET_V1,
-                 template: ChipTemplate = MTCNN_DLIB_CHIP, model: bytes | str | Path | None = None) -> None:
+                 threshold: float | None = None, embedder: EmbedderInfo | None = None,
+                 template: ChipTemplate | None = None, model: bytes | str | Path | None = None,
+                 card: str | Path | None = None) -> None:
         settings = settings or SessionSettings()
         self.detector = FaceDetector(settings, min_face_size=min_face_size)
-        self.embedder, self.template, self.min_score = embedder, template, min_score
-        self.threshold = embedder.threshold if threshold is None else float(threshold)
+        self.card = EmbedderCard.read(card if card is not None else EmbedderCard.default_file())
+        self.embedder = _checked_embedder(embedder, self.card)
+        self.template = _checked_template(template, self.card)
+        self.min_score = min_score
+        self.threshold = self.embedder.threshold if threshold is None else float(threshold)
         if model is None:
             from slimvision.assets import DLIB_FACE_RESNET
             from slimvision.inference.face_graph import dlib_resnet_graph
 
             model = dlib_resnet_graph(DLIB_FACE_RESNET.path())
-        self.network = OnnxModel(model, settings, name=f"{embedder.name}-v{embedder.version}")
+        self.network = OnnxModel(model, settings, name=f"{self.embedder.name}-v{self.embedder.version}")
+        self.card.check_graph(self.network.session.get_inputs(), self.network.session.get_outputs())
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces at or above ``min_score``, most confident first (none in an image smaller than
@@ -116,8 +133,7 @@ class FaceRecognizer:
         if not faces:
             return np.zeros((0, self.embedder.dim), np.float32)
         chips = np.stack([align_face(image, face.landmarks, self.template) for face in faces])
-        batch = np.ascontiguousarray(chips.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
-        (descriptors,) = self.network.run({self.network.input_names[0]: batch})
+        (descriptors,) = self.network.run({self.card.input.name: self.card.to_input(chips)})
         return descriptors
 
     def __call__(self, image: np.ndarray) -> list[RecognizedFace]:
@@ -164,6 +180,27 @@ class FaceRecognizer:
                 for face, matches in zip(recognized, found)]
 
 
+def _checked_embedder(embedder: EmbedderInfo | None, card: EmbedderCard) -> EmbedderInfo:
+    """The card's embedder, or the one given if its descriptor length and metric are the card's."""
+    if embedder is None:
+        return card.embedder
+    if (embedder.dim, embedder.metric) != (card.embedder.dim, card.embedder.metric):
+        raise InputError(card.path, f"embedder {embedder.name} v{embedder.version} makes {embedder.dim}-d "
+                                    f"{embedder.metric} descriptors; the card's network makes "
+                                    f"{card.embedder.dim}-d {card.embedder.metric} ones")
+    return embedder
+
+
+def _checked_template(template: ChipTemplate | None, card: EmbedderCard) -> ChipTemplate:
+    """MTCNN's points at the card's chip size and padding, or the template given if its size is the card's."""
+    if template is None:
+        return ChipTemplate(f"{card.card.name}-chip-from-mtcnn", MTCNN_TEMPLATE_5, card.chip_size, card.padding)
+    if template.size != card.chip_size:
+        raise InputError(card.path, f"chip template {template.name!r} cuts {template.size} px chips; the card's "
+                                    f"network takes {card.chip_size} px")
+    return template
+
+
 @dataclass(frozen=True)
 class EnrolmentReport:
     """What an enrolment did: descriptors added per person; the photos left out for a problem
@@ -188,8 +225,6 @@ def photo_source(photo: Path, store_paths: bool) -> str:
 
 def read_photo_digest(photo: Path) -> str:
     """:func:`photo_digest` of a photo file (InputError if it cannot be read)."""
-    from slimvision.errors import InputError
-
     try:
         return photo_digest(photo.read_bytes())
     except OSError as error:
@@ -209,7 +244,6 @@ def enroll_folder(recognizer: FaceRecognizer, gallery: Gallery, folder: str | Pa
     the gallery as it was; with nothing to add, nothing is written (and no gallery file made).
     The gallery records each photo's file name, or its absolute path with ``store_paths``.
     """
-    from slimvision.errors import InputError
     from slimvision.io.images import find_images, load_image
     from slimvision.progress import progress_bar
 
