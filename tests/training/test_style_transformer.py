@@ -19,7 +19,10 @@ from slimvision.models.style.port import port_transformer  # noqa: E402
 from slimvision.training.style_transformer import (  # noqa: E402
     PairDataset,
     TransformerDistillConfig,
+    _teachers,
     distill_transformer,
+    style_bank,
+    style_samples,
     warm_start,
     warm_start_space_to_depth,
 )
@@ -211,3 +214,24 @@ def test_a_resume_with_other_settings_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(crop_size differ\)"):
         distill_transformer(changed, tmp_path / "run", progress=False, export=export_transformer)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints"]  # no bank, no cache
+
+
+def test_the_style_bank_can_come_from_the_training_families(tmp_path):
+    from dataclasses import replace
+
+    from slimvision.data.style_families import HELD_OUT_FAMILIES, StyleFamilyDataset, split_real_sources
+    from slimvision.data.style_images import find_style_sources
+
+    files, families = tiny(2), replace(tiny(2), style_data="families")
+    assert "style_data" not in files.data_fingerprint()  # caches of the shipped recipe stay valid
+    assert families.data_fingerprint() != files.data_fingerprint()
+    samples = style_samples(families, [])
+    assert isinstance(samples, StyleFamilyDataset) and len(samples) == families.style_bank
+    assert set(samples.families).isdisjoint(HELD_OUT_FAMILIES)
+    held_out_files = split_real_sources(find_style_sources(), held_out_fraction=families.held_out_fraction)[1]
+    assert {s.name for s in samples.real_sources}.isdisjoint({s.name for s in held_out_files})
+    bank = style_bank(samples, _teachers()[2], tmp_path / "bank.npy", progress=False)
+    assert bank.shape == (families.style_bank, 100) and np.isfinite(bank).all()
+    assert len({vector.tobytes() for vector in bank}) == len(bank)
+    with pytest.raises(ConfigError, match="style_data"):
+        TransformerDistillConfig(style_data="paintings")

@@ -70,6 +70,13 @@ def _int_list(text: str, option: str = "--stage-repeats") -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
+def _style_data_flag() -> ConfigFlag:
+    """``--style-data``: the style samples both style distillations can train on."""
+    return ConfigFlag("--style-data", "style_data", choices=("files", "families"),
+                      help="style samples: files (installed images, augmented; the shipped students) or "
+                           "families (procedural families + real crops; see 'train style-data')")
+
+
 def _parts(text: str) -> tuple[str, ...]:
     """'contract, residual' -> ("contract", "residual"); '' -> () (the config checks the names)."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
@@ -92,6 +99,7 @@ _PREDICTOR_FLAGS = (
                help="2: MobileNetV2's 3x3 stem; 4: a 4x4 stride-4 stem, no half-resolution layers"),
     ConfigFlag("--stage-repeats", "stage_repeats", convert=_int_list, show_default=False,
                help="blocks kept per stage, 7 numbers like 1,2,3,2,2,2,1 (default: all, 1,2,3,4,3,3,1)"),
+    _style_data_flag(),
     shared_flag("device"),
 )
 
@@ -135,6 +143,7 @@ _TRANSFORMER_FLAGS = (
     ConfigFlag("--time-budget", "time_budget_s", non_negative_float("--time-budget", _MAX_SECONDS),
                "train for about this long instead of --steps: the step count comes from the speed of the "
                "first steps and is recorded in report.json", metavar="SECONDS", note="0: use --steps"),
+    _style_data_flag(),
     shared_flag("device"),
 )
 

@@ -44,6 +44,10 @@ from slimvision.data.style_images import (StyleSource, augment, find_style_sourc
                                           split_sources)
 from slimvision.errors import ConfigError
 
+#: The style data a trainer's ``style_data`` field chooses: "files" (``data.style_images``, the
+#: shipped students' data) or "families" (this module: :func:`family_training_data`).
+STYLE_DATA = ("files", "families")
+
 Palette = np.ndarray  # (K, 3) float32 in [0, 1], K >= 2
 Painter = Callable[[np.random.Generator, int, Palette], np.ndarray]  # -> (size, size, 3) float32 in [0, 1]
 

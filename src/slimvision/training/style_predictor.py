@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from slimvision.data.style_families import STYLE_DATA
 from slimvision.training.config import TrainingConfig
 from slimvision.errors import ConfigError
 from slimvision.models.style.config import MOBILENET_V2_STAGES, StylePredictorConfig
@@ -51,6 +52,11 @@ class PredictorDistillConfig(TrainingConfig):
     samples: int = 20_000
     held_out_fraction: float = 0.15
     texture_fraction: float = 0.25
+    #: Where the style samples come from: "files" (``data.style_images``; what the shipped
+    #: students used) or "families" (``data.style_families``: training families, real crops and
+    #: collages; held-out families, origins, hashed files and their copies never seen;
+    #: ``texture_fraction`` is then unused).
+    style_data: str = "files"
     device: str = "cpu"
     #: "pruned-teacher": start from the teacher's own weights, its weakest channels pruned away to
     #: the student's widths (``compress.prune.prune_to_match``); "scratch": random weights.
@@ -72,6 +78,7 @@ class PredictorDistillConfig(TrainingConfig):
         self.require_at_least(1, "steps", "samples", "last_channels")
         self.require_one_of("init", INITS)
         self.require_one_of("teacher", TEACHERS)
+        self.require_one_of("style_data", STYLE_DATA)
         name = type(self).__name__
         if not 0 < self.width_multiplier <= 2:
             raise ConfigError(f"{name}.width_multiplier must be in (0, 2], got {self.width_multiplier}")
@@ -197,9 +204,16 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     run_dir = Path(run_dir)
     check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES)  # before any setup
     torch.manual_seed(config.seed)
-    train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
-    dataset = StyleImageDataset(train_sources, config.samples, seed=config.seed, size=STYLE_SIZE,
-                                texture_fraction=config.texture_fraction)
+    if config.style_data == "families":
+        from slimvision.data.style_families import family_training_data
+
+        dataset, held_out = family_training_data(config.samples, seed=config.seed, size=STYLE_SIZE,
+                                                 held_out_fraction=config.held_out_fraction)
+        train_sources = dataset.real_sources
+    else:
+        train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
+        dataset = StyleImageDataset(train_sources, config.samples, seed=config.seed, size=STYLE_SIZE,
+                                    texture_fraction=config.texture_fraction)
     shipped = OnnxTeacher(STYLE_TEACHER_PREDICTOR.path(), layout="NHWC")
     teacher = shipped if config.teacher == "int8" else OnnxTeacher(
         with_float_weights(STYLE_TEACHER_PREDICTOR.path()), layout="NHWC")

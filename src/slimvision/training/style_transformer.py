@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from slimvision.data.style_families import STYLE_DATA
 from slimvision.training.config import TrainingConfig
 from slimvision.errors import ConfigError
 
@@ -98,6 +99,11 @@ class TransformerDistillConfig(TrainingConfig):
     #: Seconds to train for (0: train ``steps``). The first ``TIMING_STEPS`` steps are timed
     #: and ``steps`` becomes what fits; the report records it (pass it as ``steps`` to resume).
     time_budget_s: float = 0.0
+    #: Where the style bank's samples come from: "files" (``data.style_images``: the installed
+    #: real images, augmented, and five textures; what the shipped student used) or "families"
+    #: (``data.style_families``: the training families, real crops and collages; held-out
+    #: families and origins never seen). Content crops come from the real images either way.
+    style_data: str = "files"
 
     def validate(self) -> None:
         super().validate()
@@ -113,6 +119,7 @@ class TransformerDistillConfig(TrainingConfig):
         self.require_range("blend_fraction", 0, 1)
         self.require_at_least(0, "ssim_weight", "feature_weight", "workers", "time_budget_s", "contents")
         self.require_one_of("space_to_depth", (1, 2))
+        self.require_one_of("style_data", STYLE_DATA)
         if self.init == "teacher" and self.residual_width != 32:
             raise ConfigError("TransformerDistillConfig: init='teacher' copies the teacher's layers, so it needs "
                               "residual_width=32; use init='scratch'")
@@ -145,6 +152,8 @@ class TransformerDistillConfig(TrainingConfig):
     def data_fingerprint(self) -> str:
         """What decides the pairs behind each sample id (the teacher cache is bound to it)."""
         keys = ("crop_size", "samples", "contents", "style_bank", "blend_fraction", "seed", "held_out_fraction")
+        # style_data joins only when it is not the default, so caches of "files" runs stay valid
+        keys += ("style_data",) if self.style_data != "files" else ()
         return json.dumps({key: getattr(self, key) for key in keys}, sort_keys=True)
 
 
@@ -185,19 +194,31 @@ def _batches(dataset: PairDataset, batch_size: int, seed: int, device: str) -> I
         yield {"inputs": pixels, "style": torch.from_numpy(np.stack(vectors)).to(device), "ids": list(ids)}
 
 
-def style_bank(sources: list[Any], count: int, seed: int, predictor: Any, path: Path,
-               progress: bool = True) -> np.ndarray:
-    """Teacher style vectors (count, D) of augmented style samples, computed once and kept at ``path``."""
-    from slimvision.compress.distill import npy_bytes
+def style_samples(config: TransformerDistillConfig, train_sources: list[Any]) -> Any:
+    """The style samples behind the bank: ``(id, (256, 256, 3) uint8)`` items, as ``config.style_data`` says."""
+    count, seed = config.style_bank, config.seed + 1
+    if config.style_data == "families":
+        from slimvision.data.style_families import family_training_data
+
+        # holds out the same hashed files as split_sources (so no held-out pair's style is in
+        # the bank), plus whole origins and copies of held-out pictures
+        return family_training_data(count, seed=seed, size=STYLE_SIZE, held_out_fraction=config.held_out_fraction)[0]
     from slimvision.data.style_images import StyleImageDataset
+
+    return StyleImageDataset(train_sources, count, seed=seed, size=STYLE_SIZE, texture_fraction=0.25)
+
+
+def style_bank(samples: Any, predictor: Any, path: Path, progress: bool = True) -> np.ndarray:
+    """Teacher style vectors (len(samples), D) of style samples, computed once and kept at ``path``."""
+    from slimvision.compress.distill import npy_bytes
     from slimvision.io.atomic import write_bytes_atomic
     from slimvision.progress import progress_bar
     from slimvision.training.checkpoint import read_cached_array
 
+    count = len(samples)
     bank = read_cached_array(path)  # None when missing or damaged
     if bank is not None and bank.ndim == 2 and len(bank) == count:
         return bank
-    samples = StyleImageDataset(sources, count, seed=seed, size=STYLE_SIZE, texture_fraction=0.25)
     vectors = []
     with progress_bar(count, enabled=progress, desc="style bank") as bar:
         for index in range(count):
@@ -265,8 +286,7 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
     train_sources, held_out = split_sources(find_style_sources(), config.held_out_fraction)
     fp32, shipped, predictor = _teachers()
     teacher = fp32 if config.teacher == "fp32" else shipped
-    bank = style_bank(train_sources, config.style_bank, config.seed + 1, predictor, run_dir / "style-bank.npy",
-                      progress)
+    bank = style_bank(style_samples(config, train_sources), predictor, run_dir / "style-bank.npy", progress)
     contents = StyleImageDataset(train_sources, config.contents or config.samples, seed=config.seed,
                                  size=config.crop_size, texture_fraction=0.1, mix_fraction=0.1)
     pairs = PairDataset(_contents(contents, config, run_dir, progress), bank, config.seed, config.blend_fraction,
