@@ -74,7 +74,8 @@ def export_transformer(student: torch.nn.Module, run_dir: Path, weights: Path | 
     export_onnx(NHWCStyleTransformer(student), float_path,
                 {"content_image": torch.rand(1, 64, 96, 3), "style_vector": torch.randn(1, 1, 1, 100)},
                 output_names=("stylized_image",), dynamic_axes={"content_image": size, "stylized_image": size},
-                preprocessing={"content_image": ImageInput(layout="NHWC", size_multiple=content_size_multiple(student))},
+                preprocessing={"content_image": ImageInput(layout="NHWC",
+                                                           size_multiple=content_size_multiple(student))},
                 source_weights=weights, overwrite=True, card=_transformer_card(run_dir))
     paths = {"fp32": float_path,
              "fp16_weights": store_weights_fp16(float_path, run_dir / "transform.fp16w.onnx", overwrite=True),

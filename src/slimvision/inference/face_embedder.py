@@ -95,38 +95,8 @@ class EmbedderCard:
         problem.unless(len(card.inputs) == 1 and len(card.outputs) == 1,
                        f"an embedder has one input (face chips) and one output (descriptors); this card has "
                        f"{len(card.inputs)} and {len(card.outputs)}")
-        chip, descriptor = card.inputs[0], card.outputs[0]
-        settings = card.preprocessing.get(chip.name)
-        problem.unless(isinstance(settings, dict), f"preprocessing has no {chip.name!r} object (chip size, padding)")
-        compare = card.preprocessing.get("descriptor")
-        problem.unless(isinstance(compare, dict), "preprocessing has no 'descriptor' object (distance, threshold)")
-        layout = chip.layout
-        problem.unless(layout in LAYOUTS, f"input {chip.name!r} has layout {layout!r}, not one of {LAYOUTS}")
-        size = settings.get("size")
-        problem.unless(_is_int(size) and size > 0, f"preprocessing.{chip.name}.size must be a positive int")
-        expected = ["batch", 3, size, size] if layout == "NCHW" else ["batch", size, size, 3]
-        problem.unless(len(chip.shape) == 4 and chip.shape[1:] == expected[1:],
-                       f"input {chip.name!r} has shape {chip.shape}; {layout} chips of {size} px are {expected}")
-        problem.unless(chip.dtype == "float32", f"input {chip.name!r} is {chip.dtype}; the pipeline feeds float32")
-        problem.unless(chip.value_range is not None, f"input {chip.name!r} has no value range")
-        padding = settings.get("padding")
-        problem.unless(_is_number(padding) and padding >= 0, f"preprocessing.{chip.name}.padding must be a number >= 0")
-        order = settings.get("channel_order", "RGB")
-        problem.unless(order in ("RGB", "BGR"), f"preprocessing.{chip.name}.channel_order must be RGB or BGR")
-        mean, std = (_channels(settings.get(key), problem, f"preprocessing.{chip.name}.{key}") for key in ("mean", "std"))
-        problem.unless((mean is None) == (std is None), f"preprocessing.{chip.name}: give both mean and std, or neither")
-        problem.unless(std is None or min(std) > 0, f"preprocessing.{chip.name}.std must be positive")
-        problem.unless(len(descriptor.shape) == 2 and _is_int(descriptor.shape[1]) and descriptor.shape[1] > 0,
-                       f"output {descriptor.name!r} has shape {descriptor.shape}; descriptors are [batch, dim]")
-        metric, threshold = compare.get("distance"), compare.get("threshold")
-        problem.unless(metric in METRICS, f"preprocessing.descriptor.distance must be one of {METRICS}")
-        problem.unless(_is_number(threshold) and threshold > 0, "preprocessing.descriptor.threshold must be > 0")
-        name, version = compare.get("gallery_name"), compare.get("gallery_version")
-        problem.unless(isinstance(name, str) and isinstance(version, str) and bool(name and version),
-                       "preprocessing.descriptor.gallery_name and gallery_version must be non-empty strings")
-        low, high = chip.value_range
-        embedder = EmbedderInfo(name, version, int(descriptor.shape[1]), metric, float(threshold))
-        return cls(path, card, size, float(padding), layout, (float(low), float(high)), order, mean, std, embedder)
+        chip = _chip_settings(card, problem)
+        return cls(path, card, embedder=_embedder_info(card, problem), **chip)
 
     @property
     def input(self) -> TensorSpec:
@@ -166,8 +136,51 @@ class EmbedderCard:
             batch = batch * np.float32(high - low) + np.float32(low)
         if self.mean is not None and self.std is not None:
             axis = (1, -1, 1, 1) if self.layout == "NCHW" else (1, 1, 1, -1)
-            batch = (batch - np.asarray(self.mean, np.float32).reshape(axis)) / np.asarray(self.std, np.float32).reshape(axis)
+            mean, std = (np.asarray(values, np.float32).reshape(axis) for values in (self.mean, self.std))
+            batch = (batch - mean) / std
         return np.ascontiguousarray(batch)
+
+
+def _chip_settings(card: ArtifactCard, problem: _Problems) -> dict[str, Any]:
+    """The chip fields of :class:`EmbedderCard`, from the input tensor and its preprocessing."""
+    chip = card.inputs[0]
+    settings = card.preprocessing.get(chip.name)
+    problem.unless(isinstance(settings, dict), f"preprocessing has no {chip.name!r} object (chip size, padding)")
+    where = f"preprocessing.{chip.name}"
+    problem.unless(chip.layout in LAYOUTS, f"input {chip.name!r} has layout {chip.layout!r}, not one of {LAYOUTS}")
+    size = settings.get("size")
+    problem.unless(_is_int(size) and size > 0, f"{where}.size must be a positive int")
+    expected = ["batch", 3, size, size] if chip.layout == "NCHW" else ["batch", size, size, 3]
+    problem.unless(len(chip.shape) == 4 and chip.shape[1:] == expected[1:],
+                   f"input {chip.name!r} has shape {chip.shape}; {chip.layout} chips of {size} px are {expected}")
+    problem.unless(chip.dtype == "float32", f"input {chip.name!r} is {chip.dtype}; the pipeline feeds float32")
+    problem.unless(chip.value_range is not None, f"input {chip.name!r} has no value range")
+    padding = settings.get("padding")
+    problem.unless(_is_number(padding) and padding >= 0, f"{where}.padding must be a number >= 0")
+    order = settings.get("channel_order", "RGB")
+    problem.unless(order in ("RGB", "BGR"), f"{where}.channel_order must be RGB or BGR")
+    mean, std = (_channels(settings.get(key), problem, f"{where}.{key}") for key in ("mean", "std"))
+    problem.unless((mean is None) == (std is None), f"{where}: give both mean and std, or neither")
+    problem.unless(std is None or min(std) > 0, f"{where}.std must be positive")
+    low, high = chip.value_range
+    return {"chip_size": size, "padding": float(padding), "layout": chip.layout,
+            "value_range": (float(low), float(high)), "channel_order": order, "mean": mean, "std": std}
+
+
+def _embedder_info(card: ArtifactCard, problem: _Problems) -> EmbedderInfo:
+    """What a gallery records: the output's length and ``preprocessing.descriptor``."""
+    descriptor = card.outputs[0]
+    compare = card.preprocessing.get("descriptor")
+    problem.unless(isinstance(compare, dict), "preprocessing has no 'descriptor' object (distance, threshold)")
+    problem.unless(len(descriptor.shape) == 2 and _is_int(descriptor.shape[1]) and descriptor.shape[1] > 0,
+                   f"output {descriptor.name!r} has shape {descriptor.shape}; descriptors are [batch, dim]")
+    metric, threshold = compare.get("distance"), compare.get("threshold")
+    problem.unless(metric in METRICS, f"preprocessing.descriptor.distance must be one of {METRICS}")
+    problem.unless(_is_number(threshold) and threshold > 0, "preprocessing.descriptor.threshold must be > 0")
+    name, version = compare.get("gallery_name"), compare.get("gallery_version")
+    problem.unless(isinstance(name, str) and isinstance(version, str) and bool(name and version),
+                   "preprocessing.descriptor.gallery_name and gallery_version must be non-empty strings")
+    return EmbedderInfo(name, version, int(descriptor.shape[1]), metric, float(threshold))
 
 
 class _Problems:
