@@ -11,11 +11,13 @@ from PIL import Image
 from slimvision.data.style_families import (
     FAMILIES,
     HELD_OUT_FAMILIES,
+    LABEL_WIDTH,
     PaletteBank,
     StyleFamilyDataset,
     colour_jitter,
     cut_mix,
     family_seed,
+    family_sheet,
     family_training_data,
     held_out_styles,
     image_palette,
@@ -165,3 +167,13 @@ def test_cut_mix_and_collage_combine_their_inputs():
     collage = patch_collage([a, b], np.random.default_rng(3), SIZE)
     assert collage.shape == (SIZE, SIZE, 3)
     assert set(np.unique(collage)) <= {0, 255}
+
+
+def test_the_sheet_shows_each_family_row_as_rendered():
+    sheet = family_sheet(["spiral", "woven"], per_family=3, tile=32)
+    assert sheet.shape == (64, LABEL_WIDTH + 96, 3) and sheet.dtype == np.uint8
+    tile = np.asarray(Image.fromarray(render("woven", 0, 2, 256)).resize((32, 32), Image.Resampling.BOX))
+    assert np.array_equal(sheet[32:64, LABEL_WIDTH + 64:LABEL_WIDTH + 96], tile)
+    assert (sheet[:, :LABEL_WIDTH] < 100).any()  # the labels are drawn
+    with pytest.raises(ConfigError, match="unknown style families"):
+        family_sheet(["spirals"])

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slimvision.cli.arguments import (MAX_SIDE, add_json, add_quiet, bounded, non_negative_float, non_negative_int,
-                                     positive_int)
+from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, non_negative_float,
+                                     non_negative_int, positive_int, seed)
 from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 from slimvision.errors import ConfigError, SlimvisionError
 
@@ -35,6 +35,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     add_config_flags(predictor, "slimvision.training.style_predictor:PredictorDistillConfig", _PREDICTOR_FLAGS)
     predictor.set_defaults(run=run_style_predictor)
     _add_style_transformer(commands)
+    _add_style_data(commands)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, json_help: str) -> None:
@@ -207,3 +208,67 @@ def run_style_predictor(args: argparse.Namespace) -> int:
               f"{held.get('baseline_mean_vector_cosine', float('nan')):.4f}; centred cosine "
               f"{held.get('centred_cosine', float('nan')):.4f}, R^2 {held.get('r2', float('nan')):.3f})\nresults in {args.run_dir}/ (report.json, student/, student.onnx)")
     return 0
+
+
+def _add_style_data(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "style-data", help="list the procedural style families and their held-out split; draw a preview sheet",
+        description="List the procedural style families that '--style-data families' trains on "
+                    "(slimvision.data.style_families), which of them are held out of every training set, and "
+                    "what each draws. With --sheet, also write a preview: one labelled row per family. Needs no torch.")
+    parser.add_argument("--sheet", type=Path, metavar="IMAGE", help="write a preview sheet (.png, .jpg, .webp)")
+    parser.add_argument("--per-family", type=positive_int("--per-family", 64), default=6,
+                        help="images per family row (default 6)")
+    parser.add_argument("--tile", type=bounded("--tile", int, 16, 512), default=96,
+                        help="side of each image on the sheet in pixels (default 96)")
+    parser.add_argument("--seed", type=seed(), default=0, help="which images each family shows (default 0)")
+    parser.add_argument("--real-palettes", action="store_true",
+                        help="draw half the palettes from the training images' colours, as training does "
+                             "(default: harmonious palettes only, the same on every machine)")
+    parser.add_argument("--colours", type=bounded("--colours", int, 0, 256), default=0,
+                        help="quantise the sheet to this many colours, for a small PNG (default 0: full colour)")
+    add_overwrite(parser, "the sheet")
+    add_json(parser, "the families and their split")
+    parser.set_defaults(run=run_style_data)
+
+
+def run_style_data(args: argparse.Namespace) -> int:
+    from slimvision.data import style_families as families
+
+    train, held_out = families.split_families()
+    if args.sheet is not None:
+        _write_family_sheet(args, families)
+    if args.json:
+        print(json.dumps({"train": list(train), "held_out": list(held_out),
+                          "about": {name: family.about for name, family in families.FAMILIES.items()},
+                          "sheet": str(args.sheet) if args.sheet else None}, indent=2))
+        return 0
+    for name, family in families.FAMILIES.items():
+        print(f"{name:<16} {'held out' if name in held_out else 'train':<9} {family.about}")
+    print(f"{len(train)} training families, {len(held_out)} held out" +
+          (f"; sheet written to {args.sheet}" if args.sheet else ""))
+    return 0
+
+
+def _write_family_sheet(args: argparse.Namespace, families: Any) -> None:
+    import io
+
+    from PIL import Image
+
+    from slimvision.data.style_images import find_style_sources
+    from slimvision.io.atomic import write_bytes_atomic
+    from slimvision.io.images import save_image
+
+    if args.colours and args.sheet.suffix.lower() != ".png":
+        raise ConfigError(f"--colours writes a palette PNG; {args.sheet} is no .png")
+    palettes = None
+    if args.real_palettes:
+        palettes = families.PaletteBank(families.split_real_sources(find_style_sources())[0])
+    sheet = families.family_sheet(per_family=args.per_family, tile=args.tile, seed=args.seed, palettes=palettes)
+    if not args.colours:
+        save_image(sheet, args.sheet, overwrite=args.overwrite, png_level=9)
+        return
+    buffer = io.BytesIO()  # a palette PNG: about a third of the bytes of a full-colour one
+    Image.fromarray(sheet).quantize(colors=args.colours, method=Image.Quantize.MEDIANCUT).save(
+        buffer, format="PNG", optimize=True)
+    write_bytes_atomic(args.sheet, buffer.getvalue(), overwrite=args.overwrite)

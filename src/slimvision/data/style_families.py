@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from slimvision.data.style_images import (StyleSource, augment, find_style_sources, load_rgb, random_crop,
                                           split_sources)
@@ -434,11 +434,14 @@ def _pointillism(rng: np.random.Generator, size: int, palette: Palette) -> np.nd
 
 def _poster(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarray:
     scale = 2  # supersampled, then box-filtered: hard but clean edges
-    canvas, draw = _canvas(rng, size, palette, scale)
+    background = int(rng.integers(len(palette)))
     side = size * scale
-    for _ in range(int(rng.integers(2, 9))):
+    canvas = Image.new("RGB", (side, side), tuple(int(c * 255) for c in palette[background]))
+    draw = ImageDraw.Draw(canvas)
+    others = [colour for i, colour in enumerate(palette) if i != background]  # shapes always show
+    for _ in range(int(rng.integers(3, 10))):
         kind = rng.integers(3)
-        fill = _colour(rng, palette)
+        fill = _colour(rng, np.asarray(others))
         centre, extent = rng.random(2) * side, rng.uniform(0.15, 0.7) * side
         if kind == 0:
             draw.ellipse([*(centre - extent / 2), *(centre + extent / 2)], fill=fill)
@@ -448,6 +451,43 @@ def _poster(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarray
         else:
             draw.rectangle([*(centre - extent / 2), *(centre + extent / 2 * rng.uniform(0.3, 1.0, 2))], fill=fill)
     return _finish(canvas, size)
+
+
+def _sunburst(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarray:
+    x, y = _grid(size)
+    cx, cy = rng.uniform(-0.3, 1.3, 2)
+    theta = np.arctan2(y - cy, x - cx) + rng.uniform(0, 2 * math.pi)
+    rays = int(rng.integers(6, 48))
+    twist = rng.uniform(-3, 3) * np.sqrt((x - cx) ** 2 + (y - cy) ** 2) if rng.random() < 0.4 else 0.0
+    labels = np.floor(np.mod(theta + twist, 2 * math.pi) / (2 * math.pi) * rays).astype(np.int64)
+    return _index_colours(labels, palette)
+
+
+def _hexagons(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarray:
+    u, v = _rotated(size, rng.uniform(0, math.pi / 3))
+    cell = rng.uniform(0.03, 0.15)
+    # axial coordinates of the nearest hexagon centre (cube rounding)
+    q = (u * 2 / 3) / cell
+    r = (-u / 3 + v * math.sqrt(3) / 3) / cell
+    cube = np.stack([q, r, -q - r])
+    rounded = np.rint(cube)
+    worst = np.argmax(np.abs(rounded - cube), axis=0)
+    for axis in range(3):  # fix the coordinate with the largest rounding error so the three sum to 0
+        others = rounded[(axis + 1) % 3] + rounded[(axis + 2) % 3]
+        rounded[axis] = np.where(worst == axis, -others, rounded[axis])
+    table = rng.integers(len(palette), size=(64, 64))  # a colour per hexagon
+    shades = palette[table[np.mod(rounded[0], 64).astype(np.int64), np.mod(rounded[1], 64).astype(np.int64)]]
+    if rng.random() < 0.5:  # outlined cells: the hex distance from the centre is 0.5 on the border
+        from_centre = np.abs(cube - rounded).sum(axis=0) / 2
+        shades = np.where((from_centre > rng.uniform(0.4, 0.47))[..., None], palette[0] * 0.3, shades)
+    return shades
+
+
+def _camouflage(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarray:
+    field = _value_noise(rng, size, int(rng.integers(2, 5)), base_cells=int(rng.integers(2, 7)))
+    levels = min(len(palette), int(rng.integers(3, 6)))
+    labels = np.minimum((field * levels).astype(np.int64), levels - 1)  # flat blobs with hard edges
+    return palette[labels]
 
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (
@@ -473,6 +513,9 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("brush_strokes", "hundreds of palette strokes following a flow, impasto ridges", _brush_strokes),
     Family("pointillism", "dense small dots of palette colours over a soft picture", _pointillism),
     Family("poster", "a few large flat shapes with hard edges", _poster),
+    Family("sunburst", "rays from a centre, straight or twisted", _sunburst),
+    Family("hexagons", "hexagonal tilings, plain or outlined", _hexagons),
+    Family("camouflage", "flat blobs of three to five colours, hard edges", _camouflage),
 )}
 
 #: Families held out of every training set (see the module docstring for why these).
@@ -753,3 +796,35 @@ def held_out_styles(per_family: int = 8, seed: int = 0, size: int = 256,
     palettes = PaletteBank(held_out_sources) if held_out_sources else None
     return [(f"{family}/{index}", render(family, seed, index, size, palettes))
             for family in check_family_names(held_out_families) for index in range(per_family)]
+
+
+# --------------------------------------------------------------------------- a preview sheet
+LABEL_WIDTH = 170
+
+
+def family_sheet(families: Iterable[str] | None = None, per_family: int = 6, tile: int = 96, seed: int = 0,
+                 held_out: Iterable[str] = HELD_OUT_FAMILIES, palettes: PaletteBank | None = None) -> np.ndarray:
+    """One labelled row per family, ``per_family`` renders each: (rows * tile, label + columns * tile, 3) uint8.
+
+    Held-out families are labelled "held out" in red. Images are rendered at 256 px (how
+    trainers see them) and shrunk to ``tile``.
+
+    Example:
+        >>> sheet = family_sheet(["spiral", "voronoi"], per_family=4, tile=64)
+        >>> sheet.shape
+        (128, 426, 3)
+    """
+    names = check_family_names(FAMILIES if families is None else families)
+    held = set(check_family_names(held_out))
+    sheet = Image.new("RGB", (LABEL_WIDTH + per_family * tile, len(names) * tile), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=max(10, min(16, tile // 6)))
+    for row, name in enumerate(names):
+        top = row * tile
+        draw.text((6, top + tile // 2 - 12), name, fill=(20, 20, 20), font=font)
+        tag, colour = ("held out", (200, 20, 20)) if name in held else ("train", (90, 90, 90))
+        draw.text((6, top + tile // 2 + 4), tag, fill=colour, font=font)
+        for column in range(per_family):
+            image = Image.fromarray(render(name, seed, column, 256, palettes))
+            sheet.paste(image.resize((tile, tile), Image.Resampling.BOX), (LABEL_WIDTH + column * tile, top))
+    return np.asarray(sheet)
