@@ -9,7 +9,9 @@ noise, cells, strokes) that cover the high-frequency patterns paintings have and
 Every sample is a pure function of ``(seed, index)``: the same index always gives the same
 image, so a teacher's outputs can be cached by sample id and the teacher runs once per sample.
 Held-out evaluation images are whole source files the training set never sees, not augmented
-copies of training images.
+copies of training images. This is the data the shipped style students were trained on
+(``style_data="files"``); :mod:`slimvision.data.style_families` adds the procedural families
+users paint with, held out by family and by source (``style_data="families"``).
 
 Example:
     >>> sources = find_style_sources()
