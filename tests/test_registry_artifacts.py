@@ -286,3 +286,74 @@ def _served_listing_and_pipeline(name: str) -> tuple[list[dict[str, Any]], Any] 
         response = client.get("/api/models")
         assert response.status_code == 200
         return response.json()["models"], client.app.state.models.get(name)
+
+
+# --------------------------------------------------------------------------- second lists
+#: Where the house names a registered artifact outside the registration table, with the system
+#: each must be. These name models they use; none lists the models (the registry does).
+NAMED_ELSEWHERE = {
+    "slimvision.server.style:STYLE_MODELS": "style",        # the curated few the web page offers
+    "slimvision.server.style:DEFAULT_STYLE_MODEL": "style",
+    "slimvision.server.faces:RECOGNIZER": "faces",
+    "slimvision.server.gan:GENERATOR": "gan",
+    "slimvision.server.vae:DENOISER": "vae",
+    "slimvision.server.numerals:READER": "numerals",
+    "slimvision.cli.gan:GENERATOR": "gan",
+    "slimvision.cli.vae:DENOISER": "vae",
+    "slimvision.cli.vae:GENERATIVE": "vae",
+    "slimvision.cli.numerals:READER": "numerals",
+    "slimvision.cli.demo:FACE_DETECTOR": "faces",
+    "slimvision.cli.demo:VAE_GENERATOR": "vae",
+    "slimvision.inference.style:ARTIFACT_BY_MODEL": "style",  # --model teacher/fast with --precision
+}
+
+
+def _names_in(value: Any) -> list[str]:
+    """The artifact names a constant holds: a name, a dict's keys (or its values, if they are the names)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return list(value) if all(isinstance(key, str) for key in value) else list(value.values())
+    raise TypeError(f"unexpected constant {value!r}")
+
+
+@pytest.mark.parametrize("reference", sorted(NAMED_ELSEWHERE))
+def test_every_artifact_named_outside_the_table_is_registered_in_its_system(reference: str) -> None:
+    from slimvision.registry import import_object
+
+    if reference.startswith("slimvision.server."):
+        pytest.importorskip("fastapi")
+    for name in _names_in(import_object(reference)):
+        assert ARTIFACTS.spec(name).system == NAMED_ELSEWHERE[reference], (reference, name)
+
+
+def test_the_docs_table_lists_every_registered_artifact() -> None:
+    """docs/models.md's table is written by hand for readers: it must say what the registry says."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \| (\w+) \| (\w+) \|", text, flags=re.MULTILINE)
+    assert sorted(rows) == sorted((spec.name, spec.system, spec.speed) for spec in ARTIFACTS.specs())
+
+
+def test_the_cards_and_the_registry_know_the_same_systems() -> None:
+    from slimvision.export.card import SYSTEMS as CARD_SYSTEMS
+    from slimvision.registry import SYSTEMS
+
+    assert CARD_SYSTEMS == SYSTEMS
+
+
+def test_the_docs_example_of_adding_a_model_runs(tmp_path) -> None:
+    """docs/models.md's three steps on a model of your own, run as its reader would: a fresh
+    interpreter in an empty folder."""
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    section = text[text.index("## Adding a model"):]
+    example = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[-1]
+    done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["(2, 4, 4, 3)", "['dcgan-digits32', 'dcgan-digits32-int8', 'my-blobs']"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["my-blobs.card.json", "my-blobs.onnx"]
