@@ -693,13 +693,14 @@ class StyleFamilyDataset:
         seed: changes every sample; part of the sample ids.
         size: output side (256: the style predictor's input).
         real_sources: real images for crops, collages and palettes (e.g. ``split_real_sources(...)[0]``).
-        real_fraction: share of samples that are real-image crops or collages (0 without sources).
+        real_fraction: share of samples that are real-image crops or collages (0 without sources;
+            0.4 covers held-out real images as well as ``style_images`` does, see docs/training.md).
         mix_fraction: share of samples cut-and-mixed with a second sample.
         jitter_fraction: share of samples given :func:`colour_jitter`.
     """
 
     def __init__(self, families: Sequence[str], length: int, seed: int = 0, size: int = 256,
-                 real_sources: Sequence[StyleSource] = (), real_fraction: float = 0.2, mix_fraction: float = 0.2,
+                 real_sources: Sequence[StyleSource] = (), real_fraction: float = 0.4, mix_fraction: float = 0.2,
                  jitter_fraction: float = 0.4, cache_images: bool = True) -> None:
         self.families = check_family_names(families)
         if not self.families and not (real_sources and real_fraction >= 1.0):
