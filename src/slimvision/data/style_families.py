@@ -371,7 +371,8 @@ def _hatching(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarr
 def _gradient_linear(rng: np.random.Generator, size: int, palette: Palette) -> np.ndarray:
     field = _linear_field(rng, size)
     if rng.random() < 0.3:  # posterised bands of the gradient
-        field = np.floor(field * rng.integers(3, 9)) / 8
+        levels = int(rng.integers(3, 9))
+        field = np.minimum(np.floor(field * levels), levels - 1) / (levels - 1)  # 0 .. 1 in `levels` steps
     return _ramp(field ** rng.uniform(0.5, 2.0), palette)
 
 
