@@ -16,15 +16,22 @@ Held-out sets are split by family and by source, never by file:
   ``woven``) are never rendered for training, not even as a mix ingredient; each has a training
   cousin (``spiral``, ``voronoi``, ``dots``, ``noise``, ``checkers``), so a score on them measures
   how a student carries over to a neighbouring kind of picture it never saw.
-* :func:`split_real_sources` holds out whole origins (``matplotlib``, ``opencv-doc``) plus the
-  demo painting, and moves any training file that shows the same picture as a held-out one
-  (slimvision's samples copy scikit-image's) to the held-out side.
+* :func:`split_real_sources` holds out whole origins (``matplotlib``, ``opencv-doc``), the
+  demo painting and optionally ``split_sources``' hashed files, and moves any training file that
+  shows the same picture as a held-out one (slimvision's samples copy scikit-image's) to the
+  held-out side. Held-out files give no crops, collages or palettes to training.
+
+Trainers take :func:`family_training_data` (``style_data="families"`` in the style predictor's
+and transformer's configs); evaluation takes :func:`held_out_styles`; ``slimvision train
+style-data --sheet families.png`` draws a row per family (:func:`family_sheet`). A render is a
+pure function of its arguments; with a :class:`PaletteBank` it also depends on the bank's images.
 
 Example:
     >>> train_families, held_out = split_families()
     >>> image = render("spiral", seed=0, index=3, size=256)     # (256, 256, 3) uint8, always the same
-    >>> dataset = StyleFamilyDataset(train_families, length=20_000, seed=0)
+    >>> dataset, held_out_files = family_training_data(20_000, seed=0, held_out_fraction=0.15)
     >>> sample_id, image = dataset[17]                          # ("fam0-17", (256, 256, 3) uint8)
+    >>> evaluation = held_out_styles(per_family=8)              # 40 (name, image) of held-out families
 """
 
 from __future__ import annotations
