@@ -106,6 +106,7 @@ def test_front_runners_spread_along_the_capacity_front_within_the_budget():
     rows = [row("fast-small", 1, 10), row("fast-big", 1, 30), row("mid", 2, 50), row("slow-small", 3, 40),
             row("slow-big", 4, 90), row("over", 9, 500, fits=False)]
     # capacity front: fast-big (1 ms, 30), mid (2 ms, 50), slow-big (4 ms, 90); over budget never
+    assert [r.name for r in pick_front_runners(rows, 1, "w")] == ["slow-big"]
     assert [r.name for r in pick_front_runners(rows, 2, "w")] == ["fast-big", "slow-big"]
     assert [r.name for r in pick_front_runners(rows, 3, "w")] == ["fast-big", "mid", "slow-big"]
     assert [r.name for r in pick_front_runners(rows, 4, "w")] == ["fast-big", "mid", "slow-big", "slow-small"]

@@ -210,7 +210,8 @@ def pick_front_runners(rows: Sequence[Row], count: int, workload: str) -> list[R
     More parameters for the same time is the best guess at more fidelity, so the choice starts
     from the capacity front (the within-budget candidates that no other beats on both speed and
     parameter count), spread evenly along it from the fastest to the slowest, so the trained
-    points span the latency range; when ``count`` is larger, the rest follow by parameters.
+    points span the latency range (one front runner: the slowest, which has the most
+    parameters); when ``count`` is larger, the rest follow by parameters.
     """
     fitting = [row for row in rows if row.within_budget]
     if count <= 0 or not fitting:
@@ -219,6 +220,8 @@ def pick_front_runners(rows: Sequence[Row], count: int, workload: str) -> list[R
     capacity = sorted((row for row, flag in zip(fitting, on_front) if flag), key=lambda row: row.ms[workload])
     if count >= len(capacity):
         chosen = list(capacity)
+    elif count == 1:
+        chosen = capacity[-1:]  # one spot: the most parameters the budget buys
     else:
         spots = np.linspace(0, len(capacity) - 1, count).round().astype(int)
         chosen = [capacity[spot] for spot in dict.fromkeys(spots.tolist())]
@@ -492,7 +495,8 @@ def plot_front(result: SearchResult, path: Path) -> Path:
                  label=f"budget {result.settings.budget_ms:g} ms")
     axes.axvline(result.reference["ms"][workload], color="#2ca02c", linestyle=":",
                  label=f"{result.reference['name']} {result.reference['ms'][workload]:.1f} ms")
-    axes.set(xlabel=f"median ms at {workload} (ONNX Runtime, this CPU)", ylabel="fidelity to the teacher",
+    metric = next((row.fidelity_details.get("metric") for row in scored if row.fidelity_details), None)
+    axes.set(xlabel=f"median ms at {workload} (ONNX Runtime, this CPU)", ylabel=metric or "fidelity to the teacher",
              title=f"{len(scored)} trained of {len(result.rows)} candidates")
     axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)

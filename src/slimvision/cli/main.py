@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import bench, demo, faces, gan, models, numerals, serve, style, train, vae
+    from slimvision.cli import bench, compress, demo, faces, gan, models, numerals, serve, style, train, vae
     from slimvision.cli.arguments import CommandParser
 
     # Every sub-command parser inherits this class: options anywhere, one-line errors.
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_commands(groups)
     models.add_commands(groups)
     bench.add_commands(groups)
+    compress.add_commands(groups)
     numerals.add_commands(groups)
     gan.add_commands(groups)
     vae.add_commands(groups)

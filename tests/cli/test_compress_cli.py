@@ -1,0 +1,95 @@
+"""``slimvision compress search`` end to end on a tiny predictor candidate, its resume, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cli.helpers import exit_code, one_line_error
+
+TINY = [{"name": "tiny", "width_multiplier": 0.1, "last_channels": 32, "stem_stride": 4,
+         "stage_repeats": [1, 1, 1, 1, 1, 1, 1]},
+        {"name": "tiny-deeper", "width_multiplier": 0.1, "last_channels": 32, "stem_stride": 4,
+         "stage_repeats": [1, 2, 2, 2, 2, 2, 1]}]
+
+
+@pytest.fixture
+def candidates(tmp_path):
+    path = tmp_path / "candidates.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+def test_a_search_trains_one_front_runner_and_a_rerun_skips_it(tmp_path, candidates, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("torch_pruning")
+    out = tmp_path / "search"
+    argv = ["compress", "search", "--student", "predictor", "--budget-ms", "100000", "--front", "1",
+            "--train-steps", "1", "--batch-size", "2", "--repeats", "1", "--threads", "2",
+            "--candidates", candidates, "-o", out, "-q"]
+    assert exit_code(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[ref] teacher predictor int8" in printed and "tiny-deeper" in printed and "front.png" in printed
+    report = json.loads((out / "search.json").read_text())
+    rows = {row["name"]: row for row in report["candidates"]}
+    # one front runner: the one with the most parameters within the budget
+    assert rows["tiny-deeper"]["params"] > rows["tiny"]["params"]
+    assert rows["tiny-deeper"]["fidelity"] is not None and rows["tiny"]["fidelity"] is None
+    assert report["front"] == ["tiny-deeper"]
+    assert rows["tiny-deeper"]["fidelity_details"]["metric"].startswith("held-out style-vector R²")
+    result = out / "candidates" / "tiny-deeper" / "result.json"
+    assert (out / "front.png").is_file() and result.is_file()
+    written = result.stat().st_mtime_ns
+
+    assert exit_code(argv + ["--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    rerun = {row["name"]: row for row in again["candidates"]}
+    assert rerun["tiny-deeper"]["resumed"] and rerun["tiny-deeper"]["fidelity"] == rows["tiny-deeper"]["fidelity"]
+    assert result.stat().st_mtime_ns == written
+
+
+def test_time_only_writes_the_table_without_training(tmp_path, candidates, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "timing"
+    assert exit_code(["compress", "search", "--student", "predictor", "--budget-ms", "1e-3", "--front", "0",
+                      "--repeats", "1", "--candidates", candidates, "-o", out, "-q"]) == 0
+    assert "over" in capsys.readouterr().out
+    report = json.loads((out / "search.json").read_text())
+    assert sorted(report["over_budget"]) == ["tiny", "tiny-deeper"] and not (out / "candidates").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--student", "vae"], "invalid choice"),
+    (["--budget-ms", "0"], "--budget-ms must be more than 0"),
+    (["--budget-ms", "nan"], "--budget-ms must be a finite number"),
+    (["--front", "-1"], "--front must be at least 0"),
+    (["--train-steps", "0"], "--train-steps must be at least 1"),
+    (["--sizes", "512,12x"], "--sizes must be sides or WIDTHxHEIGHT"),
+    (["--sizes", "8"], "each side must be 16"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, extra, message):
+    argv = ["compress", "search", "--student", "predictor", "--budget-ms", "10", "-o", tmp_path / "s", *extra]
+    assert exit_code(argv) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_missing_required_arguments_are_named(tmp_path, capsys):
+    assert exit_code(["compress", "search", "--budget-ms", "10", "-o", tmp_path]) == 2
+    assert "--student" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("setup, extra, message", [
+    (lambda tmp: (tmp / "file").write_text("x"), ["-o", "{tmp}/file"], "is a file"),
+    (lambda tmp: None, ["--candidates", "{tmp}/none.json"], "no such file"),
+    (lambda tmp: (tmp / "bad.json").write_text('[{"name": "a", "width": 1}]'), ["--candidates", "{tmp}/bad.json"],
+     "unknown knob(s) 'width'"),
+    (lambda tmp: None, ["--sizes", "512"], "--sizes is for --student transformer"),
+])
+def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, capsys, setup, extra, message):
+    setup(tmp_path)
+    argv = ["compress", "search", "--student", "predictor", "--budget-ms", "10", "-o", tmp_path / "out",
+            *[part.format(tmp=tmp_path) for part in extra]]
+    assert exit_code(argv) == 2
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "out" / "search.json").exists()
