@@ -412,6 +412,17 @@ def test_style_vector_takes_model(image_files, tmp_path, capsys):
     sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in (fast, teacher)]
     assert sidecars[0]["predictor"] != sidecars[1]["predictor"]
     assert not np.array_equal(np.load(fast), np.load(teacher))
+    # The same vector as the fast pipeline's own predictor gives, named by the space it lives in
+    # (the students were distilled into the teacher's, so either model paints with it).
+    from slimvision.inference.style import StyleTransferPipeline
+
+    students = StyleTransferPipeline("slimvision-fast-v3")
+    np.testing.assert_array_equal(np.load(fast), students.predict_vector(read_png(image_files["style"])))
+    assert sidecars[0]["model"] == students.artifact.vector_space
+    # As on stylize: a model/precision pair that is not shipped is one line naming what is.
+    assert run("vector", image_files["style"], "--model", "fast", "--precision", "int8", "-o", tmp_path / "x.npy") == 2
+    assert "--model fast has no int8 variant" in one_line_error(capsys)
+    assert not (tmp_path / "x.npy").exists()
 
 
 # --------------------------------------------------------------------------- -o and batches
