@@ -37,7 +37,10 @@ INITS = ("pruned-teacher", "scratch")
 TEACHERS = ("fp32", "int8")
 #: Settings a resumed run may change (train longer, checkpoint or log at other steps, another
 #: device); any other difference from the saved config refuses to resume.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "device"})
+#: The held-out painting evaluation's settings change no training, so they may differ too; the
+#: output-space loss weights and their sub-batch change what is trained, so they may not.
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "device", "eval_contents",
+                               "eval_painting_size"})
 
 
 @dataclass
@@ -72,10 +75,29 @@ class PredictorDistillConfig(TrainingConfig):
     #: Blocks kept in each of MobileNetV2's seven stages (empty: all of them, 1,2,3,4,3,3,1).
     #: Every block adds a fixed cost per run however thin it is.
     stage_repeats: tuple[int, ...] = ()
+    #: Output-space distillation (0 for both: plain vector MSE, the shipped recipes). Weight of the
+    #: error in every conditional-norm scale and offset the frozen teacher transformer computes
+    #: from the student's vs the teacher's vector, |W (s - t)|^2 / tr(W^T W): on the vector MSE's
+    #: scale (see ``models.style.norm_params``).
+    norm_param_weight: float = 0.0
+    #: Weight of the MSE between the frozen teacher transformer's paintings of a content crop from
+    #: the student's and from the teacher's vector (gradients flow through the transformer).
+    image_weight: float = 0.0
+    #: The painting loss runs every ``image_every`` steps on the batch's first ``image_batch``
+    #: styles, each painting an ``image_size`` px training-content crop, so a CPU step stays cheap.
+    image_every: int = 1
+    image_batch: int = 8
+    image_size: int = 128
+    #: Held-out report: each held-out style paints this many held-out content photos (0: no
+    #: painting scores), at this size, with the teacher transformer from both vectors.
+    eval_contents: int = 3
+    eval_painting_size: int = 256
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(1, "steps", "samples", "last_channels")
+        self.require_at_least(1, "steps", "samples", "last_channels", "image_every", "image_batch")
+        self.require_at_least(0, "norm_param_weight", "image_weight", "eval_contents")
+        self.require_at_least(16, "image_size", "eval_painting_size")
         self.require_one_of("init", INITS)
         self.require_one_of("teacher", TEACHERS)
         self.require_one_of("style_data", STYLE_DATA)
@@ -121,22 +143,41 @@ def evaluate_predictor(student: torch.nn.Module, teacher: Any, sources: list[Any
     report also gives the baseline's cosine, the *centred* cosine (both vectors minus the mean)
     and R^2 = 1 - |student - teacher|^2 / |teacher - mean|^2 (0 = no better than the mean).
     """
+    names, student_vectors, teacher_vectors = held_out_vectors(student, teacher, sources)
+    return vector_scores(names, student_vectors, teacher_vectors, reference_mean)
+
+
+def _centre_squares(sources: list[Any], size: int = STYLE_SIZE) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, (1, 3, size, size) float in [0, 1]) of each file's centre square (the pipeline's crop)."""
     from slimvision.data.style_images import load_rgb
     from slimvision.io.pixels import centre_square
 
+    for source in sources:
+        square = np.array(centre_square(load_rgb(source.path), size))
+        yield source.name, torch.from_numpy(square).permute(2, 0, 1)[None].float() / 255.0
+
+
+def held_out_vectors(student: torch.nn.Module, teacher: Any,
+                     sources: list[Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """File names, student vectors (N, D) and teacher vectors (N, D) on each file's centre square."""
     names, predicted, targets = [], [], []
     student.eval()
     device = next(student.parameters()).device
     with torch.no_grad():
-        for source in sources:
-            square = np.array(centre_square(load_rgb(source.path), STYLE_SIZE))
-            pixels = torch.from_numpy(square).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, 256, 256)
+        for name, pixels in _centre_squares(sources):
             targets.append(teacher(pixels.numpy()).reshape(-1))
             predicted.append(student(pixels.to(device)).cpu().numpy().reshape(-1))
-            names.append(source.name)
+            names.append(name)
+    if not names:
+        return [], np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return names, np.stack(predicted), np.stack(targets)
+
+
+def vector_scores(names: list[str], student_vectors: np.ndarray, teacher_vectors: np.ndarray,
+                  reference_mean: np.ndarray | None = None) -> dict[str, Any]:
+    """The vector report of :func:`evaluate_predictor` from vectors already computed."""
     if not names:
         return {"images": 0, "mean_cosine": None, "min_cosine": None, "per_image": {}}
-    student_vectors, teacher_vectors = np.stack(predicted), np.stack(targets)  # (N, 100)
     cosines = _cosine(student_vectors, teacher_vectors)
     report: dict[str, Any] = {"images": len(names), "mean_cosine": float(cosines.mean()),
                               "min_cosine": float(cosines.min()),
@@ -150,6 +191,56 @@ def evaluate_predictor(student: torch.nn.Module, teacher: Any, sources: list[Any
     return report
 
 
+@torch.no_grad()
+def evaluate_output_space(names: list[str], student_vectors: np.ndarray, teacher_vectors: np.ndarray,
+                          transformer: torch.nn.Module, contents: list[tuple[str, torch.Tensor]],
+                          reference_mean: np.ndarray | None = None) -> dict[str, Any]:
+    """What the vectors' difference does to the teacher transformer, on held-out styles.
+
+    * Norm parameters: the error in every conditional-norm scale and offset, as the loss
+      measures it (|W (s - t)|^2 / tr(W^T W), averaged), and as R^2 against the parameters of
+      the mean vector (1 - sum |W (s - t)|^2 / sum |W (t - mean)|^2).
+    * Paintings: each style paints each of ``contents`` ((name, (1, 3, H, W) tensor in [0, 1])),
+      from the student's vector and from the teacher's; SSIM between the two paintings (a
+      content that is the style's own file is skipped). The worst pair is named.
+    """
+    from slimvision.metrics import ssim
+    from slimvision.models.style.norm_params import NormParameterMap
+
+    if not names:
+        return {"styles": 0}
+    params = NormParameterMap(transformer)
+    student_t, teacher_t = torch.from_numpy(student_vectors).float(), torch.from_numpy(teacher_vectors).float()
+    report: dict[str, Any] = {"styles": len(names),
+                              "norm_param_error": float(params.normalised_error(student_t, teacher_t))}
+    if reference_mean is not None:
+        spread = params.difference(teacher_t, torch.from_numpy(np.asarray(reference_mean)).float()[None])
+        report["norm_param_r2"] = float(1 - (params.difference(student_t, teacher_t) ** 2).sum()
+                                        / (spread ** 2).sum())
+    per_pair: dict[str, float] = {}
+    for style_name, mine, theirs in zip(names, student_t, teacher_t):
+        for content_name, pixels in contents:
+            if content_name == style_name:
+                continue
+            painted = transformer(pixels.expand(2, -1, -1, -1), torch.stack([mine, theirs]))  # (2, 3, H, W)
+            images = painted.permute(0, 2, 3, 1).numpy()
+            per_pair[f"{content_name} / {style_name}"] = ssim(images[1], images[0])
+    if per_pair:
+        worst = min(per_pair, key=per_pair.__getitem__)
+        report.update({"paintings": len(per_pair), "painting_ssim_mean": float(np.mean(list(per_pair.values()))),
+                       "painting_ssim_min": per_pair[worst], "worst_pair": worst, "per_pair": per_pair})
+    return report
+
+
+def _held_out_contents(sources: list[Any], count: int, size: int) -> list[tuple[str, torch.Tensor]]:
+    """``count`` held-out files spread evenly over the list, as (name, (1, 3, size, size) float)
+    centre squares: photos neither the student nor the painting loss ever sees."""
+    if count == 0 or not sources:
+        return []
+    picks = sorted({round(i * (len(sources) - 1) / max(count - 1, 1)) for i in range(min(count, len(sources)))})
+    return list(_centre_squares([sources[i] for i in picks], size))
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
@@ -158,6 +249,115 @@ def cached_mean(cache_folder: Path) -> np.ndarray | None:
     """Mean of the teacher vectors cached during training (the "predict the average" baseline)."""
     vectors = [np.load(path).reshape(-1) for path in sorted(cache_folder.glob("*.npy"))]
     return np.mean(vectors, axis=0) if vectors else None
+
+
+#: Training content crops the painting loss draws from (rendered once per run, ``image_size`` px).
+CONTENT_CROPS = 256
+
+
+class OutputSpaceDistillTask:
+    """Vector MSE to the teacher's style vector, plus two output-space terms (config weights):
+
+    * ``norm_param_weight`` x the error in every conditional-norm scale and offset the frozen
+      teacher transformer computes from the student's vs the teacher's vector
+      (:meth:`NormParameterMap.normalised_error`, on the vector MSE's scale);
+    * ``image_weight`` x MSE between the frozen transformer's paintings of a training-content
+      crop from the student's and from the teacher's vector, every ``image_every`` steps on the
+      batch's first ``image_batch`` styles; the gradient flows through the frozen transformer
+      into the student's vector.
+
+    With both weights 0 the loss is exactly :class:`~slimvision.compress.distill.VectorDistillTask`'s
+    and the transformer is never built.
+
+    Args:
+        student: the predictor being trained (the only module the trainer steps and saves).
+        teacher: the teacher predictor (numpy in, vectors out), its outputs cached in ``cache``.
+        transformer: the frozen teacher transformer (None when both weights are 0).
+        contents: (N, 3, S, S) float content crops in [0, 1] for the painting loss.
+        start_step: the step a resumed run starts from (the painting schedule and its content
+            choice are functions of the absolute step).
+    """
+
+    def __init__(self, student: torch.nn.Module, teacher: Any, cache: Any, config: PredictorDistillConfig,
+                 transformer: torch.nn.Module | None = None, contents: torch.Tensor | None = None,
+                 start_step: int = 0) -> None:
+        from slimvision.models.style.norm_params import NormParameterMap
+
+        self.model = student
+        self.teacher = teacher
+        self.cache = cache
+        self.config = config
+        if (config.norm_param_weight > 0 or config.image_weight > 0) and transformer is None:
+            raise ConfigError("the output-space losses need the teacher transformer")
+        if config.image_weight > 0 and contents is None:
+            raise ConfigError("the painting loss needs content crops")
+        self.transformer = transformer
+        if transformer is not None:
+            transformer.eval().requires_grad_(False)  # frozen: gradients pass through to the vector only
+        self.params = (NormParameterMap(transformer).to(next(student.parameters()).device)
+                       if transformer is not None and config.norm_param_weight > 0 else None)
+        self.contents = contents
+        self.step = start_step
+        # The painting loss is computed every `image_every` steps; the log shows the latest value
+        # on every step, so each log entry averages the same number of values for every key.
+        self.last_image_loss = torch.tensor(0.0)
+
+    def __call__(self, batch: dict[str, Any], phase: str = "main") -> dict[str, torch.Tensor]:
+        from slimvision.compress.distill import _teacher_targets  # the vector task's own target lookup
+
+        target = _teacher_targets(batch, self.teacher, self.cache, ())
+        predicted = self.model(batch["inputs"]).reshape(target.shape)
+        mse = torch.nn.functional.mse_loss(predicted, target)
+        cosine = torch.nn.functional.cosine_similarity(predicted.flatten(1), target.flatten(1)).mean()
+        out = {"loss": mse, "mse": mse.detach(), "cosine": cosine.detach()}
+        loss = mse
+        if self.params is not None:
+            norm_error = self.params.normalised_error(predicted.flatten(1), target.flatten(1))
+            loss = loss + self.config.norm_param_weight * norm_error
+            out["norm_param_loss"] = norm_error.detach()
+        if self.config.image_weight > 0:
+            if self.step % self.config.image_every == 0:
+                image_loss = self.painting_loss(predicted.flatten(1), target.flatten(1))
+                loss = loss + self.config.image_weight * image_loss
+                self.last_image_loss = image_loss.detach()
+            out["image_loss"] = self.last_image_loss
+        self.step += 1
+        out["loss"] = loss
+        return out
+
+    def painting_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MSE between the transformer's paintings from the first ``image_batch`` predicted and
+        target vectors, each painting a content crop picked by (seed, step)."""
+        assert self.transformer is not None and self.contents is not None
+        count = min(self.config.image_batch, len(predicted))
+        picks = np.random.default_rng([self.config.seed, self.step]).integers(len(self.contents), size=count)
+        content = self.contents[torch.from_numpy(picks)].to(predicted.device)  # (n, 3, S, S)
+        with torch.no_grad():
+            reference = self.transformer(content, target[:count])
+        return torch.nn.functional.mse_loss(self.transformer(content, predicted[:count]), reference)
+
+
+def content_crops(sources: list[Any], config: PredictorDistillConfig, count: int = CONTENT_CROPS) -> torch.Tensor:
+    """(count, 3, S, S) float crops in [0, 1] of training files (never held-out ones), for the
+    painting loss: photos cropped and colour-jittered, no textures or mixes (contents, not styles)."""
+    from slimvision.data.style_images import StyleImageDataset
+
+    crops = StyleImageDataset(sources, count, seed=config.seed + 104_729, size=config.image_size,
+                              texture_fraction=0.0, mix_fraction=0.0)
+    pixels = np.stack([crops[i][1] for i in range(count)])  # (N, S, S, 3) uint8
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resumable_changes(saved: dict[str, Any] | None, config: PredictorDistillConfig) -> frozenset[str]:
+    """:data:`RESUMABLE_CHANGES`, plus the fields a run saved before they existed (output-space
+    losses, painting report) where ``config`` keeps their defaults: such a run resumes as it was."""
+    from dataclasses import fields
+
+    if not isinstance(saved, dict):
+        return RESUMABLE_CHANGES
+    added = {field.name for field in fields(PredictorDistillConfig)
+             if field.name not in saved and getattr(config, field.name) == field.default}
+    return RESUMABLE_CHANGES | added
 
 
 @dataclass
@@ -191,18 +391,21 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
         ConfigError: ``run_dir`` was started with other settings (see :data:`RESUMABLE_CHANGES`).
     """
     from slimvision.assets import STYLE_TEACHER_PREDICTOR
-    from slimvision.compress.distill import OnnxTeacher, TeacherCache, VectorDistillTask
+    from slimvision.compress.distill import OnnxTeacher, TeacherCache
     from slimvision.compress.fold import fold_batch_norms
     from slimvision.data.style_images import StyleImageDataset, find_style_sources, split_sources
     from slimvision.graph.precision import with_float_weights
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.style import StylePredictor
+    from slimvision.models.style.port import port_transformer
     from slimvision.models.weights import save_model
     from slimvision.training.checkpoint import CheckpointStore
     from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
     run_dir = Path(run_dir)
-    check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES)  # before any setup
+    store = CheckpointStore(run_dir / "checkpoints")
+    check_same_config(store, config, resumable_changes(store.latest_extra().get("config"), config))  # before any setup
+    output_space = config.norm_param_weight > 0 or config.image_weight > 0
     torch.manual_seed(config.seed)
     if config.style_data == "families":
         from slimvision.data.style_families import family_training_data
@@ -223,13 +426,17 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     if config.init == "pruned-teacher":
         _start_from_teacher(student, deployed, _batches(dataset, config.batch_size, config.seed + 7919, "cpu"))
     student.to(config.device)
-    task = VectorDistillTask(student, teacher, TeacherCache(run_dir / "teacher-cache", teacher.fingerprint))
+    transformer = port_transformer().to(config.device) if output_space else None
+    contents = content_crops(train_sources, config) if config.image_weight > 0 else None
+    task = OutputSpaceDistillTask(student, teacher, TeacherCache(run_dir / "teacher-cache", teacher.fingerprint),
+                                  config, transformer, contents)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     trainer = Trainer(task, {"main": optimizer},
                       TrainerConfig(steps=config.steps, log_every=config.log_every,
                                     checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
+    task.step = start
     batches = CosineDecay(_batches(dataset, config.batch_size, config.seed + start, config.device),
                            optimizer, config.learning_rate, start, config.steps)
     trainer.fit(batches, resume=False)
@@ -240,12 +447,19 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     exported = export(student, run_dir, folder / "model.safetensors")
     pipeline_file, int8_file = exported.pipeline_model, exported.int8_weights
     mean = cached_mean(run_dir / "teacher-cache")  # one read of the (up to `samples`) cached vectors
+    names, student_vectors, teacher_vectors = held_out_vectors(student, teacher, held_out)
+    evaluator = (transformer or port_transformer()).cpu()
     report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()),
               "onnx_bytes": exported.onnx_path.stat().st_size,
               "export_max_abs_diff": exported.max_abs_diff,
               "train_log": {"steps": trainer.log.steps, **trainer.log.values},  # the whole run's
-              "held_out": evaluate_predictor(student, teacher, held_out, mean),
+              "held_out": vector_scores(names, student_vectors, teacher_vectors, mean),
+              # What the vector error does to the teacher transformer's norms and paintings.
+              "held_out_output_space": evaluate_output_space(
+                  names, student_vectors, teacher_vectors, evaluator,
+                  _held_out_contents(held_out, config.eval_contents, config.eval_painting_size), mean),
+              "norm_parameters": _norm_parameter_facts(evaluator),
               "held_out_vs_shipped_int8": (evaluate_predictor(student, shipped, held_out, mean)
                                            if teacher is not shipped else None),
               "pipeline_model": {"path": pipeline_file.name, "bytes": pipeline_file.stat().st_size,
@@ -258,8 +472,35 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
                                                               held_out, mean)},
               "teacher_cache": {"hits": task.cache.hits, "misses": task.cache.misses} if task.cache else None}
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
-    log.info("student: %d params, held-out mean cosine %.4f", report["params"], report["held_out"]["mean_cosine"])
+    _log_scores(report)
     return report
+
+
+def _norm_parameter_facts(transformer: torch.nn.Module) -> dict[str, Any]:
+    """The claim the norm-parameter loss rests on, measured: the map from vector to norm
+    parameters is affine (largest deviation of the transformer's own layers from ``W v + b`` on
+    random vectors), and how unequally it weights the vector's directions."""
+    from slimvision.models.style.norm_params import NormParameterMap
+
+    params = NormParameterMap(transformer)
+    weights = params.direction_weights()
+    probe = torch.randn(8, params.matrix.shape[1], generator=torch.Generator().manual_seed(0)) * 3
+    return {"parameters": int(params.matrix.shape[0]), "affine_max_abs_diff": params.check_affine(transformer, probe),
+            "direction_weight_largest": float(weights[0]), "direction_weight_smallest": float(weights[-1]),
+            "directions_weighted_above_1": int((weights > 1).sum())}
+
+
+def _log_scores(report: dict[str, Any]) -> None:
+    held, output = report["held_out"], report["held_out_output_space"]
+    log.info("student: %d params; held-out: R^2 %s, centred cosine %s, cosine %s; norm-parameter error %s; "
+             "painting SSIM vs the teacher's painting %s (worst %s)", report["params"], _number(held.get("r2")),
+             _number(held.get("centred_cosine")), _number(held.get("mean_cosine")),
+             _number(output.get("norm_param_error")), _number(output.get("painting_ssim_mean")),
+             _number(output.get("painting_ssim_min")))
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 @torch.no_grad()
