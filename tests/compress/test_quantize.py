@@ -171,3 +171,52 @@ def test_bad_requests_fail_clearly_and_write_nothing(conv_net, tmp_path):
     with pytest.raises(SlimvisionError, match="at least one input"):
         compare_models(conv_net, conv_net, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.onnx", "float.onnx"]
+
+
+# --------------------------------------------------------------------------- the static int8 card's parity
+def _with_card(model):
+    """Give ``model`` an artifact card (image in [0, 1], free size), as an export would."""
+    from slimvision.export.card import ArtifactCard, TensorSpec, card_path, write_card
+
+    image = TensorSpec("image", [1, 3, "h", "w"], "float32", "NCHW", [0.0, 1.0])
+    out = TensorSpec("out", [1, 3, "h", "w"], "float32", "NCHW", None)
+    write_card(ArtifactCard(name="tiny", system="style", task="test", files={"graph": model.name}, inputs=[image],
+                            outputs=[out], preprocessing={}, licence="MIT", provenance={}, parity={}, remake="-"),
+               card_path(model))
+    return model
+
+
+def _parity(path):
+    from slimvision.export.card import card_path, read_card
+
+    return read_card(card_path(path)).parity
+
+
+def test_static_int8_card_parity_is_measured_on_a_seeded_held_out_draw(conv_net, tmp_path):
+    from slimvision.compress.quantize import PARITY_FEEDS, PARITY_SEED, card_feeds
+    from slimvision.export.card import card_path, read_card
+
+    calibration = _feeds(16, 1)
+    out = quantize_int8_static(_with_card(conv_net), calibration, tmp_path / "int8.onnx")
+    parity = _parity(out)
+    assert parity["inputs"].startswith(f"held out: {PARITY_FEEDS} random feeds (seed {PARITY_SEED})")
+    assert parity["inputs"].endswith("none used for calibration")
+    held_out = card_feeds(read_card(card_path(conv_net)), PARITY_FEEDS, seed=PARITY_SEED,
+                          shapes={"image": (1, 3, 24, 24)})
+    assert not any(np.array_equal(h["image"], c["image"]) for h in held_out for c in calibration)
+    expected = compare_models(conv_net, out, held_out)
+    assert (parity["max_abs_diff"], parity["mean_cosine"]) == (expected.max_abs_diff, expected.mean_cosine)
+    on_calibration = compare_models(conv_net, out, calibration[:PARITY_FEEDS])
+    assert parity["max_abs_diff"] != on_calibration.max_abs_diff  # not the calibration figures
+
+
+def test_static_int8_card_parity_on_given_feeds_leaves_calibration_feeds_out(conv_net, tmp_path):
+    calibration, held_out = _feeds(16, 1), _feeds(3, 2)
+    out = quantize_int8_static(_with_card(conv_net), calibration, tmp_path / "int8.onnx",
+                               parity=calibration[:2] + held_out)
+    parity = _parity(out)
+    assert parity["inputs"] == "held out: feeds given for the parity check; none used for calibration"
+    assert parity["max_abs_diff"] == compare_models(conv_net, out, held_out).max_abs_diff
+    with pytest.raises(SlimvisionError, match="every parity feed is also a calibration feed"):
+        quantize_int8_static(conv_net, calibration, tmp_path / "again.onnx", parity=calibration[:4])
+    assert not (tmp_path / "again.onnx").exists()

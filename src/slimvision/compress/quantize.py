@@ -17,7 +17,9 @@ Three ways to shrink a float model, each written atomically next to nothing it c
 
 When the float model has an artifact card (:mod:`slimvision.export.card`), each of these writes
 one beside its output too (:func:`derive_card`): the same tensors and preprocessing, the
-float graph as provenance and, for static int8, the parity against the float graph.
+float graph as provenance and the parity against the float graph. For static int8 that parity
+is measured on feeds the calibration never saw (given, or a seeded draw in the card's input
+ranges), since the calibration feeds themselves are the ones whose ranges it fits best.
 
 Whether int8 is *faster* depends on the CPU (VNNI or not): on our AVX2 box the shipped int8
 style transformer is 1.3x slower than its float twin. So :func:`compare_models` reports the
@@ -49,8 +51,10 @@ log = logging.getLogger(__name__)
 
 Feeds = dict[str, np.ndarray]
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
-#: How many of the calibration feeds the static int8 card's parity check reuses.
+#: How many held-out feeds the static int8 card's parity is measured on (when none are given).
 PARITY_FEEDS = 8
+#: The seed of that held-out draw (fixed, so a re-export writes the same card).
+PARITY_SEED = 8128
 
 
 def _check_model_file(model: str | Path) -> Path:
@@ -90,7 +94,8 @@ def cpu_has_vnni() -> bool:
 def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output: str | Path, *,
                          per_channel: bool = True, method: CalibrationMethod = "minmax",
                          activations: Literal["uint8", "int8"] = "uint8", reduce_range: bool | None = None,
-                         exclude_nodes: Sequence[str] = (), overwrite: bool = False) -> Path:
+                         exclude_nodes: Sequence[str] = (), overwrite: bool = False,
+                         parity: Iterable[Feeds] | None = None) -> Path:
     """Static int8 QDQ quantization with activation ranges calibrated on ``calibration``.
 
     Args:
@@ -107,6 +112,9 @@ def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output
             weights lose accuracy: on a test net, per-channel int8 had 4x the mean error of
             7-bit weights (0.0038 vs 0.0009). Default: on when this CPU lacks VNNI.
         exclude_nodes: node names to leave in float (e.g. a sensitive first or last layer).
+        parity: held-out feeds for the card's parity against the float graph (default: a seeded
+            draw of :data:`PARITY_FEEDS` feeds in the card's input ranges, shaped as the first
+            calibration feed). A feed that is also a calibration feed is left out of it.
     """
     from onnxruntime.quantization import CalibrationMethod as Method
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -115,8 +123,9 @@ def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output
     methods = {"minmax": Method.MinMax, "entropy": Method.Entropy, "percentile": Method.Percentile}
     if method not in methods:
         raise SlimvisionError(f"calibration method must be one of {', '.join(methods)}, got {method!r}")
-    parity_feeds: list[Feeds] = []
-    reader = _FeedReader(_remember(calibration, parity_feeds, PARITY_FEEDS))
+    seen: list[Feeds] = []
+    digests: set[str] = set()
+    reader = _FeedReader(_remember(calibration, seen, digests))
     activation_type = QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8
     if reduce_range is None:
         reduce_range = not cpu_has_vnni()
@@ -127,26 +136,62 @@ def quantize_int8_static(model: str | Path, calibration: Iterable[Feeds], output
                         nodes_to_exclude=list(exclude_nodes))
         if reader.count == 0:
             raise SlimvisionError("calibration gave no samples: pass at least one input feed")
+        # Chosen before the graph is written, so that parity feeds that cannot be used leave no output.
+        held_out = _held_out(read_card(card_path(source)), parity, seen[0], digests) \
+            if card_path(source).is_file() else None
     log.info("quantized %s -> %s (static int8, %d calibration samples)", source, output, reader.count)
-    derive_card(source, Path(output), "int8 static QDQ (ONNX Runtime), calibrated", parity_feeds or None)
+    if held_out is not None:
+        derive_card(source, Path(output), "int8 static QDQ (ONNX Runtime), calibrated", *held_out)
     return Path(output)
 
 
-def _remember(feeds: Iterable[Feeds], kept: list[Feeds], count: int) -> Iterator[Feeds]:
-    """``feeds`` unchanged, keeping the first ``count`` in ``kept`` (the stream is read once)."""
-    for index, feed in enumerate(feeds):
-        if index < count:
-            kept.append(feed)
+def _remember(feeds: Iterable[Feeds], first: list[Feeds], digests: set[str]) -> Iterator[Feeds]:
+    """``feeds`` unchanged, keeping the first in ``first`` and every one's digest (the stream is read once)."""
+    for feed in feeds:
+        if not first:
+            first.append(feed)
+        digests.add(_digest(feed))
         yield feed
 
 
-def derive_card(source: Path, output: Path, method: str, parity_feeds: Sequence[Feeds] | None = None) -> Path | None:
+def _digest(feed: Feeds) -> str:
+    """A feed's identity: its names, dtypes, shapes and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(feed):
+        array = np.ascontiguousarray(feed[name])
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _held_out(card: Any, given: Iterable[Feeds] | None, example: Feeds,
+              calibration: set[str]) -> tuple[list[Feeds], str]:
+    """The feeds the static int8 card's parity is measured on, none of them a calibration feed,
+    and the words the card says that with."""
+    if given is not None:
+        feeds, words = list(given), "held out: feeds given for the parity check"
+    else:
+        shapes = {name: tuple(np.shape(array)) for name, array in example.items()}
+        feeds = card_feeds(card, PARITY_FEEDS, seed=PARITY_SEED, shapes=shapes)
+        words = (f"held out: {PARITY_FEEDS} random feeds (seed {PARITY_SEED}) in the card's input ranges, "
+                 "shaped as the calibration feeds")
+    kept = [feed for feed in feeds if _digest(feed) not in calibration]
+    if not kept:
+        raise SlimvisionError("every parity feed is also a calibration feed: give held-out feeds (parity=...)")
+    return kept, f"{words}; none used for calibration"
+
+
+def derive_card(source: Path, output: Path, method: str, parity_feeds: Sequence[Feeds] | None = None,
+                parity_inputs: str = "given") -> Path | None:
     """Write ``output``'s card from ``source``'s, if the float model has one; return its path.
 
     The tensors, preprocessing, licence and remake command stay; ``files`` names the new graph;
     the provenance names the float graph (file and sha256) and how it was compressed; the parity
-    is the new graph against the float one on ``parity_feeds``, or, when None, on random inputs
-    made from the card's input specs (:func:`card_feeds`).
+    is the new graph against the float one on ``parity_feeds`` (described on the card by
+    ``parity_inputs``), or, when None, on random inputs made from the card's input specs
+    (:func:`card_feeds`; the card says "random").
     """
     from slimvision.assets import file_sha256
 
@@ -161,23 +206,26 @@ def derive_card(source: Path, output: Path, method: str, parity_feeds: Sequence[
     agreement = compare_models(source, output, feeds)
     float_parity = {"float_graph_vs_" + card.parity["reference"]: card.parity["max_abs_diff"]} if (
         "reference" in card.parity and "max_abs_diff" in card.parity) else {}
-    card.parity = {"reference": f"float graph {source.name}", "inputs": "calibration" if parity_feeds else "random",
+    card.parity = {"reference": f"float graph {source.name}", "inputs": parity_inputs if parity_feeds else "random",
                    "max_abs_diff": agreement.max_abs_diff, "mean_abs_diff": agreement.mean_abs_diff,
                    "mean_cosine": agreement.mean_cosine, "samples": agreement.samples, **float_parity}
     write_card(card, card_path(output))
     return card_path(output)
 
 
-def card_feeds(card: Any, count: int = 2, free_size: int = 64, seed: int = 0) -> list[Feeds]:
+def card_feeds(card: Any, count: int = 2, free_size: int = 64, seed: int = 0,
+               shapes: dict[str, tuple[int, ...]] | None = None) -> list[Feeds]:
     """``count`` random feeds shaped as the card's inputs: uniform in an input's value range, else
     standard normal; a symbolic axis is 1 for "batch" and ``free_size`` for any other (64 is a
-    multiple of every ``size_multiple`` slimvision graphs ask for)."""
+    multiple of every ``size_multiple`` slimvision graphs ask for), unless ``shapes`` gives an
+    input's whole shape."""
     rng = np.random.default_rng(seed)
     feeds = []
     for _ in range(count):
         feed = {}
         for spec in card.inputs:
-            shape = [dim if isinstance(dim, int) else 1 if dim == "batch" else free_size for dim in spec.shape]
+            shape = list((shapes or {}).get(spec.name) or
+                         [dim if isinstance(dim, int) else 1 if dim == "batch" else free_size for dim in spec.shape])
             values = (rng.uniform(*spec.value_range, shape) if spec.value_range is not None
                       else rng.standard_normal(shape))
             feed[spec.name] = values.astype(spec.dtype)
