@@ -42,7 +42,8 @@ NOT_FLAGS = {
                        "noise.jpeg_quality_min", "noise.paper_grey", "noise.scale", "validation_families",
                        "validation_samples", "calibration_families", "unknown_quantile", "lvq_learning_rate"},
     "train style-predictor": {"weight_decay", "held_out_fraction", "texture_fraction", "checkpoint_every",
-                              "log_every", "teacher"},
+                              "log_every", "teacher", "image_every", "image_batch", "image_size", "eval_contents",
+                              "eval_painting_size"},
     "train style-transformer": {"style_bank", "blend_fraction", "held_out_fraction", "eval_size",
                                 "checkpoint_every", "log_every", "teacher"},
 }

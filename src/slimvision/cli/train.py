@@ -101,6 +101,12 @@ _PREDICTOR_FLAGS = (
     ConfigFlag("--stage-repeats", "stage_repeats", convert=_int_list, show_default=False,
                help="blocks kept per stage, 7 numbers like 1,2,3,2,2,2,1 (default: all, 1,2,3,4,3,3,1)"),
     _style_data_flag(),
+    ConfigFlag("--norm-param-weight", "norm_param_weight", non_negative_float("--norm-param-weight", 1e6),
+               "weight of the error in the teacher transformer's conditional-norm scales and offsets",
+               note="0: vector MSE only"),
+    ConfigFlag("--image-weight", "image_weight", non_negative_float("--image-weight", 1e6),
+               "weight of the MSE between the teacher transformer's paintings from both vectors",
+               note="0: no painting loss"),
     shared_flag("device"),
 )
 
