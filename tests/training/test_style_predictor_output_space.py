@@ -199,6 +199,10 @@ def test_a_tiny_run_with_both_losses_reports_vector_and_output_space_scores(tmp_
     output = report["held_out_output_space"]
     assert output["styles"] == held["images"] and output["norm_param_error"] > 0
     assert output["paintings"] >= 2 * held["images"] - 2 and 0 < output["painting_ssim_mean"] <= 1
+    families = report["held_out_families"]  # 4 styles of each of the 5 held-out procedural families
+    assert families["vectors"]["images"] == families["output_space"]["styles"] == 20
+    assert families["output_space"]["paintings"] == 20 * 2 and "r2" in families["vectors"]
+    assert all(name.startswith("family/") for name in families["vectors"]["per_image"])
     facts = report["norm_parameters"]
     assert facts["parameters"] == 694 and facts["affine_max_abs_diff"] < 1e-4
     assert facts["direction_weight_largest"] > 1 > facts["direction_weight_smallest"]
