@@ -207,3 +207,25 @@ def test_bad_candidates_are_refused_before_any_export(tmp_path, reference, make,
         search(make(), reference, SearchSettings(budget_ms=1), train=regression.train, score=regression.score,
                folder=tmp_path, progress=False)
     assert not (tmp_path / "search.json").exists()
+
+
+def test_a_stopped_search_keeps_its_timings_and_the_results_already_saved(tmp_path, reference):
+    regression = Regression()
+
+    def train_then_stop(candidate, steps, folder):
+        if regression.calls:
+            raise KeyboardInterrupt  # stopped while training the second front runner
+        return regression.train(candidate, steps, folder)
+
+    settings = SearchSettings(budget_ms=1e6, front_runners=2, train_steps=1, repeats=1, pause_s=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        search(candidates((2, 4)), reference, settings, train=train_then_stop, score=regression.score,
+               folder=tmp_path, progress=False)
+    report = json.loads((tmp_path / "search.json").read_text())
+    assert all(entry["ms"]["32px"] > 0 and entry["fidelity"] is None for entry in report["candidates"])
+    (first,) = regression.calls
+    assert (tmp_path / "candidates" / first / "result.json").is_file()
+    rerun = Regression()
+    search(candidates((2, 4)), reference, settings, train=rerun.train, score=rerun.score, folder=tmp_path,
+           progress=False)
+    assert len(rerun.calls) == 1 and rerun.calls != [first]

@@ -403,6 +403,7 @@ def search(candidates: Sequence[Candidate], reference: Reference, settings: Sear
     workloads = list(reference.inputs)
     result = SearchResult(settings, reference_figures, workloads, rows)
     by_name = {candidate.name: candidate for candidate in candidates}
+    write_report(result, folder)  # the timings stand even if a long training stage is stopped
     runners = pick_front_runners(rows, settings.front_runners, workloads[0])
     log.info("%d of %d candidates within %.1f ms; training %s", sum(row.within_budget for row in rows), len(rows),
              settings.budget_ms, [row.name for row in runners])
