@@ -357,3 +357,34 @@ def test_the_docs_example_of_adding_a_model_runs(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["(2, 4, 4, 3)", "['dcgan-digits32', 'dcgan-digits32-int8', 'my-blobs']"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["my-blobs.card.json", "my-blobs.onnx"]
+
+
+def test_a_file_argument_given_to_create_replaces_the_registered_file_unlooked_for(tmp_path) -> None:
+    """``--model PATH`` runs the registered pipeline on the user's file, even where the shipped
+    one is not installed (it is never looked up)."""
+    from dataclasses import replace
+
+    from slimvision.assets import PackagedFile
+
+    (tmp_path / "mine").mkdir()
+    graph, weights = tiny_generator(tmp_path / "mine")
+    absent = PackagedFile("no-such-distribution", "0", "no_such_package", "generator.onnx", "0" * 64, "none")
+    shipped = ARTIFACTS.spec("dcgan-digits32-int8")
+    with ARTIFACTS.temporarily(replace(shipped, files={"generator": absent})):
+        sampler = ARTIFACTS.create("dcgan-digits32-int8", path=graph)
+        assert sampler.sample(1, seed=0).shape == (1, TINY_SIDE, TINY_SIDE, 3)
+        from slimvision.errors import MissingAssetError
+
+        with pytest.raises(MissingAssetError, match="pip install 'no-such-distribution==0'"):
+            ARTIFACTS.create("dcgan-digits32-int8")
+
+
+def test_temporarily_puts_the_table_back_even_after_an_error(tmp_path) -> None:
+    from dataclasses import replace
+
+    shipped = ARTIFACTS.spec("numerals-som")
+    names = ARTIFACTS.names()
+    with pytest.raises(RuntimeError), ARTIFACTS.temporarily(replace(shipped, purpose="another")):
+        assert ARTIFACTS.spec("numerals-som").purpose == "another"
+        raise RuntimeError("a failing test body")
+    assert ARTIFACTS.spec("numerals-som") is shipped and ARTIFACTS.names() == names
