@@ -148,7 +148,7 @@ def port(what: str = "--port") -> Callable[[str], int]:
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str = "outputs") -> None:
     """``--overwrite``: one spelling and one meaning everywhere (never replaces an input)."""
-    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} that exist (never an input)")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} already there (never an input)")
 
 
 def add_json(parser: argparse.ArgumentParser, what: str = "the result") -> None:

@@ -105,7 +105,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     export.add_argument("--int8", action="store_true",
                         help="static int8: a quarter of the size; at 64 px 4.5x the float graph's images/s on a "
                              "2-core CPU with VNNI")
-    add_overwrite(export, "the file if it exists")
+    add_overwrite(export, "the .onnx")
     export.set_defaults(run=run_export)
 
     generate = commands.add_parser(
@@ -133,7 +133,7 @@ def _crop_arguments(parser: argparse.ArgumentParser, *, source_help: str, sizes_
     parser.add_argument("source", type=Path, help=source_help)
     add_output(parser, "output folder")
     parser.add_argument("--sizes", type=_SIZES, default=_SIZES("64,128"), help=f"{sizes_help} (default 64,128)")
-    add_overwrite(parser, "crops that exist")
+    add_overwrite(parser, "crops")
     add_json(parser, "the report")
     add_quiet(parser)
 

@@ -31,7 +31,8 @@ def export_generator(generator: DCGANGenerator, path: str | Path, *, overwrite: 
     example = {"noise": sample_noise(2, generator.config.latent_dim, torch.Generator().manual_seed(0))}
     card = CardInfo(system="gan", task="generation", name=Path(path).name.removesuffix(".onnx"),
                     remake=remake or _export_command(source_weights),
-                    layouts={"noise": "N,D", "images": "NCHW"}, value_ranges={"images": [-1.0, 1.0]},
+                    layouts={"noise": "N,D", "images": "NCHW"},
+                    value_ranges={"noise": [-1.0, 1.0], "images": [-1.0, 1.0]},
                     descriptions={"noise": "latent vectors, uniform in [-1, 1]",
                                   "images": "generated images, tanh output in [-1, 1]"},
                     preprocessing={"noise": {"distribution": "uniform", "range": [-1.0, 1.0],
