@@ -29,7 +29,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     style.add_argument("--sheet", type=Path, default=None, help="save a comparison sheet PNG here")
     style.add_argument("--report", type=Path, default=None, metavar="FILE",
                        help="also write the full report as JSON to FILE")
-    add_json(style, "the full report (instead of the table)")
+    add_json(style, "the full report")
     add_overwrite(style, "--report and --sheet files")
     style.set_defaults(run=run_style_bench)
     _add_fidelity(commands)
@@ -86,7 +86,7 @@ def _add_fidelity(commands: argparse._SubParsersAction) -> None:
     fidelity.add_argument("--report", type=Path, default=None, metavar="FILE",
                           help="also write the full report as JSON to FILE")
     fidelity.add_argument("--threads", type=threads(), default=None, help="ONNX Runtime threads (default: all cores)")
-    add_json(fidelity, "the full report (instead of the tables)")
+    add_json(fidelity, "the full report")
     add_quiet(fidelity)
     add_overwrite(fidelity, "--report and --sheet files")
     fidelity.set_defaults(run=run_fidelity_bench)

@@ -67,7 +67,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     search.add_argument("--threads", type=threads(), default=None, help="ONNX Runtime threads (default: all cores)")
     search.add_argument("--batch-size", type=positive_int("--batch-size", 4096), default=None,
                         help="training batch size (default: the recipe's, 24 for the predictor, 8 for the transformer)")
-    add_json(search, "the full report (instead of the table)")
+    add_json(search, "the full report")
     add_quiet(search)
     search.set_defaults(run=run_search)
 
