@@ -38,8 +38,33 @@ def test_a_config_saved_before_loads_with_the_same_values_and_keys(config):
     saved = BEFORE[config.__name__]
     loaded = config.from_dict(saved)
     assert loaded == config()
-    # A resume compares the checkpoint's saved dict with the new one key by key: no key may come or go.
-    assert loaded.to_dict() == saved
+    # Every saved key comes back with its value; keys added since come at their defaults only.
+    assert {key: value for key, value in loaded.to_dict().items() if key in saved} == saved
+    assert set(saved) <= set(loaded.to_dict())
+
+
+@pytest.mark.parametrize("config", TRAINER_RUN, ids=lambda c: c.__name__)
+def test_a_run_checkpointed_before_fields_were_added_resumes_at_their_defaults(config, tmp_path):
+    torch = pytest.importorskip("torch")
+    from slimvision.training.checkpoint import CheckpointStore
+    from slimvision.training.trainer import check_same_config
+
+    saved = BEFORE[config.__name__]
+    store = CheckpointStore(tmp_path / "checkpoints")
+    model = torch.nn.Linear(1, 1)
+    store.save(1, model, {"main": torch.optim.SGD(model.parameters(), lr=0.1)}, extra={"config": saved})
+    check_same_config(store, config())  # the added fields at their defaults: the same run
+    added = sorted(set(config().to_dict()) - set(saved))
+    for name in added:
+        field = next(f for f in dataclasses.fields(config) if f.name == name)
+        if isinstance(field.default, bool):
+            changed = dataclasses.replace(config(), **{name: not field.default})
+        elif isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
+            changed = dataclasses.replace(config(), **{name: field.default + 1})
+        else:
+            continue
+        with pytest.raises(ConfigError, match=rf"\({name} differ\)"):
+            check_same_config(store, changed)
 
 
 @pytest.mark.parametrize(("config", "file", "key"), [

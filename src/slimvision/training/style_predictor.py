@@ -374,18 +374,6 @@ def content_crops(sources: list[Any], config: PredictorDistillConfig, count: int
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def resumable_changes(saved: dict[str, Any] | None, config: PredictorDistillConfig) -> frozenset[str]:
-    """:data:`RESUMABLE_CHANGES`, plus the fields a run saved before they existed (output-space
-    losses, painting report) where ``config`` keeps their defaults: such a run resumes as it was."""
-    from dataclasses import fields
-
-    if not isinstance(saved, dict):
-        return RESUMABLE_CHANGES
-    added = {field.name for field in fields(PredictorDistillConfig)
-             if field.name not in saved and getattr(config, field.name) == field.default}
-    return RESUMABLE_CHANGES | added
-
-
 @dataclass
 class PredictorExports:
     """What the export step wrote for a trained predictor student (:func:`slimvision.export.style.export_predictor`).
@@ -430,7 +418,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
 
     run_dir = Path(run_dir)
     store = CheckpointStore(run_dir / "checkpoints")
-    check_same_config(store, config, resumable_changes(store.latest_extra().get("config"), config))  # before any setup
+    check_same_config(store, config, RESUMABLE_CHANGES)  # before any setup (a run saved before a field existed resumes)
     output_space = config.norm_param_weight > 0 or config.image_weight > 0
     torch.manual_seed(config.seed)
     if config.style_data == "families":

@@ -193,7 +193,9 @@ def check_same_config(store: CheckpointStore, wanted: BaseConfig, may_change: It
 
     The checkpoint's ``extra["config"]`` is compared with ``wanted`` key by key (nested configs
     as ``model.base_channels``); keys in ``may_change`` (e.g. the step count, to train longer)
-    may differ. Nothing to compare (a new run, an older checkpoint without a config) passes.
+    may differ. Nothing to compare (a new run, an older checkpoint without a config) passes. A key
+    the checkpoint lacks because the field was added after it was saved passes while ``wanted``
+    keeps that field's default: the run resumes as it was trained.
 
     Raises:
         ConfigError: one line naming the run folder and every differing key.
@@ -202,22 +204,39 @@ def check_same_config(store: CheckpointStore, wanted: BaseConfig, may_change: It
     if not isinstance(saved, dict):
         return
     allowed = set(may_change)
-    changed = [key for key in _differing_keys(saved, wanted.to_dict()) if key.split(".")[0] not in allowed]
+    changed = [key for key in _differing_keys(saved, wanted.to_dict(), _defaults(wanted))
+               if key.split(".")[0] not in allowed]
     if changed:
         raise ConfigError(f"{store.folder.parent} was started with other settings ({', '.join(changed)} differ); "
                           "resume with the same ones or use a new run folder")
 
 
-def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the keys whose values differ (JSON-normalised, so tuples equal lists)."""
+def _defaults(config: BaseConfig) -> dict[str, Any]:
+    """``config``'s class defaults as saved (empty when the class needs arguments)."""
+    try:
+        return type(config)().to_dict()
+    except (TypeError, ValueError, ConfigError):
+        return {}
+
+
+def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any], defaults: dict[str, Any],
+                    prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ (JSON-normalised, so tuples equal lists); a
+    key ``saved`` lacks where ``wanted`` holds its default (a field added since) does not differ."""
     import json
+
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
     differing = []
     for key in sorted(set(saved) | set(wanted)):
         old, new = saved.get(key), wanted.get(key)
+        default = defaults.get(key) if isinstance(defaults, dict) else None
         if isinstance(old, dict) and isinstance(new, dict):
-            differing += _differing_keys(old, new, f"{prefix}{key}.")
-        elif json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+            differing += _differing_keys(old, new, default if isinstance(default, dict) else {}, f"{prefix}{key}.")
+        elif key not in saved and key in (defaults or {}) and same(new, default):
+            continue
+        elif not same(old, new):
             differing.append(prefix + key)
     return differing
 
