@@ -91,14 +91,54 @@ def test_artifacts_spec_names_the_magenta_teacher_files():
         "predictor": "models/arbitrary_predict.onnx", "transform": "models/arbitrary_transform.onnx"}
 
 
-def test_style_settings_use_the_registered_files():
-    from slimvision.inference.style import STYLE_ARTIFACTS, style_artifact
+def test_style_settings_use_the_registered_files_and_options():
+    from slimvision.artifacts import style_models
+    from slimvision.inference.style import style_artifact
 
-    assert set(STYLE_ARTIFACTS) == {spec.name for spec in ARTIFACTS.specs("style")}
-    for name in STYLE_ARTIFACTS:
-        artifact, spec = style_artifact(name), ARTIFACTS.spec(name)
-        assert artifact.name == name
+    assert [spec.name for spec in style_models()] == [spec.name for spec in ARTIFACTS.specs("style")]
+    for spec in style_models():
+        artifact = style_artifact(spec.name)
+        assert artifact.name == spec.name
         assert {"predictor": artifact.predictor, "transform": artifact.transform} == dict(spec.files)
+        assert {key: getattr(artifact, key) for key in spec.options} == dict(spec.options)
+        assert "options" not in spec.arguments  # options are never pipeline keyword arguments
+
+
+def test_style_options_that_are_wrong_are_refused_naming_the_artifact_and_the_problem():
+    from dataclasses import replace
+
+    from slimvision.errors import ConfigError
+    from slimvision.inference.style import StyleArtifact
+
+    spec = ARTIFACTS.spec("slimvision-fast-v3")
+    cases = {"unknown option colour": replace(spec, options={**spec.options, "colour": "red"}),
+             "precision must be one of int8, fp32": replace(spec, options={**spec.options, "precision": "fp16"}),
+             "option float_predictor must be bool": replace(spec, options={**spec.options, "float_predictor": 1}),
+             "pass artifact='slimvision-fast-v3'": replace(spec, arguments={"artifact": "slimvision-fast-v2"}),
+             "no file for role transform": replace(spec, files={"predictor": spec.files["predictor"]})}
+    for problem, wrong in cases.items():
+        with pytest.raises(ConfigError, match=f"style artifact 'slimvision-fast-v3': {problem}"):
+            StyleArtifact.from_spec(wrong)
+
+
+def test_the_model_aliases_are_read_from_the_registrations():
+    from slimvision.artifacts import STYLE_PIPELINE, artifact
+    from slimvision.errors import ConfigError
+    from slimvision.inference.style import ARTIFACT_BY_MODEL, artifact_for, models_by_alias
+
+    assert models_by_alias() == ARTIFACT_BY_MODEL == {("fast", "fp32"): "slimvision-fast-v3",
+                                                      ("teacher", "fp32"): "magenta-arbitrary-v1-fp32",
+                                                      ("teacher", "int8"): "magenta-arbitrary-v1-int8"}
+    teacher = ARTIFACTS.spec("magenta-arbitrary-v1-int8")
+    int8_fast = artifact("my-fast-int8", "style", "interactive", "an int8 student", dict(teacher.files),
+                         STYLE_PIPELINE, artifact="my-fast-int8", options={"precision": "int8", "alias": "fast"})
+    with ARTIFACTS.temporarily(int8_fast):
+        assert artifact_for("fast", "int8") == "my-fast-int8"  # read live, not from the snapshot
+    clash = artifact("my-teacher", "style", "interactive", "a second teacher", dict(teacher.files),
+                     STYLE_PIPELINE, artifact="my-teacher", options={"precision": "int8", "alias": "teacher"})
+    with ARTIFACTS.temporarily(clash), pytest.raises(ConfigError, match="'magenta-arbitrary-v1-int8' and "
+                                                                       "'my-teacher' both answer to --model teacher"):
+        artifact_for("teacher")
 
 
 def test_a_style_pipeline_refuses_an_artifact_of_another_system():

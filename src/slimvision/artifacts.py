@@ -24,12 +24,15 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from slimvision import assets
 from slimvision.registry import ARTIFACTS, ArtifactSpec
 
-_STYLE = "slimvision.inference.style:StyleTransferPipeline"
+#: The pipeline that runs every style model: ``--model`` and the server's style routes offer every
+#: artifact registered with it.
+STYLE_PIPELINE = "slimvision.inference.style:StyleTransferPipeline"
 
 
 class FileOf(str):
@@ -42,7 +45,7 @@ class FileOf(str):
 
 
 def register(name: str, system: str, speed: str, purpose: str, files: dict[str, assets.Asset], pipeline: str,
-             **arguments: Any) -> ArtifactSpec:
+             *, options: Mapping[str, Any] | None = None, **arguments: Any) -> ArtifactSpec:
     """Register one artifact: the one line that adds a model to the house.
 
     Args:
@@ -53,20 +56,33 @@ def register(name: str, system: str, speed: str, purpose: str, files: dict[str, 
         files: role -> where the file or folder comes from (an :mod:`slimvision.assets` record:
             ``BundledPath("weights/...")`` for one inside slimvision); its card lies beside it.
         pipeline: ``"module:Class"`` that runs it.
+        options: what the system's own code reads from the record and the pipeline is not
+            called with (:attr:`ArtifactSpec.options`). A style model gives its
+            ``StyleArtifact`` settings here: ``precision`` ("int8" runs the transformer as
+            shipped, "fp32" computes its weights in float), ``float_predictor``,
+            ``vector_space``, ``bytes_per_pixel``, ``description`` and ``alias`` (the
+            ``--model`` word that picks it at its precision, e.g. "teacher"; none for most).
         **arguments: the pipeline's keyword arguments: ``FileOf(role)`` passes that file's path,
             anything else is passed as it is.
     """
-    return ARTIFACTS.add(artifact(name, system, speed, purpose, files, pipeline, **arguments))
+    return ARTIFACTS.add(artifact(name, system, speed, purpose, files, pipeline, options=options, **arguments))
 
 
 def artifact(name: str, system: str, speed: str, purpose: str, files: dict[str, assets.Asset], pipeline: str,
-             **arguments: Any) -> ArtifactSpec:
+             *, options: Mapping[str, Any] | None = None, **arguments: Any) -> ArtifactSpec:
     """The record :func:`register` adds, not yet registered (``ARTIFACTS.temporarily(artifact(...))``
     registers one for a ``with`` block only)."""
     paths = {key: value for key, value in arguments.items() if isinstance(value, FileOf)}
     constants = {key: value for key, value in arguments.items() if key not in paths}
     return ArtifactSpec(name=name, system=system, purpose=purpose, speed=speed, files=files, pipeline=pipeline,
-                        arguments=constants, file_arguments={key: role.role for key, role in paths.items()})
+                        arguments=constants, file_arguments={key: role.role for key, role in paths.items()},
+                        options=dict(options or {}))
+
+
+def style_models() -> list[ArtifactSpec]:
+    """Every registered style model (run by :data:`STYLE_PIPELINE`), by name: what the CLI's
+    ``--model`` and ``slimvision.inference.style`` offer."""
+    return [spec for spec in ARTIFACTS.specs("style") if spec.pipeline == STYLE_PIPELINE]
 
 
 def _style_files(predictor: Any, transform: Any) -> dict[str, Any]:
@@ -75,26 +91,52 @@ def _style_files(predictor: Any, transform: Any) -> dict[str, Any]:
 
 _TEACHER = _style_files(assets.STYLE_TEACHER_PREDICTOR, assets.STYLE_TEACHER_TRANSFORM)
 _MTCNN = {"pnet": assets.MTCNN_PNET, "rnet": assets.MTCNN_RNET, "onet": assets.MTCNN_ONET}
+# Our distilled predictors store fp16 weights computed in float; they were distilled into the
+# teacher's style space, so their vectors mix with the teacher's.
+_STUDENT = {"precision": "fp32", "float_predictor": True, "vector_space": "magenta-arbitrary-v1"}
 
 # --------------------------------------------------------------------------- style
+# bytes_per_pixel: peak ONNX Runtime memory of one transformer run per content pixel, measured
+# at 2048x2048 (ORT 1.32), plus ~10% headroom: the int8 graph 239 (activations stay uint8
+# between the fused int8 kernels), the float teacher 311, the phase-plane student 132 (no
+# full-resolution maps but the image and the output; the predictor runs on one 256 px square).
 register("magenta-arbitrary-v1-int8", "style", "interactive",
-         "style transfer, Magenta's teacher as shipped (int8 graphs, bit-exact)", _TEACHER, _STYLE,
-         artifact="magenta-arbitrary-v1-int8")
+         "style transfer, Magenta's teacher as shipped (int8 graphs, bit-exact)", _TEACHER, STYLE_PIPELINE,
+         artifact="magenta-arbitrary-v1-int8",
+         options={"precision": "int8", "alias": "teacher", "vector_space": "magenta-arbitrary-v1",
+                  "bytes_per_pixel": 260,
+                  "description": "MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB), "
+                                 "bit-exact with the shipped graph"})
 register("magenta-arbitrary-v1-fp32", "style", "interactive",
-         "style transfer, Magenta's teacher computed in float (--model teacher)", _TEACHER, _STYLE,
-         artifact="magenta-arbitrary-v1-fp32")
+         "style transfer, Magenta's teacher computed in float (--model teacher)", _TEACHER, STYLE_PIPELINE,
+         artifact="magenta-arbitrary-v1-fp32",
+         options={"precision": "fp32", "alias": "teacher", "vector_space": "magenta-arbitrary-v1",
+                  "bytes_per_pixel": 330,
+                  "description": "int8 style predictor + transformer with int8-valued weights computed in float "
+                                 "(faster on CPUs without VNNI; skips activation rounding)"})
 register("slimvision-fast-predictor-v1", "style", "interactive",
          "style transfer, first distilled predictor + the teacher's transformer in float",
-         _style_files(assets.FAST_STYLE_PREDICTOR_V1, assets.STYLE_TEACHER_TRANSFORM), _STYLE,
-         artifact="slimvision-fast-predictor-v1")
+         _style_files(assets.FAST_STYLE_PREDICTOR_V1, assets.STYLE_TEACHER_TRANSFORM), STYLE_PIPELINE,
+         artifact="slimvision-fast-predictor-v1",
+         options={**_STUDENT, "bytes_per_pixel": 330,
+                  "description": "MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as "
+                                 "fp16, computed in float) + the teacher transformer in float"})
 register("slimvision-fast-v2", "style", "interactive",
          "style transfer, first distilled predictor + half-resolution phase-plane transformer",
-         _style_files(assets.FAST_STYLE_PREDICTOR_V1, assets.FAST_STYLE_TRANSFORM), _STYLE,
-         artifact="slimvision-fast-v2")
+         _style_files(assets.FAST_STYLE_PREDICTOR_V1, assets.FAST_STYLE_TRANSFORM), STYLE_PIPELINE,
+         artifact="slimvision-fast-v2",
+         options={**_STUDENT, "bytes_per_pixel": 145,
+                  "description": "MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at "
+                                 "half resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored "
+                                 "weights, float compute)"})
 register("slimvision-fast-v3", "style", "interactive",
          "style transfer, both distilled students (--model fast, the web page's default)",
-         _style_files(assets.FAST_STYLE_PREDICTOR, assets.FAST_STYLE_TRANSFORM), _STYLE,
-         artifact="slimvision-fast-v3")
+         _style_files(assets.FAST_STYLE_PREDICTOR, assets.FAST_STYLE_TRANSFORM), STYLE_PIPELINE,
+         artifact="slimvision-fast-v3",
+         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+                  "description": "MobileNetV2-0.35 style predictor with a 4x4 stride-4 stem and 11 of 17 blocks + "
+                                 "the teacher's transformer rewritten to run at half resolution on 2x2 phase "
+                                 "planes, both distilled from the teacher (fp16-stored weights, float compute)"})
 
 # --------------------------------------------------------------------------- faces
 register("face-detector-mtcnn", "faces", "realtime",

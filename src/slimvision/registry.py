@@ -161,6 +161,13 @@ class ArtifactSpec:
             except where the artifact is torch weights).
         arguments: keyword arguments of the pipeline that are constants.
         file_arguments: keyword arguments of the pipeline that take a file's path: name -> role.
+        options: settings the system's own code reads from this record, never passed to the
+            pipeline as keyword arguments: a style model's precision, vector space, memory per
+            pixel, description and ``--model`` alias (``slimvision.inference.style``'s
+            ``StyleArtifact.from_spec`` reads and checks them). Kept here so that a model's
+            registration line says everything about it, and no second table per system has to
+            repeat its files. (Named ``options``, not ``settings``: ``settings`` is the
+            pipelines' ONNX Runtime keyword.)
     """
 
     name: str
@@ -171,6 +178,7 @@ class ArtifactSpec:
     pipeline: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     file_arguments: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:

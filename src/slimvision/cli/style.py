@@ -93,12 +93,27 @@ def _style_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=["teacher", "fast"], default="teacher",
+    aliases, names = _style_models()
+    parser.add_argument("--model", choices=[*aliases, *names], default="teacher", metavar="MODEL",
                         help="teacher (default): Magenta's MobileNetV2 predictor and transformer as shipped; "
-                             "fast: our distilled students (see 'slimvision models')")
-    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                             "fast: our distilled students; or any registered style model by name, at its own "
+                             f"precision: {', '.join(names)} (see 'slimvision models')")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default=None,
                         help="fp32 (default): the transformer's int8 weights computed in float, faster "
-                             "on most CPUs; int8: the shipped graph exactly, int8 activations included")
+                             "on most CPUs; int8: the shipped graph exactly, int8 activations included "
+                             "(a model given by name runs at its own precision)")
+
+
+def _style_models() -> tuple[list[str], list[str]]:
+    """The ``--model`` words (teacher first) and the registered style models' names, from the
+    registry: a style model registered in slimvision.artifacts is offered with no edit here.
+    (The registry only: building the parser imports no pipeline.)"""
+    from slimvision.artifacts import style_models
+
+    specs = style_models()
+    aliases = sorted({str(spec.options["alias"]) for spec in specs if spec.options.get("alias")},
+                     key=lambda alias: (alias != "teacher", alias))
+    return aliases, [spec.name for spec in specs]
 
 
 def _common(parser: argparse.ArgumentParser, progress: bool = True) -> None:
@@ -299,11 +314,12 @@ def run_vector(args: argparse.Namespace) -> int:
         raise OutputError(args.output, "style vectors are saved as .npy")
     if args.weights is not None and len(args.weights) != len(args.style):
         raise SlimvisionError(f"got {len(args.style)} styles but {len(args.weights)} --weights")
+    name = artifact_for(args.model, args.precision)  # a --model/--precision clash is refused first
     sidecar = args.output.with_suffix(".json")
     inputs = _style_inputs(args.style)
     # Both files are checked before the predictor runs; save() checks again as it writes them.
     plan_outputs([sidecar, args.output], overwrite=args.overwrite, protected=inputs)
-    pipe = ARTIFACTS.create(artifact_for(args.model, args.precision), settings=SessionSettings(threads=args.threads))
+    pipe = ARTIFACTS.create(name, settings=SessionSettings(threads=args.threads))
     vector = pipe.target_vector([_existing(p) for p in args.style], args.weights)
     vector.save(args.output, overwrite=args.overwrite, protected=inputs)
     _emit(args, {"output": str(args.output), "provenance": str(sidecar), "model": vector.model},

