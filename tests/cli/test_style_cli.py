@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -423,6 +424,70 @@ def test_style_vector_takes_model(image_files, tmp_path, capsys):
     assert run("vector", image_files["style"], "--model", "fast", "--precision", "int8", "-o", tmp_path / "x.npy") == 2
     assert "--model fast has no int8 variant" in one_line_error(capsys)
     assert not (tmp_path / "x.npy").exists()
+
+
+def _own_style_model(folder: Path, name: str) -> Any:
+    """A style model of our own (fast-v3's two graphs and their cards, copied to ``folder``)
+    registered the way docs/models.md shows: files, STYLE_PIPELINE, options."""
+    import shutil
+
+    from slimvision.artifacts import STYLE_PIPELINE, artifact
+    from slimvision.assets import LocalPath
+    from slimvision.export.card import card_path
+    from slimvision.registry import ARTIFACTS
+
+    shipped = ARTIFACTS.spec("slimvision-fast-v3")
+    files = {}
+    for role, path in shipped.paths().items():
+        for source in (path, card_path(path)):
+            shutil.copyfile(source, folder / source.name)
+        files[role] = LocalPath(folder / path.name)
+    options = {key: value for key, value in shipped.options.items() if key != "alias"}
+    return artifact(name, "style", "interactive", "style transfer, a model of our own", files, STYLE_PIPELINE,
+                    artifact=name, options=options)
+
+
+def test_a_newly_registered_style_model_runs_by_name_with_no_other_edit(content, image_files, tmp_path, capsys):
+    """One registration: created by name, offered by every style command's --model (and --help),
+    painting exactly as the shipped model whose graphs it has."""
+    from slimvision.registry import ARTIFACTS
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    with ARTIFACTS.temporarily(_own_style_model(folder, "my-style-v1")):
+        pipeline = ARTIFACTS.create("my-style-v1")
+        assert pipeline.artifact.name == "my-style-v1" and pipeline.artifact.predictor.path().parent == folder
+        for command in ("stylize", "vector", "video", "demo"):
+            assert run(command, "--help") == 0
+            assert "my-style-v1" in capsys.readouterr().out, command
+        ours, shipped = tmp_path / "ours.png", tmp_path / "shipped.png"
+        assert run("stylize", content, "-s", image_files["style"], "--model", "my-style-v1", "-o", ours) == 0
+        assert run("stylize", content, "-s", image_files["style"], "--model", "slimvision-fast-v3", "-o", shipped) == 0
+        np.testing.assert_array_equal(read_png(ours), read_png(shipped))
+        assert run("vector", image_files["style"], "--model", "my-style-v1", "-o", tmp_path / "v.npy") == 0
+    # Gone with its registration: --model refuses it again.
+    assert run("stylize", content, "-s", image_files["style"], "--model", "my-style-v1", "-o", ours) == 2
+    assert "invalid choice: 'my-style-v1'" in capsys.readouterr().err
+
+
+def test_a_full_model_name_runs_at_its_own_precision(content, image_files, tmp_path, capsys, pipeline):
+    """--model NAME: the name's own precision; --precision agreeing is fine, clashing is one line naming both."""
+    by_alias, by_name, agreeing = tmp_path / "alias.png", tmp_path / "name.png", tmp_path / "agreeing.png"
+    style = image_files["style"]
+    assert run("stylize", content, "-s", style, "--precision", "int8", "-o", by_alias) == 0
+    assert run("stylize", content, "-s", style, "--model", "magenta-arbitrary-v1-int8", "-o", by_name) == 0
+    assert run("stylize", content, "-s", style, "--model", "magenta-arbitrary-v1-int8", "--precision", "int8",
+               "-o", agreeing) == 0
+    np.testing.assert_array_equal(read_png(by_alias), read_png(by_name))
+    np.testing.assert_array_equal(read_png(by_name), read_png(agreeing))
+    capsys.readouterr()
+    for command, output in (("stylize", tmp_path / "x.png"), ("vector", tmp_path / "x.npy")):
+        source = content if command == "stylize" else style
+        arguments = [source] + (["-s", style] if command == "stylize" else [])
+        assert run(command, *arguments, "--model", "slimvision-fast-v2", "--precision", "int8", "-o", output) == 2
+        assert one_line_error(capsys) == ("error: --model slimvision-fast-v2 runs at fp32, not --precision int8 "
+                                          "(leave --precision out, or pick a model of that precision)")
+        assert not output.exists()
 
 
 # --------------------------------------------------------------------------- -o and batches
