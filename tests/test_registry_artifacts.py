@@ -327,13 +327,18 @@ def test_every_artifact_named_outside_the_table_is_registered_in_its_system(refe
         assert ARTIFACTS.spec(name).system == NAMED_ELSEWHERE[reference], (reference, name)
 
 
-def test_the_docs_table_lists_every_registered_artifact() -> None:
-    """docs/models.md's table is written by hand for readers: it must say what the registry says."""
-    import re
+def test_the_docs_table_is_what_models_markdown_prints(capsys) -> None:
+    """docs/models.md's table is ``slimvision models --markdown``'s output, line for line."""
+    from slimvision.cli.models import MARKDOWN_HEADER
+    from tests.cli.helpers import exit_code
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
-    rows = re.findall(r"^\| `([^`]+)` \| (\w+) \| (\w+) \|", text, flags=re.MULTILINE)
-    assert sorted(rows) == sorted((spec.name, spec.system, spec.speed) for spec in ARTIFACTS.specs())
+    assert exit_code(["models", "--markdown"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    lines = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text().splitlines()
+    start = lines.index(MARKDOWN_HEADER.splitlines()[0])
+    end = next((index for index in range(start, len(lines)) if not lines[index].startswith("|")), len(lines))
+    assert lines[start:end] == printed, ("docs/models.md's table is not the registry's: run "
+                                         "'slimvision models --markdown' and paste its output over the table")
 
 
 def test_the_cards_and_the_registry_know_the_same_systems() -> None:

@@ -39,3 +39,25 @@ def test_text_groups_by_system_and_names_speed_and_purpose(capsys):
     assert headings == list(SYSTEMS)
     for spec in ARTIFACTS.specs():
         assert f"  {spec.name}  (" in out and f", {spec.speed})" in out and spec.purpose in out
+
+
+def test_markdown_is_one_table_row_per_artifact_with_the_registered_purpose(capsys):
+    from slimvision.cli.models import MARKDOWN_HEADER
+
+    assert exit_code(["models", "--markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "\n".join(lines[:2]) == MARKDOWN_HEADER
+    rows = [line.split(" | ") for line in lines[2:]]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        (f"| `{spec['name']}`", spec["system"], spec["speed"]) for spec in ARTIFACTS.describe()]
+    for row in rows:
+        assert " | ".join(row[3:]) == ARTIFACTS.spec(row[0][3:-1]).purpose + " |"
+
+
+def test_markdown_escapes_a_bar_in_a_purpose_and_is_not_json_too(capsys):
+    from slimvision.cli.models import markdown_table
+
+    table = markdown_table([{"name": "m", "system": "gan", "speed": "realtime", "purpose": "either | or"}])
+    assert table.splitlines()[-1] == "| `m` | gan | realtime | either \\| or |"
+    assert exit_code(["models", "--markdown", "--json"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
