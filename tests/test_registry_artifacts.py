@@ -304,8 +304,20 @@ NAMED_ELSEWHERE = {
     "slimvision.cli.numerals:READER": "numerals",
     "slimvision.cli.demo:FACE_DETECTOR": "faces",
     "slimvision.cli.demo:VAE_GENERATOR": "vae",
-    "slimvision.inference.style:ARTIFACT_BY_MODEL": "style",  # --model teacher/fast with --precision
 }
+
+
+def test_the_web_pages_style_models_are_what_their_kind_picks_on_the_command_line() -> None:
+    """The page names its two style models by kind ("fast", "teacher"): each must be the
+    registered style model that ``--model KIND`` runs (the alias in its registration), so moving
+    an alias to a new model cannot leave the page on another."""
+    pytest.importorskip("fastapi")
+    from slimvision.inference.style import artifact_for, style_artifact
+    from slimvision.server.style import DEFAULT_STYLE_MODEL, STYLE_MODELS
+
+    for name, kind in STYLE_MODELS.items():
+        assert style_artifact(name).alias == kind and artifact_for(kind) == name, (name, kind)
+    assert DEFAULT_STYLE_MODEL in STYLE_MODELS
 
 
 def _names_in(value: Any) -> list[str]:
