@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: Ours, by registered name: MTCNN finds the points, the embedder (dlib's ResNet as ONNX, fed as
+#: its card says) scores the chips. dlib's own detector and 5-point fit are the reference.
+DETECTOR, EMBEDDER = "face-detector-mtcnn", "face-embedder-dlib-resnet"
+
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
@@ -39,13 +43,14 @@ def collect(photos: list[Path]) -> list[dict]:
     import dlib
     from PIL import Image
 
-    from slimvision.assets import DLIB_FACE_RESNET
-    from slimvision.inference.face_detect import FaceDetector
     from slimvision.graph.session import SessionSettings
+    from slimvision.registry import ARTIFACTS
 
-    detector = FaceDetector(SessionSettings(threads=2))
+    detector = ARTIFACTS.create(DETECTOR, settings=SessionSettings(threads=2))
     hog = dlib.get_frontal_face_detector()
-    landmarks5 = dlib.shape_predictor(str(DLIB_FACE_RESNET.path().parent / "shape_predictor_5_face_landmarks.dat"))
+    # dlib's 5-point model ships beside the embedder's .dat (face_recognition_models).
+    dat = ARTIFACTS.spec(EMBEDDER).paths()["embedder"]
+    landmarks5 = dlib.shape_predictor(str(dat.parent / "shape_predictor_5_face_landmarks.dat"))
     faces = []
     for photo in photos:
         original = np.asarray(Image.open(photo).convert("RGB"))
@@ -86,20 +91,19 @@ def main() -> None:
     args = parser.parse_args()
 
     import dlib
-    import onnxruntime as ort
 
-    from slimvision.assets import DLIB_FACE_RESNET
     from slimvision.inference.face_align import DLIB_CHIP, ChipTemplate, align_face
-    from slimvision.inference.face_graph import dlib_resnet_graph
     from slimvision.io.atomic import write_text_atomic
+    from slimvision.registry import ARTIFACTS
 
     faces = collect(args.photos)
     if len({face["photo"] for face in faces}) < 2:
         raise SystemExit("error: need faces found by both detectors in at least 2 photos")
-    session = ort.InferenceSession(dlib_resnet_graph(DLIB_FACE_RESNET.path()), providers=["CPUExecutionProvider"])
+    embedder = ARTIFACTS.create(EMBEDDER)
 
     def describe(chip: np.ndarray) -> np.ndarray:
-        return session.run(None, {"face_chip": (chip.astype(np.float32) / 255).transpose(2, 0, 1)[None]})[0][0]
+        """One (150, 150, 3) uint8 chip -> its 128-d descriptor."""
+        return embedder.network.run({embedder.card.input.name: embedder.card.to_input(chip[None])})[0][0]
 
     rows = []
     for face in faces:

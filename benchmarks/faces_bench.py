@@ -50,6 +50,17 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faces.json"
+#: Our side is the registered artifact (the graph ported from dlib's .dat, its card, MTCNN);
+#: the peers (dlib, face_recognition) load their files as those packages do.
+EMBEDDER = "face-embedder-dlib-resnet"
+
+
+def our_recognizer(threads: int | None = 2, **options):
+    """Our detect + align + embed pipeline, created by its registered name."""
+    from slimvision.graph.session import SessionSettings
+    from slimvision.registry import ARTIFACTS
+
+    return ARTIFACTS.create(EMBEDDER, settings=SessionSettings(threads=threads), **options)
 
 
 def photos() -> list[Path]:
@@ -108,15 +119,12 @@ def pipeline_timings(repeats: int) -> dict | None:
     import matplotlib
     from PIL import Image
 
-    from slimvision.inference.faces import FaceRecognizer
-    from slimvision.graph.session import SessionSettings
-
     portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
     portrait = portrait.resize((round(portrait.width * 480 / portrait.height), 480), Image.BILINEAR)
     frame = np.zeros((480, 640, 3), np.uint8)
     left = (640 - portrait.width) // 2
     frame[:, left:left + portrait.width] = np.asarray(portrait)
-    ours = {size: FaceRecognizer(SessionSettings(threads=2), min_face_size=size) for size in (40, 20)}
+    ours = {size: our_recognizer(min_face_size=size) for size in (40, 20)}
     jobs = {"face_recognition": lambda: face_recognition.face_encodings(frame),
             "ours, faces from 40 px": lambda: ours[40](frame), "ours, faces from 20 px": lambda: ours[20](frame)}
     for job in jobs.values():
@@ -140,11 +148,9 @@ def decision_agreement(folder: Path) -> dict:
     """Pairwise same-person decisions (0.6) of our pipeline vs face_recognition on the same faces."""
     import face_recognition
 
-    from slimvision.inference.faces import FaceRecognizer
-    from slimvision.graph.session import SessionSettings
     from slimvision.io.images import find_images, load_image
 
-    recognizer = FaceRecognizer(SessionSettings(threads=2))
+    recognizer = our_recognizer()
     labels, ours, theirs = [], [], []
     photos = find_images(folder)
     for photo in photos:
@@ -197,16 +203,14 @@ def motion_gate_check(runs: int) -> dict:
     from slimvision.data.face_clips import DoorClip
     from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
     from slimvision.inference.face_video import recognize_frames
-    from slimvision.inference.faces import FaceRecognizer
     from slimvision.inference.motion_gate import MotionGate
-    from slimvision.graph.session import SessionSettings
 
     hall = np.asarray(Image.open(samples_dir() / "content" / "coffee.jpg").convert("RGB").resize((640, 480)))
     portrait = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
     visitor = np.asarray(portrait.resize((200, 234)))
     clips = {"visitor": DoorClip(hall, visitor, frames=300, enter=120, stay=45, walk=10),
              "empty hall": DoorClip(hall, visitor, frames=300, enter=10_000)}
-    recognizer = FaceRecognizer(SessionSettings(threads=2))
+    recognizer = our_recognizer()
     report: dict = {"load_average_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as folder:
         gallery = Gallery.open(Path(folder) / "door.sqlite", DLIB_RESNET_V1)
@@ -265,23 +269,26 @@ def main() -> None:
         return gate_only(args.output, args.clip_runs)
 
     import dlib
-    import onnxruntime as ort
     from PIL import Image
 
-    from slimvision.assets import DLIB_FACE_RESNET
     from slimvision.inference.face_align import align_face
-    from slimvision.inference.face_graph import dlib_resnet_graph
     from slimvision.io.atomic import write_text_atomic
+    from slimvision.registry import ARTIFACTS
 
-    models = DLIB_FACE_RESNET.path().parent
+    # Ours: the registered embedder's graph, fed as its card says (no threads cap: dlib uses all).
+    embedder = our_recognizer(threads=None)
+    # The peer: dlib on the same .dat, with the 5-point landmark model beside it in its package.
+    dat = ARTIFACTS.spec(EMBEDDER).paths()["embedder"]
     detector = dlib.get_frontal_face_detector()
-    landmarks5 = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    recogniser = dlib.face_recognition_model_v1(str(DLIB_FACE_RESNET.path()))
-    session = ort.InferenceSession(dlib_resnet_graph(DLIB_FACE_RESNET.path()), providers=["CPUExecutionProvider"])
+    landmarks5 = dlib.shape_predictor(str(dat.parent / "shape_predictor_5_face_landmarks.dat"))
+    recogniser = dlib.face_recognition_model_v1(str(dat))
+
+    def embed(chip):
+        """One (150, 150, 3) uint8 chip -> our 128-d descriptor."""
+        return embedder.network.run({embedder.card.input.name: embedder.card.to_input(chip[None])})[0][0]
 
     def ours(image, points):
-        chip = align_face(image, points).astype(np.float32).transpose(2, 0, 1)[None] / 255
-        return session.run(None, {"face_chip": np.ascontiguousarray(chip)})[0][0]
+        return embed(align_face(image, points))  # dlib's own 5 points, onto dlib's chip
 
     def theirs(image, shape):
         return np.array(recogniser.compute_face_descriptor(dlib.get_face_chip(image, shape, size=150, padding=0.25)))
@@ -304,8 +311,7 @@ def main() -> None:
     rows = []
     for name, image, shape, points in faces:
         a, b = theirs(image, shape), ours(image, points)
-        chip = dlib.get_face_chip(image, shape, size=150, padding=0.25).astype(np.float32).transpose(2, 0, 1)[None] / 255
-        parity = float(np.abs(session.run(None, {"face_chip": np.ascontiguousarray(chip)})[0][0] - a).max())
+        parity = float(np.abs(embed(dlib.get_face_chip(image, shape, size=150, padding=0.25)) - a).max())
         rows.append({"photo": name, "descriptor_distance": float(np.linalg.norm(a - b)), "port_max_abs_diff": parity})
     medians = {name: 1000 * statistics.median(values) for name, values in times.items()}
     report = {"faces": rows, "align_embed_ms": medians, "ratio_ours_over_dlib": medians["ours"] / medians["dlib"],
