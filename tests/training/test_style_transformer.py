@@ -4,6 +4,7 @@ exports that tile, held-out scores."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,23 @@ def test_the_style_bank_can_come_from_the_training_families(tmp_path):
     assert len({vector.tobytes() for vector in bank}) == len(bank)
     with pytest.raises(ConfigError, match="style_data"):
         TransformerDistillConfig(style_data="paintings")
+
+
+def test_init_shipped_fine_tunes_the_shipped_student_and_refuses_another_architecture():
+    from slimvision.models.weights import load_model
+    from slimvision.training.style_transformer import warm_start_from_shipped
+
+    recipe = {key: value for key, value in json.loads((Path(__file__).parents[2] / "recipes" /
+                                                       "style-transform-families.json").read_text()).items()
+              if key != "about"}
+    config = TransformerDistillConfig.from_dict(recipe)
+    assert config.init == "shipped"
+    student = StyleTransformer(config.student_config())
+    before = {name: value.clone() for name, value in student.state_dict().items()}
+    report = warm_start_from_shipped(student)
+    assert report["from"].endswith("transform-phase")
+    shipped = load_model(Path(report["from"]))
+    assert all(torch.equal(value, shipped.state_dict()[name]) for name, value in student.state_dict().items())
+    assert any(not torch.equal(value, before[name]) for name, value in student.state_dict().items())
+    with pytest.raises(ConfigError, match="architecture differs"):
+        warm_start_from_shipped(StyleTransformer(TransformerDistillConfig().student_config()))

@@ -129,8 +129,9 @@ _TRANSFORMER_FLAGS = (
                note="0: one per pair"),
     ConfigFlag("--feature-weight", "feature_weight", non_negative_float("--feature-weight", 1e6),
                "weight of the EfficientNet-Lite0 feature L1", note="0: pixels only"),
-    ConfigFlag("--init", "init", choices=("teacher", "scratch"),
-               help="start from the teacher's weights or from random weights"),
+    ConfigFlag("--init", "init", choices=("teacher", "scratch", "shipped"),
+               help="start from the teacher's weights, from random weights, or from the shipped student's "
+                    "(to fine-tune it)"),
     shared_flag("seed", "seed of the pairs and the student's init"),
     ConfigFlag("--ssim-weight", "ssim_weight", non_negative_float("--ssim-weight", 1e6),
                "weight of a 1 - SSIM term against the teacher's image"),

@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 
 STYLE_SIZE = 256  # the predictor's input size
 TEACHERS = ("fp32", "int8")
-INITS = ("teacher", "scratch")
+INITS = ("teacher", "scratch", "shipped")
+#: The shipped transformer student's torch weights, what ``init="shipped"`` fine-tunes.
+SHIPPED_STUDENT = "weights/style/transform-phase"
 ImageFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B, 3, H, W), (B, D) -> (B, 3, H, W)
 
 
@@ -80,7 +82,8 @@ class TransformerDistillConfig(TrainingConfig):
     #: "fp32": the shipped transformer with its weights dequantized, computed in float (the
     #: fastest teacher graph here); "int8": the graph as shipped.
     teacher: str = "fp32"
-    #: "teacher": warm start from the teacher's weights (see the module docstring); "scratch".
+    #: "teacher": warm start from the teacher's weights (see the module docstring); "scratch";
+    #: "shipped": fine-tune the shipped student (``SHIPPED_STUDENT``; needs its architecture).
     init: str = "teacher"
     #: Weight of a 1 - SSIM term (the index the reports score; 0: none).
     ssim_weight: float = 0.0
@@ -296,6 +299,8 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
     if config.init == "teacher":
         init_report = (warm_start_space_to_depth(student) if config.space_to_depth == 2
                        else warm_start(student, _batches(pairs, 4, config.seed + 7919, "cpu")))
+    elif config.init == "shipped":
+        init_report = warm_start_from_shipped(student)
     student.to(config.device)
     features = PerceptualFeatures().to(config.device) if config.feature_weight > 0 else None
     if config.online_teacher:
@@ -529,6 +534,26 @@ def warm_start(student: torch.nn.Module, batches: Iterator[dict[str, Any]], cali
             report["separable_rank1_error"][name] = round(error, 4)
     report["edges_r2"] = _fit_edges(student, teacher, batches, calibration_batches)
     return report
+
+
+@torch.no_grad()
+def warm_start_from_shipped(student: torch.nn.Module, folder: Path | None = None) -> dict[str, Any]:
+    """Copy the shipped student's weights (``SHIPPED_STUDENT``, or ``folder``) into ``student``,
+    to fine-tune it on other data; its architecture must be the shipped one's.
+
+    Raises:
+        ConfigError: the configs differ (named, with the recipe that builds the shipped one).
+    """
+    from slimvision.assets import BundledPath
+    from slimvision.models.weights import load_model
+
+    source = Path(folder) if folder is not None else BundledPath(SHIPPED_STUDENT).path()
+    shipped = load_model(source)
+    if shipped.config != student.config:
+        raise ConfigError(f"init='shipped' fine-tunes {source}, whose architecture differs from this config's; "
+                          "take the architecture settings of recipes/style-transform-phase.json")
+    student.load_state_dict(shipped.state_dict())
+    return {"from": str(source)}
 
 
 @torch.no_grad()
