@@ -94,6 +94,8 @@ _MTCNN = {"pnet": assets.MTCNN_PNET, "rnet": assets.MTCNN_RNET, "onet": assets.M
 # Our distilled predictors store fp16 weights computed in float; they were distilled into the
 # teacher's style space, so their vectors mix with the teacher's.
 _STUDENT = {"precision": "fp32", "float_predictor": True, "vector_space": "magenta-arbitrary-v1"}
+# The teacher at either precision answers to --model teacher.
+_TEACHER_OPTIONS = {"alias": "teacher", "vector_space": "magenta-arbitrary-v1"}
 
 # --------------------------------------------------------------------------- style
 # bytes_per_pixel: peak ONNX Runtime memory of one transformer run per content pixel, measured
@@ -103,15 +105,13 @@ _STUDENT = {"precision": "fp32", "float_predictor": True, "vector_space": "magen
 register("magenta-arbitrary-v1-int8", "style", "interactive",
          "style transfer, Magenta's teacher as shipped (int8 graphs, bit-exact)", _TEACHER, STYLE_PIPELINE,
          artifact="magenta-arbitrary-v1-int8",
-         options={"precision": "int8", "alias": "teacher", "vector_space": "magenta-arbitrary-v1",
-                  "bytes_per_pixel": 260,
+         options={**_TEACHER_OPTIONS, "precision": "int8", "bytes_per_pixel": 260,
                   "description": "MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB), "
                                  "bit-exact with the shipped graph"})
 register("magenta-arbitrary-v1-fp32", "style", "interactive",
          "style transfer, Magenta's teacher computed in float (--model teacher)", _TEACHER, STYLE_PIPELINE,
          artifact="magenta-arbitrary-v1-fp32",
-         options={"precision": "fp32", "alias": "teacher", "vector_space": "magenta-arbitrary-v1",
-                  "bytes_per_pixel": 330,
+         options={**_TEACHER_OPTIONS, "precision": "fp32", "bytes_per_pixel": 330,
                   "description": "int8 style predictor + transformer with int8-valued weights computed in float "
                                  "(faster on CPUs without VNNI; skips activation rounding)"})
 register("slimvision-fast-predictor-v1", "style", "interactive",

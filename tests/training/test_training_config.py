@@ -59,7 +59,7 @@ def test_a_run_checkpointed_before_fields_were_added_resumes_at_their_defaults(c
         field = next(f for f in dataclasses.fields(config) if f.name == name)
         if isinstance(field.default, bool):
             changed = dataclasses.replace(config(), **{name: not field.default})
-        elif isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
+        elif isinstance(field.default, (int, float)):
             changed = dataclasses.replace(config(), **{name: field.default + 1})
         else:
             continue

@@ -230,11 +230,10 @@ def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any], defaults: dic
 
     differing = []
     for key in sorted(set(saved) | set(wanted)):
-        old, new = saved.get(key), wanted.get(key)
-        default = defaults.get(key) if isinstance(defaults, dict) else None
+        old, new, default = saved.get(key), wanted.get(key), defaults.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             differing += _differing_keys(old, new, default if isinstance(default, dict) else {}, f"{prefix}{key}.")
-        elif key not in saved and key in (defaults or {}) and same(new, default):
+        elif key not in saved and key in defaults and same(new, default):
             continue
         elif not same(old, new):
             differing.append(prefix + key)
