@@ -138,6 +138,15 @@ register("slimvision-fast-v3", "style", "interactive",
                                  "the teacher's transformer rewritten to run at half resolution on 2x2 phase "
                                  "planes, both distilled from the teacher (fp16-stored weights, float compute)"})
 
+register("slimvision-fast-v4", "style", "interactive",
+         "style transfer, the teacher's predictor at 4 bits + the phase-plane transformer student",
+         _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ4, assets.FAST_STYLE_TRANSFORM), STYLE_PIPELINE,
+         artifact="slimvision-fast-v4",
+         options={**_STUDENT, "bytes_per_pixel": 145,
+                  "description": "Magenta's MobileNetV2 style predictor with every 1x1 conv and the head stored "
+                                 "at 4 bits (GPTQ, float16 elsewhere) + the teacher's transformer rewritten to run "
+                                 "at half resolution on 2x2 phase planes, distilled (float compute)"})
+
 # --------------------------------------------------------------------------- faces
 register("face-detector-mtcnn", "faces", "realtime",
          "find faces with 5 landmarks (MTCNN's three-stage cascade)", _MTCNN,

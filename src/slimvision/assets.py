@@ -195,6 +195,18 @@ FAST_STYLE_PREDICTOR = PackagedFile(
 )
 
 
+#: Magenta's own predictor with its 1x1 convs and head at 4 bits (GPTQ, no training):
+#: ``slimvision compress gptq --run-dir runs/pred-gptq4`` remakes it.
+FAST_STYLE_PREDICTOR_GPTQ4 = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/predictor-gptq4.int4w.onnx",
+    sha256="95e1f5b0707f8825fbaa6714320490cd6bc74600510b18fe77cb2154de97c2de",
+    licence="Apache-2.0 (Magenta's Apache-2.0 weights, quantized to 4 bits)",
+)
+
+
 FAST_STYLE_TRANSFORM = PackagedFile(
     distribution="slimvision",
     version="0.1.0",

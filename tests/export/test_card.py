@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slimvision.errors import InputError
-from slimvision.export.card import CARD_SUFFIX, ArtifactCard, TensorSpec, card_path, read_card, write_card
+from slimvision.errors import InputError, OutputError
+from slimvision.export.card import CARD_SUFFIX, ArtifactCard, TensorSpec, card_path, copy_graph, read_card, write_card
 
 
 def _card() -> ArtifactCard:
@@ -110,3 +110,22 @@ def test_card_module_does_not_import_torch() -> None:
     code = "import sys, slimvision.export.card; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_copy_graph_renames_the_card_with_the_file_and_keeps_the_source(tmp_path: Path) -> None:
+    run, weights = tmp_path / "run", tmp_path / "weights"
+    run.mkdir()
+    weights.mkdir()
+    source = run / "g.onnx"
+    source.write_bytes(b"graph bytes")
+    card = _card()
+    card.files = {"graph": "g.onnx"}
+    write_card(card, card_path(source))
+    copied = copy_graph(source, weights / "gan-shipped.onnx")
+    assert copied.read_bytes() == b"graph bytes" and source.read_bytes() == b"graph bytes"
+    shipped = read_card(card_path(copied))
+    assert shipped.name == "gan-shipped" and shipped.files["graph"] == "gan-shipped.onnx"
+    assert read_card(card_path(source)) == card
+    with pytest.raises(OutputError, match="exists"):  # an existing file is only replaced when asked
+        copy_graph(source, copied)
+    copy_graph(source, copied, overwrite=True)

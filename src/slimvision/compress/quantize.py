@@ -300,16 +300,104 @@ def store_weights_fp16(model: str | Path, output: str | Path, *, overwrite: bool
     return _store_weights(model, output, half, overwrite, min_opset=1)
 
 
+#: The first ONNX opset whose DequantizeLinear takes 4-bit codes and per-block scales.
+INT4_OPSET = 21
+
+
+def store_weights_int4(model: str | Path, output: str | Path, layers: Sequence[Any], *,
+                       overwrite: bool = False) -> Path:
+    """4-bit weights from :func:`slimvision.compress.gptq.quantize_gptq` behind blocked DequantizeLinear.
+
+    ``model`` is the float graph exported from the quantized torch module, so each quantized
+    layer's weight is in it exactly as its codes decode; a weight is matched to its
+    :class:`~slimvision.compress.gptq.GroupQuantized` by those values (names change on export).
+    Matched weights become uint4 codes, float16 scales and uint4 zero points, one per (output
+    channel, block of ``group_size`` inputs) (opset 21's blocked DequantizeLinear, then a Cast to
+    float32); every other Conv/Gemm weight (depthwise, the stem) is stored as float16. A layer that
+    matches no weight is an error: the graph was not exported from the quantized module. The
+    model is converted to opset 21 first when it is older (ONNX's version converter).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    remaining = {index: layer for index, layer in enumerate(layers)}
+    decoded = {index: layer.dequantized() for index, layer in remaining.items()}
+
+    def encode(name: str, weight: np.ndarray, axis: int) -> tuple[list[Any], Any]:
+        match = next((index for index, values in decoded.items() if index in remaining
+                      and _same_weight(weight, values, axis)), None)
+        if match is None:
+            stored = numpy_helper.from_array(weight.astype(np.float16), f"{name}_fp16")
+            return [stored], helper.make_node("Cast", [stored.name], [name], name=f"{name}_to_float",
+                                              to=TensorProto.FLOAT)
+        layer = remaining.pop(match)
+        codes, zeros = layer.codes.reshape(layer.shape), layer.zeros.reshape(_per_block(layer))
+        if axis == 1:  # a Gemm with transB=0 holds (in, out): blocks run along axis 0
+            codes, zeros = codes.T, zeros.T
+        tensors = [_uint4(f"{name}_uint4", codes),
+                   numpy_helper.from_array(layer.scales.reshape(_per_block(layer)).T.copy() if axis == 1
+                                           else layer.scales.reshape(_per_block(layer)), f"{name}_scale"),
+                   _uint4(f"{name}_zero_point", zeros)]
+        half = f"{name}_fp16"
+        return tensors, [helper.make_node("DequantizeLinear", [t.name for t in tensors], [half],
+                                          name=f"{name}_dequantize", axis=1 - axis, block_size=layer.group_size),
+                         helper.make_node("Cast", [half], [name], name=f"{name}_to_float", to=TensorProto.FLOAT)]
+
+    source = _check_model_file(model)
+    if any(layer.bits != 4 for layer in layers):
+        raise SlimvisionError(f"{source}: store_weights_int4 stores 4-bit codes only")
+    def all_matched() -> None:
+        if remaining:
+            names = ", ".join(layer.name for layer in remaining.values())
+            raise SlimvisionError(f"{source}: no Conv/Gemm weight equals the quantized layer(s) {names}; "
+                                  "export the graph from the quantized module")
+
+    return _store_weights(model, output, encode, overwrite, min_opset=INT4_OPSET, upgrade=True,
+                          before_write=all_matched,
+                          method="weights stored 4-bit (GPTQ, blocked per output channel) per Conv/Gemm, "
+                                 "float16 where not quantized, computed in float")
+
+
+def _per_block(layer: Any) -> tuple[int, ...]:
+    """A layer's scale / zero-point shape: its weight shape with the input axis counted in blocks."""
+    return (layer.shape[0], layer.scales.shape[1], *layer.shape[2:])
+
+
+def _same_weight(weight: np.ndarray, values: np.ndarray, axis: int) -> bool:
+    """Whether an ONNX weight (output channels along ``axis``) holds exactly these decoded values."""
+    candidate = weight.T if axis == 1 and weight.ndim == 2 else weight
+    return candidate.shape == values.shape and bool(np.array_equal(candidate, values))
+
+
+def _uint4(name: str, values: np.ndarray) -> Any:
+    """A UINT4 initializer, two codes per byte (the first in the low nibble), as ONNX stores them."""
+    from onnx import TensorProto, helper
+
+    flat = values.astype(np.uint8).ravel()
+    if flat.size % 2:
+        flat = np.append(flat, np.uint8(0))
+    packed = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+    return helper.make_tensor(name, TensorProto.UINT4, values.shape, packed.tobytes(), raw=True)
+
+
 def _store_weights(model: str | Path, output: str | Path, encode: Callable[[str, np.ndarray, int], tuple[list[Any], Any]],
-                   overwrite: bool, min_opset: int) -> Path:
-    """Replace each float Conv/Gemm weight by ``encode``'s tensors and the node that decodes them."""
+                   overwrite: bool, min_opset: int, upgrade: bool = False, method: str | None = None,
+                   before_write: Callable[[], None] | None = None) -> Path:
+    """Replace each float Conv/Gemm weight by ``encode``'s tensors and the node(s) that decode them.
+
+    An older model is converted to ``min_opset`` when ``upgrade``, else refused. ``before_write``
+    runs after every weight is encoded and before anything is written (it may refuse).
+    """
     import onnx
     from onnx import numpy_helper
 
     source = _check_model_file(model)
     proto = onnx.load(str(source))
     if not any(entry.domain in ("", "ai.onnx") and entry.version >= min_opset for entry in proto.opset_import):
-        raise SlimvisionError(f"{source}: storing weights this way needs opset >= {min_opset}")
+        if not upgrade:
+            raise SlimvisionError(f"{source}: storing weights this way needs opset >= {min_opset}")
+        from onnx import version_converter
+
+        proto = version_converter.convert_version(proto, min_opset)
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
     decoders, replaced = [], {}
@@ -321,7 +409,7 @@ def _store_weights(model: str | Path, output: str | Path, encode: Callable[[str,
         if weight.dtype != np.float32 or weight.ndim < 2:
             continue
         replaced[node.input[1]], decoder = encode(node.input[1], weight, axis)
-        decoders.append(decoder)
+        decoders += decoder if isinstance(decoder, list) else [decoder]
     if not replaced:
         raise SlimvisionError(f"{source}: no float Conv or Gemm weights to store")
     kept = [init for init in graph.initializer if init.name not in replaced]
@@ -330,10 +418,12 @@ def _store_weights(model: str | Path, output: str | Path, encode: Callable[[str,
     nodes = decoders + list(graph.node)  # the decoding nodes feed the rest
     del graph.node[:]
     graph.node.extend(nodes)
+    if before_write is not None:
+        before_write()
     with atomic_write(Path(output), overwrite=overwrite, protected=[source]) as temp:
         onnx.save(proto, str(temp))
-    derive_card(source, Path(output), f"weights stored {'int8' if min_opset == 13 else 'float16'} per Conv/Gemm, "
-                "computed in float")
+    derive_card(source, Path(output), method or f"weights stored {'int8' if min_opset == 13 else 'float16'} "
+                "per Conv/Gemm, computed in float")
     return Path(output)
 
 

@@ -156,6 +156,27 @@ def read_card(path: Path) -> ArtifactCard:
     return ArtifactCard(**data)
 
 
+def copy_graph(source: str | Path, destination: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy a graph and its card to ``destination`` (e.g. from a run into ``weights/``), the card
+    renamed to match: its ``name`` and ``files.graph`` follow the new file name. Both are written
+    atomically; the source is never touched.
+
+    Example:
+        >>> copy_graph("runs/pred-gptq4/predictor.int4w.onnx",
+        ...            "src/slimvision/weights/style/predictor-gptq4.int4w.onnx")  # doctest: +SKIP
+    """
+    from slimvision.io.atomic import atomic_write
+
+    source, destination = Path(source), Path(destination)
+    card = read_card(card_path(source))
+    card.name = destination.name.removesuffix(".onnx")
+    card.files = {**card.files, "graph": destination.name}
+    with atomic_write(destination, overwrite=overwrite, protected=[source]) as temp:
+        temp.write_bytes(source.read_bytes())
+    write_card(card, card_path(destination))
+    return destination
+
+
 def _check_keys(data: Any, cls: type, path: Path, where: str) -> None:
     if not isinstance(data, dict):
         raise InputError(path, f"artifact card: {where} must be a JSON object, not {type(data).__name__}")

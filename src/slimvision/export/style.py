@@ -19,11 +19,14 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16
+from slimvision.assets import STYLE_TEACHER_PREDICTOR
+from slimvision.compress.quantize import quantize_weights_int8, store_weights_fp16, store_weights_int4
 from slimvision.export.onnx import CardInfo, ImageInput, export_onnx
 from slimvision.graph.rewrite import label_norm_moments
 from slimvision.graph.surgery import compact_names
@@ -32,6 +35,8 @@ from slimvision.training.style_predictor import STYLE_SIZE, PredictorExports
 
 #: The distilled students' weights derive from Magenta's.
 STUDENT_LICENCE = "Apache-2.0 (distilled from Magenta's Apache-2.0 weights)"
+#: A quantized teacher keeps Magenta's weights (rounded to 4 bits).
+TEACHER_LICENCE = "Apache-2.0 (Magenta's Apache-2.0 weights, quantized to 4 bits)"
 
 
 def export_predictor(student: torch.nn.Module, run_dir: Path, weights: Path) -> PredictorExports:
@@ -53,6 +58,30 @@ def export_predictor(student: torch.nn.Module, run_dir: Path, weights: Path) -> 
         compact_names(path)
     return PredictorExports(onnx_path=exported.onnx_path, max_abs_diff=exported.max_abs_diff,
                             pipeline_model=stored[0], int8_weights=stored[1])
+
+
+def export_predictor_int4(model: torch.nn.Module, layers: Sequence[Any], run_dir: Path) -> dict[str, Path]:
+    """A GPTQ-quantized predictor (:mod:`slimvision.training.style_predictor_gptq`) with the Magenta
+    predictor's NHWC interface: ``predictor-nhwc.onnx`` (float, checked against torch) and
+    ``predictor.int4w.onnx`` (what ships: 4-bit codes where ``layers`` say, float16 elsewhere,
+    its card's parity measured against the float graph)."""
+    run_dir = Path(run_dir)
+    float_path = run_dir / "predictor-nhwc.onnx"
+    card = CardInfo(system="style", task="style-prediction", name=f"{run_dir.name}-predictor",
+                    licence=TEACHER_LICENCE,
+                    remake=f"slimvision compress gptq --run-dir {run_dir}",
+                    layouts={"style_vector": "N,1,1,D"},
+                    descriptions={"style_image": "RGB style image in [0, 1], centre square resized to 256 (bilinear)",
+                                  "style_vector": "the style's 100-d bottleneck vector"},
+                    provenance={"compression_run": str(run_dir),
+                                "method": "Magenta's predictor, weights quantized to 4 bits by GPTQ"})
+    export_onnx(NHWCStylePredictor(model), float_path, {"style_image": torch.rand(1, STYLE_SIZE, STYLE_SIZE, 3)},
+                output_names=("style_vector",),
+                preprocessing={"style_image": ImageInput(layout="NHWC", size=(STYLE_SIZE, STYLE_SIZE))},
+                source_weights=STYLE_TEACHER_PREDICTOR.path(), overwrite=True, card=card)
+    stored = store_weights_int4(float_path, run_dir / "predictor.int4w.onnx", layers, overwrite=True)
+    compact_names(stored)
+    return {"fp32": float_path, "pipeline_model": stored}
 
 
 def _predictor_card(run_dir: Path, vector_layout: str) -> CardInfo:

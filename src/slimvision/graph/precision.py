@@ -69,25 +69,36 @@ def dequantize_qdq_proto(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[
 
 
 def _dequantized(node: Any, initializers: dict[str, Any]) -> Any:
-    """``(q - zero_point) * scale`` of one constant DequantizeLinear, as float32."""
+    """``(q - zero_point) * scale`` of one constant DequantizeLinear, as float32.
+
+    Handles per-tensor, per-channel (``axis``) and blocked (``block_size``, 4-bit weights)
+    scales; the product is rounded to the scale's type first (float16 scales give float16
+    weights in ONNX), so the folded weights equal what the node computes.
+    """
     import numpy as np
     from onnx import numpy_helper
 
     def constant(index: int) -> np.ndarray | None:
         if len(node.input) <= index or not node.input[index]:
             return None
-        return numpy_helper.to_array(initializers[node.input[index]]).astype(np.float64)
+        return numpy_helper.to_array(initializers[node.input[index]])
 
     quantized, scale, zero = constant(0), constant(1), constant(2)
     assert quantized is not None and scale is not None
-    if zero is None:
-        zero = np.zeros_like(scale)
-    if scale.ndim == 1 and scale.size > 1:  # per-channel: broadcast along the node's axis
-        axis = next((attr.i for attr in node.attribute if attr.name == "axis"), 1) % quantized.ndim
+    scale_type = scale.dtype
+    quantized, scale = quantized.astype(np.float64), scale.astype(np.float64)
+    zero = np.zeros_like(scale) if zero is None else zero.astype(np.float64)
+    axis = next((attr.i for attr in node.attribute if attr.name == "axis"), 1) % quantized.ndim
+    block = next((attr.i for attr in node.attribute if attr.name == "block_size"), 0)
+    if block > 0:  # one scale per block of `block` entries along the axis
+        length = quantized.shape[axis]
+        scale = np.repeat(scale, block, axis=axis).take(range(length), axis=axis)
+        zero = np.repeat(zero, block, axis=axis).take(range(length), axis=axis)
+    elif scale.ndim == 1 and scale.size > 1:  # per-channel: broadcast along the node's axis
         shape = [1] * quantized.ndim
         shape[axis] = scale.size
         scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return ((quantized - zero) * scale).astype(np.float32)
+    return ((quantized - zero) * scale).astype(scale_type).astype(np.float32)
 
 
 def float_graph_key(path: Path) -> str:

@@ -258,7 +258,7 @@ def evaluate_output_space(names: list[str], student_vectors: np.ndarray, teacher
     return report
 
 
-def _held_out_contents(sources: list[Any], count: int, size: int) -> list[tuple[str, torch.Tensor]]:
+def held_out_contents(sources: list[Any], count: int, size: int) -> list[tuple[str, torch.Tensor]]:
     """``count`` held-out files spread evenly over the list, as (name, (1, 3, size, size) float)
     centre squares: photos neither the student nor the painting loss ever sees."""
     if count == 0 or not sources:
@@ -463,7 +463,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     mean = cached_mean(run_dir / "teacher-cache")  # one read of the (up to `samples`) cached vectors
     names, student_vectors, teacher_vectors = held_out_vectors(student, teacher, held_out)
     evaluator = (transformer or port_transformer()).cpu()
-    painted_contents = _held_out_contents(held_out, config.eval_contents, config.eval_painting_size)
+    painted_contents = held_out_contents(held_out, config.eval_contents, config.eval_painting_size)
     report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
               "params": sum(p.numel() for p in student.parameters()),
               "onnx_bytes": exported.onnx_path.stat().st_size,
@@ -474,7 +474,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
               "held_out_output_space": evaluate_output_space(
                   names, student_vectors, teacher_vectors, evaluator, painted_contents, mean),
               # Kinds of picture no training data draws (whichever `style_data`), same scores.
-              "held_out_families": _family_scores(student, teacher, evaluator, painted_contents, mean),
+              "held_out_families": family_scores(student, teacher, evaluator, painted_contents, mean),
               "norm_parameters": _norm_parameter_facts(evaluator),
               "held_out_vs_shipped_int8": (evaluate_predictor(student, shipped, held_out, mean)
                                            if teacher is not shipped else None),
@@ -492,7 +492,7 @@ def distill_predictor(config: PredictorDistillConfig, run_dir: str | Path, progr
     return report
 
 
-def _family_scores(student: torch.nn.Module, teacher: Any, transformer: torch.nn.Module,
+def family_scores(student: torch.nn.Module, teacher: Any, transformer: torch.nn.Module,
                    contents: list[tuple[str, torch.Tensor]], mean: np.ndarray | None) -> dict[str, Any]:
     """Vector and output-space scores on the held-out procedural families' styles."""
     names, student_vectors, teacher_vectors = style_vectors(student, teacher, family_styles())

@@ -1,0 +1,224 @@
+"""GPTQ: 4-bit weights with one-shot error compensation, no training (Frantar et al., 2022).
+
+Rounding each weight to the nearest of 16 levels ruins a MobileNetV2 (the teacher style
+predictor's vectors keep R² -0.17 against the float ones). GPTQ quantizes a layer's input
+columns one at a time and, after each, moves the rounding error onto the columns not yet
+quantized, weighted by the inverse of the layer's input second moments ``H = Σ x xᵀ`` measured
+on calibration images. The layer's output on those images then changes far less than its
+weights do: R² 0.97 for the same predictor, with 128 calibration images and about two minutes
+on 2 CPU cores (docs/compress.md).
+
+What this module does, per quantized layer (every ``nn.Linear`` and every dense 1x1
+``nn.Conv2d``; depthwise and k x k convs are left as they are, they hold 3% of a MobileNetV2's
+weights):
+
+* weights are split along the input axis into groups of ``group_size``; each (output row,
+  group) gets an asymmetric grid, a float16 scale and a 4-bit zero point, taken from the
+  *original* weights before any error is moved ("static groups"), so a group is always a run of
+  consecutive input channels and stores as ONNX's blocked ``DequantizeLinear``;
+* columns are visited in order of decreasing ``H`` diagonal (``act_order``: the inputs that
+  carry the most energy are fixed first, while there are still columns left to absorb their
+  error); this took the predictor's R² from 0.93 to 0.97;
+* layers are done in the order they run, each calibrated on the outputs of the layers already
+  quantized, so later layers also absorb their predecessors' error.
+
+The result is the model with its weights replaced by the exact values the 4-bit codes decode
+to (float16 rounding included), plus a :class:`GroupQuantized` per layer that
+:func:`slimvision.compress.quantize.store_weights_int4` writes into an ONNX graph.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 1), torch.nn.ReLU(), torch.nn.Conv2d(32, 8, 1))
+    >>> layers = quantize_gptq(net, [torch.rand(4, 3, 8, 8)], GPTQSettings(group_size=16))
+    >>> [layer.name for layer in layers], layers[0].codes.max() <= 15
+    (['0', '2'], True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimvision.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GPTQSettings:
+    """How :func:`quantize_gptq` quantizes.
+
+    Attributes:
+        bits: code width (2-8); 4 is what ships (two codes per byte).
+        group_size: input channels sharing one scale and zero point; a layer with fewer inputs
+            is one group. Smaller groups fit better and store more scales (16 + 4 bits per group).
+        act_order: visit columns by decreasing input energy instead of in order.
+        damping: added to ``H``'s diagonal as a fraction of its mean, so the inverse exists
+            when some inputs are nearly constant or dead on the calibration set.
+    """
+
+    bits: int = 4
+    group_size: int = 64
+    act_order: bool = True
+    damping: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 8:
+            raise ConfigError(f"GPTQ bits must be 2-8, got {self.bits}")
+        if self.group_size < 1:
+            raise ConfigError(f"GPTQ group_size must be >= 1, got {self.group_size}")
+        if not 0.0 < self.damping < 1.0:
+            raise ConfigError(f"GPTQ damping must be in (0, 1), got {self.damping}")
+
+
+@dataclass
+class GroupQuantized:
+    """One layer's codes: ``weight[o, i] = float16((codes[o, i] - zeros[o, g]) * scales[o, g])``, ``g = i // group_size``.
+
+    ``codes`` is (out, in) uint8; ``scales`` (out, groups) float16; ``zeros`` (out, groups) uint8.
+    ``shape`` is the layer's weight shape (a 1x1 conv's trailing 1s included).
+    """
+
+    name: str
+    codes: np.ndarray
+    scales: np.ndarray
+    zeros: np.ndarray
+    bits: int
+    group_size: int
+    shape: tuple[int, ...]
+
+    def dequantized(self) -> np.ndarray:
+        """The float32 weight the codes decode to, in the layer's shape."""
+        return _decode(self.codes, self.scales, self.zeros, self.group_size).reshape(self.shape)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of packed codes, float16 scales and packed zero points."""
+        packed = -(-self.bits * self.codes.size // 8)
+        return packed + 2 * self.scales.size + -(-self.bits * self.zeros.size // 8)
+
+
+def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers GPTQ handles, in registration order: ``nn.Linear`` and dense 1x1 ``nn.Conv2d``."""
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, nn.Linear)
+            or (isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size == (1, 1))]
+
+
+class _Collected(Exception):
+    """Raised by the Hessian hook to skip the rest of a forward pass once the layer's input is seen."""
+
+
+def quantize_gptq(model: nn.Module, calibration: Sequence[torch.Tensor], settings: GPTQSettings | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> list[GroupQuantized]:
+    """Quantize ``model``'s :func:`quantizable_layers` in place, one after another; return their codes.
+
+    Args:
+        model: a float module; its weights are replaced by their decoded 4-bit values.
+        calibration: input batches, each passed as ``model(batch)``; a few hundred images is plenty.
+        settings: bits, grouping, order and damping.
+        progress: called as ``progress(done, total, layer name)`` after each layer.
+    """
+    settings = settings or GPTQSettings()
+    layers = quantizable_layers(model)
+    if not layers:
+        raise ConfigError(f"{type(model).__name__} has no Linear or 1x1 Conv2d layer to quantize")
+    if not calibration:
+        raise ConfigError("GPTQ needs at least one calibration batch")
+    was_training = model.training
+    model.eval()
+    results = []
+    try:
+        for done, (name, module) in enumerate(layers, start=1):
+            hessian = _input_hessian(model, module, calibration)
+            weight = module.weight.detach().reshape(module.weight.shape[0], -1).double()
+            codes, scales, zeros = solve_gptq(weight, hessian, settings)
+            layer = GroupQuantized(name, codes, scales, zeros, settings.bits,
+                                   min(settings.group_size, weight.shape[1]), tuple(module.weight.shape))
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(layer.dequantized()))
+            results.append(layer)
+            if progress is not None:
+                progress(done, len(layers), name)
+    finally:
+        model.train(was_training)
+    return results
+
+
+@torch.no_grad()
+def _input_hessian(model: nn.Module, layer: nn.Module, calibration: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``Σ x xᵀ`` over every position of the layer's input on the calibration batches (float64)."""
+    columns = layer.weight[0].numel()
+    hessian = torch.zeros(columns, columns, dtype=torch.float64)
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0]
+        x = x.movedim(1, -1).reshape(-1, columns) if x.dim() == 4 else x.reshape(-1, columns)
+        hessian.add_(x.double().T @ x.double())
+        raise _Collected
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        for batch in calibration:
+            try:
+                model(batch)
+            except _Collected:
+                pass
+    finally:
+        handle.remove()
+    return hessian
+
+
+def solve_gptq(weight: torch.Tensor, hessian: torch.Tensor, settings: GPTQSettings
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, float16 scales, zero points) of a (out, in) float64 ``weight`` given its input ``hessian``."""
+    weight = weight.clone()
+    columns = weight.shape[1]
+    group = min(settings.group_size, columns)
+    scales, zeros = _group_grids(weight, settings.bits, group)
+    hessian = hessian.clone()
+    dead = torch.diag(hessian) == 0  # inputs never non-zero on the calibration set: their weights cannot matter
+    hessian[dead, dead] = 1.0
+    weight[:, dead] = 0.0
+    hessian += settings.damping * torch.mean(torch.diag(hessian)) * torch.eye(columns, dtype=hessian.dtype)
+    order = (torch.argsort(torch.diag(hessian), descending=True) if settings.act_order
+             else torch.arange(columns))
+    weight, hessian = weight[:, order], hessian[order][:, order]
+    # The upper Cholesky factor of H⁻¹ gives each step's error weights without re-inverting H.
+    inverse = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(hessian)), upper=True)
+    codes = np.zeros(weight.shape, np.uint8)
+    qmax = 2 ** settings.bits - 1
+    for step in range(columns):
+        column = int(order[step])
+        scale, zero = scales[:, column // group], zeros[:, column // group]
+        code = torch.clamp(torch.round(weight[:, step] / scale) + zero, 0, qmax)
+        decoded = (code - zero) * scale
+        codes[:, column] = code.numpy().astype(np.uint8)
+        error = (weight[:, step] - decoded.half().double()) / inverse[step, step]
+        weight[:, step + 1:] -= error[:, None] * inverse[step, step + 1:][None, :]
+    return codes, scales.numpy().astype(np.float16), zeros.numpy().astype(np.uint8)
+
+
+def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (row, group): an asymmetric grid that contains 0 (scale rounded to float16, integer zero point)."""
+    qmax = 2 ** bits - 1
+    rows, columns = weight.shape
+    groups = -(-columns // group)
+    scales = torch.empty(rows, groups, dtype=torch.float64)
+    zeros = torch.empty(rows, groups, dtype=torch.float64)
+    for index in range(groups):
+        part = weight[:, index * group:(index + 1) * group]
+        low, high = part.min(1).values.clamp(max=0.0), part.max(1).values.clamp(min=0.0)
+        scale = ((high - low) / qmax).clamp(min=1e-8).half().double()  # stored as float16
+        scales[:, index] = scale
+        zeros[:, index] = torch.clamp(torch.round(-low / scale), 0, qmax)
+    return scales, zeros
+
+
+def _decode(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, group: int) -> np.ndarray:
+    """``float16((codes - zeros) * scales)`` as float32, as ONNX's DequantizeLinear with float16 scales computes it."""
+    repeat = lambda per_group: np.repeat(per_group, group, axis=1)[:, :codes.shape[1]]  # noqa: E731
+    products = (codes.astype(np.float32) - repeat(zeros).astype(np.float32)) * repeat(scales).astype(np.float32)
+    return products.astype(np.float16).astype(np.float32)

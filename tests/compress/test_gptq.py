@@ -1,0 +1,150 @@
+"""GPTQ on tiny generated networks: valid codes, exact decoding, better than rounding, stored in ONNX."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from slimvision.compress.gptq import GPTQSettings, GroupQuantized, quantizable_layers, quantize_gptq, solve_gptq
+from slimvision.compress.quantize import store_weights_int4
+from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.graph.precision import dequantize_qdq_proto
+
+
+def _net(seed: int = 0) -> nn.Module:
+    """A 3x3 stem, a depthwise conv, 1x1 convs (one with more inputs than a group) and a linear head."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(), nn.Conv2d(24, 24, 3, padding=1, groups=24),
+                         nn.Conv2d(24, 80, 1), nn.ReLU(), nn.Conv2d(80, 16, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def _inputs(count: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    # Correlated channels with unequal energy: where GPTQ's error compensation has something to use.
+    base = torch.rand(count, 1, 12, 12, generator=generator)
+    return torch.cat([base, base * 0.5 + 0.1 * torch.rand(count, 1, 12, 12, generator=generator),
+                      torch.rand(count, 1, 12, 12, generator=generator) * 0.2], dim=1)
+
+
+def _round_to_nearest(model: nn.Module, layers: list[GroupQuantized]) -> nn.Module:
+    """The same grids as GPTQ chose, each weight rounded on its own (no error compensation)."""
+    modules = dict(model.named_modules())
+    for layer in layers:
+        weight = modules[layer.name].weight.detach().reshape(layer.shape[0], -1).numpy()
+        scales = np.repeat(layer.scales.astype(np.float32), layer.group_size, axis=1)[:, :weight.shape[1]]
+        zeros = np.repeat(layer.zeros.astype(np.float32), layer.group_size, axis=1)[:, :weight.shape[1]]
+        codes = np.clip(np.round(weight / scales) + zeros, 0, 15)
+        with torch.no_grad():
+            modules[layer.name].weight.copy_(torch.from_numpy((codes - zeros) * scales).reshape(layer.shape))
+    return model
+
+
+def test_only_dense_1x1_convs_and_linears_are_quantized() -> None:
+    assert [name for name, _ in quantizable_layers(_net())] == ["3", "5", "9"]
+
+
+def test_codes_are_4_bit_and_the_model_holds_exactly_what_they_decode_to() -> None:
+    model = _net()
+    layers = quantize_gptq(model, list(_inputs(32, 1).split(8)), GPTQSettings(group_size=16))
+    modules = dict(model.named_modules())
+    for layer in layers:
+        assert layer.codes.dtype == np.uint8 and layer.codes.max() <= 15
+        assert layer.scales.dtype == np.float16 and layer.zeros.max() <= 15
+        assert layer.scales.shape == (layer.shape[0], -(-layer.codes.shape[1] // layer.group_size))
+        np.testing.assert_array_equal(modules[layer.name].weight.detach().numpy(), layer.dequantized())
+    # A layer with fewer inputs than the group size is one group.
+    assert layers[2].group_size == 16 and layers[2].scales.shape == (10, 1)
+    assert layers[0].stored_bytes == 80 * 24 // 2 + 2 * 80 * 2 + 80 * 2 // 2
+
+
+def test_gptq_tracks_the_float_outputs_closer_than_rounding_each_weight() -> None:
+    calibration, held_out = _inputs(64, 1), _inputs(32, 2)
+    with torch.no_grad():
+        reference = _net()(held_out)
+    model = _net()
+    layers = quantize_gptq(model, list(calibration.split(16)), GPTQSettings(group_size=8))
+    rounded = _round_to_nearest(_net(), layers)
+    with torch.no_grad():
+        gptq_error = float(((model(held_out) - reference) ** 2).mean())
+        rounding_error = float(((rounded(held_out) - reference) ** 2).mean())
+    assert gptq_error < 0.7 * rounding_error, (gptq_error, rounding_error)
+
+
+def test_solve_gptq_with_uncorrelated_inputs_is_rounding_to_nearest() -> None:
+    # A diagonal H means no input's error can be moved onto another: GPTQ must round each weight.
+    weight = torch.randn(6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    codes, scales, zeros = solve_gptq(weight, torch.diag(torch.linspace(1, 2, 8, dtype=torch.float64)),
+                                      GPTQSettings(group_size=4))
+    grid = np.repeat(scales.astype(np.float64), 4, axis=1)
+    offset = np.repeat(zeros.astype(np.float64), 4, axis=1)
+    np.testing.assert_array_equal(codes, np.clip(np.round(weight.numpy() / grid) + offset, 0, 15))
+
+
+@pytest.mark.parametrize("settings", [{"bits": 1}, {"bits": 9}, {"group_size": 0}, {"damping": 0.0}])
+def test_bad_settings_are_refused(settings) -> None:
+    with pytest.raises(ConfigError):
+        GPTQSettings(**settings)
+
+
+def test_a_model_without_layers_or_calibration_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no Linear or 1x1 Conv2d"):
+        quantize_gptq(nn.Sequential(nn.Conv2d(3, 3, 3)), [torch.rand(1, 3, 8, 8)])
+    with pytest.raises(ConfigError, match="calibration"):
+        quantize_gptq(_net(), [])
+
+
+def _export(model: nn.Module, path) -> None:
+    torch.onnx.export(model.eval(), (torch.rand(1, 3, 12, 12),), str(path), input_names=["image"],
+                      output_names=["scores"], opset_version=17, dynamo=False)
+
+
+def test_the_stored_graph_computes_what_the_quantized_module_does(tmp_path) -> None:
+    model = _net()
+    layers = quantize_gptq(model, list(_inputs(16, 1).split(8)), GPTQSettings(group_size=16))
+    with torch.no_grad():  # what the graph stores as float16 must already be float16 in torch
+        for index in (0, 2):
+            model[index].weight.copy_(model[index].weight.half().float())
+    _export(model, tmp_path / "float.onnx")
+    stored = store_weights_int4(tmp_path / "float.onnx", tmp_path / "int4.onnx", layers)
+    proto = onnx.load(str(stored))
+    assert max(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")) >= 21
+    types = {init.name: init.data_type for init in proto.graph.initializer}
+    assert sum(kind == onnx.TensorProto.UINT4 for kind in types.values()) == 2 * len(layers)  # codes + zero points
+    x = _inputs(1, 5).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    graph = ort.InferenceSession(str(stored)).run(None, {"image": x})[0]
+    folded_graph, counts = dequantize_qdq_proto(onnx.load(str(stored)))  # what the pipeline loads
+    assert counts["weights_folded"] == len(layers)
+    folded = ort.InferenceSession(folded_graph.SerializeToString()).run(None, {"image": x})[0]
+    np.testing.assert_allclose(graph, expected, atol=1e-5)
+    np.testing.assert_allclose(folded, expected, atol=1e-5)
+    assert stored.stat().st_size < (tmp_path / "float.onnx").stat().st_size
+
+
+def test_codes_pack_two_per_byte_low_nibble_first(tmp_path) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 5, 1, bias=False))  # 15 codes: an odd count pads the last byte
+    layers = quantize_gptq(model, [torch.rand(2, 3, 4, 4)], GPTQSettings(group_size=3))
+    torch.onnx.export(model, (torch.rand(1, 3, 4, 4),), str(tmp_path / "f.onnx"), input_names=["x"],
+                      opset_version=17, dynamo=False)
+    proto = onnx.load(str(store_weights_int4(tmp_path / "f.onnx", tmp_path / "q.onnx", layers)))
+    codes = next(init for init in proto.graph.initializer if init.name.endswith("_uint4"))
+    raw = np.frombuffer(codes.raw_data, np.uint8)
+    flat = layers[0].codes.ravel()
+    assert raw.size == 8
+    np.testing.assert_array_equal(raw & 0x0F, np.append(flat[0::2], [])[:8])
+    np.testing.assert_array_equal(raw[:7] >> 4, flat[1::2])
+
+
+def test_a_graph_not_exported_from_the_quantized_module_is_refused_and_nothing_written(tmp_path) -> None:
+    model = _net()
+    layers = quantize_gptq(model, [_inputs(4, 1)], GPTQSettings(group_size=16))
+    _export(_net(seed=1), tmp_path / "other.onnx")
+    with pytest.raises(SlimvisionError, match="no Conv/Gemm weight equals"):
+        store_weights_int4(tmp_path / "other.onnx", tmp_path / "int4.onnx", layers)
+    assert not (tmp_path / "int4.onnx").exists()
