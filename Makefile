@@ -89,14 +89,19 @@ vae-demo: $(VENV)/.dev
 	$(BIN)/slimvision vae train --mni152 -o runs/vae-mni128 --config recipes/vae-mni128.json
 	$(BIN)/slimvision vae export runs/vae-mni128 --int8-weights --overwrite -o src/slimvision/weights/vae-mni128
 
-# Retrain the two shipped fast style students (each about 15-20 minutes on 2 cores; add
-# --device cuda on a GPU): the patch-stem predictor, then the phase-plane transformer (3000 steps,
-# then resumed to 6000 with the same recipe). Copy the .fp16w.onnx graphs (and the student/
-# weights) into src/slimvision/weights/style/ to ship them.
+# Retrain the shipped distilled style students (each about 10-20 minutes on 2 cores; add
+# --device cuda on a GPU): the patch-stem predictor (slimvision-fast-v3), the phase-plane
+# transformer of v3 and the one of the fast bundle (slimvision-fast-v4: 5x5 first edge, 5 blocks,
+# trained on the style families), each 3000 steps, then resumed to 6000 with the same recipe.
+# Copy the .fp16w.onnx graphs (and the student/ weights) into src/slimvision/weights/style/ to
+# ship them; make style-predictor-gptq remakes the fast bundle's predictor.
 style-students: $(VENV)/.dev
 	$(BIN)/slimvision train style-predictor --run-dir runs/p035s4-2k --config recipes/style-predictor-patch4.json
 	$(BIN)/slimvision train style-transformer --run-dir runs/ft-p33r4 --config recipes/style-transform-phase.json
 	$(BIN)/slimvision train style-transformer --run-dir runs/ft-p33r4 --config recipes/style-transform-phase.json \
+	    --steps 6000
+	$(BIN)/slimvision train style-transformer --run-dir runs/tf-p53 --config recipes/style-transform-p53-families.json
+	$(BIN)/slimvision train style-transformer --run-dir runs/tf-p53 --config recipes/style-transform-p53-families.json \
 	    --steps 6000
 
 # Remake the fast bundle's predictor: Magenta's own predictor with 4-bit weights (GPTQ, no training,

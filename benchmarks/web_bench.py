@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slimvision.inference.style import artifact_for
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "web.json"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -286,7 +288,7 @@ def main() -> None:
                 browser = playwright.chromium.launch(executable_path=args.chromium, args=FLAGS)
                 result = {"machine": machine(), "flags": FLAGS, "args": {k: str(v) for k, v in vars(args).items()},
                           "first_visit": first_visit(browser, url)}
-                models = ["slimvision-fast-v3"] + (["magenta-arbitrary-v1-fp32"] if args.teacher else [])
+                models = [artifact_for("fast")] + ([artifact_for("teacher")] if args.teacher else [])
                 thread_counts = [int(t) for t in args.threads.split(",")]
                 result["speed"] = [speed(browser, url, model, threads, args)
                                    for model in models for threads in thread_counts]
@@ -294,7 +296,7 @@ def main() -> None:
                 result["page_end_to_end_512"] = page_end_to_end(context.new_page(), url)
                 context.close()
                 browser.close()
-            result["pipeline_native_transform_median_ms"] = pipeline_transform_ms("slimvision-fast-v3", args)
+            result["pipeline_native_transform_median_ms"] = pipeline_transform_ms(artifact_for("fast"), args)
         finally:
             stop()
     fast_run = result["speed"][len(thread_counts) - 1]  # the fast model at the last thread count (default: all)

@@ -130,22 +130,23 @@ register("slimvision-fast-v2", "style", "interactive",
                                  "half resolution on 2x2 phase planes, fine-tuned by distillation (fp16-stored "
                                  "weights, float compute)"})
 register("slimvision-fast-v3", "style", "interactive",
-         "style transfer, both distilled students (--model fast, the web page's default)",
+         "style transfer, both distilled students (the fast bundle before slimvision-fast-v4)",
          _style_files(assets.FAST_STYLE_PREDICTOR, assets.FAST_STYLE_TRANSFORM), STYLE_PIPELINE,
          artifact="slimvision-fast-v3",
-         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+         options={**_STUDENT, "bytes_per_pixel": 145,
                   "description": "MobileNetV2-0.35 style predictor with a 4x4 stride-4 stem and 11 of 17 blocks + "
                                  "the teacher's transformer rewritten to run at half resolution on 2x2 phase "
                                  "planes, both distilled from the teacher (fp16-stored weights, float compute)"})
-
 register("slimvision-fast-v4", "style", "interactive",
-         "style transfer, the teacher's predictor at 4 bits + the phase-plane transformer student",
-         _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ4, assets.FAST_STYLE_TRANSFORM), STYLE_PIPELINE,
+         "style transfer, the teacher's predictor at 4 bits + a phase-plane transformer student "
+         "(--model fast, the web page's default)",
+         _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ4, assets.FAST_STYLE_TRANSFORM_P53), STYLE_PIPELINE,
          artifact="slimvision-fast-v4",
-         options={**_STUDENT, "bytes_per_pixel": 145,
+         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
                   "description": "Magenta's MobileNetV2 style predictor with every 1x1 conv and the head stored "
-                                 "at 4 bits (GPTQ, float16 elsewhere) + the teacher's transformer rewritten to run "
-                                 "at half resolution on 2x2 phase planes, distilled (float compute)"})
+                                 "at 4 bits (GPTQ; float16 elsewhere) + the teacher's transformer rewritten to run "
+                                 "at half resolution on 2x2 phase planes (first conv exact, all 5 residual blocks), "
+                                 "distilled on procedural style families (float compute)"})
 
 # --------------------------------------------------------------------------- faces
 register("face-detector-mtcnn", "faces", "realtime",

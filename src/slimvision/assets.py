@@ -207,6 +207,18 @@ FAST_STYLE_PREDICTOR_GPTQ4 = PackagedFile(
 )
 
 
+#: The fast bundle's transformer (slimvision-fast-v4): phase planes, the teacher's first conv kept
+#: exact (5x5), the last cropped to 3x3, all 5 residual blocks, fine-tuned on the style families.
+FAST_STYLE_TRANSFORM_P53 = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/transform-phase53.fp16w.onnx",
+    sha256="8ad21a3121c33b03bc25575f0d7863632f2ced7f6f9ab5827dbbfd200c79a6bc",
+    licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
+)
+
+
 FAST_STYLE_TRANSFORM = PackagedFile(
     distribution="slimvision",
     version="0.1.0",

@@ -415,9 +415,9 @@ def test_style_vector_takes_model(image_files, tmp_path, capsys):
     assert not np.array_equal(np.load(fast), np.load(teacher))
     # The same vector as the fast pipeline's own predictor gives, named by the space it lives in
     # (the students were distilled into the teacher's, so either model paints with it).
-    from slimvision.inference.style import StyleTransferPipeline
+    from slimvision.inference.style import StyleTransferPipeline, artifact_for
 
-    students = StyleTransferPipeline("slimvision-fast-v3")
+    students = StyleTransferPipeline(artifact_for("fast"))
     np.testing.assert_array_equal(np.load(fast), students.predict_vector(read_png(image_files["style"])))
     assert sidecars[0]["model"] == students.artifact.vector_space
     # As on stylize: a model/precision pair that is not shipped is one line naming what is.

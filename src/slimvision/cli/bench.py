@@ -51,10 +51,11 @@ def _add_fidelity(commands: argparse._SubParsersAction) -> None:
                     "pairs. Styles default to the held-out families of slimvision.data.style_families (plus the "
                     "held-out real images); contents to colour photos the installed packages ship. "
                     "About 1 s per pair on 2 cores.")
-    fidelity.add_argument("--teacher", default="magenta-arbitrary-v1-fp32",
-                          help="registered style model to compare with (default magenta-arbitrary-v1-fp32)")
-    fidelity.add_argument("--student", default="slimvision-fast-v3",
-                          help="registered style model scored (default slimvision-fast-v3, what --model fast runs)")
+    fidelity.add_argument("--teacher", default=None,
+                          help="registered style model to compare with (default: what --model teacher runs, "
+                               "magenta-arbitrary-v1-fp32)")
+    fidelity.add_argument("--student", default=None,
+                          help="registered style model scored (default: what --model fast runs)")
     fidelity.add_argument("--no-mixed", dest="mixed", action="store_false",
                           help="score the student bundle only, not each half beside the teacher's other half")
     fidelity.add_argument("--styles", type=Path, default=None, metavar="DIR",
@@ -117,12 +118,14 @@ def run_style_bench(args: argparse.Namespace) -> int:
 def run_fidelity_bench(args: argparse.Namespace) -> int:
     from slimvision.bench.fidelity import format_report
     from slimvision.bench.style_fidelity import StyleFidelitySettings, run_style_fidelity
+    from slimvision.inference.style import artifact_for
     from slimvision.io.atomic import plan_outputs, write_text_atomic
 
     # Both files are checked before minutes of measuring, not after.
     plan_outputs([path for path in (args.report, args.sheet) if path is not None], overwrite=args.overwrite)
     settings = StyleFidelitySettings(
-        teacher=args.teacher, student=args.student, mixed=args.mixed, styles=args.styles, contents=args.contents,
+        teacher=args.teacher or artifact_for("teacher"), student=args.student or artifact_for("fast"),
+        mixed=args.mixed, styles=args.styles, contents=args.contents,
         families=_families(args.families), styles_per_family=args.styles_per_family, content_count=args.photos,
         pairs=args.pairs, content_side=args.content_side, style_side=args.style_side, seed=args.seed,
         rank_by=args.rank_by, worst=args.worst, sheet=args.sheet, sheet_side=args.sheet_side,

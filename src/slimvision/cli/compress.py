@@ -83,7 +83,8 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
                     "(checked against torch) and writes RUN_DIR/report.json: R^2 and centred cosine against the "
                     "float teacher on held-out real files and held-out style families, and the paintings' SSIM. "
                     "About two minutes on 2 CPU cores.")
-    gptq.add_argument("--run-dir", type=Path, required=True, metavar="DIR", help="folder for the graphs and report.json")
+    gptq.add_argument("--run-dir", type=Path, required=True, metavar="DIR",
+                      help="folder for the graphs and report.json")
     gptq.add_argument("--group-size", type=positive_int("--group-size", 4096), default=64, metavar="N",
                       help="input channels per scale and zero point (default 64)")
     gptq.add_argument("--calibration", type=positive_int("--calibration", 100_000), default=128, metavar="N",

@@ -75,7 +75,8 @@ class GPTQSettings:
 
 @dataclass
 class GroupQuantized:
-    """One layer's codes: ``weight[o, i] = float16((codes[o, i] - zeros[o, g]) * scales[o, g])``, ``g = i // group_size``.
+    """One layer's codes: ``weight[o, i] = float16((codes[o, i] - zeros[o, g]) * scales[o, g])``,
+    where ``g = i // group_size``.
 
     ``codes`` is (out, in) uint8; ``scales`` (out, groups) float16; ``zeros`` (out, groups) uint8.
     ``shape`` is the layer's weight shape (a 1x1 conv's trailing 1s included).

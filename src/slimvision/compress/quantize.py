@@ -379,7 +379,8 @@ def _uint4(name: str, values: np.ndarray) -> Any:
     return helper.make_tensor(name, TensorProto.UINT4, values.shape, packed.tobytes(), raw=True)
 
 
-def _store_weights(model: str | Path, output: str | Path, encode: Callable[[str, np.ndarray, int], tuple[list[Any], Any]],
+def _store_weights(model: str | Path, output: str | Path,
+                   encode: Callable[[str, np.ndarray, int], tuple[list[Any], Any]],
                    overwrite: bool, min_opset: int, upgrade: bool = False, method: str | None = None,
                    before_write: Callable[[], None] | None = None) -> Path:
     """Replace each float Conv/Gemm weight by ``encode``'s tensors and the node(s) that decode them.

@@ -12,12 +12,14 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from slimvision.assets import SAMPLES
+from slimvision.inference.style import artifact_for
 from slimvision.server.errors import ApiError
 from slimvision.server.shared import Models, compressed_response, decode, png, read_upload, run_job, settings_of
 
-#: The style models the page can run (registered artifact names) -> kind. The fast bundle is the page's default.
-STYLE_MODELS = {"slimvision-fast-v3": "fast", "magenta-arbitrary-v1-fp32": "teacher"}
-DEFAULT_STYLE_MODEL = "slimvision-fast-v3"
+#: The style models the page can run (registered artifact names) -> kind: whatever ``--model fast``
+#: and ``--model teacher`` run (their registrations' aliases). The fast bundle is the page's default.
+STYLE_MODELS = {artifact_for("fast"): "fast", artifact_for("teacher"): "teacher"}
+DEFAULT_STYLE_MODEL = artifact_for("fast")
 MAX_STYLES = 4
 
 router = APIRouter()

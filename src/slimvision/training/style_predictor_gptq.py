@@ -11,9 +11,10 @@ files, the same scores a distilled student's report has, and writes the pipeline
 through the ``export`` step it is handed (:func:`slimvision.export.style.export_predictor_int4`).
 
 Example:
-    >>> report = quantize_predictor(PredictorGPTQConfig(), "runs/pred-w4", export=export_predictor_int4)  # doctest: +SKIP
-    >>> report["held_out_families"]["vectors"]["r2"]                                                        # doctest: +SKIP
-    0.97
+    >>> config = PredictorGPTQConfig()
+    >>> report = quantize_predictor(config, "runs/pred-gptq4", export=export_predictor_int4)  # doctest: +SKIP
+    >>> report["held_out_families"]["vectors"]["r2"]                                           # doctest: +SKIP
+    0.98
 """
 
 from __future__ import annotations
