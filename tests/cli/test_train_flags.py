@@ -55,6 +55,7 @@ SHIPPED = {
     "style-predictor-patch4": ("train style-predictor", "style/predictor-patch4.report.json", "config"),
     "style-predictor-mbv2-035": ("train style-predictor", "style/predictor-mbv2-035.report.json", "config"),
     "style-transform-phase": ("train style-transformer", "style/transform-phase.report.json", "config"),
+    "style-transform-p53-families": ("train style-transformer", "style/transform-phase53.report.json", "config"),
     "vae-mni128-unet": ("vae train", None, None),
     "vae-mni128": ("vae train", None, None),
 }
@@ -233,7 +234,7 @@ def test_a_shipped_models_recipe_gives_the_config_its_run_recorded(name):
     saved = json.loads((WEIGHTS / recorded).read_text())
     saved = saved[key] if key else saved
     expected = type(config).from_dict(saved)
-    if name == "style-transform-phase":  # 3000 steps, then resumed to 6000 with --steps 6000
+    if name in ("style-transform-phase", "style-transform-p53-families"):  # 3000 steps, resumed to 6000
         config = config.replace(steps=6000)
     if name == "gan-digits32":  # the run stretched checkpoints to its --sample-every 250
         config = config.replace(checkpoint_every=250)
