@@ -51,7 +51,7 @@ from slimvision.inference.style import artifact_for
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "web.json"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-TARGET_FIRST_VISIT_MB = 15.0
+TARGET_FIRST_VISIT_MB = 6.0  # issue 24: the first visit stays <= 6 MB with the fast bundle
 TARGET_RATIO = 3.0
 
 
