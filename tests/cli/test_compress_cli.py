@@ -117,3 +117,15 @@ def test_gptq_refuses_a_file_as_its_run_folder(tmp_path, capsys):
     assert exit_code(["compress", "gptq", "--run-dir", taken]) != 0
     assert "is a file" in one_line_error(capsys)
     assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [["compress", "gptq", "--calibration", "1", "-q"],
+                                     ["train", "style-transformer", "--steps", "1", "-q"]])
+def test_a_run_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path, capsys, command):
+    pytest.importorskip("torch")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert exit_code([*command, "--run-dir", blocker / "run"]) == 1
+    error = one_line_error(capsys)
+    assert str(blocker) in error and "not a directory" in error
+    assert blocker.read_text() == "x"

@@ -63,6 +63,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # point stdout at nothing so the interpreter's final flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:
+        # A folder that cannot be made, a disk that is full, a file without permission: one line
+        # naming the path, as for every other bad input (-vv shows the traceback).
+        if args.verbose >= 2:
+            raise
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def os_error_line(exc: OSError) -> str:
+    """``path: what went wrong`` for an OSError that names a file, else its own text.
+
+    Example:
+        >>> os_error_line(FileNotFoundError(2, "No such file or directory", "/proc/nope"))
+        '/proc/nope: no such file or directory'
+    """
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    return f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
 
 
 def run() -> None:
