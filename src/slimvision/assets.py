@@ -202,7 +202,7 @@ FAST_STYLE_PREDICTOR_GPTQ4 = PackagedFile(
     version="0.1.0",
     package="slimvision",
     resource="weights/style/predictor-gptq4.int4w.onnx",
-    sha256="95e1f5b0707f8825fbaa6714320490cd6bc74600510b18fe77cb2154de97c2de",
+    sha256="9a46b334f607f8c99826a78c900cca1cc8f1d4544dba94f655e89ee7506b9dd6",
     licence="Apache-2.0 (Magenta's Apache-2.0 weights, quantized to 4 bits)",
 )
 

@@ -98,7 +98,7 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, capsys, setup,
 def test_gptq_writes_a_4_bit_predictor_that_agrees_with_torch_and_scores_held_out_styles(tmp_path, capsys):
     pytest.importorskip("torch")
     run = tmp_path / "gptq"
-    assert exit_code(["compress", "gptq", "--run-dir", run, "--calibration", "8", "-q"]) == 0
+    assert exit_code(["compress", "gptq", "--run-dir", run, "--calibration", "8", "--tune-steps", "2", "-q"]) == 0
     printed = capsys.readouterr().out
     assert "35 layers" in printed and "held-out families" in printed
     report = json.loads((run / "report.json").read_text())
@@ -108,6 +108,7 @@ def test_gptq_writes_a_4_bit_predictor_that_agrees_with_torch_and_scores_held_ou
     # Even 8 calibration images keep the vectors far closer than any distilled student (R² 0.52 on families).
     assert report["held_out"]["r2"] > 0.9 and report["held_out_families"]["vectors"]["r2"] > 0.9
     assert report["held_out_families"]["output_space"]["paintings"] > 0
+    assert report["tuning"]["steps"] == 2  # the scales were fine-tuned after GPTQ
 
 
 def test_gptq_refuses_a_file_as_its_run_folder(tmp_path, capsys):

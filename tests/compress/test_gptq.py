@@ -148,3 +148,40 @@ def test_a_graph_not_exported_from_the_quantized_module_is_refused_and_nothing_w
     with pytest.raises(SlimvisionError, match="no Conv/Gemm weight equals"):
         store_weights_int4(tmp_path / "other.onnx", tmp_path / "int4.onnx", layers)
     assert not (tmp_path / "int4.onnx").exists()
+
+
+def test_tune_scales_lowers_the_loss_and_leaves_codes_and_a_storable_model(tmp_path) -> None:
+    from slimvision.compress.gptq import tune_scales
+
+    calibration, held_out = _inputs(32, 1), _inputs(16, 2)
+    reference = _net()
+    with torch.no_grad():
+        target = reference(held_out)
+    model = _net()
+    layers = quantize_gptq(model, list(calibration.split(8)), GPTQSettings(group_size=8))
+    codes_before = [layer.codes.copy() for layer in layers]
+    with torch.no_grad():
+        error_before = float(((model(held_out) - target) ** 2).mean())
+
+    def loss(student: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = reference(batch)
+        return ((student(batch) - wanted) ** 2).mean()
+
+    losses = tune_scales(model, layers, [calibration[i % 4 * 8:(i % 4 + 1) * 8] for i in range(60)], loss, 1e-3)
+    assert len(losses) == 60 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    with torch.no_grad():
+        error_after = float(((model(held_out) - target) ** 2).mean())
+    assert error_after < error_before  # on inputs the tuning never saw
+    modules = dict(model.named_modules())
+    for layer, codes in zip(layers, codes_before):
+        np.testing.assert_array_equal(layer.codes, codes)  # only the scales moved
+        assert layer.scales.dtype == np.float16
+        assert not hasattr(modules[layer.name], "parametrizations")
+        np.testing.assert_array_equal(modules[layer.name].weight.detach().numpy(), layer.dequantized())
+    assert all(parameter.requires_grad for parameter in model.parameters())  # flags restored
+    with torch.no_grad():
+        for index in (0, 2):
+            model[index].weight.copy_(model[index].weight.half().float())
+    _export(model, tmp_path / "float.onnx")
+    store_weights_int4(tmp_path / "float.onnx", tmp_path / "int4.onnx", layers)  # every tuned layer still matches

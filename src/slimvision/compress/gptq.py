@@ -26,6 +26,10 @@ The result is the model with its weights replaced by the exact values the 4-bit 
 to (float16 rounding included), plus a :class:`GroupQuantized` per layer that
 :func:`slimvision.compress.quantize.store_weights_int4` writes into an ONNX graph.
 
+:func:`tune_scales` can then fine-tune what GPTQ fixed per group, the scales (and every bias),
+by gradient descent on a loss of the caller's choosing, with the codes left as they are: a few
+hundred steps that see the whole network at once, where GPTQ saw one layer at a time.
+
 Example:
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 1), torch.nn.ReLU(), torch.nn.Conv2d(32, 8, 1))
@@ -36,7 +40,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,3 +227,85 @@ def _decode(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, group: int
     repeat = lambda per_group: np.repeat(per_group, group, axis=1)[:, :codes.shape[1]]  # noqa: E731
     products = (codes.astype(np.float32) - repeat(zeros).astype(np.float32)) * repeat(scales).astype(np.float32)
     return products.astype(np.float16).astype(np.float32)
+
+
+class _DecodedWeight(nn.Module):
+    """A parametrization: the layer's weight as its fixed codes times trainable per-group scales."""
+
+    def __init__(self, layer: GroupQuantized) -> None:
+        super().__init__()
+        columns = layer.codes.shape[1]
+        zeros = np.repeat(layer.zeros.astype(np.float32), layer.group_size, axis=1)[:, :columns]
+        self.register_buffer("centred", torch.from_numpy(layer.codes.astype(np.float32) - zeros))
+        self.scale = nn.Parameter(torch.from_numpy(layer.scales.astype(np.float32)))
+        self.group_size, self.shape = layer.group_size, layer.shape
+
+    def forward(self, _weight: torch.Tensor) -> torch.Tensor:
+        scales = self.scale.repeat_interleave(self.group_size, dim=1)[:, :self.centred.shape[1]]
+        return (self.centred * scales).reshape(self.shape)
+
+
+def tune_scales(model: nn.Module, layers: Sequence[GroupQuantized], batches: Iterable[torch.Tensor],
+                loss: Callable[[nn.Module, torch.Tensor], torch.Tensor], learning_rate: float = 1e-4,
+                progress: Callable[[int, float], None] | None = None) -> list[float]:
+    """Fine-tune the quantized layers' scales and every bias of ``model`` in place; codes stay fixed.
+
+    Each batch is one Adam step on ``loss(model, batch)``. The scales end rounded to float16
+    (written back into ``layers``) and each layer holds its decoded weight again, so
+    :func:`~slimvision.compress.quantize.store_weights_int4` stores the tuned model as it is.
+    Other weights (depthwise, the stem) stay frozen. Returns the loss of every step.
+
+    Args:
+        model: the module :func:`quantize_gptq` quantized.
+        layers: what it returned.
+        batches: one input batch per step.
+        loss: a scalar to minimise, e.g. the distance to a float teacher's outputs.
+        learning_rate: Adam's step size (the scales are around 1e-3 to 1e-2).
+        progress: called as ``progress(step, loss)`` after each step.
+    """
+    from torch.nn.utils import parametrize
+
+    modules = dict(model.named_modules())
+    missing = [layer.name for layer in layers if layer.name not in modules]
+    if missing:
+        raise ConfigError(f"tune_scales: {type(model).__name__} has no layer(s) {', '.join(missing)}")
+    trainable = [parameter for name, parameter in model.named_parameters() if name.endswith("bias")]
+    for layer in layers:
+        parametrize.register_parametrization(modules[layer.name], "weight", _DecodedWeight(layer), unsafe=True)
+        trainable.append(modules[layer.name].parametrizations.weight[0].scale)
+    was_training = model.training
+    flags = {parameter: parameter.requires_grad for parameter in model.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.Adam(trainable, lr=learning_rate)
+    losses = []
+    model.eval()  # no batch-norm statistics move: the network computes as it will run
+    try:
+        for step, batch in enumerate(batches, start=1):
+            value = loss(model, batch)
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            losses.append(float(value.detach()))
+            if progress is not None:
+                progress(step, losses[-1])
+    finally:
+        _bake(model, modules, layers)
+        for parameter, flag in flags.items():
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+    return losses
+
+
+@torch.no_grad()
+def _bake(model: nn.Module, modules: dict[str, nn.Module], layers: Sequence[GroupQuantized]) -> None:
+    """Round the tuned scales to float16 into ``layers`` and give each layer its decoded weight back."""
+    from torch.nn.utils import parametrize
+
+    for layer in layers:
+        module = modules[layer.name]
+        layer.scales = module.parametrizations.weight[0].scale.detach().numpy().astype(np.float16)
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        module.weight.copy_(torch.from_numpy(layer.dequantized()))

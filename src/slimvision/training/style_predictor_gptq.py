@@ -5,8 +5,12 @@ nobody tuned them to (held-out families R² 0.52 for the shipped student). The p
 once per style, so its speed barely matters; its size does (the web page downloads it). This
 job keeps the teacher's own network and shrinks its weights instead: every 1x1 conv and the
 head go to 4-bit codes with :mod:`slimvision.compress.gptq`, calibrated on images of the
-*training* style families and training real images only, then :func:`quantize_predictor`
-scores the result against the float teacher on the held-out families and the held-out real
+*training* style families and training real images only. Then the 4-bit scales and the biases
+are fine-tuned for ``tune_steps`` steps (codes fixed; :func:`slimvision.compress.gptq.tune_scales`)
+on more training-family images, against the float teacher, by the error in the teacher
+transformer's conditional-norm parameters (the output-space loss of the distillation: it weights
+each vector direction by how much it moves the painting). :func:`quantize_predictor` scores the
+result against the float teacher on the held-out families and the held-out real
 files, the same scores a distilled student's report has, and writes the pipeline's graph
 through the ``export`` step it is handed (:func:`slimvision.export.style.export_predictor_int4`).
 
@@ -20,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,10 @@ class PredictorGPTQConfig(BaseConfig):
             as the distillation's ``held_out_fraction`` (the report scores them).
         eval_contents: held-out photos the output-space report paints each held-out style on.
         eval_painting_size: their side in pixels.
+        tune_steps: Adam steps fine-tuning the scales and biases after GPTQ (0: GPTQ alone).
+        tune_batch_size: training-family images per step.
+        tune_learning_rate: Adam's step size.
+        tune_seed: which images (another draw of the training families than the calibration's).
     """
 
     bits: int = 4
@@ -64,6 +72,10 @@ class PredictorGPTQConfig(BaseConfig):
     held_out_fraction: float = 0.15
     eval_contents: int = 3
     eval_painting_size: int = 192
+    tune_steps: int = 200
+    tune_batch_size: int = 16
+    tune_learning_rate: float = 1e-4
+    tune_seed: int = 11
 
     def validate(self) -> None:
         super().validate()
@@ -73,8 +85,10 @@ class PredictorGPTQConfig(BaseConfig):
                               f"got {self.bits}")
         if min(self.group_size, self.calibration, self.batch_size, self.eval_painting_size) < 1:
             raise ConfigError(f"{name}: group_size, calibration, batch_size and eval_painting_size must be >= 1")
-        if self.eval_contents < 0:
-            raise ConfigError(f"{name}: eval_contents must be >= 0, got {self.eval_contents}")
+        if self.eval_contents < 0 or self.tune_steps < 0:
+            raise ConfigError(f"{name}: eval_contents and tune_steps must be >= 0")
+        if self.tune_batch_size < 1 or not self.tune_learning_rate > 0:
+            raise ConfigError(f"{name}: tune_batch_size must be >= 1 and tune_learning_rate > 0")
         if not 0.0 <= self.held_out_fraction < 1.0:
             raise ConfigError(f"{name}: held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
         if not 0.0 < self.damping < 1.0:
@@ -104,6 +118,46 @@ def _round_others_to_float16(model: torch.nn.Module, quantized: set[str]) -> Non
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and name not in quantized:
             module.weight.copy_(module.weight.half().float())
+
+
+def tuning_batches(config: PredictorGPTQConfig) -> Iterator[torch.Tensor]:
+    """``tune_steps`` batches of (B, 3, 256, 256) training-family styles in [0, 1], drawn lazily."""
+    from slimvision.data.style_families import family_training_data
+    from slimvision.training.style_predictor import STYLE_SIZE
+
+    size = config.tune_batch_size
+    dataset, _ = family_training_data(config.tune_steps * size, seed=config.tune_seed, size=STYLE_SIZE,
+                                      held_out_fraction=config.held_out_fraction)
+    for step in range(config.tune_steps):
+        images = np.stack([dataset[step * size + index][1] for index in range(size)])
+        yield torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _tune(model: torch.nn.Module, layers: list[Any], config: PredictorGPTQConfig, transformer: torch.nn.Module,
+          progress: bool) -> dict[str, Any]:
+    """:func:`~slimvision.compress.gptq.tune_scales` against the float teacher in norm-parameter space."""
+    from slimvision.compress.gptq import tune_scales
+    from slimvision.models.style.norm_params import NormParameterMap
+    from slimvision.models.style.port import port_predictor
+    from slimvision.progress import progress_bar
+
+    teacher, norms = port_predictor(), NormParameterMap(transformer.requires_grad_(False))
+
+    def loss(student: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = teacher(batch)
+        return norms.normalised_error(student(batch), target)
+
+    with progress_bar(config.tune_steps, enabled=progress, desc="tuning scales", unit="step") as bar:
+        def advance(_step: int, value: float) -> None:
+            bar.update()
+            bar.set_postfix({"loss": f"{value:.5f}"})
+
+        losses = tune_scales(model, layers, tuning_batches(config), loss, config.tune_learning_rate, advance)
+    window = max(1, len(losses) // 10)
+    return {"steps": len(losses), "loss": "norm-parameter error against the float teacher",
+            "first_steps_mean": float(np.mean(losses[:window])) if losses else None,
+            "last_steps_mean": float(np.mean(losses[-window:])) if losses else None}
 
 
 def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progress: bool = True, *,
@@ -140,12 +194,13 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
 
         layers = quantize_gptq(model, batches, settings, progress=advance)
     _round_others_to_float16(model, {layer.name for layer in layers})
+    transformer = port_transformer()
+    tuned = _tune(model, layers, config, transformer, progress) if config.tune_steps else None
     paths = export(model, layers, run_dir)
     # The reference mean for R² is the teacher's mean over the calibration images (training data).
     mean = np.concatenate([teacher(batch.numpy()).reshape(len(batch), -1)
                            for batch in batches]).mean(0)
     names, student_vectors, teacher_vectors = held_out_vectors(model, teacher, held_out)
-    transformer = port_transformer()
     contents = held_out_contents(held_out, config.eval_contents, config.eval_painting_size)
     pipeline = paths["pipeline_model"]
     report = {"config": config.to_dict(), "source": STYLE_TEACHER_PREDICTOR.path().name,
@@ -153,6 +208,7 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
               "weights_quantized": int(sum(layer.codes.size for layer in layers)),
               "weights_total": int(sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))),
               "int4_bytes": int(sum(layer.stored_bytes for layer in layers)),
+              "tuning": tuned,
               "held_out": vector_scores(names, student_vectors, teacher_vectors, mean),
               "held_out_families": family_scores(model, teacher, transformer, contents, mean),
               "pipeline_model": {"path": pipeline.name, "bytes": pipeline.stat().st_size,
