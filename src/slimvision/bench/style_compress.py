@@ -187,9 +187,45 @@ def _transform(session: Any, content: np.ndarray, vector: np.ndarray) -> np.ndar
     return out[0]
 
 
-def compare(sizes: Iterable[int] = (512, 1024), repeats: int = 7, threads: int | None = None,
+def size_label(size: int | tuple[int, int]) -> int | str:
+    """How a transform size is named in the report: a square's side, or ``WIDTHxHEIGHT``.
+
+    Example:
+        >>> size_label(512), size_label((512, 512)), size_label((720, 1280))
+        (512, 512, '1280x720')
+    """
+    if isinstance(size, int):
+        return size
+    height, width = size
+    return height if height == width else f"{width}x{height}"
+
+
+def content_at(size: int | tuple[int, int]) -> np.ndarray:
+    """The first bundled content photo as (H, W, 3) float32: a centre square of ``size`` px, or
+    for ``(height, width)`` scaled to cover that frame and centre-cropped to it (a 1280x720 video frame)."""
+    from PIL import Image
+
+    from slimvision.assets import samples_dir
+    from slimvision.data.style_images import load_rgb
+    from slimvision.io.pixels import to_float
+
+    if isinstance(size, int) or size[0] == size[1]:
+        return content_images(size if isinstance(size, int) else size[0])[0][1]
+    height, width = size
+    photo = Image.fromarray(load_rgb(sorted((samples_dir() / "content").glob("*.jpg"))[0]))
+    scale = max(width / photo.width, height / photo.height)
+    covered = photo.resize((max(width, round(photo.width * scale)), max(height, round(photo.height * scale))),
+                           Image.Resampling.BILINEAR)
+    left, top = (covered.width - width) // 2, (covered.height - height) // 2
+    return to_float(np.asarray(covered.crop((left, top, left + width, top + height))))
+
+
+def compare(sizes: Iterable[int | tuple[int, int]] = (512, 1024), repeats: int = 7, threads: int | None = None,
             sheet: Path | None = None) -> dict[str, Any]:
-    """Measure every variant; optionally save a comparison sheet PNG (content | teacher | each variant)."""
+    """Measure every variant; optionally save a comparison sheet PNG (content | teacher | each variant).
+
+    ``sizes`` are square sides or ``(height, width)`` frames (see :func:`size_label`).
+    """
     sizes = tuple(sizes)
     with tempfile.TemporaryDirectory(prefix="slimvision-bench-") as folder:
         styles = held_out_styles()
@@ -209,18 +245,18 @@ def compare(sizes: Iterable[int] = (512, 1024), repeats: int = 7, threads: int |
         for v in variants:
             rows[v.name]["predictor_ms_256"] = predictor_ms[v.name]
         for size in sizes:
-            content = content_images(size)[0][1]
+            content = content_at(size)
             vector = vectors[reference.name][0]
             ms = _interleaved({key: (lambda s=session: _transform(s, content, vector))
                                for key, session in transforms.items()}, repeats)
             for v in variants:
-                rows[v.name][f"transform_ms_{size}"] = ms[v.transform]
+                rows[v.name][f"transform_ms_{size_label(size)}"] = ms[v.transform]
         fidelity, panels = _fidelity(variants, vectors, styles)
         for v in variants:
             rows[v.name].update(fidelity[v.name])
         if sheet is not None:
             _save_sheet(panels, [v.name for v in variants], sheet)
-    return {"rows": rows, "sizes": list(sizes), "repeats": repeats, "paper_table_1": PAPER_TABLE_1,
+    return {"rows": rows, "sizes": [size_label(size) for size in sizes], "repeats": repeats, "paper_table_1": PAPER_TABLE_1,
             "held_out_styles": len(styles)}
 
 
@@ -283,8 +319,9 @@ def table(report: dict[str, Any]) -> str:
     rows = report["rows"]
     sizes = report["sizes"]
     base = next(iter(rows.values()))
+    widths = {size: max(11, len(f"tr ms@{size}")) for size in sizes}  # 'tr ms@1280x720' is wider
     header = (f"{'variant':<30} {'MB':>6} {'pred ms@256':>11} {'x':>5} "
-              + " ".join(f"{'tr ms@' + str(s):>11} {'x':>5}" for s in sizes)
+              + " ".join(f"{'tr ms@' + str(s):>{widths[s]}} {'x':>5}" for s in sizes)
               + f" {'cos':>6} {'SSIM':>6} {'PSNR':>6} {'SSIM32':>6}")
     lines = [header, "-" * len(header)]
     for name, row in rows.items():
@@ -292,7 +329,7 @@ def table(report: dict[str, Any]) -> str:
                  f"{base['predictor_ms_256'] / row['predictor_ms_256']:>5.2f}"]
         for size in sizes:
             key = f"transform_ms_{size}"
-            cells += [f"{row[key]:>11.1f}", f"{base[key] / row[key]:>5.2f}"]
+            cells += [f"{row[key]:>{widths[size]}.1f}", f"{base[key] / row[key]:>5.2f}"]
         cells += [f"{row['vector_cosine']:>6.3f}", f"{row['ssim']:>6.3f}", f"{row['psnr_db']:>6.1f}",
                   f"{row['ssim_vs_fp32']:>6.3f}"]
         lines.append(" ".join(cells))

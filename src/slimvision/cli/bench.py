@@ -7,9 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
-from slimvision.cli.arguments import add_json, add_overwrite, add_quiet, bounded, number_list, positive_int, seed, threads
+from slimvision.cli.arguments import add_json, add_overwrite, add_quiet, bounded, positive_int, seed, threads
+from slimvision.cli.compress import transformer_sizes
 
-_SIZES = number_list("--sizes", minimum=64, maximum=8192)
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
@@ -21,8 +21,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "int8/fp16 versions) on this machine, interleaved, and prints medians, ratios to the shipped "
                     "teacher, style-vector cosine on held-out style images and output SSIM/PSNR against the "
                     "teacher's output. Takes 1-3 minutes on 2 cores.")
-    style.add_argument("--sizes", type=_SIZES, default=_SIZES("512,1024"),
-                       help="transform sizes in px, whole numbers 64..8192, comma-separated (default 512,1024)")
+    style.add_argument("--sizes", type=transformer_sizes, default=transformer_sizes("512,1024"),
+                       help="transform sizes: square sides or WIDTHxHEIGHT in px, comma-separated, like "
+                            "512,1280x720 (default 512,1024)")
     style.add_argument("--repeats", type=positive_int("--repeats", 10_000), default=7,
                        help="timed runs per variant and size (default 7)")
     style.add_argument("--threads", type=threads(), default=None, help="ONNX Runtime threads (default: all cores)")
@@ -95,12 +96,9 @@ def _add_fidelity(commands: argparse._SubParsersAction) -> None:
 
 def run_style_bench(args: argparse.Namespace) -> int:
     from slimvision.bench.style_compress import compare, table
-    from slimvision.errors import ConfigError
     from slimvision.io.atomic import plan_outputs, write_text_atomic
 
-    if any(size != int(size) for size in args.sizes):
-        raise ConfigError(f"--sizes must be whole numbers of pixels from 64 to 8192, got {args.sizes}")
-    sizes = [int(size) for size in args.sizes]
+    sizes = [height if height == width else (height, width) for height, width in args.sizes]
     # Both files are checked before minutes of measuring, not after.
     plan_outputs([path for path in (args.report, args.sheet) if path is not None], overwrite=args.overwrite)
     report = compare(sizes, repeats=args.repeats, threads=args.threads, sheet=args.sheet)
