@@ -149,12 +149,17 @@ def _held_out_squares(side: int, last: int | None = None) -> list[np.ndarray]:
 
 def content_images(side: int) -> list[tuple[str, np.ndarray]]:
     """The bundled content samples, centre-cropped to side x side, as float32 in [0, 1]."""
-    from slimvision.assets import samples_dir
     from slimvision.data.style_images import load_rgb
     from slimvision.io.pixels import centre_square, to_float
 
-    return [(path.stem, to_float(centre_square(load_rgb(path), side)))
-            for path in sorted((samples_dir() / "content").glob("*.jpg"))]
+    return [(path.stem, to_float(centre_square(load_rgb(path), side))) for path in _content_paths()]
+
+
+def _content_paths() -> list[Path]:
+    """The bundled content photos, by name."""
+    from slimvision.assets import samples_dir
+
+    return sorted((samples_dir() / "content").glob("*.jpg"))
 
 
 def _timed(run: Callable[[], Any]) -> float:
@@ -205,14 +210,13 @@ def content_at(size: int | tuple[int, int]) -> np.ndarray:
     for ``(height, width)`` scaled to cover that frame and centre-cropped to it (a 1280x720 video frame)."""
     from PIL import Image
 
-    from slimvision.assets import samples_dir
     from slimvision.data.style_images import load_rgb
-    from slimvision.io.pixels import to_float
+    from slimvision.io.pixels import centre_square, to_float
 
-    if isinstance(size, int) or size[0] == size[1]:
-        return content_images(size if isinstance(size, int) else size[0])[0][1]
-    height, width = size
-    photo = Image.fromarray(load_rgb(sorted((samples_dir() / "content").glob("*.jpg"))[0]))
+    height, width = (size, size) if isinstance(size, int) else size
+    if height == width:
+        return to_float(centre_square(load_rgb(_content_paths()[0]), height))
+    photo = Image.fromarray(load_rgb(_content_paths()[0]))
     scale = max(width / photo.width, height / photo.height)
     covered = photo.resize((max(width, round(photo.width * scale)), max(height, round(photo.height * scale))),
                            Image.Resampling.BILINEAR)

@@ -98,10 +98,9 @@ def run_style_bench(args: argparse.Namespace) -> int:
     from slimvision.bench.style_compress import compare, table
     from slimvision.io.atomic import plan_outputs, write_text_atomic
 
-    sizes = [height if height == width else (height, width) for height, width in args.sizes]
     # Both files are checked before minutes of measuring, not after.
     plan_outputs([path for path in (args.report, args.sheet) if path is not None], overwrite=args.overwrite)
-    report = compare(sizes, repeats=args.repeats, threads=args.threads, sheet=args.sheet)
+    report = compare(args.sizes, repeats=args.repeats, threads=args.threads, sheet=args.sheet)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

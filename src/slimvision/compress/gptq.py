@@ -34,7 +34,7 @@ Example:
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 1), torch.nn.ReLU(), torch.nn.Conv2d(32, 8, 1))
     >>> layers = quantize_gptq(net, [torch.rand(4, 3, 8, 8)], GPTQSettings(group_size=16))
-    >>> [layer.name for layer in layers], layers[0].codes.max() <= 15
+    >>> [layer.name for layer in layers], bool(layers[0].codes.max() <= 15)
     (['0', '2'], True)
 """
 
@@ -222,10 +222,15 @@ def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Ten
     return scales, zeros
 
 
+def _per_input(per_group: np.ndarray, group: int, columns: int) -> np.ndarray:
+    """(out, groups) values spread to (out, columns) as float32: each input gets its group's value."""
+    return np.repeat(per_group.astype(np.float32), group, axis=1)[:, :columns]
+
+
 def _decode(codes: np.ndarray, scales: np.ndarray, zeros: np.ndarray, group: int) -> np.ndarray:
     """``float16((codes - zeros) * scales)`` as float32, as ONNX's DequantizeLinear with float16 scales computes it."""
-    repeat = lambda per_group: np.repeat(per_group, group, axis=1)[:, :codes.shape[1]]  # noqa: E731
-    products = (codes.astype(np.float32) - repeat(zeros).astype(np.float32)) * repeat(scales).astype(np.float32)
+    columns = codes.shape[1]
+    products = (codes.astype(np.float32) - _per_input(zeros, group, columns)) * _per_input(scales, group, columns)
     return products.astype(np.float16).astype(np.float32)
 
 
@@ -234,8 +239,7 @@ class _DecodedWeight(nn.Module):
 
     def __init__(self, layer: GroupQuantized) -> None:
         super().__init__()
-        columns = layer.codes.shape[1]
-        zeros = np.repeat(layer.zeros.astype(np.float32), layer.group_size, axis=1)[:, :columns]
+        zeros = _per_input(layer.zeros, layer.group_size, layer.codes.shape[1])
         self.register_buffer("centred", torch.from_numpy(layer.codes.astype(np.float32) - zeros))
         self.scale = nn.Parameter(torch.from_numpy(layer.scales.astype(np.float32)))
         self.group_size, self.shape = layer.group_size, layer.shape

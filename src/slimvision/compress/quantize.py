@@ -291,13 +291,15 @@ def store_weights_fp16(model: str | Path, output: str | Path, *, overwrite: bool
     whose outputs are small deviations from a large mean (a style vector). ONNX Runtime folds
     the Casts of constants when it loads the model, so it runs at float speed.
     """
+    return _store_weights(model, output, _float16_weight, overwrite, min_opset=1)
+
+
+def _float16_weight(name: str, weight: np.ndarray, _axis: int = 0) -> tuple[list[Any], Any]:
+    """A weight stored as float16 and the Cast that gives the graph its float32 ``name`` back."""
     from onnx import TensorProto, helper, numpy_helper
 
-    def half(name: str, weight: np.ndarray, _axis: int) -> tuple[list[Any], Any]:
-        stored = numpy_helper.from_array(weight.astype(np.float16), f"{name}_fp16")
-        return [stored], helper.make_node("Cast", [stored.name], [name], name=f"{name}_to_float", to=TensorProto.FLOAT)
-
-    return _store_weights(model, output, half, overwrite, min_opset=1)
+    stored = numpy_helper.from_array(weight.astype(np.float16), f"{name}_fp16")
+    return [stored], helper.make_node("Cast", [stored.name], [name], name=f"{name}_to_float", to=TensorProto.FLOAT)
 
 
 #: The first ONNX opset whose DequantizeLinear takes 4-bit codes and per-block scales.
@@ -326,9 +328,7 @@ def store_weights_int4(model: str | Path, output: str | Path, layers: Sequence[A
         match = next((index for index, values in decoded.items() if index in remaining
                       and _same_weight(weight, values, axis)), None)
         if match is None:
-            stored = numpy_helper.from_array(weight.astype(np.float16), f"{name}_fp16")
-            return [stored], helper.make_node("Cast", [stored.name], [name], name=f"{name}_to_float",
-                                              to=TensorProto.FLOAT)
+            return _float16_weight(name, weight)
         layer = remaining.pop(match)
         codes, zeros = layer.codes.reshape(layer.shape), layer.zeros.reshape(_per_block(layer))
         if axis == 1:  # a Gemm with transB=0 holds (in, out): blocks run along axis 0
