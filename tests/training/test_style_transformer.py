@@ -256,3 +256,21 @@ def test_init_shipped_fine_tunes_the_shipped_student_and_refuses_another_archite
     assert any(not torch.equal(value, before[name]) for name, value in student.state_dict().items())
     with pytest.raises(ConfigError, match="architecture differs"):
         warm_start_from_shipped(StyleTransformer(TransformerDistillConfig().student_config()))
+
+
+def test_init_from_fine_tunes_another_saved_student_and_needs_init_shipped(tmp_path):
+    from slimvision.models.weights import load_model, save_model
+    from slimvision.training.style_transformer import warm_start_from_shipped
+
+    config = TransformerDistillConfig(space_to_depth=2, separable=(), edge_kernels=(5, 3), init="shipped",
+                                      init_from=str(tmp_path / "saved"))
+    saved = StyleTransformer(config.student_config())
+    save_model(saved, tmp_path / "saved")
+    student = StyleTransformer(config.student_config())
+    report = warm_start_from_shipped(student, Path(config.init_from))
+    assert report["from"] == str(tmp_path / "saved")
+    assert all(torch.equal(value, saved.state_dict()[name]) for name, value in student.state_dict().items())
+    with pytest.raises(ConfigError, match="init_from"):
+        TransformerDistillConfig(init="teacher", init_from=str(tmp_path / "saved"))
+    with pytest.raises(ConfigError, match="config.json"):  # names the folder whose architecture to take
+        warm_start_from_shipped(StyleTransformer(TransformerDistillConfig().student_config()), tmp_path / "saved")

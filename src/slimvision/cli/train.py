@@ -132,6 +132,9 @@ _TRANSFORMER_FLAGS = (
     ConfigFlag("--init", "init", choices=("teacher", "scratch", "shipped"),
                help="start from the teacher's weights, from random weights, or from the shipped student's "
                     "(to fine-tune it)"),
+    ConfigFlag("--init-from", "init_from", metavar="FOLDER",
+               help="with --init shipped: the saved student folder (config.json + model.safetensors) to "
+                    "fine-tune instead of the shipped v3 student, e.g. a run's RUN_DIR/student"),
     shared_flag("seed", "seed of the pairs and the student's init"),
     ConfigFlag("--ssim-weight", "ssim_weight", non_negative_float("--ssim-weight", 1e6),
                "weight of a 1 - SSIM term against the teacher's image"),

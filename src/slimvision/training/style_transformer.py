@@ -83,8 +83,12 @@ class TransformerDistillConfig(TrainingConfig):
     #: fastest teacher graph here); "int8": the graph as shipped.
     teacher: str = "fp32"
     #: "teacher": warm start from the teacher's weights (see the module docstring); "scratch";
-    #: "shipped": fine-tune the shipped student (``SHIPPED_STUDENT``; needs its architecture).
+    #: "shipped": fine-tune the shipped student (``SHIPPED_STUDENT``, or ``init_from``; needs its architecture).
     init: str = "teacher"
+    #: A saved student folder (config.json + model.safetensors) that ``init="shipped"`` fine-tunes
+    #: instead of ``SHIPPED_STUDENT``, e.g. ``src/slimvision/weights/style/transform-phase53`` or a
+    #: run's ``student`` folder ("": the default).
+    init_from: str = ""
     #: Weight of a 1 - SSIM term (the index the reports score; 0: none).
     ssim_weight: float = 0.0
     #: Channels of the residual blocks (the teacher's: 32).
@@ -123,6 +127,9 @@ class TransformerDistillConfig(TrainingConfig):
         self.require_at_least(0, "ssim_weight", "feature_weight", "workers", "time_budget_s", "contents")
         self.require_one_of("space_to_depth", (1, 2))
         self.require_one_of("style_data", STYLE_DATA)
+        if self.init_from and self.init != "shipped":
+            raise ConfigError(f"TransformerDistillConfig.init_from is the folder init='shipped' copies; "
+                              f"with init={self.init!r} it would be ignored")
         if self.init == "teacher" and self.residual_width != 32:
             raise ConfigError("TransformerDistillConfig: init='teacher' copies the teacher's layers, so it needs "
                               "residual_width=32; use init='scratch'")
@@ -300,7 +307,7 @@ def distill_transformer(config: TransformerDistillConfig, run_dir: str | Path, p
         init_report = (warm_start_space_to_depth(student) if config.space_to_depth == 2
                        else warm_start(student, _batches(pairs, 4, config.seed + 7919, "cpu")))
     elif config.init == "shipped":
-        init_report = warm_start_from_shipped(student)
+        init_report = warm_start_from_shipped(student, Path(config.init_from) if config.init_from else None)
     student.to(config.device)
     features = PerceptualFeatures().to(config.device) if config.feature_weight > 0 else None
     if config.online_teacher:
@@ -551,7 +558,7 @@ def warm_start_from_shipped(student: torch.nn.Module, folder: Path | None = None
     shipped = load_model(source)
     if shipped.config != student.config:
         raise ConfigError(f"init='shipped' fine-tunes {source}, whose architecture differs from this config's; "
-                          "take the architecture settings of recipes/style-transform-phase.json")
+                          f"take the architecture settings of {source / 'config.json'}")
     student.load_state_dict(shipped.state_dict())
     return {"from": str(source)}
 
