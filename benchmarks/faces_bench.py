@@ -64,14 +64,9 @@ def our_recognizer(threads: int | None = 2, **options):
 
 
 def photos() -> list[Path]:
-    import matplotlib
+    from slimvision.bench.face_robustness import installed_face_photos
 
-    from slimvision.assets import samples_dir
-
-    found = [samples_dir() / "content" / "astronaut.jpg",
-             Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
-             Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")]
-    return [path for path in found if path.is_file()]
+    return installed_face_photos()
 
 
 def identify_timings(real: list[np.ndarray], size: int, repeats: int) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, fraction,
-                                     positive_float, positive_int)
+                                     positive_float, positive_int, seed)
 from slimvision.errors import SlimvisionError
 
 log = logging.getLogger(__name__)
@@ -95,16 +95,28 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     _detector_options(video)
     video.set_defaults(run=run_video)
 
-    evaluate = commands.add_parser("eval", help="verification accuracy under the LFW pairs protocol",
-                                   description="Score same/different-person decisions on the pairs of an LFW-format "
-                                               "pairs.txt: 10-fold accuracy (thresholds chosen on the other folds), "
-                                               "TAR at FAR=1e-3, and the ROC curve.")
-    evaluate.add_argument("--pairs", type=Path, required=True, help="pairs.txt (LFW format)")
-    evaluate.add_argument("--root", type=Path, required=True, help="folder holding NAME/NAME_0001.jpg ...")
+    evaluate = commands.add_parser(
+        "eval", help="verification accuracy under the LFW pairs protocol, or robustness to image damage",
+        description="Score same/different-person decisions on the pairs of an LFW-format pairs.txt: 10-fold "
+                    "accuracy (thresholds chosen on the other folds), TAR at FAR=1e-3, and the ROC curve. "
+                    "With --robustness instead: damage every face of --photos by JPEG (quality 10-95), "
+                    "shrinking (face widths 24-150 px), blur, noise, greyscale and 'night IR', and report how "
+                    "often the decision 'clean face i vs damaged face j' still equals the clean decision, how "
+                    "often a damaged face still matches itself, and how far descriptors drift.")
+    evaluate.add_argument("--pairs", type=Path, help="pairs.txt (LFW format)")
+    evaluate.add_argument("--root", type=Path, help="folder holding NAME/NAME_0001.jpg ...")
     evaluate.add_argument("--extension", default="jpg", help="image file extension (default jpg)")
     evaluate.add_argument("--roc", type=Path, help="save the ROC curve as this PNG")
+    evaluate.add_argument("--robustness", action="store_true",
+                          help="measure robustness to image damage on --photos instead of LFW pairs")
+    evaluate.add_argument("--photos", type=Path, nargs="+", metavar="PATH",
+                          help="with --robustness: photos of people, files or folders (default: the real photos "
+                               "installed packages ship: astronaut, Grace Hopper, messi5); every face at least "
+                               "48 px wide counts, at least 2 are needed")
+    evaluate.add_argument("--curves", type=Path, help="with --robustness: save the curves as this PNG")
+    evaluate.add_argument("--seed", type=seed(), default=0, help="with --robustness: the noise draws (default 0)")
     add_json(evaluate, "the scores")
-    add_overwrite(evaluate, "the ROC image")
+    add_overwrite(evaluate, "the ROC or curves image")
     add_quiet(evaluate)
     _detector_options(evaluate)
     evaluate.set_defaults(run=run_eval)
@@ -468,6 +480,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from slimvision.bench.face_eval import pair_distances, read_pairs, save_roc_plot, verification_scores
     from slimvision.errors import InputError
 
+    if args.robustness:
+        return run_robustness(args)
+    if args.pairs is None or args.root is None or args.photos or args.curves:
+        raise SlimvisionError("faces eval: give --pairs and --root (LFW protocol), or --robustness "
+                              "[--photos ...] [--curves PNG]")
     pairs = read_pairs(args.pairs, args.root, args.extension)
     missing = [str(path) for pair in pairs for path in (pair.first, pair.second) if not path.is_file()]
     if missing:
@@ -488,6 +505,64 @@ def run_eval(args: argparse.Namespace) -> int:
         if faceless:
             print(f"  no face found in {len(faceless)} images (their pairs count as 'different'): {faceless[:3]}")
     return 0
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    """``faces eval --robustness``: the damage table of :mod:`slimvision.bench.face_robustness`."""
+    from slimvision.bench.face_robustness import (
+        find_faces, installed_face_photos, recognizer_under_test, robustness_table, save_robustness_plot,
+    )
+
+    if args.pairs is not None or args.root is not None or args.roc is not None:
+        raise SlimvisionError("faces eval --robustness: --pairs, --root and --roc belong to the LFW protocol; "
+                              "give --photos (and --curves PNG)")
+    if args.curves is not None and args.curves.exists() and not args.overwrite:
+        raise SlimvisionError(f"{args.curves}: exists; pass --overwrite to replace it")
+    photos = _photo_files(args.photos) if args.photos else installed_face_photos()
+    recognizer = _recognizer(args)
+    faces = find_faces(photos, recognizer)
+    if len(faces) < 2:
+        raise SlimvisionError(f"faces eval --robustness: {len(photos)} photo(s) ({', '.join(p.name for p in photos[:3])}"
+                              f"{', ...' if len(photos) > 3 else ''}) hold {len(faces)} face(s) at least 48 px wide; "
+                              "at least 2 are needed")
+    table = robustness_table(faces, [recognizer_under_test(recognizer.embedder.name, recognizer)], seed=args.seed,
+                             progress=not (args.quiet or args.json))
+    table["photos"] = [str(photo) for photo in photos]
+    if args.curves is not None:
+        save_robustness_plot(table, args.curves, overwrite=True)
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        _print_robustness(table)
+    return 0
+
+
+def _photo_files(paths: list[Path]) -> list[Path]:
+    """Files as given and the images in folders given; a missing path is an InputError naming it."""
+    from slimvision.errors import InputError
+    from slimvision.io.images import find_images
+
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += find_images(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(path, "not found")
+    return files
+
+
+def _print_robustness(table: dict[str, Any]) -> None:
+    names = list(table["summary"])
+    print(f"{len(table['faces'])} faces, {table['pairs']} pairs (clean face i vs damaged face j); "
+          f"reference: {table['reference']}")
+    print(f"{'damage':<12}{'level':>7}  " + "  ".join(f"{name + ' agree/self/drift':>34}" for name in names))
+    for kind, corruption in table["corruptions"].items():
+        for row in corruption["rows"]:
+            cells = [row["models"][name] for name in names]
+            print(f"{kind:<12}{row['level']:>7g}  " + "  ".join(
+                f"{cell['agreement']:>16.3f} {cell['self_match']:>7.2f} {cell['drift']:>8.3f}" for cell in cells))
 
 
 def run_gallery_add(args: argparse.Namespace) -> int:

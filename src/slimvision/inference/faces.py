@@ -130,9 +130,13 @@ class FaceRecognizer:
 
     def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """(len(faces), dim) descriptors of the given faces of ``image``, one network run."""
-        if not faces:
+        return self.embed_landmarks(image, np.array([face.landmarks for face in faces], np.float64).reshape(-1, 5, 2))
+
+    def embed_landmarks(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """(N, dim) descriptors of the faces whose 5 landmarks ((N, 5, 2), image pixels) are given."""
+        if len(landmarks) == 0:
             return np.zeros((0, self.embedder.dim), np.float32)
-        chips = np.stack([align_face(image, face.landmarks, self.template) for face in faces])
+        chips = np.stack([align_face(image, points, self.template) for points in landmarks])
         (descriptors,) = self.network.run({self.card.input.name: self.card.to_input(chips)})
         return descriptors
 
