@@ -6,7 +6,7 @@ points (eye centres, nose tip, mouth corners), so aligning MTCNN's points onto d
 needs a template for them. On every face both detectors find (IoU > 0.3; each photo also
 mirrored), dlib's 5-point fit gives the chip; MTCNN's points are mapped into it and averaged.
 The result is printed as unit-square coordinates (before dlib's 0.25 padding), ready for
-``slimvision.inference.face_align``. The photos are then scored leave-one-photo-out: the
+``slimvision.data.face_align``. The photos are then scored leave-one-photo-out: the
 template from the other photos aligns this photo's faces, and the dlib teacher's descriptor of
 that chip is compared with the descriptor of dlib's own chip (Euclidean; dlib's same-person
 threshold is 0.6).
@@ -70,7 +70,7 @@ def collect(photos: list[Path]) -> list[dict]:
 
 def in_chip(face: dict) -> np.ndarray:
     """MTCNN's points in dlib's chip pixels (through the inverse of dlib's 5-point fit)."""
-    from slimvision.inference.face_align import DLIB_CHIP, similarity_transform
+    from slimvision.data.face_align import DLIB_CHIP, similarity_transform
 
     to_chip = similarity_transform(face["dlib"], DLIB_CHIP.pixel_points())
     return face["mtcnn"] @ to_chip[:, :2].T + to_chip[:, 2]
@@ -78,7 +78,7 @@ def in_chip(face: dict) -> np.ndarray:
 
 def template_from(faces: list[dict]) -> np.ndarray:
     """Unit-square template (before padding) from the mean chip position of each point."""
-    from slimvision.inference.face_align import DLIB_CHIP
+    from slimvision.data.face_align import DLIB_CHIP
 
     pixels = np.mean([in_chip(face) for face in faces], axis=0)
     return (pixels + 0.5) / DLIB_CHIP.size * (1 + 2 * DLIB_CHIP.padding) - DLIB_CHIP.padding
@@ -92,7 +92,7 @@ def main() -> None:
 
     import dlib
 
-    from slimvision.inference.face_align import DLIB_CHIP, ChipTemplate, align_face
+    from slimvision.data.face_align import DLIB_CHIP, ChipTemplate, align_face
     from slimvision.io.atomic import write_text_atomic
     from slimvision.registry import ARTIFACTS
 

@@ -266,7 +266,7 @@ def main() -> None:
     import dlib
     from PIL import Image
 
-    from slimvision.inference.face_align import align_face
+    from slimvision.data.face_align import align_face
     from slimvision.io.atomic import write_text_atomic
     from slimvision.registry import ARTIFACTS
 

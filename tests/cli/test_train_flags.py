@@ -26,6 +26,7 @@ COMMANDS = {
     "numerals train": ["numerals", "train", "-o", "run"],
     "train style-predictor": ["train", "style-predictor", "--run-dir", "run"],
     "train style-transformer": ["train", "style-transformer", "--run-dir", "run"],
+    "train face-student": ["train", "face-student", "--run-dir", "run"],
 }
 
 #: Config fields a command deliberately has no flag for (set them in a recipe): tuning that the
@@ -46,6 +47,10 @@ NOT_FLAGS = {
                               "eval_painting_size"},
     "train style-transformer": {"style_bank", "blend_fraction", "held_out_fraction", "eval_size",
                                 "checkpoint_every", "log_every", "teacher"},
+    "train face-student": {"loss", "checkpoint_every", "log_every", "augment.rotation", "augment.scale",
+                           "augment.shift", "augment.mirror", "augment.light", "augment.gamma", "augment.blur",
+                           "augment.blur_sigma", "augment.noise", "augment.noise_sigma", "augment.jpeg",
+                           "augment.jpeg_quality", "augment.grey"},
 }
 
 #: Each shipped model's recipe, its command, and the config its run recorded (file, key inside).

@@ -12,7 +12,7 @@ import pytest
 
 from slimvision.errors import InputError
 from slimvision.graph.session import SessionSettings
-from slimvision.inference.face_align import DLIB_CHIP, MTCNN_DLIB_CHIP, MTCNN_TEMPLATE_5, ChipTemplate, align_face
+from slimvision.data.face_align import DLIB_CHIP, MTCNN_DLIB_CHIP, MTCNN_TEMPLATE_5, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face
 from slimvision.inference.face_embedder import EmbedderCard
 from slimvision.inference.face_gallery import DLIB_RESNET_V1, EmbedderInfo

@@ -36,6 +36,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     predictor.set_defaults(run=run_style_predictor)
     _add_style_transformer(commands)
     _add_style_data(commands)
+    _add_face_student(commands)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, json_help: str) -> None:
@@ -282,3 +283,68 @@ def _write_family_sheet(args: argparse.Namespace, families: Any) -> None:
     Image.fromarray(sheet).quantize(colors=args.colours, method=Image.Quantize.MEDIANCUT).save(
         buffer, format="PNG", optimize=True)
     write_bytes_atomic(args.sheet, buffer.getvalue(), overwrite=args.overwrite)
+
+
+_FACE_STUDENT_FLAGS = (
+    ConfigFlag("--width", "width", bounded("--width", float, 0.05, 1.0),
+               "the student's channels as a fraction of the teacher's"),
+    ConfigFlag("--init", "init", choices=("pruned-teacher", "scratch"),
+               help="start from the teacher's most important channels, or from random weights"),
+    ConfigFlag("--faces", "faces", positive_int("--faces", 1_000_000),
+               "synthetic source faces drawn (each one found becomes a pseudo-identity)"),
+    ConfigFlag("--samples-per-face", "samples_per_face", positive_int("--samples-per-face", 10_000),
+               "augmented pictures of each face in the fixed training set"),
+    shared_flag("steps"),
+    shared_flag("batch_size", "chips per step"),
+    shared_flag("lr", "peak learning rate, cosine-decayed", key="learning_rate"),
+    ConfigFlag("--mse-weight", "mse_weight", non_negative_float("--mse-weight", 1e6),
+               "weight of the squared distance to the teacher's descriptor"),
+    ConfigFlag("--cosine-weight", "cosine_weight", non_negative_float("--cosine-weight", 1e6),
+               "weight of 1 - cosine to the teacher's descriptor"),
+    shared_flag("seed", "seed of the synthetic faces, their augmentations and the batches"),
+    shared_flag("device"),
+)
+
+
+def _add_face_student(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "face-student", help="distil dlib's face ResNet into a narrower copy (half the channels by default)",
+        description="Distil dlib's face-recognition ResNet into the same network at --width x its channels, "
+                    "started from the teacher's most important channels, by regression to the teacher's "
+                    "descriptors on synthetic faces (gan-face-generate) aligned by MTCNN and augmented (pose, "
+                    "light, blur, noise, JPEG, grey). No real photo is trained on. Resumes from RUN_DIR if it "
+                    "holds checkpoints. Writes RUN_DIR/student/ (safetensors + config), RUN_DIR/embedder.onnx "
+                    "(+ its card, which the face pipeline reads) and RUN_DIR/report.json.")
+    _add_run_options(parser, "the report")
+    add_config_flags(parser, "slimvision.training.face_student:FaceStudentConfig", _FACE_STUDENT_FLAGS)
+    parser.set_defaults(run=run_face_student)
+
+
+def run_face_student(args: argparse.Namespace) -> int:
+    training = _training_module("face_student")
+    config = build_config(args)
+    from slimvision.data.face_identities import FaceCanvasMaker
+    from slimvision.export.faces import export_face_student
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.face_detect import FaceDetector
+
+    detector = FaceDetector(SessionSettings(), min_face_size=40)
+
+    def main_face_landmarks(image: Any) -> Any:
+        faces = detector.detect(image)
+        if not faces:
+            return None
+        return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])).landmarks
+
+    report = training.train_face_student(config, args.run_dir, canvas_maker=FaceCanvasMaker(main_face_landmarks),
+                                         export=export_face_student, progress=not (args.quiet or args.json))
+    summary = {key: report[key] for key in ("steps_done", "params", "teacher_params", "faces_aligned", "pictures",
+                                            "exports")}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"student: {report['params']:,} parameters ({report['params'] / report['teacher_params']:.2f} of the "
+              f"teacher's), trained {report['steps_done']} steps on {report['pictures']:,} pictures of "
+              f"{report['faces_aligned']:,} synthetic faces\nresults in {args.run_dir}/ (report.json, student/, "
+              "embedder.onnx)")
+    return 0

@@ -1,4 +1,5 @@
-"""Regenerate the MTCNN ONNX graphs slimvision ships (``weights/faces/mtcnn-{pnet,rnet,onet}.onnx``).
+"""Regenerate the MTCNN ONNX graphs slimvision ships (``weights/faces/mtcnn-{pnet,rnet,onet}.onnx``),
+and export trained face students (:func:`export_face_student`).
 
 Each network is loaded from facenet-pytorch's state dict (:func:`slimvision.models.faces.mtcnn.load_mtcnn`)
 and exported with :func:`slimvision.export.onnx.export_onnx`, which checks ONNX Runtime
@@ -144,6 +145,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     export_mtcnn(args.out, args.stage or STAGES, overwrite=True)
     return 0
+
+
+#: What a face student's card says about its chip: dlib's, cut from MTCNN's 5 points.
+_DLIB_STUDENT_CHIP = {"size": 150, "padding": 0.25, "channel_order": "RGB", "mean": None, "std": None,
+                      "alignment": "5 MTCNN landmarks onto dlib's chip template "
+                                   "(slimvision.data.face_align.MTCNN_TEMPLATE_5), at this size and padding"}
+
+
+def export_face_student(student: torch.nn.Module, run_dir: Path) -> dict[str, Path]:
+    """A face student (dlib's chip in, 128-d descriptor out) as ``run_dir/embedder.onnx`` with the
+    card the face pipeline reads (``inference.face_embedder.EmbedderCard``), checked against torch.
+
+    The descriptor keeps the teacher's 0.6 Euclidean threshold (the student was trained towards
+    the teacher's descriptors), under its own gallery name, so galleries never mix the two.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "embedder.onnx"
+    size = student.config.input_size
+    name = f"{run_dir.name}-embedder"
+    card = CardInfo(system="faces", task="face-embedding", name=name,
+                    remake=f"slimvision train face-student --run-dir {run_dir}",
+                    descriptions={"face_chip": "aligned 150 px face chips, RGB, pixel / 255",
+                                  "descriptor": "128-d face descriptors; same person below a Euclidean distance "
+                                                "of 0.6 (distilled from dlib's ResNet)"},
+                    preprocessing={"face_chip": {**_DLIB_STUDENT_CHIP, "size": size},
+                                   "descriptor": {"distance": "euclidean", "threshold": 0.6,
+                                                  "gallery_name": name, "gallery_version": "1"}},
+                    provenance={"training_run": str(run_dir), "teacher": "dlib_face_recognition_resnet_model_v1"})
+    export_onnx(student, path, {"face_chip": torch.rand(2, 3, size, size)}, output_names=("descriptor",),
+                dynamic_axes={"face_chip": {0: "batch"}, "descriptor": {0: "batch"}},
+                preprocessing={"face_chip": ImageInput(layout="NCHW", size=(size, size))},
+                source_weights=run_dir / "student", overwrite=True, card=card)
+    return {"embedder": path}
+
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ filter enlarges in blocks), and Pillow widens it when shrinking, so large faces 
 
 Coordinates are in pixels of the input image. A box (x0, y0, x1, y1) is a crop box, as for
 Pillow's ``crop`` and numpy slices: columns x0 <= x < x1. Landmarks are points with pixel centres
-at whole numbers, as in :mod:`slimvision.inference.face_align`. They are MTCNN's points (eye
+at whole numbers, as in :mod:`slimvision.data.face_align`. They are MTCNN's points (eye
 centres, nose tip, mouth corners), not the eye corners and nose base of dlib's predictor that
 ``DLIB_CHIP`` expects. "Left" means the image's left: the first landmark is the eye with the
 smaller x, the subject's right eye (dlib's 5 points start from the subject's left eye).

@@ -1,7 +1,7 @@
 """Face recognition end to end: detect, align, embed, then verify (1:1) or identify (1:N).
 
 :class:`FaceRecognizer` chains MTCNN (:mod:`slimvision.inference.face_detect`), alignment onto
-the embedder's own chip (:mod:`slimvision.inference.face_align`) and the embedding network (dlib's
+the embedder's own chip (:mod:`slimvision.data.face_align`) and the embedding network (dlib's
 ResNet, as an ONNX graph built from dlib's file: :mod:`slimvision.inference.face_graph`). A
 :class:`slimvision.inference.face_gallery.Gallery` holds the enrolled people. Everything runs on
 ONNX Runtime, numpy and Pillow; torch is never imported.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.inference.face_align import MTCNN_TEMPLATE_5, ChipTemplate, align_face
+from slimvision.data.face_align import MTCNN_TEMPLATE_5, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face, FaceDetector
 from slimvision.inference.face_embedder import EmbedderCard
 from slimvision.inference.face_gallery import EmbedderInfo, Enrolment, Gallery, Match, photo_digest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimvision.inference.face_align import DLIB_CHIP, align_face, similarity_transform
+from slimvision.data.face_align import DLIB_CHIP, align_face, similarity_transform
 
 
 def _rotation(degrees: float) -> np.ndarray:
@@ -91,7 +91,7 @@ def test_chips_agree_with_dlibs_own():
 
 
 def test_the_arcface_template_is_insightfaces_112_px_crop():
-    from slimvision.inference.face_align import ARCFACE_CHIP
+    from slimvision.data.face_align import ARCFACE_CHIP
 
     points = ARCFACE_CHIP.pixel_points()
     assert ARCFACE_CHIP.size == 112 and np.allclose(points[0], [38.2946, 51.6963])

@@ -1,0 +1,208 @@
+"""Face training data without identity labels: aligned face canvases, augmented into pseudo-identities.
+
+No labelled face set ships offline. What does ship: ``gan-face-generate``'s DCGAN (unlimited 64 px
+synthetic faces, trained on DigiFace-1M; MIT) and a handful of real photos. A face student learns
+from its teacher's descriptors, so it needs faces, not names; for margin losses each source face
+and its augmentations form one class (a pseudo-identity).
+
+A face is stored once as a *canvas*: the face aligned onto dlib's chip template with a wider
+margin (256 px, the 150 px chip in its middle), so that pose warps and crops never
+reach outside the picture (:data:`CANVAS`). :func:`augment_canvas` draws a pose warp (rotation, scale, shift,
+mirror) and the damage cameras do (light, blur, noise, JPEG, greyscale); :func:`chip_from_canvas`
+then cuts dlib's 150 px chip (the teacher's input) or the 112 px ArcFace chip (the mobile
+students') from the same warped canvas, so teacher and student always see one picture.
+
+Aligning needs a face detector, which lives in the inference layer: the caller hands one in as a
+function (image -> 5 landmarks or None; :class:`FaceCanvasMaker`).
+
+Example:
+    >>> canvas = np.zeros((CANVAS.size, CANVAS.size, 3), np.uint8)
+    >>> chip_from_canvas(canvas, "dlib").shape, chip_from_canvas(canvas, "arcface").shape
+    ((150, 150, 3), (112, 112, 3))
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from slimvision.config import BaseConfig
+from slimvision.data.face_align import ARCFACE_CHIP, MTCNN_DLIB_CHIP, MTCNN_TEMPLATE_5, ChipTemplate, align_face, \
+    similarity_transform
+from slimvision.errors import ConfigError, SlimvisionError
+
+#: The canvas: dlib's chip geometry (100 px per unit of the template, as at 150 px with 0.25
+#: padding) at 256 px, so the 150 px chip is its middle, 53 px in from every edge. It is that
+#: wide because ArcFace's 112 px chip shows more forehead: it spans rows 20-186 of the canvas.
+CANVAS = ChipTemplate("dlib-canvas-256", MTCNN_TEMPLATE_5, 256, 0.78)
+CHIP_OFFSET = (CANVAS.size - MTCNN_DLIB_CHIP.size) // 2
+CHIP_KINDS = ("dlib", "arcface")
+
+
+def _warp(image: np.ndarray, to_output: np.ndarray, size: int) -> np.ndarray:
+    """``image`` resampled (bilinear) at ``size`` x ``size`` through the 2x3 map input -> output pixels."""
+    # PIL wants output -> input, with pixel centres at half-integers (ours are at whole numbers).
+    half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    inverse = (half @ np.linalg.inv(np.vstack([to_output, [0, 0, 1]])) @ np.linalg.inv(half))[:2]
+    return np.asarray(Image.fromarray(image).transform((size, size), Image.Transform.AFFINE,
+                                                       tuple(inverse.reshape(-1)), Image.Resampling.BILINEAR))
+
+
+#: The fixed map from the canvas to the 112 px ArcFace chip (MTCNN's points onto ArcFace's template).
+_ARCFACE_FROM_CANVAS = similarity_transform(CANVAS.pixel_points(), ARCFACE_CHIP.pixel_points())
+
+
+def chip_from_canvas(canvas: np.ndarray, kind: str = "dlib") -> np.ndarray:
+    """dlib's 150 px chip (the canvas's middle) or the 112 px ArcFace chip, uint8 (S, S, 3)."""
+    if kind == "dlib":
+        size = MTCNN_DLIB_CHIP.size
+        return np.ascontiguousarray(canvas[CHIP_OFFSET:CHIP_OFFSET + size, CHIP_OFFSET:CHIP_OFFSET + size])
+    if kind == "arcface":
+        return _warp(canvas, _ARCFACE_FROM_CANVAS, ARCFACE_CHIP.size)
+    raise ConfigError(f"chip kind must be one of {', '.join(CHIP_KINDS)}, got {kind!r}")
+
+
+class FaceCanvasMaker:
+    """Aligns the main face of an image onto a canvas, with a landmark finder handed in.
+
+    ``landmarks`` maps an (H, W, 3) uint8 image to the (5, 2) MTCNN landmarks of its largest
+    face (eye centres, nose tip, mouth corners; image pixels), or None when it finds none.
+    """
+
+    def __init__(self, landmarks: Callable[[np.ndarray], np.ndarray | None]) -> None:
+        self.landmarks = landmarks
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        points = self.landmarks(image)
+        return None if points is None else align_face(image, points, CANVAS)
+
+
+@dataclass
+class FaceAugment(BaseConfig):
+    """How one source face becomes many pictures of the same (pseudo-)person.
+
+    Pose: rotation up to ``rotation`` degrees, scale in 1 +- ``scale``, shift up to ``shift`` of
+    the chip side, mirrored with probability ``mirror``. Light: brightness and contrast factors
+    in 1 +- ``light``, gamma in 1 +- ``gamma``. Damage, each with its probability: Gaussian blur
+    (sigma up to ``blur_sigma`` px at the 150 px chip), noise (sigma up to ``noise_sigma`` grey
+    levels), JPEG (quality from ``jpeg_quality`` up to 95), greyscale.
+    """
+
+    rotation: float = 12.0
+    scale: float = 0.08
+    shift: float = 0.04
+    mirror: float = 0.5
+    light: float = 0.3
+    gamma: float = 0.25
+    blur: float = 0.25
+    blur_sigma: float = 1.5
+    noise: float = 0.25
+    noise_sigma: float = 10.0
+    jpeg: float = 0.3
+    jpeg_quality: int = 25
+    grey: float = 0.15
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "rotation", "scale", "shift", "blur_sigma", "noise_sigma")
+        for name in ("mirror", "blur", "noise", "jpeg", "grey"):
+            self.require_range(name, 0, 1)
+        self.require_range("light", 0, 0.9)
+        self.require_range("gamma", 0, 0.9)
+        self.require_range("jpeg_quality", 1, 95)
+
+
+def augment_canvas(canvas: np.ndarray, rng: np.random.Generator, augment: FaceAugment) -> np.ndarray:
+    """The canvas warped and damaged by one draw of ``augment``; same shape, uint8."""
+    size = canvas.shape[0]
+    angle = np.deg2rad(rng.uniform(-augment.rotation, augment.rotation))
+    scale = rng.uniform(1 - augment.scale, 1 + augment.scale)
+    shift = rng.uniform(-augment.shift, augment.shift, 2) * MTCNN_DLIB_CHIP.size
+    centre = (size - 1) / 2
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    warp = np.array([[c, -s, centre - c * centre + s * centre + shift[0]],
+                     [s, c, centre - s * centre - c * centre + shift[1]]])
+    image = _warp(canvas, warp, size)
+    if rng.random() < augment.mirror:
+        image = image[:, ::-1]
+    pixels = image.astype(np.float32) / 255
+    pixels = pixels ** rng.uniform(1 - augment.gamma, 1 + augment.gamma)
+    mean = pixels.mean()
+    pixels = (pixels - mean) * rng.uniform(1 - augment.light, 1 + augment.light) + mean
+    pixels = pixels * rng.uniform(1 - augment.light, 1 + augment.light)
+    image = np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
+    if rng.random() < augment.blur:
+        sigma = rng.uniform(0.3, max(augment.blur_sigma, 0.3))
+        image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(sigma)))
+    if rng.random() < augment.noise:
+        noisy = image + rng.normal(0, rng.uniform(0, augment.noise_sigma), image.shape)
+        image = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    if rng.random() < augment.grey:
+        image = np.repeat(np.asarray(Image.fromarray(image).convert("L"))[..., None], 3, axis=2)
+    if rng.random() < augment.jpeg:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=int(rng.integers(augment.jpeg_quality, 96)))
+        image = np.asarray(Image.open(buffer).convert("RGB"))
+    return np.ascontiguousarray(image)
+
+
+class PseudoIdentities:
+    """Canvases as classes: item ``i`` is an augmented picture of face ``i % len(canvases)``.
+
+    ``length`` items per epoch (default: 8 per face); the draw is fixed by ``(seed, index)``, so
+    a resumed run sees the same pictures. Returns ``{"dlib": chip, kind: chip, "identity": int}``
+    with uint8 chips for each of ``kinds``.
+    """
+
+    def __init__(self, canvases: np.ndarray, augment: FaceAugment | None, seed: int = 0,
+                 kinds: Sequence[str] = ("dlib",), length: int | None = None) -> None:
+        if canvases.ndim != 4 or canvases.shape[1:] != (CANVAS.size, CANVAS.size, 3) or not len(canvases):
+            raise SlimvisionError(f"PseudoIdentities wants (N, {CANVAS.size}, {CANVAS.size}, 3) canvases, "
+                                  f"got {canvases.shape}")
+        unknown = set(kinds) - set(CHIP_KINDS)
+        if unknown:
+            raise ConfigError(f"chip kinds must be among {', '.join(CHIP_KINDS)}, got {sorted(unknown)}")
+        self.canvases, self.augment, self.seed = canvases, augment, seed
+        self.kinds = tuple(dict.fromkeys(("dlib", *kinds)))
+        self.length = length if length is not None else 8 * len(canvases)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        identity = index % len(self.canvases)
+        canvas = self.canvases[identity]
+        if self.augment is not None:
+            canvas = augment_canvas(canvas, np.random.default_rng([self.seed, index]), self.augment)
+        return {"identity": identity, **{kind: chip_from_canvas(canvas, kind) for kind in self.kinds}}
+
+
+def synthetic_faces(count: int, seed: int = 0, batch: int = 256) -> np.ndarray:
+    """(count, 64, 64, 3) uint8 faces drawn by ``gan-face-generate``'s DCGAN (trained on
+    DigiFace-1M; MIT), from standard normal noise seeded by ``seed``.
+
+    Raises:
+        SlimvisionError: the package is not installed (``pip install --no-deps gan-face-generate``).
+    """
+    import torch
+
+    try:
+        from importlib.resources import files
+
+        from gan_face_generate.models import Generator
+    except ImportError:
+        raise SlimvisionError("synthetic faces need gan-face-generate: pip install --no-deps "
+                              "gan-face-generate==1.1.1 (the dev extra installs it)") from None
+    weights = files("gan_face_generate") / "weights.tar"
+    state = torch.load(str(weights), map_location="cpu", weights_only=True)["netG_state_dict"]
+    generator = Generator(0, 3, 100, 64)  # the package's settings: 3 channels, 100-d noise, 64 features
+    generator.load_state_dict(state)
+    generator.eval()
+    noise = torch.randn(count, 100, 1, 1, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = torch.cat([generator(part) for part in noise.split(batch)])
+    return ((images.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
