@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,59 @@ def test_faces_eval_robustness_cli(recognizer, tmp_path, capsys):
     assert "blank.png) hold 0 face(s)" in capsys.readouterr().err
     assert main(["faces", "eval"]) != 0
     assert "--robustness" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def student_run(tmp_path_factory, recognizer):
+    """An exported (untrained) quarter-width student: a real graph and card, as training writes them."""
+    torch = pytest.importorskip("torch")
+    from slimvision.compress.prune_dlib import narrower_config
+    from slimvision.export.faces import export_face_student
+    from slimvision.models.faces.config import DlibResNetConfig
+    from slimvision.models.faces.dlib_resnet import DlibResNet
+
+    from slimvision.models.weights import save_model
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("face-quarter")
+    student = DlibResNet(narrower_config(DlibResNetConfig(), 0.25))
+    save_model(student, run / "student")
+    export_face_student(student, run)
+    return run
+
+
+def test_model_picks_the_embedder_and_galleries_refuse_another(student_run, tmp_path, capsys):
+    import matplotlib
+
+    from slimvision.assets import samples_dir
+    from slimvision.cli.main import main
+
+    hopper = str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    astronaut = str(samples_dir() / "content" / "astronaut.jpg")
+    assert main(["faces", "verify", hopper, hopper, "--model", str(student_run / "embedder.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert main(["faces", "verify", hopper, astronaut, "--model", str(student_run)]) in (0, 1)  # the run folder works
+    capsys.readouterr()
+    assert main(["faces", "verify", hopper, astronaut, "--model", "face-detector-mtcnn"]) != 0
+    assert "not a face embedder" in capsys.readouterr().err
+    assert main(["faces", "verify", hopper, astronaut, "--model", str(tmp_path / "nothing.onnx")]) != 0
+    assert "nothing.onnx" in capsys.readouterr().err
+    people = tmp_path / "people"
+    (people / "grace").mkdir(parents=True)
+    Image.open(hopper).save(people / "grace" / "grace.jpg")
+    gallery = str(tmp_path / "people.sqlite")
+    assert main(["faces", "enroll", str(people), "--gallery", gallery, "-q"]) == 0
+    capsys.readouterr()
+    assert main(["faces", "identify", hopper, "--gallery", gallery, "--model", str(student_run)]) != 0
+    assert "gallery holds dlib-resnet" in capsys.readouterr().err
+
+
+def test_robustness_compares_students_with_the_reference(student_run, capsys):
+    from slimvision.cli.main import main
+
+    assert main(["faces", "eval", "--robustness", "--compare", str(student_run), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert set(table["summary"]) == {"dlib-resnet", f"{student_run.name}-embedder"}
+    assert table["summary"]["dlib-resnet"]["largest_drop_below_reference"] == 0.0
+    assert main(["faces", "eval", "--robustness", "--compare", "face-embedder-dlib-resnet"]) != 0
+    assert "the same embedder twice" in capsys.readouterr().err

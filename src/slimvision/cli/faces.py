@@ -43,6 +43,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     _threshold_option(verify)
     add_json(verify)
     _detector_options(verify)
+    _model_option(verify)
     verify.set_defaults(run=run_verify)
 
     enroll = commands.add_parser("enroll", help="add people from a folder of photos to a gallery",
@@ -59,6 +60,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     add_json(enroll, "the report")
     add_quiet(enroll)
     _detector_options(enroll)
+    _model_option(enroll)
     enroll.set_defaults(run=run_enroll)
 
     identify = commands.add_parser("identify", help="who is in these images? (1:N against a gallery)",
@@ -70,6 +72,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                           help="nearest people listed per face (default 3)")
     _threshold_option(identify)
     _output_options(identify)
+    _model_option(identify)
     identify.set_defaults(run=run_identify)
 
     video = commands.add_parser("video", help="recognise faces in a video, skipping frames where nothing moved",
@@ -93,6 +96,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     add_json(video, "a summary (frames processed and skipped, the events)")
     add_quiet(video)
     _detector_options(video)
+    _model_option(video)
     video.set_defaults(run=run_video)
 
     evaluate = commands.add_parser(
@@ -114,11 +118,15 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                                "installed packages ship: astronaut, Grace Hopper, messi5); every face at least "
                                "48 px wide counts, at least 2 are needed")
     evaluate.add_argument("--curves", type=Path, help="with --robustness: save the curves as this PNG")
+    evaluate.add_argument("--compare", nargs="+", default=[], metavar="NAME_OR_ONNX",
+                          help="with --robustness: more embedders measured beside --model, which is the "
+                               "reference (e.g. --model the teacher, --compare its students)")
     evaluate.add_argument("--seed", type=seed(), default=0, help="with --robustness: the noise draws (default 0)")
     add_json(evaluate, "the scores")
     add_overwrite(evaluate, "the ROC or curves image")
     add_quiet(evaluate)
     _detector_options(evaluate)
+    _model_option(evaluate)
     evaluate.set_defaults(run=run_eval)
 
     _gallery_commands(commands)
@@ -147,6 +155,7 @@ def _gallery_commands(commands: argparse._SubParsersAction) -> None:
     add_json(add, "the report")
     add_quiet(add)
     _detector_options(add)
+    _model_option(add)
     add.set_defaults(run=run_gallery_add)
 
     remove = actions.add_parser("remove", help="remove a person and all their photos' descriptors",
@@ -196,14 +205,39 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     add_overwrite(parser, "annotated images")
 
 
+#: The face pipeline's registered default (MTCNN, alignment, dlib's ResNet) and the pipeline class
+#: every face embedder is registered with (``slimvision models --system faces``).
+DEFAULT_EMBEDDER, FACE_PIPELINE = "face-embedder-dlib-resnet", "slimvision.inference.faces:FaceRecognizer"
+
+
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_EMBEDDER, metavar="NAME_OR_ONNX",
+                        help="the face embedder: a registered name (slimvision models --system faces) or an "
+                             "exported student's embedder.onnx (its card beside it) or its run folder (default "
+                             f"{DEFAULT_EMBEDDER}); a gallery refuses descriptors of another model")
+
+
 def _recognizer(args: argparse.Namespace) -> Any:
+    from slimvision.errors import InputError
     from slimvision.graph.session import SessionSettings
     from slimvision.registry import ARTIFACTS
 
-    # The registered face pipeline (``slimvision models``): MTCNN, alignment, dlib's ResNet.
-    return ARTIFACTS.create("face-embedder-dlib-resnet", settings=SessionSettings(threads=args.threads),
-                            min_face_size=args.min_face, min_score=args.min_score,
-                            threshold=getattr(args, "threshold", None))
+    settings = SessionSettings(threads=args.threads)
+    options = {"min_face_size": args.min_face, "min_score": args.min_score, "threshold": getattr(args, "threshold", None)}
+    model = getattr(args, "model", DEFAULT_EMBEDDER)
+    path = Path(model)
+    if model.endswith(".onnx") or path.is_dir():
+        from slimvision.inference.faces import FaceRecognizer
+
+        graph = path / "embedder.onnx" if path.is_dir() else path
+        if not graph.is_file():
+            raise InputError(graph, "no embedder graph there (an exported face student's embedder.onnx)")
+        return FaceRecognizer(settings, model=graph, **options)
+    spec = ARTIFACTS.spec(model)  # an unknown name is an error naming the close ones
+    if spec.pipeline != FACE_PIPELINE:
+        embedders = [other.name for other in ARTIFACTS.specs("faces") if other.pipeline == FACE_PIPELINE]
+        raise SlimvisionError(f"--model {model}: not a face embedder; choose from {', '.join(embedders)}")
+    return ARTIFACTS.create(model, settings=settings, **options)
 
 
 def _face_json(face: Any, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -482,7 +516,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.robustness:
         return run_robustness(args)
-    if args.pairs is None or args.root is None or args.photos or args.curves:
+    if args.pairs is None or args.root is None or args.photos or args.curves or args.compare:
         raise SlimvisionError("faces eval: give --pairs and --root (LFW protocol), or --robustness "
                               "[--photos ...] [--curves PNG]")
     pairs = read_pairs(args.pairs, args.root, args.extension)
@@ -520,13 +554,17 @@ def run_robustness(args: argparse.Namespace) -> int:
         raise SlimvisionError(f"{args.curves}: exists; pass --overwrite to replace it")
     photos = _photo_files(args.photos) if args.photos else installed_face_photos()
     recognizer = _recognizer(args)
+    others = [_recognizer(argparse.Namespace(**{**vars(args), "model": model})) for model in args.compare]
     faces = find_faces(photos, recognizer)
     if len(faces) < 2:
         raise SlimvisionError(f"faces eval --robustness: {len(photos)} photo(s) ({', '.join(p.name for p in photos[:3])}"
                               f"{', ...' if len(photos) > 3 else ''}) hold {len(faces)} face(s) at least 48 px wide; "
                               "at least 2 are needed")
-    table = robustness_table(faces, [recognizer_under_test(recognizer.embedder.name, recognizer)], seed=args.seed,
-                             progress=not (args.quiet or args.json))
+    models = [recognizer_under_test(model.embedder.name, model) for model in [recognizer, *others]]
+    names = [model.name for model in models]
+    if len(set(names)) < len(names):
+        raise SlimvisionError(f"faces eval --robustness: the same embedder twice ({', '.join(names)})")
+    table = robustness_table(faces, models, seed=args.seed, progress=not (args.quiet or args.json))
     table["photos"] = [str(photo) for photo in photos]
     if args.curves is not None:
         save_robustness_plot(table, args.curves, overwrite=True)

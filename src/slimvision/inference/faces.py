@@ -98,7 +98,8 @@ class FaceRecognizer:
         template: where MTCNN's landmarks go in the chip (default: MTCNN's points in dlib's chip,
             at the card's size and padding); its size must be the card's.
         model: the embedder graph (default: built from dlib's ``.dat``), checked against the card.
-        card: the embedder's card file (default: the registry's card of dlib's ResNet).
+        card: the embedder's card file (default: the card beside ``model`` when ``model`` is a
+            path and one lies there, else the registry's card of dlib's ResNet).
     """
 
     def __init__(self, settings: SessionSettings | None = None, min_face_size: float = 40, min_score: float = 0.9,
@@ -107,6 +108,9 @@ class FaceRecognizer:
                  card: str | Path | None = None) -> None:
         settings = settings or SessionSettings()
         self.detector = FaceDetector(settings, min_face_size=min_face_size)
+        if card is None and isinstance(model, (str, Path)):
+            beside = Path(model).with_suffix(".card.json")  # a student's exported graph and its card
+            card = beside if beside.is_file() else None
         self.card = EmbedderCard.read(card if card is not None else EmbedderCard.default_file())
         self.embedder = _checked_embedder(embedder, self.card)
         self.template = _checked_template(template, self.card)
