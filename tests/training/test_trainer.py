@@ -386,3 +386,46 @@ def test_the_staging_names_save_makes_are_the_ones_a_resume_cleans(tmp_path, mon
     (name,) = seen
     match = checkpoint._STAGING_NAME.fullmatch(name)
     assert match is not None and match["pid"] == str(os.getpid())
+
+
+def test_staged_unfreezing_trains_the_head_first_then_the_top_blocks_at_a_lower_rate():
+    from slimvision.training.trainer import CosineDecay, FineTuneSchedule, StagedUnfreezing
+
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)) for _ in range(3)]
+    head = nn.Linear(4, 2)
+    model = nn.Sequential(*blocks, head)
+    schedule = FineTuneSchedule(freeze_backbone_steps=3, unfreeze=1, backbone_lr_scale=0.1)
+    schedule.validate()
+    optimizer = torch.optim.SGD(schedule.parameter_groups(list(head.parameters()), blocks, 0.1))
+    assert [group["lr"] for group in optimizer.param_groups] == [0.1, pytest.approx(0.01)]
+
+    class Task:
+        def __init__(self):
+            self.model = model
+
+        def __call__(self, batch, phase):
+            return {"loss": (self.model(batch) ** 2).mean()}
+
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    data = [torch.randn(8, 4) + 3 for _ in range(4)]
+    batches = StagedUnfreezing(CosineDecay(data, optimizer, schedule.base_rates(0.1, blocks), 0, 100), blocks,
+                               schedule, 0)
+    trainer = Trainer(Task(), {"main": optimizer}, TrainerConfig(steps=3, progress=False))
+    trainer.fit(batches)
+
+    def changed(prefix):
+        return any(not torch.equal(value, start[name]) for name, value in model.state_dict().items()
+                   if name.startswith(prefix))
+
+    assert changed("3.") and not changed("0.") and not changed("1.") and not changed("2.")  # the head only
+    trainer.config.steps = 6
+    trainer.fit(StagedUnfreezing(CosineDecay(data, optimizer, schedule.base_rates(0.1, blocks), 3, 100), blocks,
+                                 schedule, 3))
+    assert changed("2.") and not changed("0.") and not changed("1.")  # then the top block too, the rest frozen
+    assert torch.equal(model.state_dict()["0.1.running_mean"], start["0.1.running_mean"])  # frozen statistics
+    assert not torch.equal(model.state_dict()["2.1.running_mean"], start["2.1.running_mean"])
+    with pytest.raises(ConfigError):
+        FineTuneSchedule(backbone_lr_scale=0).validate()
+    assert FineTuneSchedule().trained_blocks(blocks) == blocks  # the default: everything trains throughout
+    assert FineTuneSchedule(unfreeze=0).parameter_groups([], blocks, 0.1) == [{"params": [], "lr": 0.1}]

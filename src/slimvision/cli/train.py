@@ -302,6 +302,13 @@ _FACE_STUDENT_FLAGS = (
     ConfigFlag("--cosine-weight", "cosine_weight", non_negative_float("--cosine-weight", 1e6),
                "weight of 1 - cosine to the teacher's descriptor"),
     shared_flag("seed", "seed of the synthetic faces, their augmentations and the batches"),
+    ConfigFlag("--freeze-backbone-steps", "finetune.freeze_backbone_steps",
+               non_negative_int("--freeze-backbone-steps"),
+               "steps at the start that train the head only, the backbone frozen"),
+    ConfigFlag("--unfreeze", "finetune.unfreeze", bounded("--unfreeze", int, -1, 10_000),
+               "backbone blocks (from the top) that train after the frozen steps", note="-1: all, 0: none"),
+    ConfigFlag("--backbone-lr-scale", "finetune.backbone_lr_scale", bounded("--backbone-lr-scale", float, 1e-6, 1.0),
+               "the unfrozen blocks' learning rate as a fraction of the head's"),
     shared_flag("device"),
 )
 

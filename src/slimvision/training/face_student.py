@@ -38,6 +38,7 @@ from torch import nn
 from slimvision.data.face_identities import FaceAugment
 from slimvision.errors import ConfigError, SlimvisionError
 from slimvision.training.config import TrainingConfig
+from slimvision.training.trainer import FineTuneSchedule
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class FaceStudentConfig(TrainingConfig):
         steps / learning_rate: Adam steps, cosine-decayed rate.
         mse_weight / cosine_weight: the regression loss's two terms.
         augment: how each picture is drawn.
+        finetune: which backbone blocks train when (the stem and the residual blocks are the
+            backbone, the embedding layer the head); the default trains everything throughout.
         device: torch device.
     """
 
@@ -82,6 +85,7 @@ class FaceStudentConfig(TrainingConfig):
     mse_weight: float = 1.0
     cosine_weight: float = 1.0
     augment: FaceAugment = field(default_factory=FaceAugment)
+    finetune: FineTuneSchedule = field(default_factory=FineTuneSchedule)
     device: str = "cpu"
 
     def validate(self) -> None:
@@ -179,6 +183,12 @@ def build_student(config: FaceStudentConfig, teacher: nn.Module) -> tuple[nn.Mod
     return DlibResNet(narrower_config(teacher.config, config.width)), {"init": "scratch"}
 
 
+def backbone_and_head(student: nn.Module) -> tuple[list[nn.Module], list[nn.Parameter]]:
+    """The student's backbone blocks, input first (the stem, then each residual block), and its
+    head's parameters (the embedding layer), for :class:`~slimvision.training.trainer.FineTuneSchedule`."""
+    return [student.stem, *student.blocks], list(student.embedding.parameters())
+
+
 def _cached(path: Path, fingerprint: dict[str, Any], make: Callable[[], np.ndarray]) -> np.ndarray:
     """``make()``, stored at ``path`` with a fingerprint of what made it; reused while that matches."""
     from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
@@ -206,7 +216,9 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     from slimvision.models.faces.dlib_port import load_dlib_resnet
     from slimvision.models.weights import save_model
     from slimvision.training.checkpoint import CheckpointStore
-    from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
+    from slimvision.training.trainer import (
+        CosineDecay, StagedUnfreezing, Trainer, TrainerConfig, check_same_config,
+    )
 
     config.validate()
     run_dir = Path(run_dir)
@@ -224,14 +236,16 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     student, init_report = build_student(config, teacher)
     student.to(config.device)
     task = DescriptorRegressionTask(student, config.mse_weight, config.cosine_weight)
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
+    blocks, head = backbone_and_head(student)
+    optimizer = torch.optim.Adam(config.finetune.parameter_groups(head, blocks, config.learning_rate))
     trainer = Trainer(task, {"main": optimizer},
                       TrainerConfig(steps=config.steps, log_every=config.log_every,
                                     checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
     batches = CosineDecay(_Batches(dataset, np.asarray(targets), config.batch_size, config.seed, config.device),
-                          optimizer, config.learning_rate, start, config.steps)
+                          optimizer, config.finetune.base_rates(config.learning_rate, blocks), start, config.steps)
+    batches = StagedUnfreezing(batches, blocks, config.finetune, start)
     trainer.fit(batches, resume=False)
     student.cpu().eval()
     save_model(student, run_dir / "student", overwrite=True)

@@ -317,3 +317,83 @@ class CosineDecay:
                 group["lr"] = base * self.factor(self.step)
             self.step += 1
             yield batch
+
+
+@dataclass
+class FineTuneSchedule(BaseConfig):
+    """Fine-tuning a pretrained backbone in two stages (the GAN thesis's recipe, its section 1.4):
+    first only the new head trains, the backbone frozen; then the top blocks of the backbone are
+    unfrozen and train too, at a lower rate.
+
+    Attributes:
+        freeze_backbone_steps: steps at the start with the whole backbone frozen (0: none).
+        unfreeze: how many of the backbone's top blocks train after that (-1: all of them; 0:
+            the backbone stays frozen for the whole run).
+        backbone_lr_scale: the unfrozen blocks' learning rate as a fraction of the head's (the
+            recipe lowers it, e.g. 0.1).
+
+    The defaults change nothing: the whole network trains from the first step at one rate.
+    """
+
+    freeze_backbone_steps: int = 0
+    unfreeze: int = -1
+    backbone_lr_scale: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "freeze_backbone_steps")
+        self.require_at_least(-1, "unfreeze")
+        if not 0 < self.backbone_lr_scale <= 1:
+            raise ConfigError(f"FineTuneSchedule.backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}")
+
+    def trained_blocks(self, blocks: Sequence[nn.Module]) -> list[nn.Module]:
+        """The blocks that train once the frozen stage is over: the top ``unfreeze`` (all for -1)."""
+        if self.unfreeze < 0:
+            return list(blocks)
+        return list(blocks)[len(blocks) - self.unfreeze:] if self.unfreeze else []
+
+    def parameter_groups(self, head: Sequence[nn.Parameter], blocks: Sequence[nn.Module],
+                         learning_rate: float) -> list[dict[str, Any]]:
+        """Optimiser groups: the head at ``learning_rate``, the blocks that will be unfrozen at
+        ``backbone_lr_scale`` x it (blocks that never train are left out)."""
+        groups = [{"params": list(head), "lr": learning_rate}]
+        backbone = [p for block in self.trained_blocks(blocks) for p in block.parameters()]
+        if backbone:
+            groups.append({"params": backbone, "lr": learning_rate * self.backbone_lr_scale})
+        return groups
+
+    def base_rates(self, learning_rate: float, blocks: Sequence[nn.Module]) -> list[float]:
+        """One base rate per group of :meth:`parameter_groups`, for :class:`CosineDecay`."""
+        return [learning_rate] + ([learning_rate * self.backbone_lr_scale] if self.trained_blocks(blocks) else [])
+
+
+class StagedUnfreezing:
+    """Batches that apply a :class:`FineTuneSchedule` at the step each is used in: before
+    ``freeze_backbone_steps`` every backbone block is frozen (no gradients, batch-norm statistics
+    fixed); from then on the chosen top blocks train. A function of the absolute step, so a
+    resumed run is in the right stage."""
+
+    def __init__(self, batches: Iterable[Any], blocks: Sequence[nn.Module], schedule: FineTuneSchedule,
+                 start: int) -> None:
+        self.batches, self.blocks, self.schedule, self.step = batches, list(blocks), schedule, start
+        self._trained = {id(block) for block in schedule.trained_blocks(self.blocks)}
+        self._stage: bool | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches:
+            self._apply(self.step >= self.schedule.freeze_backbone_steps)
+            self.step += 1
+            yield batch
+
+    def _apply(self, unfrozen: bool) -> None:
+        if unfrozen == self._stage:
+            return
+        for block in self.blocks:
+            trains = unfrozen and id(block) in self._trained
+            block.requires_grad_(trains)
+            # A frozen block also keeps its batch-norm statistics: the backbone computes as pretrained.
+            for module in block.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.train(trains)
+        self._stage = unfrozen
+        log.info("step %d: backbone %s", self.step, "partly unfrozen" if unfrozen and self._trained else "frozen")
