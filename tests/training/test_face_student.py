@@ -78,3 +78,21 @@ def test_bad_settings_are_refused():
         FaceStudentConfig(mse_weight=0, cosine_weight=0).validate()
     with pytest.raises(ConfigError):
         FaceStudentConfig(loss="triplet").validate()
+
+
+def test_a_mobilefacenet_student_reads_arcface_chips_and_its_card_says_so(tmp_path):
+    from slimvision.data.face_align import ARCFACE_CHIP
+    from slimvision.export.faces import export_face_student
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.faces import FaceRecognizer
+
+    config = FaceStudentConfig(student="mobilefacenet", init="scratch", faces=6, samples_per_face=2, steps=2,
+                               batch_size=4, checkpoint_every=2, log_every=1)
+    report = train_face_student(config, tmp_path / "mfn", canvas_maker=_canvas_maker(), export=export_face_student,
+                                progress=False)
+    assert 0.9e6 < report["params"] < 1.3e6
+    student = FaceRecognizer(SessionSettings(threads=2), model=tmp_path / "mfn" / "embedder.onnx")
+    assert student.card.template == "arcface" and student.template.size == 112
+    assert np.allclose(student.template.pixel_points(), ARCFACE_CHIP.pixel_points())
+    with pytest.raises(ConfigError, match="init='scratch'"):
+        FaceStudentConfig(student="mobilefacenet").validate()

@@ -286,6 +286,9 @@ def _write_family_sheet(args: argparse.Namespace, families: Any) -> None:
 
 
 _FACE_STUDENT_FLAGS = (
+    ConfigFlag("--student", "student", choices=("dlib", "mobilefacenet"),
+               help="dlib's ResNet at --width x its channels (150 px dlib chips), or MobileFaceNet (112 px ArcFace "
+                    "chips; needs --init scratch)"),
     ConfigFlag("--width", "width", bounded("--width", float, 0.05, 1.0),
                "the student's channels as a fraction of the teacher's"),
     ConfigFlag("--init", "init", choices=("pruned-teacher", "scratch"),
@@ -315,9 +318,11 @@ _FACE_STUDENT_FLAGS = (
 
 def _add_face_student(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "face-student", help="distil dlib's face ResNet into a narrower copy (half the channels by default)",
+        "face-student", help="distil dlib's face ResNet into a narrower copy (half the channels by default) or a "
+                             "MobileFaceNet",
         description="Distil dlib's face-recognition ResNet into the same network at --width x its channels, "
-                    "started from the teacher's most important channels, by regression to the teacher's "
+                    "started from the teacher's most important channels (or into a MobileFaceNet on 112 px "
+                    "ArcFace chips, --student mobilefacenet --init scratch), by regression to the teacher's "
                     "descriptors on synthetic faces (gan-face-generate) aligned by MTCNN and augmented (pose, "
                     "light, blur, noise, JPEG, grey). No real photo is trained on. Resumes from RUN_DIR if it "
                     "holds checkpoints. Writes RUN_DIR/student/ (safetensors + config), RUN_DIR/embedder.onnx "

@@ -153,23 +153,33 @@ _DLIB_STUDENT_CHIP = {"size": 150, "padding": 0.25, "channel_order": "RGB", "mea
                                    "(slimvision.data.face_align.MTCNN_TEMPLATE_5), at this size and padding"}
 
 
+#: ... and a mobile student's: insightface's ArcFace template, no padding.
+_ARCFACE_STUDENT_CHIP = {"size": 112, "padding": 0.0, "template": "arcface", "channel_order": "RGB", "mean": None,
+                         "std": None, "alignment": "5 MTCNN landmarks onto insightface's ArcFace template "
+                                               "(slimvision.data.face_align.ARCFACE_TEMPLATE_5), scaled to this size"}
+
+
 def export_face_student(student: torch.nn.Module, run_dir: Path) -> dict[str, Path]:
-    """A face student (dlib's chip in, 128-d descriptor out) as ``run_dir/embedder.onnx`` with the
+    """A face student (an aligned chip in, 128-d descriptor out) as ``run_dir/embedder.onnx`` with the
     card the face pipeline reads (``inference.face_embedder.EmbedderCard``), checked against torch.
 
     The descriptor keeps the teacher's 0.6 Euclidean threshold (the student was trained towards
     the teacher's descriptors), under its own gallery name, so galleries never mix the two.
     """
+    from slimvision.models.faces.mobilefacenet import MobileFaceNet
+
     run_dir = Path(run_dir)
     path = run_dir / "embedder.onnx"
     size = student.config.input_size
+    chip = ({**_DLIB_STUDENT_CHIP, "size": size} if not isinstance(student, MobileFaceNet) else
+            {**_ARCFACE_STUDENT_CHIP, "size": size})
     name = f"{run_dir.name}-embedder"
     card = CardInfo(system="faces", task="face-embedding", name=name,
                     remake=f"slimvision train face-student --run-dir {run_dir}",
-                    descriptions={"face_chip": "aligned 150 px face chips, RGB, pixel / 255",
+                    descriptions={"face_chip": f"aligned {size} px face chips, RGB, pixel / 255",
                                   "descriptor": "128-d face descriptors; same person below a Euclidean distance "
                                                 "of 0.6 (distilled from dlib's ResNet)"},
-                    preprocessing={"face_chip": {**_DLIB_STUDENT_CHIP, "size": size},
+                    preprocessing={"face_chip": chip,
                                    "descriptor": {"distance": "euclidean", "threshold": 0.6,
                                                   "gallery_name": name, "gallery_version": "1"}},
                     provenance={"training_run": str(run_dir), "teacher": "dlib_face_recognition_resnet_model_v1"})

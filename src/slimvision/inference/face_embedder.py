@@ -6,7 +6,7 @@ needs to feed the network and read its answers:
 
 - the input tensor: its name, layout (NCHW or NHWC), shape (the chip side) and value range;
 - ``preprocessing.<input>``: the chip's ``size`` and ``padding`` (the margin around the landmarks,
-  as a fraction of their extent), ``channel_order``, and an optional per-channel ``mean`` / ``std``
+  as a fraction of their extent), its ``template`` ("dlib", the default, or "arcface"), ``channel_order``, and an optional per-channel ``mean`` / ``std``
   applied after scaling pixels into the value range (as ``export.onnx.ImageInput`` states them);
 - the output tensor: its name and the descriptor's dimension;
 - ``preprocessing.descriptor``: the ``distance`` descriptors are compared by, the same-person
@@ -42,6 +42,8 @@ from slimvision.inference.face_gallery import METRICS, EmbedderInfo
 #: The registered artifact whose ``embedder`` card the face pipeline reads by default.
 DEFAULT_ARTIFACT, EMBEDDER_ROLE = "face-embedder-dlib-resnet", "embedder"
 LAYOUTS = ("NCHW", "NHWC")
+#: Chip templates a card may name (``slimvision.data.face_align``): dlib's, or ArcFace's 112 px one.
+TEMPLATES = ("dlib", "arcface")
 #: ONNX Runtime's tensor type names -> the card's numpy dtype names.
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
@@ -56,6 +58,9 @@ class EmbedderCard:
         card: the card as read.
         chip_size: side of the square face chip, in pixels.
         padding: margin around the landmarks' extent in the chip, as a fraction of it.
+        template: where MTCNN's 5 points go in the chip: "dlib" (dlib's chip, cut from MTCNN's
+            points; the default) or "arcface" (insightface's 112 px template, scaled to the
+            chip size), from ``preprocessing.<input>.template``.
         layout: the input's axis order, "NCHW" or "NHWC".
         value_range: the input's (low, high); uint8 pixels 0..255 are scaled onto it.
         channel_order: "RGB" or "BGR".
@@ -76,6 +81,7 @@ class EmbedderCard:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     embedder: EmbedderInfo
+    template: str = "dlib"
 
     @staticmethod
     def default_file() -> Path:
@@ -157,13 +163,15 @@ def _chip_settings(card: ArtifactCard, problem: _Problems) -> dict[str, Any]:
     problem.unless(chip.value_range is not None, f"input {chip.name!r} has no value range")
     padding = settings.get("padding")
     problem.unless(_is_number(padding) and padding >= 0, f"{where}.padding must be a number >= 0")
+    template = settings.get("template", "dlib")
+    problem.unless(template in TEMPLATES, f"{where}.template must be one of {', '.join(TEMPLATES)}")
     order = settings.get("channel_order", "RGB")
     problem.unless(order in ("RGB", "BGR"), f"{where}.channel_order must be RGB or BGR")
     mean, std = (_channels(settings.get(key), problem, f"{where}.{key}") for key in ("mean", "std"))
     problem.unless((mean is None) == (std is None), f"{where}: give both mean and std, or neither")
     problem.unless(std is None or min(std) > 0, f"{where}.std must be positive")
     low, high = chip.value_range
-    return {"chip_size": size, "padding": float(padding), "layout": chip.layout,
+    return {"chip_size": size, "padding": float(padding), "template": template, "layout": chip.layout,
             "value_range": (float(low), float(high)), "channel_order": order, "mean": mean, "std": std}
 
 

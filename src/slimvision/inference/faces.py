@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from slimvision.errors import InputError, SlimvisionError
-from slimvision.data.face_align import MTCNN_TEMPLATE_5, ChipTemplate, align_face
+from slimvision.data.face_align import ARCFACE_TEMPLATE_5, MTCNN_TEMPLATE_5, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face, FaceDetector
 from slimvision.inference.face_embedder import EmbedderCard
 from slimvision.inference.face_gallery import EmbedderInfo, Enrolment, Gallery, Match, photo_digest
@@ -200,7 +200,11 @@ def _checked_embedder(embedder: EmbedderInfo | None, card: EmbedderCard) -> Embe
 
 
 def _checked_template(template: ChipTemplate | None, card: EmbedderCard) -> ChipTemplate:
-    """MTCNN's points at the card's chip size and padding, or the template given if its size is the card's."""
+    """The card's template (MTCNN's points in dlib's chip, or ArcFace's) at its chip size and padding,
+    or the template given if its size is the card's."""
+    if template is None and card.template == "arcface":
+        return ChipTemplate(f"{card.card.name}-arcface-chip", ARCFACE_TEMPLATE_5, card.chip_size, card.padding,
+                            half_pixel_centres=False)
     if template is None:
         return ChipTemplate(f"{card.card.name}-chip-from-mtcnn", MTCNN_TEMPLATE_5, card.chip_size, card.padding)
     if template.size != card.chip_size:

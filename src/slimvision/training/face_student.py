@@ -42,6 +42,9 @@ from slimvision.training.trainer import FineTuneSchedule
 
 log = logging.getLogger(__name__)
 
+STUDENTS = ("dlib", "mobilefacenet")
+#: The chip each student reads (``data.face_identities.chip_from_canvas``).
+STUDENT_CHIPS = {"dlib": "dlib", "mobilefacenet": "arcface"}
 INITS = ("pruned-teacher", "scratch")
 LOSSES = ("regression",)
 #: The run folder's files: the aligned canvases, the teacher's descriptors of every picture.
@@ -62,7 +65,9 @@ class FaceStudentConfig(TrainingConfig):
     """How the face student is built and trained.
 
     Attributes:
-        width: the student's channels as a fraction of the teacher's (0.5: the thesis's half).
+        student: "dlib" (the teacher's architecture at ``width``, on dlib's 150 px chip) or
+            "mobilefacenet" (on the 112 px ArcFace chip; ``init`` must be "scratch").
+        width: the dlib student's channels as a fraction of the teacher's (0.5: the thesis's half).
         init: "pruned-teacher" (the teacher's most important channels) or "scratch".
         loss: "regression" to the teacher's descriptors.
         faces: synthetic source faces drawn (those the detector finds become pseudo-identities).
@@ -75,6 +80,7 @@ class FaceStudentConfig(TrainingConfig):
         device: torch device.
     """
 
+    student: str = "dlib"
     width: float = 0.5
     init: str = "pruned-teacher"
     loss: str = "regression"
@@ -90,7 +96,11 @@ class FaceStudentConfig(TrainingConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.require_one_of("student", STUDENTS)
         self.require_one_of("init", INITS)
+        if self.student != "dlib" and self.init == "pruned-teacher":
+            raise ConfigError(f"FaceStudentConfig: a {self.student} student cannot start from the teacher's channels "
+                              "(another architecture); use init='scratch' (--init scratch)")
         self.require_one_of("loss", LOSSES)
         self.require_at_least(1, "faces", "samples_per_face", "steps")
         self.require_at_least(0, "mse_weight", "cosine_weight")
@@ -159,33 +169,43 @@ def teacher_targets(teacher: nn.Module, dataset: Any, batch_size: int = 64, prog
 
 
 class _Batches:
-    """Shuffled batches of (chips, teacher targets), epoch after epoch."""
+    """Shuffled batches of (the student's chips, teacher targets), epoch after epoch."""
 
-    def __init__(self, dataset: Any, targets: np.ndarray, batch_size: int, seed: int, device: str) -> None:
-        self.dataset, self.targets, self.batch_size, self.seed, self.device = dataset, targets, batch_size, seed, device
+    def __init__(self, dataset: Any, targets: np.ndarray, kind: str, batch_size: int, seed: int, device: str) -> None:
+        self.dataset, self.targets, self.kind = dataset, targets, kind
+        self.batch_size, self.seed, self.device = batch_size, seed, device
 
     def __iter__(self):
         from slimvision.training.trainer import shuffled_batches
 
         for indices in shuffled_batches(len(self.dataset), self.batch_size, self.seed):
-            yield {"chips": _chips_tensor([self.dataset[i]["dlib"] for i in indices]).to(self.device),
+            yield {"chips": _chips_tensor([self.dataset[i][self.kind] for i in indices]).to(self.device),
                    "targets": torch.from_numpy(self.targets[indices]).to(self.device)}
 
 
 def build_student(config: FaceStudentConfig, teacher: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
-    """The student at ``config.width``: the teacher's best channels, or random weights."""
+    """The student: dlib's ResNet at ``config.width`` (the teacher's best channels, or random
+    weights), or a MobileFaceNet with random weights."""
     from slimvision.compress.prune_dlib import narrow_dlib_resnet, narrower_config
     from slimvision.models.faces.dlib_resnet import DlibResNet
+    from slimvision.models.faces.mobilefacenet import MobileFaceNet
 
     if config.init == "pruned-teacher":
         return narrow_dlib_resnet(teacher, config.width)
     torch.manual_seed(config.seed)
+    if config.student == "mobilefacenet":
+        return MobileFaceNet(), {"init": "scratch"}
     return DlibResNet(narrower_config(teacher.config, config.width)), {"init": "scratch"}
 
 
 def backbone_and_head(student: nn.Module) -> tuple[list[nn.Module], list[nn.Parameter]]:
-    """The student's backbone blocks, input first (the stem, then each residual block), and its
-    head's parameters (the embedding layer), for :class:`~slimvision.training.trainer.FineTuneSchedule`."""
+    """The student's backbone blocks, input first, and its head's parameters, for
+    :class:`~slimvision.training.trainer.FineTuneSchedule`: dlib's stem and residual blocks and
+    its embedding layer; MobileFaceNet's blocks and its global depthwise + linear head."""
+    from slimvision.models.faces.mobilefacenet import MobileFaceNet
+
+    if isinstance(student, MobileFaceNet):
+        return list(student.blocks), list(student.head.parameters())
     return [student.stem, *student.blocks], list(student.embedding.parameters())
 
 
@@ -227,7 +247,8 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES)  # before any setup
     data_key = {"faces": config.faces, "seed": config.seed, "detection_side": DETECTION_SIDE}
     canvases = _cached(run_dir / CANVASES_FILE, data_key, lambda: make_canvases(config, canvas_maker, progress))
-    dataset = PseudoIdentities(canvases, config.augment, seed=config.seed,
+    kind = STUDENT_CHIPS[config.student]
+    dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
                                length=config.samples_per_face * len(canvases))
     teacher = load_dlib_resnet(DLIB_FACE_RESNET.path()).eval().requires_grad_(False)
     targets = _cached(run_dir / TARGETS_FILE,
@@ -243,7 +264,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
                                     checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
-    batches = CosineDecay(_Batches(dataset, np.asarray(targets), config.batch_size, config.seed, config.device),
+    batches = CosineDecay(_Batches(dataset, np.asarray(targets), kind, config.batch_size, config.seed, config.device),
                           optimizer, config.finetune.base_rates(config.learning_rate, blocks), start, config.steps)
     batches = StagedUnfreezing(batches, blocks, config.finetune, start)
     trainer.fit(batches, resume=False)

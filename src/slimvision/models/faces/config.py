@@ -46,3 +46,41 @@ class DlibResNetConfig(BaseConfig):
         self.require_positive("pixel_scale")
         if not self.levels or any(min(level) < 1 for level in self.levels):
             raise ConfigError(f"DlibResNetConfig.levels must be (channels, blocks) pairs >= 1, got {self.levels}")
+
+
+@dataclass
+class MobileFaceNetConfig(BaseConfig):
+    """MobileFaceNet (Chen et al., "MobileFaceNets", 2018, table 1): a MobileNetV2-style face
+    embedder for 112 px ArcFace chips, about 1M parameters.
+
+    A 3x3 stride-2 conv and a depthwise 3x3, then inverted-residual bottlenecks given as
+    (expansion, channels, repeats, stride), a 1x1 conv to ``feature_channels``, a *global
+    depthwise* 7x7 conv (each channel weighs every position of the 7x7 map instead of averaging
+    them: the face's parts are at fixed places), and a linear 1x1 to the embedding. PReLU after
+    every conv but the linear ones; batch norm after every conv.
+
+    Attributes:
+        input_size: side of the chip (112: 7x7 before the global depthwise conv).
+        stem_channels: channels of the first two convs.
+        bottlenecks: (expansion, channels, repeats, stride) of each stage.
+        feature_channels: channels of the last 1x1 conv.
+        embedding_dim: length of the descriptor.
+    """
+
+    input_size: int = 112
+    stem_channels: int = 64
+    bottlenecks: tuple[tuple[int, int, int, int], ...] = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1),
+                                                          (4, 128, 1, 2), (2, 128, 2, 1))
+    feature_channels: int = 512
+    embedding_dim: int = 128
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(1, "stem_channels", "feature_channels", "embedding_dim")
+        if not self.bottlenecks or any(len(b) != 4 or min(b) < 1 for b in self.bottlenecks):
+            raise ConfigError(f"MobileFaceNetConfig.bottlenecks must be (expansion, channels, repeats, stride) "
+                              f"tuples of ints >= 1, got {self.bottlenecks}")
+        stride = 2 * 2 ** sum(1 for b in self.bottlenecks if b[3] == 2)
+        if self.input_size % stride:
+            raise ConfigError(f"MobileFaceNetConfig.input_size must be a multiple of {stride} (the total stride), "
+                              f"got {self.input_size}")
