@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo style-students style-predictor-gptq web serve
+.PHONY: demo test bench clean fonts numerals-map gan-digits vae-demo style-students style-predictor-gptq face-int8 web serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +111,10 @@ style-predictor-gptq: $(VENV)/.dev
 	$(BIN)/python -c "from slimvision.export.card import copy_graph; copy_graph('runs/pred-gptq4/predictor.int4w.onnx', \
 	    'src/slimvision/weights/style/predictor-gptq4.int4w.onnx', overwrite=True)"
 	cp runs/pred-gptq4/report.json src/slimvision/weights/style/predictor-gptq4.report.json
+
+# dlib's face ResNet as a static int8 graph, calibrated on synthetic face chips (about a minute).
+face-int8: $(VENV)/.dev
+	$(BIN)/slimvision compress face-int8 -o src/slimvision/weights/faces/dlib-resnet.int8.onnx --calibration 128 --overwrite
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache web/node_modules

@@ -50,7 +50,8 @@ def _recognizer(source: str, threads: int) -> tuple[str, Any, bytes | Path]:
     if not graph_path.is_file():
         raise SystemExit(f"{source}: no embedder.onnx there (a 'slimvision train face-student' run folder or its graph)")
     recognizer = FaceRecognizer(settings, model=graph_path)
-    return recognizer.embedder.name, recognizer, graph_path
+    # Named by its file or run folder: two graphs of one embedder (float, int8) share a gallery name.
+    return (path.name if path.is_dir() else path.stem), recognizer, graph_path
 
 
 def pair_agreement(teacher: np.ndarray, student: np.ndarray, labels: list[str]) -> dict[str, Any]:
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
               for name, _, graph in models}
     timing = time_graphs(graphs, SearchSettings(budget_ms=1e9, repeats=args.repeats, warmup=2, threads=args.threads))
 
+    if len({name for name, _, _ in models}) < len(models):
+        raise SystemExit("two students with the same name: give each its own run folder or file name")
     under_test = [recognizer_under_test(name, recognizer) for name, recognizer, _ in models]
     descriptors = {model.name: np.concatenate([model.embed(face.crop, face.landmarks[None]) for face in faces])
                    for model in under_test}
@@ -116,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"faces": len(faces), "photos": table["photos"], "threads": args.threads,
                               "repeats": args.repeats, "models": {}}
-    for (name, _, graph), model in zip(models, under_test):
+    for (name, recognizer, graph), model in zip(models, under_test):
         size = len(graph) if isinstance(graph, bytes) else Path(graph).stat().st_size
-        entry: dict[str, Any] = {"bytes": size, "ms": timing[name],
+        entry: dict[str, Any] = {"gallery_name": recognizer.embedder.name, "bytes": size, "ms": timing[name],
                                  "speedup": {w: timing[teacher_name][w] / ms for w, ms in timing[name].items()}}
         if name != teacher_name:
             entry["agreement"] = pair_agreement(descriptors[teacher_name], descriptors[name], labels)

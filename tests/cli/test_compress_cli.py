@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,44 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path, capsys
     error = one_line_error(capsys)
     assert str(blocker) in error and "not a directory" in error
     assert blocker.read_text() == "x"
+
+
+def test_face_int8_writes_a_graph_the_face_pipeline_reads_and_its_card(tmp_path, capsys):
+    pytest.importorskip("face_recognition_models", reason="needs the faces extra")
+    pytest.importorskip("gan_face_generate", reason="the train extra installs gan-face-generate")
+    import numpy as np
+
+    from slimvision.cli.main import main
+    from slimvision.export.card import read_card
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.faces import FaceRecognizer
+
+    output = tmp_path / "dlib.int8.onnx"
+    assert main(["compress", "face-int8", "-o", str(output), "--calibration", "4", "-q"]) == 0
+    assert "MB" in capsys.readouterr().out
+    card = read_card(tmp_path / "dlib.int8.card.json")
+    assert card.files == {"graph": "dlib.int8.onnx"} and card.remake.startswith("slimvision compress face-int8")
+    assert card.parity["mean_cosine"] > 0.99  # against the float graph, on other synthetic chips
+    recognizer = FaceRecognizer(SessionSettings(threads=2), model=output)
+    assert recognizer.embedder.name == "dlib-resnet"  # the same descriptors: galleries mix
+    assert recognizer.network.run({"face_chip": np.zeros((1, 3, 150, 150), np.float32)})[0].shape == (1, 128)
+    assert main(["compress", "face-int8", "-o", str(output), "--calibration", "4", "-q"]) != 0  # no silent overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["compress", "face-int8", "-o", str(tmp_path / "x.bin"), "-q"]) != 0
+    assert ".onnx" in capsys.readouterr().err
+
+
+def test_the_shipped_int8_face_embedder_agrees_with_the_float_one():
+    pytest.importorskip("face_recognition_models", reason="needs the faces extra")
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    from slimvision.graph.session import SessionSettings
+    from slimvision.registry import ARTIFACTS
+
+    photo = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB"))
+    settings = SessionSettings(threads=2)
+    exact = ARTIFACTS.create("face-embedder-dlib-resnet", settings=settings).main_face(photo).descriptor
+    int8 = ARTIFACTS.create("face-embedder-dlib-resnet-int8", settings=settings).main_face(photo).descriptor
+    assert np.linalg.norm(exact - int8) < 0.1  # the threshold is 0.6

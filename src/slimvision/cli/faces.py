@@ -206,13 +206,13 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 
 
 #: The face pipeline's registered default (MTCNN, alignment, dlib's ResNet) and the pipeline class
-#: every face embedder is registered with (``slimvision models --system faces``).
+#: every face embedder is registered with (``slimvision models``).
 DEFAULT_EMBEDDER, FACE_PIPELINE = "face-embedder-dlib-resnet", "slimvision.inference.faces:FaceRecognizer"
 
 
 def _model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_EMBEDDER, metavar="NAME_OR_ONNX",
-                        help="the face embedder: a registered name (slimvision models --system faces) or an "
+                        help="the face embedder: a registered name (slimvision models) or an "
                              "exported student's embedder.onnx (its card beside it) or its run folder (default "
                              f"{DEFAULT_EMBEDDER}); a gallery refuses descriptors of another model")
 
