@@ -470,3 +470,33 @@ def test_openapi_says_how_to_send_the_admin_token(client):
             assert secured == ((method, path) in changing), (method, path)
             if secured:
                 assert {"401", "403"} <= set(operation["responses"])
+
+
+def test_the_face_routes_use_the_face_model_setting_and_its_galleries(tmp_path):
+    pytest.importorskip("face_recognition_models", reason="needs the faces extra")
+    from slimvision.inference.face_gallery import EmbedderInfo, Gallery
+
+    photo = (SAMPLES / "content" / "astronaut.jpg").read_bytes()
+    gallery = tmp_path / "g.sqlite"
+    settings = ServerSettings(gallery=gallery, admin_token=TOKEN, face_model="face-embedder-dlib-resnet-int8")
+    with TestClient(create_app(settings)) as test_client:
+        enrolled = test_client.post("/api/faces/enroll", data={"name": "eileen"},
+                                    files={"image": ("a.jpg", photo, "image/jpeg")},
+                                    headers={"Authorization": f"Bearer {TOKEN}"})
+        assert enrolled.status_code == 200, enrolled.text
+        assert test_client.app.state.models.get("face-embedder-dlib-resnet-int8") is not None
+        found = test_client.post("/api/faces/identify", files={"image": ("a.jpg", photo, "image/jpeg")}).json()
+        assert [face["name"] for face in found["faces"]] == ["eileen"]
+    other = tmp_path / "other.sqlite"  # a gallery of another model's descriptors is refused, not mixed
+    with Gallery.open(other, EmbedderInfo("someone-else", "1", 128, "euclidean", 0.6), mode="c") as foreign:
+        foreign.add("x", np.ones((1, 128), np.float32))
+    with TestClient(create_app(ServerSettings(gallery=other))) as test_client:
+        refused = test_client.post("/api/faces/identify", files={"image": ("a.jpg", photo, "image/jpeg")})
+        assert refused.status_code >= 400 and "someone-else" in refused.text
+
+
+def test_serve_refuses_a_face_model_that_is_no_embedder(capsys):
+    from slimvision.cli.main import main
+
+    assert main(["serve", "--face-model", "face-detector-mtcnn"]) != 0
+    assert "not a face embedder" in capsys.readouterr().err

@@ -24,6 +24,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                        help="token that allows gallery changes (default: $SLIMVISION_ADMIN_TOKEN; none: read-only)")
     serve.add_argument("--gallery", type=Path, default=Path("slimvision-gallery.sqlite"),
                        help="face gallery file (default ./slimvision-gallery.sqlite, made on the first enrolment)")
+    serve.add_argument("--face-model", default="face-embedder-dlib-resnet", metavar="NAME",
+                       help="the registered face embedder the face routes use (slimvision models; default "
+                            "face-embedder-dlib-resnet); the gallery must have been made with it")
     serve.add_argument("--max-upload-mb", type=positive_float("--max-upload-mb", 4096), default=20.0,
                        help="largest request body (default 20)")
     serve.add_argument("--max-pixels", type=positive_float("--max-pixels", 1000), default=25.0,
@@ -40,6 +43,16 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=run_serve)
 
 
+def _check_face_model(name: str) -> None:
+    """A registered face embedder (an unknown name is an error naming the close ones), before the server starts."""
+    from slimvision.cli.faces import FACE_PIPELINE
+    from slimvision.registry import ARTIFACTS
+
+    if ARTIFACTS.spec(name).pipeline != FACE_PIPELINE:
+        embedders = [spec.name for spec in ARTIFACTS.specs("faces") if spec.pipeline == FACE_PIPELINE]
+        raise SlimvisionError(f"--face-model {name}: not a face embedder; choose from {', '.join(embedders)}")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         from slimvision.server.app import serve
@@ -49,7 +62,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from slimvision.server.settings import ADMIN_TOKEN_ENV, ServerSettings
 
     token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+    _check_face_model(args.face_model)
     settings = ServerSettings(host=args.host, port=args.port, admin_token=token, gallery=args.gallery,
+                              face_model=args.face_model,
                               max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_pixels * 1e6),
                               workers=args.workers, queue_size=args.queue, timeout_s=args.timeout,
                               max_connections_per_client=args.max_client_connections,

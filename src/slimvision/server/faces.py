@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from slimvision.server.errors import ApiError
 from slimvision.server.settings import ServerSettings
-from slimvision.server.shared import (ADMIN_RESPONSES, BOX_FORMAT, decode, read_upload, require_admin, run_job,
-                                      settings_of)
+from slimvision.server.shared import (ADMIN_RESPONSES, BOX_FORMAT, decode, models_of, read_upload, require_admin,
+                                      run_job, settings_of)
 
-#: The registered artifact that answers: MTCNN, alignment and dlib's ResNet (``slimvision models``).
+#: The registered artifact that answers by default: MTCNN, alignment and dlib's ResNet
+#: (``slimvision serve --face-model`` picks another, ``ServerSettings.face_model``).
 RECOGNIZER = "face-embedder-dlib-resnet"
 
 router = APIRouter()
@@ -25,7 +26,7 @@ async def verify(request: Request, a: Annotated[UploadFile, File()], b: Annotate
     first, second = await read_upload(a, "a"), await read_upload(b, "b")
 
     def work() -> dict[str, Any]:
-        recognizer = request.app.state.models.get(RECOGNIZER)
+        recognizer = request.app.state.models.get(settings.face_model)
         photos = [decode(*item, settings) for item in (first, second)]
         faces = [recognizer.main_face(photo, item[1]) for photo, item in zip(photos, (first, second))]
         result = recognizer.compare(faces[0].descriptor, faces[1].descriptor)
@@ -43,13 +44,13 @@ async def identify(request: Request, image: Annotated[UploadFile, File()]) -> di
     upload = await read_upload(image, "image")
 
     def work() -> dict[str, Any]:
-        recognizer = request.app.state.models.get(RECOGNIZER)
+        recognizer = request.app.state.models.get(settings.face_model)
         photo = decode(*upload, settings)
         if not settings.gallery.is_file():
             return {"box_format": BOX_FORMAT, "gallery_size": 0,
                     "faces": [{"box": _box(face.face.box, photo), "name": None, "distance": None}
                               for face in recognizer(photo)]}
-        with _gallery(settings, "r") as gallery:
+        with _gallery(settings, "r", recognizer.embedder) as gallery:
             faces = recognizer.identify(photo, gallery, top_k=1)
             size = len(gallery.people())
         return {"box_format": BOX_FORMAT, "gallery_size": size,
@@ -67,7 +68,7 @@ async def gallery_list(request: Request) -> dict:
     def work() -> dict[str, Any]:
         if not settings.gallery.is_file():
             return {"people": []}
-        with _gallery(settings, "r") as gallery:
+        with _gallery(settings, "r", models_of(request).get(settings.face_model).embedder) as gallery:
             return {"people": [{"name": p.name, "templates": p.faces} for p in gallery.people()]}
 
     return await run_job(request, work)
@@ -82,8 +83,9 @@ async def enroll(request: Request, name: Annotated[str, Form(min_length=1, max_l
 
     def work() -> dict[str, Any]:
         photo = decode(*upload, settings)
-        face = request.app.state.models.get(RECOGNIZER).main_face(photo, upload[1])
-        with _gallery(settings, "c") as gallery:
+        recognizer = request.app.state.models.get(settings.face_model)
+        face = recognizer.main_face(photo, upload[1])
+        with _gallery(settings, "c", recognizer.embedder) as gallery:
             before = {person.name: person.faces for person in gallery.people()}
             gallery.add(name, face.descriptor[None], sources=["upload"])
             # The gallery stores the name tidied ("Ann  Lee" as "Ann Lee"): report the person
@@ -104,7 +106,7 @@ async def remove(request: Request, name: str) -> dict:
     def work() -> dict[str, Any]:
         if not settings.gallery.is_file():
             raise nobody
-        with _gallery(settings, "w") as gallery:
+        with _gallery(settings, "w", models_of(request).get(settings.face_model).embedder) as gallery:
             if name not in {person.name for person in gallery.people()}:
                 raise nobody
             return {"name": name, "removed_templates": gallery.remove(name)}
@@ -116,13 +118,14 @@ class _gallery:
     """The SQLite gallery opened for one job (SQLite connections belong to the thread that made
     them), read-only ("r") unless the job changes it ("w"; "c" may create it)."""
 
-    def __init__(self, settings: ServerSettings, mode: str) -> None:
-        self.path, self.mode = settings.gallery, mode
+    def __init__(self, settings: ServerSettings, mode: str, embedder: Any) -> None:
+        self.path, self.mode, self.embedder = settings.gallery, mode, embedder
 
     def __enter__(self) -> Any:
-        from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
+        from slimvision.inference.face_gallery import Gallery
 
-        self.gallery = Gallery.open(self.path, DLIB_RESNET_V1, mode=self.mode)
+        # The face model's embedder: a gallery made with another model is refused, as on the command line.
+        self.gallery = Gallery.open(self.path, self.embedder, mode=self.mode)
         return self.gallery
 
     def __exit__(self, *exc: object) -> None:

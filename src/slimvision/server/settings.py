@@ -43,6 +43,8 @@ class ServerSettings(BaseConfig):
         max_connections: connections the server holds in all.
         cors_origins: origins allowed to call the API from other pages (none by default).
         gallery: the SQLite face gallery file (created on the first enrolment).
+        face_model: the registered face embedder the face routes use (``slimvision models``); a
+            gallery made with another one is refused.
         web_assets: onnxruntime-web's ``dist`` folder.
     """
 
@@ -61,6 +63,7 @@ class ServerSettings(BaseConfig):
     max_connections: int = 512
     cors_origins: tuple[str, ...] = ()
     gallery: Path = field(default_factory=lambda: Path("slimvision-gallery.sqlite"))
+    face_model: str = "face-embedder-dlib-resnet"
     web_assets: Path = field(default_factory=default_web_assets)
 
     def validate(self) -> None:
