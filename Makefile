@@ -91,8 +91,9 @@ vae-demo: $(VENV)/.dev
 
 # Retrain the shipped distilled style students (each about 10-20 minutes on 2 cores; add
 # --device cuda on a GPU): the patch-stem predictor (slimvision-fast-v3), the phase-plane
-# transformer of v3 and the one of the fast bundle (slimvision-fast-v4: 5x5 first edge, 5 blocks,
-# trained on the style families), each 3000 steps, then resumed to 6000 with the same recipe.
+# transformer of v3 and the one of slimvision-fast-v4 (5x5 first edge, 5 blocks, trained on the
+# style families), each 3000 steps, then resumed to 6000 with the same recipe; then the fast
+# bundle's (slimvision-fast-v5): v4's fine-tuned 6000 steps more from its shipped weights.
 # Copy the .fp16w.onnx graphs (and the student/ weights) into src/slimvision/weights/style/ to
 # ship them; make style-predictor-gptq remakes the fast bundle's predictor.
 style-students: $(VENV)/.dev
@@ -103,6 +104,7 @@ style-students: $(VENV)/.dev
 	$(BIN)/slimvision train style-transformer --run-dir runs/tf-p53 --config recipes/style-transform-p53-families.json
 	$(BIN)/slimvision train style-transformer --run-dir runs/tf-p53 --config recipes/style-transform-p53-families.json \
 	    --steps 6000
+	$(BIN)/slimvision train style-transformer --run-dir runs/tf-p53b --config recipes/style-transform-p53b-families.json
 
 # Remake the fast bundle's predictor: Magenta's own predictor with 4-bit weights (GPTQ, no training,
 # about two minutes on 2 cores), copied into the package with its card and report.

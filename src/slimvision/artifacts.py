@@ -139,14 +139,24 @@ register("slimvision-fast-v3", "style", "interactive",
                                  "planes, both distilled from the teacher (fp16-stored weights, float compute)"})
 register("slimvision-fast-v4", "style", "interactive",
          "style transfer, the teacher's predictor at 4 bits + a phase-plane transformer student "
-         "(--model fast, the web page's default)",
+         "(the fast bundle before slimvision-fast-v5)",
          _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ4, assets.FAST_STYLE_TRANSFORM_P53), STYLE_PIPELINE,
          artifact="slimvision-fast-v4",
-         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+         options={**_STUDENT, "bytes_per_pixel": 145,
                   "description": "Magenta's MobileNetV2 style predictor with every 1x1 conv and the head stored "
                                  "at 4 bits (GPTQ; float16 elsewhere) + the teacher's transformer rewritten to run "
                                  "at half resolution on 2x2 phase planes (first conv exact, all 5 residual blocks), "
                                  "distilled on procedural style families (float compute)"})
+register("slimvision-fast-v5", "style", "interactive",
+         "style transfer, the teacher's predictor at 4 bits + a phase-plane transformer student trained longer "
+         "(--model fast, the web page's default)",
+         _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ4, assets.FAST_STYLE_TRANSFORM_P53B), STYLE_PIPELINE,
+         artifact="slimvision-fast-v5",
+         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+                  "description": "Magenta's MobileNetV2 style predictor with every 1x1 conv and the head stored "
+                                 "at 4 bits (GPTQ; float16 elsewhere) + the teacher's transformer rewritten to run "
+                                 "at half resolution on 2x2 phase planes (first conv exact, all 5 residual blocks), "
+                                 "distilled on procedural style families for 12000 steps (float compute)"})
 
 # --------------------------------------------------------------------------- faces
 register("face-detector-mtcnn", "faces", "realtime",
@@ -156,7 +166,7 @@ register("face-embedder-dlib-resnet", "faces", "interactive",
          "detect, align and embed faces as 128-d descriptors (dlib's ResNet): verify, identify",
          {**_MTCNN, "embedder": assets.DLIB_FACE_RESNET}, "slimvision.inference.faces:FaceRecognizer")
 register("face-embedder-dlib-resnet-int8", "faces", "interactive",
-         "dlib's ResNet as a static int8 graph: the same descriptors within a few hundredths, 2.6x faster embedding "
+         "dlib's ResNet as a static int8 graph: the same descriptors within a few hundredths, 2.6-4.3x faster embedding "
          "(--model face-embedder-dlib-resnet-int8; galleries of either mix)",
          {**_MTCNN, "embedder": assets.FACE_EMBEDDER_DLIB_INT8}, "slimvision.inference.faces:FaceRecognizer",
          model=FileOf("embedder"))

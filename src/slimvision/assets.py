@@ -207,7 +207,7 @@ FAST_STYLE_PREDICTOR_GPTQ4 = PackagedFile(
 )
 
 
-#: The fast bundle's transformer (slimvision-fast-v4): phase planes, the teacher's first conv kept
+#: slimvision-fast-v4's transformer: phase planes, the teacher's first conv kept
 #: exact (5x5), the last cropped to 3x3, all 5 residual blocks, fine-tuned on the style families.
 FAST_STYLE_TRANSFORM_P53 = PackagedFile(
     distribution="slimvision",
@@ -215,6 +215,19 @@ FAST_STYLE_TRANSFORM_P53 = PackagedFile(
     package="slimvision",
     resource="weights/style/transform-phase53.fp16w.onnx",
     sha256="8ad21a3121c33b03bc25575f0d7863632f2ced7f6f9ab5827dbbfd200c79a6bc",
+    licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
+)
+
+
+#: The fast bundle's transformer since slimvision-fast-v5: transform-phase53 fine-tuned 6000 steps
+#: more on the style families (recipes/style-transform-p53b-families.json), chosen on training
+#: families (held-out families untouched).
+FAST_STYLE_TRANSFORM_P53B = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/transform-phase53b.fp16w.onnx",
+    sha256="c4f8f72e052346a470773e20defe5fd89d64edf2349c5c63bc25332427bc18b4",
     licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
 )
 
@@ -247,8 +260,8 @@ MTCNN_RNET = _mtcnn_onnx("rnet", "81c141b861c2d1a1102c0d8cfd43af8d5c7188aa2175b4
 MTCNN_ONET = _mtcnn_onnx("onet", "3ff3043444e19eb0e39afc4821471f485d88a3bdedbabd95d52fbc3c672949e7")
 
 #: dlib's face ResNet as a static int8 graph (``slimvision compress face-int8``; calibrated on
-#: synthetic face chips): 2.6-2.9x faster than the float graph here, every decision the same on
-#: the real pairs of docs/faces.md. Derived from dlib's CC0 weights.
+#: synthetic face chips): 2.6-4.3x faster than the float graph here, 104 of the 105 real pairs of
+#: docs/faces.md decided alike (the other sits on the threshold). Derived from dlib's CC0 weights.
 FACE_EMBEDDER_DLIB_INT8 = PackagedFile(
     distribution="slimvision",
     version="0.1.0",

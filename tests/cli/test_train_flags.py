@@ -61,6 +61,7 @@ SHIPPED = {
     "style-predictor-mbv2-035": ("train style-predictor", "style/predictor-mbv2-035.report.json", "config"),
     "style-transform-phase": ("train style-transformer", "style/transform-phase.report.json", "config"),
     "style-transform-p53-families": ("train style-transformer", "style/transform-phase53.report.json", "config"),
+    "style-transform-p53b-families": ("train style-transformer", "style/transform-phase53b.report.json", "config"),
     "vae-mni128-unet": ("vae train", None, None),
     "vae-mni128": ("vae train", None, None),
 }

@@ -77,5 +77,5 @@ def test_models_command_lists_sizes_and_provenance(capsys):
     assert "slimvision-fast-predictor-v1" in text and "predictor-mbv2-035.fp16w.onnx" in text and "MB" in text
     assert "slimvision-fast-v2" in text and "transform-phase.fp16w.onnx" in text
     assert "slimvision-fast-v3" in text and "predictor-patch4.fp16w.onnx" in text
-    assert "slimvision-fast-v4" in text and "predictor-gptq4.int4w.onnx" in text and "transform-phase53" in text
-    assert artifact_for("fast", "fp32") == "slimvision-fast-v4"
+    assert "slimvision-fast-v5" in text and "predictor-gptq4.int4w.onnx" in text and "transform-phase53" in text
+    assert artifact_for("fast", "fp32") == "slimvision-fast-v5"

@@ -165,7 +165,7 @@ def test_a_form_field_where_a_file_belongs(client):
 # ----------------------------------------------------------------------- style
 def test_style_models_and_their_graphs(client):
     listing = client.get("/api/style/models").json()
-    assert listing["default"] == "slimvision-fast-v4"
+    assert listing["default"] == "slimvision-fast-v5"
     fast = next(model for model in listing["models"] if model["name"] == listing["default"])
     assert fast["kind"] == "fast" and fast["style_dim"] == 100 and fast["size_multiple"] == 4
     for part in ("predictor", "transform"):
@@ -173,7 +173,7 @@ def test_style_models_and_their_graphs(client):
         assert graph.status_code == 200 and len(graph.content) == fast[part]["bytes"]
     assert fast["predictor"]["bytes"] + fast["transform"]["bytes"] <= 2e6  # issue 24: the fast bundle <= 2 MB
     assert_error(client.get("/api/style/models/nope/predictor.onnx"), 404, "not_found")
-    assert_error(client.get("/api/style/models/slimvision-fast-v4/secret.onnx"), 404, "not_found")
+    assert_error(client.get("/api/style/models/slimvision-fast-v5/secret.onnx"), 404, "not_found")
 
 
 def test_samples_listed_and_served(client):
@@ -196,7 +196,7 @@ def test_stylize_matches_the_python_pipeline(client):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png" and float(response.headers["x-inference-ms"]) > 0
     served = np.asarray(Image.open(io.BytesIO(response.content)))
-    expected = StyleTransferPipeline("slimvision-fast-v4")(content, [style], strength=0.8, preserve_color=True)
+    expected = StyleTransferPipeline("slimvision-fast-v5")(content, [style], strength=0.8, preserve_color=True)
     np.testing.assert_array_equal(served, expected)
 
 
@@ -444,7 +444,7 @@ def test_head_works_like_get_without_a_body_on_every_get_route(client):
     from starlette.routing import Route
 
     examples = {"/static/{name:path}": "/static/style.css", "/vendor/ort/{name}": "/vendor/ort/nothing.mjs",
-                "/api/style/models/{name}/{part}.onnx": "/api/style/models/slimvision-fast-v4/predictor.onnx",
+                "/api/style/models/{name}/{part}.onnx": "/api/style/models/slimvision-fast-v5/predictor.onnx",
                 "/api/samples/{kind}/{name}": "/api/samples/content/chelsea_cat.jpg"}
     paths = [examples.get(route.path, route.path) for route in client.app.routes
              if isinstance(route, (APIRoute, Route)) and "GET" in route.methods]
