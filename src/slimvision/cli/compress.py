@@ -98,32 +98,12 @@ def _add_face_int8(commands: argparse._SubParsersAction) -> None:
 
 def synthetic_face_chips(count: int, seed: int, progress: bool = True) -> list[Any]:
     """``count`` augmented dlib chips ((150, 150, 3) uint8) of synthetic faces, found and aligned by MTCNN."""
-    import numpy as np
-    from PIL import Image
+    from slimvision.cli.faces import face_canvas_maker
+    from slimvision.data.face_identities import FaceAugment, PseudoIdentities, synthetic_canvases
 
-    from slimvision.data.face_identities import FaceAugment, FaceCanvasMaker, PseudoIdentities, synthetic_faces
-    from slimvision.errors import SlimvisionError
-    from slimvision.graph.session import SessionSettings
-    from slimvision.inference.face_detect import FaceDetector
-    from slimvision.progress import progress_bar
-
-    detector = FaceDetector(SessionSettings(), min_face_size=40)
-
-    def landmarks(image: Any) -> Any:
-        faces = detector.detect(image)
-        return faces[0].landmarks if faces else None
-
-    maker, canvases = FaceCanvasMaker(landmarks), []
-    faces = synthetic_faces(count + count // 4 + 4, seed=seed)  # some are not found
-    with progress_bar(count, enabled=progress, desc="aligning faces", unit="face") as bar:
-        for face in faces:
-            canvas = maker(np.asarray(Image.fromarray(face).resize((192, 192), Image.Resampling.BICUBIC)))
-            if canvas is not None and len(canvases) < count:
-                canvases.append(canvas)
-                bar.update()
-    if len(canvases) < count:
-        raise SlimvisionError(f"the detector found {len(canvases)} of {len(faces)} synthetic faces; ask for fewer")
-    data = PseudoIdentities(np.stack(canvases), FaceAugment(), seed=seed)
+    # Some synthetic faces are not found: draw a quarter more than needed.
+    canvases = synthetic_canvases(count + count // 4 + 4, seed, face_canvas_maker(), keep=count, progress=progress)
+    data = PseudoIdentities(canvases, FaceAugment(), seed=seed)
     return [data[index]["dlib"] for index in range(count)]
 
 

@@ -210,6 +210,24 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 DEFAULT_EMBEDDER, FACE_PIPELINE = "face-embedder-dlib-resnet", "slimvision.inference.faces:FaceRecognizer"
 
 
+def face_canvas_maker(min_face: float = 40) -> Any:
+    """A :class:`~slimvision.data.face_identities.FaceCanvasMaker` that aligns each image's largest
+    face found by MTCNN (the face students' and the int8 calibration's synthetic faces)."""
+    from slimvision.data.face_identities import FaceCanvasMaker
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.face_detect import FaceDetector
+
+    detector = FaceDetector(SessionSettings(), min_face_size=min_face)
+
+    def largest_face_landmarks(image: Any) -> Any:
+        faces = detector.detect(image)
+        if not faces:
+            return None
+        return max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])).landmarks
+
+    return FaceCanvasMaker(largest_face_landmarks)
+
+
 def _model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_EMBEDDER, metavar="NAME_OR_ONNX",
                         help="the face embedder: a registered name (slimvision models) or an "

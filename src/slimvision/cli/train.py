@@ -335,20 +335,10 @@ def _add_face_student(commands: argparse._SubParsersAction) -> None:
 def run_face_student(args: argparse.Namespace) -> int:
     training = _training_module("face_student")
     config = build_config(args)
-    from slimvision.data.face_identities import FaceCanvasMaker
+    from slimvision.cli.faces import face_canvas_maker
     from slimvision.export.faces import export_face_student
-    from slimvision.graph.session import SessionSettings
-    from slimvision.inference.face_detect import FaceDetector
 
-    detector = FaceDetector(SessionSettings(), min_face_size=40)
-
-    def main_face_landmarks(image: Any) -> Any:
-        faces = detector.detect(image)
-        if not faces:
-            return None
-        return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])).landmarks
-
-    report = training.train_face_student(config, args.run_dir, canvas_maker=FaceCanvasMaker(main_face_landmarks),
+    report = training.train_face_student(config, args.run_dir, canvas_maker=face_canvas_maker(),
                                          export=export_face_student, progress=not (args.quiet or args.json))
     summary = {key: report[key] for key in ("steps_done", "params", "teacher_params", "faces_aligned", "pictures",
                                             "exports")}

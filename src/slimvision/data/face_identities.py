@@ -181,6 +181,38 @@ class PseudoIdentities:
         return {"identity": identity, **{kind: chip_from_canvas(canvas, kind) for kind in self.kinds}}
 
 
+#: Side the synthetic 64 px faces are enlarged to before a detector looks for their landmarks.
+DETECTION_SIDE = 192
+
+
+def synthetic_canvases(count: int, seed: int, canvas_maker: Callable[[np.ndarray], np.ndarray | None],
+                       keep: int | None = None, progress: bool = True) -> np.ndarray:
+    """(N, 256, 256, 3) canvases of ``count`` synthetic faces (:func:`synthetic_faces`), each
+    enlarged to :data:`DETECTION_SIDE` px and aligned by ``canvas_maker`` (:class:`FaceCanvasMaker`);
+    the faces it finds none in are left out, and at most ``keep`` are kept (all by default).
+
+    Raises:
+        SlimvisionError: fewer than ``keep`` (or 2) faces were found.
+    """
+    from slimvision.progress import progress_bar
+
+    faces, canvases = synthetic_faces(count, seed=seed), []
+    with progress_bar(len(faces), enabled=progress, desc="aligning faces", unit="face") as bar:
+        for face in faces:
+            if keep is not None and len(canvases) == keep:
+                break
+            large = Image.fromarray(face).resize((DETECTION_SIDE, DETECTION_SIDE), Image.Resampling.BICUBIC)
+            canvas = canvas_maker(np.asarray(large))
+            if canvas is not None:
+                canvases.append(canvas)
+            bar.update()
+    wanted = keep if keep is not None else 2
+    if len(canvases) < wanted:
+        raise SlimvisionError(f"the detector found {len(canvases)} of {len(faces)} synthetic faces; "
+                              f"need at least {wanted}")
+    return np.stack(canvases)
+
+
 def synthetic_faces(count: int, seed: int = 0, batch: int = 256) -> np.ndarray:
     """(count, 64, 64, 3) uint8 faces drawn by ``gan-face-generate``'s DCGAN (trained on
     DigiFace-1M; MIT), from standard normal noise seeded by ``seed``.

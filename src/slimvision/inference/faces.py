@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from slimvision.errors import InputError, SlimvisionError
+from slimvision.export.card import card_path
 from slimvision.data.face_align import ARCFACE_TEMPLATE_5, MTCNN_TEMPLATE_5, ChipTemplate, align_face
 from slimvision.inference.face_detect import Face, FaceDetector
 from slimvision.inference.face_embedder import EmbedderCard
@@ -109,7 +110,7 @@ class FaceRecognizer:
         settings = settings or SessionSettings()
         self.detector = FaceDetector(settings, min_face_size=min_face_size)
         if card is None and isinstance(model, (str, Path)):
-            beside = Path(model).with_suffix(".card.json")  # a student's exported graph and its card
+            beside = card_path(Path(model))  # a student's exported graph and its card
             card = beside if beside.is_file() else None
         self.card = EmbedderCard.read(card if card is not None else EmbedderCard.default_file())
         self.embedder = _checked_embedder(embedder, self.card)

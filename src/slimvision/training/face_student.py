@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimvision.data.face_identities import FaceAugment
+from slimvision.data.face_identities import DETECTION_SIDE, FaceAugment
 from slimvision.errors import ConfigError, SlimvisionError
 from slimvision.training.config import TrainingConfig
 from slimvision.training.trainer import FineTuneSchedule
@@ -51,8 +50,6 @@ LOSSES = ("regression",)
 CANVASES_FILE, TARGETS_FILE = "canvases.npy", "targets.npy"
 #: Settings a resumed run may change (the step count, to train longer; intervals; the device).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device")
-#: Side the synthetic 64 px faces are enlarged to before the detector looks for their landmarks.
-DETECTION_SIDE = 192
 
 #: (H, W, 3) uint8 image -> its main face on a canvas, or None (``data.face_identities.FaceCanvasMaker``).
 CanvasMaker = Callable[[np.ndarray], "np.ndarray | None"]
@@ -129,24 +126,11 @@ class DescriptorRegressionTask:
 
 def make_canvases(config: FaceStudentConfig, canvas_maker: CanvasMaker, progress: bool = True) -> np.ndarray:
     """(N, 256, 256, 3) canvases of the synthetic faces the landmark finder finds (N <= ``faces``)."""
-    from PIL import Image
+    from slimvision.data.face_identities import synthetic_canvases
 
-    from slimvision.data.face_identities import synthetic_faces
-    from slimvision.progress import progress_bar
-
-    faces = synthetic_faces(config.faces, seed=config.seed)
-    canvases = []
-    with progress_bar(len(faces), enabled=progress, desc="aligning faces", unit="face") as bar:
-        for face in faces:
-            large = np.asarray(Image.fromarray(face).resize((DETECTION_SIDE, DETECTION_SIDE), Image.Resampling.BICUBIC))
-            canvas = canvas_maker(large)
-            if canvas is not None:
-                canvases.append(canvas)
-            bar.update()
-    if len(canvases) < 2:
-        raise SlimvisionError(f"the detector found {len(canvases)} of {len(faces)} synthetic faces; need at least 2")
-    log.info("%d of %d synthetic faces aligned", len(canvases), len(faces))
-    return np.stack(canvases)
+    canvases = synthetic_canvases(config.faces, config.seed, canvas_maker, progress=progress)
+    log.info("%d of %d synthetic faces aligned", len(canvases), config.faces)
+    return canvases
 
 
 def _chips_tensor(chips: list[np.ndarray]) -> torch.Tensor:
@@ -211,15 +195,13 @@ def backbone_and_head(student: nn.Module) -> tuple[list[nn.Module], list[nn.Para
 
 def _cached(path: Path, fingerprint: dict[str, Any], make: Callable[[], np.ndarray]) -> np.ndarray:
     """``make()``, stored at ``path`` with a fingerprint of what made it; reused while that matches."""
+    from slimvision.compress.distill import npy_bytes
     from slimvision.io.atomic import write_bytes_atomic, write_text_atomic
 
     stamp = path.with_suffix(".json")
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == fingerprint:
         return np.load(path, mmap_mode="r")
-    array = make()
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    write_bytes_atomic(path, buffer.getvalue(), overwrite=True)
+    write_bytes_atomic(path, npy_bytes(make()), overwrite=True)
     write_text_atomic(stamp, json.dumps(fingerprint), overwrite=True)
     return np.load(path, mmap_mode="r")
 
