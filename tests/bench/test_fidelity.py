@@ -95,6 +95,19 @@ def test_the_json_report_has_the_documented_fields(tmp_path, capsys) -> None:
     assert (tmp_path / "sheet.png").is_file() and json.loads((tmp_path / "report.json").read_text())["cases"]
 
 
+def test_the_training_split_scores_training_families_and_refuses_held_out_ones(tmp_path, capsys) -> None:
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    Image.fromarray(make_scene(64)).save(contents / "scene.png")
+    common = ["bench", "fidelity", "--split", "training", "--contents", contents, "--content-side", 32,
+              "--style-side", 32, "--styles-per-family", 1, "--no-mixed", "--seed", 1, "--json"]
+    assert exit_code([*common, "--families", "spiral,dots"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["inputs"]["styles"] == ["spiral/0", "dots/0"] and report["settings"]["split"] == "training"
+    assert exit_code([*common, "--families", "spiral,concentric"]) != 0
+    assert "concentric held out" in one_line_error(capsys)
+
+
 def test_bad_input_folders_give_one_line_errors(tmp_path, capsys) -> None:
     assert exit_code(["bench", "fidelity", "--styles", tmp_path / "missing"]) != 0
     assert "no such folder" in one_line_error(capsys)

@@ -25,6 +25,7 @@ from slimvision.data.style_families import (
     render,
     split_families,
     split_real_sources,
+    validation_styles,
 )
 from slimvision.data.style_images import StyleSource
 from slimvision.errors import ConfigError
@@ -113,6 +114,17 @@ def test_training_data_never_uses_a_held_out_family_or_file():
     assert "slimvision/starry_night.jpg" in {source.name for source in held_out_files}
     names = [name for name, _ in held_out_styles(per_family=2, size=32)]
     assert {name.split("/")[0] for name in names} == set(HELD_OUT_FAMILIES) and len(names) == 10
+
+
+def test_validation_styles_draw_training_families_only_and_refuse_held_out_ones():
+    styles = validation_styles(per_family=2, seed=1, size=32)
+    assert {name.split("/")[0] for name, _ in styles} == set(split_families()[0]) and len(styles) % 2 == 0
+    again = dict(validation_styles(per_family=2, seed=1, size=32))
+    assert all(np.array_equal(again[name], image) for name, image in styles)
+    other_seed = dict(validation_styles(per_family=2, seed=2, size=32))
+    assert not all(np.array_equal(other_seed[name], image) for name, image in styles)
+    with pytest.raises(ConfigError, match="concentric held out"):
+        validation_styles(per_family=1, size=32, families=["spiral", "concentric"])
 
 
 def test_dataset_items_are_a_function_of_seed_and_index():

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from slimvision.bench.fidelity import Case, CaseResult, LabelledImage, Metric
+from slimvision.errors import ConfigError
 from slimvision.inference.style import artifact_for
 
 #: Predictor: (H, W, 3) uint8 style image -> (100,) style vector.
@@ -91,7 +92,6 @@ def style_students(teacher: str, student: str, mixed: bool = True,
         ConfigError: the two do not share a style-vector space (their halves cannot be mixed,
             their vectors not compared).
     """
-    from slimvision.errors import ConfigError
     from slimvision.inference.style import style_artifact
 
     spaces = {name: style_artifact(name).vector_space or name for name in (teacher, student)}
@@ -358,6 +358,21 @@ def held_out_style_set(per_family: int, side: int, seed: int = 0, families: Sequ
     return limit_per_family(styles, per_family, seed)
 
 
+def training_style_set(per_family: int, side: int, seed: int = 1,
+                       families: Sequence[str] | None = None) -> list[LabelledImage]:
+    """New images of the families students TRAIN on, for choosing between students.
+
+    Scores on :func:`held_out_style_set` are the report; picking a student by them tunes to the
+    held-out set. This set (:func:`~slimvision.data.style_families.validation_styles`) looks at
+    nothing held out: training families, training palettes, no real images. Use a ``seed``
+    other than 0 so the draw differs from the report's.
+    """
+    from slimvision.data.style_families import validation_styles
+
+    return [LabelledImage(*name.split("/", 1), image)
+            for name, image in validation_styles(per_family, seed, side, families)]
+
+
 @dataclass
 class StyleFidelitySettings:
     """What ``slimvision bench fidelity`` scores, and on what (see the CLI's help for each)."""
@@ -367,7 +382,8 @@ class StyleFidelitySettings:
     mixed: bool = True
     styles: Path | None = None
     contents: Path | None = None
-    families: tuple[str, ...] | None = None  # None: the held-out families
+    families: tuple[str, ...] | None = None  # None: every family of the split
+    split: str = "held-out"  # or "training": fresh renders of training families (validation_styles)
     styles_per_family: int | None = 8
     content_count: int | None = None  # None: 10 machine photos, or every image of --contents
     pairs: int | None = None
@@ -395,8 +411,12 @@ def run_style_fidelity(settings: StyleFidelitySettings, progress: bool = True) -
     s = settings
     if s.styles is not None:
         styles = limit_per_family(folder_images(s.styles, s.style_side, "styles"), s.styles_per_family, s.seed)
-    else:
+    elif s.split == "training":
+        styles = training_style_set(s.styles_per_family or 8, s.style_side, s.seed, s.families)
+    elif s.split == "held-out":
         styles = held_out_style_set(s.styles_per_family or 8, s.style_side, s.seed, s.families)
+    else:
+        raise ConfigError(f"split must be 'held-out' or 'training', not {s.split!r}")
     if s.contents is not None:
         contents = folder_images(s.contents, s.content_side, "contents")
         if s.content_count is not None:

@@ -63,9 +63,15 @@ def _add_fidelity(commands: argparse._SubParsersAction) -> None:
                           help="style images to use instead of the held-out families (each sub-folder a family)")
     fidelity.add_argument("--contents", type=Path, default=None, metavar="DIR",
                           help="content photos to use instead of the installed ones (each sub-folder a source)")
-    fidelity.add_argument("--families", default="held-out", metavar="NAMES",
-                          help="procedural style families: 'held-out' (default), 'all', or names separated by "
-                               "commas (see slimvision.data.style_families.FAMILIES)")
+    fidelity.add_argument("--split", choices=("held-out", "training"), default="held-out",
+                          help="held-out (default): the report's styles, families no student trains on plus the "
+                               "held-out real images; training: new renders of the families students train on, in "
+                               "training colours, no real images, for choosing between students without looking "
+                               "at the held-out set (use a --seed other than 0)")
+    fidelity.add_argument("--families", default=None, metavar="NAMES",
+                          help="procedural style families: every family of --split (default), 'all' (held-out "
+                               "split only), or names separated by commas (see "
+                               "slimvision.data.style_families.FAMILIES)")
     fidelity.add_argument("--styles-per-family", type=positive_int("--styles-per-family", 10_000), default=8,
                           help="style images per family (default 8)")
     fidelity.add_argument("--photos", type=positive_int("--photos", 10_000), default=None, metavar="N",
@@ -123,7 +129,7 @@ def run_fidelity_bench(args: argparse.Namespace) -> int:
     settings = StyleFidelitySettings(
         teacher=args.teacher or artifact_for("teacher"), student=args.student or artifact_for("fast"),
         mixed=args.mixed, styles=args.styles, contents=args.contents,
-        families=_families(args.families), styles_per_family=args.styles_per_family, content_count=args.photos,
+        families=_families(args.families), split=args.split, styles_per_family=args.styles_per_family, content_count=args.photos,
         pairs=args.pairs, content_side=args.content_side, style_side=args.style_side, seed=args.seed,
         rank_by=args.rank_by, worst=args.worst, sheet=args.sheet, sheet_side=args.sheet_side,
         overwrite=args.overwrite, threads=args.threads)
@@ -137,11 +143,11 @@ def run_fidelity_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _families(text: str) -> tuple[str, ...] | None:
-    """``--families``: None for the held-out families, every family for 'all', else the names (checked)."""
+def _families(text: str | None) -> tuple[str, ...] | None:
+    """``--families``: None for the split's families, every family for 'all', else the names (checked)."""
     from slimvision.data.style_families import FAMILIES, check_family_names
 
-    if text == "held-out":
+    if text is None or text == "held-out":  # 'held-out': what the default was called before --split
         return None
     if text == "all":
         return tuple(FAMILIES)

@@ -807,6 +807,31 @@ def held_out_styles(per_family: int = 8, seed: int = 0, size: int = 256,
             for family in check_family_names(held_out_families) for index in range(per_family)]
 
 
+def validation_styles(per_family: int = 8, seed: int = 1, size: int = 256, families: Iterable[str] | None = None,
+                      sources: Sequence[StyleSource] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Fresh renders of TRAINING families in training colours: for choosing between students.
+
+    A choice made on :func:`held_out_styles` tunes to the held-out set; this draws new images of
+    the families students train on (``render`` seeds them apart from the training samples, which
+    come from their own generator), with palettes from the training real images only, so nothing
+    held out is looked at. ``families`` defaults to every training family; a held-out name is an
+    error. Names are ``"<family>/<index>"``.
+
+    Example:
+        >>> styles = validation_styles(per_family=2, seed=1, size=64, families=["spiral", "dots"])
+        >>> [name for name, _ in styles]
+        ['spiral/0', 'spiral/1', 'dots/0', 'dots/1']
+    """
+    train_families, held = split_families()
+    chosen = train_families if families is None else check_family_names(families)
+    if leaked := [name for name in chosen if name in held]:
+        raise ConfigError(f"validation_styles: {', '.join(leaked)} held out; validate on training families only")
+    train_sources, _ = split_real_sources(find_style_sources() if sources is None else sources)
+    palettes = PaletteBank(train_sources) if train_sources else None
+    return [(f"{family}/{index}", render(family, seed, index, size, palettes))
+            for family in chosen for index in range(per_family)]
+
+
 # --------------------------------------------------------------------------- a preview sheet
 LABEL_WIDTH = 170
 
