@@ -296,7 +296,17 @@ def test_bad_parameters(tmp_path: Path) -> None:
         VideoWriter(out, width=W, height=H, fps=0)
     with pytest.raises(ValueError):
         VideoWriter(out, width=W, height=H, fps=FPS, quality=11)
+    with pytest.raises(ValueError, match="preset"):
+        VideoWriter(out, width=W, height=H, fps=FPS, preset="warp")
     assert _listing(tmp_path) == []
+
+
+def test_a_speed_preset_writes_the_same_frames(tmp_path: Path) -> None:
+    out = tmp_path / "fast.mp4"
+    assert _write_flat(out, n=4, preset="veryfast").frames_written == 4
+    frames = list(iter_frames(out))
+    assert len(frames) == 4
+    np.testing.assert_allclose(frames[-1].reshape(-1, 3).mean(axis=0), ORANGE, atol=6)
 
 
 def test_missing_folder_is_created(tmp_path: Path) -> None:
