@@ -337,6 +337,51 @@ def test_video_refuses_its_input_and_existing_outputs(tmp_path, image_files, cap
     assert listing(tmp_path) == ["clip.mp4", "out.mp4"]
 
 
+def test_video_realtime_keeps_every_frame_in_order(tmp_path, image_files, capsys):
+    from slimvision.io.video import iter_frames, probe_video
+
+    clip = make_video(tmp_path / "clip.mp4")
+    out = tmp_path / "live.mp4"
+    assert run("video", clip, "-s", image_files["style"], "-o", out, "--realtime", "--model", "fast",
+               "--work-size", "32", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["realtime"] is True and summary["frames"] == FRAMES and summary["work_size"] == [32, 24]
+    assert 1 <= summary["frames_painted"] <= FRAMES
+    assert (probe_video(out).width, probe_video(out).height) == (WIDTH, HEIGHT)
+    styled, original = list(iter_frames(out)), list(iter_frames(clip))
+    assert len(styled) == FRAMES
+    assert np.abs(styled[0].astype(int) - original[0]).mean() > 10  # painted
+    # testsrc changes every frame (its counter), so every output frame differs from the one before
+    steps = [np.abs(b.astype(int) - a).mean() for a, b in zip(styled, styled[1:])]
+    assert all(step > 0 for step in steps)
+    assert listing(tmp_path) == ["clip.mp4", "live.mp4"]
+
+
+def test_video_realtime_errors_are_one_line(tmp_path, image_files, capsys):
+    missing = tmp_path / "missing.mp4"
+    assert run("video", missing, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--realtime") == 2
+    assert f"{missing}: file not found" in one_line_error(capsys)
+    clip = make_video(tmp_path / "clip.mp4")
+    assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--work-size", "64") == 2
+    assert "--work-size and --temporal-blend need --realtime" in one_line_error(capsys)
+    assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--realtime",
+               "--temporal-blend", "0") == 2
+    assert "--temporal-blend must be more than 0" in one_line_error(capsys)
+    assert listing(tmp_path) == ["clip.mp4"]
+
+
+def test_live_without_a_camera_is_one_line(tmp_path, image_files, capsys):
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        expected = "needs OpenCV"
+    else:
+        expected = "cannot open camera 97"
+    assert run("live", "--camera", "97", "-s", image_files["style"], "-o", tmp_path / "rec.mp4") == 2
+    assert expected in one_line_error(capsys)
+    assert listing(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- memory budget
 def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline_fp32, capsys):
     """6 MB: 136 px tiles with the fp32 transformer (330 bytes per pixel), too small for the

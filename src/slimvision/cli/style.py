@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, add_skip_existing,
-                                     bounded, check_folder_output, fraction, max_pixels, number_list,
-                                     positive_float, positive_int, threads)
+                                     bounded, check_folder_output, fraction, max_pixels, non_negative_int,
+                                     number_list, positive_float, positive_int, threads)
 from slimvision.errors import ConfigError, InputError, OutputError, SlimvisionError
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,31 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
     video = commands.add_parser(
         "video", help="stylize a video frame by frame with one fixed style vector",
-        description="Stylize every frame of a video with one style vector. Audio is not carried over.")
+        description="Stylize every frame of a video with one style vector. Audio is not carried over. "
+                    "--realtime paints each frame small, upsamples it along the frame's edges and repaints "
+                    "only what changed, with decoding, painting and encoding overlapped (every frame is "
+                    "kept, in order).")
     video.add_argument("input", type=Path, help="input video (.mp4, .mkv, .mov, .avi, .webm)")
     _style_options(video)
     add_output(video, "output video file")
+    video.add_argument("--realtime", action="store_true",
+                       help="paint at a working size, guided upsampling, reuse unchanged regions (fast)")
+    _realtime_options(video)
     _common(video)
     video.set_defaults(run=run_video)
+
+    live = commands.add_parser(
+        "live", help="stylize a camera in real time in a window (OpenCV); q quits",
+        description="Stylize a camera's frames as they come, in an OpenCV window, the real-time way of "
+                    "'style video --realtime'; stale frames are dropped so the picture keeps up. Press q "
+                    "(or close the window) to stop. -o also records what was shown.")
+    live.add_argument("--camera", type=non_negative_int("--camera", 1024), default=0,
+                      help="camera index as OpenCV numbers them (default 0)")
+    _style_options(live)
+    add_output(live, "also record the stylized frames to this video file", required=False)
+    _realtime_options(live)
+    _common(live, progress=False)
+    live.set_defaults(run=run_live)
 
     demo = commands.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP.capitalize() + ".")
     add_output(demo, "folder for the results (default ./outputs; its demo files are replaced)",
@@ -90,6 +109,16 @@ def _style_options(parser: argparse.ArgumentParser) -> None:
                         help="working memory per model run; larger images are tiled "
                              "(default: a quarter of the RAM, 1-8 GB)")
     _precision_option(parser)
+
+
+def _realtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work-size", type=bounded("--work-size", int, 16, MAX_SIDE), default=None, metavar="N",
+                        help="real time: longer side painted, px (default: at most 640x360 worth of pixels, "
+                             "i.e. 640 for 720p and 1080p; smaller frames as they are)")
+    parser.add_argument("--temporal-blend", type=bounded("--temporal-blend", float, maximum=1, above=0),
+                        default=None, metavar="W",
+                        help="real time: weight of the new painting in a changed region per frame, (0, 1] "
+                             "(default 1: take it at once; less eases changes in over a few frames)")
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +156,7 @@ def _common(parser: argparse.ArgumentParser, progress: bool = True) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-def _pipeline(args: argparse.Namespace, workers: int = 1) -> Any:
+def _pipeline(args: argparse.Namespace, workers: int = 1, spinning: bool = True) -> Any:
     from slimvision.inference.batch import available_cpus
     from slimvision.graph.session import SessionSettings
     from slimvision.inference.style import artifact_for
@@ -136,7 +165,8 @@ def _pipeline(args: argparse.Namespace, workers: int = 1) -> Any:
     threads = args.threads
     if threads is None and workers > 1:  # share the cores out instead of oversubscribing them
         threads = max(1, available_cpus() // workers)
-    return ARTIFACTS.create(artifact_for(args.model, args.precision), settings=SessionSettings(threads=threads),
+    settings = SessionSettings(threads=threads, allow_spinning=spinning)
+    return ARTIFACTS.create(artifact_for(args.model, args.precision), settings=settings,
                             memory_budget_mb=getattr(args, "memory_budget", None))
 
 
@@ -340,10 +370,14 @@ def run_video(args: argparse.Namespace) -> int:
     from slimvision.io.video import VideoWriter, iter_frames, probe_video
 
     _check_style_args(args)
+    if not args.realtime and (args.work_size is not None or args.temporal_blend is not None):
+        raise SlimvisionError("--work-size and --temporal-blend need --realtime")
     plan_outputs([args.output], overwrite=args.overwrite, protected=[args.input, *_style_inputs(args.style)])
     info = probe_video(args.input)
     if info.has_audio:
         log.warning("%s has an audio track; it is not carried over to %s", args.input, args.output)
+    if args.realtime:
+        return _run_video_realtime(args, info)
     pipe = _pipeline(args)
     target = pipe.target_vector(args.style, args.weights)
     # The output size is the first frame's after --max-side; every frame has the input's size.
@@ -368,6 +402,158 @@ def run_video(args: argparse.Namespace) -> int:
                "seconds": round(seconds, 2)}
     _emit(args, payload, f"wrote {args.output}: {frames} frames of {width}x{height} in {seconds:.1f} s"
           + (" (audio dropped)" if info.has_audio else ""))
+    return 0
+
+
+def _realtime_stylizer(args: argparse.Namespace) -> tuple[Any, int]:
+    """The real-time stylizer the options ask for, and how many frames it paints at once: by
+    default one one-thread ONNX Runtime run per CPU (faster than one run over all of them);
+    with --threads, one run on that many threads."""
+    from slimvision.inference.batch import available_cpus
+    from slimvision.inference.style_video import RealtimeSettings, RealtimeStylizer
+
+    settings = RealtimeSettings(work_size=args.work_size, blend=args.temporal_blend or 1.0)
+    workers = 1 if args.threads is not None else max(1, min(available_cpus(), 4))
+    pipe = _pipeline(args, workers=workers, spinning=False)  # decoding and encoding need the cores too
+    target = pipe.target_vector(args.style, args.weights)
+    return RealtimeStylizer(pipe, target.values, args.strength, args.preserve_color, settings), workers
+
+
+def _fit_frames(frames: Any, max_side: int | None) -> Any:
+    """Frames downscaled (area average) so their longer side is at most ``max_side``."""
+    if max_side is None:
+        yield from frames
+        return
+    from slimvision.inference.guided import resize_area
+    from slimvision.inference.style import fitted_size
+
+    for frame in frames:
+        yield resize_area(frame, *fitted_size(*frame.shape[:2], max_side))
+
+
+def _run_video_realtime(args: argparse.Namespace, info: Any) -> int:
+    """``style video --realtime``: decode, decide, paint, upsample and encode in overlapping threads."""
+    from slimvision.inference.style import fitted_size
+    from slimvision.inference.style_video import stylize_stream, work_shape
+    from slimvision.io.video import VideoWriter, iter_frames
+
+    stylizer, workers = _realtime_stylizer(args)
+    height, width = fitted_size(info.height, info.width, args.max_side)
+    started = time.perf_counter()
+    source = _fit_frames(iter_frames(args.input), args.max_side)
+    with VideoWriter(args.output, width=width, height=height, fps=info.fps, overwrite=args.overwrite,
+                     protected=[args.input, *_style_inputs(args.style)], preset="veryfast") as writer, \
+            _progress(info.frames or 0, "frame", args, "stylizing (real time)") as bar:
+        def write(frame: Any) -> None:
+            writer.write(frame)
+            bar.update()
+
+        stats = stylize_stream(source, stylizer, write, paint_workers=workers)
+    if stats.frames_out == 0:
+        raise InputError(args.input, "video has no frames")
+    seconds = time.perf_counter() - started
+    frames = stats.frames_out
+    painted = stylizer.stats
+    payload = {"input": str(args.input), "output": str(args.output), "frames": frames,
+               "size": [width, height], "fps": info.fps, "audio_dropped": info.has_audio,
+               "seconds": round(seconds, 2), "realtime": True,
+               "work_size": list(reversed(work_shape(height, width, stylizer.settings.work_size))),
+               "frames_painted": painted.painted, "cells_repainted": round(painted.cells_repainted, 4),
+               "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None}
+    _emit(args, payload, f"wrote {args.output}: {frames} frames of {width}x{height} in {seconds:.1f} s "
+          f"({frames / max(seconds, 1e-9):.1f} frames/s, {painted.painted} painted)"
+          + (" (audio dropped)" if info.has_audio else ""))
+    return 0
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """``style live``: a camera stylized in an OpenCV window; stale frames are dropped; q quits."""
+    import contextlib
+
+    from slimvision.inference.style_video import stylize_stream
+
+    _check_style_args(args)
+    if args.output is not None:
+        from slimvision.io.atomic import plan_outputs
+
+        plan_outputs([args.output], overwrite=args.overwrite, protected=_style_inputs(args.style))
+    try:
+        import cv2
+    except ImportError:
+        raise SlimvisionError("style live needs OpenCV with a GUI: pip install opencv-python") from None
+    with contextlib.suppress(AttributeError):  # OpenCV's own warnings would break the one-line errors
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    camera = cv2.VideoCapture(args.camera)
+    try:
+        if not camera.isOpened():
+            raise SlimvisionError(f"cannot open camera {args.camera} (is one connected, and free?)")
+        ok, first = camera.read()
+        if not ok or first is None:
+            raise SlimvisionError(f"camera {args.camera} gives no picture")
+        window = f"slimvision style live (camera {args.camera}, q quits)"
+        try:
+            cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE)
+        except cv2.error:
+            raise SlimvisionError("style live needs a display and OpenCV with a GUI (opencv-python, not "
+                                  "opencv-python-headless); use 'style video --realtime' on files") from None
+        fps = camera.get(cv2.CAP_PROP_FPS) or 30.0
+        stylizer, workers = _realtime_stylizer(args)
+
+        def frames() -> Any:
+            yield cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
+            while True:
+                ok, frame = camera.read()
+                if not ok or frame is None:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+        return _show_live(args, cv2, window, _fit_frames(frames(), args.max_side), stylizer, workers, fps,
+                          stylize_stream)
+    finally:
+        camera.release()
+
+
+def _show_live(args: argparse.Namespace, cv2: Any, window: str, frames: Any, stylizer: Any, workers: int,
+               fps: float, stylize_stream: Any) -> int:
+    """Show (and with -o record) the stylized camera until q, a closed window or the camera's end."""
+    import contextlib
+
+    from slimvision.io.video import VideoWriter
+
+    writer: Any = None
+    shown = 0
+    started = time.perf_counter()
+
+    def show(frame: Any) -> bool:
+        nonlocal writer, shown
+        if args.output is not None:
+            if writer is None:
+                writer = VideoWriter(args.output, width=frame.shape[1], height=frame.shape[0], fps=fps,
+                                     overwrite=args.overwrite, protected=_style_inputs(args.style), preset="veryfast")
+            writer.write(frame)
+        cv2.imshow(window, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        shown += 1
+        key = cv2.waitKey(1) & 0xFF
+        return key != ord("q") and cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) >= 1
+
+    try:
+        stats = stylize_stream(frames, stylizer, show, live=True, paint_workers=workers)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            cv2.destroyWindow(window)
+    if writer is not None:
+        writer.close()
+    seconds = time.perf_counter() - started
+    payload = {"camera": args.camera, "frames_shown": shown, "frames_dropped": stats.dropped,
+               "frames_painted": stylizer.stats.painted, "seconds": round(seconds, 2),
+               "frames_per_second": round(shown / seconds, 2) if seconds > 0 else None,
+               "output": str(args.output) if args.output is not None else None}
+    _emit(args, payload, f"showed {shown} frames in {seconds:.1f} s ({shown / max(seconds, 1e-9):.1f} frames/s, "
+          f"{stats.dropped} stale frames dropped)" + (f"; recorded {args.output}" if writer is not None else ""))
     return 0
 
 
