@@ -70,6 +70,7 @@ def test_pseudo_identities_cycle_through_the_faces(canvas):
     assert len(data) == 6
     items = [data[i] for i in range(6)]
     assert [item["identity"] for item in items] == [0, 1, 0, 1, 0, 1]
+    assert data.identities().tolist() == [item["identity"] for item in items]  # without drawing pictures
     assert items[0]["dlib"].shape == (150, 150, 3) and items[0]["arcface"].shape == (112, 112, 3)
     assert np.array_equal(data[2]["dlib"], items[2]["dlib"])  # the same index, the same picture
     assert not np.array_equal(items[0]["dlib"], items[2]["dlib"])  # another picture of the same face

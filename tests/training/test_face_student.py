@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import numpy as np
 import pytest
@@ -62,6 +64,73 @@ def test_a_tiny_run_exports_an_embedder_the_pipeline_loads_and_resumes(tmp_path)
                            canvas_maker=_canvas_maker(), export=export_face_student, progress=False)
 
 
+@pytest.fixture(scope="module")
+def cached_run(tmp_path_factory):
+    """A run folder of the tiny setup whose canvases and teacher descriptors are cached."""
+    run = tmp_path_factory.mktemp("cached") / "run"
+    config = FaceStudentConfig(faces=6, samples_per_face=2, steps=1, batch_size=4, checkpoint_every=1, log_every=1)
+    train_face_student(config, run, canvas_maker=_canvas_maker(), export=lambda student, run_dir: {}, progress=False)
+    return run
+
+
+def _no_canvases(image):
+    pytest.fail("the canvases are cached")
+
+
+@pytest.mark.parametrize("loss", ["arcface", "cosface", "margin-distillation"])
+def test_a_margin_loss_checkpoints_its_head_exports_the_student_alone_and_resumes(loss, cached_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from slimvision.models.faces.dlib_resnet import DlibResNet
+    from slimvision.training.face_losses import teacher_class_centres
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
+        shutil.copy(cached_run / name, run / name)
+    exported = []
+
+    def export(student, run_dir):
+        exported.append(student)
+        return {}
+
+    config = FaceStudentConfig(loss=loss, faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2,
+                               log_every=1)
+    report = train_face_student(config, run, canvas_maker=_no_canvases, export=export, progress=False)
+    classes = report["faces_aligned"]
+    assert report["steps_done"] == 2 and report["loss"]["loss"] == loss and report["loss"]["classes"] == classes
+    assert all(math.isfinite(value) for key in ("loss", "margin_loss", "regression_loss", "accuracy")
+               for value in report["train_log"][key])
+
+    # The checkpoint holds the head: angles from the teacher's mean descriptor, centres from its classes.
+    weights = load_file(str(run / "checkpoints" / "step-00000002" / "model.safetensors"))
+    head = {key.removeprefix("head."): value for key, value in weights.items() if key.startswith("head.")}
+    targets = torch.from_numpy(np.load(run / "targets.npy"))
+    origin = targets.mean(dim=0)
+    centres = teacher_class_centres(targets, torch.arange(len(targets)) % classes, classes, origin)
+    assert torch.allclose(head["origin"], origin, atol=1e-6)
+    if loss == "margin-distillation":
+        assert torch.allclose(head["weight"], centres, atol=1e-6)  # the teacher's centres, fixed
+        assert 0.2 - 1e-6 <= float(head["margins"].min()) and float(head["margins"].max()) <= 0.4 + 1e-6
+    else:
+        assert head["weight"].shape == (classes, 128) and "margins" not in head
+        assert not torch.allclose(head["weight"], centres, atol=1e-6)  # started at the teacher's centres, trained
+        assert torch.allclose(torch.nn.functional.normalize(head["weight"], dim=1), centres, atol=0.05)
+
+    # The export and the saved student are the student alone.
+    (student,) = exported
+    assert isinstance(student, DlibResNet) and sum(p.numel() for p in student.parameters()) == report["params"]
+    saved = load_file(str(run / "student" / "model.safetensors"))
+    assert set(saved) == set(student.state_dict()) and not any(key.startswith("head.") for key in saved)
+
+    again = train_face_student(config.replace(steps=3, checkpoint_every=3), run, canvas_maker=_no_canvases,
+                               export=export, progress=False)
+    assert again["resumed_from"] == 2 and again["steps_done"] == 3
+    with pytest.raises(ConfigError, match="loss"):  # a run keeps its loss
+        train_face_student(FaceStudentConfig(faces=6, samples_per_face=2, steps=4), run, canvas_maker=_no_canvases,
+                           export=export, progress=False)
+
+
 def test_the_regression_loss_is_zero_only_at_the_teachers_descriptor():
     student = torch.nn.Identity()
     task = DescriptorRegressionTask(student, mse_weight=1.0, cosine_weight=1.0)
@@ -78,6 +147,18 @@ def test_bad_settings_are_refused():
         FaceStudentConfig(mse_weight=0, cosine_weight=0).validate()
     with pytest.raises(ConfigError):
         FaceStudentConfig(loss="triplet").validate()
+    assert FaceStudentConfig(loss="cosface").loss_margin() == 0.2
+    assert FaceStudentConfig(loss="arcface", margin=0.5).loss_margin() == 0.5
+    with pytest.raises(ConfigError, match="does not use margin, scale"):  # silently ignored otherwise
+        FaceStudentConfig(margin=0.3, scale=64)
+    with pytest.raises(ConfigError, match="does not use min_margin"):
+        FaceStudentConfig(loss="arcface", min_margin=0.1)
+    with pytest.raises(ConfigError, match="min_margin must be in"):
+        FaceStudentConfig(loss="margin-distillation", margin=0.1)
+    with pytest.raises(ConfigError, match="margin must be in"):
+        FaceStudentConfig(loss="cosface", margin=2.0)
+    with pytest.raises(ConfigError, match="scale must be > 0"):
+        FaceStudentConfig(loss="arcface", scale=0.0)
 
 
 def test_a_mobilefacenet_student_reads_arcface_chips_and_its_card_says_so(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, non_negative_float,
-                                     non_negative_int, positive_int, seed)
+                                     non_negative_int, positive_float, positive_int, seed)
 from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 from slimvision.errors import ConfigError, SlimvisionError
 
@@ -300,10 +300,25 @@ _FACE_STUDENT_FLAGS = (
     shared_flag("steps"),
     shared_flag("batch_size", "chips per step"),
     shared_flag("lr", "peak learning rate, cosine-decayed", key="learning_rate"),
+    ConfigFlag("--loss", "loss", choices=("regression", "arcface", "cosface", "margin-distillation"),
+               help="regression to the teacher's descriptors; arcface or cosface: a margin softmax over the "
+                    "pseudo-identities; margin-distillation: the teacher's class centres, fixed, with a margin "
+                    "per class that follows the teacher (the margin losses add --regression-weight x the "
+                    "regression)"),
     ConfigFlag("--mse-weight", "mse_weight", non_negative_float("--mse-weight", 1e6),
                "weight of the squared distance to the teacher's descriptor"),
     ConfigFlag("--cosine-weight", "cosine_weight", non_negative_float("--cosine-weight", 1e6),
                "weight of 1 - cosine to the teacher's descriptor"),
+    ConfigFlag("--margin", "margin", bounded("--margin", float, 0, 1.5),
+               "the margin loss's margin: radians for arcface and margin-distillation (its largest per-class "
+               "margin), a cosine difference for cosface",
+               note="None: the loss's own, arcface 0.3, cosface 0.2, margin-distillation 0.4"),
+    ConfigFlag("--min-margin", "min_margin", bounded("--min-margin", float, 0, 1.5),
+               "margin-distillation's smallest per-class margin, radians"),
+    ConfigFlag("--scale", "scale", positive_float("--scale", 1024), "the margin losses' logit scale s"),
+    ConfigFlag("--regression-weight", "regression_weight", non_negative_float("--regression-weight", 1e6),
+               "the margin losses' weight of the regression to the teacher's descriptors, which keeps the "
+               "student in the teacher's space (its threshold, its galleries)", note="0: the margin alone"),
     shared_flag("seed", "seed of the synthetic faces, their augmentations and the batches"),
     ConfigFlag("--freeze-backbone-steps", "finetune.freeze_backbone_steps",
                non_negative_int("--freeze-backbone-steps"),
@@ -322,11 +337,13 @@ def _add_face_student(commands: argparse._SubParsersAction) -> None:
                              "MobileFaceNet",
         description="Distil dlib's face-recognition ResNet into the same network at --width x its channels, "
                     "started from the teacher's most important channels (or into a MobileFaceNet on 112 px "
-                    "ArcFace chips, --student mobilefacenet --init scratch), by regression to the teacher's "
-                    "descriptors on synthetic faces (gan-face-generate) aligned by MTCNN and augmented (pose, "
-                    "light, blur, noise, JPEG, grey). No real photo is trained on. Resumes from RUN_DIR if it "
-                    "holds checkpoints. Writes RUN_DIR/student/ (safetensors + config), RUN_DIR/embedder.onnx "
-                    "(+ its card, which the face pipeline reads) and RUN_DIR/report.json.")
+                    "ArcFace chips, --student mobilefacenet --init scratch), on synthetic faces "
+                    "(gan-face-generate) aligned by MTCNN and augmented (pose, light, blur, noise, JPEG, grey), "
+                    "each face a pseudo-identity. The loss: regression to the teacher's descriptors, or a margin "
+                    "softmax over the pseudo-identities beside it (--loss arcface, cosface, margin-distillation). "
+                    "No real photo is trained on. Resumes from RUN_DIR if it holds checkpoints. Writes "
+                    "RUN_DIR/student/ (safetensors + config), RUN_DIR/embedder.onnx (+ its card, which the face "
+                    "pipeline reads) and RUN_DIR/report.json.")
     _add_run_options(parser, "the report")
     add_config_flags(parser, "slimvision.training.face_student:FaceStudentConfig", _FACE_STUDENT_FLAGS)
     parser.set_defaults(run=run_face_student)
@@ -341,12 +358,12 @@ def run_face_student(args: argparse.Namespace) -> int:
     report = training.train_face_student(config, args.run_dir, canvas_maker=face_canvas_maker(),
                                          export=export_face_student, progress=not (args.quiet or args.json))
     summary = {key: report[key] for key in ("steps_done", "params", "teacher_params", "faces_aligned", "pictures",
-                                            "exports")}
+                                            "loss", "exports")}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"student: {report['params']:,} parameters ({report['params'] / report['teacher_params']:.2f} of the "
-              f"teacher's), trained {report['steps_done']} steps on {report['pictures']:,} pictures of "
+              f"teacher's), trained {report['steps_done']} steps ({config.loss}) on {report['pictures']:,} pictures of "
               f"{report['faces_aligned']:,} synthetic faces\nresults in {args.run_dir}/ (report.json, student/, "
               "embedder.onnx)")
     return 0

@@ -173,6 +173,10 @@ class PseudoIdentities:
     def __len__(self) -> int:
         return self.length
 
+    def identities(self) -> np.ndarray:
+        """(len,) the pseudo-identity of every item, without drawing a picture (for class centres)."""
+        return np.arange(self.length) % len(self.canvases)
+
     def __getitem__(self, index: int) -> dict[str, object]:
         identity = index % len(self.canvases)
         canvas = self.canvases[identity]

@@ -13,8 +13,31 @@ JPEG, grey). No real photo is trained on: every real face that ships stays for t
 check. The teacher's descriptors of the fixed set of pictures are computed once into the run
 folder (``targets.npy``), so epochs cost the student's time only.
 
-Loss (``loss="regression"``): ``mse_weight`` x the squared Euclidean distance to the teacher's
-descriptor (the distance the 0.6 threshold is set on) + ``cosine_weight`` x (1 - cosine).
+Losses (``loss``, :data:`LOSSES`; the heads are in :mod:`slimvision.training.face_losses`):
+
+- ``"regression"``: ``mse_weight`` x the squared Euclidean distance to the teacher's descriptor
+  (the distance the 0.6 threshold is set on) + ``cosine_weight`` x (1 - cosine).
+- ``"arcface"`` / ``"cosface"``: a margin softmax over the pseudo-identities (Deng et al. 2019;
+  Wang et al. 2018), with learnable class centres started at the teacher's, plus
+  ``regression_weight`` x the regression loss.
+- ``"margin-distillation"``: the teacher's class centres as a fixed classifier and a margin per
+  class that follows the teacher (Svitov & Alyamkin, arXiv 2003.02586), plus
+  ``regression_weight`` x the regression loss.
+
+Why a margin loss keeps the regression term: the student replaces the teacher in a pipeline that
+compares descriptors by Euclidean distance at dlib's 0.6 threshold and against galleries the
+teacher enrolled. A margin softmax sees only directions (the descriptor's length is free) and,
+with learnable centres, any rotation of the space serves it as well; the regression term holds
+the student's descriptors where the teacher's are, the margin term asks them to keep the
+pseudo-identities apart by a margin besides. ``regression_weight=0`` trains on the margin alone
+(the student then needs its own threshold and gallery). The default weight is 10, not a small
+one: the margin term's gradient is steep (it scales with s=30 and with 1 / a descriptor's
+distance from the origin the angles are measured from, 0.48 for the teacher's). In a tiny run
+(39 faces x 4 pictures, the half-width student from the teacher's channels, 60 steps of 16) the
+student's mean cosine to the teacher's descriptors reached 0.94 with the regression alone, 0.84
+beside ArcFace at weight 1 and 0.93 at weight 10, while the ArcFace term fell alike at both
+weights (to 12.4 and 12.6 by step 60). A run that short says nothing about recognition; it only
+sets the balance.
 
 Example:
     >>> config = FaceStudentConfig(faces=2000, steps=3000)
@@ -26,7 +49,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +68,23 @@ STUDENTS = ("dlib", "mobilefacenet")
 #: The chip each student reads (``data.face_identities.chip_from_canvas``).
 STUDENT_CHIPS = {"dlib": "dlib", "mobilefacenet": "arcface"}
 INITS = ("pruned-teacher", "scratch")
-LOSSES = ("regression",)
+LOSSES = ("regression", "arcface", "cosface", "margin-distillation")
+#: The margin each margin loss takes when ``margin`` is None (for margin-distillation: the largest
+#: per-class margin). Smaller than the papers' (ArcFace 0.5 rad, CosFace 0.35, at s=64 on 512-d
+#: embeddings of tens of thousands of identities): on 383 synthetic pseudo-identities, measured from the teacher's
+#: mean descriptor (``face_losses``), the teacher's own pictures are 0.42 rad (median) from their
+#: class centre, and the nearest other centre is 0.63 rad further (median; 0.45 at the 10th
+#: percentile). ArcFace's 0.3 rad stays below that, so a student that matches the teacher nearly
+#: satisfies both the margin and the regression term (the teacher's own cross-entropy at s=30:
+#: 0.08; at 0.5 rad: 0.68); CosFace's 0.2 asks about as much (teacher cross-entropy 0.06; at 0.35:
+#: 0.75), and margin-distillation's per-class margins span 0.2-0.4 rad around it. (A small sample:
+#: 4 pictures per face; docs/faces.md says how it was measured.)
+MARGINS = {"arcface": 0.3, "cosface": 0.2, "margin-distillation": 0.4}
+#: The fields that only the margin losses read (``min_margin`` only margin-distillation).
+MARGIN_FIELDS = ("margin", "min_margin", "scale", "regression_weight")
+#: The largest margin accepted (radians, or a cosine difference for CosFace); an angular margin
+#: must stay below pi/2.
+MAX_MARGIN = 1.5
 #: The run folder's files: the aligned canvases, the teacher's descriptors of every picture.
 CANVASES_FILE, TARGETS_FILE = "canvases.npy", "targets.npy"
 #: Settings a resumed run may change (the step count, to train longer; intervals; the device).
@@ -66,7 +105,20 @@ class FaceStudentConfig(TrainingConfig):
             "mobilefacenet" (on the 112 px ArcFace chip; ``init`` must be "scratch").
         width: the dlib student's channels as a fraction of the teacher's (0.5: the thesis's half).
         init: "pruned-teacher" (the teacher's most important channels) or "scratch".
-        loss: "regression" to the teacher's descriptors.
+        loss: "regression" to the teacher's descriptors, "arcface" or "cosface" (a margin softmax over
+            the pseudo-identities), or "margin-distillation" (see the module docstring).
+        margin: the margin loss's margin (ArcFace and margin-distillation: an angle in radians;
+            CosFace: a cosine difference); for margin-distillation the largest per-class margin.
+            None: the loss's own (:data:`MARGINS`).
+        min_margin: margin-distillation's smallest per-class margin, radians.
+        scale: the margin losses' logit scale s. 30, not the papers' 64: s only has to exceed
+            about ln(C - 1) + ln(P / (1 - P)) for C classes to reach a true-class probability P
+            (the bound in Wang et al. 2018): 12 for 2,000 pseudo-identities at P = 0.99. ArcFace's
+            64 was set for MS1M's 85k identities; here it would only double every logit's
+            gradient on a student that starts in the teacher's space.
+        regression_weight: the margin losses' weight of the regression loss (``mse_weight`` and
+            ``cosine_weight`` inside it), which holds the student in the teacher's descriptor
+            space (10: see the module docstring); 0: the margin alone.
         faces: synthetic source faces drawn (those the detector finds become pseudo-identities).
         samples_per_face: augmented pictures of each, the fixed training set.
         steps / learning_rate: Adam steps, cosine-decayed rate.
@@ -81,6 +133,10 @@ class FaceStudentConfig(TrainingConfig):
     width: float = 0.5
     init: str = "pruned-teacher"
     loss: str = "regression"
+    margin: float | None = None
+    min_margin: float = 0.2
+    scale: float = 30.0
+    regression_weight: float = 10.0
     faces: int = 2000
     samples_per_face: int = 8
     steps: int = 3000
@@ -107,6 +163,42 @@ class FaceStudentConfig(TrainingConfig):
             raise ConfigError(f"FaceStudentConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.mse_weight == 0 and self.cosine_weight == 0:
             raise ConfigError("FaceStudentConfig: mse_weight and cosine_weight cannot both be 0")
+        self._validate_margins()
+
+    def _validate_margins(self) -> None:
+        defaults = {item.name: item.default for item in fields(self)}
+        unused = {"regression": MARGIN_FIELDS, "margin-distillation": ()}.get(self.loss, ("min_margin",))
+        changed = [name for name in unused if getattr(self, name) != defaults[name]]
+        if changed:
+            users = "the margin losses" if self.loss == "regression" else "margin-distillation"
+            raise ConfigError(f"FaceStudentConfig: loss={self.loss!r} does not use {', '.join(changed)} "
+                              f"(only {users} do)")
+        if self.loss == "regression":
+            return
+        if not self.scale > 0:
+            raise ConfigError(f"FaceStudentConfig.scale must be > 0, got {self.scale}")
+        self.require_at_least(0, "regression_weight")
+        margin = self.loss_margin()
+        if not 0 <= margin <= MAX_MARGIN:
+            raise ConfigError(f"FaceStudentConfig.margin must be in [0, {MAX_MARGIN}], got {margin}")
+        if self.loss == "margin-distillation" and not 0 <= self.min_margin <= margin:
+            raise ConfigError(f"FaceStudentConfig.min_margin must be in [0, margin={margin}] (margin-distillation's "
+                              f"smallest and largest per-class margins), got {self.min_margin}")
+
+    def loss_margin(self) -> float:
+        """The margin the loss uses: ``margin``, or the loss's own (:data:`MARGINS`) when None."""
+        return MARGINS.get(self.loss, 0.0) if self.margin is None else float(self.margin)
+
+
+def regression_terms(predicted: torch.Tensor, target: torch.Tensor, mse_weight: float,
+                     cosine_weight: float) -> dict[str, torch.Tensor]:
+    """The regression loss of (B, D) descriptors against the teacher's (B, D): ``mse_weight`` x
+    the mean squared distance + ``cosine_weight`` x (1 - mean cosine); with the mean distance
+    and cosine, detached, to log."""
+    squared = ((predicted - target) ** 2).sum(dim=1)  # (B,)
+    cosine = nn.functional.cosine_similarity(predicted, target, dim=1)  # (B,)
+    loss = mse_weight * squared.mean() + cosine_weight * (1 - cosine).mean()
+    return {"loss": loss, "distance": squared.detach().sqrt().mean(), "cosine": cosine.detach().mean()}
 
 
 class DescriptorRegressionTask:
@@ -117,11 +209,58 @@ class DescriptorRegressionTask:
         self.mse_weight, self.cosine_weight = mse_weight, cosine_weight
 
     def __call__(self, batch: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
-        predicted, target = self.model(batch["chips"]), batch["targets"]
-        squared = ((predicted - target) ** 2).sum(dim=1)
-        cosine = nn.functional.cosine_similarity(predicted, target, dim=1)
-        loss = self.mse_weight * squared.mean() + self.cosine_weight * (1 - cosine).mean()
-        return {"loss": loss, "distance": squared.detach().sqrt().mean(), "cosine": cosine.detach().mean()}
+        return regression_terms(self.model(batch["chips"]), batch["targets"], self.mse_weight, self.cosine_weight)
+
+
+class MarginTask:
+    """A margin-softmax head over the pseudo-identities, plus ``regression_weight`` x the
+    regression loss to the teacher's descriptors.
+
+    ``model`` holds the student and the head (``{"student": ..., "head": ...}``), so checkpoints
+    keep the head's centres and a resumed run continues them; only the student is exported.
+    """
+
+    def __init__(self, student: nn.Module, head: nn.Module, regression_weight: float, mse_weight: float,
+                 cosine_weight: float) -> None:
+        self.student, self.head = student, head
+        self.model = nn.ModuleDict({"student": student, "head": head})
+        self.regression_weight, self.mse_weight, self.cosine_weight = regression_weight, mse_weight, cosine_weight
+
+    def __call__(self, batch: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        predicted, labels = self.student(batch["chips"]), batch["identities"]  # (B, D), (B,)
+        logits = self.head(predicted, labels)  # (B, C)
+        margin_loss = nn.functional.cross_entropy(logits, labels)
+        regression = regression_terms(predicted, batch["targets"], self.mse_weight, self.cosine_weight)
+        loss = margin_loss + self.regression_weight * regression["loss"]
+        with torch.no_grad():
+            accuracy = (self.head.cosines(predicted).argmax(dim=1) == labels).float().mean()
+        return {"loss": loss, "margin_loss": margin_loss.detach(), "regression_loss": regression["loss"].detach(),
+                "distance": regression["distance"], "cosine": regression["cosine"], "accuracy": accuracy}
+
+
+def build_margin_head(config: FaceStudentConfig, targets: np.ndarray, identities: np.ndarray,
+                      num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The margin loss's head, from the teacher's cached descriptors of every picture: angles are
+    measured from the teacher's mean descriptor; ArcFace's and CosFace's learnable centres start
+    at the teacher's class centres, margin-distillation's are those centres, fixed, with margins
+    per class from the teacher's angles. Returns the head and what to report of it."""
+    from slimvision.training import face_losses
+
+    teacher, labels = torch.from_numpy(np.array(targets, np.float32)), torch.from_numpy(identities).long()
+    origin = teacher.mean(dim=0)  # (D,)
+    centres = face_losses.teacher_class_centres(teacher, labels, num_classes, origin)  # (C, D)
+    margin, dim = config.loss_margin(), teacher.shape[1]
+    about: dict[str, Any] = {"classes": num_classes, "scale": config.scale, "margin": margin}
+    if config.loss == "arcface":
+        return face_losses.ArcFaceHead(num_classes, dim, margin, config.scale, centres, origin), about
+    if config.loss == "cosface":
+        return face_losses.CosFaceHead(num_classes, dim, margin, config.scale, centres, origin), about
+    angles = face_losses.class_angles(teacher, labels, centres, origin)
+    margins = face_losses.distillation_margins(angles, config.min_margin, margin)
+    about.update(min_margin=config.min_margin, class_margins={
+        name: round(float(value), 4) for name, value in zip(("min", "median", "max"), margins.quantile(
+            torch.tensor([0.0, 0.5, 1.0])))}, teacher_class_angle_median=round(float(angles.median()), 4))
+    return face_losses.MarginDistillationHead(centres, margins, config.scale, origin), about
 
 
 def make_canvases(config: FaceStudentConfig, canvas_maker: CanvasMaker, progress: bool = True) -> np.ndarray:
@@ -153,7 +292,8 @@ def teacher_targets(teacher: nn.Module, dataset: Any, batch_size: int = 64, prog
 
 
 class _Batches:
-    """Shuffled batches of (the student's chips, teacher targets), epoch after epoch."""
+    """Shuffled batches of (the student's chips, teacher targets, pseudo-identities), epoch after
+    epoch; each picture is a function of (seed, index), so a resumed run draws the same ones."""
 
     def __init__(self, dataset: Any, targets: np.ndarray, kind: str, batch_size: int, seed: int, device: str) -> None:
         self.dataset, self.targets, self.kind = dataset, targets, kind
@@ -163,8 +303,10 @@ class _Batches:
         from slimvision.training.trainer import shuffled_batches
 
         for indices in shuffled_batches(len(self.dataset), self.batch_size, self.seed):
-            yield {"chips": _chips_tensor([self.dataset[i][self.kind] for i in indices]).to(self.device),
-                   "targets": torch.from_numpy(self.targets[indices]).to(self.device)}
+            items = [self.dataset[i] for i in indices]
+            yield {"chips": _chips_tensor([item[self.kind] for item in items]).to(self.device),
+                   "targets": torch.from_numpy(self.targets[indices]).to(self.device),
+                   "identities": torch.tensor([item["identity"] for item in items], dtype=torch.long).to(self.device)}
 
 
 def build_student(config: FaceStudentConfig, teacher: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
@@ -238,8 +380,17 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
                       lambda: teacher_targets(teacher, dataset, progress=progress))
     student, init_report = build_student(config, teacher)
     student.to(config.device)
-    task = DescriptorRegressionTask(student, config.mse_weight, config.cosine_weight)
     blocks, head = backbone_and_head(student)
+    loss_report: dict[str, Any] = {"loss": config.loss}
+    if config.loss == "regression":
+        task: DescriptorRegressionTask | MarginTask = DescriptorRegressionTask(student, config.mse_weight,
+                                                                               config.cosine_weight)
+    else:
+        margin_head, about = build_margin_head(config, np.asarray(targets), dataset.identities(), len(canvases))
+        margin_head.to(config.device)
+        loss_report.update(about)
+        task = MarginTask(student, margin_head, config.regression_weight, config.mse_weight, config.cosine_weight)
+        head = [*head, *(p for p in margin_head.parameters() if p.requires_grad)]  # the centres train with the head
     optimizer = torch.optim.Adam(config.finetune.parameter_groups(head, blocks, config.learning_rate))
     trainer = Trainer(task, {"main": optimizer},
                       TrainerConfig(steps=config.steps, log_every=config.log_every,
@@ -258,6 +409,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
               "params": sum(p.numel() for p in student.parameters()),
               "teacher_params": sum(p.numel() for p in teacher.parameters()),
               "init": {key: value for key, value in init_report.items() if key not in ("block_channels",)},
+              "loss": loss_report,
               "train_log": {"steps": trainer.log.steps, **trainer.log.values},
               "exports": {role: {"file": path.name, "bytes": path.stat().st_size} for role, path in paths.items()}}
     write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n", overwrite=True)
