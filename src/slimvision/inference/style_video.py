@@ -174,11 +174,15 @@ class RealtimeStylizer:
         full = upsample_residual(content, small, painting, self.settings.radius, self.settings.eps)
         return preserve_colour(full, content) if self.preserve_color else full
 
-    def paint(self, frame: np.ndarray) -> np.ndarray:
-        """One frame painted small and upsampled, without the temporal reuse: (H, W, 3) uint8.
-        (With strength < 1 the content's own vector is still the stream's.)"""
+    def paint_small(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The frame at the working size and its painting, both (h, w, 3) float32 (no reuse;
+        with strength < 1 the content's own vector is the stream's)."""
         small, vector = self._small(frame)
-        return to_uint8(self.upsample(frame, small, self.pipe.transform_array(small, vector)))
+        return small, self.pipe.transform_array(small, vector)
+
+    def paint(self, frame: np.ndarray) -> np.ndarray:
+        """One frame painted small and upsampled, without the temporal reuse: (H, W, 3) uint8."""
+        return to_uint8(self.upsample(frame, *self.paint_small(frame)))
 
     # -- the stream, in three stages
     def decide(self, frame: np.ndarray) -> _Frame:
