@@ -14,6 +14,10 @@ plus a little sensor noise), encodes it, and then:
   paint every frame alike, so a prefix measures their rate). All three encode with x264
   ``ultrafast`` (as ``--realtime`` does), so the ratios are about painting. Runs alternate (real time, fast, teacher,
   real time, ...); medians of ``--repeats``.
+- **CPU time**: each run's CPU seconds (this process and its ffmpeg children, ``getrusage``) per
+  frame, and the rate that would give if the CPUs were free (CPUs / CPU seconds per frame: an
+  upper bound that assumes the work spreads over all of them; on a shared machine it is the
+  steadier figure).
 - **Fidelity**: per-frame SSIM (7x7 uniform windows, the scikit-image default, computed with
   OpenCV box filters) of the real-time output against the same model painting the same decoded
   frame at full resolution; mean, 5th percentile and worst. Also the SSIM of the painting at the
@@ -62,6 +66,7 @@ ENCODER_PRESET = "ultrafast"  # as `style video --realtime` encodes; the same fo
 NOISE_SIGMA = 1.5  # sensor noise of the made clip, levels of 255
 BLOCK = 16  # static-region blocks for the flicker measure, px
 LOADS: list[tuple[str, float]] = []
+CPU_USED: list[float] = []  # CPU seconds of the last end-to-end runs, appended by each run
 
 
 def log(message: str) -> None:
@@ -184,6 +189,15 @@ def flicker(current: np.ndarray, previous: np.ndarray, static_blocks: np.ndarray
 
 
 # --------------------------------------------------------------------------- runs
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and its finished children (the ffmpeg decoders and
+    encoders): unlike wall time, it hardly depends on what else the machine runs."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def pipelines(work_size: int | None) -> dict[str, Any]:
     from slimvision.graph.session import SessionSettings
     from slimvision.inference.batch import available_cpus
@@ -207,9 +221,10 @@ def run_realtime(pipes: dict[str, Any], vectors: dict[str, np.ndarray], clip: Pa
     from slimvision.io.video import VideoWriter, iter_frames
 
     stylizer = RealtimeStylizer(pipes["realtime"], vectors["fast"], settings=RealtimeSettings(work_size=work_size))
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     with VideoWriter(out, width=WIDTH, height=HEIGHT, fps=FPS, overwrite=True, preset=ENCODER_PRESET) as writer:
         stats = stylize_stream(iter_frames(clip), stylizer, writer.write, paint_workers=pipes["workers"])
+    CPU_USED.append(cpu_seconds() - cpu)
     return time.perf_counter() - started, stats.frames_out, stylizer.stats
 
 
@@ -218,7 +233,7 @@ def run_full(pipe: Any, vector: np.ndarray, clip: Path, out: Path, frames: int) 
     from slimvision.io.video import VideoWriter, iter_frames
 
     done = 0
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     with VideoWriter(out, width=WIDTH, height=HEIGHT, fps=FPS, overwrite=True, preset=ENCODER_PRESET) as writer:
         source = iter_frames(clip)
         try:
@@ -229,6 +244,7 @@ def run_full(pipe: Any, vector: np.ndarray, clip: Path, out: Path, frames: int) 
                     break
         finally:
             source.close()
+    CPU_USED.append(cpu_seconds() - cpu)
     return time.perf_counter() - started, done
 
 
@@ -331,7 +347,9 @@ def table(report: dict[str, Any]) -> str:
              "", "end to end (decode + paint + encode), frames/s, median of runs:"]
     for name in ("realtime_fast", "full_fast", "full_teacher"):
         row = rates[name]
-        lines.append(f"  {name:<15} {row['fps']:>7.2f}   ({row['frames']} frames, runs {row['fps_runs']})")
+        lines.append(f"  {name:<15} {row['fps']:>7.2f}   ({row['frames']} frames, runs {row['fps_runs']}; "
+                     f"{row['cpu_ms_per_frame']:.0f} CPU ms/frame, {row['fps_if_cpus_were_free']:.1f} frames/s "
+                     f"if the CPUs were free)")
     lines.append(f"  real time / full fast: {rates['realtime_vs_full_fast']:.2f}x; "
                  f"/ teacher: {rates['realtime_vs_teacher']:.2f}x; work size {report['settings']['work_size']}")
     lines += ["", "SSIM per frame (mean / p5 / worst):"]
@@ -391,25 +409,34 @@ def main(argv: list[str] | None = None) -> int:
         run_full(pipes["fast"], vectors["fast"], clip, work / "warm.mp4", 2)
         run_full(pipes["teacher"], vectors["teacher"], clip, work / "warm.mp4", 2)
         raw: dict[str, list[tuple[float, int]]] = {"realtime_fast": [], "full_fast": [], "full_teacher": []}
+        cpu: dict[str, list[float]] = {name: [] for name in raw}
         painted: Any = None
         for round_ in range(args.repeats):
             log(f"end to end, round {round_ + 1}: real time")
             seconds, frames, painted = run_realtime(pipes, vectors, clip, work / "realtime.mp4", args.work_size)
             raw["realtime_fast"].append((seconds, frames))
+            cpu["realtime_fast"].append(CPU_USED[-1])
             log(f"end to end, round {round_ + 1}: full resolution, fast")
             raw["full_fast"].append(run_full(pipes["fast"], vectors["fast"], clip, work / "full_fast.mp4", baseline))
+            cpu["full_fast"].append(CPU_USED[-1])
             log(f"end to end, round {round_ + 1}: full resolution, teacher")
             raw["full_teacher"].append(run_full(pipes["teacher"], vectors["teacher"], clip, work / "teacher.mp4",
                                                 baseline))
+            cpu["full_teacher"].append(CPU_USED[-1])
         log("quality pass (SSIM, flicker)")
         quality = measure_quality(pipes, vectors, clip, static, args.work_size)
         sizes = [int(size) for size in args.sweep.split(",") if size.strip()]
         swept = sweep(pipes, vectors, clip, work, sizes, args.sweep_every) if sizes else []
+    machine = machine_info()
     rates: dict[str, Any] = {}
     for name, runs in raw.items():
         fps = [frames / seconds for seconds, frames in runs]
+        cpu_per_frame = statistics.median(used / frames for used, (_, frames) in zip(cpu[name], runs))
+        cpus = machine["cpus_usable"] or 1
         rates[name] = {"fps": round(statistics.median(fps), 2), "fps_runs": [round(v, 2) for v in fps],
-                       "frames": runs[0][1], "seconds_runs": [round(s, 2) for s, _ in runs]}
+                       "frames": runs[0][1], "seconds_runs": [round(s, 2) for s, _ in runs],
+                       "cpu_ms_per_frame": round(1000 * cpu_per_frame, 1),
+                       "fps_if_cpus_were_free": round(cpus / cpu_per_frame, 2)}
     rates["realtime_vs_full_fast"] = round(rates["realtime_fast"]["fps"] / rates["full_fast"]["fps"], 2)
     rates["realtime_vs_teacher"] = round(rates["realtime_fast"]["fps"] / rates["full_teacher"]["fps"], 2)
     flick = quality["flicker"]
@@ -427,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python benchmarks/video_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seconds": round(time.perf_counter() - started, 1),
-        "machine": machine_info(),
+        "machine": machine,
         "load_average": {"min": min(loads), "max": max(loads), "stages": LOADS},
         "clip": {"frames": args.frames, "size": [WIDTH, HEIGHT], "fps": FPS, "noise_sigma": NOISE_SIGMA,
                  "segments": plan, "style": args.style.name},
