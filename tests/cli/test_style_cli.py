@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +380,111 @@ def test_live_without_a_camera_is_one_line(tmp_path, image_files, capsys):
         expected = "cannot open camera 97"
     assert run("live", "--camera", "97", "-s", image_files["style"], "-o", tmp_path / "rec.mp4") == 2
     assert expected in one_line_error(capsys)
+    assert listing(tmp_path) == []
+
+
+class FakeCv2:
+    """Just enough of OpenCV for ``style live``: a camera of ``frames`` BGR frames (with
+    ``quit_after``, repeated without end, one every 5 ms), a window that records what it shows,
+    and a key press of q after ``quit_after`` frames shown."""
+
+    COLOR_BGR2RGB = COLOR_RGB2BGR = 4
+    CAP_PROP_FPS = 5
+    WINDOW_AUTOSIZE = 1
+    WND_PROP_VISIBLE = 4
+    error = RuntimeError
+
+    def __init__(self, frames: list[np.ndarray], quit_after: int | None = None, gui: bool = True) -> None:
+        self.frames, self.quit_after, self.gui = frames, quit_after, gui
+        self.shown: list[np.ndarray] = []
+        self.released = False
+        fake = self
+
+        class Capture:
+            def __init__(self, index: int) -> None:
+                self.left = list(fake.frames)
+
+            def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+                return True
+
+            def read(self) -> tuple[bool, np.ndarray | None]:
+                if fake.quit_after is not None:  # a camera that never ends: only q stops it
+                    time.sleep(0.005)
+                    self.left.append(self.left[0])
+                return (True, self.left.pop(0)) if self.left else (False, None)
+
+            def get(self, prop: int) -> float:
+                return 10.0
+
+            def release(self) -> None:
+                fake.released = True
+
+        self.VideoCapture = Capture
+
+    def namedWindow(self, name: str, flags: int) -> None:  # noqa: N802 - OpenCV's name
+        if not self.gui:
+            raise self.error("The function is not implemented. Rebuild the library with GTK+")
+
+    def cvtColor(self, image: np.ndarray, code: int) -> np.ndarray:  # noqa: N802 - OpenCV's name
+        return np.ascontiguousarray(image[..., ::-1])
+
+    def imshow(self, name: str, image: np.ndarray) -> None:
+        self.shown.append(image)
+
+    def waitKey(self, delay: int) -> int:  # noqa: N802 - OpenCV's name
+        return ord("q") if self.quit_after is not None and len(self.shown) >= self.quit_after else -1
+
+    def getWindowProperty(self, name: str, prop: int) -> float:  # noqa: N802 - OpenCV's name
+        return 1.0
+
+    def destroyWindow(self, name: str) -> None:  # noqa: N802 - OpenCV's name
+        pass
+
+
+@pytest.fixture()
+def fake_cv2(monkeypatch):
+    """Puts a FakeCv2 in sys.modules for ``style live`` to import; the modules that bind OpenCV
+    at import (the guided filter) are imported first, so they keep the real one."""
+    import slimvision.inference.style_video  # noqa: F401
+
+    def install(fake: FakeCv2) -> FakeCv2:
+        monkeypatch.setitem(sys.modules, "cv2", fake)
+        return fake
+
+    return install
+
+
+def camera_frames(count: int) -> list[np.ndarray]:
+    """BGR frames, each a different brightness on its right half."""
+    frames = []
+    for index in range(count):
+        frame = np.array(make_scene(WIDTH)[:HEIGHT, :WIDTH])
+        frame[:, WIDTH // 2:] = (20 * index) % 256
+        frames.append(frame)
+    return frames
+
+
+def test_live_shows_and_records_until_the_camera_ends(tmp_path, image_files, capsys, fake_cv2):
+    from slimvision.io.video import iter_frames
+
+    fake = fake_cv2(FakeCv2(camera_frames(6)))
+    out = tmp_path / "session.mp4"
+    assert run("live", "--camera", "0", "-s", image_files["style"], "--model", "fast", "-o", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    shown = summary["frames_shown"]
+    assert 1 <= shown <= 6 and shown + summary["frames_dropped"] == 6 and fake.released
+    assert len(fake.shown) == shown and fake.shown[0].shape == (HEIGHT, WIDTH, 3)
+    assert len(list(iter_frames(out))) == shown  # what was shown was recorded
+
+
+def test_live_q_quits_and_a_headless_opencv_is_one_line(tmp_path, image_files, capsys, fake_cv2):
+    fake_cv2(FakeCv2(camera_frames(4), quit_after=2))
+    assert run("live", "-s", image_files["style"], "--model", "fast", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames_shown"] == 2 and summary["output"] is None
+    fake_cv2(FakeCv2(camera_frames(3), gui=False))
+    assert run("live", "-s", image_files["style"], "-o", tmp_path / "rec.mp4") == 2
+    assert "needs a display and OpenCV with a GUI" in one_line_error(capsys)
     assert listing(tmp_path) == []
 
 
