@@ -20,6 +20,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 # dlib's face models and dlib-bin (the faces port is checked against dlib). facenet-pytorch only ships the MTCNN
 # weights the face detector was exported from; its metadata pins an old torch, hence --no-deps (its code is never run).
 # face_recognition is the peer benchmarks/faces_bench.py compares with; --no-deps, or pip would compile dlib.
+# The scale extra (ray[data], pymilvus, milvus-lite: about 420 MB installed, pyarrow included) runs the Ray batch and Milvus gallery tests.
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0 face_recognition==1.3.0
