@@ -440,6 +440,115 @@ async function setUpStyle() {
   form.dataset.state = "ready";
 }
 
+// --------------------------------------------------------------------------- live camera
+// The style tab's settings, painted on camera frames by livecamera.js (loaded on the first Start).
+const live = {
+  camera: null,           // LiveCamera
+  stylePixels: new Map(), // decoded style images by source key, while they stay chosen
+};
+
+/** The chosen styles' pixels for BrowserStyleModel.stylize, decoded once per image rather than
+ *  once per frame (their vectors the model caches itself). */
+async function liveStyles(sources) {
+  const keys = new Set(sources.map((source) => source.key));
+  for (const key of [...live.stylePixels.keys()]) if (!keys.has(key)) live.stylePixels.delete(key);
+  const styles = [];
+  for (const source of sources) {
+    if (!live.stylePixels.has(source.key)) live.stylePixels.set(source.key, (await readPixels(source.blob)).image);
+    styles.push({ image: live.stylePixels.get(source.key), key: source.key });
+  }
+  return styles;
+}
+
+/** One camera frame through the page's own path, with the form's settings as they are now, so
+ *  changing a style, the strength or the model while the camera runs changes the painting. */
+async function paintLiveFrame(image) {
+  const model = await loadModel(modelInfo());
+  const { sources, weights } = await styleSources();
+  const options = { weights, strength: Number($("#strength").value), preserveColor: $("#preserve-color").checked };
+  live.backend = model.backend;
+  return model.stylize(image, await liveStyles(sources), options);
+}
+
+function setLiveState(state) {
+  $("#live").dataset.state = state;
+  $("#live-start").disabled = state === "starting" || state === "running";
+  $("#live-stop").disabled = state !== "running";
+}
+
+const liveStatus = (text) => { $("#live-status").textContent = text; };
+
+function showLiveRate(stats) {
+  const section = $("#live");
+  section.dataset.frames = String(stats.painted);
+  section.dataset.fps = stats.fps ? stats.fps.toFixed(2) : "";
+  $("#live-rate").textContent = stats.fps
+    ? `${stats.fps.toFixed(1)} frames/s (median of the last ${count(stats.window, "frame")})`
+    : "measuring the rate…";
+  const camera = stats.camera.fps ? `, ${stats.camera.fps.toFixed(0)} frames/s` : "";
+  const skipped = stats.skipped === null ? "" : `, ${stats.skipped} camera frames skipped`;
+  $("#live-detail").textContent = `painting ${stats.work.width}×${stats.work.height} in ${ms(stats.paintMs)} ` +
+    `(median) · camera ${stats.camera.width}×${stats.camera.height}${camera} · ` +
+    `${count(stats.painted, "frame")} painted${skipped} · ${live.backend}`;
+}
+
+function liveFailed(error) {
+  console.error(error);
+  live.camera?.stop();
+  setLiveState("error");
+  liveStatus("");
+  showError($("#live-error"), error);
+}
+
+async function loadLiveModel() {
+  const info = modelInfo();
+  if (!style.loaded.has(info.name)) liveStatus(`downloading the ${info.kind} model (${formatBytes(info.predictor.bytes + info.transform.bytes)}) and the runtime…`);
+  try {
+    return await loadModel(info);
+  } catch (error) {
+    // No server fallback here: a round trip per frame would not be live.
+    throw new Error(`the live camera paints in this browser, which cannot run the model: ${error.message || error}`);
+  }
+}
+
+async function startLive() {
+  showError($("#live-error"), null);
+  setLiveState("starting");
+  try {
+    if (!style.catalogue) throw new Error("the page is still listing the style models: try again in a moment");
+    await styleSources(); // no style chosen: say so before asking for the camera
+    const model = await loadLiveModel();
+    liveStatus("opening the camera…");
+    const { LiveCamera } = await import("./livecamera.js");
+    live.camera ??= new LiveCamera({
+      video: $("#live-video"), canvas: $("#live-canvas"), paint: paintLiveFrame, report: showLiveRate, fail: liveFailed,
+    });
+    await live.camera.start(Number($("#live-size").value));
+    setLiveState("running");
+    liveStatus(`camera on, painting in this browser (${model.backend})`);
+  } catch (error) {
+    liveFailed(error);
+  }
+}
+
+function stopLive() {
+  if (!live.camera?.running) return;
+  live.camera.stop();
+  setLiveState("stopped");
+  liveStatus(`stopped after ${count(live.camera.painted, "frame")}; the camera is released`);
+}
+
+function setUpLive() {
+  $("#live-start").addEventListener("click", startLive);
+  $("#live-stop").addEventListener("click", stopLive);
+  $("#live-size").addEventListener("change", () => {
+    if (live.camera) live.camera.side = Number($("#live-size").value);
+  });
+  // Leaving the tab or the page turns the camera off.
+  document.addEventListener("tab-shown", (event) => { if (event.target.id !== "tab-style") stopLive(); });
+  window.addEventListener("pagehide", stopLive);
+}
+
 // --------------------------------------------------------------------------- faces
 async function refreshGallery() {
   const list = $("#gallery-list");
@@ -648,6 +757,7 @@ function setUpNumerals() {
 
 // --------------------------------------------------------------------------- start
 setUpTabs();
+setUpLive();
 setUpFaces();
 setUpGan();
 setUpVae();

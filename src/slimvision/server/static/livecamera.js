@@ -1,0 +1,206 @@
+// The style tab's live camera mode (issue 28): camera frames -> a small working size -> the
+// page's in-browser style model -> a canvas, as fast as this browser paints. One frame is painted
+// at a time, and the next one is whichever frame the camera shows when that painting ends: frames
+// that arrive meanwhile are skipped, never queued, so the picture never falls behind the camera.
+// The painting itself is a callback (app.js passes the style tab's model and settings), so this
+// module knows cameras and frames, not styles. Loaded on the first Start only.
+
+/** How many recent frames the shown rate is the median of. */
+export const RATE_WINDOW = 30;
+
+/** Longest wait for a new camera frame before painting the current one anyway (ms): a browser
+ *  that stops reporting frames (a hidden video, a throttled tab) must not stall the loop. */
+const FRAME_WAIT_MS = 500;
+
+/** Frames per second from the median interval between the last `window` painted frames: a median,
+ *  so one slow frame (V8 tiering up, a garbage collection) does not swing the figure. */
+export class RateMeter {
+  constructor(window = RATE_WINDOW) {
+    this.window = window;
+    this.times = [];
+  }
+
+  tick(now = performance.now()) {
+    this.times.push(now);
+    if (this.times.length > this.window + 1) this.times.shift();
+  }
+
+  /** Frames per second, or null before three frames. */
+  get fps() {
+    if (this.times.length < 3) return null;
+    const intervals = this.times.slice(1).map((time, i) => time - this.times[i]).sort((a, b) => a - b);
+    const middle = intervals.length >> 1;
+    const median = intervals.length % 2 ? intervals[middle] : (intervals[middle - 1] + intervals[middle]) / 2;
+    return median > 0 ? 1000 / median : null;
+  }
+
+  /** How many intervals the figure is the median of. */
+  get frames() {
+    return Math.max(0, this.times.length - 1);
+  }
+}
+
+/** A one-line message for getUserMedia's failures (DOMException names from the spec). */
+export function cameraMessage(error) {
+  switch (error?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "camera access was denied: allow the camera for this page in the browser, then press Start again";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "no camera found: connect one, then press Start again";
+    case "NotReadableError":
+    case "AbortError":
+      return "the camera could not be started (is another program using it?)";
+    default:
+      return `the camera could not be opened: ${error?.message || error}`;
+  }
+}
+
+/** The camera's stream; throws an Error with a one-line message. */
+export async function openCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    // getUserMedia exists only in secure contexts: https, or http on localhost / 127.0.0.1.
+    throw new Error("this browser offers no camera to this page (cameras need https or a localhost address)");
+  }
+  try {
+    // 1280x720 asked, not required: any camera will do, the painting is smaller anyway.
+    return await navigator.mediaDevices.getUserMedia({ audio: false, video: { width: { ideal: 1280 }, height: { ideal: 720 } } });
+  } catch (error) {
+    throw new Error(cameraMessage(error));
+  }
+}
+
+/** The working size for a frame: longest side at most `side`, never larger than the frame. */
+export function workingSize(width, height, side) {
+  const scale = Math.min(1, side / Math.max(width, height));
+  return { width: Math.max(4, Math.round(width * scale)), height: Math.max(4, Math.round(height * scale)) };
+}
+
+/**
+ * The camera loop. `paint(image)` gets RGBA pixels {data, width, height, channels: 4} at the
+ * working size and resolves to {rgba, width, height} (BrowserStyleModel.stylize's answer);
+ * `report(stats)` is called after every painted frame, `fail(error)` once if painting fails.
+ */
+export class LiveCamera {
+  constructor({ video, canvas, paint, report = () => {}, fail = () => {} }) {
+    Object.assign(this, { video, canvas, paint, report, fail });
+    this.stream = null;
+    this.running = false;
+  }
+
+  /** Open the camera and start painting at most `side` px on the longer side. */
+  async start(side) {
+    if (this.running) return;
+    this.stream = await openCamera();
+    this.side = side;
+    this.meter = new RateMeter();
+    Object.assign(this, { painted: 0, cameraFrames: 0, paintedUpTo: -1, paintMs: [] });
+    this.video.srcObject = this.stream;
+    try {
+      await this.video.play();
+    } catch (error) {
+      this.stop();
+      throw new Error(`the camera's picture cannot be shown: ${error.message}`);
+    }
+    this.running = true;
+    this.watchFrames();
+    this.loop = this.run().catch((error) => {
+      this.stop();
+      this.fail(error);
+    });
+  }
+
+  /** Stop painting and release the camera at once (the light goes off); a painting in flight
+   *  finishes but is not shown. */
+  stop() {
+    this.running = false;
+    for (const track of this.stream?.getTracks() ?? []) track.stop();
+    this.stream = null;
+    this.video.srcObject = null;
+    this.wake?.();
+  }
+
+  /** Count the camera's frames as the video element presents them, so the loop paints each
+   *  frame at most once and can say how many it skipped. */
+  watchFrames() {
+    this.framesKnown = "requestVideoFrameCallback" in this.video;
+    if (!this.framesKnown) return;
+    const stream = this.stream;
+    const onFrame = (_now, metadata) => {
+      if (this.stream !== stream) return; // stopped, or a later start owns the video
+      this.cameraFrames = metadata.presentedFrames;
+      this.wake?.();
+      this.video.requestVideoFrameCallback(onFrame);
+    };
+    this.video.requestVideoFrameCallback(onFrame);
+  }
+
+  /** Resolves when the camera has a frame not painted yet (or after FRAME_WAIT_MS). */
+  newFrame() {
+    if (!this.framesKnown || this.cameraFrames > this.paintedUpTo) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, FRAME_WAIT_MS);
+      this.wake = () => { clearTimeout(timer); this.wake = null; resolve(); };
+    });
+  }
+
+  /** The video's current frame at the working size, as RGBA pixels. */
+  grab() {
+    const { videoWidth, videoHeight } = this.video;
+    if (!videoWidth || !videoHeight) return null; // no picture yet
+    const { width, height } = workingSize(videoWidth, videoHeight, this.side);
+    if (!this.work || this.work.width !== width || this.work.height !== height) {
+      this.work = new OffscreenCanvas(width, height);
+      this.workContext = this.work.getContext("2d", { willReadFrequently: true });
+      this.workContext.imageSmoothingQuality = "medium"; // mip-mapped: no aliasing when shrinking 4x
+    }
+    this.paintedUpTo = this.cameraFrames;
+    this.workContext.drawImage(this.video, 0, 0, width, height);
+    const { data } = this.workContext.getImageData(0, 0, width, height);
+    return { data, width, height, channels: 4 };
+  }
+
+  async run() {
+    while (this.running) {
+      await this.newFrame();
+      if (!this.running) break;
+      const image = this.grab();
+      if (!image) {
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        continue;
+      }
+      const started = performance.now();
+      const result = await this.paint(image);
+      if (!this.running) break; // stopped while painting: the camera is already released
+      this.show(result);
+      this.painted += 1;
+      this.paintMs.push(performance.now() - started);
+      if (this.paintMs.length > RATE_WINDOW) this.paintMs.shift();
+      this.meter.tick();
+      this.report(this.stats(image));
+    }
+  }
+
+  show({ rgba, width, height }) {
+    if (this.canvas.width !== width || this.canvas.height !== height) {
+      this.canvas.width = width;
+      this.canvas.height = height;
+    }
+    this.canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
+  }
+
+  stats(image) {
+    const sorted = [...this.paintMs].sort((a, b) => a - b);
+    const settings = this.stream?.getVideoTracks()[0]?.getSettings() ?? {};
+    return {
+      fps: this.meter.fps,
+      window: this.meter.frames,
+      paintMs: sorted[sorted.length >> 1],
+      painted: this.painted,
+      skipped: this.framesKnown ? Math.max(0, this.cameraFrames - this.painted) : null,
+      work: { width: image.width, height: image.height },
+      camera: { width: this.video.videoWidth, height: this.video.videoHeight, fps: settings.frameRate ?? null },
+    };
+  }
+}

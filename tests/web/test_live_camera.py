@@ -1,0 +1,103 @@
+"""The style tab's live camera mode in headless Chromium with Chromium's fake camera.
+
+``--use-fake-device-for-media-stream`` gives getUserMedia a generated moving picture (Chromium's
+test pattern) and ``--use-fake-ui-for-media-stream`` grants the permission without a prompt, so
+the page's real path runs: camera -> working size -> onnxruntime-web (WASM) -> canvas. Skipped,
+like the other browser tests, without Chromium, Playwright or onnxruntime-web.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web.conftest import CHROMIUM_FLAGS, MISSING, PageWatch, chromium_path
+from tests.web.test_page import canvas_pixels, open_page, same_origin_only
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+#: Enough painted frames for the rate to be a median of something.
+FRAMES = 12
+
+# Keeps every stream the page gets, so the test can see whether stopping ended its tracks.
+RECORD_STREAMS = """
+const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+window.cameraStreams = [];
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+    const stream = await original(constraints);
+    window.cameraStreams.push(stream);
+    return stream;
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def camera_browser():
+    if MISSING:
+        pytest.skip(MISSING)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS + FAKE_CAMERA)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def camera_page(camera_browser, server):
+    context = camera_browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
+    tab = context.new_page()
+    tab.watch = PageWatch(tab)
+    tab.set_default_timeout(90_000)
+    yield tab
+    context.close()
+
+
+def live_state(page) -> str:
+    return page.eval_on_selector("#live", "section => section.dataset.state")
+
+
+def test_live_camera_paints_shows_its_rate_and_releases_the_camera(camera_page, server, artifacts):
+    page = camera_page
+    page.add_init_script(RECORD_STREAMS)
+    open_page(page, server)
+    page.click("#live-start")
+    page.wait_for_function(f"""() => {{
+        const section = document.querySelector('#live');
+        return section.dataset.state === 'error' || Number(section.dataset.frames || 0) >= {FRAMES};
+    }}""")
+    assert live_state(page) == "running", page.inner_text("#live-error")
+    rate, detail = page.inner_text("#live-rate"), page.inner_text("#live-detail")
+    fps = float(page.eval_on_selector("#live", "section => section.dataset.fps"))
+    print(f"\nlive camera (Chromium's fake camera, 320 px painting): {rate}; {detail}")
+    assert fps > 0 and "frames/s" in rate and "median" in rate
+    assert "painting" in detail and "wasm" in detail
+
+    painted = canvas_pixels(page, "#live-canvas")
+    assert painted.shape[1] == 320 and painted.std() > 10, "the live canvas is blank"
+    page.screenshot(path=artifacts / "style-live-camera.png", full_page=True)
+
+    page.click("#live-stop")
+    assert live_state(page) == "stopped"
+    tracks = page.evaluate("window.cameraStreams.flatMap((s) => s.getTracks()).map((t) => t.readyState)")
+    assert tracks and set(tracks) == {"ended"}, f"the camera is still in use: {tracks}"
+    assert page.evaluate("document.querySelector('#live-video').srcObject") is None
+    assert "released" in page.inner_text("#live-status")
+    frames = int(page.eval_on_selector("#live", "section => section.dataset.frames"))
+    page.wait_for_timeout(500)  # no painting after stop
+    assert int(page.eval_on_selector("#live", "section => section.dataset.frames")) == frames
+    assert page.watch.errors == []
+    same_origin_only(page, server)
+
+
+@pytest.mark.parametrize(("failure", "message"), [("NotAllowedError", "camera access was denied"),
+                                                  ("NotFoundError", "no camera found")])
+def test_a_denied_or_missing_camera_is_said_clearly(camera_page, server, failure, message):
+    page = camera_page
+    page.add_init_script(f"""navigator.mediaDevices.getUserMedia = async () => {{
+        throw new DOMException('refused by the test', '{failure}');
+    }};""")
+    open_page(page, server)
+    page.click("#live-start")
+    page.wait_for_function("document.querySelector('#live').dataset.state === 'error'")
+    assert message in page.inner_text("#live-error")
+    assert page.is_enabled("#live-start") and not page.is_enabled("#live-stop")
