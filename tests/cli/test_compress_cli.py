@@ -99,9 +99,10 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, capsys, setup,
 def test_gptq_writes_a_4_bit_predictor_that_agrees_with_torch_and_scores_held_out_styles(tmp_path, capsys):
     pytest.importorskip("torch")
     run = tmp_path / "gptq"
-    assert exit_code(["compress", "gptq", "--run-dir", run, "--calibration", "8", "--tune-steps", "2", "-q"]) == 0
+    assert exit_code(["compress", "gptq", "--run-dir", run, "--calibration", "8", "--tune-steps", "2",
+                      "--wide-budget-kb", "40", "-q"]) == 0
     printed = capsys.readouterr().out
-    assert "35 layers" in printed and "held-out families" in printed
+    assert "35 layers" in printed and "held-out families" in printed and "at 8 bits instead" in printed
     report = json.loads((run / "report.json").read_text())
     card = json.loads((run / "predictor.int4w.card.json").read_text())
     assert card["parity"]["max_abs_diff"] < 1e-4  # the int4 graph computes what the scored torch model does
@@ -110,6 +111,9 @@ def test_gptq_writes_a_4_bit_predictor_that_agrees_with_torch_and_scores_held_ou
     assert report["held_out"]["r2"] > 0.9 and report["held_out_families"]["vectors"]["r2"] > 0.9
     assert report["held_out_families"]["output_space"]["paintings"] > 0
     assert report["tuning"]["steps"] == 2  # the scales were fine-tuned after GPTQ
+    wide = report["wide_layers"]  # measured sensitivity chose some layers for 8 bits, within the budget
+    assert wide["layers"] and 0 < wide["extra_bytes"] <= 40_000 and len(wide["sensitivity"]) == 35
+    assert f"({len(wide['layers'])} layer(s) at 8 bits)" in card["provenance"]["compressed_from"]["method"]
 
 
 def test_gptq_refuses_a_file_as_its_run_folder(tmp_path, capsys):

@@ -9,7 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from slimvision.compress.gptq import GPTQSettings, GroupQuantized, quantizable_layers, quantize_gptq, solve_gptq
+from slimvision.compress.gptq import (
+    GPTQSettings,
+    GroupQuantized,
+    choose_wide_layers,
+    extra_bytes,
+    layer_sensitivity,
+    quantizable_layers,
+    quantize_gptq,
+    solve_gptq,
+)
 from slimvision.compress.quantize import store_weights_int4
 from slimvision.errors import ConfigError, SlimvisionError
 from slimvision.graph.precision import dequantize_qdq_proto
@@ -127,6 +136,63 @@ def test_the_stored_graph_computes_what_the_quantized_module_does(tmp_path) -> N
     assert stored.stat().st_size < (tmp_path / "float.onnx").stat().st_size
 
 
+def test_wide_layers_get_8_bit_codes_and_store_beside_4_bit_ones(tmp_path) -> None:
+    model = _net()
+    calibration = list(_inputs(16, 1).split(8))
+    narrow = quantize_gptq(_net(), calibration, GPTQSettings(group_size=16))
+    layers = quantize_gptq(model, calibration, GPTQSettings(group_size=16, layer_bits=(("5", 8),)))
+    assert [layer.bits for layer in layers] == [4, 8, 4] and layers[1].codes.max() > 15
+    held_out = _inputs(16, 2)
+    with torch.no_grad():  # the wide layer brings the outputs closer to the float network's
+        reference, narrow_model = _net()(held_out), _net()
+        quantize_gptq(narrow_model, calibration, GPTQSettings(group_size=16))
+        errors = [float(((net(held_out) - reference) ** 2).mean()) for net in (model, narrow_model)]
+    assert errors[0] < errors[1], errors
+    assert layers[1].stored_bytes - narrow[1].stored_bytes == extra_bytes(layers[1].shape, 16, 4, 8)
+    with torch.no_grad():
+        for index in (0, 2):
+            model[index].weight.copy_(model[index].weight.half().float())
+    _export(model, tmp_path / "float.onnx")
+    stored = store_weights_int4(tmp_path / "float.onnx", tmp_path / "mixed.onnx", layers)
+    types = [init.data_type for init in onnx.load(str(stored)).graph.initializer]
+    assert types.count(onnx.TensorProto.UINT4) == 4 and types.count(onnx.TensorProto.UINT8) == 2
+    x = _inputs(1, 5).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    folded_graph, _ = dequantize_qdq_proto(onnx.load(str(stored)))
+    np.testing.assert_allclose(ort.InferenceSession(str(stored)).run(None, {"image": x})[0], expected, atol=1e-5)
+    np.testing.assert_allclose(ort.InferenceSession(folded_graph.SerializeToString()).run(None, {"image": x})[0],
+                               expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="no quantizable layer"):
+        quantize_gptq(_net(), calibration, GPTQSettings(layer_bits=(("2", 8),)))
+
+
+def test_sensitivity_is_measured_in_output_space_and_leaves_the_model_as_it_was() -> None:
+    model, batches = _net(), list(_inputs(16, 1).split(8))
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    with torch.no_grad():
+        reference = [model(batch) for batch in batches]
+    lookup = {id(batch): target for batch, target in zip(batches, reference)}
+
+    def loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return ((net(batch) - lookup[id(batch)]) ** 2).mean()
+
+    coarse = layer_sensitivity(model, batches, loss, bits=2, group_size=16)
+    fine = layer_sensitivity(model, batches, loss, bits=8, group_size=16)
+    assert list(coarse) == ["3", "5", "9"] and all(value > 0 for value in coarse.values())
+    assert all(fine[name] < coarse[name] for name in coarse)  # finer rounding hurts less
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+
+
+def test_the_budget_goes_to_the_most_sensitivity_per_byte() -> None:
+    sensitivity = {"a": 4.0, "b": 3.0, "c": 1.0, "d": 0.0}
+    costs = {"a": 400, "b": 100, "c": 50, "d": 1}
+    assert choose_wide_layers(sensitivity, costs, 160) == ["b", "c"]  # 0.03 and 0.02 per byte beat 0.01
+    assert choose_wide_layers(sensitivity, costs, 600) == ["a", "b", "c"]  # d does not hurt: never chosen
+    assert choose_wide_layers(sensitivity, costs, 0) == []
+    assert extra_bytes((8, 32, 1, 1), 16, 4, 8) == 8 * 32 // 2 + 8 * 2 // 2
+
+
 def test_codes_pack_two_per_byte_low_nibble_first(tmp_path) -> None:
     model = nn.Sequential(nn.Conv2d(3, 5, 1, bias=False))  # 15 codes: an odd count pads the last byte
     layers = quantize_gptq(model, [torch.rand(2, 3, 4, 4)], GPTQSettings(group_size=3))
@@ -185,3 +251,25 @@ def test_tune_scales_lowers_the_loss_and_leaves_codes_and_a_storable_model(tmp_p
             model[index].weight.copy_(model[index].weight.half().float())
     _export(model, tmp_path / "float.onnx")
     store_weights_int4(tmp_path / "float.onnx", tmp_path / "int4.onnx", layers)  # every tuned layer still matches
+
+
+def test_tune_scales_moves_an_8_bit_layer_no_further_than_a_4_bit_one_relative_to_its_scales() -> None:
+    from slimvision.compress.gptq import tune_scales
+
+    calibration = _inputs(32, 1)
+    reference = _net()
+    model = _net()
+    layers = quantize_gptq(model, list(calibration.split(8)), GPTQSettings(group_size=8, layer_bits=(("3", 8),)))
+    before = {layer.name: layer.scales.astype(np.float32) for layer in layers}
+
+    def loss(student: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wanted = reference(batch)
+        return ((student(batch) - wanted) ** 2).mean()
+
+    tune_scales(model, layers, [calibration[:8]] * 10, loss, 1e-4)
+    moved = {layer.name: float(np.median(np.abs(layer.scales / before[layer.name] - 1))) for layer in layers}
+    # Adam's steps are about the learning rate in absolute terms: without a step scaled to the
+    # code range, the 8-bit layer's tiny scales would move ~17x further, relatively, than the rest.
+    assert {layer.name: layer.bits for layer in layers}["3"] == 8
+    assert moved["3"] < 3 * max(moved[name] for name in moved if name != "3")

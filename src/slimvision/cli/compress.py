@@ -165,6 +165,10 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
     gptq.add_argument("--tune-steps", type=non_negative_int("--tune-steps", 1_000_000), default=200, metavar="N",
                       help="then fine-tune the 4-bit scales and the biases for N steps against the float teacher "
                            "(codes fixed; default 200, about 3 minutes; 0: GPTQ alone)")
+    gptq.add_argument("--wide-budget-kb", type=non_negative_int("--wide-budget-kb", 100_000), default=0, metavar="KB",
+                      help="let the graph grow by up to KB kilobytes to store some layers at 8 bits: each layer "
+                           "alone is rounded to 4 bits and the painting-space error it causes is measured, and "
+                           "the budget goes to the most error per extra byte (default 0: every layer at 4 bits)")
     gptq.add_argument("--no-act-order", action="store_true",
                       help="quantize inputs in their order instead of by decreasing energy (worse; for comparison)")
     add_json(gptq, "the report")
@@ -181,7 +185,7 @@ def run_gptq(args: argparse.Namespace) -> int:
         raise OutputError(args.run_dir, "is a file; give a folder for the quantized predictor")
     config = PredictorGPTQConfig(group_size=args.group_size, calibration=args.calibration,
                                  calibration_seed=args.seed, act_order=not args.no_act_order,
-                                 tune_steps=args.tune_steps)
+                                 tune_steps=args.tune_steps, wide_budget_kb=args.wide_budget_kb)
     config.validate()
     report = quantize_predictor(config, args.run_dir, progress=not args.quiet, export=export_predictor_int4)
     if args.json:
@@ -189,8 +193,11 @@ def run_gptq(args: argparse.Namespace) -> int:
         return 0
     files, families = report["held_out"], report["held_out_families"]
     painted = families["output_space"]
+    wide = report["wide_layers"]
+    wide_text = (f", {len(wide['layers'])} layers at 8 bits instead (+{wide['extra_bytes'] / 1e3:.0f} kB)"
+                 if wide else "")
     print(f"{report['layers_quantized']} layers, {report['weights_quantized']:,} of {report['weights_total']:,} "
-          f"weights at 4 bits; {report['pipeline_model']['path']}: {report['pipeline_model']['bytes'] / 1e6:.2f} MB "
+          f"weights at 4 bits{wide_text}; {report['pipeline_model']['path']}: {report['pipeline_model']['bytes'] / 1e6:.2f} MB "
           f"(teacher {report['pipeline_model']['teacher_bytes'] / 1e6:.2f} MB)")
     print(f"held-out files ({files['images']}): R^2 {files['r2']:.3f}, centred cosine {files['centred_cosine']:.3f}")
     print(f"held-out families ({families['vectors']['images']}): R^2 {families['vectors']['r2']:.3f}, "

@@ -26,6 +26,12 @@ The result is the model with its weights replaced by the exact values the 4-bit 
 to (float16 rounding included), plus a :class:`GroupQuantized` per layer that
 :func:`slimvision.compress.quantize.store_weights_int4` writes into an ONNX graph.
 
+ Mixed precision: :func:`layer_sensitivity` measures, in output space, how much rounding each
+layer alone costs; :func:`choose_wide_layers` spends a byte budget on the layers that cost the
+most per extra byte, and ``GPTQSettings.layer_bits`` quantizes those at 8 bits. The errors of a
+4-bit predictor are spread over many layers (docs/compress.md), so a budget is best spent where a
+measurement says, not on the layers that look important.
+
 :func:`tune_scales` can then fine-tune what GPTQ fixed per group, the scales (and every bias),
 by gradient descent on a loss of the caller's choosing, with the codes left as they are: a few
 hundred steps that see the whole network at once, where GPTQ saw one layer at a time.
@@ -40,8 +46,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,20 +68,28 @@ class GPTQSettings:
         act_order: visit columns by decreasing input energy instead of in order.
         damping: added to ``H``'s diagonal as a fraction of its mean, so the inverse exists
             when some inputs are nearly constant or dead on the calibration set.
+        layer_bits: (layer name, bits) pairs that override ``bits`` for those layers (mixed
+            precision: :func:`choose_wide_layers` picks which layers get more bits).
     """
 
     bits: int = 4
     group_size: int = 64
     act_order: bool = True
     damping: float = 0.01
+    layer_bits: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
-        if not 2 <= self.bits <= 8:
-            raise ConfigError(f"GPTQ bits must be 2-8, got {self.bits}")
+        for bits in (self.bits, *(bits for _, bits in self.layer_bits)):
+            if not 2 <= bits <= 8:
+                raise ConfigError(f"GPTQ bits must be 2-8, got {bits}")
         if self.group_size < 1:
             raise ConfigError(f"GPTQ group_size must be >= 1, got {self.group_size}")
         if not 0.0 < self.damping < 1.0:
             raise ConfigError(f"GPTQ damping must be in (0, 1), got {self.damping}")
+
+    def bits_for(self, layer: str) -> int:
+        """The code width of ``layer``: its ``layer_bits`` entry, else ``bits``."""
+        return dict(self.layer_bits).get(layer, self.bits)
 
 
 @dataclass
@@ -130,6 +145,9 @@ def quantize_gptq(model: nn.Module, calibration: Sequence[torch.Tensor], setting
     layers = quantizable_layers(model)
     if not layers:
         raise ConfigError(f"{type(model).__name__} has no Linear or 1x1 Conv2d layer to quantize")
+    unknown = sorted(set(dict(settings.layer_bits)) - {name for name, _ in layers})
+    if unknown:
+        raise ConfigError(f"GPTQ layer_bits names no quantizable layer of {type(model).__name__}: {', '.join(unknown)}")
     if not calibration:
         raise ConfigError("GPTQ needs at least one calibration batch")
     was_training = model.training
@@ -139,8 +157,9 @@ def quantize_gptq(model: nn.Module, calibration: Sequence[torch.Tensor], setting
         for done, (name, module) in enumerate(layers, start=1):
             hessian = _input_hessian(model, module, calibration)
             weight = module.weight.detach().reshape(module.weight.shape[0], -1).double()
-            codes, scales, zeros = solve_gptq(weight, hessian, settings)
-            layer = GroupQuantized(name, codes, scales, zeros, settings.bits,
+            own = replace(settings, bits=settings.bits_for(name), layer_bits=())
+            codes, scales, zeros = solve_gptq(weight, hessian, own)
+            layer = GroupQuantized(name, codes, scales, zeros, own.bits,
                                    min(settings.group_size, weight.shape[1]), tuple(module.weight.shape))
             with torch.no_grad():
                 module.weight.copy_(torch.from_numpy(layer.dequantized()))
@@ -150,6 +169,65 @@ def quantize_gptq(model: nn.Module, calibration: Sequence[torch.Tensor], setting
     finally:
         model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def layer_sensitivity(model: nn.Module, batches: Sequence[torch.Tensor],
+                      loss: Callable[[nn.Module, torch.Tensor], torch.Tensor], bits: int = 4,
+                      group_size: int = 64) -> dict[str, float]:
+    """How much each quantizable layer alone hurts: the mean ``loss`` with only that layer rounded
+    to ``bits`` (plain grouped rounding, every other layer as it is), minus the loss without.
+
+    A perturbation measure in the spirit of HAWQ (Dong et al., 2019) without the Hessian: it asks
+    the question mixed precision needs (which layers' rounding the output notices) in output
+    space, one forward pass per layer and batch. ``model`` is left as it was.
+    """
+    was_training = model.training
+    model.eval()
+
+    def mean_loss() -> float:
+        return float(np.mean([float(loss(model, batch)) for batch in batches]))
+
+    try:
+        base = mean_loss()
+        result = {}
+        for name, module in quantizable_layers(model):
+            original = module.weight.detach().clone()
+            weight = original.reshape(original.shape[0], -1).double()
+            group = min(group_size, weight.shape[1])
+            scales, zeros = _group_grids(weight, bits, group)
+            spread = scales.repeat_interleave(group, 1)[:, :weight.shape[1]]
+            offsets = zeros.repeat_interleave(group, 1)[:, :weight.shape[1]]
+            codes = torch.clamp(torch.round(weight / spread) + offsets, 0, 2 ** bits - 1)
+            module.weight.copy_(((codes - offsets) * spread).reshape(original.shape).to(original.dtype))
+            result[name] = mean_loss() - base
+            module.weight.copy_(original)
+    finally:
+        model.train(was_training)
+    return result
+
+
+def extra_bytes(shape: Sequence[int], group_size: int, bits: int, wide_bits: int) -> int:
+    """Bytes a layer of weight ``shape`` gains when stored at ``wide_bits`` instead of ``bits``
+    (codes and zero points; the float16 scales stay)."""
+    rows, columns = int(shape[0]), int(np.prod(shape[1:]))
+    groups = rows * -(-columns // min(group_size, columns))
+    return (-(-wide_bits * rows * columns // 8) - -(-bits * rows * columns // 8)
+            + -(-wide_bits * groups // 8) - -(-bits * groups // 8))
+
+
+def choose_wide_layers(sensitivity: Mapping[str, float], costs: Mapping[str, int], budget: int) -> list[str]:
+    """The layers to store wider within ``budget`` extra bytes: most sensitivity per extra byte
+    first (a greedy knapsack), skipping any layer that no longer fits; layers whose rounding did
+    not hurt (sensitivity <= 0) are never chosen. Returned in the order of ``sensitivity``."""
+    ranked = sorted((name for name in sensitivity if sensitivity[name] > 0),
+                    key=lambda name: sensitivity[name] / max(costs[name], 1), reverse=True)
+    chosen, spent = set(), 0
+    for name in ranked:
+        if spent + costs[name] <= budget:
+            chosen.add(name)
+            spent += costs[name]
+    return [name for name in sensitivity if name in chosen]
 
 
 @torch.no_grad()
@@ -274,16 +352,21 @@ def tune_scales(model: nn.Module, layers: Sequence[GroupQuantized], batches: Ite
     if missing:
         raise ConfigError(f"tune_scales: {type(model).__name__} has no layer(s) {', '.join(missing)}")
     trainable = [parameter for name, parameter in model.named_parameters() if name.endswith("bias")]
+    groups: list[dict[str, Any]] = [{"params": trainable, "lr": learning_rate}]
     for layer in layers:
         parametrize.register_parametrization(modules[layer.name], "weight", _DecodedWeight(layer), unsafe=True)
-        trainable.append(modules[layer.name].parametrizations.weight[0].scale)
+        scale = modules[layer.name].parametrizations.weight[0].scale
+        # Adam moves each parameter by about the step size whatever its gradient, and a layer's
+        # scales shrink with its code range (8-bit ones are 17x smaller): scale the step alike.
+        groups.append({"params": [scale], "lr": learning_rate * 15 / (2 ** layer.bits - 1)})
     was_training = model.training
     flags = {parameter: parameter.requires_grad for parameter in model.parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    for parameter in trainable:
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.Adam(trainable, lr=learning_rate)
+    for group in groups:
+        for parameter in group["params"]:
+            parameter.requires_grad_(True)
+    optimizer = torch.optim.Adam(groups)
     losses = []
     model.eval()  # no batch-norm statistics move: the network computes as it will run
     try:

@@ -308,7 +308,8 @@ INT4_OPSET = 21
 
 def store_weights_int4(model: str | Path, output: str | Path, layers: Sequence[Any], *,
                        overwrite: bool = False) -> Path:
-    """4-bit weights from :func:`slimvision.compress.gptq.quantize_gptq` behind blocked DequantizeLinear.
+    """4-bit weights from :func:`slimvision.compress.gptq.quantize_gptq` behind blocked DequantizeLinear
+    (and 8-bit ones, uint8 codes and zero points, for the layers it quantized wider).
 
     ``model`` is the float graph exported from the quantized torch module, so each quantized
     layer's weight is in it exactly as its codes decode; a weight is matched to its
@@ -333,18 +334,22 @@ def store_weights_int4(model: str | Path, output: str | Path, layers: Sequence[A
         codes, zeros = layer.codes.reshape(layer.shape), layer.zeros.reshape(_per_block(layer))
         if axis == 1:  # a Gemm with transB=0 holds (in, out): blocks run along axis 0
             codes, zeros = codes.T, zeros.T
-        tensors = [_uint4(f"{name}_uint4", codes),
+        packed = (_uint4 if layer.bits == 4
+                  else lambda tensor, values: numpy_helper.from_array(np.ascontiguousarray(values, np.uint8), tensor))
+        tensors = [packed(f"{name}_uint{layer.bits}", codes),
                    numpy_helper.from_array(layer.scales.reshape(_per_block(layer)).T.copy() if axis == 1
                                            else layer.scales.reshape(_per_block(layer)), f"{name}_scale"),
-                   _uint4(f"{name}_zero_point", zeros)]
+                   packed(f"{name}_zero_point", zeros)]
         half = f"{name}_fp16"
         return tensors, [helper.make_node("DequantizeLinear", [t.name for t in tensors], [half],
                                           name=f"{name}_dequantize", axis=1 - axis, block_size=layer.group_size),
                          helper.make_node("Cast", [half], [name], name=f"{name}_to_float", to=TensorProto.FLOAT)]
 
     source = _check_model_file(model)
-    if any(layer.bits != 4 for layer in layers):
-        raise SlimvisionError(f"{source}: store_weights_int4 stores 4-bit codes only")
+    if any(layer.bits not in (4, 8) for layer in layers):
+        raise SlimvisionError(f"{source}: store_weights_int4 stores 4-bit codes (and 8-bit ones for wide layers) only")
+    wide = sum(layer.bits == 8 for layer in layers)
+
     def all_matched() -> None:
         if remaining:
             names = ", ".join(layer.name for layer in remaining.values())
@@ -353,8 +358,9 @@ def store_weights_int4(model: str | Path, output: str | Path, layers: Sequence[A
 
     return _store_weights(model, output, encode, overwrite, min_opset=INT4_OPSET, upgrade=True,
                           before_write=all_matched,
-                          method="weights stored 4-bit (GPTQ, blocked per output channel) per Conv/Gemm, "
-                                 "float16 where not quantized, computed in float")
+                          method="weights stored 4-bit (GPTQ, blocked per output channel) per Conv/Gemm"
+                                 + (f" ({wide} layer(s) at 8 bits)" if wide else "")
+                                 + ", float16 where not quantized, computed in float")
 
 
 def _per_block(layer: Any) -> tuple[int, ...]:

@@ -60,6 +60,9 @@ class PredictorGPTQConfig(BaseConfig):
         tune_batch_size: training-family images per step.
         tune_learning_rate: Adam's step size.
         tune_seed: which images (another draw of the training families than the calibration's).
+        wide_budget_kb: extra kilobytes (1000 bytes) the graph may grow by to store some layers at
+            8 bits instead of 4; which layers is measured (:func:`wide_layers`), 0 for none.
+        sensitivity_images: calibration images the per-layer measurement runs on.
     """
 
     bits: int = 4
@@ -76,6 +79,8 @@ class PredictorGPTQConfig(BaseConfig):
     tune_batch_size: int = 16
     tune_learning_rate: float = 1e-4
     tune_seed: int = 11
+    wide_budget_kb: int = 0
+    sensitivity_images: int = 64
 
     def validate(self) -> None:
         super().validate()
@@ -85,8 +90,10 @@ class PredictorGPTQConfig(BaseConfig):
                               f"got {self.bits}")
         if min(self.group_size, self.calibration, self.batch_size, self.eval_painting_size) < 1:
             raise ConfigError(f"{name}: group_size, calibration, batch_size and eval_painting_size must be >= 1")
-        if self.eval_contents < 0 or self.tune_steps < 0:
-            raise ConfigError(f"{name}: eval_contents and tune_steps must be >= 0")
+        if self.eval_contents < 0 or self.tune_steps < 0 or self.wide_budget_kb < 0:
+            raise ConfigError(f"{name}: eval_contents, tune_steps and wide_budget_kb must be >= 0")
+        if self.sensitivity_images < 1:
+            raise ConfigError(f"{name}: sensitivity_images must be >= 1, got {self.sensitivity_images}")
         if self.tune_batch_size < 1 or not self.tune_learning_rate > 0:
             raise ConfigError(f"{name}: tune_batch_size must be >= 1 and tune_learning_rate > 0")
         if not 0.0 <= self.held_out_fraction < 1.0:
@@ -131,6 +138,35 @@ def tuning_batches(config: PredictorGPTQConfig) -> Iterator[torch.Tensor]:
     for step in range(config.tune_steps):
         images = np.stack([dataset[step * size + index][1] for index in range(size)])
         yield torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def wide_layers(model: torch.nn.Module, batches: Sequence[torch.Tensor], config: PredictorGPTQConfig,
+                transformer: torch.nn.Module) -> dict[str, Any]:
+    """Which layers to store at 8 bits within ``wide_budget_kb``, by measurement.
+
+    Each quantizable layer alone is rounded to 4 bits on ``sensitivity_images`` calibration
+    images (:func:`~slimvision.compress.gptq.layer_sensitivity`), scored by the same
+    norm-parameter error the scale tune minimises; the budget goes to the most sensitivity per
+    extra byte (:func:`~slimvision.compress.gptq.choose_wide_layers`).
+    """
+    from slimvision.compress.gptq import choose_wide_layers, extra_bytes, layer_sensitivity, quantizable_layers
+    from slimvision.models.style.norm_params import NormParameterMap
+
+    norms = NormParameterMap(transformer.requires_grad_(False))
+    subset = list(torch.cat(list(batches))[:config.sensitivity_images].split(config.batch_size))
+    with torch.no_grad():  # the float model's own outputs are the reference
+        lookup = {id(batch): model(batch) for batch in subset}
+
+    def loss(student: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return norms.normalised_error(student(batch), lookup[id(batch)])
+
+    sensitivity = layer_sensitivity(model, subset, loss, config.bits, config.group_size)
+    shapes = {name: tuple(module.weight.shape) for name, module in quantizable_layers(model)}
+    costs = {name: extra_bytes(shape, config.group_size, config.bits, 8) for name, shape in shapes.items()}
+    chosen = choose_wide_layers(sensitivity, costs, config.wide_budget_kb * 1000)
+    return {"budget_bytes": config.wide_budget_kb * 1000, "layers": chosen,
+            "extra_bytes": int(sum(costs[name] for name in chosen)),
+            "sensitivity": {name: float(value) for name, value in sensitivity.items()}}
 
 
 def _tune(model: torch.nn.Module, layers: list[Any], config: PredictorGPTQConfig, transformer: torch.nn.Module,
@@ -184,8 +220,11 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
     batches, held_out = calibration_batches(config)
     model = port_predictor()
     teacher = OnnxTeacher(with_float_weights(STYLE_TEACHER_PREDICTOR.path()), layout="NHWC")
+    transformer = port_transformer()
+    wide = wide_layers(model, batches, config, transformer) if config.wide_budget_kb else None
     settings = GPTQSettings(bits=config.bits, group_size=config.group_size, act_order=config.act_order,
-                            damping=config.damping)
+                            damping=config.damping,
+                            layer_bits=tuple((name, 8) for name in (wide["layers"] if wide else ())))
     with progress_bar(0, enabled=progress, desc="GPTQ layers", unit="layer") as bar:
         def advance(done: int, total: int, name: str) -> None:
             bar.total = total
@@ -194,7 +233,6 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
 
         layers = quantize_gptq(model, batches, settings, progress=advance)
     _round_others_to_float16(model, {layer.name for layer in layers})
-    transformer = port_transformer()
     tuned = _tune(model, layers, config, transformer, progress) if config.tune_steps else None
     paths = export(model, layers, run_dir)
     # The reference mean for R² is the teacher's mean over the calibration images (training data).
@@ -208,6 +246,7 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
               "weights_quantized": int(sum(layer.codes.size for layer in layers)),
               "weights_total": int(sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))),
               "int4_bytes": int(sum(layer.stored_bytes for layer in layers)),
+              "wide_layers": wide,
               "tuning": tuned,
               "held_out": vector_scores(names, student_vectors, teacher_vectors, mean),
               "held_out_families": family_scores(model, teacher, transformer, contents, mean),
