@@ -101,3 +101,25 @@ def test_a_denied_or_missing_camera_is_said_clearly(camera_page, server, failure
     page.wait_for_function("document.querySelector('#live').dataset.state === 'error'")
     assert message in page.inner_text("#live-error")
     assert page.is_enabled("#live-start") and not page.is_enabled("#live-stop")
+
+
+def test_without_webassembly_the_live_camera_says_it_cannot_paint(camera_page, server):
+    """The photo falls back to the server; the camera does not (a round trip per frame is not live)."""
+    page = camera_page
+    page.add_init_script("delete globalThis.WebAssembly;")
+    open_page(page, server)
+    page.click("#live-start")
+    page.wait_for_function("document.querySelector('#live').dataset.state === 'error'")
+    assert "cannot run the model" in page.inner_text("#live-error")
+
+
+def test_leaving_the_tab_turns_the_camera_off(camera_page, server):
+    page = camera_page
+    page.add_init_script(RECORD_STREAMS)
+    open_page(page, server)
+    page.click("#live-start")
+    page.wait_for_function("Number(document.querySelector('#live').dataset.frames || 0) >= 1")
+    page.click("#tab-gan")
+    assert live_state(page) == "stopped"
+    tracks = page.evaluate("window.cameraStreams.flatMap((s) => s.getTracks()).map((t) => t.readyState)")
+    assert tracks and set(tracks) == {"ended"}

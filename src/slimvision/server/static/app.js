@@ -444,6 +444,7 @@ async function setUpStyle() {
 // The style tab's settings, painted on camera frames by livecamera.js (loaded on the first Start).
 const live = {
   camera: null,           // LiveCamera
+  cancelled: false,       // Stop asked (leaving the tab) while the camera was still opening
   stylePixels: new Map(), // decoded style images by source key, while they stay chosen
 };
 
@@ -514,6 +515,7 @@ async function loadLiveModel() {
 async function startLive() {
   showError($("#live-error"), null);
   setLiveState("starting");
+  live.cancelled = false;
   try {
     if (!style.catalogue) throw new Error("the page is still listing the style models: try again in a moment");
     await styleSources(); // no style chosen: say so before asking for the camera
@@ -525,6 +527,7 @@ async function startLive() {
     });
     await live.camera.start(Number($("#live-size").value));
     setLiveState("running");
+    if (live.cancelled) return stopLive();
     liveStatus(`camera on, painting in this browser (${model.backend})`);
   } catch (error) {
     liveFailed(error);
@@ -532,6 +535,7 @@ async function startLive() {
 }
 
 function stopLive() {
+  if ($("#live").dataset.state === "starting") live.cancelled = true; // stopped once it has started
   if (!live.camera?.running) return;
   live.camera.stop();
   setLiveState("stopped");

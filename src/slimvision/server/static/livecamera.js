@@ -104,6 +104,7 @@ export class LiveCamera {
       throw new Error(`the camera's picture cannot be shown: ${error.message}`);
     }
     this.running = true;
+    this.watchEnd();
     this.watchFrames();
     this.loop = this.run().catch((error) => {
       this.stop();
@@ -119,6 +120,20 @@ export class LiveCamera {
     this.stream = null;
     this.video.srcObject = null;
     this.wake?.();
+  }
+
+  /** A camera that ends by itself (unplugged, taken by another program) stops the loop with a
+   *  message, rather than leaving the last picture painted again and again. ("ended" does not
+   *  fire for the page's own track.stop().) */
+  watchEnd() {
+    const stream = this.stream;
+    for (const track of stream.getVideoTracks()) {
+      track.addEventListener("ended", () => {
+        if (this.stream !== stream) return;
+        this.stop();
+        this.fail(new Error("the camera stopped sending pictures (unplugged, or taken by another program)"));
+      });
+    }
   }
 
   /** Count the camera's frames as the video element presents them, so the loop paints each
