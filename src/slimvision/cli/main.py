@@ -19,7 +19,7 @@ log = logging.getLogger("slimvision")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimvision.cli import bench, compress, demo, faces, gan, models, numerals, serve, style, train, vae
+    from slimvision.cli import batch, bench, compress, demo, faces, gan, models, numerals, serve, style, train, vae
     from slimvision.cli.arguments import CommandParser
 
     # Every sub-command parser inherits this class: options anywhere, one-line errors.
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     vae.add_commands(groups)
     faces.add_commands(groups)
     serve.add_commands(groups)
+    batch.add_commands(groups)
     demo.add_commands(groups, build_parser)
     return parser
 

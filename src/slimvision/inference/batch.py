@@ -26,7 +26,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -295,16 +295,34 @@ def _parallel(jobs: Sequence[FileJob], settings: _Settings, workers: int, gate: 
                 raise
             return failure
 
-    upcoming = iter(jobs)
+    yield from map_in_order(run_job, jobs, workers)
+
+
+_Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
+
+
+def map_in_order(fn: Callable[[_Item], _Out], items: Iterable[_Item], workers: int) -> Iterator[_Out]:
+    """``fn`` over ``items`` on ``workers`` threads, results in the order of ``items``.
+
+    The worker pool of every local batch (``process_files`` and ``slimvision batch``): a short
+    queue of 2 x ``workers`` items keeps every worker busy without decoding the whole folder
+    ahead. An exception from ``fn`` propagates once the results before it are yielded; nothing
+    new starts after it (or after the caller stops iterating).
+
+    Example:
+        >>> list(map_in_order(lambda x: x * x, range(5), workers=2))
+        [0, 1, 4, 9, 16]
+    """
+    upcoming = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slimvision-worker") as pool:
-        # A short queue: enough to keep every worker busy, without decoding the whole folder.
-        running: deque[Future[FileResult]] = deque(pool.submit(run_job, job) for _, job in zip(range(2 * workers), upcoming))
+        running: deque[Future[_Out]] = deque(pool.submit(fn, item) for _, item in zip(range(2 * workers), upcoming))
         try:
             while running:
                 result = running.popleft().result()
                 following = next(upcoming, None)
                 if following is not None:
-                    running.append(pool.submit(run_job, following))
+                    running.append(pool.submit(fn, following))
                 yield result
         finally:
             for future in running:  # after an error (or an abandoned loop): start nothing new

@@ -1,0 +1,343 @@
+"""The one code path of ``slimvision batch``: sources in, outputs and a manifest out, on any engine.
+
+A batch job reads its inputs from a folder, a glob or a Parquet/CSV list of paths
+(:func:`read_sources`), maps each to an output under the destination folder (:func:`plan_jobs`),
+and keeps a manifest there (:class:`Manifest`): one row per input with its output, status
+("done" or "failed") and error. Whatever engine runs the jobs (the local worker pool here, Ray
+Data actors in :mod:`slimvision.inference.batch_ray`), every job goes through :func:`run_job`:
+run the task, write the output atomically, return the row. The driver alone appends rows to
+the manifest, so a rerun skips what it marks done and redoes the rest. A bad file is a row
+with its error, never the end of the job.
+
+Example:
+    >>> from slimvision.inference.batch_tasks import TaskSpec              # doctest: +SKIP
+    >>> spec = TaskSpec("vae-denoise")                                    # doctest: +SKIP
+    >>> summary = run_batch(spec, "scans/", "restored/", workers=2)      # doctest: +SKIP
+    >>> summary.done, summary.failed                                     # doctest: +SKIP
+    (40, 0)
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from slimvision.errors import InputError, OutputError, SlimvisionError
+from slimvision.inference.batch import available_cpus, map_in_order
+from slimvision.inference.batch_tasks import Task, TaskSpec, build_task, output_suffix
+from slimvision.io.atomic import check_outside_inputs, plan_outputs, remove_stale_temps, write_bytes_atomic, \
+    write_text_atomic
+from slimvision.io.images import IMAGE_SUFFIXES, find_images
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.jsonl"
+DONE, FAILED = "done", "failed"
+#: Columns a Parquet/CSV list may name its paths by (else: its only column).
+PATH_COLUMNS = ("path", "input", "source", "file")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and its output, as strings: a row that Ray Data (Arrow) and JSON carry as is."""
+
+    source: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """What became of one job: the manifest's row."""
+
+    input: str
+    output: str
+    status: str  # DONE or FAILED
+    error: str = ""  # the one-line reason for FAILED
+    seconds: float = 0.0  # task time (load, run, encode; the write not counted)
+
+
+@dataclass
+class Summary:
+    """A finished (or stopped) batch: counts, the failures, and the wall-clock time."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: list[Row] = field(default_factory=list)
+    seconds: float = 0.0
+    engine: str = "local"
+    workers: int = 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {"done": self.done, "skipped": self.skipped, "failed": [asdict(row) for row in self.failed],
+                "seconds": round(self.seconds, 3), "engine": self.engine, "workers": self.workers,
+                "images_per_second": round(self.done / self.seconds, 3) if self.seconds > 0 else None}
+
+
+# --------------------------------------------------------------------------- sources
+def read_sources(source: str | Path, recursive: bool = False) -> tuple[list[Path], Path]:
+    """The input files named by ``source`` and the folder their outputs are named relative to.
+
+    ``source`` is a folder (its images; sub-folders with ``recursive``), a glob pattern
+    (``"photos/**/*.jpg"``; ``**`` always recurses), or a ``.parquet`` / ``.csv`` list of paths
+    (column ``path``, ``input``, ``source`` or ``file``, or its only column; relative paths are
+    taken from the list's folder). Raises InputError naming the source when it yields nothing.
+    """
+    text = str(source)
+    path = Path(text)
+    if path.is_dir():
+        files = find_images(path, recursive=recursive)
+        if not files:
+            raise InputError(path, "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+        return files, path
+    if path.suffix.lower() in (".parquet", ".csv") and path.is_file():
+        files = _listed_paths(path)
+    elif glob.has_magic(text):
+        files = sorted(Path(name) for name in glob.glob(text, recursive=True) if Path(name).is_file())
+        if not files:
+            raise InputError(text, "the pattern matches no files")
+    elif path.exists():
+        raise InputError(path, "is neither a folder, a glob pattern nor a .parquet/.csv list of paths")
+    else:
+        raise InputError(path, "not found")
+    return files, _common_folder(files)
+
+
+def _listed_paths(listing: Path) -> list[Path]:
+    """The paths in a Parquet or CSV list, in the list's order (relative ones from its folder)."""
+    try:
+        names = _parquet_column(listing) if listing.suffix.lower() == ".parquet" else _csv_column(listing)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise InputError(listing, f"cannot read the list of paths ({error})") from None
+    names = [name.strip() for name in names if name and name.strip()]
+    if not names:
+        raise InputError(listing, "lists no paths")
+    return [(Path(name) if Path(name).is_absolute() else listing.parent / name) for name in names]
+
+
+def _pick_column(columns: Sequence[str], listing: Path) -> str:
+    lowered = {name.lower(): name for name in columns}
+    for wanted in PATH_COLUMNS:
+        if wanted in lowered:
+            return lowered[wanted]
+    if len(columns) == 1:
+        return columns[0]
+    raise InputError(listing, f"has columns {list(columns)}; name the paths' column one of {list(PATH_COLUMNS)}")
+
+
+def _csv_column(listing: Path) -> list[str]:
+    with open(listing, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return []
+    header = rows[0]
+    # A one-column list without a header is a list of paths from its first line.
+    if len(header) == 1 and header[0].strip().lower() not in PATH_COLUMNS:
+        return [row[0] for row in rows if row]
+    column = header.index(_pick_column(header, listing))
+    return [row[column] for row in rows[1:] if len(row) > column]
+
+
+def _parquet_column(listing: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as parquet  # with the scale extra (ray[data] brings it)
+    except ImportError:
+        raise InputError(listing, "reading a Parquet list needs pyarrow: pip install 'slimvision[scale]'") from None
+    table = parquet.read_table(listing)
+    column = _pick_column(table.column_names, listing)
+    return [str(value) for value in table.column(column).to_pylist() if value is not None]
+
+
+def _common_folder(files: Sequence[Path]) -> Path:
+    """The deepest folder holding every file, so outputs keep the inputs' relative layout."""
+    return Path(os.path.commonpath([str(file.absolute().parent) for file in files]))
+
+
+# --------------------------------------------------------------------------- planning
+def plan_jobs(files: Sequence[Path], root: Path, dest: Path, suffix: str) -> list[Job]:
+    """One job per file: ``dest`` / (its path under ``root``) with the task's suffix."""
+    jobs = []
+    for file in files:
+        try:
+            relative = file.absolute().relative_to(root.absolute())
+        except ValueError:
+            relative = Path(file.name)
+        jobs.append(Job(str(file), str(dest / relative.with_suffix(suffix))))
+    return jobs
+
+
+def split_done(jobs: Sequence[Job], rows: dict[str, Row]) -> tuple[list[Job], list[Job]]:
+    """(jobs to run, jobs the manifest marks done whose output is still there)."""
+    todo: list[Job] = []
+    done: list[Job] = []
+    for job in jobs:
+        row = rows.get(job.source)
+        finished = row is not None and row.status == DONE and row.output == job.output and Path(job.output).is_file()
+        (done if finished else todo).append(job)
+    return todo, done
+
+
+class Manifest:
+    """``DEST/manifest.jsonl``: one JSON row per finished job, appended by the driver only.
+
+    Each row is one ``write`` of one line, flushed and fsynced before the next job's row, so a
+    run killed at any moment leaves whole rows (and at most one torn last line, which
+    :meth:`load` ignores). A rerun reads the latest row of each input. At the end of a run the
+    file is rewritten (atomically) with exactly one row per input.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / MANIFEST_NAME
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> dict[str, Row]:
+        """The latest row of each input (rows that do not parse, a killed run's torn line, are skipped)."""
+        rows: dict[str, Row] = {}
+        if not self.exists():
+            return rows
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(self.path, f"cannot read the manifest ({error})") from None
+        for line in lines:
+            row = _parse_row(line)
+            if row is not None:
+                rows[row.input] = row
+        return rows
+
+    def append(self, rows: Iterable[Row]) -> None:
+        with open(self.path, "a+", encoding="utf-8") as handle:
+            if handle.tell() > 0 and not self._ends_with_newline():
+                handle.write("\n")  # end a killed run's torn line, so this row is not glued onto it
+            for row in rows:
+                handle.write(json.dumps(asdict(row)) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def compact(self) -> None:
+        """Rewrite with one row per input (the latest), in input order; atomic."""
+        rows = sorted(self.load().values(), key=lambda row: row.input)
+        write_text_atomic(self.path, "".join(json.dumps(asdict(row)) + "\n" for row in rows), overwrite=True)
+
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+
+def _parse_row(line: str) -> Row | None:
+    try:
+        data = json.loads(line)
+        return Row(str(data["input"]), str(data["output"]), str(data["status"]), str(data.get("error") or ""),
+                   float(data.get("seconds") or 0.0))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --------------------------------------------------------------------------- running
+def run_job(task: Task, job: Job) -> Row:
+    """Run one job: the task's output written atomically, or a FAILED row saying why.
+
+    Every engine calls this, so a bad file is a row wherever it runs. Any exception of the task
+    is caught (a decoder's or a model's error, not only ours): one file never ends the job.
+    """
+    start = time.perf_counter()
+    try:
+        data = task.process(Path(job.source))
+        seconds = time.perf_counter() - start
+        # Overwrite: only jobs the manifest does not mark done run, and a killed run's output
+        # of this job (written, not yet recorded) is replaced whole, never appended to.
+        write_bytes_atomic(job.output, data, overwrite=True, protected=[job.source])
+    except Exception as error:  # noqa: BLE001 - recorded in the manifest; the batch goes on
+        return Row(job.source, job.output, FAILED, _one_line(job.source, error), time.perf_counter() - start)
+    return Row(job.source, job.output, DONE, "", seconds)
+
+
+def _one_line(source: str, error: BaseException) -> str:
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, SlimvisionError):
+        message = f"{type(error).__name__}: {message}"
+    return message if message.startswith(source) else f"{source}: {message}"
+
+
+def run_local(spec: TaskSpec, jobs: Sequence[Job], workers: int) -> Iterator[Row]:
+    """The local worker pool: one task (one set of sessions, shared: ONNX Runtime sessions are
+    thread-safe) called from ``workers`` threads."""
+    if not jobs:
+        return
+    task = build_task(spec)
+    yield from map_in_order(lambda job: run_job(task, job), jobs, workers)
+
+
+Engine = Callable[[TaskSpec, Sequence[Job], int], Iterator[Row]]
+
+
+def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: bool = False,
+            overwrite: bool = False, protected: Iterable[str | Path] = ()) -> tuple[list[Job], list[Job], Manifest]:
+    """Check the source and destination and plan the batch: (jobs to run, jobs already done, manifest).
+
+    A destination without a manifest is a new job folder: outputs already there are refused
+    unless ``overwrite``. With a manifest, the batch resumes: what it marks done is skipped
+    (``overwrite`` redoes everything), the rest is (re)written. ``protected``: files the task
+    reads besides the sources (style images): never outputs.
+    """
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise OutputError(dest, "is a file; give a folder for the batch's outputs")
+    files, root = read_sources(source, recursive)
+    if Path(str(source)).is_dir():
+        check_outside_inputs(dest, [Path(str(source))], recursive=recursive)  # outputs would be inputs next run
+    jobs = plan_jobs(files, root, dest, output_suffix(spec.kind))
+    manifest = Manifest(dest)
+    resuming = manifest.exists()
+    plan_outputs([Path(job.output) for job in jobs], overwrite=overwrite or resuming,
+                 protected=[*(job.source for job in jobs), *protected],
+                 duplicate_problem="two inputs would be written to this same output; rename one")
+    if overwrite or not resuming:
+        return jobs, [], manifest
+    todo, done = split_done(jobs, manifest.load())
+    return todo, done, manifest
+
+
+def run_batch(spec: TaskSpec, source: str | Path, dest: str | Path, *, workers: int | None = None,
+              engine: Engine | None = None, engine_name: str = "local", recursive: bool = False,
+              overwrite: bool = False, protected: Iterable[str | Path] = (),
+              on_row: Callable[[Row], None] | None = None,
+              on_plan: Callable[[int, int], None] | None = None) -> Summary:
+    """Plan, run on ``engine`` (default: the local worker pool), record every row; the summary.
+
+    Args:
+        workers: jobs at once (default: one per CPU); Ray actors with the Ray engine.
+        protected: files the task reads besides the sources: never outputs.
+        on_row: called with each row as it is recorded (a progress bar).
+        on_plan: called once with (jobs to run, jobs skipped) before any runs.
+    """
+    todo, done, manifest = prepare(spec, source, dest, recursive=recursive, overwrite=overwrite, protected=protected)
+    workers = max(1, min(workers or available_cpus(), max(len(todo), 1)))
+    if on_plan is not None:
+        on_plan(len(todo), len(done))
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)  # a killed run's half-written outputs (their writer is gone)
+    summary = Summary(skipped=len(done), engine=engine_name, workers=workers)
+    started = time.perf_counter()
+    try:
+        for row in (engine or run_local)(spec, todo, workers):
+            manifest.append([row])
+            summary.done += row.status == DONE
+            summary.failed += [row] if row.status == FAILED else []
+            if on_row is not None:
+                on_row(row)
+    finally:
+        summary.seconds = time.perf_counter() - started
+        if manifest.exists():
+            manifest.compact()
+    return summary

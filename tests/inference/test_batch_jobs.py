@@ -1,0 +1,115 @@
+"""slimvision batch's one code path, on the local worker pool: sources, planning, the manifest,
+resuming, bad files as rows (the Ray engine runs the same jobs: tests/inference/test_batch_ray.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slimvision.errors import InputError, OutputError
+from slimvision.io import atomic
+from slimvision.inference.batch_jobs import DONE, FAILED, MANIFEST_NAME, Manifest, Row, read_sources, run_batch
+from slimvision.inference.batch_tasks import TaskSpec
+from tests.conftest import save_png
+
+DENOISE = TaskSpec("vae-denoise")
+
+
+def grey_images(folder: Path, count: int, size: int = 48) -> list[Path]:
+    rng = np.random.default_rng(0)
+    return [save_png(rng.integers(0, 255, (size, size), dtype=np.uint8), folder / f"slice{i}.png")
+            for i in range(count)]
+
+
+def manifest_rows(dest: Path) -> list[dict]:
+    return [json.loads(line) for line in (dest / MANIFEST_NAME).read_text().splitlines()]
+
+
+def test_sources_from_a_folder_a_glob_and_lists(tmp_path):
+    files = grey_images(tmp_path / "in", 2) + grey_images(tmp_path / "in" / "sub", 1)
+    assert read_sources(tmp_path / "in")[0] == files[:2]
+    assert read_sources(tmp_path / "in", recursive=True)[0] == sorted(files)
+    found, root = read_sources(str(tmp_path / "in" / "**" / "*.png"))
+    assert sorted(found) == sorted(files) and root == tmp_path / "in"
+    (tmp_path / "list.csv").write_text("path\nin/slice1.png\n" + f"{files[2]}\n")
+    assert read_sources(tmp_path / "list.csv")[0] == [tmp_path / "in" / "slice1.png", files[2]]
+    (tmp_path / "bare.csv").write_text("in/slice0.png\n")
+    assert read_sources(tmp_path / "bare.csv")[0] == [tmp_path / "in" / "slice0.png"]
+    parquet = pytest.importorskip("pyarrow.parquet", reason="pyarrow (the scale extra) reads Parquet lists")
+    import pyarrow
+
+    parquet.write_table(pyarrow.table({"id": [1], "input": [str(files[0])]}), tmp_path / "list.parquet")
+    assert read_sources(tmp_path / "list.parquet")[0] == [files[0]]
+
+
+@pytest.mark.parametrize("source, problem", [("missing", "not found"), ("in/*.jpg", "matches no files"),
+                                             ("two.csv", "name the paths' column"), ("empty.csv", "lists no paths")])
+def test_bad_sources_are_one_line_errors_naming_them(tmp_path, source, problem):
+    grey_images(tmp_path / "in", 1)
+    (tmp_path / "two.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "empty.csv").write_text("path\n")
+    with pytest.raises(InputError, match=problem) as caught:
+        read_sources(str(tmp_path / source))
+    assert str(tmp_path / source) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bad_file_is_a_row_and_a_rerun_skips_what_is_done(tmp_path):
+    grey_images(tmp_path / "in", 3)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    dest = tmp_path / "out"
+    summary = run_batch(DENOISE, tmp_path / "in", dest, workers=2)
+    assert (summary.done, summary.skipped, len(summary.failed)) == (3, 0, 1)
+    rows = {Path(row["input"]).name: row for row in manifest_rows(dest)}
+    assert rows["broken.png"]["status"] == FAILED and "broken.png" in rows["broken.png"]["error"]
+    assert all(rows[f"slice{i}.png"]["status"] == DONE for i in range(3))
+    assert sorted(path.name for path in dest.iterdir()) == [MANIFEST_NAME, "slice0.png", "slice1.png", "slice2.png"]
+    (dest / "slice1.png").unlink()  # a lost output is redone, the failed file is tried again
+    again = run_batch(DENOISE, tmp_path / "in", dest, workers=2)
+    assert (again.done, again.skipped, len(again.failed)) == (1, 2, 1)
+    assert len(manifest_rows(dest)) == 4  # one row per input after the run
+
+
+def test_a_killed_run_is_finished_by_the_rerun_exactly_once(tmp_path, monkeypatch):
+    """What a SIGKILL leaves: rows for some inputs, a torn last line, an output written but not
+    recorded, a dead writer's temp file. The rerun does the rest, each input once."""
+    files = grey_images(tmp_path / "in", 4)
+    dest = tmp_path / "out"
+    run_batch(DENOISE, tmp_path / "in", dest, workers=1)
+    rows = (dest / MANIFEST_NAME).read_text().splitlines()
+    (dest / MANIFEST_NAME).write_text("\n".join(rows[:2]) + "\n" + rows[2][:25])  # torn mid-row
+    (dest / "slice3.png").unlink()
+    stale = dest / f".slice3.{2**22 + 12345}-0badc0de.tmp.png"  # a PID no process has
+    stale.write_bytes(b"half")
+    os.utime(stale, (1e9, 1e9))
+    monkeypatch.setattr(atomic, "_cleaned_folders", set())  # the rerun is a new process: it cleans again
+    summary = run_batch(DENOISE, tmp_path / "in", dest, workers=2)
+    assert (summary.done, summary.skipped) == (2, 2)
+    final = manifest_rows(dest)
+    assert sorted(row["input"] for row in final) == sorted(map(str, files))
+    assert {row["status"] for row in final} == {DONE}
+    assert not [path for path in dest.iterdir() if path.name.startswith(".")]
+
+
+def test_outputs_of_another_job_are_refused_and_outputs_never_go_into_the_source(tmp_path):
+    grey_images(tmp_path / "in", 1)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "slice0.png").write_bytes(b"someone's file")
+    with pytest.raises(OutputError, match="exists"):
+        run_batch(DENOISE, tmp_path / "in", tmp_path / "out")
+    assert run_batch(DENOISE, tmp_path / "in", tmp_path / "out", overwrite=True).done == 1
+    with pytest.raises(OutputError):
+        run_batch(DENOISE, tmp_path / "in", tmp_path / "in" / "out", recursive=True)
+
+
+def test_the_manifest_keeps_the_latest_row_and_skips_torn_lines(tmp_path):
+    manifest = Manifest(tmp_path)
+    manifest.append([Row("a", "x", FAILED, "bad"), Row("a", "x", DONE)])
+    with open(manifest.path, "a") as handle:
+        handle.write('{"input": "b", "outp')
+    assert manifest.load() == {"a": Row("a", "x", DONE)}
+    manifest.compact()
+    assert manifest.path.read_text().count("\n") == 1
