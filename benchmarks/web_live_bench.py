@@ -8,14 +8,16 @@ generated 1280x720 test pattern, not a real camera, so the figures are the brows
 rate (onnxruntime-web WASM, the page's default threads), not any camera's. The fake camera runs
 at ``--camera-fps`` (default 60) so that it does not cap the rate at the sizes that paint faster.
 
-For each painting size the page's own figure is read (the median interval over the last 30
+For each painting size, with "sharp edges" on (the page's default: shown at twice the painting
+size, the residual upsampled along the camera's edges by guided.js) and off (the small painting
+zoomed by the browser), the page's own figure is read (the median interval over the last 30
 painted frames, as the page shows it), after ``--warmup`` frames at that size, and the painted
-frames are counted over ``--seconds`` as a check on the median. The sizes are visited
+frames are counted over ``--seconds`` as a check on the median. The settings are visited
 ``--rounds`` times in turn (the machine's other load comes and goes) and each figure is the
 median over the rounds.
 
-    python benchmarks/web_live_bench.py                  # about 4 minutes on 2 cores
-    python benchmarks/web_live_bench.py --sizes 320 --rounds 1 --seconds 20
+    python benchmarks/web_live_bench.py                  # about 6 minutes on 2 cores
+    python benchmarks/web_live_bench.py --sizes 320 --sharp on --rounds 1 --seconds 20
 
 Writes benchmarks/results/web_live.json and prints a table.
 """
@@ -41,7 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", default="160,240,320,480,640", help="painting sizes, longer side in px")
     parser.add_argument("--seconds", type=float, default=8.0, help="counting time per size (default 8)")
     parser.add_argument("--warmup", type=int, default=30, help="frames painted at a size before measuring (default 30)")
-    parser.add_argument("--rounds", type=int, default=3, help="passes over the sizes (default 3)")
+    parser.add_argument("--sharp", default="on,off", help="sharp edges on, off or both (default on,off)")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the settings (default 2)")
     parser.add_argument("--camera-fps", type=int, default=60, help="the fake camera's frame rate (default 60)")
     parser.add_argument("--model", default=None, help="a model the page offers (default: the page's default, fast)")
     parser.add_argument("--chromium", default=os.environ.get("SLIMVISION_CHROMIUM", "/usr/bin/chromium"))
@@ -61,14 +64,15 @@ def wait_frames(page, at_least: int) -> None:
     }}""", timeout=300_000)
 
 
-def measure(page, size: int, args: argparse.Namespace) -> dict:
-    """Switch the running camera to `size`, warm up, then read the page's rate and count frames."""
+def measure(page, size: int, sharp: bool, args: argparse.Namespace) -> dict:
+    """Switch the running camera to `size` and `sharp`, warm up, then read the page's rate and count frames."""
     page.select_option("#live-size", str(size))
+    page.set_checked("#live-sharp", sharp)
     wait_frames(page, frames(page) + args.warmup)
     start_frames, started = frames(page), time.perf_counter()
     time.sleep(args.seconds)
     counted = (frames(page) - start_frames) / (time.perf_counter() - started)
-    return {"size": size, "page_fps": float(page.eval_on_selector("#live", "s => s.dataset.fps")),
+    return {"size": size, "sharp": sharp, "page_fps": float(page.eval_on_selector("#live", "s => s.dataset.fps")),
             "counted_fps": round(counted, 2), "rate_line": page.inner_text("#live-rate"),
             "detail": page.inner_text("#live-detail"), "load_average": round(os.getloadavg()[0], 2)}
 
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> dict:
             if args.model:
                 page.select_option("#model", args.model)
             page.click("#live-start")
-            runs = [measure(page, int(size), args) for _ in range(args.rounds) for size in args.sizes.split(",")]
+            settings = [(int(size), sharp == "on") for sharp in args.sharp.split(",") for size in args.sizes.split(",")]
+            runs = [measure(page, size, sharp, args) for _ in range(args.rounds) for size, sharp in settings]
             page.click("#live-stop")
             version = browser.version
             browser.close()
@@ -100,12 +105,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def summarise(runs: list[dict]) -> list[dict]:
-    """Per size, the median over the rounds of the page's figure and of the counted rate."""
-    sizes = sorted({run["size"] for run in runs})
+    """Per setting, the median over the rounds of the page's figure and of the counted rate."""
+    settings = sorted({(run["sharp"], run["size"]) for run in runs}, reverse=True)
     rows = []
-    for size in sizes:
-        mine = [run for run in runs if run["size"] == size]
-        rows.append({"size": size, "page_fps": statistics.median(run["page_fps"] for run in mine),
+    for sharp, size in settings:
+        mine = [run for run in runs if (run["sharp"], run["size"]) == (sharp, size)]
+        rows.append({"size": size, "sharp": sharp, "page_fps": statistics.median(run["page_fps"] for run in mine),
                      "counted_fps": statistics.median(run["counted_fps"] for run in mine),
                      "page_fps_rounds": [run["page_fps"] for run in mine],
                      "counted_fps_rounds": [run["counted_fps"] for run in mine], "detail": mine[-1]["detail"]})
@@ -132,11 +137,12 @@ def main() -> None:
               "load_average": {"min": min(loads), "max": max(loads)}}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print("| painting size | frames/s (page's median) | frames/s (counted) | rounds (counted) |")
-    print("|---|---|---|---|")
+    print("| painting size | sharp edges | frames/s (page's median) | frames/s (counted) | rounds (counted) |")
+    print("|---|---|---|---|---|")
     for row in result["rows"]:
         rounds = ", ".join(f"{value:.1f}" for value in row["counted_fps_rounds"])
-        print(f"| {row['size']} px | {row['page_fps']:.1f} | {row['counted_fps']:.1f} | {rounds} |")
+        sharp = "on" if row["sharp"] else "off"
+        print(f"| {row['size']} px | {sharp} | {row['page_fps']:.1f} | {row['counted_fps']:.1f} | {rounds} |")
     print(f"load average {min(loads)}-{max(loads)} on {len(os.sched_getaffinity(0))} usable CPUs")
     print(f"wrote {args.output}")
 

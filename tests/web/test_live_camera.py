@@ -8,6 +8,9 @@ like the other browser tests, without Chromium, Playwright or onnxruntime-web.
 
 from __future__ import annotations
 
+import base64
+
+import numpy as np
 import pytest
 
 from tests.web.conftest import CHROMIUM_FLAGS, MISSING, PageWatch, chromium_path
@@ -68,13 +71,17 @@ def test_live_camera_paints_shows_its_rate_and_releases_the_camera(camera_page, 
     assert live_state(page) == "running", page.inner_text("#live-error")
     rate, detail = page.inner_text("#live-rate"), page.inner_text("#live-detail")
     fps = float(page.eval_on_selector("#live", "section => section.dataset.fps"))
-    print(f"\nlive camera (Chromium's fake camera, 320 px painting): {rate}; {detail}")
+    print(f"\nlive camera (Chromium's fake camera, 320 px painting, sharp edges): {rate}; {detail}")
     assert fps > 0 and "frames/s" in rate and "median" in rate
     assert "painting" in detail and "wasm" in detail
 
+    # Sharp edges (the default): the 320x180 painting is shown at 640x360 along the camera's edges.
     painted = canvas_pixels(page, "#live-canvas")
-    assert painted.shape[1] == 320 and painted.std() > 10, "the live canvas is blank"
+    assert painted.shape[:2] == (360, 640) and painted.std() > 10, "the live canvas is blank"
+    assert "along the camera's edges" in detail
     page.screenshot(path=artifacts / "style-live-camera.png", full_page=True)
+    page.uncheck("#live-sharp")  # the small painting itself, zoomed by the browser
+    page.wait_for_function("document.querySelector('#live-canvas').width === 320")
 
     page.click("#live-stop")
     assert live_state(page) == "stopped"
@@ -123,3 +130,31 @@ def test_leaving_the_tab_turns_the_camera_off(camera_page, server):
     assert live_state(page) == "stopped"
     tracks = page.evaluate("window.cameraStreams.flatMap((s) => s.getTracks()).map((t) => t.readyState)")
     assert tracks and set(tracks) == {"ended"}
+
+
+def test_the_pages_guided_upsampling_matches_the_cli(camera_page, server):
+    """guided.js is slimvision.inference.guided.upsample_residual, rounded like to_uint8."""
+    from slimvision.inference.guided import resize_area, upsample_residual
+
+    page = camera_page
+    open_page(page, server)
+    rng = np.random.default_rng(5)
+    for (height, width), (small_h, small_w) in [((90, 160), (23, 40)), ((120, 100), (60, 50))]:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        frame[:, width // 2:] //= 3  # an edge for the guide to keep
+        small = resize_area(frame, small_h, small_w)
+        painted = np.clip(small + rng.integers(-60, 60, small.shape), 0, 255).astype(np.uint8)
+        expected = upsample_residual(frame / np.float32(255), small / np.float32(255), painted / np.float32(255))
+        expected = np.floor(expected * 255 + 0.5).astype(np.uint8)
+        rgba = [base64.b64encode(np.dstack([image, np.full(image.shape[:2], 255, np.uint8)]).tobytes()).decode()
+                for image in (frame, small, painted)]
+        got = page.evaluate("""async ([frame, small, painted, width, height, smallW, smallH]) => {
+            const { upsampleResidual } = await import('/static/guided.js');
+            const bytes = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+            const out = upsampleResidual(bytes(frame), width, height, bytes(small), bytes(painted), smallW, smallH);
+            let text = '';
+            for (let i = 0; i < out.length; i += 8192) text += String.fromCharCode(...out.subarray(i, i + 8192));
+            return btoa(text);
+        }""", [*rgba, width, height, small_w, small_h])
+        got = np.frombuffer(base64.b64decode(got), np.uint8).reshape(height, width, 4)[..., :3]
+        assert np.abs(got.astype(int) - expected).max() <= 1

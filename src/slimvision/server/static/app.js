@@ -488,8 +488,10 @@ function showLiveRate(stats) {
     : "measuring the rate…";
   const camera = stats.camera.fps ? `, ${stats.camera.fps.toFixed(0)} frames/s` : "";
   const skipped = stats.skipped === null ? "" : `, ${stats.skipped} camera frames skipped`;
+  const shown = stats.upsampleMs === null ? "" : ` · shown at ${stats.shown.width}×${stats.shown.height} ` +
+    `along the camera's edges in ${ms(stats.upsampleMs)}`;
   $("#live-detail").textContent = `painting ${stats.work.width}×${stats.work.height} in ${ms(stats.paintMs)} ` +
-    `(median) · camera ${stats.camera.width}×${stats.camera.height}${camera} · ` +
+    `(median)${shown} · camera ${stats.camera.width}×${stats.camera.height}${camera} · ` +
     `${count(stats.painted, "frame")} painted${skipped} · ${live.backend}`;
 }
 
@@ -525,6 +527,7 @@ async function startLive() {
     live.camera ??= new LiveCamera({
       video: $("#live-video"), canvas: $("#live-canvas"), paint: paintLiveFrame, report: showLiveRate, fail: liveFailed,
     });
+    live.camera.sharp = $("#live-sharp").checked;
     await live.camera.start(Number($("#live-size").value));
     setLiveState("running");
     if (live.cancelled) return stopLive();
@@ -547,6 +550,9 @@ function setUpLive() {
   $("#live-stop").addEventListener("click", stopLive);
   $("#live-size").addEventListener("change", () => {
     if (live.camera) live.camera.side = Number($("#live-size").value);
+  });
+  $("#live-sharp").addEventListener("change", () => {
+    if (live.camera) live.camera.sharp = $("#live-sharp").checked;
   });
   // Leaving the tab or the page turns the camera off.
   document.addEventListener("tab-shown", (event) => { if (event.target.id !== "tab-style") stopLive(); });

@@ -4,6 +4,12 @@
 // that arrive meanwhile are skipped, never queued, so the picture never falls behind the camera.
 // The painting itself is a callback (app.js passes the style tab's model and settings), so this
 // module knows cameras and frames, not styles. Loaded on the first Start only.
+//
+// With `sharp` on (the default) the painting is shown at twice its size: the camera frame at that
+// size plus the painting's residual upsampled along the frame's edges (guided.js, the CLI's
+// guided filter), like `style live --realtime`; off, the browser zooms the small painting.
+
+import { upsampleResidual } from "./guided.js";
 
 /** How many recent frames the shown rate is the median of. */
 export const RATE_WINDOW = 30;
@@ -87,6 +93,8 @@ export class LiveCamera {
     Object.assign(this, { video, canvas, paint, report, fail });
     this.stream = null;
     this.running = false;
+    this.sharp = true;
+    this.canvases = new Map(); // OffscreenCanvas + context per frame size grabbed
   }
 
   /** Open the camera and start painting at most `side` px on the longer side. */
@@ -95,7 +103,7 @@ export class LiveCamera {
     this.stream = await openCamera();
     this.side = side;
     this.meter = new RateMeter();
-    Object.assign(this, { painted: 0, cameraFrames: 0, paintedUpTo: -1, paintMs: [] });
+    Object.assign(this, { painted: 0, cameraFrames: 0, paintedUpTo: -1, paintMs: [], upsampleMs: [] });
     this.video.srcObject = this.stream;
     try {
       await this.video.play();
@@ -160,41 +168,62 @@ export class LiveCamera {
     });
   }
 
-  /** The video's current frame at the working size, as RGBA pixels. */
+  /** The video's current frame as RGBA pixels: `image` at the working size, and with `sharp`
+   *  the same frame at twice that size (capped at the camera's) as `frame`, the guide. */
   grab() {
     const { videoWidth, videoHeight } = this.video;
     if (!videoWidth || !videoHeight) return null; // no picture yet
-    const { width, height } = workingSize(videoWidth, videoHeight, this.side);
-    if (!this.work || this.work.width !== width || this.work.height !== height) {
-      this.work = new OffscreenCanvas(width, height);
-      this.workContext = this.work.getContext("2d", { willReadFrequently: true });
-      this.workContext.imageSmoothingQuality = "medium"; // mip-mapped: no aliasing when shrinking 4x
-    }
     this.paintedUpTo = this.cameraFrames;
-    this.workContext.drawImage(this.video, 0, 0, width, height);
-    const { data } = this.workContext.getImageData(0, 0, width, height);
-    return { data, width, height, channels: 4 };
+    // Both drawn in one task, so both are the same camera frame.
+    const small = workingSize(videoWidth, videoHeight, this.side);
+    const image = this.draw(small.width, small.height);
+    const large = workingSize(videoWidth, videoHeight, 2 * this.side);
+    const frame = this.sharp && large.width > small.width ? this.draw(large.width, large.height) : null;
+    return { image, frame };
+  }
+
+  /** The video drawn at width x height, read back as RGBA pixels. */
+  draw(width, height) {
+    const key = `${width}x${height}`;
+    if (!this.canvases.has(key)) {
+      if (this.canvases.size >= 4) this.canvases.clear(); // sizes changed: drop the old ones
+      const canvas = new OffscreenCanvas(width, height);
+      const context = canvas.getContext("2d", { willReadFrequently: true });
+      context.imageSmoothingQuality = "medium"; // mip-mapped: no aliasing when shrinking 4x
+      this.canvases.set(key, context);
+    }
+    const context = this.canvases.get(key);
+    context.drawImage(this.video, 0, 0, width, height);
+    return { data: context.getImageData(0, 0, width, height).data, width, height, channels: 4 };
   }
 
   async run() {
     while (this.running) {
       await this.newFrame();
       if (!this.running) break;
-      const image = this.grab();
-      if (!image) {
+      const grabbed = this.grab();
+      if (!grabbed) {
         await new Promise((resolve) => setTimeout(resolve, 30));
         continue;
       }
-      const started = performance.now();
+      const { image, frame } = grabbed;
+      let started = performance.now();
       const result = await this.paint(image);
       if (!this.running) break; // stopped while painting: the camera is already released
-      this.show(result);
+      remember(this.paintMs, performance.now() - started);
+      started = performance.now();
+      this.show(frame ? this.sharpen(frame, image, result) : result);
+      if (frame) remember(this.upsampleMs, performance.now() - started);
       this.painted += 1;
-      this.paintMs.push(performance.now() - started);
-      if (this.paintMs.length > RATE_WINDOW) this.paintMs.shift();
       this.meter.tick();
       this.report(this.stats(image));
     }
+  }
+
+  /** The painting at the guide frame's size, along its edges (guided.upsample_residual). */
+  sharpen(frame, image, result) {
+    const rgba = upsampleResidual(frame.data, frame.width, frame.height, image.data, result.rgba, image.width, image.height);
+    return { rgba, width: frame.width, height: frame.height };
   }
 
   show({ rgba, width, height }) {
@@ -206,16 +235,29 @@ export class LiveCamera {
   }
 
   stats(image) {
-    const sorted = [...this.paintMs].sort((a, b) => a - b);
     const settings = this.stream?.getVideoTracks()[0]?.getSettings() ?? {};
     return {
       fps: this.meter.fps,
       window: this.meter.frames,
-      paintMs: sorted[sorted.length >> 1],
+      paintMs: median(this.paintMs),
+      upsampleMs: this.sharp ? median(this.upsampleMs) : null,
+      shown: { width: this.canvas.width, height: this.canvas.height },
       painted: this.painted,
       skipped: this.framesKnown ? Math.max(0, this.cameraFrames - this.painted) : null,
       work: { width: image.width, height: image.height },
       camera: { width: this.video.videoWidth, height: this.video.videoHeight, fps: settings.frameRate ?? null },
     };
   }
+}
+
+/** Keep the last RATE_WINDOW values. */
+function remember(values, value) {
+  values.push(value);
+  if (values.length > RATE_WINDOW) values.shift();
+}
+
+function median(values) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
 }
