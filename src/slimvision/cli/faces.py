@@ -85,7 +85,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                                             "without it, the changes are printed).")
     video.add_argument("source", help="video file, webcam number (0) or stream URL (webcams/streams need OpenCV)")
     video.add_argument("-o", "--output", type=Path, help="annotated video to write (.mp4, .mkv, .webm, ...)")
-    video.add_argument("--gallery", type=Path, help="gallery of enrolled people to identify")
+    video.add_argument("--gallery", type=gallery_location, help="gallery of enrolled people to identify")
     video.add_argument("--events", type=Path, metavar="FILE",
                        help="write JSON lines to FILE: who entered and left, frame by frame")
     video.add_argument("--no-gate", action="store_true", help="process every frame")
@@ -135,7 +135,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 def _gallery_commands(commands: argparse._SubParsersAction) -> None:
     """``faces gallery list|add|remove|rename``: one sub-command each, with its own arguments, so
     options may come anywhere (``gallery rename --gallery g OLD NEW``)."""
-    gallery = commands.add_parser("gallery", help="list, add, remove or rename enrolled people",
+    gallery = commands.add_parser("gallery", help="list, add, remove, rename enrolled people; migrate a gallery",
                                   description="Read or edit a gallery file; every change is one transaction.")
     actions = gallery.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -172,9 +172,25 @@ def _gallery_commands(commands: argparse._SubParsersAction) -> None:
     add_json(rename)
     rename.set_defaults(run=run_gallery_rename)
 
+    migrate = actions.add_parser("migrate", help="copy a gallery into another store (SQLite <-> Milvus)",
+                                 description="Copy every person, descriptor, source and photo digest of SRC into "
+                                             "DST, a new or empty gallery (an SQLite file or milvus://...), with "
+                                             "SRC's model record. SRC is never changed.")
+    migrate.add_argument("source", type=gallery_location, metavar="SRC", help="the gallery to copy (never changed)")
+    migrate.add_argument("destination", type=gallery_location, metavar="DST", help="a new or empty gallery")
+    add_json(migrate, "the report")
+    migrate.set_defaults(run=run_gallery_migrate)
+
 
 def _gallery_option(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--gallery", type=Path, required=True, help=help)
+    parser.add_argument("--gallery", type=gallery_location, required=True,
+                        help=help + "; or milvus:///path/faces.db (milvus-lite) or milvus://HOST:19530/COLLECTION")
+
+
+def gallery_location(text: str) -> Path | str:
+    """A gallery file as a Path, or a store URI (``milvus://...``) kept as text: a Path would fold
+    its '//' away."""
+    return text if text.lower().startswith("milvus:") else Path(text)
 
 
 def _store_paths_option(parser: argparse.ArgumentParser) -> None:
@@ -350,7 +366,8 @@ def run_enroll(args: argparse.Namespace) -> int:
         total = sum(report.added.values())
         print(f"enrolled {total} photo{'s' * (total != 1)} of {len(report.added)} "
               f"{'person' if len(report.added) == 1 else 'people'} into {args.gallery}"
-              + ("" if args.gallery.exists() else " (nothing to write: no gallery file made)"))
+              + ("" if not isinstance(args.gallery, Path) or args.gallery.exists()
+                 else " (nothing to write: no gallery file made)"))
         for path, reason in report.skipped.items():
             print(f"  skipped {path}: {reason}")
     return 1 if report.failed else 0
@@ -398,6 +415,29 @@ def run_gallery_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_gallery_migrate(args: argparse.Namespace) -> int:
+    """``gallery migrate SRC DST``: everything in SRC into a new or empty DST, in one add (one
+    transaction for SQLite; insert requests of up to 10,000 descriptors for Milvus)."""
+    from slimvision.inference.face_gallery import Gallery, GalleryError, open_store
+
+    if str(args.source) == str(args.destination):
+        raise GalleryError("is both SRC and DST; name another gallery to copy into", args.source)
+    with _open_gallery(args.source) as source:
+        faces, embedder = source.store.export_faces(), source.embedder
+    with Gallery(open_store(args.destination, embedder, mode="c")) as target:
+        if target.people():
+            raise GalleryError("already holds people; migrate into a new or empty gallery", args.destination)
+        duplicates = target.add_people(faces) if faces else []
+    count = sum(len(faces.vectors) for faces in faces.values()) - len(duplicates)
+    if args.json:
+        print(json.dumps({"source": str(args.source), "destination": str(args.destination), "people": len(faces),
+                          "descriptors": count, "duplicates_left_out": len(duplicates)}, indent=2))
+    else:
+        print(f"copied {count} descriptor{'s' * (count != 1)} of {len(faces)} "
+              f"{'person' if len(faces) == 1 else 'people'} from {args.source} to {args.destination}")
+    return 0
+
+
 def run_gallery_rename(args: argparse.Namespace) -> int:
     with _open_gallery(args.gallery, write=True) as gallery:
         gallery.rename(args.old, args.new)
@@ -421,7 +461,7 @@ def run_video(args: argparse.Namespace) -> int:
     from slimvision.progress import progress_bar
 
     inputs = [Path(args.source)] if Path(args.source).is_file() else []
-    inputs += [args.gallery] if args.gallery else []
+    inputs += [args.gallery] if isinstance(args.gallery, Path) else []
     _check_video_outputs(args, inputs)  # all of them, before anything is read or written
     stream = open_stream(args.source)
     frames, length = stream.frames, stream.length

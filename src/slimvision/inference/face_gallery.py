@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import logging
 import os
 import sqlite3
@@ -154,6 +155,34 @@ class GalleryStore(Protocol):
     def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]: ...
     def version(self) -> int: ...
     def close(self) -> None: ...
+
+
+def check_enrolment(name: str, faces: Enrolment, dim: int) -> tuple[np.ndarray, list, list]:
+    """One person's new descriptors as (N, dim) float32, with a source and a photo digest (or None)
+    per descriptor: what every store checks before adding anything."""
+    vectors = np.ascontiguousarray(faces.vectors, np.float32).reshape(-1, dim) \
+        if np.size(faces.vectors) % dim == 0 else None
+    if vectors is None or not len(vectors) or not np.isfinite(vectors).all():
+        raise GalleryError(f"add {name!r}: expected finite descriptors of length {dim}")
+    per_row = []
+    for what, values in (("sources", faces.sources), ("photos", faces.photos)):
+        values = list(values) if values is not None else [None] * len(vectors)
+        if len(values) != len(vectors):
+            raise GalleryError(f"add {name!r}: {len(vectors)} descriptors but {len(values)} {what}")
+        if not all(value is None or isinstance(value, str) for value in values):
+            raise GalleryError(f"add {name!r}: {what} must be text or None")
+        per_row.append(values)
+    return vectors, per_row[0], per_row[1]
+
+
+def enrolments(rows: list[tuple[str, bytes | np.ndarray, str | None, str | None]], dim: int) -> dict[str, Enrolment]:
+    """(name, descriptor, source, photo) rows grouped into one :class:`Enrolment` per person."""
+    grouped: dict[str, list[tuple]] = {}
+    for name, vector, source, photo in rows:
+        grouped.setdefault(name, []).append((np.frombuffer(vector, np.float32) if isinstance(vector, bytes)
+                                             else np.asarray(vector, np.float32), source, photo))
+    return {name: Enrolment(np.stack([row[0] for row in faces]).reshape(-1, dim), [row[1] for row in faces],
+                            [row[2] for row in faces]) for name, faces in grouped.items()}
 
 
 def _translated(method: Callable[..., _Result]) -> Callable[..., _Result]:
@@ -401,19 +430,7 @@ class SQLiteGallery:
         return self._write(change)
 
     def _checked(self, name: str, faces: Enrolment) -> tuple[np.ndarray, list, list]:
-        vectors = np.ascontiguousarray(faces.vectors, np.float32).reshape(-1, self.embedder.dim) \
-            if np.size(faces.vectors) % self.embedder.dim == 0 else None
-        if vectors is None or not len(vectors) or not np.isfinite(vectors).all():
-            raise GalleryError(f"add {name!r}: expected finite descriptors of length {self.embedder.dim}")
-        per_row = []
-        for what, values in (("sources", faces.sources), ("photos", faces.photos)):
-            values = list(values) if values is not None else [None] * len(vectors)
-            if len(values) != len(vectors):
-                raise GalleryError(f"add {name!r}: {len(vectors)} descriptors but {len(values)} {what}")
-            if not all(value is None or isinstance(value, str) for value in values):
-                raise GalleryError(f"add {name!r}: {what} must be text or None")
-            per_row.append(values)
-        return vectors, per_row[0], per_row[1]
+        return check_enrolment(name, faces, self.embedder.dim)
 
     @_translated
     def remove(self, name: str) -> int:
@@ -482,6 +499,17 @@ class SQLiteGallery:
             raise self._damaged(f"face {number} of {name!r} holds a descriptor that is not finite (NaN or infinity)")
         owners = np.fromiter((index[name] for _, name, _ in rows), np.int64, count=len(rows))
         return matrix, owners, names
+
+    @_translated
+    def export_faces(self) -> dict[str, Enrolment]:
+        """Every person's descriptors with their sources and photo digests (``faces gallery migrate``)."""
+        with self._reading() as connection:
+            if connection is None:
+                return {}
+            photo = "faces.photo" if self._current_schema else "NULL"
+            rows = connection.execute(f"""SELECT people.name, faces.vector, faces.source, {photo} FROM faces
+                                           JOIN people ON people.id = faces.person ORDER BY faces.id""").fetchall()
+        return enrolments(rows, self.embedder.dim)
 
     @_translated
     def find_photos(self, digests: list[str]) -> dict[str, str]:
@@ -636,8 +664,32 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+#: URI scheme -> "module:class" of the store behind it; a plain path is an SQLite file. Imported
+#: by name when used, so a gallery file never loads a server database's client.
+STORES = {"milvus": "slimvision.inference.face_gallery_milvus:MilvusGallery"}
+
+
+def open_store(location: str | Path, embedder: EmbedderInfo, mode: str = "c") -> GalleryStore:
+    """The store at ``location``: ``SCHEME:...`` for a store in :data:`STORES`, else an SQLite file.
+
+    Example:
+        >>> open_store(":memory:", DLIB_RESNET_V1).people()
+        []
+    """
+    text = str(location)
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    if scheme not in STORES:
+        return SQLiteGallery(location, embedder, mode)
+    module, name = STORES[scheme].split(":")
+    return getattr(importlib.import_module(module), name)(text, embedder, mode)
+
+
 class Gallery:
     """Search over a :class:`GalleryStore`, reloading whenever the store changes.
+
+    A store that searches itself (a vector database: it has ``nearest(queries, top_k)``, the best
+    descriptor of each of the ``top_k`` nearest people) is asked directly; its results follow the
+    same threshold rule.
 
     ``index="exact"`` scans every descriptor with numpy; ``"faiss"`` builds a FAISS flat index
     (exact too, but multithreaded and lighter on memory traffic for very large galleries).
@@ -651,8 +703,9 @@ class Gallery:
 
     @classmethod
     def open(cls, path: str | Path, embedder: EmbedderInfo, index: str = "exact", mode: str = "c") -> Gallery:
-        """A gallery file opened in ``mode`` ("r", "w" or "c", see :class:`SQLiteGallery`)."""
-        return cls(SQLiteGallery(path, embedder, mode), index)
+        """A gallery opened in ``mode`` ("r", "w" or "c", see :class:`SQLiteGallery`): a file, or a
+        store named by a URI whose scheme is in :data:`STORES` (``milvus:///path/faces.db``)."""
+        return cls(open_store(path, embedder, mode), index)
 
     @property
     def embedder(self) -> EmbedderInfo:
@@ -689,9 +742,16 @@ class Gallery:
 
     def load(self) -> Gallery:
         """Read (and check) every descriptor now rather than at the first search, so a damaged
-        gallery is reported even when nothing is searched; returns the gallery."""
+        gallery is reported even when nothing is searched; returns the gallery. (A store that
+        searches itself is only asked for its version: it keeps its own index.)"""
+        if self._searching_store():
+            self.store.version()
+            return self
         self._load()
         return self
+
+    def _searching_store(self) -> bool:
+        return callable(getattr(self.store, "nearest", None))
 
     def _load(self) -> None:
         version = self.store.version()
@@ -734,6 +794,10 @@ class Gallery:
         return self.search_many(np.asarray(query)[None], top_k)[0]
 
     def search_many(self, queries: np.ndarray, top_k: int = 5) -> list[list[Match]]:
+        if self._searching_store():
+            found = self.store.nearest(self._prepare(queries), top_k)  # type: ignore[attr-defined]
+            threshold = self.embedder.threshold
+            return [[Match(name, distance, bool(distance <= threshold)) for name, distance in row] for row in found]
         self._load()
         queries = self._prepare(queries)
         if not len(self._matrix):

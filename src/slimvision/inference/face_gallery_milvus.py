@@ -1,0 +1,418 @@
+"""The face gallery in Milvus: the :class:`~slimvision.inference.face_gallery.GalleryStore` interface
+on a vector database, for galleries past one machine (``pip install 'slimvision[scale]'``).
+
+``--gallery milvus:///path/to/faces.db`` is an embedded milvus-lite database (a folder, one
+process at a time; tests and small deployments); ``milvus://HOST:19530/COLLECTION`` is a Milvus
+server (``COLLECTION`` defaults to ``faces``). The semantics are the SQLite store's: the model's
+name, version and length are stored with the gallery and checked on every open, descriptors of
+another model are refused, a photo or descriptor is never stored twice, enrol / remove / rename
+edit people, and :class:`~slimvision.inference.face_gallery.Gallery` applies the same threshold to
+the best descriptor of each person. The search is Milvus's own (an HNSW index, or FLAT), grouped by
+person.
+
+What Milvus guarantees (it has no multi-request transactions): each insert, upsert and delete is
+one request, applied whole or not at all and visible to the next read once it returns (the
+collection is read with Strong consistency). Every change here is one such request: enrolling
+all of a call's people is one insert, a removal one delete, a rename one upsert of the person's
+rows under the same primary keys. The change counter (:meth:`version`) is a second request: a
+crash between the two leaves the data changed and the counter not, so another process's cached
+search may not reload until the next change. Checks done before a write (is the name taken? is
+this photo enrolled?) are not isolated from a concurrent writer: run one writer at a time.
+
+Example:
+    >>> store = MilvusGallery("milvus:///tmp/faces.db", DLIB_RESNET_V1)     # doctest: +SKIP
+    >>> store.add("ada", np.eye(128, dtype=np.float32)[:1])                 # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from slimvision.inference.face_gallery import (MODES, SCHEMA_VERSION, Duplicate, EmbedderInfo, Enrolment, GalleryError,
+                                               Person, _clean_name, _vector_digest, check_enrolment, enrolments)
+
+DEFAULT_COLLECTION = "faces"
+#: Index and search settings: HNSW answers a 1M-descriptor gallery in milliseconds (recall measured
+#: by benchmarks/scale_bench.py); "FLAT" (exact) via ``?index=FLAT``.
+HNSW = {"M": 16, "efConstruction": 200}
+MIN_EF = 128
+MAX_NAME, MAX_TEXT = 256, 2048
+#: Milvus caps a query's result window and a filter's length; work in chunks below both.
+CHUNK = 1000
+
+_SERVER = re.compile(r"^(?P<host>[^/:?]+)(:(?P<port>\d{1,5}))?(/(?P<collection>[A-Za-z_][A-Za-z0-9_]*))?$")
+_Result = TypeVar("_Result")
+
+
+class _NoClientClock(logging.Filter):
+    """A paged query asks milvus-lite for a server timestamp it does not implement: its in-process
+    gRPC server logs the NotImplementedError with a traceback and pymilvus warns that the client's
+    clock is used instead. True, harmless for one process, repeated on every paged query: dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        unimplemented = record.exc_info is not None and isinstance(record.exc_info[1], NotImplementedError)
+        return "mvccTs" not in record.getMessage() and not unimplemented
+
+
+def _quiet_paging() -> None:
+    for name in ("pymilvus.client.iterator.query_iterator", "grpc._server"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _NoClientClock) for existing in logger.filters):
+            logger.addFilter(_NoClientClock())
+
+
+def parse_location(location: str) -> tuple[str, str, bool, str]:
+    """(client URI, collection, is a local milvus-lite file, index type) of a ``milvus:`` location.
+
+    Example:
+        >>> parse_location("milvus:///data/faces.db")
+        ('/data/faces.db', 'faces', True, 'HNSW')
+        >>> parse_location("milvus://db.local:19530/door?index=FLAT")
+        ('http://db.local:19530', 'door', False, 'FLAT')
+    """
+    rest = re.sub(r"^milvus:(//)?", "", location, flags=re.IGNORECASE)  # Path("milvus:///x") -> "milvus:/x"
+    rest, _, query = rest.partition("?")
+    index = "HNSW"
+    if query:
+        match = re.fullmatch(r"index=(HNSW|FLAT)", query, flags=re.IGNORECASE)
+        if match is None:
+            raise GalleryError(f"unknown option {query!r} (index=HNSW or index=FLAT)", location)
+        index = match.group(1).upper()
+    if rest.startswith("/") or rest.endswith(".db"):
+        return rest, DEFAULT_COLLECTION, True, index
+    match = _SERVER.match(rest)
+    if match is None:
+        raise GalleryError("is not a Milvus location (milvus:///path/faces.db or milvus://HOST:PORT/COLLECTION)",
+                           location)
+    uri = f"http://{match['host']}:{match['port'] or 19530}"
+    return uri, match["collection"] or DEFAULT_COLLECTION, False, index
+
+
+class MilvusGallery:
+    """A gallery in a Milvus collection (with a small ``<collection>_meta`` one for the model record).
+
+    Args:
+        location: ``milvus:///path/faces.db`` (milvus-lite) or ``milvus://HOST:PORT/COLLECTION``.
+        embedder: the model whose descriptors it holds (checked against the stored record).
+        mode: "r", "w" or "c" as for :class:`~slimvision.inference.face_gallery.SQLiteGallery`: a
+            missing gallery is created by its first change in mode "c" only.
+    """
+
+    def __init__(self, location: str, embedder: EmbedderInfo, mode: str = "c") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.path, self.mode, self.embedder = location, mode, embedder
+        self.uri, self.collection, self.local, self.index = parse_location(location)
+        self.meta = f"{self.collection}_meta"
+        self.client: Any = None  # None: a new gallery not created yet
+        with self._milvus_errors():
+            if self._exists():
+                self.embedder = self._read_record(embedder)
+            elif mode != "c":
+                raise GalleryError("no such gallery (make one with 'slimvision faces enroll')", self.path)
+
+    # ------------------------------------------------------------------ opening
+    @contextlib.contextmanager
+    def _milvus_errors(self) -> Iterator[None]:
+        from pymilvus import MilvusException
+
+        try:
+            yield
+        except MilvusException as error:
+            message = " ".join(str(getattr(error, "message", "") or error).split())
+            raise GalleryError(f"Milvus refused: {message}", self.path) from None
+        except (ConnectionError, OSError) as error:
+            raise GalleryError(f"cannot reach Milvus ({error})", self.path) from None
+
+    def _connect(self) -> Any:
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:
+            raise GalleryError("a Milvus gallery needs pymilvus: pip install 'slimvision[scale]'", self.path) from None
+        if self.local:
+            folder = Path(self.uri)
+            if folder.exists() and not folder.is_dir():
+                raise GalleryError("is a file, not a milvus-lite database (an SQLite gallery? give it as a path)",
+                                   self.path)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        _quiet_paging()
+        return MilvusClient(uri=self.uri)
+
+    def _exists(self) -> bool:
+        """Whether the gallery's collections exist (a missing milvus-lite database is not created here)."""
+        if self.local and not Path(self.uri).exists():
+            return False
+        if self.local and not Path(self.uri).is_dir():
+            raise GalleryError("is a file, not a milvus-lite database (an SQLite gallery? give it as a path)",
+                               self.path)
+        if not {entry.name for entry in Path(self.uri).iterdir()} & {"LOCK", "collections", "databases"}:
+            raise GalleryError("is a folder but not a milvus-lite database; refusing to use it", self.path)
+        self.client = self._connect()
+        names = set(self.client.list_collections())
+        if self.collection not in names:
+            return False
+        if self.meta not in names:
+            raise GalleryError(f"collection {self.collection!r} is not a slimvision gallery (no {self.meta!r}); "
+                               "refusing to use it", self.path)
+        self.client.load_collection(self.collection)
+        self.client.load_collection(self.meta)
+        return True
+
+    def _record(self) -> dict[str, str]:
+        rows = self.client.query(self.meta, filter='key != ""', output_fields=["key", "value"], limit=100)
+        return {row["key"]: row["value"] for row in rows}
+
+    def _read_record(self, embedder: EmbedderInfo) -> EmbedderInfo:
+        stored = self._record()
+        if stored.get("schema") != str(SCHEMA_VERSION):
+            raise GalleryError(f"gallery schema {stored.get('schema')!r}, this slimvision reads {SCHEMA_VERSION}",
+                               self.path)
+        mine = (stored.get("embedder.name"), stored.get("embedder.version"), stored.get("embedder.dim"))
+        if mine != (embedder.name, embedder.version, str(embedder.dim)):
+            raise GalleryError(f"holds descriptors of {mine[0]} v{mine[1]} ({mine[2]}-d); they cannot be compared "
+                               f"with {embedder.name} v{embedder.version}: use another gallery", self.path)
+        try:
+            return EmbedderInfo(embedder.name, embedder.version, embedder.dim, stored["embedder.metric"],
+                                float(stored["embedder.threshold"]))
+        except (KeyError, ValueError) as error:
+            raise GalleryError(f"damaged gallery: its model record is unreadable ({error})", self.path) from None
+
+    def _create(self) -> None:
+        """The faces collection (descriptor, person, source, photo, descriptor digest, date) and the record."""
+        from pymilvus import DataType, MilvusClient
+
+        self.client = self.client or self._connect()
+        schema = MilvusClient.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.embedder.dim)
+        for name, length in (("person", MAX_NAME), ("source", MAX_TEXT), ("photo", 80), ("digest", 40),
+                             ("added", 32)):
+            schema.add_field(name, DataType.VARCHAR, max_length=length)
+        index = self.client.prepare_index_params()
+        index.add_index("vector", index_type=self.index, metric_type=self._metric(),
+                        params=HNSW if self.index == "HNSW" else {})
+        self.client.create_collection(self.collection, schema=schema, index_params=index,
+                                      consistency_level="Strong")
+        meta = MilvusClient.create_schema(auto_id=False)
+        meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
+        meta.add_field("value", DataType.VARCHAR, max_length=256)
+        meta.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs a vector field in every collection
+        meta_index = self.client.prepare_index_params()
+        meta_index.add_index("unused", index_type="FLAT", metric_type="L2")
+        self.client.create_collection(self.meta, schema=meta, index_params=meta_index, consistency_level="Strong")
+        record = {"schema": str(SCHEMA_VERSION), "changes": "0",
+                  **{f"embedder.{key}": str(getattr(self.embedder, key))
+                     for key in ("name", "version", "dim", "metric", "threshold")}}
+        self.client.insert(self.meta, [{"key": key, "value": value, "unused": [0.0, 0.0]}
+                                       for key, value in record.items()])
+
+    def _metric(self) -> str:
+        return "COSINE" if self.embedder.metric == "cosine" else "L2"
+
+    # ------------------------------------------------------------------ changes
+    def _write(self, change: Callable[[], _Result]) -> _Result:
+        if self.mode == "r":
+            raise GalleryError("opened read-only: no changes", self.path)
+        with self._milvus_errors():
+            if self.client is None or self.collection not in self.client.list_collections():
+                self._create()
+            return change()
+
+    def _bump(self) -> None:
+        changes = int(self._record().get("changes", "0")) + 1
+        self.client.upsert(self.meta, [{"key": "changes", "value": str(changes), "unused": [0.0, 0.0]}])
+
+    def add(self, name: str, vectors: np.ndarray, sources: list[str | None] | None = None,
+            photos: list[str | None] | None = None) -> int:
+        """Add descriptors (N, dim) to ``name``; how many were added (duplicates left out)."""
+        duplicates = self.add_people({name: Enrolment(vectors, sources, photos)})
+        return int(np.size(vectors) // self.embedder.dim) - len(duplicates)
+
+    def add_people(self, people: dict[str, Enrolment]) -> list[Duplicate]:
+        """Several people's descriptors in one insert request; duplicates (a photo or descriptor
+        the gallery, or this call, holds already) are returned and left out."""
+        rows = [(key, _clean_name(key), *check_enrolment(key, faces, self.embedder.dim))
+                for key, faces in people.items()]
+        if not rows:
+            return []
+
+        def change() -> list[Duplicate]:
+            holders = self._holders(rows)
+            duplicates, records = self._new_records(rows, holders)
+            if records:
+                for start in range(0, len(records), 10 * CHUNK):  # one request below Milvus's message cap
+                    self.client.insert(self.collection, records[start:start + 10 * CHUNK])
+                self._bump()
+            return duplicates
+
+        return self._write(change)
+
+    def _holders(self, rows: list[tuple]) -> dict[str, str]:
+        """Digest or photo -> the person already holding it, for every descriptor about to be added."""
+        digests = [_vector_digest(vector.tobytes()).hex() for _, _, vectors, _, _ in rows for vector in vectors]
+        photos = [photo for *_, photos in rows for photo in photos if photo]
+        found: dict[str, str] = {}
+        for field, values in (("digest", digests), ("photo", photos)):
+            for start in range(0, len(values), CHUNK):
+                for row in self._query(f"{field} in {json.dumps(values[start:start + CHUNK])}", [field, "person"]):
+                    found[row[field]] = row["person"]
+        return found
+
+    def _new_records(self, rows: list[tuple], holders: dict[str, str]) -> tuple[list[Duplicate], list[dict]]:
+        duplicates: list[Duplicate] = []
+        records: list[dict[str, Any]] = []
+        now, base = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.time_ns()
+        for key, name, vectors, sources, photos in rows:
+            for position, (vector, source, photo) in enumerate(zip(vectors, sources, photos)):
+                digest = _vector_digest(vector.tobytes()).hex()
+                holder = holders.get(digest) or (holders.get(photo) if photo else None)
+                if holder is not None:
+                    duplicates.append(Duplicate(key, position, holder))
+                    continue
+                holders[digest] = name  # a later descriptor of this call is a duplicate of this one
+                if photo:
+                    holders[photo] = name
+                # Primary keys from the clock: increasing, so the gallery keeps the order of enrolment.
+                records.append({"id": base + len(records), "vector": vector.tolist(), "person": name,
+                                "source": (source or "")[:MAX_TEXT], "photo": photo or "", "digest": digest,
+                                "added": now})
+        return duplicates, records
+
+    def remove(self, name: str) -> int:
+        """Remove a person and all their descriptors (one delete request); how many went."""
+
+        def change() -> int:
+            count = len(self._query(f"person == {json.dumps(name)}", ["id"]))
+            if not count:
+                raise GalleryError(f"no person named {name!r}", self.path)
+            self.client.delete(self.collection, filter=f"person == {json.dumps(name)}")
+            self._bump()
+            return count
+
+        return self._write(change)
+
+    def rename(self, old: str, new: str) -> None:
+        """Give a person another name: their rows upserted under the same keys (one request)."""
+        new = _clean_name(new)
+
+        def change() -> None:
+            if self._query(f"person == {json.dumps(new)}", ["id"], limit=1):
+                raise GalleryError(f"{new!r} is already enrolled", self.path)
+            rows = self._query(f"person == {json.dumps(old)}", ["*"])
+            if not rows:
+                raise GalleryError(f"no person named {old!r}", self.path)
+            self.client.upsert(self.collection, [{**row, "person": new,
+                                                  "vector": [float(v) for v in row["vector"]]} for row in rows])
+            self._bump()
+
+        self._write(change)
+
+    # ------------------------------------------------------------------ reading
+    def _ready(self) -> bool:
+        return self.client is not None and self.collection in self.client.list_collections()
+
+    def _query(self, expression: str, fields: list[str], limit: int | None = None) -> list[dict[str, Any]]:
+        """Every row matching ``expression`` (paged: Milvus caps one query's window)."""
+        if limit is not None:
+            return list(self.client.query(self.collection, filter=expression, output_fields=fields, limit=limit))
+        iterator = self.client.query_iterator(self.collection, batch_size=CHUNK, filter=expression,
+                                              output_fields=fields)
+        rows: list[dict[str, Any]] = []
+        try:
+            while batch := iterator.next():
+                rows.extend(batch)
+        finally:
+            iterator.close()
+        return rows
+
+    def people(self) -> list[Person]:
+        with self._milvus_errors():
+            if not self._ready():
+                return []
+            rows = self._query('person != ""', ["person", "added"])
+        people: dict[str, list[str]] = {}
+        for row in rows:
+            people.setdefault(row["person"], []).append(row["added"])
+        return [Person(name, len(dates), min(dates)) for name, dates in sorted(people.items())]
+
+    def _all_faces(self) -> list[dict[str, Any]]:
+        with self._milvus_errors():
+            if not self._ready():
+                return []
+            rows = self._query('person != ""', ["id", "person", "vector", "source", "photo"])
+        return sorted(rows, key=lambda row: row["id"])
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """All descriptors (N, dim), each one's person index into the sorted names, the names."""
+        rows = self._all_faces()
+        names = sorted({row["person"] for row in rows})
+        index = {name: position for position, name in enumerate(names)}
+        matrix = np.array([row["vector"] for row in rows], np.float32).reshape(-1, self.embedder.dim)
+        owners = np.fromiter((index[row["person"]] for row in rows), np.int64, count=len(rows))
+        return matrix, owners, names
+
+    def export_faces(self) -> dict[str, Enrolment]:
+        """Every person's descriptors with their sources and photo digests (``faces gallery migrate``)."""
+        rows = [(row["person"], row["vector"], row["source"] or None, row["photo"] or None)
+                for row in self._all_faces()]
+        return enrolments(rows, self.embedder.dim)
+
+    def find_photos(self, digests: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._milvus_errors():
+            if not self._ready():
+                return found
+            for start in range(0, len(digests), CHUNK):
+                chunk = [digest for digest in digests[start:start + CHUNK] if digest]
+                if chunk:
+                    found.update((row["photo"], row["person"])
+                                 for row in self._query(f"photo in {json.dumps(chunk)}", ["photo", "person"]))
+        return found
+
+    def nearest(self, queries: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+        """For each query (Q, dim), the ``top_k`` nearest people as (name, distance), nearest first:
+        each person's best descriptor (Milvus groups the hits by person)."""
+        with self._milvus_errors():
+            if not self._ready() or not len(queries):
+                return [[] for _ in queries]
+            params = {"metric_type": self._metric(), "params": {"ef": max(MIN_EF, top_k)} if self.index == "HNSW" else {}}
+            hits = self.client.search(self.collection, data=np.asarray(queries, np.float32).tolist(), limit=top_k,
+                                      anns_field="vector", output_fields=["person"], group_by_field="person",
+                                      search_params=params)
+        return [[(hit["entity"]["person"], self._distance(hit["distance"])) for hit in row] for row in hits]
+
+    def _distance(self, score: float) -> float:
+        """Milvus's score in the embedder's metric: L2 is squared there; COSINE is a similarity."""
+        return 1.0 - float(score) if self.embedder.metric == "cosine" else float(np.sqrt(max(float(score), 0.0)))
+
+    def version(self) -> int:
+        with self._milvus_errors():
+            if not self._ready():
+                return 0
+            value = self._record().get("changes")
+        try:
+            return int(value or 0)
+        except ValueError:
+            raise GalleryError(f"damaged gallery: its change counter is {value!r}", self.path) from None
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):  # closing twice, or a connection already gone
+                self.client.close()
+            self.client = None
+
+    def __enter__(self) -> MilvusGallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

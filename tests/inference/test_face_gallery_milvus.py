@@ -1,0 +1,106 @@
+"""The Milvus gallery (milvus-lite in a temp folder) keeps the SQLite gallery's semantics: the same
+calls give the same answers on both stores. Skipped, saying so, where pymilvus / milvus-lite (the
+scale extra) is not installed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install 'slimvision[scale]'): "
+                                       "the Milvus gallery tests are skipped")
+pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install 'slimvision[scale]'): "
+                                          "the Milvus gallery tests are skipped")
+
+from slimvision.inference.face_gallery import (DLIB_RESNET_V1, EmbedderInfo, Gallery, GalleryError,  # noqa: E402
+                                               SQLiteGallery)
+from slimvision.inference.face_gallery_milvus import MilvusGallery, parse_location  # noqa: E402
+
+
+def vectors(count: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).normal(size=(count, 128)) * 0.1).astype(np.float32)
+
+
+@pytest.fixture(params=["sqlite", "milvus"])
+def location(request, tmp_path) -> str:
+    return str(tmp_path / "people.sqlite") if request.param == "sqlite" else f"milvus://{tmp_path}/people.db"
+
+
+def test_both_stores_enrol_identify_rename_and_remove_alike(location):
+    faces = vectors(6)
+    with Gallery.open(location, DLIB_RESNET_V1) as gallery:
+        assert gallery.people() == [] and gallery.store.version() == 0
+        assert gallery.add("ada", faces[:2], sources=["a1.jpg", "a2.jpg"], photos=["sha256:a1", None]) == 2
+        assert gallery.add("bob", faces[2:4]) == 2
+        # the same descriptor, or the same photo, is never stored twice (reported, left out)
+        assert gallery.add("cy", np.vstack([faces[0], faces[4]]), photos=[None, "sha256:a1"]) == 0
+        assert gallery.add("cy", faces[4:5]) == 1
+        assert [(p.name, p.faces) for p in gallery.people()] == [("ada", 2), ("bob", 2), ("cy", 1)]
+        matches = gallery.search(faces[2] + 0.001, top_k=2)
+        assert [m.name for m in matches] == ["bob", matches[1].name] and matches[0].is_match
+        assert matches[0].distance == pytest.approx(0.001 * np.sqrt(128), rel=1e-2)
+        assert gallery.identify(faces[5] * 40) is None  # far from everyone: unknown
+        assert gallery.find_photos(["sha256:a1", "sha256:zz"]) == {"sha256:a1": "ada"}
+        before = gallery.store.version()
+        gallery.rename("bob", "  robert  ")
+        assert gallery.identify(faces[3]).name == "robert" and gallery.store.version() > before
+        with pytest.raises(GalleryError, match="already enrolled"):
+            gallery.rename("ada", "robert")
+        with pytest.raises(GalleryError, match="no person named 'zed'"):
+            gallery.remove("zed")
+        assert gallery.remove("ada") == 2
+        assert [p.name for p in gallery.people()] == ["cy", "robert"]
+
+
+def test_the_model_record_is_kept_and_checked(location):
+    with Gallery.open(location, DLIB_RESNET_V1) as gallery:
+        gallery.add("ada", vectors(1))
+    other = EmbedderInfo("face-student", "2", 128, "cosine", 0.4)
+    with pytest.raises(GalleryError, match="holds descriptors of dlib-resnet v1"):
+        Gallery.open(location, other)
+    with Gallery.open(location, DLIB_RESNET_V1, mode="r") as gallery:
+        assert [p.name for p in gallery.people()] == ["ada"]
+        with pytest.raises(GalleryError, match="read-only"):
+            gallery.add("bob", vectors(1, seed=1))
+
+
+def test_a_missing_gallery_is_created_by_its_first_change_only(tmp_path):
+    location = f"milvus://{tmp_path}/new.db"
+    with pytest.raises(GalleryError, match="no such gallery"):
+        MilvusGallery(location, DLIB_RESNET_V1, mode="w")
+    store = MilvusGallery(location, DLIB_RESNET_V1)
+    assert store.people() == [] and not (tmp_path / "new.db").exists()
+    with pytest.raises(GalleryError, match="expected finite descriptors"):
+        store.add("ada", np.full((1, 128), np.nan, np.float32))
+    assert not (tmp_path / "new.db").exists()
+    store.add("ada", vectors(1))
+    store.close()
+    assert (tmp_path / "new.db").is_dir()
+
+
+def test_cosine_galleries_measure_one_minus_cosine(tmp_path):
+    cosine = EmbedderInfo("student", "1", 128, "cosine", 0.3)
+    faces = vectors(3)
+    with Gallery(MilvusGallery(f"milvus://{tmp_path}/c.db", cosine)) as gallery, \
+            Gallery(SQLiteGallery(":memory:", cosine)) as reference:
+        for store in (gallery, reference):
+            store.add("ada", faces[:1])
+            store.add("bob", faces[1:2])
+        for query in (faces[0] * 3, faces[2]):
+            got, want = gallery.search(query, 2), reference.search(query, 2)
+            assert [m.name for m in got] == [m.name for m in want]
+            assert [m.distance for m in got] == pytest.approx([m.distance for m in want], abs=1e-5)
+
+
+def test_locations_and_things_that_are_not_milvus_galleries(tmp_path):
+    assert parse_location("milvus:/srv/faces.db") == ("/srv/faces.db", "faces", True, "HNSW")  # as Path writes it
+    assert parse_location("milvus://milvus.internal/door") == ("http://milvus.internal:19530", "door", False, "HNSW")
+    with pytest.raises(GalleryError, match="unknown option"):
+        parse_location("milvus:///x.db?index=IVF")
+    (tmp_path / "file.db").write_bytes(b"SQLite format 3\x00")
+    with pytest.raises(GalleryError, match="is a file, not a milvus-lite database"):
+        MilvusGallery(f"milvus://{tmp_path}/file.db", DLIB_RESNET_V1)
+    (tmp_path / "folder.db").mkdir()
+    (tmp_path / "folder.db" / "notes.txt").write_text("mine")
+    with pytest.raises(GalleryError, match="not a milvus-lite database"):
+        MilvusGallery(f"milvus://{tmp_path}/folder.db", DLIB_RESNET_V1)
