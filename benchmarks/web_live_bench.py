@@ -106,12 +106,12 @@ def run(args: argparse.Namespace) -> dict:
 
 def summarise(runs: list[dict]) -> list[dict]:
     """Per setting, the median over the rounds of the page's figure and of the counted rate."""
-    settings = sorted({(run["sharp"], run["size"]) for run in runs}, reverse=True)
+    settings = sorted({(run["sharp"], run["size"]) for run in runs}, key=lambda item: (not item[0], item[1]))
     rows = []
     for sharp, size in settings:
         mine = [run for run in runs if (run["sharp"], run["size"]) == (sharp, size)]
-        rows.append({"size": size, "sharp": sharp, "page_fps": statistics.median(run["page_fps"] for run in mine),
-                     "counted_fps": statistics.median(run["counted_fps"] for run in mine),
+        middle = {key: round(statistics.median(run[key] for run in mine), 2) for key in ("page_fps", "counted_fps")}
+        rows.append({"size": size, "sharp": sharp, **middle,
                      "page_fps_rounds": [run["page_fps"] for run in mine],
                      "counted_fps_rounds": [run["counted_fps"] for run in mine], "detail": mine[-1]["detail"]})
     return rows
