@@ -158,3 +158,20 @@ def test_the_pages_guided_upsampling_matches_the_cli(camera_page, server):
         }""", [*rgba, width, height, small_w, small_h])
         got = np.frombuffer(base64.b64decode(got), np.uint8).reshape(height, width, 4)[..., :3]
         assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_the_camera_starts_again_after_a_stop(camera_page, server):
+    page = camera_page
+    page.add_init_script(RECORD_STREAMS)
+    open_page(page, server)
+    for _ in range(2):
+        page.click("#live-start")
+        page.wait_for_function("""() => {
+            const section = document.querySelector('#live');
+            return section.dataset.state === 'running' && Number(section.dataset.frames || 0) >= 2;
+        }""")
+        page.click("#live-stop")
+        assert live_state(page) == "stopped"
+        page.eval_on_selector("#live", "section => { section.dataset.frames = '0'; }")
+    tracks = page.evaluate("window.cameraStreams.map((s) => s.getTracks().every((t) => t.readyState === 'ended'))")
+    assert tracks == [True, True]

@@ -103,7 +103,7 @@ export class LiveCamera {
     this.stream = await openCamera();
     this.side = side;
     this.meter = new RateMeter();
-    Object.assign(this, { painted: 0, cameraFrames: 0, paintedUpTo: -1, paintMs: [], upsampleMs: [] });
+    Object.assign(this, { painted: 0, cameraFrames: 0, presentedBase: null, paintedUpTo: -1, paintMs: [], upsampleMs: [] });
     this.video.srcObject = this.stream;
     try {
       await this.video.play();
@@ -114,7 +114,11 @@ export class LiveCamera {
     this.running = true;
     this.watchEnd();
     this.watchFrames();
-    this.loop = this.run().catch((error) => {
+    // A token per start: a painting still in flight from before a Stop + Start must end its
+    // loop, not run beside the new one.
+    const session = (this.session = Symbol("camera session"));
+    this.loop = this.run(session).catch((error) => {
+      if (this.session !== session) return;
       this.stop();
       this.fail(error);
     });
@@ -124,6 +128,7 @@ export class LiveCamera {
    *  finishes but is not shown. */
   stop() {
     this.running = false;
+    this.session = null;
     for (const track of this.stream?.getTracks() ?? []) track.stop();
     this.stream = null;
     this.video.srcObject = null;
@@ -152,7 +157,9 @@ export class LiveCamera {
     const stream = this.stream;
     const onFrame = (_now, metadata) => {
       if (this.stream !== stream) return; // stopped, or a later start owns the video
-      this.cameraFrames = metadata.presentedFrames;
+      // presentedFrames counts for the video element's life: count from this stream's first.
+      this.presentedBase ??= metadata.presentedFrames - 1;
+      this.cameraFrames = metadata.presentedFrames - this.presentedBase;
       this.wake?.();
       this.video.requestVideoFrameCallback(onFrame);
     };
@@ -197,10 +204,11 @@ export class LiveCamera {
     return { data: context.getImageData(0, 0, width, height).data, width, height, channels: 4 };
   }
 
-  async run() {
-    while (this.running) {
+  async run(session) {
+    const current = () => this.running && this.session === session;
+    while (current()) {
       await this.newFrame();
-      if (!this.running) break;
+      if (!current()) break;
       const grabbed = this.grab();
       if (!grabbed) {
         await new Promise((resolve) => setTimeout(resolve, 30));
@@ -209,7 +217,7 @@ export class LiveCamera {
       const { image, frame } = grabbed;
       let started = performance.now();
       const result = await this.paint(image);
-      if (!this.running) break; // stopped while painting: the camera is already released
+      if (!current()) break; // stopped while painting: the camera is already released
       remember(this.paintMs, performance.now() - started);
       started = performance.now();
       this.show(frame ? this.sharpen(frame, image, result) : result);
