@@ -487,7 +487,7 @@ function showLiveRate(stats) {
     ? `${stats.fps.toFixed(1)} frames/s (median of the last ${count(stats.window, "frame")})`
     : "measuring the rate…";
   const camera = stats.camera.fps ? `, ${stats.camera.fps.toFixed(0)} frames/s` : "";
-  const skipped = stats.skipped === null ? "" : `, ${stats.skipped} camera frames skipped`;
+  const skipped = stats.skipped === null ? "" : `, ${count(stats.skipped, "camera frame")} skipped`;
   const shown = stats.upsampleMs === null ? "" : ` · shown at ${stats.shown.width}×${stats.shown.height} ` +
     `along the camera's edges in ${ms(stats.upsampleMs)}`;
   $("#live-detail").textContent = `painting ${stats.work.width}×${stats.work.height} in ${ms(stats.paintMs)} ` +
