@@ -114,6 +114,7 @@ def test_gptq_writes_a_4_bit_predictor_that_agrees_with_torch_and_scores_held_ou
     wide = report["wide_layers"]  # measured sensitivity chose some layers for 8 bits, within the budget
     assert wide["layers"] and 0 < wide["extra_bytes"] <= 40_000 and len(wide["sensitivity"]) == 35
     assert f"({len(wide['layers'])} layer(s) at 8 bits)" in card["provenance"]["compressed_from"]["method"]
+    assert card["remake"] == f"slimvision compress gptq --run-dir {run} --calibration 8 --tune-steps 2 --wide-budget-kb 40"
 
 
 def test_gptq_refuses_a_file_as_its_run_folder(tmp_path, capsys):

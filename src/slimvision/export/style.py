@@ -60,16 +60,18 @@ def export_predictor(student: torch.nn.Module, run_dir: Path, weights: Path) -> 
                             pipeline_model=stored[0], int8_weights=stored[1])
 
 
-def export_predictor_int4(model: torch.nn.Module, layers: Sequence[Any], run_dir: Path) -> dict[str, Path]:
+def export_predictor_int4(model: torch.nn.Module, layers: Sequence[Any], run_dir: Path,
+                          remake: str | None = None) -> dict[str, Path]:
     """A GPTQ-quantized predictor (:mod:`slimvision.training.style_predictor_gptq`) with the Magenta
     predictor's NHWC interface: ``predictor-nhwc.onnx`` (float, checked against torch) and
     ``predictor.int4w.onnx`` (what ships: 4-bit codes where ``layers`` say, float16 elsewhere,
-    its card's parity measured against the float graph)."""
+    its card's parity measured against the float graph). ``remake``: the command line that made
+    it (default: ``slimvision compress gptq --run-dir RUN_DIR``)."""
     run_dir = Path(run_dir)
     float_path = run_dir / "predictor-nhwc.onnx"
     card = CardInfo(system="style", task="style-prediction", name=f"{run_dir.name}-predictor",
                     licence=TEACHER_LICENCE,
-                    remake=f"slimvision compress gptq --run-dir {run_dir}",
+                    remake=remake or f"slimvision compress gptq --run-dir {run_dir}",
                     layouts={"style_vector": "N,1,1,D"},
                     descriptions={"style_image": "RGB style image in [0, 1], centre square resized to 256 (bilinear)",
                                   "style_vector": "the style's 100-d bottleneck vector"},

@@ -36,7 +36,7 @@ from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError
 
 #: What the export step returns: the pipeline's graph (4-bit weights) and the float graph it was checked against.
-PredictorInt4Exporter = Callable[[torch.nn.Module, Sequence[Any], Path], dict[str, Path]]
+PredictorInt4Exporter = Callable[[torch.nn.Module, Sequence[Any], Path, str], dict[str, Path]]
 
 
 @dataclass
@@ -140,6 +140,21 @@ def tuning_batches(config: PredictorGPTQConfig) -> Iterator[torch.Tensor]:
         yield torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def remake_command(config: PredictorGPTQConfig, run_dir: str | Path) -> str:
+    """The ``slimvision compress gptq`` command line that remakes this run (its card's remake)."""
+    default = PredictorGPTQConfig()
+    flags = {"--group-size": config.group_size, "--calibration": config.calibration,
+             "--seed": config.calibration_seed, "--tune-steps": config.tune_steps,
+             "--wide-budget-kb": config.wide_budget_kb}
+    defaults = {"--group-size": default.group_size, "--calibration": default.calibration,
+                "--seed": default.calibration_seed, "--tune-steps": default.tune_steps,
+                "--wide-budget-kb": default.wide_budget_kb}
+    words = [f"{flag} {value}" for flag, value in flags.items() if value != defaults[flag]]
+    if not config.act_order:
+        words.append("--no-act-order")
+    return " ".join([f"slimvision compress gptq --run-dir {run_dir}", *words])
+
+
 def wide_layers(model: torch.nn.Module, batches: Sequence[torch.Tensor], config: PredictorGPTQConfig,
                 transformer: torch.nn.Module) -> dict[str, Any]:
     """Which layers to store at 8 bits within ``wide_budget_kb``, by measurement.
@@ -234,7 +249,7 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
         layers = quantize_gptq(model, batches, settings, progress=advance)
     _round_others_to_float16(model, {layer.name for layer in layers})
     tuned = _tune(model, layers, config, transformer, progress) if config.tune_steps else None
-    paths = export(model, layers, run_dir)
+    paths = export(model, layers, run_dir, remake_command(config, run_dir))
     # The reference mean for R² is the teacher's mean over the calibration images (training data).
     mean = np.concatenate([teacher(batch.numpy()).reshape(len(batch), -1)
                            for batch in batches]).mean(0)
