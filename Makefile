@@ -96,7 +96,8 @@ vae-demo: $(VENV)/.dev
 # style families), each 3000 steps, then resumed to 6000 with the same recipe; then the fast
 # bundle's (slimvision-fast-v5): v4's fine-tuned 6000 steps more from its shipped weights.
 # Copy the .fp16w.onnx graphs (and the student/ weights) into src/slimvision/weights/style/ to
-# ship them; make style-predictor-gptq remakes the fast bundle's predictor.
+# ship them (slimvision-fast-v6 ships runs/tf-p53b's transform.int8w.onnx as
+# transform-phase53b.int8w.onnx); make style-predictor-gptq remakes the fast bundles' predictors.
 style-students: $(VENV)/.dev
 	$(BIN)/slimvision train style-predictor --run-dir runs/p035s4-2k --config recipes/style-predictor-patch4.json
 	$(BIN)/slimvision train style-transformer --run-dir runs/ft-p33r4 --config recipes/style-transform-phase.json
@@ -107,13 +108,18 @@ style-students: $(VENV)/.dev
 	    --steps 6000
 	$(BIN)/slimvision train style-transformer --run-dir runs/tf-p53b --config recipes/style-transform-p53b-families.json
 
-# Remake the fast bundle's predictor: Magenta's own predictor with 4-bit weights (GPTQ, no training,
-# about two minutes on 2 cores), copied into the package with its card and report.
+# Remake the fast bundles' predictors: Magenta's own predictor with 4-bit weights (GPTQ and a
+# scale fine-tune, a few minutes on 2 cores; slimvision-fast-v4/v5), and with its most sensitive
+# layers at 8 bits within 280 kB (slimvision-fast-v6), copied into the package with cards and reports.
 style-predictor-gptq: $(VENV)/.dev
 	$(BIN)/slimvision compress gptq --run-dir runs/pred-gptq4
 	$(BIN)/python -c "from slimvision.export.card import copy_graph; copy_graph('runs/pred-gptq4/predictor.int4w.onnx', \
 	    'src/slimvision/weights/style/predictor-gptq4.int4w.onnx', overwrite=True)"
 	cp runs/pred-gptq4/report.json src/slimvision/weights/style/predictor-gptq4.report.json
+	$(BIN)/slimvision compress gptq --run-dir runs/pred-gptq48 --wide-budget-kb 280
+	$(BIN)/python -c "from slimvision.export.card import copy_graph; copy_graph('runs/pred-gptq48/predictor.int4w.onnx', \
+	    'src/slimvision/weights/style/predictor-gptq48.int4w.onnx', overwrite=True)"
+	cp runs/pred-gptq48/report.json src/slimvision/weights/style/predictor-gptq48.report.json
 
 # dlib's face ResNet as a static int8 graph, calibrated on synthetic face chips (about a minute).
 face-int8: $(VENV)/.dev

@@ -149,14 +149,24 @@ register("slimvision-fast-v4", "style", "interactive",
                                  "distilled on procedural style families (float compute)"})
 register("slimvision-fast-v5", "style", "interactive",
          "style transfer, the teacher's predictor at 4 bits + a phase-plane transformer student trained longer "
-         "(--model fast, the web page's default)",
+         "(the fast bundle before slimvision-fast-v6)",
          _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ4, assets.FAST_STYLE_TRANSFORM_P53B), STYLE_PIPELINE,
          artifact="slimvision-fast-v5",
-         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+         options={**_STUDENT, "bytes_per_pixel": 145,
                   "description": "Magenta's MobileNetV2 style predictor with every 1x1 conv and the head stored "
                                  "at 4 bits (GPTQ; float16 elsewhere) + the teacher's transformer rewritten to run "
                                  "at half resolution on 2x2 phase planes (first conv exact, all 5 residual blocks), "
                                  "distilled on procedural style families for 12000 steps (float compute)"})
+
+register("slimvision-fast-v6", "style", "interactive",
+         "style transfer, the teacher's predictor at 4 bits with its most sensitive layers at 8 + v5's transformer "
+         "with int8-stored weights (--model fast, the web page's default)",
+         _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ48, assets.FAST_STYLE_TRANSFORM_P53B_INT8), STYLE_PIPELINE,
+         artifact="slimvision-fast-v6",
+         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+                  "description": "Magenta's MobileNetV2 style predictor with its 1x1 convs and head stored at 4 bits "
+                                 "(GPTQ), 21 of them at 8 bits where rounding moved the painting most (float16 "
+                                 "elsewhere) + v5's phase-plane transformer with int8-stored weights (float compute)"})
 
 # --------------------------------------------------------------------------- faces
 register("face-detector-mtcnn", "faces", "realtime",

@@ -232,6 +232,31 @@ FAST_STYLE_TRANSFORM_P53B = PackagedFile(
 )
 
 
+#: The fast bundle's predictor since slimvision-fast-v6: Magenta's predictor at 4 bits (GPTQ) with
+#: 21 layers at 8 bits, chosen by their measured painting-space error within 280 kB:
+#: ``slimvision compress gptq --run-dir runs/pred-gptq48 --wide-budget-kb 280`` remakes it.
+FAST_STYLE_PREDICTOR_GPTQ48 = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/predictor-gptq48.int4w.onnx",
+    sha256="d372cd684bd7bacb33dd57e0008a3c1f073caa954a8d1c5365f770a6ec06c2bf",
+    licence="Apache-2.0 (Magenta's Apache-2.0 weights, quantized to 4 and 8 bits)",
+)
+
+
+#: transform-phase53b with its weights stored as int8 per output channel (computed in float, as
+#: the fp16-stored graph is): the export of the same run, 0.25 MB instead of 0.43.
+FAST_STYLE_TRANSFORM_P53B_INT8 = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/transform-phase53b.int8w.onnx",
+    sha256="ed9b016d1c23794b8fd838018b6ba306bca3000ef5ca37ba8018ada51066fba3",
+    licence="Apache-2.0 (distilled from Magenta's Apache-2.0 weights)",
+)
+
+
 FAST_STYLE_TRANSFORM = PackagedFile(
     distribution="slimvision",
     version="0.1.0",
