@@ -201,6 +201,8 @@ class MilvusGallery:
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index, metric_type=self._metric(),
                         params=HNSW if self.index == "HNSW" else {})
+        for field in ("person", "photo", "digest"):  # every edit and duplicate check filters on these
+            index.add_index(field, index_type="INVERTED")
         self.client.create_collection(self.collection, schema=schema, index_params=index,
                                       consistency_level="Strong")
         meta = MilvusClient.create_schema(auto_id=False)
@@ -229,8 +231,13 @@ class MilvusGallery:
             return change()
 
     def _bump(self) -> None:
+        """Count the change; in milvus-lite, also seal it into an indexed segment: its unsealed rows
+        are searched by a Python scan (1.3 s per query at 100,000 rows, against 60 ms sealed). A
+        server seals and indexes by itself (a flush per change there would only make small segments)."""
         changes = int(self._record().get("changes", "0")) + 1
         self.client.upsert(self.meta, [{"key": "changes", "value": str(changes), "unused": [0.0, 0.0]}])
+        if self.local:
+            self.client.flush(self.collection)
 
     def add(self, name: str, vectors: np.ndarray, sources: list[str | None] | None = None,
             photos: list[str | None] | None = None) -> int:
