@@ -304,15 +304,13 @@ def run_denoise(args: argparse.Namespace) -> int:
 
     from slimvision.errors import InputError, OutputError, SlimvisionError
     from slimvision.inference.vae import kept_from_zeros
-    from slimvision.io.pixels import rint_to_uint8
-    from slimvision.io.atomic import plan_outputs
-    from slimvision.inference.batch import write_png_set
+    from slimvision.io.atomic import plan_outputs, write_files_atomic
     from slimvision.io.images import load_image, to_gray
     from slimvision.io.medical import read_medical
 
     vae = _model(args.model)
     slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis,
-                          max_pixels=args.max_pixels, max_voxels=args.max_voxels)
+                          max_pixels=args.max_pixels, max_voxels=args.max_voxels, keep_raw=True)
     if args.mask is not None and len(slices) > 1:
         raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
@@ -330,16 +328,57 @@ def run_denoise(args: argparse.Namespace) -> int:
     if mask is not None and mask.shape != slices[0].pixels.shape:
         raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
                                     f"{slices[0].pixels.shape[1]}x{slices[0].pixels.shape[0]}")
-    filled = 0
-    restored = []
+    filled, encoded, notes = 0, [], set()
     for piece in slices:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
-        restored.append(rint_to_uint8(vae.restore_slice(piece.pixels, kept=kept)))
-    write_png_set(restored, targets, overwrite=args.overwrite, protected=protected)  # every slice or none
+        restored = vae.restore_slice(piece.pixels, kept=kept)
+        values, note = output_values(piece, restored, None if kept is None else ~kept)
+        encoded.append(encode_grey_png(values))
+        notes.add(note)
+    # Every slice or none, each complete before it appears under its name.
+    write_files_atomic(list(zip(targets, encoded)), overwrite=args.overwrite, protected=protected)
     only = f" ({filled} pixels filled in)" if mask is not None or args.zeros_missing else ""
-    print(f"{len(slices)} slice(s) restored into {targets[0] if len(targets) == 1 else args.output}{only}")
+    print(f"{len(slices)} slice(s) restored into {targets[0] if len(targets) == 1 else args.output}{only}; "
+          f"{', '.join(sorted(notes))}")
     return 0
+
+
+def output_values(piece: Any, restored: Any, filled: Any) -> tuple[Any, str]:
+    """A restored slice as the PNG values to write, and a note on what they are.
+
+    8-bit files give 8-bit PNGs. Other files give 16-bit PNGs holding the file's own values
+    (its raw values, DICOM in modality units) when they are whole numbers in 0..65535, so a
+    16-bit scan comes back in its own range and unchanged pixels keep their exact values;
+    otherwise (CT in Hounsfield units below 0, float NIfTI) the window mapped to 0..65535.
+    """
+    import numpy as np
+
+    raw = piece.to_raw(restored, filled)
+    if piece.eight_bit:
+        return np.clip(np.rint(raw), 0, 255).astype(np.uint8), "8-bit PNG"
+    source = piece.raw
+    if source.min() >= 0 and source.max() <= 65535 and np.all(source == np.rint(source)):
+        return np.clip(np.rint(raw), 0, 65535).astype(np.uint16), "16-bit PNG in the input's values"
+    low, high = piece.bounds
+    scaled = np.rint(np.clip(restored, 0.0, 1.0) * 65535)
+    return scaled.astype(np.uint16), f"16-bit PNG of the window {low:g}..{high:g} (0..65535)"
+
+
+def encode_grey_png(values: Any) -> bytes:
+    """PNG bytes of an (H, W) uint8 or uint16 array (16-bit grey for uint16)."""
+    import io
+
+    from PIL import Image
+
+    from slimvision.io.images import DEFAULT_PNG_LEVEL
+    from slimvision.io.png import encode_png
+
+    if values.dtype.itemsize == 1:
+        return encode_png(values, DEFAULT_PNG_LEVEL)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG", compress_level=DEFAULT_PNG_LEVEL)
+    return buffer.getvalue()
 
 
 def _dataset(vae: Any, data: list[Path], args: argparse.Namespace, split: str, axis: int) -> Any:
@@ -353,20 +392,26 @@ def _dataset(vae: Any, data: list[Path], args: argparse.Namespace, split: str, a
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from slimvision.bench.vae import score_vae
+    from slimvision.bench.vae import score_native
+    from slimvision.data.medical import mni152_native, native_slices
 
     vae = _model(args.model)
-    data = _dataset(vae, args.data, args, "test", args.axis)
-    scores = score_vae(vae, data.images, keep=args.keep, seed=args.seed)
+    # Scored as denoise runs: each slice at its own size, not squared to the network's.
+    if args.data:
+        pieces = [piece.pixels for piece in native_slices(args.data, intensity=_intensity(args, vae.intensity),
+                                                            axis=args.axis, max_pixels=args.max_pixels,
+                                                            max_voxels=args.max_voxels)]
+    else:
+        pieces = [pixels for _, pixels in mni152_native("test")]
+    scores = score_native(vae, pieces, keep=args.keep, seed=args.seed)
     if args.json:
-        print(json.dumps({"slices": len(data), **scores}, indent=2))
+        print(json.dumps({"slices": len(pieces), **scores}, indent=2))
         return 0
-    print(f"{len(data)} slices, {vae.folder}\n"
-          f"clean:  MSE {scores['mse']:.5f}  PSNR {scores['psnr']:.2f} dB  SSIM {scores['ssim']:.4f}  "
-          f"KLD {scores['kld']:.1f}\n"
+    print(f"{len(pieces)} slices at their own size, {vae.folder}\n"
+          f"clean slices passed through: SSIM {scores['clean_ssim']:.4f}  PSNR {scores['clean_psnr']:.2f} dB\n"
           f"{1 - args.keep:.0%} of pixels removed: damaged SSIM {scores['damaged_ssim']:.4f} / "
-          f"{scores['damaged_psnr']:.2f} dB -> restored {scores['restored_ssim']:.4f} / {scores['restored_psnr']:.2f} dB"
-          f", inpainted {scores['inpainted_ssim']:.4f} / {scores['inpainted_psnr']:.2f} dB")
+          f"{scores['damaged_psnr']:.2f} dB -> inpainted {scores['inpainted_ssim']:.4f} / "
+          f"{scores['inpainted_psnr']:.2f} dB")
     return 0
 
 

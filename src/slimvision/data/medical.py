@@ -26,7 +26,8 @@ import numpy as np
 
 from slimvision.errors import InputError, MissingAssetError
 from slimvision.io.images import DEFAULT_MAX_PIXELS
-from slimvision.io.medical import DEFAULT_MAX_VOXELS, Intensity, find_medical_files, read_medical, to_square
+from slimvision.io.medical import (DEFAULT_MAX_VOXELS, Intensity, MedicalSlice, find_medical_files, read_medical,
+                                   to_square)
 
 
 MNI152_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -65,17 +66,22 @@ def is_held_out(index: int) -> bool:
 
 def mni152_slices(split: str = "train", size: int = 128, axes: Sequence[int] = (0, 1, 2)) -> SliceSet:
     """The MNI152 demo set: non-empty slices along ``axes``, ``train`` / ``test`` / ``all``."""
+    names, pieces = zip(*mni152_native(split, axes))
+    return SliceSet(np.stack([to_square(pixels, size) for pixels in pieces]), list(names))
+
+
+def mni152_native(split: str = "test", axes: Sequence[int] = (0, 1, 2)) -> list[tuple[str, np.ndarray]]:
+    """The MNI152 demo set's slices at their own size (1 mm pixels: 197 x 233 and the like), named."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     path = mni152_path()
-    images, names = [], []
+    found = []
     for axis in axes:
         for piece in read_medical(path, axis=axis):
             assert piece.index is not None
             if split == "all" or is_held_out(piece.index) == (split == "test"):
-                images.append(to_square(piece.pixels, size))
-                names.append(f"{path.name}#axis{axis}-slice-{piece.index:03d}")
-    return SliceSet(np.stack(images), names)
+                found.append((f"{path.name}#axis{axis}-slice-{piece.index:03d}", piece.pixels))
+    return found
 
 
 def load_slices(sources: Sequence[str | Path], size: int, *, intensity: Intensity | None = None,
@@ -88,25 +94,35 @@ def load_slices(sources: Sequence[str | Path], size: int, *, intensity: Intensit
             header declares a slice of more than ``max_pixels`` pixels or a volume of more than
             ``max_voxels`` voxels (see :func:`read_medical`).
     """
+    images, names = [], []
+    for piece in native_slices(sources, intensity=intensity, axis=axis, progress=progress, max_pixels=max_pixels,
+                               max_voxels=max_voxels):
+        images.append(to_square(piece.pixels, size))
+        names.append(piece.name)
+    return SliceSet(np.stack(images), names)
+
+
+def native_slices(sources: Sequence[str | Path], *, intensity: Intensity | None = None, axis: int = 2,
+                  progress: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                  max_voxels: int | None = DEFAULT_MAX_VOXELS) -> list[MedicalSlice]:
+    """Every slice of the given files and folders (searched recursively) at its own size
+    (what ``slimvision vae denoise`` works on); errors as :func:`load_slices`."""
     from slimvision.progress import progress_bar
 
     files: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found = find_medical_files(source)
-            if not found:
+            listed = find_medical_files(source)
+            if not listed:
                 raise InputError(source, "holds no medical images (PNG, JPEG, TIFF, DICOM, NIfTI)")
-            files += found
+            files += listed
         elif source.exists():
             files.append(source)
         else:
             raise InputError(source, "no such file or folder")
-    images, names = [], []
+    found: list[MedicalSlice] = []
     with progress_bar(len(files), enabled=progress, desc="reading", unit="file") as bar:
         for path in files:
-            for piece in read_medical(path, intensity=intensity, axis=axis, max_pixels=max_pixels,
-                                      max_voxels=max_voxels):
-                images.append(to_square(piece.pixels, size))
-                names.append(piece.name)
+            found += read_medical(path, intensity=intensity, axis=axis, max_pixels=max_pixels, max_voxels=max_voxels)
             bar.update(1)
-    return SliceSet(np.stack(images), names)
+    return found

@@ -24,6 +24,7 @@ from slimvision.assets import VAE_MNI128, VAE_MNI128_UNET
 from slimvision.errors import InputError, SlimvisionError
 from slimvision.export.card import card_path, read_card
 from slimvision.graph.session import OnnxModel, SessionSettings
+from slimvision.inference.vae_native import bounded_denoise, native_graph, native_graph_key, run_native
 from slimvision.io.medical import Intensity, from_square, to_square
 
 #: The graph whose card describes the VAE: the U-Net's one graph, else the encoder.
@@ -115,17 +116,55 @@ class MedicalVAE:
         mean, log_var = self.encode(images, kept)
         return self.decode(mean), mean, log_var
 
-    def restore_slice(self, pixels: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
-        """One slice of any shape (H, W) in [0, 1] -> restored at its own size (padded and resized
-        for the network, then back; with ``kept``, its intact pixels are kept exactly)."""
-        square = to_square(np.asarray(pixels, np.float32), self.image_size)
+    def restore_slice(self, pixels: np.ndarray, kept: np.ndarray | None = None, *,
+                      native: bool | None = None) -> np.ndarray:
+        """One slice of any shape (H, W) in [0, 1] -> restored at its own size.
+
+        A U-Net VAE runs at the slice's own resolution (``native``, its default; see
+        :mod:`slimvision.inference.vae_native`); a plain VAE, whose decoder works from the
+        latent alone, on the slice squared and resized to its ``image_size`` and back. With
+        ``kept``, the intact pixels are kept exactly and only the others filled in; without,
+        no pixel moves by more than about the noise the slice holds
+        (:func:`~slimvision.inference.vae_native.bounded_denoise`), so a clean slice passes
+        through with its detail.
+        """
+        pixels = np.asarray(pixels, np.float32)
+        if kept is not None and np.shape(kept) != pixels.shape:
+            raise ValueError(f"the intact-pixel mask is {np.shape(kept)}, the slice is {pixels.shape}")
+        native = self.skip_connections if native is None else native
+        restored = self._restore_native(pixels, kept) if native else self._restore_resized(pixels, kept)
+        return np.where(kept, pixels, restored) if kept is not None else bounded_denoise(pixels, restored)
+
+    def _restore_native(self, pixels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+        """The U-Net on the slice at its own size (padded to the size multiple, tiled when large)."""
+        if not self.skip_connections:
+            raise InputError(self.folder, "only a U-Net VAE (--skip-connections) runs at a slice's own size")
+        if "native" not in self._sessions:
+            path = self.folder / "autoencoder.onnx"
+            try:
+                graph = native_graph(path)
+            except (ValueError, OSError) as error:
+                raise InputError(path, f"cannot run at a slice's own size ({error})") from None
+            self._sessions["native"] = OnnxModel(graph, self.settings, name=path.name,
+                                                 cache_key=native_graph_key(path))
+        session = self._sessions["native"]
+
+        def network(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+            feeds = (image, known) if self.mask_channel else (image,)
+            return session.run(dict(zip(session.input_names, feeds)))[0]
+
+        known = np.ones_like(pixels) if kept is None else np.asarray(kept, np.float32)
+        return np.clip(run_native(network, pixels, known), 0.0, 1.0)
+
+    def _restore_resized(self, pixels: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+        """The network on the slice squared and resized to ``image_size``, resized back."""
+        square = to_square(pixels, self.image_size)
         # The network sees the mask at its own size: a pixel counts as intact when most of the
         # original pixels that shrank into it were (the padding is intact background).
         known = None
         if kept is not None and self.mask_channel:
             known = to_square(np.asarray(kept, np.float32), self.image_size, fill=1.0)[None] >= 0.5
-        restored = from_square(self.autoencode(square[None], known)[0][0], pixels.shape)
-        return np.where(kept, pixels, restored) if kept is not None else restored
+        return from_square(self.autoencode(square[None], known)[0][0], pixels.shape)
 
     def encode(self, images: np.ndarray, kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S) -> latent mean and log-variance, (N, latent_dim) each."""

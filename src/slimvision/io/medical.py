@@ -109,16 +109,42 @@ class Intensity(BaseConfig):
 
 @dataclass
 class MedicalSlice:
-    """One grey slice: ``pixels`` (H, W) float32 in [0, 1], from ``source`` (slice or frame ``index``)."""
+    """One grey slice: ``pixels`` (H, W) float32 in [0, 1], from ``source`` (slice or frame ``index``).
+
+    With ``read_medical(..., keep_raw=True)`` it also holds what writing a result back in the
+    file's own values needs: ``raw`` (H, W) float32, the values before the intensity mapping
+    (DICOM: in modality units), ``bounds``, the raw values that map to 0 and 1, and
+    ``eight_bit``, whether the file stores 8-bit values.
+    """
 
     pixels: np.ndarray
     source: Path
     index: int | None = None
+    raw: np.ndarray | None = None
+    bounds: tuple[float, float] | None = None
+    eight_bit: bool = False
 
     @property
     def name(self) -> str:
         """``brain.nii.gz#slice-091`` for a slice of a file with several, else the file name."""
         return self.source.name if self.index is None else f"{self.source.name}#slice-{self.index:03d}"
+
+    def to_raw(self, mapped: np.ndarray, filled: np.ndarray | None = None) -> np.ndarray:
+        """``mapped`` (H, W) in [0, 1] back in the file's raw values (needs ``keep_raw``).
+
+        Pixels where ``mapped`` equals ``pixels`` get their raw value back unchanged, clipped ones
+        (beyond the window) included; changed pixels inside the window are mapped back, and
+        changed ones beyond it move by the change times the window's width, keeping their offset.
+        ``filled`` (H, W) bool marks pixels whose input value was missing: always mapped back.
+        """
+        if self.raw is None or self.bounds is None:
+            raise ValueError(f"{self.name} was read without keep_raw=True")
+        low, high = self.bounds
+        mapped = np.asarray(mapped, np.float32)
+        filled = np.zeros(mapped.shape, bool) if filled is None else np.asarray(filled, bool)
+        inside = ((self.raw >= low) & (self.raw <= high)) | filled
+        moved = np.where(inside, low + mapped * (high - low), self.raw + (mapped - self.pixels) * (high - low))
+        return np.where((mapped == self.pixels) & ~filled, self.raw, moved).astype(np.float32)
 
 
 def medical_kind(path: Path) -> str | None:
@@ -170,7 +196,7 @@ class _Limits:
 def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: int = 2,
                  skip_empty: bool = True, min_foreground: float = 0.01,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 max_voxels: int | None = DEFAULT_MAX_VOXELS) -> list[MedicalSlice]:
+                 max_voxels: int | None = DEFAULT_MAX_VOXELS, keep_raw: bool = False) -> list[MedicalSlice]:
     """The grey slices of one file, each mapped to [0, 1] by ``intensity``.
 
     Args:
@@ -184,6 +210,9 @@ def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: 
         max_pixels: refuse files with a slice (or image) of more pixels than this, from the
             header, before decoding; None: no limit.
         max_voxels: refuse volumes and multi-frame files of more voxels than this (likewise).
+        keep_raw: also keep each slice's raw values and mapping bounds (see
+            :class:`MedicalSlice`), to write results back in the file's own values; a copy of the
+            raw data, so twice the memory.
 
     Raises:
         InputError: the file is missing, unreadable, not grey-convertible or empty;
@@ -205,10 +234,14 @@ def read_medical(path: str | Path, *, intensity: Intensity | None = None, axis: 
     if not np.isfinite(raw).all():
         raise InputError(path, "holds NaN or infinite values (after its rescale slope / intercept)")
     low, high = intensity.bounds(raw, eight_bit=eight_bit, dicom_window=window, name=str(path))
+    kept_raw = raw.copy() if keep_raw else None  # _map_range works in place
     mapped = _map_range(raw, low, high)
+    extra = {"bounds": (low, high), "eight_bit": eight_bit}
     if mapped.ndim == 2:
-        return [MedicalSlice(mapped, path)]
-    slices = [MedicalSlice(np.ascontiguousarray(mapped[index]), path, index) for index in range(len(mapped))]
+        return [MedicalSlice(mapped, path, raw=kept_raw, **extra)]
+    slices = [MedicalSlice(np.ascontiguousarray(mapped[index]), path, index,
+                           raw=None if kept_raw is None else kept_raw[index], **extra)
+              for index in range(len(mapped))]
     if skip_empty:
         slices = [s for s in slices if float((s.pixels > 0.05).mean()) >= min_foreground]
     if not slices:

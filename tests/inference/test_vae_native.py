@@ -1,0 +1,110 @@
+"""The U-Net VAE at a slice's own size, noise-bounded denoising, and ``vae denoise`` in the file's own values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slimvision.cli.main import main
+from slimvision.inference.vae import DEMO_DENOISER, MedicalVAE
+from slimvision.inference.vae_native import bounded_denoise, noise_sigma, run_native
+from slimvision.metrics import ssim
+from tests.cli.helpers import one_line_error
+
+pytestmark = pytest.mark.skipif(not (DEMO_DENOISER / "autoencoder.onnx").is_file(), reason="no shipped denoiser")
+
+
+def _phantom(height: int = 72, width: int = 90) -> np.ndarray:
+    """A smooth head-like slice in [0, 1]: a bright ellipse with a darker one inside, on black."""
+    y, x = np.mgrid[:height, :width] / np.array([height, width])[:, None, None]
+    outer = ((x - 0.5) / 0.4) ** 2 + ((y - 0.5) / 0.42) ** 2 < 1
+    inner = ((x - 0.55) / 0.15) ** 2 + ((y - 0.45) / 0.2) ** 2 < 1
+    return np.where(outer, 0.7 - 0.3 * inner + 0.1 * np.sin(9 * x), 0.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def vae() -> MedicalVAE:
+    return MedicalVAE(DEMO_DENOISER)
+
+
+def test_the_native_graph_computes_what_the_shipped_one_does_at_its_size(vae):
+    square = _phantom(128, 128)
+    shipped = vae.autoencode(square[None])[0][0]
+    native = vae._restore_native(square, None)
+    assert np.abs(shipped - native).max() < 1e-4
+
+
+def test_a_size_that_is_no_multiple_of_32_comes_back_at_its_size(vae):
+    pixels = _phantom(45, 70)
+    restored = vae.restore_slice(pixels)
+    assert restored.shape == (45, 70) and restored.dtype == np.float32 and np.isfinite(restored).all()
+
+
+def test_padding_and_tiles_give_back_every_pixel():
+    pixels = np.random.default_rng(0).random((100, 200)).astype(np.float32)
+    seen = []
+
+    def network(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        seen.append(image.shape)
+        assert image.shape[2] % 32 == 0 and image.shape[3] % 32 == 0 and known.shape == image.shape
+        return image
+
+    assert np.allclose(run_native(network, pixels, np.ones_like(pixels)), pixels)
+    assert np.allclose(run_native(network, pixels, np.ones_like(pixels), max_side=160), pixels, atol=1e-6)
+    assert len(seen) > 2                                                 # the second run was tiled
+
+
+def test_known_pixels_are_kept_exactly(vae):
+    pixels = _phantom()
+    kept = np.random.default_rng(1).random(pixels.shape) < 0.4
+    restored = vae.restore_slice(np.where(kept, pixels, 0.0), kept)
+    assert np.array_equal(restored[kept], pixels[kept])
+    assert ssim(pixels, restored) > ssim(pixels, np.where(kept, pixels, 0.0))
+
+
+def test_a_clean_slice_passes_through_and_a_noisy_one_is_denoised(vae):
+    clean = _phantom()
+    assert noise_sigma(clean) < 0.01
+    assert ssim(clean, vae.restore_slice(clean)) >= 0.97
+    noisy = np.clip(clean + np.random.default_rng(2).normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
+    assert ssim(clean, vae.restore_slice(noisy)) > ssim(clean, noisy)
+
+
+def test_noise_is_measured_and_bounds_the_change():
+    rng = np.random.default_rng(3)
+    smooth = np.tile(np.linspace(0.2, 0.8, 200, dtype=np.float32), (200, 1))
+    noisy = smooth + rng.normal(0, 0.03, smooth.shape).astype(np.float32)
+    assert noise_sigma(smooth) < 0.002
+    assert 0.025 < noise_sigma(noisy) < 0.035
+    assert np.array_equal(bounded_denoise(smooth, smooth + 0.3), smooth)   # no noise: nothing moves
+    moved = bounded_denoise(noisy, smooth, sigma=0.03)
+    assert np.abs(moved - smooth).mean() < np.abs(noisy - smooth).mean() / 5
+
+
+def test_a_16_bit_png_comes_back_16_bit_in_its_own_values(tmp_path, capsys):
+    raw = np.rint(1000 + _phantom() * 40000).astype(np.uint16)
+    Image.fromarray(raw).save(tmp_path / "slice.png")
+    mask = np.zeros(raw.shape, np.uint8)
+    mask[20:30, 30:50] = 255
+    Image.fromarray(mask).save(tmp_path / "holes.png")
+    assert main(["vae", "denoise", str(tmp_path / "slice.png"), "-o", str(tmp_path / "out.png"),
+                 "--mask", str(tmp_path / "holes.png")]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.dtype == np.uint16 and out.shape == raw.shape
+    assert np.array_equal(out[mask == 0], raw[mask == 0])                  # intact pixels, bit for bit
+    assert raw.min() <= out.min() and out.max() <= raw.max()
+    assert "16-bit PNG in the input's values" in capsys.readouterr().out
+    assert main(["vae", "denoise", str(tmp_path / "slice.png"), "-o", str(tmp_path / "clean.png")]) == 0
+    clean = np.asarray(Image.open(tmp_path / "clean.png")).astype(np.float64)
+    assert ssim(raw / 65535.0, clean / 65535.0) >= 0.97
+
+
+@pytest.mark.parametrize("name, content", [("broken.png", b"\x89PNG\r\n\x1a\nnot really"),
+                                           ("broken.dcm", b"\0" * 128 + b"DICM" + b"\x02\x00"),
+                                           ("notes.txt", b"hello")])
+def test_a_broken_or_unknown_file_is_one_line_naming_it_and_nothing_is_written(tmp_path, capsys, name, content):
+    (tmp_path / name).write_bytes(content)
+    assert main(["vae", "denoise", str(tmp_path / name), "-o", str(tmp_path / "out.png")]) != 0
+    assert name in one_line_error(capsys)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
