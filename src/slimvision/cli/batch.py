@@ -167,6 +167,6 @@ def _report(args: argparse.Namespace, summary: Any) -> None:
         return
     rate = f", {summary.done / summary.seconds:.2f} images/s" if summary.done and summary.seconds > 0 else ""
     print(f"{summary.done} done, {summary.skipped} skipped (done before), {len(summary.failed)} failed "
-          f"in {summary.seconds:.1f} s on {summary.engine} x{summary.workers}{rate}; manifest: {manifest}")
+          f"in {summary.seconds:.2f} s on {summary.engine} x{summary.workers}{rate}; manifest: {manifest}")
     for row in summary.failed:
         print(f"failed: {row.error}", file=sys.stderr)
