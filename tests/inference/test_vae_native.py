@@ -108,3 +108,22 @@ def test_a_broken_or_unknown_file_is_one_line_naming_it_and_nothing_is_written(t
     assert main(["vae", "denoise", str(tmp_path / name), "-o", str(tmp_path / "out.png")]) != 0
     assert name in one_line_error(capsys)
     assert sorted(path.name for path in tmp_path.iterdir()) == [name]
+
+
+def test_a_dicom_comes_back_as_a_dicom_in_its_stored_values(tmp_path, capsys):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("MR_small.dcm")
+    original = pydicom.dcmread(source)
+    mask = np.zeros(original.pixel_array.shape, np.uint8)
+    mask[20:30, 20:40] = 255
+    Image.fromarray(mask).save(tmp_path / "holes.png")
+    assert main(["vae", "denoise", source, "-o", str(tmp_path / "out.dcm"), "--mask", str(tmp_path / "holes.png")]) == 0
+    written = pydicom.dcmread(tmp_path / "out.dcm")
+    assert written.pixel_array.dtype == original.pixel_array.dtype
+    assert np.array_equal(written.pixel_array[mask == 0], original.pixel_array[mask == 0])
+    assert written.PatientName == original.PatientName and written.SOPInstanceUID != original.SOPInstanceUID
+    Image.fromarray(mask).save(tmp_path / "slice.png")
+    assert main(["vae", "denoise", str(tmp_path / "slice.png"), "-o", str(tmp_path / "x.dcm")]) != 0
+    assert "x.dcm" in one_line_error(capsys) and not (tmp_path / "x.dcm").exists()

@@ -100,9 +100,12 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
     denoise = commands.add_parser(
         "denoise", help="restore noisy or incomplete slices (ONNX Runtime, no torch)",
-        description="Restore every slice of INPUT (an image, DICOM or NIfTI file) and write PNGs: OUTPUT.png for a "
-                    "single slice, else OUTPUT/<name>.png per slice. With --mask, only the masked pixels are "
-                    "replaced (inpainting); without, the whole slice is the model's reconstruction.")
+        description="Restore every slice of INPUT (an image, DICOM or NIfTI file) at its own size and write PNGs: "
+                    "OUTPUT.png for a single slice (OUTPUT.dcm for a DICOM input: its header, its stored values), "
+                    "else OUTPUT/<name>.png per slice; 8-bit files give 8-bit PNGs, others 16-bit PNGs in the "
+                    "file's own values where they fit. With --mask, only the masked pixels are replaced "
+                    "(inpainting) and the others kept exactly; without, a pixel moves only by about the noise "
+                    "the slice holds, so a clean slice passes through.")
     denoise.add_argument("input", type=Path, help="image, DICOM or NIfTI file")
     add_output(denoise, "a .png for a single slice, or a folder for several (a name with a suffix is a folder "
                         "only if it is one or ends with '/')")
@@ -306,7 +309,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     from slimvision.inference.vae import kept_from_zeros
     from slimvision.io.atomic import plan_outputs, write_files_atomic
     from slimvision.io.images import load_image, to_gray
-    from slimvision.io.medical import read_medical
+    from slimvision.io.medical import DICOM_SUFFIXES, dicom_with_pixels, medical_kind, read_medical
 
     vae = _model(args.model)
     slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis,
@@ -315,8 +318,12 @@ def run_denoise(args: argparse.Namespace) -> int:
         raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
     into_folder = len(slices) > 1 or args.output_is_folder or args.output.is_dir()
-    if not into_folder and args.output.suffix.lower() != ".png":
-        raise OutputError(args.output, "a single slice is written as one .png (or give a folder ending with '/')")
+    as_dicom = not into_folder and args.output.suffix.lower() in DICOM_SUFFIXES
+    if as_dicom and medical_kind(args.input) != "dicom":
+        raise OutputError(args.output, "a DICOM file is written only for a DICOM input; give a .png name")
+    if not into_folder and not as_dicom and args.output.suffix.lower() != ".png":
+        raise OutputError(args.output, "a single slice is written as one .png, or as .dcm for a DICOM input "
+                                       "(or give a folder ending with '/')")
     if into_folder:
         check_folder_output(args.output, args.output_is_folder, len(slices), file_suffixes=(".png",))
     targets = ([args.output] if not into_folder else
@@ -333,6 +340,10 @@ def run_denoise(args: argparse.Namespace) -> int:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored = vae.restore_slice(piece.pixels, kept=kept)
+        if as_dicom:  # the scan's own header and stored values, the pixels replaced
+            encoded.append(dicom_with_pixels(args.input, piece.to_raw(restored, None if kept is None else ~kept)))
+            notes.add("DICOM in the input's stored values")
+            continue
         values, note = output_values(piece, restored, None if kept is None else ~kept)
         encoded.append(encode_grey_png(values))
         notes.add(note)

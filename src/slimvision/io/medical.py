@@ -355,6 +355,62 @@ def _read_dicom(path: Path, axis: int, limits: _Limits) -> tuple[np.ndarray, boo
     return values.astype(np.float32), False, _dicom_window(dataset, path)
 
 
+def dicom_with_pixels(source: str | Path, values: np.ndarray) -> bytes:
+    """The single-frame DICOM file ``source`` with its pixels replaced, as bytes to write.
+
+    ``values`` (H, W) are in the units :func:`read_medical` gives for the file (modality units:
+    RescaleSlope / RescaleIntercept applied, MONOCHROME1 inverted); they are turned back into
+    the file's stored values and integer type, so a pixel read and written unchanged keeps its
+    exact stored value. The copy is marked DERIVED with a new SOP Instance UID (it is a new
+    image, not the scan) and stored uncompressed.
+
+    Raises:
+        InputError: ``source`` is not a readable single-frame DICOM image of integer pixels.
+    """
+    import io
+
+    pydicom = _require("pydicom")
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    path = Path(source)
+    try:
+        dataset = pydicom.dcmread(path)
+        stored = dataset.pixel_array
+    except Exception as error:  # pydicom raises many types for damaged files
+        raise InputError(path, f"not a readable DICOM image ({_one_line(error)})") from None
+    if stored.ndim != 2 or stored.dtype.kind not in "iu":
+        raise InputError(path, "only single-frame grey DICOM images of whole numbers are written back")
+    slope = _tag_number(dataset, "RescaleSlope", path, 1.0) or 1.0
+    intercept = _tag_number(dataset, "RescaleIntercept", path, 0.0)
+    modality = np.asarray(values, np.float64)
+    if _tag_text(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+        # read_medical inverted by the stored image's max + min; the same flip undoes it.
+        original = stored.astype(np.float64) * slope + intercept
+        modality = original.max() + original.min() - modality
+    low, high = _stored_range(dataset, stored.dtype)
+    pixels = np.clip(np.rint((modality - intercept) / slope), low, high).astype(stored.dtype)
+    dataset.PixelData = pixels.tobytes()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.ImageType = ["DERIVED", "SECONDARY"]
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _stored_range(dataset: Any, dtype: np.dtype) -> tuple[int, int]:
+    """The values BitsStored allows (signed when PixelRepresentation is 1), within ``dtype``'s."""
+    limits = np.iinfo(dtype)
+    try:
+        bits = int(dataset.get("BitsStored") or limits.bits)
+        signed = int(dataset.get("PixelRepresentation") or 0) == 1
+    except (TypeError, ValueError):
+        return int(limits.min), int(limits.max)
+    bits = min(max(bits, 1), limits.bits)
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    return max(low, int(limits.min)), min(high, int(limits.max))
+
+
 def _tag_number(dataset: Any, keyword: str, path: Path, default: float | None, *, whole: bool = False) -> float:
     """A numeric DICOM tag's (first) value, ``default`` when absent or empty.
 
