@@ -309,7 +309,8 @@ def run_denoise(args: argparse.Namespace) -> int:
     from slimvision.inference.vae import kept_from_zeros
     from slimvision.io.atomic import plan_outputs, write_files_atomic
     from slimvision.io.images import load_image, to_gray
-    from slimvision.io.medical import DICOM_SUFFIXES, dicom_with_pixels, medical_kind, read_medical
+    from slimvision.io.medical import (DICOM_SUFFIXES, NIFTI_SUFFIXES, dicom_with_pixels, medical_kind,
+                                       nifti_with_slices, read_medical)
 
     vae = _model(args.model)
     slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis,
@@ -317,11 +318,14 @@ def run_denoise(args: argparse.Namespace) -> int:
     if args.mask is not None and len(slices) > 1:
         raise SlimvisionError("--mask works on single-slice inputs; cut the volume into slices first")
     stem = args.input.name[:-len(".nii.gz")] if args.input.name.lower().endswith(".nii.gz") else args.input.stem
-    into_folder = len(slices) > 1 or args.output_is_folder or args.output.is_dir()
+    as_nifti = args.output.name.lower().endswith(NIFTI_SUFFIXES) and not args.output_is_folder
+    if as_nifti and medical_kind(args.input) != "nifti":
+        raise OutputError(args.output, "a NIfTI volume is written only for a NIfTI input; give a folder for PNGs")
+    into_folder = not as_nifti and (len(slices) > 1 or args.output_is_folder or args.output.is_dir())
     as_dicom = not into_folder and args.output.suffix.lower() in DICOM_SUFFIXES
     if as_dicom and medical_kind(args.input) != "dicom":
         raise OutputError(args.output, "a DICOM file is written only for a DICOM input; give a .png name")
-    if not into_folder and not as_dicom and args.output.suffix.lower() != ".png":
+    if not into_folder and not as_dicom and not as_nifti and args.output.suffix.lower() != ".png":
         raise OutputError(args.output, "a single slice is written as one .png, or as .dcm for a DICOM input "
                                        "(or give a folder ending with '/')")
     if into_folder:
@@ -335,11 +339,15 @@ def run_denoise(args: argparse.Namespace) -> int:
     if mask is not None and mask.shape != slices[0].pixels.shape:
         raise InputError(args.mask, f"is {mask.shape[1]}x{mask.shape[0]}, the input is "
                                     f"{slices[0].pixels.shape[1]}x{slices[0].pixels.shape[0]}")
-    filled, encoded, notes = 0, [], set()
+    filled, encoded, notes, volume = 0, [], set(), {}
     for piece in slices:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored = vae.restore_slice(piece.pixels, kept=kept)
+        if as_nifti:  # every slice goes back into one volume, written below
+            assert piece.index is not None
+            volume[piece.index] = piece.to_raw(restored, None if kept is None else ~kept)
+            continue
         if as_dicom:  # the scan's own header and stored values, the pixels replaced
             encoded.append(dicom_with_pixels(args.input, piece.to_raw(restored, None if kept is None else ~kept)))
             notes.add("DICOM in the input's stored values")
@@ -347,6 +355,10 @@ def run_denoise(args: argparse.Namespace) -> int:
         values, note = output_values(piece, restored, None if kept is None else ~kept)
         encoded.append(encode_grey_png(values))
         notes.add(note)
+    if as_nifti:  # empty slices (skipped) keep their values
+        gzipped = args.output.name.lower().endswith(".gz")
+        encoded = [nifti_with_slices(args.input, args.axis, volume, gzipped)]
+        notes.add("NIfTI volume in the input's values")
     # Every slice or none, each complete before it appears under its name.
     write_files_atomic(list(zip(targets, encoded)), overwrite=args.overwrite, protected=protected)
     only = f" ({filled} pixels filled in)" if mask is not None or args.zeros_missing else ""

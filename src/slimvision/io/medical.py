@@ -510,6 +510,47 @@ def _read_nifti(path: Path, axis: int, limits: _Limits) -> tuple[np.ndarray, boo
     return np.ascontiguousarray(cut.transpose(0, 2, 1)[:, ::-1, :], np.float32), volume.dtype == np.uint8, None
 
 
+def nifti_with_slices(source: str | Path, axis: int, slices: dict[int, np.ndarray], gzipped: bool) -> bytes:
+    """The NIfTI volume ``source`` with some slices replaced, as the bytes of a ``.nii`` (or
+    ``.nii.gz`` with ``gzipped``) file.
+
+    ``slices`` maps a slice index along ``axis`` to its (H, W) values as :func:`read_medical`
+    cut them (RAS orientation, transposed, upper side up); each is put back where it came from
+    in the closest-RAS volume, which is written with its affine and the source's header and data
+    type (nibabel chooses a scale for integer types). Slices not given keep their values; a 4-D
+    file gives its first volume, as :func:`read_medical` reads it.
+
+    Raises:
+        InputError: ``source`` is not a readable NIfTI volume.
+    """
+    import gzip
+
+    nibabel = _require("nibabel")
+    path = Path(source)
+    try:
+        image = nibabel.as_closest_canonical(nibabel.load(path))
+        volume = np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as error:  # nibabel raises many types for damaged files
+        raise InputError(path, f"not a readable NIfTI volume ({_one_line(error)})") from None
+    if volume.ndim == 4:
+        volume = volume[..., 0]
+    cut = np.moveaxis(volume, axis, 0)  # a view: writing into it writes the volume
+    for index, values in slices.items():
+        cut[index] = np.asarray(values, np.float32)[::-1, :].T  # undo "transposed, upper side up"
+    header = image.header.copy()
+    header.set_data_shape(volume.shape)
+    dtype = header.get_data_dtype()
+    slope, inter = header.get_slope_inter()
+    if dtype.kind in "iu" and slope in (None, 1.0) and inter in (None, 0.0):
+        # Unscaled integers stay unscaled, so unchanged voxels keep their exact values.
+        limits = np.iinfo(dtype)
+        stored: np.ndarray = np.clip(np.rint(volume), limits.min, limits.max).astype(dtype)
+    else:
+        stored = volume  # nibabel picks a scale that fits the type (float files stay float)
+    data = nibabel.Nifti1Image(stored, image.affine, header).to_bytes()
+    return gzip.compress(data, compresslevel=6) if gzipped else data
+
+
 def _one_line(error: BaseException) -> str:
     """``Type: message`` on one line (some libraries put hints on further lines)."""
     message = " ".join(str(error).split())
