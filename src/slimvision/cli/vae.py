@@ -344,15 +344,16 @@ def run_denoise(args: argparse.Namespace) -> int:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored = vae.restore_slice(piece.pixels, kept=kept)
+        raw = piece.to_raw(restored, None if kept is None else ~kept)  # in the file's own values
         if as_nifti:  # every slice goes back into one volume, written below
             assert piece.index is not None
-            volume[piece.index] = piece.to_raw(restored, None if kept is None else ~kept)
+            volume[piece.index] = raw
             continue
         if as_dicom:  # the scan's own header and stored values, the pixels replaced
-            encoded.append(dicom_with_pixels(args.input, piece.to_raw(restored, None if kept is None else ~kept)))
+            encoded.append(dicom_with_pixels(args.input, raw))
             notes.add("DICOM in the input's stored values")
             continue
-        values, note = output_values(piece, restored, None if kept is None else ~kept)
+        values, note = output_values(piece, raw, restored)
         encoded.append(encode_grey_png(values))
         notes.add(note)
     if as_nifti:  # empty slices (skipped) keep their values
@@ -367,8 +368,9 @@ def run_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def output_values(piece: Any, restored: Any, filled: Any) -> tuple[Any, str]:
-    """A restored slice as the PNG values to write, and a note on what they are.
+def output_values(piece: Any, raw: Any, restored: Any) -> tuple[Any, str]:
+    """A restored slice (``raw``: in the file's values, ``restored``: in [0, 1]) as the PNG values
+    to write, and a note on what they are.
 
     8-bit files give 8-bit PNGs. Other files give 16-bit PNGs holding the file's own values
     (its raw values, DICOM in modality units) when they are whole numbers in 0..65535, so a
@@ -377,7 +379,6 @@ def output_values(piece: Any, restored: Any, filled: Any) -> tuple[Any, str]:
     """
     import numpy as np
 
-    raw = piece.to_raw(restored, filled)
     if piece.eight_bit:
         return np.clip(np.rint(raw), 0, 255).astype(np.uint8), "8-bit PNG"
     source = piece.raw
