@@ -11,7 +11,7 @@ resizes are the identity, so the rewritten graph computes what the shipped one d
 
 :func:`run_native` pads a slice to the network's size multiple (32) by reflection, and cuts
 slices larger than ``max_side`` into overlapping tiles blended without seams (activation memory
-grows with the pixels: about 1 kB per pixel).
+grows with the pixels: the process peaked at 555 MB for a 768 x 768 slice, 185 MB at 256 x 256).
 
 :func:`bounded_denoise` is what a slice without a damage mask gets: the output may differ from
 the input only by about the noise the slice holds (:func:`noise_sigma`), so a clean slice passes
