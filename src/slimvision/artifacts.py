@@ -183,7 +183,7 @@ register("face-embedder-dlib-resnet-int8", "faces", "interactive",
 
 # --------------------------------------------------------------------------- VAE
 register("vae-mni128-unet", "vae", "realtime",
-         "restore damaged or noisy 128 px brain MRI slices (U-Net VAE, the denoiser the server runs)",
+         "restore damaged or noisy brain MRI slices at their own size (U-Net VAE trained on 128 px; the denoiser the server runs)",
          {"model": assets.VAE_MNI128_UNET}, "slimvision.inference.vae:MedicalVAE", folder=FileOf("model"))
 register("vae-mni128", "vae", "realtime",
          "restore, encode, sample and interpolate 128 px brain MRI slices (plain VAE)",
