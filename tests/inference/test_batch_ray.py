@@ -35,6 +35,9 @@ STYLES = Path(__file__).resolve().parents[2] / "src" / "slimvision" / "samples" 
 def local_ray():
     """One local Ray with 2 CPUs for the module (starting one costs about 3 s)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray waits 30 s for its GCS server to write its port file. A fresh venv's first start on a
+    # busy 2-core machine (the whole suite in a new clone) once took longer: wait up to 120 s.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
