@@ -334,8 +334,7 @@ def store_weights_int4(model: str | Path, output: str | Path, layers: Sequence[A
         codes, zeros = layer.codes.reshape(layer.shape), layer.zeros.reshape(_per_block(layer))
         if axis == 1:  # a Gemm with transB=0 holds (in, out): blocks run along axis 0
             codes, zeros = codes.T, zeros.T
-        packed = (_uint4 if layer.bits == 4
-                  else lambda tensor, values: numpy_helper.from_array(np.ascontiguousarray(values, np.uint8), tensor))
+        packed = _uint4 if layer.bits == 4 else _uint8
         tensors = [packed(f"{name}_uint{layer.bits}", codes),
                    numpy_helper.from_array(layer.scales.reshape(_per_block(layer)).T.copy() if axis == 1
                                            else layer.scales.reshape(_per_block(layer)), f"{name}_scale"),
@@ -372,6 +371,13 @@ def _same_weight(weight: np.ndarray, values: np.ndarray, axis: int) -> bool:
     """Whether an ONNX weight (output channels along ``axis``) holds exactly these decoded values."""
     candidate = weight.T if axis == 1 and weight.ndim == 2 else weight
     return candidate.shape == values.shape and bool(np.array_equal(candidate, values))
+
+
+def _uint8(name: str, values: np.ndarray) -> Any:
+    """A UINT8 initializer (the codes and zero points of a layer GPTQ quantized at 8 bits)."""
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.ascontiguousarray(values, np.uint8), name)
 
 
 def _uint4(name: str, values: np.ndarray) -> Any:

@@ -143,13 +143,10 @@ def tuning_batches(config: PredictorGPTQConfig) -> Iterator[torch.Tensor]:
 def remake_command(config: PredictorGPTQConfig, run_dir: str | Path) -> str:
     """The ``slimvision compress gptq`` command line that remakes this run (its card's remake)."""
     default = PredictorGPTQConfig()
-    flags = {"--group-size": config.group_size, "--calibration": config.calibration,
-             "--seed": config.calibration_seed, "--tune-steps": config.tune_steps,
-             "--wide-budget-kb": config.wide_budget_kb}
-    defaults = {"--group-size": default.group_size, "--calibration": default.calibration,
-                "--seed": default.calibration_seed, "--tune-steps": default.tune_steps,
-                "--wide-budget-kb": default.wide_budget_kb}
-    words = [f"{flag} {value}" for flag, value in flags.items() if value != defaults[flag]]
+    fields = {"--group-size": "group_size", "--calibration": "calibration", "--seed": "calibration_seed",
+              "--tune-steps": "tune_steps", "--wide-budget-kb": "wide_budget_kb"}
+    words = [f"{flag} {getattr(config, field)}" for flag, field in fields.items()
+             if getattr(config, field) != getattr(default, field)]
     if not config.act_order:
         words.append("--no-act-order")
     return " ".join([f"slimvision compress gptq --run-dir {run_dir}", *words])
