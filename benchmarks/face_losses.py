@@ -172,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
               # A reference point for agreement: a model that calls every pair "different" scores this.
               "agreement_if_every_pair_called_different": 1 - same_pairs / len(first),
               "machine": machine(), "runs": runs}
+    from slimvision.io.atomic import write_text_atomic
+
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(args.output, json.dumps(report, indent=2) + "\n", overwrite=True)
     print(f"{'run':<22}{'agree':>10}{'pair drift':>12}{'desc drift':>12}{'loss':>9}{'regr':>8}{'margin':>8}")
     for name, entry in runs.items():
         s, log = entry["scores"], entry["train_log_last"]

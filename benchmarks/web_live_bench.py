@@ -135,8 +135,10 @@ def main() -> None:
               "camera": f"Chromium's fake camera (a generated test pattern), {args.camera_fps} frames/s asked",
               "machine": {**machine(), "chromium": result["chromium"]}, "rows": result["rows"], "runs": result["runs"],
               "load_average": {"min": min(loads), "max": max(loads)}}
+    from slimvision.io.atomic import write_text_atomic
+
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    write_text_atomic(args.output, json.dumps(report, indent=1) + "\n", overwrite=True)
     print("| painting size | sharp edges | frames/s (page's median) | frames/s (counted) | rounds (counted) |")
     print("|---|---|---|---|---|")
     for row in result["rows"]:
