@@ -15,6 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+# gRPC (pymilvus's and Ray's) runs fork handlers in every child this process forks, even for an
+# exec'd ffmpeg or raylet; with its threads busy it skips them and logs an error into the child's
+# stderr, which broke an ffmpeg error parse and a Ray start in a full run. No child here uses gRPC.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 # First, before any test module can load onnxruntime: importing slimvision turns ONNX Runtime's
 # telemetry off, and the library reads that switch only when it loads.
 import slimvision  # noqa: F401, E402

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,11 @@ MIN_EF = 128
 MAX_NAME, MAX_TEXT = 256, 2048
 #: Milvus caps a query's result window and a filter's length; work in chunks below both.
 CHUNK = 1000
+
+# pymilvus talks gRPC, and gRPC's fork handlers run in every child the process later forks (an
+# exec'd ffmpeg included); when its threads are busy they log an error into the child's stderr
+# instead, which an ffmpeg error parse then reads. Nothing here forks a child that uses gRPC.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 _SERVER = re.compile(r"^(?P<host>[^/:?]+)(:(?P<port>\d{1,5}))?(/(?P<collection>[A-Za-z_][A-Za-z0-9_]*))?$")
 _Result = TypeVar("_Result")
