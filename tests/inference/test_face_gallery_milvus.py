@@ -92,11 +92,55 @@ def test_cosine_galleries_measure_one_minus_cosine(tmp_path):
             assert [m.distance for m in got] == pytest.approx([m.distance for m in want], abs=1e-5)
 
 
+@pytest.mark.parametrize("options", ["index=IVF_FLAT&nlist=4&nprobe=4", "index=FLAT"])
+def test_other_indexes_search_alike_and_stay_with_the_gallery(tmp_path, options):
+    faces = vectors(8)
+    location = f"milvus://{tmp_path}/g.db"
+    with Gallery.open(f"{location}?{options}", DLIB_RESNET_V1) as gallery, \
+            Gallery(SQLiteGallery(":memory:", DLIB_RESNET_V1)) as reference:
+        for store in (gallery, reference):
+            for person in range(4):
+                store.add(f"p{person}", faces[2 * person:2 * person + 2])
+        kind = options.split("&")[0].split("=")[1]
+        assert gallery.store.client.describe_index("faces", "vector")["index_type"] == kind  # built as asked
+        for query in faces + 0.01:
+            assert [(m.name, m.is_match) for m in gallery.search(query, 3)] == \
+                [(m.name, m.is_match) for m in reference.search(query, 3)]
+    with MilvusGallery(location, DLIB_RESNET_V1, mode="r") as store:  # reopened: searched with its own index
+        assert store.index.kind == kind
+    with pytest.raises(GalleryError, match=f"was created with a {kind} index"):
+        MilvusGallery(f"{location}?index=HNSW", DLIB_RESNET_V1)
+
+
+def test_a_bulk_enrolment_is_sealed_once_before_the_next_search(tmp_path):
+    faces = vectors(12)
+    store = MilvusGallery(f"milvus://{tmp_path}/bulk.db", DLIB_RESNET_V1)
+    store.add("p0", faces[:2])
+    flushes = []
+    flush = store.client.flush
+    store.client.flush = lambda *args, **kwargs: (flushes.append(args), flush(*args, **kwargs))[1]
+    for person in range(1, 6):  # several calls, as a bulk enrolment makes
+        store.add(f"p{person}", faces[2 * person:2 * person + 2])
+    assert flushes == [] and len(store.people()) == 6  # written and readable, not sealed yet
+    with Gallery(store) as gallery:
+        assert [gallery.identify(faces[2 * person]).name for person in range(6)] == [f"p{p}" for p in range(6)]
+        assert len(flushes) == 1  # one seal, at the first search
+    with Gallery.open(f"milvus://{tmp_path}/bulk.db", DLIB_RESNET_V1, mode="r") as gallery:
+        assert gallery.identify(faces[11]).name == "p5"
+
+
 def test_locations_and_things_that_are_not_milvus_galleries(tmp_path):
-    assert parse_location("milvus:/srv/faces.db") == ("/srv/faces.db", "faces", True, "HNSW")  # as Path writes it
-    assert parse_location("milvus://milvus.internal/door") == ("http://milvus.internal:19530", "door", False, "HNSW")
-    with pytest.raises(GalleryError, match="unknown option"):
-        parse_location("milvus:///x.db?index=IVF")
+    uri, collection, local, index = parse_location("milvus:/srv/faces.db")  # as Path writes it
+    assert (uri, collection, local, index.kind, index.asked) == ("/srv/faces.db", "faces", True, "HNSW", False)
+    assert parse_location("milvus://milvus.internal/door")[:3] == ("http://milvus.internal:19530", "door", False)
+    index = parse_location("milvus:///x.db?index=ivf_flat&nlist=256&nprobe=8")[3]
+    assert (index.kind, index.asked, index.build_params(), index.search_params(1)) == \
+        ("IVF_FLAT", True, {"nlist": 256}, {"nprobe": 8})
+    for bad in ("index=IVF", "index=FLAT&index=HNSW", "index=IVF_FLAT&nlist=0", "ef=64"):
+        with pytest.raises(GalleryError, match="unknown option"):
+            parse_location(f"milvus:///x.db?{bad}")
+    with pytest.raises(GalleryError, match="options of index=IVF_FLAT"):
+        parse_location("milvus:///x.db?nprobe=8")
     (tmp_path / "file.db").write_bytes(b"SQLite format 3\x00")
     with pytest.raises(GalleryError, match="is a file, not a milvus-lite database"):
         MilvusGallery(f"milvus://{tmp_path}/file.db", DLIB_RESNET_V1)

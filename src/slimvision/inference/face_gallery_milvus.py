@@ -7,14 +7,18 @@ server (``COLLECTION`` defaults to ``faces``). The semantics are the SQLite stor
 name, version and length are stored with the gallery and checked on every open, descriptors of
 another model are refused, a photo or descriptor is never stored twice, enrol / remove / rename
 edit people, and :class:`~slimvision.inference.face_gallery.Gallery` applies the same threshold to
-the best descriptor of each person. The search is Milvus's own (an HNSW index, or FLAT), grouped by
-person.
+the best descriptor of each person. The search is Milvus's own (an HNSW index by default;
+``?index=IVF_FLAT`` with ``&nlist=``/``&nprobe=``, or ``?index=FLAT``, exact, when the gallery is
+created), grouped by person.
 
 What Milvus guarantees (it has no multi-request transactions): each insert, upsert and delete is
 one request, applied whole or not at all and visible to the next read once it returns (the
 collection is read with Strong consistency). Every change here is one such request: enrolling
-all of a call's people is one insert, a removal one delete, a rename one upsert of the person's
-rows under the same primary keys. The change counter (:meth:`version`) is a second request: a
+all of a call's people is one insert (one per 10,000 descriptors), a removal one delete, a rename
+one upsert of the person's rows under the same primary keys. In milvus-lite a request is in its
+write-ahead log when it returns (it survives the process being killed; not fsynced, as milvus-lite
+does it); its rows are sealed into an indexed segment once before the next search and at close,
+not after each change, so a bulk enrolment is one seal. The change counter (:meth:`version`) is a second request: a
 crash between the two leaves the data changed and the counter not, so another process's cached
 search may not reload until the next change. Checks done before a write (is the name taken? is
 this photo enrolled?) are not isolated from a concurrent writer: run one writer at a time.
@@ -34,6 +38,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,13 +48,25 @@ from slimvision.inference.face_gallery import (MODES, SCHEMA_VERSION, Duplicate,
                                                Person, _clean_name, _vector_digest, check_enrolment, enrolments)
 
 DEFAULT_COLLECTION = "faces"
-#: Index and search settings: HNSW answers a 1M-descriptor gallery in milliseconds (recall measured
-#: by benchmarks/scale_bench.py); "FLAT" (exact) via ``?index=FLAT``.
+#: Vector indexes a gallery can be created with (``?index=``; HNSW by default). Each is what the
+#: engine builds, milvus-lite included (``describe_index`` names it, and its FAISS index is what
+#: each search calls); which one barely matters to milvus-lite's query time (docs/scale.md).
+INDEXES = ("HNSW", "IVF_FLAT", "FLAT")
 HNSW = {"M": 16, "efConstruction": 200}
 MIN_EF = 128
+#: IVF_FLAT: ``nlist`` cells per segment (set at creation, ``&nlist=``), ``nprobe`` of them scanned
+#: per search (``&nprobe=``, any open); defaults measured by benchmarks/scale_bench.py.
+IVF_NLIST, IVF_NPROBE = 1024, 16
 MAX_NAME, MAX_TEXT = 256, 2048
 #: Milvus caps a query's result window and a filter's length; work in chunks below both.
 CHUNK = 1000
+#: milvus-lite has neither cap, and each of its queries is a pass over every row in Python: the
+#: duplicate checks of one enrolment ask in chunks this large (one pass for most calls).
+LOCAL_CHUNK = 50_000
+#: milvus-lite: unsealed rows are read by a slower Python scan (a duplicate check's filter costs about
+#: 10x more per row there than in a sealed segment), so a change also seals first once this many
+#: wait: segments of about milvus-lite's own compacted size (its MAX_SEGMENT_ROWS).
+SEAL_ROWS = 100_000
 
 # pymilvus talks gRPC, and gRPC's fork handlers run in every child the process later forks (an
 # exec'd ffmpeg included); when its threads are busy they log an error into the child's stderr
@@ -77,23 +94,54 @@ def _quiet_paging() -> None:
             logger.addFilter(_NoClientClock())
 
 
-def parse_location(location: str) -> tuple[str, str, bool, str]:
-    """(client URI, collection, is a local milvus-lite file, index type) of a ``milvus:`` location.
+@dataclass(frozen=True)
+class IndexChoice:
+    """The vector index a location asks for: its type (``asked``: named in the location, so an
+    existing gallery with another index is refused rather than searched otherwise), IVF_FLAT's cells
+    (``nlist``, at creation) and cells searched (``nprobe``)."""
+
+    kind: str = "HNSW"
+    asked: bool = False
+    nlist: int = IVF_NLIST
+    nprobe: int = IVF_NPROBE
+
+    def build_params(self) -> dict[str, int]:
+        return {"HNSW": HNSW, "IVF_FLAT": {"nlist": self.nlist}}.get(self.kind, {})
+
+    def search_params(self, top_k: int) -> dict[str, int]:
+        return {"HNSW": {"ef": max(MIN_EF, top_k)}, "IVF_FLAT": {"nprobe": self.nprobe}}.get(self.kind, {})
+
+
+def _index_choice(query: str, location: str) -> IndexChoice:
+    """``index=HNSW|IVF_FLAT|FLAT``, ``nlist=N``, ``nprobe=N`` joined by ``&``."""
+    options: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        key = key.lower()
+        good = (key == "index" and value.upper() in INDEXES) or (key in ("nlist", "nprobe") and value.isdigit()
+                                                                  and 0 < int(value) <= 65536)
+        if not good or key in options:
+            raise GalleryError(f"unknown option {part!r} (index={'|'.join(INDEXES)}, nlist=N, nprobe=N)", location)
+        options[key] = value
+    kind = options.get("index", "HNSW").upper()
+    if ("nlist" in options or "nprobe" in options) and kind != "IVF_FLAT":
+        raise GalleryError("nlist and nprobe are options of index=IVF_FLAT", location)
+    return IndexChoice(kind, "index" in options, int(options.get("nlist", IVF_NLIST)),
+                       int(options.get("nprobe", IVF_NPROBE)))
+
+
+def parse_location(location: str) -> tuple[str, str, bool, IndexChoice]:
+    """(client URI, collection, is a local milvus-lite file, index asked for) of a ``milvus:`` location.
 
     Example:
-        >>> parse_location("milvus:///data/faces.db")
-        ('/data/faces.db', 'faces', True, 'HNSW')
-        >>> parse_location("milvus://db.local:19530/door?index=FLAT")
-        ('http://db.local:19530', 'door', False, 'FLAT')
+        >>> parse_location("milvus:///data/faces.db")[:3]
+        ('/data/faces.db', 'faces', True)
+        >>> parse_location("milvus://db.local:19530/door?index=IVF_FLAT&nprobe=8")
+        ('http://db.local:19530', 'door', False, IndexChoice(kind='IVF_FLAT', asked=True, nlist=1024, nprobe=8))
     """
     rest = re.sub(r"^milvus:(//)?", "", location, flags=re.IGNORECASE)  # Path("milvus:///x") -> "milvus:/x"
     rest, _, query = rest.partition("?")
-    index = "HNSW"
-    if query:
-        match = re.fullmatch(r"index=(HNSW|FLAT)", query, flags=re.IGNORECASE)
-        if match is None:
-            raise GalleryError(f"unknown option {query!r} (index=HNSW or index=FLAT)", location)
-        index = match.group(1).upper()
+    index = _index_choice(query, location)
     if rest.startswith("/") or rest.endswith(".db"):
         return rest, DEFAULT_COLLECTION, True, index
     match = _SERVER.match(rest)
@@ -121,6 +169,7 @@ class MilvusGallery:
         self.uri, self.collection, self.local, self.index = parse_location(location)
         self.meta = f"{self.collection}_meta"
         self.client: Any = None  # None: a new gallery not created yet
+        self._unsealed = 0  # milvus-lite: rows changed and not yet sealed into an indexed segment
         with self._milvus_errors():
             if self._exists():
                 self.embedder = self._read_record(embedder)
@@ -172,7 +221,17 @@ class MilvusGallery:
                                "refusing to use it", self.path)
         self.client.load_collection(self.collection)
         self.client.load_collection(self.meta)
+        self._adopt_index()
+        self._unsealed = int(self.local)  # rows a killed process left in milvus-lite's log: sealed at the first search
         return True
+
+    def _adopt_index(self) -> None:
+        """Search with the index the gallery was created with; a location naming another is refused."""
+        stored = str((self.client.describe_index(self.collection, "vector") or {}).get("index_type", "")).upper()
+        if self.index.asked and stored != self.index.kind:
+            raise GalleryError(f"was created with a {stored or 'no'} index; index={self.index.kind} applies to a "
+                               "new gallery only (copy it with 'slimvision faces gallery migrate')", self.path)
+        self.index = replace(self.index, kind=stored)
 
     def _record(self) -> dict[str, str]:
         rows = self.client.query(self.meta, filter='key != ""', output_fields=["key", "value"], limit=100)
@@ -205,8 +264,8 @@ class MilvusGallery:
                              ("added", 32)):
             schema.add_field(name, DataType.VARCHAR, max_length=length)
         index = self.client.prepare_index_params()
-        index.add_index("vector", index_type=self.index, metric_type=self._metric(),
-                        params=HNSW if self.index == "HNSW" else {})
+        index.add_index("vector", index_type=self.index.kind, metric_type=self._metric(),
+                        params=self.index.build_params())
         for field in ("person", "photo", "digest"):  # every edit and duplicate check filters on these
             index.add_index(field, index_type="INVERTED")
         self.client.create_collection(self.collection, schema=schema, index_params=index,
@@ -236,14 +295,23 @@ class MilvusGallery:
                 self._create()
             return change()
 
-    def _bump(self) -> None:
-        """Count the change; in milvus-lite, also seal it into an indexed segment: its unsealed rows
-        are searched by a Python scan (1.3 s per query at 100,000 rows, against 60 ms sealed). A
-        server seals and indexes by itself (a flush per change there would only make small segments)."""
+    def _bump(self, rows: int) -> None:
+        """Count the change of ``rows`` rows (and, in milvus-lite, that they are not sealed yet)."""
         changes = int(self._record().get("changes", "0")) + 1
         self.client.upsert(self.meta, [{"key": "changes", "value": str(changes), "unused": [0.0, 0.0]}])
         if self.local:
+            self._unsealed += max(rows, 1)
+
+    def _seal(self, waiting: int = 1) -> None:
+        """milvus-lite: seal the changes made since the last seal into indexed segments, once, before
+        the next search (and at close; before a change once ``waiting`` rows wait). Unsealed rows are
+        searched by a Python scan (1.3 s per query at 100,000 rows, against 60 ms sealed); sealing
+        after every change instead made each change a new segment, which every later duplicate check
+        and search then visits. (Unsealed changes are in milvus-lite's write-ahead log already:
+        sealing is for speed, not safety.) A server seals and indexes by itself."""
+        if self._unsealed and self._unsealed >= waiting:
             self.client.flush(self.collection)
+            self._unsealed = 0
 
     def add(self, name: str, vectors: np.ndarray, sources: list[str | None] | None = None,
             photos: list[str | None] | None = None) -> int:
@@ -260,12 +328,13 @@ class MilvusGallery:
             return []
 
         def change() -> list[Duplicate]:
+            self._seal(waiting=SEAL_ROWS)
             holders = self._holders(rows)
             duplicates, records = self._new_records(rows, holders)
             if records:
                 for start in range(0, len(records), 10 * CHUNK):  # one request below Milvus's message cap
                     self.client.insert(self.collection, records[start:start + 10 * CHUNK])
-                self._bump()
+                self._bump(len(records))
             return duplicates
 
         return self._write(change)
@@ -275,9 +344,10 @@ class MilvusGallery:
         digests = [_vector_digest(vector.tobytes()).hex() for _, _, vectors, _, _ in rows for vector in vectors]
         photos = [photo for *_, photos in rows for photo in photos if photo]
         found: dict[str, str] = {}
+        step = LOCAL_CHUNK if self.local else CHUNK
         for field, values in (("digest", digests), ("photo", photos)):
-            for start in range(0, len(values), CHUNK):
-                for row in self._query(f"{field} in {json.dumps(values[start:start + CHUNK])}", [field, "person"]):
+            for start in range(0, len(values), step):
+                for row in self._query(f"{field} in {json.dumps(values[start:start + step])}", [field, "person"]):
                     found[row[field]] = row["person"]
         return found
 
@@ -309,7 +379,7 @@ class MilvusGallery:
             if not count:
                 raise GalleryError(f"no person named {name!r}", self.path)
             self.client.delete(self.collection, filter=f"person == {json.dumps(name)}")
-            self._bump()
+            self._bump(count)
             return count
 
         return self._write(change)
@@ -326,7 +396,7 @@ class MilvusGallery:
                 raise GalleryError(f"no person named {old!r}", self.path)
             self.client.upsert(self.collection, [{**row, "person": new,
                                                   "vector": [float(v) for v in row["vector"]]} for row in rows])
-            self._bump()
+            self._bump(len(rows))
 
         self._write(change)
 
@@ -398,7 +468,8 @@ class MilvusGallery:
         with self._milvus_errors():
             if not self._ready() or not len(queries):
                 return [[] for _ in queries]
-            params = {"metric_type": self._metric(), "params": {"ef": max(MIN_EF, top_k)} if self.index == "HNSW" else {}}
+            self._seal()
+            params = {"metric_type": self._metric(), "params": self.index.search_params(top_k)}
             hits = self.client.search(self.collection, data=np.asarray(queries, np.float32).tolist(), limit=top_k,
                                       anns_field="vector", output_fields=["person"], group_by_field="person",
                                       search_params=params)
@@ -420,6 +491,8 @@ class MilvusGallery:
 
     def close(self) -> None:
         if self.client is not None:
+            with contextlib.suppress(Exception):  # else the next process seals them at its first search
+                self._seal()
             with contextlib.suppress(Exception):  # closing twice, or a connection already gone
                 self.client.close()
             self.client = None
