@@ -113,3 +113,21 @@ def test_the_manifest_keeps_the_latest_row_and_skips_torn_lines(tmp_path):
     assert manifest.load() == {"a": Row("a", "x", DONE)}
     manifest.compact()
     assert manifest.path.read_text().count("\n") == 1
+
+
+def test_vae_denoise_writes_16_bit_slices_in_their_own_values_as_the_vae_command_does(tmp_path):
+    from PIL import Image
+
+    from slimvision.cli.main import main
+
+    ramp = np.linspace(1200, 42000, 64 * 48).reshape(64, 48)
+    scan = np.clip(ramp + np.random.default_rng(1).normal(0, 300, ramp.shape), 0, 65535).astype(np.uint16)
+    save_png(scan, tmp_path / "in" / "scan.png")
+    assert run_batch(DENOISE, tmp_path / "in", tmp_path / "out", workers=1).done == 1
+    assert main(["vae", "denoise", str(tmp_path / "in" / "scan.png"), "-o", str(tmp_path / "one.png")]) == 0
+    with Image.open(tmp_path / "out" / "scan.png") as image, Image.open(tmp_path / "one.png") as reference:
+        assert image.mode.startswith("I") and image.size == (48, 64)  # 16-bit grey, the slice's own size
+        written, expected = np.asarray(image), np.asarray(reference)
+    assert np.array_equal(written, expected)  # one code path: what `slimvision vae denoise` writes
+    assert written.max() > 255 and abs(float(written.mean()) - float(scan.mean())) < 0.02 * float(np.ptp(scan))
+    assert int(scan.min()) - 1000 <= int(written.min()) and int(written.max()) <= int(scan.max()) + 1000  # its range

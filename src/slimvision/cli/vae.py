@@ -306,7 +306,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from slimvision.errors import InputError, OutputError, SlimvisionError
-    from slimvision.inference.vae import kept_from_zeros
+    from slimvision.inference.vae import kept_from_zeros, slice_png
     from slimvision.io.atomic import plan_outputs, write_files_atomic
     from slimvision.io.images import load_image, to_gray
     from slimvision.io.medical import (DICOM_SUFFIXES, NIFTI_SUFFIXES, dicom_with_pixels, medical_kind,
@@ -344,17 +344,17 @@ def run_denoise(args: argparse.Namespace) -> int:
         kept = mask == 0 if mask is not None else (kept_from_zeros(piece.pixels) if args.zeros_missing else None)
         filled += 0 if kept is None else int(np.sum(~kept))
         restored = vae.restore_slice(piece.pixels, kept=kept)
-        raw = piece.to_raw(restored, None if kept is None else ~kept)  # in the file's own values
-        if as_nifti:  # every slice goes back into one volume, written below
+        missing = None if kept is None else ~kept
+        if as_nifti:  # every slice goes back into one volume (in the file's own values), written below
             assert piece.index is not None
-            volume[piece.index] = raw
+            volume[piece.index] = piece.to_raw(restored, missing)
             continue
         if as_dicom:  # the scan's own header and stored values, the pixels replaced
-            encoded.append(dicom_with_pixels(args.input, raw))
+            encoded.append(dicom_with_pixels(args.input, piece.to_raw(restored, missing)))
             notes.add("DICOM in the input's stored values")
             continue
-        values, note = output_values(piece, raw, restored)
-        encoded.append(encode_grey_png(values))
+        png, note = slice_png(piece, restored, missing)  # the PNG `batch vae-denoise` writes too
+        encoded.append(png)
         notes.add(note)
     if as_nifti:  # empty slices (skipped) keep their values
         gzipped = args.output.name.lower().endswith(".gz")
@@ -366,43 +366,6 @@ def run_denoise(args: argparse.Namespace) -> int:
     print(f"{len(slices)} slice(s) restored into {targets[0] if len(targets) == 1 else args.output}{only}; "
           f"{', '.join(sorted(notes))}")
     return 0
-
-
-def output_values(piece: Any, raw: Any, restored: Any) -> tuple[Any, str]:
-    """A restored slice (``raw``: in the file's values, ``restored``: in [0, 1]) as the PNG values
-    to write, and a note on what they are.
-
-    8-bit files give 8-bit PNGs. Other files give 16-bit PNGs holding the file's own values
-    (its raw values, DICOM in modality units) when they are whole numbers in 0..65535, so a
-    16-bit scan comes back in its own range and unchanged pixels keep their exact values;
-    otherwise (CT in Hounsfield units below 0, float NIfTI) the window mapped to 0..65535.
-    """
-    import numpy as np
-
-    if piece.eight_bit:
-        return np.clip(np.rint(raw), 0, 255).astype(np.uint8), "8-bit PNG"
-    source = piece.raw
-    if source.min() >= 0 and source.max() <= 65535 and np.all(source == np.rint(source)):
-        return np.clip(np.rint(raw), 0, 65535).astype(np.uint16), "16-bit PNG in the input's values"
-    low, high = piece.bounds
-    scaled = np.rint(np.clip(restored, 0.0, 1.0) * 65535)
-    return scaled.astype(np.uint16), f"16-bit PNG of the window {low:g}..{high:g} (0..65535)"
-
-
-def encode_grey_png(values: Any) -> bytes:
-    """PNG bytes of an (H, W) uint8 or uint16 array (16-bit grey for uint16)."""
-    import io
-
-    from PIL import Image
-
-    from slimvision.io.images import DEFAULT_PNG_LEVEL
-    from slimvision.io.png import encode_png
-
-    if values.dtype.itemsize == 1:
-        return encode_png(values, DEFAULT_PNG_LEVEL)
-    buffer = io.BytesIO()
-    Image.fromarray(values).save(buffer, format="PNG", compress_level=DEFAULT_PNG_LEVEL)
-    return buffer.getvalue()
 
 
 def _dataset(vae: Any, data: list[Path], args: argparse.Namespace, split: str, axis: int) -> Any:

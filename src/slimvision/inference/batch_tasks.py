@@ -149,11 +149,13 @@ class VaeDenoiseTask:
             ARTIFACTS.create("vae-mni128-unet", settings=_settings(spec))
 
     def process(self, path: Path) -> bytes:
+        """The slice restored at its own size and written as ``slimvision vae denoise`` writes it: an
+        8-bit PNG for an 8-bit file, else 16-bit in the file's own values (or its window)."""
+        from slimvision.inference.vae import slice_png
         from slimvision.io.medical import read_medical
-        from slimvision.io.pixels import rint_to_uint8
 
-        slices = read_medical(path, intensity=self.vae.intensity, max_pixels=self.spec.max_pixels)
+        slices = read_medical(path, intensity=self.vae.intensity, max_pixels=self.spec.max_pixels, keep_raw=True)
         if len(slices) != 1:
             raise InputError(path, f"holds {len(slices)} slices; batch vae-denoise takes one slice per file "
                                    "('slimvision vae denoise' cuts a volume)")
-        return encode_png(rint_to_uint8(self.vae.restore_slice(slices[0].pixels)), DEFAULT_PNG_LEVEL)
+        return slice_png(slices[0], self.vae.restore_slice(slices[0].pixels))[0]

@@ -25,7 +25,7 @@ from slimvision.errors import InputError, SlimvisionError
 from slimvision.export.card import card_path, read_card
 from slimvision.graph.session import OnnxModel, SessionSettings
 from slimvision.inference.vae_native import bounded_denoise, native_graph, native_graph_key, run_native
-from slimvision.io.medical import Intensity, from_square, to_square
+from slimvision.io.medical import Intensity, MedicalSlice, from_square, to_square
 
 #: The graph whose card describes the VAE: the U-Net's one graph, else the encoder.
 CARD_GRAPHS = ("autoencoder.onnx", "encoder.onnx")
@@ -222,6 +222,56 @@ def _flag(section: dict[str, Any], key: str, path: Path, default: bool | None = 
     if not isinstance(value, bool):
         raise InputError(path, f"model.{key} must be true or false, got {value!r}")
     return value
+
+
+def slice_png(piece: MedicalSlice, restored: np.ndarray, filled: np.ndarray | None = None) -> tuple[bytes, str]:
+    """The PNG of a restored slice (``restored`` (H, W) in [0, 1]; ``piece`` read with
+    ``keep_raw=True``; ``filled``: pixels that were missing) and a note on its values: what
+    ``slimvision vae denoise`` and ``slimvision batch vae-denoise`` both write (:func:`png_values`).
+
+    Example:
+        >>> png, note = slice_png(piece, vae.restore_slice(piece.pixels))   # doctest: +SKIP
+        >>> note                                                             # doctest: +SKIP
+        "16-bit PNG in the input's values"
+    """
+    values, note = png_values(piece, piece.to_raw(restored, filled), restored)
+    return encode_grey_png(values), note
+
+
+def png_values(piece: MedicalSlice, raw: np.ndarray, restored: np.ndarray) -> tuple[np.ndarray, str]:
+    """A restored slice (``raw``: in the file's values, ``restored``: in [0, 1]) as the PNG values
+    to write, and a note on what they are.
+
+    8-bit files give 8-bit PNGs. Other files give 16-bit PNGs holding the file's own values
+    (its raw values, DICOM in modality units) when they are whole numbers in 0..65535, so a
+    16-bit scan comes back in its own range and unchanged pixels keep their exact values;
+    otherwise (CT in Hounsfield units below 0, float NIfTI) the window mapped to 0..65535.
+    """
+    if piece.eight_bit:
+        return np.clip(np.rint(raw), 0, 255).astype(np.uint8), "8-bit PNG"
+    source = piece.raw
+    assert source is not None and piece.bounds is not None, "read with keep_raw=True"
+    if source.min() >= 0 and source.max() <= 65535 and np.all(source == np.rint(source)):
+        return np.clip(np.rint(raw), 0, 65535).astype(np.uint16), "16-bit PNG in the input's values"
+    low, high = piece.bounds
+    scaled = np.rint(np.clip(restored, 0.0, 1.0) * 65535)
+    return scaled.astype(np.uint16), f"16-bit PNG of the window {low:g}..{high:g} (0..65535)"
+
+
+def encode_grey_png(values: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W) uint8 or uint16 array (16-bit grey for uint16)."""
+    import io
+
+    from PIL import Image
+
+    from slimvision.io.images import DEFAULT_PNG_LEVEL
+    from slimvision.io.png import encode_png
+
+    if values.dtype.itemsize == 1:
+        return encode_png(values, DEFAULT_PNG_LEVEL)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG", compress_level=DEFAULT_PNG_LEVEL)
+    return buffer.getvalue()
 
 
 def kept_from_zeros(pixels: np.ndarray, margin: int = 3) -> np.ndarray:
