@@ -239,3 +239,23 @@ def test_without_a_model_the_registered_vae_is_run(tmp_path, capsys, command, na
         assert exit_code(["vae", *(str(tmp_path / part) if part.endswith(".png") else part for part in command)]) == 2
     assert "this install has no shipped elsewhere model" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_training_on_packaged_sources_and_warm_starting_from_an_export(trained, tmp_path, capsys):
+    """--sources reads real scans from installed packages (here pydicom's abdominal MR) as crops
+    at their own size; --init-from starts a run from an exported model's weights."""
+    pytest.importorskip("pydicom")
+    root, _ = trained
+    run = tmp_path / "run"
+    flags = ["--image-size", "32", "--latent-dim", "4", "--epochs", "1", "--batch-size", "2", "--sample-every", "1",
+             "--holdout", str(root / "data"), "--skip-connections", "--mask-channel", "-q"]
+    assert main(["vae", "train", "--sources", "pydicom-mr", "-o", str(run), *flags, "--intensity-augment",
+                 "--noise-kinds", "gaussian,rician,poisson"]) == 0
+    assert (run / "export" / "autoencoder.onnx").is_file()
+    assert main(["vae", "train", "--sources", "pydicom-mr", "-o", str(tmp_path / "warm"), *flags,
+                 "--init-from", str(run / "export"), "--freeze-batchnorm"]) == 0
+    capsys.readouterr()
+    assert exit_code(["vae", "train", "--sources", "brainweb", "-o", str(tmp_path / "x"), *flags]) == 2
+    assert "unknown medical source 'brainweb'" in capsys.readouterr().err
+    assert exit_code(["vae", "train", "--sources", "pydicom-mr", "--mni152", "-o", str(tmp_path / "y"), *flags]) == 2
+    assert "one of: training DATA, --mni152, --sources" in capsys.readouterr().err

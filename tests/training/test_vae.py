@@ -206,3 +206,62 @@ def test_a_malformed_vae_card_is_a_one_line_error_naming_it(tmp_path, capsys, ed
     assert main(["vae", "sample", "--model", str(tmp_path / "export"), "-o", str(tmp_path / "grid.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {manifest}: {problem}") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_a_warm_start_from_an_export_computes_what_the_export_does(tmp_path, int8):
+    """Batch norms folded into the graph's convolutions come back as pass-throughs."""
+    from slimvision.export.vae import export_vae_int8_weights
+    from slimvision.inference.vae import MedicalVAE
+    from slimvision.training.vae import warm_start_from_onnx
+
+    torch.manual_seed(0)
+    config = VAEConfig(image_size=32, latent_dim=4, skip_connections=True, mask_channel=True)
+    trained = VariationalAutoencoder(config)
+    for module in trained.modules():   # batch norms with statistics of their own, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    trained.eval()
+    folder = tmp_path / "export"
+    if int8:
+        from slimvision.models.weights import save_model
+
+        save_model(trained, tmp_path / "vae")
+        export_vae_int8_weights(trained, folder, None, tmp_path / "vae", False)
+    else:
+        export_vae(trained, folder)
+    fresh = VariationalAutoencoder(config)
+    warm_start_from_onnx(fresh, folder)
+    images = _images(3)
+    kept = np.ones_like(images)
+    kept[:, ::2] = 0
+    graph = MedicalVAE(folder).autoencode(images * kept, kept.astype(bool))[0]
+    with torch.no_grad():
+        got = fresh.eval()(torch.from_numpy(images * kept)[:, None], torch.from_numpy(kept)[:, None])[0][:, 0].numpy()
+    np.testing.assert_allclose(got, graph, atol=1e-4 if not int8 else 1e-3)
+    with pytest.raises(InputError, match="does not fit|fewer|more"):
+        warm_start_from_onnx(VariationalAutoencoder(TINY), folder)
+
+
+def test_training_on_a_crop_pool_with_frozen_batch_norms_and_intensity_jitter(tmp_path):
+    from slimvision.data.medical_sources import CropPool
+
+    slices = [(f"s{index}", image) for index, image in enumerate(_images(6, 48))] + [("small", _images(1, 20)[0])]
+    pool = CropPool({"discs": slices})
+    config = VAETrainingConfig(model=replace(TINY, skip_connections=True, mask_channel=True), epochs=1, batch_size=3,
+                               intensity_augment=True, freeze_batchnorm=True,
+                               corruption=Corruption(noise_kinds="gaussian,rician,poisson"), sample_every=1)
+    damaged, clean, kept = next(step_batches(pool, config, 0))
+    assert damaged.shape == clean.shape == kept.shape == (3, 1, 32, 32)
+    again = next(step_batches(pool, config, 0))
+    assert torch.equal(again[1], clean)                                    # a function of the step
+    vae = VariationalAutoencoder(config.model)
+    norms = {name: module.running_mean.clone() for name, module in vae.named_modules()
+             if isinstance(module, torch.nn.BatchNorm2d)}
+    before = {name: value.clone() for name, value in vae.state_dict().items()}
+    trained, _ = train_vae(config, pool, tmp_path / "run", pretrained=False, progress=False)
+    after = trained.state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before if name.endswith(".weight"))
+    for name, mean in norms.items():                                        # statistics untouched
+        assert torch.equal(after[f"{name}.running_mean"], mean), name

@@ -54,7 +54,13 @@ _TRAIN_FLAGS = (
                note="keeps plain denoising working when --keep stops well below 1"),
     ConfigFlag("--blocks", "corruption.block_probability", fraction("--blocks"),
                "chance of 1-3 rectangular holes per training image"),
+    ConfigFlag("--noise-kinds", "corruption.noise_kinds", str, "noise models drawn per image: some of "
+               "gaussian,rician,poisson (std up to --noise)", metavar="KINDS"),
     ConfigFlag("--no-augment", "augment", switch=False, help="no random flips, rotations and scales"),
+    ConfigFlag("--intensity-augment", "intensity_augment", switch=True,
+               help="also redraw each training image's intensities: a random window, gamma and bias field"),
+    ConfigFlag("--freeze-batchnorm", "freeze_batchnorm", switch=True,
+               help="keep batch-norm statistics fixed while training (needed with --init-from)"),
     shared_flag("checkpoint_every", "epochs between checkpoints"),
     ConfigFlag("--sample-every", "sample_every", positive_int("--sample-every"), "epochs between sample grids"),
     shared_flag("device"),
@@ -79,7 +85,14 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--mni152", action="store_true",
                        help="train on the MNI152 template's training slices (nilearn ships it); its held-out "
                             "slices are scored at every sample stop")
+    train.add_argument("--sources", default=None, metavar="NAMES",
+                       help="train on real scans that ship in installed packages (slimvision.data.medical_sources): "
+                            "comma-separated source names, 'train' (every source not held out) or 'all'; random "
+                            "crops at each slice's own resolution; without --holdout, the held-out sources are scored")
     train.add_argument("--holdout", type=Path, nargs="+", default=None, help="held-out files or folders to score")
+    train.add_argument("--init-from", type=Path, default=None, metavar="EXPORT",
+                       help="start from an exported VAE's weights (a folder with autoencoder.onnx, e.g. a shipped "
+                            "model's), same model settings; use with --freeze-batchnorm")
     train.add_argument("--backbone-weights", type=Path, default=None,
                        help="a state dict for the backbone (default: Lite0's shipped ImageNet weights; B1 starts "
                             "random without one)")
@@ -220,20 +233,28 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.export.vae import export_vae
     from slimvision.training.vae import metrics_history, train_vae
 
-    if bool(args.data) == args.mni152:
-        raise ConfigError("give training DATA or --mni152 (not both)")
+    if sum((bool(args.data), args.mni152, args.sources is not None)) != 1:
+        raise ConfigError("give one of: training DATA, --mni152, --sources")
     check_outside_inputs(args.output, [*args.data, *(args.holdout or [])])  # samples are PNG slices too
     # The files this run replaces at its end may not be any it reads (--backbone-weights RUN/vae/...).
     plan_outputs([args.output / "vae" / "model.safetensors", args.output / "vae" / "config.json",
                   args.output / "losses.png",
                   *(args.output / "export" / f"{graph}{suffix}" for graph in ("encoder", "decoder", "autoencoder")
                     for suffix in (".onnx", CARD_SUFFIX))],
-                 overwrite=True, protected=input_files(*args.data, *(args.holdout or []), args.backbone_weights))
+                 overwrite=True, protected=input_files(*args.data, *(args.holdout or []), args.backbone_weights,
+                                                       args.init_from))
     config = build_config(args)
     intensity = _intensity(args, default=config.intensity)  # --window / --dicom-window over a recipe's
     config = dataclasses.replace(config, intensity=intensity)
     image_size = config.model.image_size
-    if args.mni152:
+    if args.sources is not None:
+        from slimvision.data.medical_sources import CropPool, held_out_sources, source_slices
+
+        train = CropPool(source_slices(args.sources.split(","), split="train", intensity=intensity))
+        holdout = (load_slices(args.holdout, image_size, intensity=intensity, axis=args.axis,
+                               max_pixels=args.max_pixels, max_voxels=args.max_voxels) if args.holdout else
+                   _held_out_squares(image_size, intensity))
+    elif args.mni152:
         train, holdout = mni152_slices("train", image_size), mni152_slices("test", image_size)
     else:
         train = load_slices(args.data, image_size, intensity=intensity, axis=args.axis, progress=not args.quiet,
@@ -241,8 +262,9 @@ def run_train(args: argparse.Namespace) -> int:
         holdout = (load_slices(args.holdout, image_size, intensity=intensity, axis=args.axis,
                                max_pixels=args.max_pixels, max_voxels=args.max_voxels)
                    if args.holdout else None)
-    vae, losses = train_vae(config, train.images, args.output, holdout=None if holdout is None else holdout.images,
-                            backbone_weights=args.backbone_weights, progress=not args.quiet)
+    vae, losses = train_vae(config, getattr(train, "images", train), args.output,
+                            holdout=None if holdout is None else holdout.images,
+                            backbone_weights=args.backbone_weights, progress=not args.quiet, init_from=args.init_from)
     save_model(vae, args.output / "vae", overwrite=True)
     drift = export_vae(vae, args.output / "export", intensity=intensity, source_weights=args.output / "vae",
                        overwrite=True)
@@ -255,6 +277,17 @@ def run_train(args: argparse.Namespace) -> int:
           f"ONNX: {args.output / 'export'} (max abs diff vs torch {max(drift.values()):.1e})\n"
           f"samples: {args.output / 'samples'}, curves: {args.output / 'losses.png'}")
     return 0
+
+
+def _held_out_squares(size: int, intensity: Any) -> Any:
+    """The held-out sources' slices (MNI152's test blocks and the sources kept out whole), each
+    cut to a central square at its own resolution: what a --sources run scores while it trains."""
+    from slimvision.data.medical import SliceSet
+    from slimvision.data.medical_sources import CropPool, held_out_sources, source_slices
+
+    found = source_slices(["mni152", *held_out_sources()], split="test", intensity=intensity)
+    pool = CropPool(found)
+    return SliceSet(pool.center_squares(size), pool.names)
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -21,6 +21,9 @@ import numpy as np
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError
 
+#: The noise models :class:`Corruption` draws from.
+NOISE_KINDS = ("gaussian", "rician", "poisson")
+
 
 @dataclass
 class Corruption(BaseConfig):
@@ -35,6 +38,10 @@ class Corruption(BaseConfig):
         intact_probability: chance that an image loses no pixels at all (it still gets noise).
             A model trained only on heavy dropout (say ``keep_max`` 0.7) never sees a whole
             image, and then fails at plain denoising, where every pixel is present.
+        noise_kinds: comma-separated noise models, one drawn per image: ``gaussian`` (additive),
+            ``rician`` (the magnitude of a complex signal with Gaussian noise in both parts, as
+            MRI magnitude images have) and ``poisson`` (photon counts: a peak of 1 / std^2
+            counts, as in CT, X-ray and nuclear medicine). The std is drawn as for Gaussian noise.
     """
 
     keep_min: float = 0.3
@@ -43,13 +50,22 @@ class Corruption(BaseConfig):
     block_probability: float = 0.3
     block_max_side: float = 0.3
     intact_probability: float = 0.0
+    noise_kinds: str = "gaussian"
 
     def validate(self) -> None:
         super().validate()
+        unknown = sorted(set(self.kinds()) - set(NOISE_KINDS))
+        if unknown or not self.kinds():
+            raise ConfigError(f"Corruption.noise_kinds: unknown noise model(s) {', '.join(unknown) or '(none given)'}; "
+                              f"known: {', '.join(NOISE_KINDS)}")
         if not 0 < self.keep_min <= self.keep_max <= 1:
             raise ConfigError(f"Corruption needs 0 < keep_min <= keep_max <= 1, got {self.keep_min} and {self.keep_max}")
         for name in ("noise_max", "block_probability", "block_max_side", "intact_probability"):
             self.require_range(name, 0, 1)
+
+    def kinds(self) -> list[str]:
+        """The noise models named by ``noise_kinds``."""
+        return [kind.strip() for kind in self.noise_kinds.split(",") if kind.strip()]
 
     @classmethod
     def none(cls) -> Corruption:
@@ -69,6 +85,41 @@ def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.nda
     """Image plus Gaussian noise of standard deviation ``std``, clipped to [0, 1]."""
     noisy = image + rng.normal(0.0, std, image.shape).astype(np.float32)
     return np.clip(noisy, 0.0, 1.0).astype(image.dtype)
+
+
+def add_noise_of_kind(image: np.ndarray, kind: str, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Image in [0, 1] with ``kind`` noise (see :class:`Corruption`) of about ``std``, clipped to [0, 1]."""
+    if kind == "gaussian":
+        return add_noise(image, std, rng)
+    if kind == "rician":
+        real = image + rng.normal(0.0, std, image.shape)
+        noisy = np.sqrt(real ** 2 + rng.normal(0.0, std, image.shape) ** 2)
+    elif kind == "poisson":
+        peak = 1.0 / max(std, 1e-3) ** 2
+        noisy = rng.poisson(np.clip(image, 0, 1) * peak) / peak
+    else:
+        raise ValueError(f"unknown noise model {kind!r}")
+    return np.clip(noisy, 0.0, 1.0).astype(image.dtype)
+
+
+def jitter_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One (H, W) image in [0, 1] with its intensities redrawn, as another scanner or protocol
+    would give them: a window narrower than the full range (half the time), a gamma of 0.6-1.6
+    and, half the time, a smooth multiplicative bias field (up to +-30%, as coil sensitivity
+    gives MRI). Black stays black. The clean target is the jittered image: the model learns to
+    restore whatever contrast it is shown, not the one it was trained on."""
+    import cv2
+
+    out = image.astype(np.float32)
+    if rng.random() < 0.5:
+        low, high = rng.uniform(0.0, 0.25), rng.uniform(0.6, 1.0)
+        out = np.clip((out - low) / (high - low), 0.0, 1.0)
+    out = out ** np.float32(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+    if rng.random() < 0.5:
+        coarse = rng.normal(0.0, 1.0, (3, 3)).astype(np.float32)
+        field = cv2.resize(coarse, image.shape[::-1], interpolation=cv2.INTER_CUBIC)
+        out = out * np.exp(np.float32(rng.uniform(0.0, 0.3)) * field / max(float(np.abs(field).max()), 1e-6))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def block_mask(shape: tuple[int, int], blocks: int, max_side: float, rng: np.random.Generator) -> np.ndarray:
@@ -91,7 +142,10 @@ def corrupt(image: np.ndarray, config: Corruption, rng: np.random.Generator) -> 
     damaged = image.astype(np.float32)
     noise = rng.uniform(0.0, config.noise_max) if config.noise_max > 0 else 0.0
     if noise > 0:
-        damaged = add_noise(damaged, noise, rng)
+        kinds = config.kinds()
+        # One kind: no draw, so a Gaussian-only run's random stream is what it always was.
+        kind = kinds[0] if len(kinds) == 1 else kinds[int(rng.integers(len(kinds)))]
+        damaged = add_noise_of_kind(damaged, kind, noise, rng)
     keep = rng.uniform(config.keep_min, config.keep_max)
     intact = config.intact_probability > 0 and rng.random() < config.intact_probability
     kept = rng.random(image.shape[:2]) < keep if keep < 1 and not intact else np.ones(image.shape[:2], bool)

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from slimvision.training.config import TrainingConfig
-from slimvision.data.corruption import Corruption, corrupt, drop_pixels
+from slimvision.data.corruption import Corruption, corrupt, drop_pixels, jitter_intensity
+from slimvision.data.medical_sources import CropPool
 from slimvision.errors import ConfigError, InputError
 from slimvision.io.atomic import write_text_atomic
 from slimvision.io.medical import Intensity
@@ -61,6 +62,11 @@ class VAETrainingConfig(TrainingConfig):
             loss). MSE's best guess for an uncertain pixel is the mean of what it could be, so
             edges blur into a grey halo; the absolute error's is the median, which stays sharp.
         augment: random left-right flips, rotations up to 10 degrees and scales 0.9-1.1.
+        intensity_augment: each clean training image also gets a random window, gamma and bias
+            field (:func:`~slimvision.data.corruption.jitter_intensity`) before it is damaged.
+        freeze_batchnorm: batch-norm layers keep their statistics (eval mode) while the rest
+            trains; needed when warm-starting from an exported graph, whose batch norms were
+            folded into the convolutions (:func:`warm_start_from_onnx`).
         checkpoint_every / sample_every: in epochs.
         device: "cpu", "cuda", "cuda:1", "mps"...
     """
@@ -76,6 +82,8 @@ class VAETrainingConfig(TrainingConfig):
     beta: float = 1.0
     l1_weight: float = 0.0
     augment: bool = True
+    intensity_augment: bool = False
+    freeze_batchnorm: bool = False
     checkpoint_every: int = 5
     sample_every: int = 5
     log_every: int = 10
@@ -107,11 +115,16 @@ def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mean: torch.Ten
 class VAETask:
     """One phase ("main"): reconstruct the clean slice from the damaged one."""
 
-    def __init__(self, vae: VariationalAutoencoder, beta: float, device: torch.device, l1_weight: float = 0.0) -> None:
+    def __init__(self, vae: VariationalAutoencoder, beta: float, device: torch.device, l1_weight: float = 0.0,
+                 freeze_batchnorm: bool = False) -> None:
         self.model = vae.to(device)
         self.beta, self.l1_weight, self.device = beta, l1_weight, device
+        self.frozen = [module for module in vae.modules() if isinstance(module, torch.nn.BatchNorm2d)] \
+            if freeze_batchnorm else []
 
     def __call__(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        for module in self.frozen:  # the trainer put the whole model in training mode
+            module.eval()
         damaged, clean, kept = (part.to(self.device, non_blocking=True) for part in batch)
         reconstruction, mean, log_var = self.model(damaged, kept)
         return vae_loss(reconstruction, clean, mean, log_var, self.beta, self.l1_weight)
@@ -130,17 +143,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def step_batches(images: np.ndarray, config: VAETrainingConfig, start: int
+def step_batches(images: np.ndarray | CropPool, config: VAETrainingConfig, start: int
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(damaged, clean, kept) batches (B, 1, S, S) for steps ``start``, ``start + 1``...: step k
-    draws from rng([seed, k]); ``kept`` is 1.0 where a pixel survived the damage."""
+    draws from rng([seed, k]); ``kept`` is 1.0 where a pixel survived the damage. ``images`` is
+    an (N, S, S) stack or a :class:`CropPool` of slices at their own size, cropped to S."""
     step = start
     while True:
         rng = np.random.default_rng([config.seed, step])
-        chosen = np.sort(rng.choice(len(images), config.batch_size, replace=len(images) < config.batch_size))
-        clean = images[chosen]
+        if isinstance(images, CropPool):
+            clean = images.crops(rng, config.batch_size, config.model.image_size)
+        else:
+            chosen = np.sort(rng.choice(len(images), config.batch_size, replace=len(images) < config.batch_size))
+            clean = images[chosen]
         if config.augment:
             clean = _jitter_geometry(clean, rng)
+        if config.intensity_augment:
+            clean = np.stack([jitter_intensity(image, rng) for image in clean])
         damaged, kept = (np.stack(parts) for parts in zip(*(corrupt(image, config.corruption, rng) for image in clean)))
         yield (torch.from_numpy(damaged)[:, None], torch.from_numpy(np.ascontiguousarray(clean))[:, None],
                torch.from_numpy(kept.astype(np.float32))[:, None])
@@ -170,10 +189,14 @@ def _optimizer(vae: VariationalAutoencoder, config: VAETrainingConfig) -> torch.
     return torch.optim.Adam([{"params": backbone, "lr": config.backbone_lr}, {"params": rest, "lr": config.lr}])
 
 
-def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path, *,
+def train_vae(config: VAETrainingConfig, images: np.ndarray | CropPool, run_dir: str | Path, *,
               holdout: np.ndarray | None = None, pretrained: bool = True, backbone_weights: str | Path | None = None,
-              progress: bool = True) -> tuple[VariationalAutoencoder, dict[str, list[float]]]:
-    """Train (or resume) a VAE in ``run_dir`` on ``images`` (N, S, S) float32 in [0, 1].
+              progress: bool = True, init_from: str | Path | None = None,
+              ) -> tuple[VariationalAutoencoder, dict[str, list[float]]]:
+    """Train (or resume) a VAE in ``run_dir`` on ``images`` (N, S, S) float32 in [0, 1], or on
+    square crops of a :class:`CropPool`'s slices at their own size (an epoch is then
+    ``len(pool) // batch_size`` steps). ``init_from``: an exported graph whose weights the run
+    starts from (:func:`warm_start_from_onnx`; a resumed run takes its checkpoint's instead).
 
     Writes ``checkpoints/``, ``samples/epoch-NNNN.png`` (rows: clean, damaged, reconstructed)
     and, with ``holdout`` slices, ``metrics.json`` (their SSIM / PSNR after 60% of the pixels were
@@ -183,14 +206,17 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
     Raises:
         ConfigError: ``run_dir`` was started with other settings (only ``epochs`` may grow).
     """
-    images = _checked(images, config.model.image_size, "training images")
+    if not isinstance(images, CropPool):
+        images = _checked(images, config.model.image_size, "training images")
     holdout = _checked(holdout, config.model.image_size, "held-out images") if holdout is not None else None
     run_dir = Path(run_dir)
     steps_per_epoch = max(1, len(images) // config.batch_size)
     total = config.epochs * steps_per_epoch
     torch.manual_seed(config.seed)
-    task = VAETask(build_vae(config.model, backbone_weights, pretrained), config.beta, resolve_device(config.device),
-                   config.l1_weight)
+    vae = build_vae(config.model, backbone_weights, pretrained)
+    if init_from is not None:
+        warm_start_from_onnx(vae, init_from)
+    task = VAETask(vae, config.beta, resolve_device(config.device), config.l1_weight, config.freeze_batchnorm)
     optimizer = _optimizer(task.model, config)
     trainer = Trainer(task, {"main": optimizer},
                       TrainerConfig(steps=total, log_every=config.log_every,
@@ -199,7 +225,8 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
     assert trainer.store is not None
     check_same_config(trainer.store, config, may_change={"epochs"})
     done = trainer.resume()
-    preview = _preview_set(holdout if holdout is not None else images)
+    preview = _preview_set(holdout if holdout is not None else
+                           images.center_squares(config.model.image_size, 8) if isinstance(images, CropPool) else images)
     every = config.sample_every * steps_per_epoch
     stops = sorted({min(stop, total) for stop in range(every, total + every, every)})
     for stop in [stop for stop in stops if stop > done]:
@@ -214,6 +241,84 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray, run_dir: str | Path
             _record_metrics(run_dir, epoch, stop, evaluate(task.model, holdout, keep=EVAL_KEEP, seed=config.seed))
     # The whole run's log (kept in the checkpoints), so a resumed or finished run plots every step.
     return task.model.cpu().eval(), trainer.log.as_columns()
+
+
+def warm_start_from_onnx(vae: VariationalAutoencoder, graph: str | Path) -> None:
+    """Load an exported VAE graph's weights (float or int8-stored) into ``vae``, of the same config.
+
+    The export folds each batch norm into the convolution before it; such a batch norm is set
+    to pass its input through (mean 0, variance 1, scale sqrt(1 + eps), the folded bias as its
+    shift), so in eval mode the model computes what the graph does. Train it with
+    ``freeze_batchnorm``: batch statistics would undo the folding.
+
+    Raises:
+        InputError: the graph's layers do not match the model's (another config).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from slimvision.graph.precision import dequantize_qdq_proto
+
+    graph = Path(graph)
+    if graph.is_dir():
+        graph = graph / "autoencoder.onnx"
+    if not graph.is_file():
+        raise InputError(graph, "no exported VAE graph here (autoencoder.onnx)")
+    model, _ = dequantize_qdq_proto(onnx.load(str(graph)))
+    values = {item.name: numpy_helper.to_array(item) for item in model.graph.initializer}
+    for node in model.graph.node:  # the exporter shares equal tensors and names the copies by Identity
+        if node.op_type == "Identity" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]]
+        elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    nodes = [node for node in model.graph.node if node.op_type in ("Conv", "ConvTranspose", "Gemm", "BatchNormalization")]
+    layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear, torch.nn.BatchNorm2d)
+    order: list[torch.nn.Module] = []  # the layers in the order they run, as the export traced them
+    hooks = [module.register_forward_hook(lambda module, inputs, output: order.append(module))
+             for module in vae.modules() if isinstance(module, layers)]
+    was_training = vae.training
+    vae.eval()
+    size = vae.config.image_size
+    with torch.no_grad():
+        vae(torch.zeros(1, vae.config.in_channels, size, size), torch.ones(1, 1, size, size))
+    for hook in hooks:
+        hook.remove()
+    vae.train(was_training)
+    names = {module: name for name, module in vae.named_modules()}
+    state: dict[str, np.ndarray] = {}
+    position = 0
+    for index, module in enumerate(order):
+        if isinstance(module, torch.nn.BatchNorm2d):
+            continue
+        if position >= len(nodes):
+            raise InputError(graph, "has fewer layers than this model")
+        node = nodes[position]
+        position += 1
+        weight = values.get(node.input[1])
+        if weight is None or weight.shape != tuple(module.weight.shape):
+            raise InputError(graph, f"layer {node.name} does not fit {names[module]} of this model")
+        state[f"{names[module]}.weight"] = weight
+        bias = values[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+        after = order[index + 1] if index + 1 < len(order) else None
+        if isinstance(after, torch.nn.BatchNorm2d):
+            norm = names[after]
+            if position < len(nodes) and nodes[position].op_type == "BatchNormalization":  # kept apart
+                for key, name in zip(("weight", "bias", "running_mean", "running_var"), nodes[position].input[1:5]):
+                    state[f"{norm}.{key}"] = values[name]
+                position += 1
+            else:  # folded into the layer before: pass through, shifted by the folded bias
+                channels = after.num_features
+                state[f"{norm}.weight"] = np.full(channels, np.sqrt(1 + after.eps), np.float32)
+                state[f"{norm}.bias"] = bias if bias is not None else np.zeros(channels, np.float32)
+                state[f"{norm}.running_mean"] = np.zeros(channels, np.float32)
+                state[f"{norm}.running_var"] = np.ones(channels, np.float32)
+                bias = None
+        if bias is not None:
+            state[f"{names[module]}.bias"] = bias
+    if position != len(nodes):
+        raise InputError(graph, "has more layers than this model")
+    vae.load_state_dict({key: torch.from_numpy(np.array(value, np.float32)) for key, value in state.items()},
+                        strict=False)
 
 
 def _checked(images: np.ndarray, size: int, what: str) -> np.ndarray:
