@@ -177,3 +177,73 @@ def test_a_mobilefacenet_student_reads_arcface_chips_and_its_card_says_so(tmp_pa
     assert np.allclose(student.template.pixel_points(), ARCFACE_CHIP.pixel_points())
     with pytest.raises(ConfigError, match="init='scratch'"):
         FaceStudentConfig(student="mobilefacenet").validate()
+
+
+def test_the_relational_term_compares_every_pairs_distance_and_survives_a_collapsed_student():
+    from slimvision.training.face_student import relational_term
+
+    target = torch.randn(6, 128)
+    assert float(relational_term(target.clone(), target)) < 1e-6
+    assert float(relational_term(target + 3.0, target)) < 1e-6  # a shift keeps every distance
+    assert float(relational_term(target * 0.5, target)) > 0.01  # the distances' scale counts (the 0.6 threshold)
+    collapsed = torch.zeros(6, 128, requires_grad=True)  # every face on one point: the failure it is for
+    loss = relational_term(collapsed, target)
+    loss.backward()
+    assert float(loss.detach()) > 0.1 and torch.isfinite(collapsed.grad).all()
+    assert float(relational_term(target[:1], target[:1])) == 0.0
+
+
+def test_a_centred_target_space_sees_a_student_that_predicts_the_mean_descriptor():
+    from slimvision.training.face_student import DescriptorSpace, regression_terms
+
+    torch.manual_seed(0)
+    mean = torch.randn(128)
+    targets = mean + 0.05 * torch.randn(64, 128)  # a narrow cone, as dlib's descriptors are
+    constant = targets.mean(dim=0).expand(64, 128)  # the collapsed student: the mean for every face
+    raw = regression_terms(constant, targets, 1.0, 1.0)
+    space = DescriptorSpace.of("centred", targets.numpy())
+    centred = regression_terms(constant, targets, 1.0, 1.0, space.origin, space.spread)
+    assert float(raw["cosine"]) > 0.99 and float(raw["loss"]) < 0.4  # raw: the mean looks nearly right
+    assert float(centred["loss"]) > 0.99  # centred: its cosine to each face is 0
+    assert float(centred["distance"]) == pytest.approx(float(raw["distance"]))  # logged in the raw space
+    standard = DescriptorSpace.of("standardised", targets.numpy())
+    assert float(standard.spread.pow(2).mean()) == pytest.approx(1.0, rel=1e-5)
+    assert DescriptorSpace.of("raw", targets.numpy()).origin is None
+
+
+def test_a_batch_norm_student_trains_and_exports_in_dlibs_layout(cached_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from slimvision.models.faces.config import DlibResNetConfig
+    from slimvision.models.faces.dlib_resnet import DlibResNet
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
+        shutil.copy(cached_run / name, run / name)
+    exported = []
+
+    def export(student, run_dir):
+        exported.append(student)
+        return {}
+
+    config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1,
+                               batch_norm=True, target_space="standardised", relational_weight=1.0)
+    report = train_face_student(config, run, canvas_maker=_no_canvases, export=export, progress=False)
+    assert report["loss"]["target_space"] == "standardised" and report["loss"]["relational_weight"] == 1.0
+    assert all(math.isfinite(value) for key in ("loss", "relational", "target_space_cosine")
+               for value in report["train_log"][key])
+    (student,) = exported
+    assert isinstance(student, DlibResNet) and not student.config.batch_norm
+    assert not any("norm" in key for key in load_file(str(run / "student" / "model.safetensors")))
+    # The exported student is the trained one with its norms folded in: the checkpoint's model in eval mode.
+    weights = load_file(str(run / "checkpoints" / "step-00000002" / "model.safetensors"))
+    assert any("norm" in key for key in weights)
+    trained = DlibResNet(DlibResNetConfig.from_dict({**student.config.to_dict(), "batch_norm": True}))
+    trained.load_state_dict(weights)
+    chips = torch.rand(2, 3, 150, 150)
+    assert torch.allclose(student(chips), trained.eval()(chips), atol=1e-4)
+    with pytest.raises(ConfigError, match="batch_norm"):
+        FaceStudentConfig(student="mobilefacenet", init="scratch", batch_norm=True).validate()
+    with pytest.raises(ConfigError, match="target_space"):
+        FaceStudentConfig(target_space="whitened").validate()

@@ -309,6 +309,16 @@ _FACE_STUDENT_FLAGS = (
                "weight of the squared distance to the teacher's descriptor"),
     ConfigFlag("--cosine-weight", "cosine_weight", non_negative_float("--cosine-weight", 1e6),
                "weight of 1 - cosine to the teacher's descriptor"),
+    ConfigFlag("--target-space", "target_space", choices=("raw", "centred", "standardised"),
+               help="where the regression compares descriptors: raw, centred (less the teacher's mean descriptor, "
+                    "so the cosine sees identity, not the mean all faces share) or standardised (centred, each "
+                    "dimension over its std); the student outputs the teacher's descriptors in all three"),
+    ConfigFlag("--relational-weight", "relational_weight", non_negative_float("--relational-weight", 1e6),
+               "weight of the relational term (RKD distances): each pair's distance in the batch against the "
+               "teacher's", note="0: none"),
+    ConfigFlag("--batch-norm", "batch_norm", switch=True,
+               help="train the dlib student with a batch norm after every conv, started at the teacher's channel "
+                    "statistics and folded into the convs for export"),
     ConfigFlag("--margin", "margin", bounded("--margin", float, 0, 1.5),
                "the margin loss's margin: radians for arcface and margin-distillation (its largest per-class "
                "margin), a cosine difference for cosface",

@@ -142,3 +142,83 @@ def narrow_dlib_resnet(teacher: DlibResNet, width: float = 0.5,
                      "params_after": count[1],
                      "stream_channels": streams, "block_channels": internal_kept,
                      "importance": "L1 of writers + L1 of readers, each over its layer's mean"}
+
+
+def teacher_channels(student: DlibResNet, report: dict[str, Any]) -> list[list[int]]:
+    """For each conv of a pruned ``student`` (``conv_norm_pairs`` order: the stem, then each
+    block's two), the teacher channels its outputs hold (``narrow_dlib_resnet``'s report)."""
+    streams, inside = report["stream_channels"], report["block_channels"]
+    channels, index = [streams[0]], 0
+    for level, (_, count) in enumerate(student.config.levels):
+        for _ in range(count):
+            channels += [inside[index], streams[level]]
+            index += 1
+    return channels
+
+
+@torch.no_grad()
+def conv_output_statistics(model: DlibResNet, chips: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The mean and std of every output channel of every conv of ``model`` (before its norm, if
+    any; ``conv_norm_pairs`` order) over batches of (B, 3, S, S) chips in [0, 1], as the model
+    runs now (train or eval mode)."""
+    from slimvision.models.faces.dlib_resnet import conv_norm_pairs
+
+    sums: dict[int, list[torch.Tensor]] = {}
+    hooks = []
+    for index, (conv, _) in enumerate(conv_norm_pairs(model)):
+        def hook(module: nn.Module, args: Any, out: torch.Tensor, index: int = index) -> None:
+            flat = out.transpose(0, 1).reshape(out.shape[1], -1).double()  # (C, B*H*W)
+            values = torch.stack([flat.sum(1), (flat ** 2).sum(1), torch.full((len(flat),), flat.shape[1],
+                                                                                dtype=flat.dtype)])
+            sums[index] = [sums[index][0] + values] if index in sums else [values]
+        hooks.append(conv.register_forward_hook(hook))
+    try:
+        for batch in chips:
+            model(batch)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    stats = []
+    for index in range(len(hooks)):
+        total, squares, count = sums[index][0]
+        mean = total / count
+        stats.append((mean.float(), (squares / count - mean ** 2).clamp_min(0).sqrt().float()))
+    return stats
+
+
+@torch.no_grad()
+def with_batch_norm(student: DlibResNet, teacher: DlibResNet | None = None, report: dict[str, Any] | None = None,
+                    chips: list[torch.Tensor] | None = None) -> DlibResNet:
+    """``student`` with a batch norm after every conv, for training (``fold_batch_norm`` folds it
+    back for export). From a pruned student (``teacher``, ``narrow_dlib_resnet``'s ``report`` and
+    calibration ``chips`` given), each norm's scale and shift are the std and mean of the teacher
+    channel it holds, over the chips: the student's every channel then starts with the teacher's
+    statistics instead of what half the inputs leave of them. Its running statistics are the
+    student's own over the same chips. Without a teacher the norms start as PyTorch's (1, 0)."""
+    from dataclasses import replace
+
+    from slimvision.models.faces.dlib_resnet import conv_norm_pairs
+
+    normed = DlibResNet(replace(student.config, batch_norm=True))
+    missing, unexpected = normed.load_state_dict(student.state_dict(), strict=False)
+    if unexpected or any("norm" not in key for key in missing):
+        raise ConfigError(f"with_batch_norm: the student does not fit its own layout ({unexpected or missing})")
+    if teacher is None:
+        return normed
+    if report is None or not chips:
+        raise ConfigError("with_batch_norm: a teacher needs the pruning report and calibration chips")
+    pairs = conv_norm_pairs(normed)
+    for (_, norm), (mean, std), kept in zip(pairs, conv_output_statistics(teacher.eval(), chips),
+                                             teacher_channels(normed, report)):
+        norm.weight.copy_(std[kept].clamp_min(1e-4))
+        norm.bias.copy_(mean[kept])
+    # The running statistics: the student's own, in training mode (each norm sees the ones before it).
+    normed.train()
+    for _, norm in pairs:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the calibration batches
+    for batch in chips:
+        normed(batch)
+    for _, norm in pairs:
+        norm.momentum = 0.1
+    return normed.eval()

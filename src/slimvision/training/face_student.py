@@ -69,6 +69,8 @@ STUDENTS = ("dlib", "mobilefacenet")
 STUDENT_CHIPS = {"dlib": "dlib", "mobilefacenet": "arcface"}
 INITS = ("pruned-teacher", "scratch")
 LOSSES = ("regression", "arcface", "cosface", "margin-distillation")
+#: Where the regression loss compares descriptors (:class:`DescriptorSpace`).
+TARGET_SPACES = ("raw", "centred", "standardised")
 #: The margin each margin loss takes when ``margin`` is None (for margin-distillation: the largest
 #: per-class margin). Smaller than the papers' (ArcFace 0.5 rad, CosFace 0.35, at s=64 on 512-d
 #: embeddings of tens of thousands of identities): on 383 synthetic pseudo-identities, measured from the teacher's
@@ -123,6 +125,17 @@ class FaceStudentConfig(TrainingConfig):
         samples_per_face: augmented pictures of each, the fixed training set.
         steps / learning_rate: Adam steps, cosine-decayed rate.
         mse_weight / cosine_weight: the regression loss's two terms.
+        target_space: where the regression loss compares the student's descriptors with the
+            teacher's: "raw", "centred" (both less the teacher's mean descriptor over the run's
+            pictures, so the cosine sees identity rather than the shared mean) or "standardised"
+            (centred, each dimension over its std). The student's output is the teacher's
+            descriptor space in all three; only the loss moves.
+        relational_weight: weight of the relational term (:func:`relational_term`, RKD-D): every
+            pair's distance in the batch against the teacher's; 0: none.
+        batch_norm: train the dlib student with a batch norm after every conv (dlib's network has
+            its norms folded into the convs, so the pruned student has none), each started at the
+            statistics of the teacher channel it holds (``compress.prune_dlib.with_batch_norm``)
+            and folded back into the convs for export: the exported student is dlib's layout.
         augment: how each picture is drawn.
         finetune: which backbone blocks train when (the stem and the residual blocks are the
             backbone, the embedding layer the head); the default trains everything throughout.
@@ -143,6 +156,9 @@ class FaceStudentConfig(TrainingConfig):
     learning_rate: float = 1e-3
     mse_weight: float = 1.0
     cosine_weight: float = 1.0
+    target_space: str = "raw"
+    relational_weight: float = 0.0
+    batch_norm: bool = False
     augment: FaceAugment = field(default_factory=FaceAugment)
     finetune: FineTuneSchedule = field(default_factory=FineTuneSchedule)
     device: str = "cpu"
@@ -151,12 +167,15 @@ class FaceStudentConfig(TrainingConfig):
         super().validate()
         self.require_one_of("student", STUDENTS)
         self.require_one_of("init", INITS)
+        if self.student != "dlib" and self.batch_norm:
+            raise ConfigError(f"FaceStudentConfig: batch_norm is for the dlib student ({self.student} has its own)")
         if self.student != "dlib" and self.init == "pruned-teacher":
             raise ConfigError(f"FaceStudentConfig: a {self.student} student cannot start from the teacher's channels "
                               "(another architecture); use init='scratch' (--init scratch)")
         self.require_one_of("loss", LOSSES)
         self.require_at_least(1, "faces", "samples_per_face", "steps")
-        self.require_at_least(0, "mse_weight", "cosine_weight")
+        self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight")
+        self.require_one_of("target_space", TARGET_SPACES)
         if not 0 < self.width <= 1:
             raise ConfigError(f"FaceStudentConfig.width must be in (0, 1], got {self.width}")
         if not self.learning_rate > 0:
@@ -191,25 +210,89 @@ class FaceStudentConfig(TrainingConfig):
 
 
 def regression_terms(predicted: torch.Tensor, target: torch.Tensor, mse_weight: float,
-                     cosine_weight: float) -> dict[str, torch.Tensor]:
+                     cosine_weight: float, origin: torch.Tensor | None = None, spread: torch.Tensor | None = None,
+                     relational_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """The regression loss of (B, D) descriptors against the teacher's (B, D): ``mse_weight`` x
-    the mean squared distance + ``cosine_weight`` x (1 - mean cosine); with the mean distance
-    and cosine, detached, to log."""
+    the mean squared distance + ``cosine_weight`` x (1 - mean cosine), both measured in the target
+    space: the descriptors less ``origin`` (D,), each dimension divided by ``spread`` (D,) (None:
+    the raw descriptors); plus ``relational_weight`` x :func:`relational_term`. Also the mean raw
+    distance and cosine to the teacher's descriptors (detached, to log; the same in every target
+    space, so runs compare)."""
+    raw_cosine = nn.functional.cosine_similarity(predicted, target, dim=1).detach()  # (B,)
+    distance = ((predicted - target) ** 2).sum(dim=1).detach().sqrt()  # (B,)
+    if origin is not None:
+        predicted, target = predicted - origin, target - origin
+    if spread is not None:
+        predicted, target = predicted / spread, target / spread
     squared = ((predicted - target) ** 2).sum(dim=1)  # (B,)
     cosine = nn.functional.cosine_similarity(predicted, target, dim=1)  # (B,)
     loss = mse_weight * squared.mean() + cosine_weight * (1 - cosine).mean()
-    return {"loss": loss, "distance": squared.detach().sqrt().mean(), "cosine": cosine.detach().mean()}
+    out = {"distance": distance.mean(), "cosine": raw_cosine.mean()}
+    if origin is not None or spread is not None:
+        out["target_space_cosine"] = cosine.detach().mean()
+    if relational_weight > 0:
+        relational = relational_term(predicted, target)
+        loss = loss + relational_weight * relational
+        out["relational"] = relational.detach()
+    return {"loss": loss, **out}
+
+
+def relational_term(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Distance-wise relational distillation (RKD-D, Park et al. 2019) over a batch: the Huber loss
+    between the student's and the teacher's distances of every pair of the batch's (B, D)
+    descriptors. Both are divided by the teacher's mean pair distance in the batch (RKD divides each
+    side by its own mean; one divisor keeps the distances' scale, which the 0.6 threshold needs).
+    Zero for a batch of one."""
+    first, second = torch.triu_indices(len(predicted), len(predicted), 1, device=predicted.device)
+    if not len(first):
+        return predicted.sum() * 0
+    ours = ((predicted[first] - predicted[second]) ** 2).sum(dim=1).add(1e-12).sqrt()  # (P,) finite gradient at 0
+    theirs = ((target[first] - target[second]) ** 2).sum(dim=1).sqrt()  # (P,)
+    unit = theirs.mean().clamp_min(1e-6)
+    return nn.functional.smooth_l1_loss(ours / unit, theirs / unit)
+
+
+@dataclass
+class DescriptorSpace:
+    """Where the regression loss compares descriptors (``FaceStudentConfig.target_space``): the
+    teacher's mean descriptor ``origin`` and per-dimension ``spread`` over the run's cached targets,
+    or None for the raw descriptors. Only the loss moves; the student still outputs the teacher's
+    descriptors."""
+
+    origin: torch.Tensor | None = None
+    spread: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, space: str, targets: np.ndarray) -> DescriptorSpace:
+        """The space ``space`` ("raw", "centred", "standardised") of (N, D) teacher descriptors.
+        "standardised" divides each dimension by its std over the root mean square of the stds, so
+        that every dimension weighs alike and the loss keeps the raw one's scale."""
+        if space == "raw":
+            return cls()
+        values = torch.from_numpy(np.array(targets, np.float32))
+        origin = values.mean(dim=0)
+        if space == "centred":
+            return cls(origin)
+        std = values.std(dim=0).clamp_min(1e-6)  # (D,)
+        return cls(origin, std / std.pow(2).mean().sqrt())
+
+    def to(self, device: str) -> DescriptorSpace:
+        return DescriptorSpace(*(None if v is None else v.to(device) for v in (self.origin, self.spread)))
 
 
 class DescriptorRegressionTask:
-    """Student descriptors against the teacher's: squared distance and 1 - cosine."""
+    """Student descriptors against the teacher's: squared distance and 1 - cosine (in ``space``),
+    plus ``relational_weight`` x the relational term."""
 
-    def __init__(self, student: nn.Module, mse_weight: float, cosine_weight: float) -> None:
+    def __init__(self, student: nn.Module, mse_weight: float, cosine_weight: float,
+                 space: DescriptorSpace | None = None, relational_weight: float = 0.0) -> None:
         self.model = student
         self.mse_weight, self.cosine_weight = mse_weight, cosine_weight
+        self.space, self.relational_weight = space or DescriptorSpace(), relational_weight
 
     def __call__(self, batch: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
-        return regression_terms(self.model(batch["chips"]), batch["targets"], self.mse_weight, self.cosine_weight)
+        return regression_terms(self.model(batch["chips"]), batch["targets"], self.mse_weight, self.cosine_weight,
+                                self.space.origin, self.space.spread, self.relational_weight)
 
 
 class MarginTask:
@@ -221,21 +304,24 @@ class MarginTask:
     """
 
     def __init__(self, student: nn.Module, head: nn.Module, regression_weight: float, mse_weight: float,
-                 cosine_weight: float) -> None:
+                 cosine_weight: float, space: DescriptorSpace | None = None, relational_weight: float = 0.0) -> None:
         self.student, self.head = student, head
         self.model = nn.ModuleDict({"student": student, "head": head})
         self.regression_weight, self.mse_weight, self.cosine_weight = regression_weight, mse_weight, cosine_weight
+        self.space, self.relational_weight = space or DescriptorSpace(), relational_weight
 
     def __call__(self, batch: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
         predicted, labels = self.student(batch["chips"]), batch["identities"]  # (B, D), (B,)
         logits = self.head(predicted, labels)  # (B, C)
         margin_loss = nn.functional.cross_entropy(logits, labels)
-        regression = regression_terms(predicted, batch["targets"], self.mse_weight, self.cosine_weight)
+        regression = regression_terms(predicted, batch["targets"], self.mse_weight, self.cosine_weight,
+                                      self.space.origin, self.space.spread, self.relational_weight)
         loss = margin_loss + self.regression_weight * regression["loss"]
         with torch.no_grad():
             accuracy = (self.head.cosines(predicted).argmax(dim=1) == labels).float().mean()
+        logged = {key: value for key, value in regression.items() if key != "loss"}
         return {"loss": loss, "margin_loss": margin_loss.detach(), "regression_loss": regression["loss"].detach(),
-                "distance": regression["distance"], "cosine": regression["cosine"], "accuracy": accuracy}
+                **logged, "accuracy": accuracy}
 
 
 def build_margin_head(config: FaceStudentConfig, targets: np.ndarray, identities: np.ndarray,
@@ -324,6 +410,25 @@ def build_student(config: FaceStudentConfig, teacher: nn.Module) -> tuple[nn.Mod
     return DlibResNet(narrower_config(teacher.config, config.width)), {"init": "scratch"}
 
 
+#: Training pictures (the first of the fixed set) whose statistics start the batch norms.
+BATCH_NORM_CHIPS = 256
+
+
+def add_batch_norm(student: nn.Module, teacher: nn.Module, init_report: dict[str, Any], dataset: Any,
+                   config: FaceStudentConfig) -> nn.Module:
+    """The dlib student with a batch norm after every conv: from the pruned teacher, each started at
+    the statistics of its teacher channel over the first :data:`BATCH_NORM_CHIPS` training
+    pictures; from scratch, at PyTorch's defaults."""
+    from slimvision.compress.prune_dlib import with_batch_norm
+
+    if config.init != "pruned-teacher":
+        return with_batch_norm(student)
+    count = min(BATCH_NORM_CHIPS, len(dataset))
+    chips = [_chips_tensor([dataset[i]["dlib"] for i in range(start, min(start + 64, count))])
+             for start in range(0, count, 64)]
+    return with_batch_norm(student, teacher, init_report, chips)
+
+
 def backbone_and_head(student: nn.Module) -> tuple[list[nn.Module], list[nn.Parameter]]:
     """The student's backbone blocks, input first, and its head's parameters, for
     :class:`~slimvision.training.trainer.FineTuneSchedule`: dlib's stem and residual blocks and
@@ -332,7 +437,8 @@ def backbone_and_head(student: nn.Module) -> tuple[list[nn.Module], list[nn.Para
 
     if isinstance(student, MobileFaceNet):
         return list(student.blocks), list(student.head.parameters())
-    return [student.stem, *student.blocks], list(student.embedding.parameters())
+    stem = nn.ModuleList([student.stem, student.stem_norm])
+    return [stem, *student.blocks], list(student.embedding.parameters())
 
 
 def _cached(path: Path, fingerprint: dict[str, Any], make: Callable[[], np.ndarray]) -> np.ndarray:
@@ -379,17 +485,22 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
                       {**data_key, "samples_per_face": config.samples_per_face, "augment": config.augment.to_dict()},
                       lambda: teacher_targets(teacher, dataset, progress=progress))
     student, init_report = build_student(config, teacher)
+    if config.batch_norm:
+        student = add_batch_norm(student, teacher, init_report, dataset, config)
     student.to(config.device)
     blocks, head = backbone_and_head(student)
-    loss_report: dict[str, Any] = {"loss": config.loss}
+    loss_report: dict[str, Any] = {"loss": config.loss, "target_space": config.target_space,
+                                   "relational_weight": config.relational_weight}
+    space = DescriptorSpace.of(config.target_space, np.asarray(targets)).to(config.device)
     if config.loss == "regression":
-        task: DescriptorRegressionTask | MarginTask = DescriptorRegressionTask(student, config.mse_weight,
-                                                                               config.cosine_weight)
+        task: DescriptorRegressionTask | MarginTask = DescriptorRegressionTask(
+            student, config.mse_weight, config.cosine_weight, space, config.relational_weight)
     else:
         margin_head, about = build_margin_head(config, np.asarray(targets), dataset.identities(), len(canvases))
         margin_head.to(config.device)
         loss_report.update(about)
-        task = MarginTask(student, margin_head, config.regression_weight, config.mse_weight, config.cosine_weight)
+        task = MarginTask(student, margin_head, config.regression_weight, config.mse_weight, config.cosine_weight,
+                          space, config.relational_weight)
         head = [*head, *(p for p in margin_head.parameters() if p.requires_grad)]  # the centres train with the head
     optimizer = torch.optim.Adam(config.finetune.parameter_groups(head, blocks, config.learning_rate))
     trainer = Trainer(task, {"main": optimizer},
@@ -402,6 +513,10 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     batches = StagedUnfreezing(batches, blocks, config.finetune, start)
     trainer.fit(batches, resume=False)
     student.cpu().eval()
+    if config.batch_norm:
+        from slimvision.models.faces.dlib_resnet import fold_batch_norm
+
+        student = fold_batch_norm(student)  # dlib's layout: the norms inside the convs
     save_model(student, run_dir / "student", overwrite=True)
     paths = export(student, run_dir)
     report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,

@@ -31,6 +31,8 @@ class DlibResNetConfig(BaseConfig):
         embedding_dim: length of the face descriptor.
         pixel_mean / pixel_scale: the input is RGB in [0, 1]; the network computes
             (255 x - mean) / scale, as dlib does on 8-bit pixels.
+        batch_norm: a batch norm after every conv, for training only (dlib's own network has
+            them folded into its convs; ``dlib_resnet.fold_batch_norm`` folds them for export).
     """
 
     input_size: int = DLIB_CHIP_SIZE
@@ -39,6 +41,7 @@ class DlibResNetConfig(BaseConfig):
     embedding_dim: int = 128
     pixel_mean: tuple[float, float, float] = DLIB_PIXEL_MEAN
     pixel_scale: float = 256.0
+    batch_norm: bool = False
 
     def validate(self) -> None:
         super().validate()
