@@ -67,7 +67,8 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
     from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_V1, STYLE_TEACHER_PREDICTOR,
                                    STYLE_TEACHER_TRANSFORM)
     from slimvision.compress.quantize import convert_fp16, quantize_int8_static
-    from slimvision.graph.precision import with_float_weights
+    from slimvision.graph.norm_fusion import with_fused_instance_norms
+    from slimvision.graph.precision import float_graph_key, with_float_weights
     from slimvision.graph.rewrite import with_free_spatial_dims
     from slimvision.inference.style import artifact_for, style_artifact
 
@@ -119,8 +120,11 @@ def build_variants(work: Path, calibration_styles: list[np.ndarray]) -> tuple[li
         Variant("  student predictor fp16", str(fp16), "fp32",
                 fp16.stat().st_size + teacher_t.stat().st_size, "fp16 storage and compute"),
     ]
-    return variants, {"int8": with_free_spatial_dims(teacher_t), "fp32": with_float_weights(teacher_t),
-                      "student": transform_float.read_bytes(), "student-int8": str(transform_int8),
+    # The float graphs as the pipelines run them on whole images: norms fused (graph.norm_fusion).
+    fused_teacher = with_fused_instance_norms(with_float_weights(teacher_t), float_graph_key(teacher_t))[0]
+    fused_student = with_fused_instance_norms(transform_float.read_bytes(), float_graph_key(student_t))[0]
+    return variants, {"int8": with_free_spatial_dims(teacher_t), "fp32": fused_teacher,
+                      "student": fused_student, "student-int8": str(transform_int8),
                       "student-fp16": str(transform_fp16)}
 
 

@@ -35,6 +35,7 @@ from slimvision.artifacts import STYLE_PIPELINE, style_models
 from slimvision.assets import Asset, file_sha256
 from slimvision.errors import ConfigError, InputError, SlimvisionError
 from slimvision.export.card import ArtifactCard, read_card
+from slimvision.graph.norm_fusion import with_fused_instance_norms
 from slimvision.graph.precision import float_graph_key, with_float_weights
 from slimvision.graph.rewrite import free_graph_key, split_norm_statistics, with_free_spatial_dims
 from slimvision.graph.session import OnnxModel, SessionSettings
@@ -502,6 +503,8 @@ class StyleTransferPipeline:
         with self._lock:
             if self._transform is None:
                 data, key = self._transform_graph()
+                if self.artifact.precision == "fp32":  # whole images only: the tiler needs the norms spelled out
+                    data, key = with_fused_instance_norms(data, key)
                 self._transform = OnnxModel(data, self.settings, f"style transformer ({self.artifact.precision})",
                                             cache_key=key)
             return self._transform
