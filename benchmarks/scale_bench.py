@@ -18,9 +18,15 @@
   about 1.4), enrolled through each store's ``add_people`` in chunks of ``--chunk`` (enrolment
   rate), then ``--queries`` new photos of enrolled people searched top-1 (median ms per
   query after a warm-up, recall@1 against exact search): SQLite + numpy (exact), SQLite + FAISS
-  (exact flat index) and milvus-lite (HNSW, the store's own search) on the first
-  ``--milvus-size`` descriptors (100,000 by default: its enrolment slows as it grows, and
-  1,000,000 took more than 20 minutes for half; queried with the photos of the people it holds).
+  (exact flat index) and milvus-lite (``--milvus-index``, HNSW by default; the store's own
+  search) on the first ``--milvus-size`` descriptors (100,000 by default; 1,000,000 takes about
+  15 minutes to enrol on 2 busy cores; queried with the photos of the people it holds). The
+  enrolment rate over the last tenth of each gallery shows whether it slows as the gallery grows.
+  "Reopened" is a second store on the same milvus-lite database in the same process (milvus-lite
+  keeps its engine per process, so this is not a cold start).
+
+    OMP_NUM_THREADS=1 python benchmarks/scale_bench.py --skip-batch --skip-kill --gallery-size 1000000 \
+        --milvus-size 1000000 --queries 100 -o benchmarks/results/scale_bench_1m.json
 
 Writes benchmarks/results/scale_bench.json (atomically) and prints a table. The machine is
 shared with other jobs (the load average is recorded): only same-run ratios are robust.
@@ -206,16 +212,28 @@ def descriptors(size: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.
     return enrolled.astype(np.float32), asked.astype(np.float32), who
 
 
-def enrol(store: Any, enrolled: np.ndarray, chunk: int) -> float:
-    """Descriptors per second through the store's ``add_people``."""
+def enrol(store: Any, enrolled: np.ndarray, chunk: int, timings: dict[str, Any] | None = None) -> float:
+    """Descriptors per second through the store's ``add_people``; ``timings`` gets the rate over the
+    last tenth of the gallery (does enrolment slow as it grows?) and the load average seen."""
     from slimvision.inference.face_gallery import Enrolment
 
     started = time.perf_counter()
+    tail_from, tail_started, loads = int(len(enrolled) * 0.9) // chunk * chunk, None, []
     for start in range(0, len(enrolled), chunk):
+        if start == tail_from:
+            tail_started = time.perf_counter()
         first = start // 4
         store.add_people({f"p{first + i}": Enrolment(enrolled[start + 4 * i:start + 4 * i + 4])
                           for i in range(min(chunk, len(enrolled) - start) // 4)})
-    return len(enrolled) / (time.perf_counter() - started)
+        loads.append(load())
+        if timings is not None and start // chunk % 5 == 4:
+            print(f"    {start + chunk} enrolled, {(start + chunk) / (time.perf_counter() - started):.0f}/s, "
+                  f"load {loads[-1]}", flush=True)
+    ended = time.perf_counter()
+    if timings is not None and tail_started is not None:
+        timings.update({"enrol_per_s_last_tenth": round((len(enrolled) - tail_from) / (ended - tail_started)),
+                        "enrol_load": f"{min(loads)}-{max(loads)}"})
+    return len(enrolled) / (ended - started)
 
 
 def query(gallery: Any, asked: np.ndarray, truth: list[str]) -> dict[str, Any]:
@@ -239,13 +257,14 @@ def bench_gallery(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # construction exact, checked here against a direct numpy argmin.
     rows: dict[str, Any] = {}
     sqlite = SQLiteGallery(work / "gallery.sqlite", DLIB_RESNET_V1)
-    rate = enrol(sqlite, enrolled, args.chunk)
+    timings: dict[str, Any] = {}
+    rate = enrol(sqlite, enrolled, args.chunk, timings)
     exact = Gallery(sqlite)
     truth = [exact.search(vector, top_k=1)[0].name for vector in asked[:5]]
     direct = [f"p{int(np.argmin(((enrolled - v) ** 2).sum(1))) // 4}" for v in asked[:5]]
     assert truth == direct, (truth, direct)
     truth = [exact.search(vector, top_k=1)[0].name for vector in asked]
-    rows["sqlite_numpy"] = {"enrol_per_s": round(rate), **query(exact, asked, truth), "load": load()}
+    rows["sqlite_numpy"] = {"enrol_per_s": round(rate), **timings, **query(exact, asked, truth), "load": load()}
     print(f"  sqlite+numpy: {rows['sqlite_numpy']}", flush=True)
     if faiss_available():
         rows["sqlite_faiss"] = {"enrol_per_s": round(rate), **query(Gallery(sqlite, index="faiss"), asked, truth),
@@ -269,18 +288,22 @@ def bench_milvus(args: argparse.Namespace, work: Path, enrolled: np.ndarray, ask
         asked = asked[held]
         truth = [f"p{int(np.argmin(((enrolled[:size] - v) ** 2).sum(1))) // 4}" for v in asked]
     rows: dict[str, Any] = {}
-    milvus = MilvusGallery(f"milvus://{work}/gallery.db", DLIB_RESNET_V1)
-    rate = enrol(milvus, enrolled[:size], args.chunk)
-    rows["milvus_lite_hnsw"] = {"descriptors": size, "enrol_per_s": round(rate), **query(Gallery(milvus), asked, truth),
-                                "queries": len(asked), "load": load()}
+    name = f"milvus_lite_{args.milvus_index.lower()}"
+    milvus = MilvusGallery(f"milvus://{work}/gallery.db?index={args.milvus_index}", DLIB_RESNET_V1)
+    timings: dict[str, Any] = {}
+    rate = enrol(milvus, enrolled[:size], args.chunk, timings)
+    rows[name] = {"descriptors": size, "enrol_per_s": round(rate), **timings, **query(Gallery(milvus), asked, truth),
+                  "queries": len(asked), "load": load()}
     milvus.close()
-    print(f"  milvus-lite (HNSW): {rows['milvus_lite_hnsw']}", flush=True)
-    # Reopened, as a later process would find it: its data flushed into indexed segments.
+    print(f"  milvus-lite ({args.milvus_index}): {rows[name]}", flush=True)
+    # Reopened, as a later process would find it: its data sealed into indexed segments.
+    started = time.perf_counter()
     reopened = MilvusGallery(f"milvus://{work}/gallery.db", DLIB_RESNET_V1, mode="r")
-    rows["milvus_lite_hnsw_reopened"] = {"descriptors": size, **query(Gallery(reopened), asked, truth),
-                                         "queries": len(asked), "load": load()}
+    opened = time.perf_counter() - started
+    rows[f"{name}_reopened"] = {"descriptors": size, "open_s": round(opened, 1), **query(Gallery(reopened), asked, truth),
+                                "queries": len(asked), "load": load()}
     reopened.close()
-    print(f"  milvus-lite reopened: {rows['milvus_lite_hnsw_reopened']}", flush=True)
+    print(f"  milvus-lite reopened: {rows[f'{name}_reopened']}", flush=True)
     return rows
 
 
@@ -316,6 +339,8 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--milvus-size", type=int, default=100_000,
                         help="descriptors enrolled into milvus-lite (its enrolment slows as it grows; default 100,000)")
+    parser.add_argument("--milvus-index", default="HNSW", choices=["HNSW", "IVF_FLAT", "FLAT"],
+                        help="milvus-lite's vector index (default HNSW)")
     parser.add_argument("--chunk", type=int, default=20_000, help="descriptors per add_people call")
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--skip-kill", action="store_true")
