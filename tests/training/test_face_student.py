@@ -228,10 +228,10 @@ def test_a_batch_norm_student_trains_and_exports_in_dlibs_layout(cached_run, tmp
         return {}
 
     config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1,
-                               batch_norm=True, target_space="standardised", relational_weight=1.0)
+                               batch_norm=True, target_space="standardised", relational_weight=1.0, hint_weight=1.0)
     report = train_face_student(config, run, canvas_maker=_no_canvases, export=export, progress=False)
     assert report["loss"]["target_space"] == "standardised" and report["loss"]["relational_weight"] == 1.0
-    assert all(math.isfinite(value) for key in ("loss", "relational", "target_space_cosine")
+    assert all(math.isfinite(value) for key in ("loss", "relational", "target_space_cosine", "hint")
                for value in report["train_log"][key])
     (student,) = exported
     assert isinstance(student, DlibResNet) and not student.config.batch_norm
@@ -247,3 +247,29 @@ def test_a_batch_norm_student_trains_and_exports_in_dlibs_layout(cached_run, tmp
         FaceStudentConfig(student="mobilefacenet", init="scratch", batch_norm=True).validate()
     with pytest.raises(ConfigError, match="target_space"):
         FaceStudentConfig(target_space="whitened").validate()
+
+
+def test_level_hints_compare_each_levels_features_with_the_teacher_channels_the_student_holds():
+    from slimvision.compress.prune_dlib import narrow_dlib_resnet
+    from slimvision.models.faces.config import DlibResNetConfig
+    from slimvision.models.faces.dlib_resnet import DlibResNet
+    from slimvision.training.face_student import LevelHints
+
+    torch.manual_seed(0)
+    teacher = DlibResNet(DlibResNetConfig(input_size=64, stem_channels=8, levels=((8, 2), (16, 1), (16, 1)),
+                                          embedding_dim=16)).eval()
+    chips = torch.rand(3, 3, 64, 64)
+    whole, report = narrow_dlib_resnet(teacher, width=1.0)  # the teacher itself: every hint is 0
+    hints = LevelHints(teacher, whole, report["stream_channels"])
+    whole(chips)
+    assert float(hints.loss(chips)) < 1e-10
+    hints.close()
+    half, report = narrow_dlib_resnet(teacher, width=0.5)
+    hints = LevelHints(teacher, half, report["stream_channels"])
+    half(chips)
+    loss = hints.loss(chips)
+    assert float(loss) > 1e-3
+    hints.close()
+    assert not half.blocks[1]._forward_hooks and not teacher.blocks[1]._forward_hooks
+    with pytest.raises(ConfigError, match="hint_weight"):
+        FaceStudentConfig(init="scratch", hint_weight=1.0).validate()

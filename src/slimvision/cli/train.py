@@ -319,6 +319,9 @@ _FACE_STUDENT_FLAGS = (
     ConfigFlag("--batch-norm", "batch_norm", switch=True,
                help="train the dlib student with a batch norm after every conv, started at the teacher's channel "
                     "statistics and folded into the convs for export"),
+    ConfigFlag("--hint-weight", "hint_weight", non_negative_float("--hint-weight", 1e6),
+               "weight of the level hints: the pruned student's feature map at the end of each residual level "
+               "against the teacher channels it holds (runs the teacher on every batch)", note="0: none"),
     ConfigFlag("--margin", "margin", bounded("--margin", float, 0, 1.5),
                "the margin loss's margin: radians for arcface and margin-distillation (its largest per-class "
                "margin), a cosine difference for cosface",

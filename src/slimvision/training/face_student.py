@@ -136,6 +136,10 @@ class FaceStudentConfig(TrainingConfig):
             its norms folded into the convs, so the pruned student has none), each started at the
             statistics of the teacher channel it holds (``compress.prune_dlib.with_batch_norm``)
             and folded back into the convs for export: the exported student is dlib's layout.
+        hint_weight: weight of the level hints (:class:`LevelHints`): the pruned student's
+            feature map at the end of each residual level against the teacher channels it holds;
+            0: none. Runs the teacher on every batch. Only with ``init="pruned-teacher"`` and the
+            regression loss.
         augment: how each picture is drawn.
         finetune: which backbone blocks train when (the stem and the residual blocks are the
             backbone, the embedding layer the head); the default trains everything throughout.
@@ -159,6 +163,7 @@ class FaceStudentConfig(TrainingConfig):
     target_space: str = "raw"
     relational_weight: float = 0.0
     batch_norm: bool = False
+    hint_weight: float = 0.0
     augment: FaceAugment = field(default_factory=FaceAugment)
     finetune: FineTuneSchedule = field(default_factory=FineTuneSchedule)
     device: str = "cpu"
@@ -174,7 +179,10 @@ class FaceStudentConfig(TrainingConfig):
                               "(another architecture); use init='scratch' (--init scratch)")
         self.require_one_of("loss", LOSSES)
         self.require_at_least(1, "faces", "samples_per_face", "steps")
-        self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight")
+        self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight", "hint_weight")
+        if self.hint_weight and (self.init != "pruned-teacher" or self.loss != "regression"):
+            raise ConfigError("FaceStudentConfig: hint_weight needs init='pruned-teacher' (the student's channels are "
+                              "the teacher's) and loss='regression'")
         self.require_one_of("target_space", TARGET_SPACES)
         if not 0 < self.width <= 1:
             raise ConfigError(f"FaceStudentConfig.width must be in (0, 1], got {self.width}")
@@ -280,19 +288,63 @@ class DescriptorSpace:
         return DescriptorSpace(*(None if v is None else v.to(device) for v in (self.origin, self.spread)))
 
 
+class LevelHints:
+    """Feature distillation for the pruned dlib student (``FaceStudentConfig.hint_weight``): at the
+    end of each residual level, the student's feature map against the teacher's channels it was
+    pruned from (``narrow_dlib_resnet``'s ``stream_channels``): no adapter is needed, channel i of
+    the student *is* a teacher channel. Each level's mean squared difference is divided by the
+    teacher's mean square there, and the levels are averaged. It runs the teacher on every batch.
+
+    Call :meth:`loss` right after the student's forward on the same chips; :meth:`close` removes
+    the hook it keeps on the student.
+    """
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, stream_channels: list[list[int]]) -> None:
+        ends = np.cumsum([count for _, count in student.config.levels]) - 1
+        self.teacher, self.channels = teacher, [torch.tensor(kept) for kept in stream_channels]
+        self._student: list[torch.Tensor] = []
+        self._teacher: list[torch.Tensor] = []
+        self._hooks = [student.blocks[int(end)].register_forward_hook(lambda m, a, out: self._student.append(out))
+                       for end in ends]
+        self._teacher_hooks = [teacher.blocks[int(end)].register_forward_hook(
+            lambda m, a, out: self._teacher.append(out)) for end in ends]
+
+    def loss(self, chips: torch.Tensor) -> torch.Tensor:
+        student, self._student = self._student[-len(self.channels):], []
+        self._teacher = []
+        with torch.no_grad():
+            self.teacher(chips)
+        terms = []
+        for ours, theirs, kept in zip(student, self._teacher, self.channels):
+            theirs = theirs[:, kept.to(theirs.device)]  # (B, C_student, H, W)
+            terms.append(((ours - theirs) ** 2).mean() / (theirs ** 2).mean().clamp_min(1e-8))
+        self._teacher = []
+        return torch.stack(terms).mean()
+
+    def close(self) -> None:
+        for handle in (*self._hooks, *self._teacher_hooks):
+            handle.remove()
+
+
 class DescriptorRegressionTask:
     """Student descriptors against the teacher's: squared distance and 1 - cosine (in ``space``),
-    plus ``relational_weight`` x the relational term."""
+    plus ``relational_weight`` x the relational term and ``hint_weight`` x the level hints."""
 
     def __init__(self, student: nn.Module, mse_weight: float, cosine_weight: float,
-                 space: DescriptorSpace | None = None, relational_weight: float = 0.0) -> None:
+                 space: DescriptorSpace | None = None, relational_weight: float = 0.0,
+                 hints: LevelHints | None = None, hint_weight: float = 0.0) -> None:
         self.model = student
         self.mse_weight, self.cosine_weight = mse_weight, cosine_weight
         self.space, self.relational_weight = space or DescriptorSpace(), relational_weight
+        self.hints, self.hint_weight = hints, hint_weight
 
     def __call__(self, batch: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
-        return regression_terms(self.model(batch["chips"]), batch["targets"], self.mse_weight, self.cosine_weight,
-                                self.space.origin, self.space.spread, self.relational_weight)
+        out = regression_terms(self.model(batch["chips"]), batch["targets"], self.mse_weight, self.cosine_weight,
+                               self.space.origin, self.space.spread, self.relational_weight)
+        if self.hints is not None:
+            hint = self.hints.loss(batch["chips"])
+            out = {**out, "loss": out["loss"] + self.hint_weight * hint, "hint": hint.detach()}
+        return out
 
 
 class MarginTask:
@@ -492,9 +544,15 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     loss_report: dict[str, Any] = {"loss": config.loss, "target_space": config.target_space,
                                    "relational_weight": config.relational_weight}
     space = DescriptorSpace.of(config.target_space, np.asarray(targets)).to(config.device)
+    hints = None
+    if config.hint_weight:
+        teacher.to(config.device)
+        hints = LevelHints(teacher, student, init_report["stream_channels"])
+        loss_report["hint_weight"] = config.hint_weight
     if config.loss == "regression":
         task: DescriptorRegressionTask | MarginTask = DescriptorRegressionTask(
-            student, config.mse_weight, config.cosine_weight, space, config.relational_weight)
+            student, config.mse_weight, config.cosine_weight, space, config.relational_weight, hints,
+            config.hint_weight)
     else:
         margin_head, about = build_margin_head(config, np.asarray(targets), dataset.identities(), len(canvases))
         margin_head.to(config.device)
@@ -512,6 +570,8 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
                           optimizer, config.finetune.base_rates(config.learning_rate, blocks), start, config.steps)
     batches = StagedUnfreezing(batches, blocks, config.finetune, start)
     trainer.fit(batches, resume=False)
+    if hints is not None:
+        hints.close()
     student.cpu().eval()
     if config.batch_norm:
         from slimvision.models.faces.dlib_resnet import fold_batch_norm
