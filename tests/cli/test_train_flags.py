@@ -223,8 +223,12 @@ def test_an_unshipped_recipe_parses_into_its_commands_config(name):
     recipe = json.loads((RECIPES / f"{name}.json").read_text())
     config = build_config(build_parser().parse_args([*COMMANDS[UNSHIPPED[name]], "--config",
                                                      str(RECIPES / f"{name}.json")]))
-    assert all(getattr(config, key) == (tuple(value) if isinstance(value, list) else value)
-               for key, value in recipe.items() if key != "about")
+    def same(got, value) -> bool:  # a nested config (model, corruption) holds at least the recipe's fields
+        if isinstance(value, dict):
+            return all(same(getattr(got, key), item) for key, item in value.items())
+        return got == (tuple(value) if isinstance(value, list) else value)
+
+    assert all(same(getattr(config, key), value) for key, value in recipe.items() if key != "about")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
