@@ -24,6 +24,13 @@ Losses (``loss``, :data:`LOSSES`; the heads are in :mod:`slimvision.training.fac
   class that follows the teacher (Svitov & Alyamkin, arXiv 2003.02586), plus
   ``regression_weight`` x the regression loss.
 
+What makes the half-width student learn at all (docs/faces.md, measured on held-out synthetic
+faces): ``batch_norm`` (dlib's network has its norms folded into its convs; without norms the
+pruned student stays at the teacher's mean descriptor), a ``target_space`` centred on the
+teacher's mean descriptor (the raw cosine of that mean to every face is about 0.94, so the raw
+loss rewards the mean), a ``relational_weight`` (RKD distances over each batch's pairs) and a
+``hint_weight`` (each level's features against the teacher channels the student holds).
+
 Why a margin loss keeps the regression term: the student replaces the teacher in a pipeline that
 compares descriptors by Euclidean distance at dlib's 0.6 threshold and against galleries the
 teacher enrolled. A margin softmax sees only directions (the descriptor's length is free) and,
