@@ -92,7 +92,7 @@ def test_cosine_galleries_measure_one_minus_cosine(tmp_path):
             assert [m.distance for m in got] == pytest.approx([m.distance for m in want], abs=1e-5)
 
 
-@pytest.mark.parametrize("options", ["index=IVF_FLAT&nlist=4&nprobe=4", "index=FLAT"])
+@pytest.mark.parametrize("options", ["index=IVF_FLAT&nlist=4&nprobe=4", "index=FLAT", "index=HNSW"])
 def test_other_indexes_search_alike_and_stay_with_the_gallery(tmp_path, options):
     faces = vectors(8)
     location = f"milvus://{tmp_path}/g.db"
@@ -108,8 +108,9 @@ def test_other_indexes_search_alike_and_stay_with_the_gallery(tmp_path, options)
                 [(m.name, m.is_match) for m in reference.search(query, 3)]
     with MilvusGallery(location, DLIB_RESNET_V1, mode="r") as store:  # reopened: searched with its own index
         assert store.index.kind == kind
+    other = "FLAT" if kind != "FLAT" else "HNSW"
     with pytest.raises(GalleryError, match=f"was created with a {kind} index"):
-        MilvusGallery(f"{location}?index=HNSW", DLIB_RESNET_V1)
+        MilvusGallery(f"{location}?index={other}", DLIB_RESNET_V1)
 
 
 def test_a_bulk_enrolment_is_sealed_once_before_the_next_search(tmp_path):
@@ -131,8 +132,10 @@ def test_a_bulk_enrolment_is_sealed_once_before_the_next_search(tmp_path):
 
 def test_locations_and_things_that_are_not_milvus_galleries(tmp_path):
     uri, collection, local, index = parse_location("milvus:/srv/faces.db")  # as Path writes it
-    assert (uri, collection, local, index.kind, index.asked) == ("/srv/faces.db", "faces", True, "HNSW", False)
-    assert parse_location("milvus://milvus.internal/door")[:3] == ("http://milvus.internal:19530", "door", False)
+    assert (uri, collection, local, index.kind, index.asked) == ("/srv/faces.db", "faces", True, "IVF_FLAT", False)
+    uri, collection, local, index = parse_location("milvus://milvus.internal/door")
+    assert (uri, collection, local, index.kind) == ("http://milvus.internal:19530", "door", False, "HNSW")
+    assert parse_location("milvus:///x.db?nprobe=8")[3].search_params(1) == {"nprobe": 8}  # the file's default
     index = parse_location("milvus:///x.db?index=ivf_flat&nlist=256&nprobe=8")[3]
     assert (index.kind, index.asked, index.build_params(), index.search_params(1)) == \
         ("IVF_FLAT", True, {"nlist": 256}, {"nprobe": 8})
@@ -140,7 +143,7 @@ def test_locations_and_things_that_are_not_milvus_galleries(tmp_path):
         with pytest.raises(GalleryError, match="unknown option"):
             parse_location(f"milvus:///x.db?{bad}")
     with pytest.raises(GalleryError, match="options of index=IVF_FLAT"):
-        parse_location("milvus:///x.db?nprobe=8")
+        parse_location("milvus://db.local/door?nprobe=8")  # a server's default is HNSW
     (tmp_path / "file.db").write_bytes(b"SQLite format 3\x00")
     with pytest.raises(GalleryError, match="is a file, not a milvus-lite database"):
         MilvusGallery(f"milvus://{tmp_path}/file.db", DLIB_RESNET_V1)

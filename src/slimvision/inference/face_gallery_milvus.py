@@ -7,9 +7,9 @@ server (``COLLECTION`` defaults to ``faces``). The semantics are the SQLite stor
 name, version and length are stored with the gallery and checked on every open, descriptors of
 another model are refused, a photo or descriptor is never stored twice, enrol / remove / rename
 edit people, and :class:`~slimvision.inference.face_gallery.Gallery` applies the same threshold to
-the best descriptor of each person. The search is Milvus's own (an HNSW index by default;
-``?index=IVF_FLAT`` with ``&nlist=``/``&nprobe=``, or ``?index=FLAT``, exact, when the gallery is
-created), grouped by person.
+the best descriptor of each person. The search is Milvus's own, grouped by person, with the index
+the gallery was created with: IVF_FLAT (``&nlist=``/``&nprobe=``) by default in a milvus-lite
+file, HNSW on a server, or another by ``?index=HNSW|IVF_FLAT|FLAT`` (FLAT: exact).
 
 What Milvus guarantees (it has no multi-request transactions): each insert, upsert and delete is
 one request, applied whole or not at all and visible to the next read once it returns (the
@@ -48,10 +48,13 @@ from slimvision.inference.face_gallery import (MODES, SCHEMA_VERSION, Duplicate,
                                                Person, _clean_name, _vector_digest, check_enrolment, enrolments)
 
 DEFAULT_COLLECTION = "faces"
-#: Vector indexes a gallery can be created with (``?index=``; HNSW by default). Each is what the
-#: engine builds, milvus-lite included (``describe_index`` names it, and its FAISS index is what
-#: each search calls); which one barely matters to milvus-lite's query time (docs/scale.md).
+#: Vector indexes a gallery can be created with (``?index=``). Each is what the engine builds,
+#: milvus-lite included (``describe_index`` names it, and its FAISS index is what each search
+#: calls). Defaults: HNSW on a server; IVF_FLAT in a milvus-lite file, whose engine builds each
+#: segment's index in one background thread: HNSW took 187 s per 100,000-row segment there
+#: (IVF_FLAT 11 s), and a segment waiting for its index is searched by brute force (docs/scale.md).
 INDEXES = ("HNSW", "IVF_FLAT", "FLAT")
+DEFAULT_INDEX = {False: "HNSW", True: "IVF_FLAT"}  # is a milvus-lite file -> index
 HNSW = {"M": 16, "efConstruction": 200}
 MIN_EF = 128
 #: IVF_FLAT: ``nlist`` cells per segment (set at creation, ``&nlist=``), ``nprobe`` of them scanned
@@ -96,9 +99,9 @@ def _quiet_paging() -> None:
 
 @dataclass(frozen=True)
 class IndexChoice:
-    """The vector index a location asks for: its type (``asked``: named in the location, so an
-    existing gallery with another index is refused rather than searched otherwise), IVF_FLAT's cells
-    (``nlist``, at creation) and cells searched (``nprobe``)."""
+    """The vector index a location asks for: its type (:data:`DEFAULT_INDEX` unless ``asked``: named
+    in the location, so an existing gallery with another index is refused rather than searched
+    otherwise), IVF_FLAT's cells (``nlist``, at creation) and cells searched (``nprobe``)."""
 
     kind: str = "HNSW"
     asked: bool = False
@@ -112,7 +115,7 @@ class IndexChoice:
         return {"HNSW": {"ef": max(MIN_EF, top_k)}, "IVF_FLAT": {"nprobe": self.nprobe}}.get(self.kind, {})
 
 
-def _index_choice(query: str, location: str) -> IndexChoice:
+def _index_choice(query: str, location: str, local: bool) -> IndexChoice:
     """``index=HNSW|IVF_FLAT|FLAT``, ``nlist=N``, ``nprobe=N`` joined by ``&``."""
     options: dict[str, str] = {}
     for part in filter(None, query.split("&")):
@@ -123,7 +126,7 @@ def _index_choice(query: str, location: str) -> IndexChoice:
         if not good or key in options:
             raise GalleryError(f"unknown option {part!r} (index={'|'.join(INDEXES)}, nlist=N, nprobe=N)", location)
         options[key] = value
-    kind = options.get("index", "HNSW").upper()
+    kind = options.get("index", DEFAULT_INDEX[local]).upper()
     if ("nlist" in options or "nprobe" in options) and kind != "IVF_FLAT":
         raise GalleryError("nlist and nprobe are options of index=IVF_FLAT", location)
     return IndexChoice(kind, "index" in options, int(options.get("nlist", IVF_NLIST)),
@@ -141,9 +144,9 @@ def parse_location(location: str) -> tuple[str, str, bool, IndexChoice]:
     """
     rest = re.sub(r"^milvus:(//)?", "", location, flags=re.IGNORECASE)  # Path("milvus:///x") -> "milvus:/x"
     rest, _, query = rest.partition("?")
-    index = _index_choice(query, location)
     if rest.startswith("/") or rest.endswith(".db"):
-        return rest, DEFAULT_COLLECTION, True, index
+        return rest, DEFAULT_COLLECTION, True, _index_choice(query, location, local=True)
+    index = _index_choice(query, location, local=False)
     match = _SERVER.match(rest)
     if match is None:
         raise GalleryError("is not a Milvus location (milvus:///path/faces.db or milvus://HOST:PORT/COLLECTION)",
