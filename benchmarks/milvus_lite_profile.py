@@ -1,6 +1,8 @@
 """Where milvus-lite's search time goes, per vector index (issue 27's 20 ms gallery target).
 
-    OMP_NUM_THREADS=1 python benchmarks/milvus_lite_profile.py            # 100,000 rows, about 3 minutes
+    OMP_NUM_THREADS=1 python benchmarks/milvus_lite_profile.py            # 100,000 rows, about 5 minutes
+    OMP_NUM_THREADS=1 python benchmarks/milvus_lite_profile.py --rows 1000000 --indexes IVF_FLAT \
+        -o benchmarks/results/milvus_lite_profile_1m.json                # the gallery target's size
 
 For each index type (FLAT, HNSW, IVF_FLAT at several ``nprobe``): ``--rows`` synthetic 128-d
 descriptors (the gallery benchmark's: 4 per person) inserted into a fresh milvus-lite
@@ -110,6 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--indexes", default="FLAT,HNSW,IVF_FLAT", help="comma-separated (default all three)")
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -123,6 +126,8 @@ def main() -> int:
                               "rows": args.rows, "queries": args.queries, "runs": []}
     with tempfile.TemporaryDirectory(prefix="milvus-lite-profile-") as folder:
         for kind, build, searches in CASES:
+            if kind not in args.indexes.upper().split(","):
+                continue
             result["runs"].extend(profile(kind, build, searches, rows, asked, who, Path(folder), spent))
     write_text_atomic(args.output, json.dumps(result, indent=2) + "\n", overwrite=True)
     return 0
