@@ -225,7 +225,8 @@ class MilvusGallery:
         self.client.load_collection(self.collection)
         self.client.load_collection(self.meta)
         self._adopt_index()
-        self._unsealed = int(self.local)  # rows a killed process left in milvus-lite's log: sealed at the first search
+        # Rows a killed process left in milvus-lite's log: sealed at the first search (a reader leaves them).
+        self._unsealed = int(self.local and self.mode != "r")
         return True
 
     def _adopt_index(self) -> None:
