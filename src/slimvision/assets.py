@@ -368,6 +368,8 @@ GAN_DIGITS32_WEIGHTS = BundledPath("weights/gan-digits32/generator")
 #: The medical VAEs trained on MNI-128 slices (docs/vae.md): the U-Net denoiser and the generative one.
 VAE_MNI128_UNET = BundledPath("weights/vae-mni128-unet")
 VAE_MNI128 = BundledPath("weights/vae-mni128")
+#: The U-Net denoiser fine-tuned on every real scan that ships in PyPI packages (docs/vae.md, "Real scans").
+VAE_MEDMIX128_UNET = BundledPath("weights/vae-medmix128-unet")
 #: The labelled self-organising map that reads Roman numerals (docs/numerals.md).
 NUMERALS_SOM = BundledPath("weights/numerals-som")
 #: The sample photos and paintings (samples/README.md names their sources and licences).

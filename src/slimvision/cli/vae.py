@@ -54,7 +54,7 @@ _TRAIN_FLAGS = (
                note="keeps plain denoising working when --keep stops well below 1"),
     ConfigFlag("--blocks", "corruption.block_probability", fraction("--blocks"),
                "chance of 1-3 rectangular holes per training image"),
-    ConfigFlag("--noise-kinds", "corruption.noise_kinds", str, "noise models drawn per image: some of "
+    ConfigFlag("--noise-kinds", "corruption.noise_kinds", None, "noise models drawn per image: some of "
                "gaussian,rician,poisson (std up to --noise)", metavar="KINDS"),
     ConfigFlag("--no-augment", "augment", switch=False, help="no random flips, rotations and scales"),
     ConfigFlag("--intensity-augment", "intensity_augment", switch=True,
