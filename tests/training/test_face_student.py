@@ -273,3 +273,33 @@ def test_level_hints_compare_each_levels_features_with_the_teacher_channels_the_
     assert not half.blocks[1]._forward_hooks and not teacher.blocks[1]._forward_hooks
     with pytest.raises(ConfigError, match="hint_weight"):
         FaceStudentConfig(init="scratch", hint_weight=1.0).validate()
+
+
+def test_the_distance_scale_undoes_a_student_whose_distances_are_compressed(cached_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from slimvision.training.face_student import fit_distance_scale
+
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(20, 128))
+    assert fit_distance_scale(teacher / 1.5 + 3.0, teacher) == pytest.approx(1.5)  # shifts do not matter
+    with pytest.raises(Exception, match="one point"):
+        fit_distance_scale(np.ones((4, 128)), teacher[:4])
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
+        shutil.copy(cached_run / name, run / name)
+    config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1)
+    plain = train_face_student(config, run, canvas_maker=_no_canvases, export=lambda s, d: {}, progress=False)
+    assert "distance_scale" not in plain["loss"]
+    before = load_file(str(run / "student" / "model.safetensors"))["embedding.weight"]
+    # Rerunning the finished run with the switch trains nothing and exports the scaled student.
+    scaled = train_face_student(config.replace(distance_scale=True), run, canvas_maker=_no_canvases,
+                                export=lambda s, d: {}, progress=False)
+    factor = scaled["loss"]["distance_scale"]
+    assert scaled["steps_done"] == 2 and factor > 0 and factor != pytest.approx(1.0)
+    after = load_file(str(run / "student" / "model.safetensors"))["embedding.weight"]
+    assert torch.allclose(after, before * factor, rtol=1e-4)
+    with pytest.raises(ConfigError, match="distance_scale"):
+        FaceStudentConfig(student="mobilefacenet", init="scratch", distance_scale=True).validate()

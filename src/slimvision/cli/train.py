@@ -322,6 +322,10 @@ _FACE_STUDENT_FLAGS = (
     ConfigFlag("--hint-weight", "hint_weight", non_negative_float("--hint-weight", 1e6),
                "weight of the level hints: the pruned student's feature map at the end of each residual level "
                "against the teacher channels it holds (runs the teacher on every batch)", note="0: none"),
+    ConfigFlag("--distance-scale", "distance_scale", switch=True,
+               help="after training, scale the dlib student's descriptors by the factor that best matches its pair "
+                    "distances to the teacher's on training pictures (for the 0.6 threshold); a finished run rerun "
+                    "with it re-exports the scaled student"),
     ConfigFlag("--margin", "margin", bounded("--margin", float, 0, 1.5),
                "the margin loss's margin: radians for arcface and margin-distillation (its largest per-class "
                "margin), a cosine difference for cosface",

@@ -97,7 +97,7 @@ MAX_MARGIN = 1.5
 #: The run folder's files: the aligned canvases, the teacher's descriptors of every picture.
 CANVASES_FILE, TARGETS_FILE = "canvases.npy", "targets.npy"
 #: Settings a resumed run may change (the step count, to train longer; intervals; the device).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "distance_scale")
 
 #: (H, W, 3) uint8 image -> its main face on a canvas, or None (``data.face_identities.FaceCanvasMaker``).
 CanvasMaker = Callable[[np.ndarray], "np.ndarray | None"]
@@ -147,6 +147,13 @@ class FaceStudentConfig(TrainingConfig):
             feature map at the end of each residual level against the teacher channels it holds;
             0: none. Runs the teacher on every batch. Only with ``init="pruned-teacher"`` and the
             regression loss.
+        distance_scale: after training, multiply the dlib student's embedding layer by the one
+            factor that best matches its pair distances to the teacher's on the first
+            :data:`SCALE_PICTURES` training pictures (least squares; :func:`fit_distance_scale`).
+            A student that orders faces like the teacher but at compressed distances then
+            decides like it at the 0.6 threshold; its descriptors move off the teacher's by that
+            factor (its galleries are its own anyway). Not part of training: a finished run
+            rerun with or without it exports the scaled or the plain student.
         augment: how each picture is drawn.
         finetune: which backbone blocks train when (the stem and the residual blocks are the
             backbone, the embedding layer the head); the default trains everything throughout.
@@ -171,6 +178,7 @@ class FaceStudentConfig(TrainingConfig):
     relational_weight: float = 0.0
     batch_norm: bool = False
     hint_weight: float = 0.0
+    distance_scale: bool = False
     augment: FaceAugment = field(default_factory=FaceAugment)
     finetune: FineTuneSchedule = field(default_factory=FineTuneSchedule)
     device: str = "cpu"
@@ -179,6 +187,9 @@ class FaceStudentConfig(TrainingConfig):
         super().validate()
         self.require_one_of("student", STUDENTS)
         self.require_one_of("init", INITS)
+        if self.student != "dlib" and self.distance_scale:
+            raise ConfigError(f"FaceStudentConfig: distance_scale scales the dlib student's embedding layer "
+                              f"({self.student} has none to scale)")
         if self.student != "dlib" and self.batch_norm:
             raise ConfigError(f"FaceStudentConfig: batch_norm is for the dlib student ({self.student} has its own)")
         if self.student != "dlib" and self.init == "pruned-teacher":
@@ -469,6 +480,31 @@ def build_student(config: FaceStudentConfig, teacher: nn.Module) -> tuple[nn.Mod
     return DlibResNet(narrower_config(teacher.config, config.width)), {"init": "scratch"}
 
 
+#: Training pictures (the first of the fixed set) the distance scale is fitted on.
+SCALE_PICTURES = 512
+
+
+def fit_distance_scale(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The factor k minimising sum (k d_ours - d_theirs)^2 over every pair of (N, D) descriptors."""
+    first, second = np.triu_indices(len(ours), 1)
+    mine = np.linalg.norm(ours[first] - ours[second], axis=1)
+    reference = np.linalg.norm(theirs[first] - theirs[second], axis=1)
+    if not (mine ** 2).sum() > 0:
+        raise SlimvisionError("the student maps every picture to one point: no distance scale fits")
+    return float((mine * reference).sum() / (mine ** 2).sum())
+
+
+@torch.no_grad()
+def training_distance_scale(student: nn.Module, dataset: Any, targets: np.ndarray,
+                            count: int = SCALE_PICTURES) -> float:
+    """:func:`fit_distance_scale` of the student's descriptors of the first ``count`` training
+    pictures against the teacher's cached ones."""
+    count = min(count, len(dataset))
+    ours = np.concatenate([student(_chips_tensor([dataset[i]["dlib"] for i in range(start, min(start + 64, count))]))
+                           .numpy() for start in range(0, count, 64)])
+    return fit_distance_scale(ours, targets[:count])
+
+
 #: Training pictures (the first of the fixed set) whose statistics start the batch norms.
 BATCH_NORM_CHIPS = 256
 
@@ -584,6 +620,11 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
         from slimvision.models.faces.dlib_resnet import fold_batch_norm
 
         student = fold_batch_norm(student)  # dlib's layout: the norms inside the convs
+    if config.distance_scale:
+        factor = training_distance_scale(student, dataset, np.asarray(targets))
+        with torch.no_grad():
+            student.embedding.weight.mul_(factor)
+        loss_report["distance_scale"] = round(factor, 6)
     save_model(student, run_dir / "student", overwrite=True)
     paths = export(student, run_dir)
     report = {"config": config.to_dict(), "steps_done": trainer.step, "resumed_from": start,
