@@ -38,8 +38,13 @@ def test_a_config_saved_before_loads_with_the_same_values_and_keys(config):
     saved = BEFORE[config.__name__]
     loaded = config.from_dict(saved)
     assert loaded == config()
-    # Every saved key comes back with its value; keys added since come at their defaults only.
-    assert {key: value for key, value in loaded.to_dict().items() if key in saved} == saved
+    # Every saved key comes back with its value; keys added since (nested ones too, such as
+    # corruption.noise_kinds) come at their defaults only.
+    def as_saved(values: dict, like: dict) -> dict:
+        return {key: as_saved(value, like[key]) if isinstance(value, dict) and isinstance(like[key], dict) else value
+                for key, value in values.items() if key in like}
+
+    assert as_saved(loaded.to_dict(), saved) == saved
     assert set(saved) <= set(loaded.to_dict())
 
 
