@@ -183,12 +183,13 @@ register("face-embedder-dlib-resnet-int8", "faces", "interactive",
 
 # --------------------------------------------------------------------------- VAE
 register("vae-mni128-unet", "vae", "realtime",
-         "restore damaged or noisy brain MRI slices at their own size (U-Net VAE trained on 128 px; the denoiser the server runs)",
+         "restore damaged or noisy brain MRI slices at their own size (U-Net VAE trained on the MNI152 T1 template at 128 px; "
+         "the default denoiser before vae-medmix128-unet)",
          {"model": assets.VAE_MNI128_UNET}, "slimvision.inference.vae:MedicalVAE", folder=FileOf("model"))
 register("vae-medmix128-unet", "vae", "realtime",
          "restore damaged or noisy CT / MR / X-ray / ultrasound slices at their own size (U-Net VAE fine-tuned on "
-         "the real scans packages ship; better than vae-mni128-unet off the MNI template, still under a masked "
-         "median on CT)",
+         "the real scans packages ship; flat neighbourhoods filled by their median; the denoiser vae denoise, "
+         "batch vae-denoise and the server run)",
          {"model": assets.VAE_MEDMIX128_UNET}, "slimvision.inference.vae:MedicalVAE", folder=FileOf("model"))
 register("vae-mni128", "vae", "realtime",
          "restore, encode, sample and interpolate 128 px brain MRI slices (plain VAE)",

@@ -223,7 +223,7 @@ def test_a_nifti_header_nibabel_repairs_still_gives_one_line(tmp_path):
         "limit of 100.0 MP (raise --max-pixels to allow it)"]
 
 
-@pytest.mark.parametrize("command, name", [(["denoise", "in.png", "-o", "out.png"], "vae-mni128-unet"),
+@pytest.mark.parametrize("command, name", [(["denoise", "in.png", "-o", "out.png"], "vae-medmix128-unet"),
                                            (["sample", "-o", "out.png"], "vae-mni128")])
 def test_without_a_model_the_registered_vae_is_run(tmp_path, capsys, command, name):
     """The shipped exports are found by registered name: registered on another folder (here a

@@ -8,7 +8,8 @@ from PIL import Image
 
 from slimvision.cli.main import main
 from slimvision.inference.vae import DEMO_DENOISER, MedicalVAE
-from slimvision.inference.vae_native import bounded_denoise, noise_sigma, run_native
+from slimvision.inference.vae_native import (FLAT_SPREAD, bounded_denoise, flat_median_fill, kept_spread, noise_sigma,
+                                             run_native)
 from slimvision.metrics import ssim
 from tests.cli.helpers import one_line_error
 
@@ -145,3 +146,51 @@ def test_a_nifti_volume_comes_back_as_one_volume_in_its_values(tmp_path, capsys)
     assert np.array_equal(np.asarray(written.dataobj), np.asarray(source.dataobj))
     assert "NIfTI volume" in capsys.readouterr().out
     assert main(["vae", "denoise", str(tmp_path / "head.nii.gz"), "-o", str(tmp_path / "out.nii.gz")]) != 0
+
+
+def test_kept_spread_is_the_std_of_the_kept_neighbours_only():
+    rng = np.random.default_rng(3)
+    pixels = rng.random((9, 11)).astype(np.float32)
+    kept = rng.random(pixels.shape) < 0.5
+    kept[0:3, 0:3] = False  # a window with no kept pixel: spread inf
+    spread = kept_spread(pixels, kept)
+    for y, x in [(4, 5), (7, 1), (0, 10)]:
+        window = (slice(max(y - 2, 0), y + 3), slice(max(x - 2, 0), x + 3))
+        values = pixels[window][kept[window]]
+        assert spread[y, x] == pytest.approx(values.std() if values.size else np.inf, abs=1e-6)
+    assert np.isinf(spread[0, 0])
+
+
+def test_flat_neighbourhoods_take_the_median_and_textured_ones_keep_the_network():
+    y, x = np.mgrid[:40, :40]
+    texture = np.random.default_rng(1).uniform(0.2, 0.8, x.shape)  # std 0.17: never flat
+    pixels = np.where(x < 20, 0.5, texture).astype(np.float32)  # flat | textured
+    kept = np.random.default_rng(0).random(pixels.shape) < 0.4
+    network = np.full_like(pixels, 0.9)  # a fill that is wrong everywhere
+    filled = flat_median_fill(pixels, kept, np.where(kept, pixels, network), below=0.05)
+    assert np.array_equal(filled[kept], pixels[kept])
+    flat_side, textured_side = ~kept & (x < 17), ~kept & (x > 22)
+    assert np.allclose(filled[flat_side], 0.5) and np.allclose(filled[textured_side], 0.9)
+    off = flat_median_fill(pixels, kept, np.where(kept, pixels, network), below=0.0)
+    assert np.allclose(off[~kept], 0.9)
+
+
+def test_the_gate_is_what_restore_slice_applies_and_0_turns_it_off(vae):
+    pixels = _phantom()
+    kept = np.random.default_rng(1).random(pixels.shape) < 0.4
+    damaged = np.where(kept, pixels, 0.0)
+    vae.flat_spread = 0.0
+    try:
+        plain = vae.restore_slice(damaged, kept)
+    finally:
+        vae.flat_spread = FLAT_SPREAD
+    gated = vae.restore_slice(damaged, kept)
+    assert np.array_equal(gated, flat_median_fill(damaged, kept, plain, FLAT_SPREAD))
+    assert not np.array_equal(gated, plain)  # the phantom's flat interior is gated
+
+
+def test_the_cli_default_is_the_library_default():
+    from slimvision.cli.main import build_parser
+
+    args = build_parser().parse_args(["vae", "denoise", "in.png", "-o", "out.png"])
+    assert args.flat_median_below == FLAT_SPREAD

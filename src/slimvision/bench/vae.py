@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from slimvision.data.corruption import drop_pixels, drop_pixels_each
 from slimvision.errors import MissingAssetError
+from slimvision.inference.vae_native import masked_median  # noqa: F401 (the baseline lives beside the gate that uses it)
 from slimvision.metrics import damage_scores, psnr, restoration_scores, ssim
 
 
@@ -68,26 +68,6 @@ def score_native(vae: Any, slices: Sequence[np.ndarray], *, keep: float = 0.4, s
 def _psnr(clean: np.ndarray, result: np.ndarray) -> float:
     """PSNR, capped at 100 dB: a slice passed through unchanged has no error at all."""
     return min(psnr(clean, result), 100.0)
-
-
-def masked_median(damaged: np.ndarray, kept: np.ndarray, size: int = 5) -> np.ndarray:
-    """Fill the removed pixels of a (H, W) image with the median of the kept ones around them."""
-    values = np.where(kept, damaged, np.nan).astype(np.float32)
-    filled = _nan_median(values, size)
-    holes = np.isnan(filled)
-    if holes.any():
-        filled[holes] = _nan_median(values, size + 2)[holes]
-    return np.where(kept, damaged, np.nan_to_num(filled, nan=0.0)).astype(np.float32)
-
-
-def _nan_median(values: np.ndarray, size: int) -> np.ndarray:
-    radius = size // 2
-    padded = np.pad(values, radius, constant_values=np.nan)
-    height, width = values.shape
-    windows = np.stack([padded[dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: the caller fills them
-        return np.nanmedian(windows, axis=0)
 
 
 def telea_inpaint(damaged: np.ndarray, kept: np.ndarray, radius: int = 3) -> np.ndarray:

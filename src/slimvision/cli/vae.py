@@ -17,7 +17,7 @@ _WINDOW = number_list("--window", -1e6, 1e6)  # raw values (CT: HU, -1024..3071)
 _MAX_IMAGES = 100_000  # images one augment/sample run writes
 #: The registered artifacts (``slimvision models``) the commands run without --model: the U-Net
 #: restores, the plain VAE also makes new slices. An export of your own runs through the same pipeline.
-DENOISER, GENERATIVE = "vae-mni128-unet", "vae-mni128"
+DENOISER, GENERATIVE = "vae-medmix128-unet", "vae-mni128"  # inference.vae.DENOISER
 
 
 #: ``vae train``'s options that set VAETrainingConfig fields (defaults come from the config, or the
@@ -128,6 +128,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     denoise.add_argument("--zeros-missing", action="store_true",
                          help="treat pixels that are exactly 0 inside the body as missing (dropout damage); "
                               "black background outside it stays as it is")
+    _flat_median_argument(denoise)
     _intensity_arguments(denoise)
     add_overwrite(denoise)
     denoise.set_defaults(run=run_denoise)
@@ -138,6 +139,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
                     "KLD on clean slices, and SSIM / PSNR after removing all but --keep of the pixels.")
     evaluate.add_argument("data", type=Path, nargs="*", help="files or folders (default: MNI152 held-out slices)")
     evaluate.add_argument("--model", type=Path, default=None, help="exported VAE folder (default: the shipped denoiser)")
+    _flat_median_argument(evaluate)
     evaluate.add_argument("--keep", type=bounded("--keep", float, maximum=1, above=0), default=0.4,
                           help="fraction of pixels kept, more than 0 and at most 1 (default 0.4)")
     evaluate.add_argument("--seed", type=seed(), default=0)
@@ -179,6 +181,14 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=seed(), default=0)
     add_overwrite(sample)
     sample.set_defaults(run=run_sample)
+
+
+def _flat_median_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flat-median-below", type=non_negative_float("--flat-median-below", 1.0),
+                        default=0.05, metavar="STD",  # inference.vae_native.FLAT_SPREAD
+                        help="a removed pixel whose kept 5x5 neighbours vary less than this (std, in [0, 1] "
+                             "intensity) takes their median instead of the network's fill; 0 turns it off "
+                             "(default 0.05, chosen on held-out scan sources: docs/vae.md)")
 
 
 def _intensity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -346,6 +356,7 @@ def run_denoise(args: argparse.Namespace) -> int:
                                        nifti_with_slices, read_medical)
 
     vae = _model(args.model)
+    vae.flat_spread = args.flat_median_below
     slices = read_medical(args.input, intensity=_intensity(args, vae.intensity), axis=args.axis,
                           max_pixels=args.max_pixels, max_voxels=args.max_voxels, keep_raw=True)
     if args.mask is not None and len(slices) > 1:
@@ -416,6 +427,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from slimvision.data.medical import mni152_native, native_slices
 
     vae = _model(args.model)
+    vae.flat_spread = args.flat_median_below
     # Scored as denoise runs: each slice at its own size, not squared to the network's.
     if args.data:
         pieces = [piece.pixels for piece in native_slices(args.data, intensity=_intensity(args, vae.intensity),

@@ -140,13 +140,13 @@ class VaeDenoiseTask:
     """Restore a single grey slice (an image or a one-slice DICOM) with the medical VAE."""
 
     def __init__(self, spec: TaskSpec) -> None:
-        from slimvision.inference.vae import MedicalVAE
+        from slimvision.inference.vae import DENOISER, MedicalVAE
         from slimvision.registry import ARTIFACTS
 
         self.spec = spec
         folder = spec.option("model")
         self.vae = MedicalVAE(folder, _settings(spec)) if folder else \
-            ARTIFACTS.create("vae-mni128-unet", settings=_settings(spec))
+            ARTIFACTS.create(DENOISER, settings=_settings(spec))
 
     def process(self, path: Path) -> bytes:
         """The slice restored at its own size and written as ``slimvision vae denoise`` writes it: an

@@ -7,10 +7,8 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
+from slimvision.inference.vae import DENOISER  # the registered artifact that restores
 from slimvision.server.shared import data_url, decode, read_upload, run_job, settings_of
-
-#: The registered artifact that restores (``slimvision models``).
-DENOISER = "vae-mni128-unet"
 
 router = APIRouter()
 
