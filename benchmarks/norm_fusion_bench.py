@@ -106,7 +106,7 @@ def main() -> None:
     if args.output:
         from slimvision.io.atomic import write_text_atomic
 
-        write_text_atomic(args.output, json.dumps(results, indent=1) + "\n")
+        write_text_atomic(args.output, json.dumps(results, indent=1) + "\n", overwrite=True)
 
 
 if __name__ == "__main__":
