@@ -109,7 +109,7 @@ def test_other_indexes_search_alike_and_stay_with_the_gallery(tmp_path, options)
     with MilvusGallery(location, DLIB_RESNET_V1, mode="r") as store:  # reopened: searched with its own index
         assert store.index.kind == kind
     other = "FLAT" if kind != "FLAT" else "HNSW"
-    with pytest.raises(GalleryError, match=f"was created with a {kind} index"):
+    with pytest.raises(GalleryError, match=f"its index is {kind}, set when it was created"):
         MilvusGallery(f"{location}?index={other}", DLIB_RESNET_V1)
 
 

@@ -233,8 +233,9 @@ class MilvusGallery:
         """Search with the index the gallery was created with; a location naming another is refused."""
         stored = str((self.client.describe_index(self.collection, "vector") or {}).get("index_type", "")).upper()
         if self.index.asked and stored != self.index.kind:
-            raise GalleryError(f"was created with a {stored or 'no'} index; index={self.index.kind} applies to a "
-                               "new gallery only (copy it with 'slimvision faces gallery migrate')", self.path)
+            raise GalleryError(f"its index is {stored or 'none'}, set when it was created; index={self.index.kind} "
+                               "applies to a new gallery only (copy it with 'slimvision faces gallery migrate')",
+                               self.path)
         self.index = replace(self.index, kind=stored)
 
     def _record(self) -> dict[str, str]:
