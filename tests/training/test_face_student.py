@@ -73,6 +73,15 @@ def cached_run(tmp_path_factory):
     return run
 
 
+def _seeded_run(cached_run, tmp_path):
+    """A fresh run folder holding the cached run's canvases and teacher targets (no GAN, no MTCNN)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
+        shutil.copy(cached_run / name, run / name)
+    return run
+
+
 def _no_canvases(image):
     pytest.fail("the canvases are cached")
 
@@ -84,10 +93,7 @@ def test_a_margin_loss_checkpoints_its_head_exports_the_student_alone_and_resume
     from slimvision.models.faces.dlib_resnet import DlibResNet
     from slimvision.training.face_losses import teacher_class_centres
 
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
-        shutil.copy(cached_run / name, run / name)
+    run = _seeded_run(cached_run, tmp_path)
     exported = []
 
     def export(student, run_dir):
@@ -217,10 +223,7 @@ def test_a_batch_norm_student_trains_and_exports_in_dlibs_layout(cached_run, tmp
     from slimvision.models.faces.config import DlibResNetConfig
     from slimvision.models.faces.dlib_resnet import DlibResNet
 
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
-        shutil.copy(cached_run / name, run / name)
+    run = _seeded_run(cached_run, tmp_path)
     exported = []
 
     def export(student, run_dir):
@@ -286,10 +289,7 @@ def test_the_distance_scale_undoes_a_student_whose_distances_are_compressed(cach
     with pytest.raises(Exception, match="one point"):
         fit_distance_scale(np.ones((4, 128)), teacher[:4])
 
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("canvases.npy", "canvases.json", "targets.npy", "targets.json"):
-        shutil.copy(cached_run / name, run / name)
+    run = _seeded_run(cached_run, tmp_path)
     config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1)
     plain = train_face_student(config, run, canvas_maker=_no_canvases, export=lambda s, d: {}, progress=False)
     assert "distance_scale" not in plain["loss"]
