@@ -31,19 +31,18 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 #: Bumped whenever the fusion changes, so stale cache entries are never reused.
-FUSION_VERSION = 1
+FUSION_VERSION = 2
 
 
 @dataclass(frozen=True)
 class _NormMatch:
     """One spelled-out norm: its input map, the (1, C, 1, 1) gamma and beta, epsilon, output,
-    and the nodes that compute it (removed by the fusion)."""
+    and the nodes that compute it (removed by the fusion; the last is the one writing ``output``)."""
 
     x: str
     gamma: str
@@ -86,7 +85,7 @@ class _Graph:
         return rest[0] if len(rest) == 1 else ""
 
 
-def _inverse_std(graph: _Graph, centred: str, square: "onnx.NodeProto") -> tuple[tuple, float, str] | None:  # noqa: F821
+def _inverse_std(graph: _Graph, square: "onnx.NodeProto") -> tuple[tuple, float, str] | None:  # noqa: F821
     """From ``square = centred * centred``: (its nodes, epsilon, the name of
     ``1 / sqrt(GlobalAveragePool(square) + eps)``), spelled ``Div(1, .)`` or ``Reciprocal``."""
     variance = graph.only_consumer(square.output[0], "GlobalAveragePool")
@@ -99,10 +98,8 @@ def _inverse_std(graph: _Graph, centred: str, square: "onnx.NodeProto") -> tuple
     if len(users) != 1:
         return None
     inverse = users[0]
-    if inverse.op_type == "Div" and list(inverse.input) == [inverse.input[0], root.output[0]] \
-            and graph.scalar(inverse.input[0]) == 1.0:
-        pass
-    elif inverse.op_type != "Reciprocal":
+    one_over = inverse.op_type == "Div" and inverse.input[1] == root.output[0] and graph.scalar(inverse.input[0]) == 1.0
+    if not (one_over or inverse.op_type == "Reciprocal"):
         return None
     return (square, variance, add_eps, root, inverse), float(epsilon), inverse.output[0]
 
@@ -131,7 +128,7 @@ def _match(graph: _Graph, sub: "onnx.NodeProto") -> _NormMatch | None:  # noqa: 
     centred = sub.output[0]
     squares = [node for node in graph.consumers.get(centred, [])
                if node.op_type == "Mul" and list(node.input) == [centred, centred]]
-    chain = len(squares) == 1 and _inverse_std(graph, centred, squares[0])
+    chain = len(squares) == 1 and _inverse_std(graph, squares[0])
     if not chain:
         return None
     variance_nodes, epsilon, inverse = chain
@@ -141,7 +138,7 @@ def _match(graph: _Graph, sub: "onnx.NodeProto") -> _NormMatch | None:  # noqa: 
     gamma, factor = graph.other_input(scale, inverse), scale.output[0]
     users = graph.consumers.get(centred, [])
     if len(users) == 2:  # ours: (x - m) * factor + beta
-        found = _shifted(graph, centred, factor, users, mean, (sub,))
+        found = _shifted(graph, centred, factor, users, (sub,))
     else:  # TensorFlow's batchnorm: x * factor + (beta - m * factor)
         found = _batchnorm_form(graph, x, mean, factor, users, (sub,))
     if found is None:
@@ -155,7 +152,7 @@ def _match(graph: _Graph, sub: "onnx.NodeProto") -> _NormMatch | None:  # noqa: 
     return _NormMatch(x=x, gamma=gamma, beta=beta, epsilon=epsilon, output=output, nodes=nodes)
 
 
-def _shifted(graph: _Graph, centred: str, factor: str, users: list, mean: str, head: tuple) -> tuple | None:
+def _shifted(graph: _Graph, centred: str, factor: str, users: list, head: tuple) -> tuple | None:
     """``(x - m) * factor + beta``: (beta, output, nodes)."""
     scaled = graph.only_consumer(factor, "Mul")
     if scaled is None or centred not in scaled.input or scaled not in users:
@@ -219,20 +216,6 @@ def _fused_nodes(match: _NormMatch, flat_shape: str) -> list:
                              epsilon=match.epsilon)]
 
 
-def _topological(nodes: Iterable, available: set[str]) -> list:
-    """``nodes`` in an order where each comes after the producers of its inputs."""
-    pending, ordered = list(nodes), []
-    while pending:
-        ready = [node for node in pending if all(not name or name in available for name in node.input)]
-        if not ready:
-            raise ValueError("graph has a cycle or an input nothing produces")
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-        pending = [node for node in pending if node not in ready]
-    return ordered
-
-
 def _bypass_identities(graph: "onnx.GraphProto") -> None:  # noqa: F821
     """Drop ``Identity`` nodes (the teacher's float graph keeps one per removed quantize step),
     reading their inputs directly, so the patterns above see the arithmetic; ONNX Runtime drops
@@ -270,12 +253,13 @@ def fuse_instance_norms_proto(model: "onnx.ModelProto") -> tuple["onnx.ModelProt
     flat_shape = "norm_fusion/flat_shape"
     model.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), flat_shape))
     removed = {id(node) for match in matches for node in match.nodes}
-    kept = [node for node in model.graph.node if id(node) not in removed]
-    added = [node for match in matches for node in _fused_nodes(match, flat_shape)]
-    available = {value.name for value in model.graph.input} | {tensor.name for tensor in model.graph.initializer}
-    ordered = _topological(kept + added, available)
+    # Each fused norm takes the place of its last node (the final Add), which already came after
+    # everything the norm reads (x, gamma, beta): the graph stays in topological order.
+    fused_at = {id(match.nodes[-1]): _fused_nodes(match, flat_shape) for match in matches}
+    nodes = [new for node in model.graph.node
+             for new in fused_at.get(id(node), () if id(node) in removed else (node,))]
     del model.graph.node[:]
-    model.graph.node.extend(ordered)
+    model.graph.node.extend(nodes)
     return model, len(matches)
 
 
