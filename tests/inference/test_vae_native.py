@@ -189,8 +189,11 @@ def test_the_gate_is_what_restore_slice_applies_and_0_turns_it_off(vae):
     assert not np.array_equal(gated, plain)  # the phantom's flat interior is gated
 
 
-def test_the_cli_default_is_the_library_default():
+def test_the_cli_defaults_are_the_library_defaults():
+    from slimvision.cli import vae as cli_vae
     from slimvision.cli.main import build_parser
+    from slimvision.inference.vae import DENOISER
 
     args = build_parser().parse_args(["vae", "denoise", "in.png", "-o", "out.png"])
     assert args.flat_median_below == FLAT_SPREAD
+    assert cli_vae.DENOISER == DENOISER  # the CLI names it without importing inference at start-up
