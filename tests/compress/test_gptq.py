@@ -94,6 +94,27 @@ def test_solve_gptq_with_uncorrelated_inputs_is_rounding_to_nearest() -> None:
     np.testing.assert_array_equal(codes, np.clip(np.round(weight.numpy() / grid) + offset, 0, 15))
 
 
+def test_a_dead_channel_gets_finite_codes_and_a_finite_sensitivity() -> None:
+    # A row of zeros (a pruned or dead channel) and a row of near-zero weights with one exact 0:
+    # a float16 scale of 0 would make their codes 0 / 0 = NaN, and GPTQ would spread the NaN.
+    weight = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    weight[1] = 0.0
+    weight[2] = 1e-9
+    weight[2, 3] = 0.0
+    inputs = torch.randn(64, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    codes, scales, zeros = solve_gptq(weight, inputs.T @ inputs, GPTQSettings(group_size=4))
+    decoded = (codes.astype(np.float64) - np.repeat(zeros, 4, axis=1)) * np.repeat(scales.astype(np.float64), 4, axis=1)
+    assert (scales > 0).all() and np.isfinite(decoded).all()
+    np.testing.assert_allclose(decoded[1:3], 0.0, atol=1e-6)
+
+    model, batches = _net(), list(_inputs(8, 1).split(8))
+    with torch.no_grad():
+        model[3].weight[5] = 0.0  # one dead output channel of the 24 -> 80 conv
+        reference = model(batches[0])
+    sensitivity = layer_sensitivity(model, batches, lambda net, batch: ((net(batch) - reference) ** 2).mean())
+    assert all(np.isfinite(value) for value in sensitivity.values()), sensitivity
+
+
 @pytest.mark.parametrize("settings", [{"bits": 1}, {"bits": 9}, {"group_size": 0}, {"damping": 0.0}])
 def test_bad_settings_are_refused(settings) -> None:
     with pytest.raises(ConfigError):

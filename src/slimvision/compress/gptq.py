@@ -284,6 +284,10 @@ def solve_gptq(weight: torch.Tensor, hessian: torch.Tensor, settings: GPTQSettin
     return codes, scales.numpy().astype(np.float16), zeros.numpy().astype(np.uint8)
 
 
+#: The smallest positive float16 (a subnormal), 2**-24: the least a stored scale can be.
+FLOAT16_SMALLEST = 2.0 ** -24
+
+
 def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per (row, group): an asymmetric grid that contains 0 (scale rounded to float16, integer zero point)."""
     qmax = 2 ** bits - 1
@@ -294,7 +298,10 @@ def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Ten
     for index in range(groups):
         part = weight[:, index * group:(index + 1) * group]
         low, high = part.min(1).values.clamp(max=0.0), part.max(1).values.clamp(min=0.0)
-        scale = ((high - low) / qmax).clamp(min=1e-8).half().double()  # stored as float16
+        # Stored as float16. A group of (near-)zero weights (a dead channel) would round to a scale
+        # of 0, and its codes to 0 / 0 = NaN, which GPTQ's error feedback then spreads along the
+        # row: the smallest float16 above 0 keeps every such weight at its zero point instead.
+        scale = ((high - low) / qmax).half().double().clamp(min=FLOAT16_SMALLEST)
         scales[:, index] = scale
         zeros[:, index] = torch.clamp(torch.round(-low / scale), 0, qmax)
     return scales, zeros
