@@ -364,7 +364,12 @@ def test_video_realtime_errors_are_one_line(tmp_path, image_files, capsys):
     assert f"{missing}: file not found" in one_line_error(capsys)
     clip = make_video(tmp_path / "clip.mp4")
     assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--work-size", "64") == 2
-    assert "--work-size and --temporal-blend need --realtime" in one_line_error(capsys)
+    assert "--work-size, --temporal-blend and --refine-after need --realtime" in one_line_error(capsys)
+    assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--refine-after", "2") == 2
+    assert "need --realtime" in one_line_error(capsys)
+    assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--realtime",
+               "--refine-after", "-1") == 2
+    assert "--refine-after" in one_line_error(capsys)
     assert run("video", clip, "-s", image_files["style"], "-o", tmp_path / "o.mp4", "--realtime",
                "--temporal-blend", "0") == 2
     assert "--temporal-blend must be more than 0" in one_line_error(capsys)

@@ -15,6 +15,7 @@ from slimvision.inference.frame_pipeline import Parallel, run_frames
 from slimvision.inference.guided import box_filter, resize_linear, upsample_residual
 from slimvision.inference.style_video import (RealtimeSettings, RealtimeStylizer, default_work_size,
                                               stylize_stream, work_shape)
+from slimvision.io.pixels import to_uint8
 
 
 class FakePipe:
@@ -133,6 +134,70 @@ def test_blend_eases_a_changed_cell_in_and_then_settles():
     steps = [np.abs(b.astype(int) - a).mean() for a, b in zip(outputs, outputs[1:])]
     assert steps[0] > 0 and steps[-1] == 0 and steps[-2] == 0  # eases in over `settle` frames, then still
     assert stylizer.stats.painted == 1 + settings.settle
+
+
+class SizeRecordingPipe(FakePipe):
+    """A FakePipe that remembers the (height, width) of everything it painted, and the paintings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, int]] = []
+        self.paintings: list[np.ndarray] = []
+
+    def transform_array(self, content: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        self.shapes.append(content.shape[:2])
+        self.paintings.append(super().transform_array(content, vector))
+        return self.paintings[-1].copy()
+
+
+def test_a_resting_view_is_painted_once_at_full_resolution_and_then_kept():
+    pipe = SizeRecordingPipe()
+    stylizer = RealtimeStylizer(pipe, VECTOR, settings=RealtimeSettings(work_size=64, cell=8, refine_after=2))
+    first = scene()  # 96 x 128: painted at 48 x 64
+    outputs = [stylizer(first.copy()) for _ in range(6)]
+    assert pipe.shapes == [(48, 64), (96, 128)]  # small once; after 2 quiet frames, whole once
+    assert stylizer.stats.refined == 1
+    assert outputs[1].tobytes() == outputs[0].tobytes()  # first quiet frame: reused
+    assert outputs[2].tobytes() != outputs[1].tobytes()  # second: the full-resolution painting
+    assert all(out.tobytes() == outputs[2].tobytes() for out in outputs[3:])  # then kept
+    assert outputs[2].tobytes() == to_uint8(pipe.paintings[1]).tobytes()  # the painting itself, not upsampled
+    moved = first.copy()
+    moved[:48, :64] = 255 - moved[:48, :64]  # a quarter of the cells
+    stylizer(moved)  # a change: painted small again...
+    for _ in range(3):
+        stylizer(moved.copy())  # ...and after the next rest, whole again
+    assert pipe.shapes[2:] == [(48, 64), (96, 128)] and stylizer.stats.refined == 2
+
+
+def test_a_few_flickering_cells_do_not_keep_a_rest_from_being_refined():
+    pipe = SizeRecordingPipe()
+    settings = RealtimeSettings(work_size=64, cell=8, feather=0, refine_after=2, rest_share=0.05)
+    stylizer = RealtimeStylizer(pipe, VECTOR, settings=settings)
+    first = scene()
+    stylizer(first)
+    outputs = []
+    for step in range(8):  # one cell of the 192 changes on every frame: a rest all the same
+        frame = first.copy()
+        frame[80:88, 120:128] = 255 * (step % 2)
+        outputs.append(stylizer(frame))
+    # small paints of the one cell, the full painting after 2 resting frames, then only small ones
+    # until the stale cells pass 5% of the frame (10 of 192 cells): one more full painting
+    assert [shape for shape in pipe.shapes if shape == (96, 128)] == [(96, 128)] * stylizer.stats.refined
+    assert stylizer.stats.refined == 1
+    refined = outputs[1]
+    assert refined[:64, :96].tobytes() == outputs[-1][:64, :96].tobytes()  # away from the cell: kept
+
+
+def test_refinement_can_be_turned_off_and_is_refused_below_zero():
+    pipe = SizeRecordingPipe()
+    stylizer = RealtimeStylizer(pipe, VECTOR, settings=RealtimeSettings(work_size=64, refine_after=0))
+    for _ in range(5):
+        stylizer(scene())
+    assert pipe.shapes == [(48, 64)] and stylizer.stats.refined == 0
+    with pytest.raises(SlimvisionError, match="refine_after"):
+        RealtimeSettings(refine_after=-1)
+    with pytest.raises(SlimvisionError, match="rest_share"):
+        RealtimeSettings(rest_share=1.0)
 
 
 # --------------------------------------------------------------------------- the pipeline

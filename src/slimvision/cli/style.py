@@ -122,6 +122,10 @@ def _realtime_options(parser: argparse.ArgumentParser) -> None:
                         default=None, metavar="W",
                         help="real time: weight of the new painting in a changed region per frame, (0, 1] "
                              "(default 1: take it at once; less eases changes in over a few frames)")
+    parser.add_argument("--refine-after", type=bounded("--refine-after", int, 0, 10_000), default=None, metavar="N",
+                        help="real time: after N resting frames (at most 2%% of the picture changed), paint the "
+                             "frame once at full resolution and keep that painting while the camera rests "
+                             "(default 0: never; 3 is a good value for footage with holds)")
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
@@ -373,8 +377,9 @@ def run_video(args: argparse.Namespace) -> int:
     from slimvision.io.video import VideoWriter, iter_frames, probe_video
 
     _check_style_args(args)
-    if not args.realtime and (args.work_size is not None or args.temporal_blend is not None):
-        raise SlimvisionError("--work-size and --temporal-blend need --realtime")
+    if not args.realtime and (args.work_size is not None or args.temporal_blend is not None
+                              or args.refine_after is not None):
+        raise SlimvisionError("--work-size, --temporal-blend and --refine-after need --realtime")
     plan_outputs([args.output], overwrite=args.overwrite, protected=[args.input, *_style_inputs(args.style)])
     info = probe_video(args.input)
     if info.has_audio:
@@ -415,7 +420,8 @@ def _realtime_stylizer(args: argparse.Namespace) -> tuple[Any, int]:
     from slimvision.inference.batch import available_cpus
     from slimvision.inference.style_video import RealtimeSettings, RealtimeStylizer
 
-    settings = RealtimeSettings(work_size=args.work_size, blend=args.temporal_blend or 1.0)
+    refine = {} if args.refine_after is None else {"refine_after": args.refine_after}
+    settings = RealtimeSettings(work_size=args.work_size, blend=args.temporal_blend or 1.0, **refine)
     workers = 1 if args.threads is not None else max(1, min(available_cpus(), 4))
     pipe = _pipeline(args, workers=workers, spinning=False)  # decoding and encoding need the cores too
     target = pipe.target_vector(args.style, args.weights)

@@ -19,6 +19,14 @@ instead:
    cell grid, then bilinear), so no seam shows. A frame where nothing changed is not painted at
    all. With ``blend`` < 1 a changed cell eases into the new painting over a few frames (weight
    ``blend`` per frame, exact after ``settle`` frames). No optical flow.
+4. **Paint in full once the camera rests** (opt-in). After ``refine_after`` frames in a row in which at
+   most ``rest_share`` of the cells changed (a resting camera still sees a few cells move:
+   encoder noise, a hand), the frame is painted once at full resolution and that painting is the
+   output; cells that change during the rest are repainted small over it as before, and once
+   those add up to ``rest_share`` of the frame it is painted in full again. Painting small costs
+   detail that no upsampler brings back (SSIM about 0.5 against painting at full resolution on
+   720p, docs/video.md); a resting view is what a viewer looks at longest, and one full painting
+   per rest costs little of the frame rate.
 
 The stylizer is split into three stages so a :func:`slimvision.inference.frame_pipeline.run_frames`
 pipeline overlaps them with decoding and encoding (:func:`stylize_stream`): ``decide`` (the
@@ -84,6 +92,11 @@ class RealtimeSettings:
         min_difference: ...and at least this many grey levels.
         radius: Guided filter window radius at the working size, px.
         eps: Guided filter regularisation.
+        refine_after: Resting frames in a row after which the frame is painted once at full
+            resolution (0, the default: never). Only frames larger than the working size are
+            refined. Off by default: the change to the full painting is one step of the whole
+            picture, which issue 28's flicker measure counts like a shimmer (docs/video.md).
+        rest_share: A frame rests when at most this share of its cells changed.
     """
 
     work_size: int | None = None
@@ -94,6 +107,8 @@ class RealtimeSettings:
     min_difference: float = 3.0
     radius: int = 1
     eps: float = 1e-2
+    refine_after: int = 0
+    rest_share: float = 0.02
 
     def __post_init__(self) -> None:
         if self.work_size is not None and self.work_size < MIN_CONTENT_SIDE:
@@ -102,6 +117,10 @@ class RealtimeSettings:
             raise SlimvisionError(f"blend must be in (0, 1], got {self.blend}")
         if self.cell < 1 or self.feather < 0 or self.radius < 1 or self.eps <= 0:
             raise SlimvisionError("cell >= 1, feather >= 0, radius >= 1 and eps > 0 are needed")
+        if self.refine_after < 0:
+            raise SlimvisionError(f"refine_after must be >= 0 (0: never), got {self.refine_after}")
+        if not 0 <= self.rest_share < 1:
+            raise SlimvisionError(f"rest_share must be in [0, 1), got {self.rest_share}")
 
     @property
     def settle(self) -> int:
@@ -118,14 +137,17 @@ class _Frame:
     vector: np.ndarray | None = None  # (100,) the style vector it is painted with
     weights: np.ndarray | None = None  # (rows, cols) float32 weight of the new painting per cell
     painting: np.ndarray | None = None  # (h, w, 3) float32 painting of ``small``
+    full: bool = False  # ``small`` is the whole frame at full resolution: the painting replaces the output
 
 
 @dataclass
 class RealtimeStats:
-    """Frames seen, frames painted (some cell changed) and the share of cells repainted."""
+    """Frames seen, frames painted (some cell changed), frames painted whole at full resolution
+    (the camera rested) and the share of cells repainted."""
 
     frames: int = 0
     painted: int = 0
+    refined: int = 0
     cells_repainted: float = 0.0  # mean over frames of the share of cells taking a new painting
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -155,6 +177,9 @@ class RealtimeStylizer:
         self._reference: np.ndarray | None = None  # per cell: the features it was last painted from
         self._pending: np.ndarray | None = None  # per cell: frames of blending left
         self._output: np.ndarray | None = None  # the last output frame, float32 [0, 1]
+        self._quiet = 0  # resting frames in a row (at most rest_share of the cells changed)
+        self._refined = False  # this rest's view was painted at full resolution
+        self._stale = 0.0  # share of the cells repainted small since then
 
     # -- one frame, no memory of the others
     def work_shape(self, frame: np.ndarray) -> tuple[int, int]:
@@ -202,8 +227,16 @@ class RealtimeStylizer:
         self._pending[changed] = self.settings.settle
         active = self._pending > 0
         self.stats.frames += 1
+        if changed.mean() > self.settings.rest_share:
+            self._quiet, self._refined, self._stale = 0, False, 0.0
+        else:
+            self._quiet += 1
+        if self._refine_now(frame):
+            return self._refine(frame, current)
         if not active.any():
             return _Frame(frame)
+        if self._refined:
+            self._stale += float(active.mean())
         if self.strength < 1.0 and changed.mean() > 0.5:
             self._vector = None  # a cut or a fast pan: the content's own style is taken again
         weights = np.where(self._pending == 1, np.float32(1.0), np.float32(self.settings.blend))
@@ -213,6 +246,25 @@ class RealtimeStylizer:
         small, vector = self._small(frame)
         return _Frame(frame, small, vector, weights)
 
+    def _refine_now(self, frame: np.ndarray) -> bool:
+        """Whether this frame is painted whole at full resolution: the camera has rested
+        ``refine_after`` frames, and this rest was not refined yet or has since been repainted
+        small over ``rest_share`` of its cells. Frames painted at their own size never are."""
+        after = self.settings.refine_after
+        if not after or self._quiet < after or self.work_shape(frame) == frame.shape[:2]:
+            return False
+        return not self._refined or self._stale > self.settings.rest_share
+
+    def _refine(self, frame: np.ndarray, current: np.ndarray) -> _Frame:
+        """The frame whole at full resolution; every cell counts as painted from it."""
+        assert self._reference is not None and self._pending is not None
+        self._refined, self._stale = True, 0.0
+        self._reference[...] = current
+        self._pending[...] = 0
+        self.stats.refined += 1
+        _, vector = self._small(frame)
+        return _Frame(frame, to_float(frame), vector, np.ones((1, 1), np.float32), full=True)  # weights unused
+
     def paint_stage(self, item: _Frame) -> _Frame:
         """Stage 2 (frames independent: may run several at once): the transformer's painting."""
         if item.small is not None and item.vector is not None:
@@ -221,13 +273,18 @@ class RealtimeStylizer:
 
     def finish_stage(self, item: _Frame) -> np.ndarray:
         """Stage 3 (in order): the new painting upsampled and laid over the previous output where
-        cells changed; (H, W, 3) uint8."""
+        cells changed, or a full-resolution painting taken whole; (H, W, 3) uint8."""
         frame = item.frame
         if self._output is not None and self._output.shape != frame.shape:
             self._output = None
         if item.painting is None or item.weights is None or item.small is None:
             self._account(0.0)
             assert self._output is not None, "the first frame is always painted"
+            return to_uint8(self._output)
+        if item.full:
+            content = item.small
+            self._output = preserve_colour(item.painting, content) if self.preserve_color else item.painting
+            self._account(1.0)
             return to_uint8(self._output)
         new = self.upsample(frame, item.small, item.painting)
         mask = self._mask(item.weights, frame.shape[0], frame.shape[1])
