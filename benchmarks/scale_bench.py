@@ -29,6 +29,10 @@
     OMP_NUM_THREADS=1 python benchmarks/scale_bench.py --skip-batch --skip-kill --gallery-size 1000000 \
         --milvus-size 1000000 --queries 100 -o benchmarks/results/scale_bench_1m.json
 
+``--milvus-uri milvus://HOST:PORT`` measures a Milvus server instead of milvus-lite (HNSW unless
+``--milvus-index``): a new collection, queried just after enrolment, again once flushed and
+indexed, and from a second client; dropped at the end.
+
 Writes benchmarks/results/scale_bench.json (atomically) and prints a table. The machine is
 shared with other jobs (the load average is recorded): only same-run ratios are robust.
 """
@@ -288,7 +292,10 @@ def bench_milvus(args: argparse.Namespace, work: Path, enrolled: np.ndarray, ask
         held = who * 4 + 4 <= size
         asked = asked[held]
         truth = [f"p{int(np.argmin(((enrolled[:size] - v) ** 2).sum(1))) // 4}" for v in asked]
+    if args.milvus_uri:
+        return bench_milvus_server(args, enrolled[:size], asked, truth)
     rows: dict[str, Any] = {}
+    args.milvus_index = args.milvus_index or "IVF_FLAT"
     name = f"milvus_lite_{args.milvus_index.lower()}"
     milvus = MilvusGallery(f"milvus://{work}/gallery.db?index={args.milvus_index}", DLIB_RESNET_V1)
     timings: dict[str, Any] = {}
@@ -308,6 +315,53 @@ def bench_milvus(args: argparse.Namespace, work: Path, enrolled: np.ndarray, ask
     return rows
 
 
+def bench_milvus_server(args: argparse.Namespace, enrolled: np.ndarray, asked: np.ndarray,
+                        truth: list[str]) -> dict[str, Any]:
+    """A Milvus server (``--milvus-uri milvus://HOST:PORT``): a new collection, enrolled, queried
+    at once (its rows still in growing segments), then again after a flush once every sealed
+    segment's index is built, and from a second client; dropped at the end."""
+    from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
+    from slimvision.inference.face_gallery_milvus import MilvusGallery
+
+    index = args.milvus_index or "HNSW"  # the store's default on a server
+    location = f"{args.milvus_uri.rstrip('/')}/bench_{os.getpid()}_{int(time.time())}?index={index}"
+    name = f"milvus_server_{index.lower()}"
+    rows: dict[str, Any] = {}
+    milvus = MilvusGallery(location, DLIB_RESNET_V1)
+    try:
+        timings: dict[str, Any] = {}
+        rate = enrol(milvus, enrolled, args.chunk, timings)
+        server = str(milvus.client.get_server_version())
+        rows[name] = {"server": server, "descriptors": len(enrolled), "enrol_per_s": round(rate), **timings,
+                      **query(Gallery(milvus), asked, truth), "queries": len(asked), "load": load()}
+        print(f"  Milvus server {server} ({index}), just enrolled: {rows[name]}", flush=True)
+        started = time.perf_counter()
+        milvus.client.flush(milvus.collection)
+        while time.perf_counter() - started < 1800:  # every sealed segment indexed (or half an hour)
+            state = milvus.client.describe_index(milvus.collection, "vector")
+            if int(state.get("pending_index_rows", 0)) == 0 and int(state.get("indexed_rows", 0)) >= len(enrolled):
+                break
+            time.sleep(1)
+        indexed = time.perf_counter() - started
+        rows[f"{name}_indexed"] = {"descriptors": len(enrolled), "flush_and_index_s": round(indexed, 1),
+                                   "indexed_rows": int(state.get("indexed_rows", 0)),
+                                   **query(Gallery(milvus), asked, truth), "queries": len(asked), "load": load()}
+        print(f"  flushed, indexed: {rows[f'{name}_indexed']}", flush=True)
+        started = time.perf_counter()
+        with MilvusGallery(location.partition("?")[0], DLIB_RESNET_V1, mode="r") as second:
+            opened = time.perf_counter() - started
+            rows[f"{name}_second_client"] = {"descriptors": len(enrolled), "open_s": round(opened, 2),
+                                             **query(Gallery(second), asked, truth), "queries": len(asked),
+                                             "load": load()}
+        print(f"  a second client: {rows[f'{name}_second_client']}", flush=True)
+    finally:
+        if milvus.client is not None:
+            for collection in (milvus.collection, milvus.meta):
+                milvus.client.drop_collection(collection)
+        milvus.close()
+    return rows
+
+
 def faiss_available() -> bool:
     try:
         import faiss  # noqa: F401
@@ -320,7 +374,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("ray", "pymilvus", "milvus-lite", "faiss-cpu", "onnxruntime", "numpy"):
+    for name in ("ray", "pymilvus", "milvus-lite", "milvus", "faiss-cpu", "onnxruntime", "numpy"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -340,8 +394,12 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--milvus-size", type=int, default=100_000,
                         help="descriptors enrolled into milvus-lite (its enrolment slows as it grows; default 100,000)")
-    parser.add_argument("--milvus-index", default="IVF_FLAT", choices=["HNSW", "IVF_FLAT", "FLAT"],
-                        help="milvus-lite's vector index (default IVF_FLAT, the store's default for a milvus-lite file)")
+    parser.add_argument("--milvus-index", choices=["HNSW", "IVF_FLAT", "FLAT"],
+                        help="the Milvus gallery's vector index (default: the store's, IVF_FLAT in a milvus-lite "
+                             "file, HNSW on a server)")
+    parser.add_argument("--milvus-uri", metavar="milvus://HOST:PORT",
+                        help="a Milvus server to measure instead of milvus-lite (a new collection, dropped at the "
+                             "end; docs/scale.md 'A Milvus server here')")
     parser.add_argument("--chunk", type=int, default=20_000, help="descriptors per add_people call")
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--skip-kill", action="store_true")

@@ -152,3 +152,44 @@ def transform_feeds(session: Any, seed: int, size: int = 384) -> dict[str, np.nd
     return {image_name: rng.random((1, size, size, 3), dtype=np.float32),
             style_name: (rng.standard_normal((1, 1, 1, 100)) * 0.5).astype(np.float32)}
 
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory):
+    """``milvus://HOST:PORT`` of a Milvus server for the server-path gallery tests.
+
+    ``SLIMVISION_MILVUS_SERVER=milvus://HOST:PORT`` names a running one; otherwise the embedded
+    Milvus 2.3.5 standalone server of the ``milvus`` package (``pip install milvus==2.3.5``; not a
+    dependency of slimvision) is started for the session (about 10 s; docs/scale.md). Skipped,
+    saying so, where neither is there."""
+    named = os.environ.get("SLIMVISION_MILVUS_SERVER")
+    if named:
+        yield named.rstrip("/")
+        return
+    pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install 'slimvision[scale]')")
+    server_package = pytest.importorskip(
+        "milvus", reason="no Milvus server: set SLIMVISION_MILVUS_SERVER=milvus://HOST:PORT, or pip install "
+                         "milvus==2.3.5 (the embedded server, not a slimvision dependency) to start one")
+    server = server_package.MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    server.start()
+    try:
+        yield f"milvus://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server_location(milvus_server: str):
+    """A new collection's ``milvus://HOST:PORT/COLLECTION`` on the Milvus server (dropped afterwards,
+    with its ``_meta`` record)."""
+    import uuid
+
+    from pymilvus import MilvusClient
+
+    collection = f"test_{uuid.uuid4().hex[:12]}"
+    yield f"{milvus_server}/{collection}"
+    client = MilvusClient(uri=milvus_server.replace("milvus://", "http://"))
+    for name in (collection, f"{collection}_meta"):
+        client.drop_collection(name)
+    client.close()

@@ -1,5 +1,5 @@
-"""``slimvision faces gallery migrate SRC DST`` between SQLite and Milvus (milvus-lite), and
-``--gallery milvus://...`` on the gallery commands."""
+"""``slimvision faces gallery migrate SRC DST`` between SQLite and Milvus (milvus-lite, and a server
+where there is one), and ``--gallery milvus://...`` on the gallery commands."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip ins
                                           "the Milvus migration tests are skipped")
 
 
-def test_migrate_sqlite_to_milvus_and_back_keeps_everyone(tmp_path, capsys):
+@pytest.mark.parametrize("store", ["milvus-lite", "server"])
+def test_migrate_sqlite_to_milvus_and_back_keeps_everyone(tmp_path, capsys, request, store):
     faces = (np.random.default_rng(3).normal(size=(3, 128)) * 0.1).astype(np.float32)
     with Gallery.open(tmp_path / "people.sqlite", DLIB_RESNET_V1) as gallery:
         gallery.add("ada", faces[:2], sources=["a1.jpg", "a2.jpg"], photos=["sha256:1", "sha256:2"])
         gallery.add("bob", faces[2:])
-    milvus = f"milvus://{tmp_path}/people.db"
+    # the server: tests/conftest.py's milvus_server (skipped, saying why, where there is none)
+    milvus = request.getfixturevalue("server_location") if store == "server" else f"milvus://{tmp_path}/people.db"
     assert exit_code(["faces", "gallery", "migrate", tmp_path / "people.sqlite", milvus, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["descriptors"] == 3
     assert exit_code(["faces", "gallery", "list", "--gallery", milvus, "--json"]) == 0

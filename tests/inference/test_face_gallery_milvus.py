@@ -1,6 +1,8 @@
-"""The Milvus gallery (milvus-lite in a temp folder) keeps the SQLite gallery's semantics: the same
-calls give the same answers on both stores. Skipped, saying so, where pymilvus / milvus-lite (the
-scale extra) is not installed."""
+"""The Milvus gallery (milvus-lite in a temp folder, and a Milvus server where there is one) keeps
+the SQLite gallery's semantics: the same calls give the same answers on every store. Skipped,
+saying so, where pymilvus / milvus-lite (the scale extra) is not installed; the server cases where
+no server is there (tests/conftest.py's ``milvus_server``: SLIMVISION_MILVUS_SERVER, or the ``milvus``
+package's embedded server)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ def vectors(count: int, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).normal(size=(count, 128)) * 0.1).astype(np.float32)
 
 
-@pytest.fixture(params=["sqlite", "milvus"])
+@pytest.fixture(params=["sqlite", "milvus", "server"])
 def location(request, tmp_path) -> str:
+    if request.param == "server":
+        return request.getfixturevalue("server_location")
     return str(tmp_path / "people.sqlite") if request.param == "sqlite" else f"milvus://{tmp_path}/people.db"
 
 
@@ -78,10 +82,16 @@ def test_a_missing_gallery_is_created_by_its_first_change_only(tmp_path):
     assert (tmp_path / "new.db").is_dir()
 
 
-def test_cosine_galleries_measure_one_minus_cosine(tmp_path):
+@pytest.fixture(params=["milvus", "server"])
+def milvus_location(request, tmp_path) -> str:
+    """A new Milvus gallery: a milvus-lite folder, or a collection on the server."""
+    return request.getfixturevalue("server_location") if request.param == "server" else f"milvus://{tmp_path}/g.db"
+
+
+def test_cosine_galleries_measure_one_minus_cosine(milvus_location):
     cosine = EmbedderInfo("student", "1", 128, "cosine", 0.3)
     faces = vectors(3)
-    with Gallery(MilvusGallery(f"milvus://{tmp_path}/c.db", cosine)) as gallery, \
+    with Gallery(MilvusGallery(milvus_location, cosine)) as gallery, \
             Gallery(SQLiteGallery(":memory:", cosine)) as reference:
         for store in (gallery, reference):
             store.add("ada", faces[:1])
@@ -93,16 +103,17 @@ def test_cosine_galleries_measure_one_minus_cosine(tmp_path):
 
 
 @pytest.mark.parametrize("options", ["index=IVF_FLAT&nlist=4&nprobe=4", "index=FLAT", "index=HNSW"])
-def test_other_indexes_search_alike_and_stay_with_the_gallery(tmp_path, options):
+def test_other_indexes_search_alike_and_stay_with_the_gallery(milvus_location, options):
     faces = vectors(8)
-    location = f"milvus://{tmp_path}/g.db"
+    location = milvus_location
     with Gallery.open(f"{location}?{options}", DLIB_RESNET_V1) as gallery, \
             Gallery(SQLiteGallery(":memory:", DLIB_RESNET_V1)) as reference:
         for store in (gallery, reference):
             for person in range(4):
                 store.add(f"p{person}", faces[2 * person:2 * person + 2])
         kind = options.split("&")[0].split("=")[1]
-        assert gallery.store.client.describe_index("faces", "vector")["index_type"] == kind  # built as asked
+        store = gallery.store
+        assert store.client.describe_index(store.collection, "vector")["index_type"] == kind  # built as asked
         for query in faces + 0.01:
             assert [(m.name, m.is_match) for m in gallery.search(query, 3)] == \
                 [(m.name, m.is_match) for m in reference.search(query, 3)]
@@ -111,6 +122,25 @@ def test_other_indexes_search_alike_and_stay_with_the_gallery(tmp_path, options)
     other = "FLAT" if kind != "FLAT" else "HNSW"
     with pytest.raises(GalleryError, match=f"its index is {kind}, set when it was created"):
         MilvusGallery(f"{location}?index={other}", DLIB_RESNET_V1)
+
+
+def test_each_person_is_found_once_among_many_of_their_descriptors(milvus_location):
+    """top_k people, not top_k descriptors: Milvus 2.3 ignores group_by_field and answers with
+    descriptors, several of one person, and milvus-lite groups only the nearest top_k descriptors;
+    the store asks again for more until it has top_k people."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 128)).astype(np.float32)
+    faces = (centres[:, None] + rng.normal(scale=0.01, size=(4, 40, 128))).astype(np.float32)  # 40 each
+    # HNSW: IVF_FLAT's nprobe cells of 160 clustered descriptors can all be one person's
+    with Gallery.open(f"{milvus_location}?index=HNSW", DLIB_RESNET_V1) as gallery, \
+            Gallery(SQLiteGallery(":memory:", DLIB_RESNET_V1)) as reference:
+        for store in (gallery, reference):
+            for person in range(4):
+                store.add(f"p{person}", faces[person])
+        for query in centres:
+            got, want = gallery.search(query, 3), reference.search(query, 3)
+            assert [m.name for m in got] == [m.name for m in want] and len({m.name for m in got}) == 3
+            assert [m.distance for m in got] == pytest.approx([m.distance for m in want], abs=1e-3)  # HNSW: near best
 
 
 def test_a_bulk_enrolment_is_sealed_once_before_the_next_search(tmp_path):

@@ -12,8 +12,10 @@ the gallery was created with: IVF_FLAT (``&nlist=``/``&nprobe=``) by default in 
 file, HNSW on a server, or another by ``?index=HNSW|IVF_FLAT|FLAT`` (FLAT: exact).
 
 What Milvus guarantees (it has no multi-request transactions): each insert, upsert and delete is
-one request, applied whole or not at all and visible to the next read once it returns (the
-collection is read with Strong consistency). Every change here is one such request: enrolling
+one request, applied whole or not at all and visible to the next read once it returns (milvus-lite:
+in this process; a server: read at Session consistency, so to this process's next read, and to
+other processes once the server has applied it: Strong would make every read wait for the server's
+next time tick, about 200 ms). Every change here is one such request: enrolling
 all of a call's people is one insert (one per 10,000 descriptors), a removal one delete, a rename
 one upsert of the person's rows under the same primary keys. In milvus-lite a request is in its
 write-ahead log when it returns (it survives the process being killed; not fsynced, as milvus-lite
@@ -63,6 +65,8 @@ IVF_NLIST, IVF_NPROBE = 1024, 16
 MAX_NAME, MAX_TEXT = 256, 2048
 #: Milvus caps a query's result window and a filter's length; work in chunks below both.
 CHUNK = 1000
+#: Milvus's largest ``limit`` of one search.
+MAX_TOP_K = 16384
 #: milvus-lite has neither cap, and each of its queries is a pass over every row in Python: the
 #: duplicate checks of one enrolment ask in chunks this large (one pass for most calls).
 LOCAL_CHUNK = 50_000
@@ -173,6 +177,11 @@ class MilvusGallery:
         self.meta = f"{self.collection}_meta"
         self.client: Any = None  # None: a new gallery not created yet
         self._unsealed = 0  # milvus-lite: rows changed and not yet sealed into an indexed segment
+        #: A server's reads are at Session consistency: this process's own changes are visible to its
+        #: next read; Strong (the collection's level) makes every read wait for the server's next time
+        #: tick, about 200 ms a search and 400 ms a query on Milvus 2.3 (docs/scale.md). milvus-lite
+        #: runs in this process: its reads see every change already.
+        self._reads: dict[str, str] = {} if self.local else {"consistency_level": "Session"}
         with self._milvus_errors():
             if self._exists():
                 self.embedder = self._read_record(embedder)
@@ -208,13 +217,14 @@ class MilvusGallery:
 
     def _exists(self) -> bool:
         """Whether the gallery's collections exist (a missing milvus-lite database is not created here)."""
-        if self.local and not Path(self.uri).exists():
-            return False
-        if self.local and not Path(self.uri).is_dir():
-            raise GalleryError("is a file, not a milvus-lite database (an SQLite gallery? give it as a path)",
-                               self.path)
-        if not {entry.name for entry in Path(self.uri).iterdir()} & {"LOCK", "collections", "databases"}:
-            raise GalleryError("is a folder but not a milvus-lite database; refusing to use it", self.path)
+        if self.local:
+            if not Path(self.uri).exists():
+                return False
+            if not Path(self.uri).is_dir():
+                raise GalleryError("is a file, not a milvus-lite database (an SQLite gallery? give it as a path)",
+                                   self.path)
+            if not {entry.name for entry in Path(self.uri).iterdir()} & {"LOCK", "collections", "databases"}:
+                raise GalleryError("is a folder but not a milvus-lite database; refusing to use it", self.path)
         self.client = self._connect()
         names = set(self.client.list_collections())
         if self.collection not in names:
@@ -239,7 +249,8 @@ class MilvusGallery:
         self.index = replace(self.index, kind=stored)
 
     def _record(self) -> dict[str, str]:
-        rows = self.client.query(self.meta, filter='key != ""', output_fields=["key", "value"], limit=100)
+        rows = self.client.query(self.meta, filter='key != ""', output_fields=["key", "value"], limit=100,
+                                 **self._reads)
         return {row["key"]: row["value"] for row in rows}
 
     def _read_record(self, embedder: EmbedderInfo) -> EmbedderInfo:
@@ -271,8 +282,9 @@ class MilvusGallery:
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index.kind, metric_type=self._metric(),
                         params=self.index.build_params())
+        scalar = self._scalar_index()
         for field in ("person", "photo", "digest"):  # every edit and duplicate check filters on these
-            index.add_index(field, index_type="INVERTED")
+            index.add_index(field, index_type=scalar)
         self.client.create_collection(self.collection, schema=schema, index_params=index,
                                       consistency_level="Strong")
         meta = MilvusClient.create_schema(auto_id=False)
@@ -287,6 +299,13 @@ class MilvusGallery:
                      for key in ("name", "version", "dim", "metric", "threshold")}}
         self.client.insert(self.meta, [{"key": key, "value": value, "unused": [0.0, 0.0]}
                                        for key, value in record.items()])
+
+    def _scalar_index(self) -> str:
+        """INVERTED, or Trie on a Milvus server before 2.4 (which has no INVERTED index and refuses it)."""
+        if self.local:
+            return "INVERTED"
+        version = re.match(r"v?(\d+)\.(\d+)", str(self.client.get_server_version()))
+        return "Trie" if version and (int(version[1]), int(version[2])) < (2, 4) else "INVERTED"
 
     def _metric(self) -> str:
         return "COSINE" if self.embedder.metric == "cosine" else "L2"
@@ -352,7 +371,9 @@ class MilvusGallery:
         step = LOCAL_CHUNK if self.local else CHUNK
         for field, values in (("digest", digests), ("photo", photos)):
             for start in range(0, len(values), step):
-                for row in self._query(f"{field} in {json.dumps(values[start:start + step])}", [field, "person"]):
+                chunk = values[start:start + step]  # a digest or photo is held by one row at most
+                for row in self._query(f"{field} in {json.dumps(chunk)}", [field, "person"],
+                                       limit=None if self.local else len(chunk)):
                     found[row[field]] = row["person"]
         return found
 
@@ -412,9 +433,10 @@ class MilvusGallery:
     def _query(self, expression: str, fields: list[str], limit: int | None = None) -> list[dict[str, Any]]:
         """Every row matching ``expression`` (paged: Milvus caps one query's window)."""
         if limit is not None:
-            return list(self.client.query(self.collection, filter=expression, output_fields=fields, limit=limit))
+            return list(self.client.query(self.collection, filter=expression, output_fields=fields, limit=limit,
+                                          **self._reads))
         iterator = self.client.query_iterator(self.collection, batch_size=CHUNK, filter=expression,
-                                              output_fields=fields)
+                                              output_fields=fields, **self._reads)
         rows: list[dict[str, Any]] = []
         try:
             while batch := iterator.next():
@@ -463,8 +485,8 @@ class MilvusGallery:
             for start in range(0, len(digests), CHUNK):
                 chunk = [digest for digest in digests[start:start + CHUNK] if digest]
                 if chunk:
-                    found.update((row["photo"], row["person"])
-                                 for row in self._query(f"photo in {json.dumps(chunk)}", ["photo", "person"]))
+                    found.update((row["photo"], row["person"]) for row in self._query(
+                        f"photo in {json.dumps(chunk)}", ["photo", "person"], limit=None if self.local else len(chunk)))
         return found
 
     def nearest(self, queries: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
@@ -474,11 +496,38 @@ class MilvusGallery:
             if not self._ready() or not len(queries):
                 return [[] for _ in queries]
             self._seal()
-            params = {"metric_type": self._metric(), "params": self.index.search_params(top_k)}
-            hits = self.client.search(self.collection, data=np.asarray(queries, np.float32).tolist(), limit=top_k,
-                                      anns_field="vector", output_fields=["person"], group_by_field="person",
-                                      search_params=params)
-        return [[(hit["entity"]["person"], self._distance(hit["distance"])) for hit in row] for row in hits]
+            data = np.asarray(queries, np.float32).tolist()
+            found: list[list[tuple[str, float]]] = [[] for _ in data]
+            todo, limit = list(range(len(data))), min(top_k, MAX_TOP_K)
+            answered = [0] * len(data)  # hits in each query's last answer
+            while todo:
+                hits = self.client.search(self.collection, data=[data[i] for i in todo], limit=limit,
+                                          anns_field="vector", output_fields=["person"], group_by_field="person",
+                                          search_params={"metric_type": self._metric(),
+                                                         "params": self.index.search_params(limit)}, **self._reads)
+                again = []
+                for position, row in zip(todo, hits):
+                    found[position] = self._best_per_person(row, top_k)
+                    if len(found[position]) < top_k and len(row) > answered[position] and limit < MAX_TOP_K:
+                        again.append(position)  # fewer people than asked, and a larger answer may hold more
+                    answered[position] = len(row)
+                todo, limit = again, min(limit * 8, MAX_TOP_K)
+        return found
+
+    def _best_per_person(self, row: list[dict[str, Any]], top_k: int) -> list[tuple[str, float]]:
+        """The first (nearest) hit of each person, ``top_k`` of them. Grouped by person, a search
+        should return one hit per person already, but Milvus 2.3 ignores ``group_by_field`` (it
+        returns descriptors, several of a person), and milvus-lite 3.2.2 groups only the nearest
+        ``limit`` descriptors (fewer people than asked when a person has many): :meth:`nearest` asks
+        again for 8x as many while an answer holds fewer than ``top_k`` people and grew."""
+        best: dict[str, float] = {}
+        for hit in row:
+            name = hit["entity"]["person"]
+            if name not in best:
+                best[name] = self._distance(hit["distance"])
+                if len(best) == top_k:
+                    break
+        return list(best.items())
 
     def _distance(self, score: float) -> float:
         """Milvus's score in the embedder's metric: L2 is squared there; COSINE is a similarity."""
