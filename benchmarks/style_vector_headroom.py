@@ -1,6 +1,6 @@
 """Could a better style vector make the fast transformer paint closer to its teacher? (issue 24)
 
-    python benchmarks/style_vector_headroom.py                  # 1 style of each training family, ~5 minutes on 2 cores
+    python benchmarks/style_vector_headroom.py                  # 1 style of each training family, 5-10 minutes on 2 cores
     python benchmarks/style_vector_headroom.py --per-family 2 --steps 60
 
 The fast bundle's error is the predictor's (a vector off the teacher's) and the transformer's (a
