@@ -467,10 +467,12 @@ def _run_video_realtime(args: argparse.Namespace, info: Any) -> int:
                "size": [width, height], "fps": info.fps, "audio_dropped": info.has_audio,
                "seconds": round(seconds, 2), "realtime": True,
                "work_size": list(reversed(work_shape(height, width, stylizer.settings.work_size))),
-               "frames_painted": painted.painted, "cells_repainted": round(painted.cells_repainted, 4),
+               "frames_painted": painted.painted, "frames_refined": painted.refined,
+               "cells_repainted": round(painted.cells_repainted, 4),
                "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None}
     _emit(args, payload, f"wrote {args.output}: {frames} frames of {width}x{height} in {seconds:.1f} s "
-          f"({frames / max(seconds, 1e-9):.1f} frames/s, {painted.painted} painted)"
+          f"({frames / max(seconds, 1e-9):.1f} frames/s, {painted.painted} painted"
+          + (f", {painted.refined} painted in full at rest" if painted.refined else "") + ")"
           + (" (audio dropped)" if info.has_audio else ""))
     return 0
 
@@ -558,7 +560,8 @@ def _show_live(args: argparse.Namespace, cv2: Any, window: str, frames: Any, sty
         writer.close()
     seconds = time.perf_counter() - started
     payload = {"camera": args.camera, "frames_shown": shown, "frames_dropped": stats.dropped,
-               "frames_painted": stylizer.stats.painted, "seconds": round(seconds, 2),
+               "frames_painted": stylizer.stats.painted, "frames_refined": stylizer.stats.refined,
+               "seconds": round(seconds, 2),
                "frames_per_second": round(shown / seconds, 2) if seconds > 0 else None,
                "output": str(args.output) if args.output is not None else None}
     _emit(args, payload, f"showed {shown} frames in {seconds:.1f} s ({shown / max(seconds, 1e-9):.1f} frames/s, "
