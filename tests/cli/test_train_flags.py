@@ -36,7 +36,8 @@ NOT_FLAGS = {
                   "real_label", "log_every"},
     "vae train": {"model.in_channels", "model.out_channels", "model.reduce_channels", "intensity.mode",
                   "intensity.low", "intensity.high",  # --window / --dicom-window, shared with the other commands
-                  "corruption.block_max_side", "log_every"},
+                  "corruption.block_max_side", "log_every",
+                  "finetune.backbone_lr_scale"},  # the VAE's backbone trains at --backbone-lr
     "numerals train": {"som.dim", "som.batch_steps", "som.learning_rate", "som.learning_rate_end", "som.radius",
                        "som.radius_end", "noise.rotation_degrees", "noise.blur_sigma", "noise.ink_noise",
                        "noise.stroke_weight", "noise.stain_probability", "noise.stain_size",

@@ -259,3 +259,37 @@ def test_training_on_packaged_sources_and_warm_starting_from_an_export(trained, 
     assert "unknown medical source 'brainweb'" in capsys.readouterr().err
     assert exit_code(["vae", "train", "--sources", "pydicom-mr", "--mni152", "-o", str(tmp_path / "y"), *flags]) == 2
     assert "one of: training DATA, --mni152, --sources" in capsys.readouterr().err
+
+
+def test_pretraining_on_generic_pictures_then_fine_tuning_with_the_backbone_frozen_first(trained, tmp_path,
+                                                                                        monkeypatch, capsys, caplog):
+    """--sources generic: the pictures installed packages ship, in grey, as crops at their own size
+    (here a folder of generated textures stands in for them); --freeze-backbone-steps / --unfreeze
+    freeze the encoder's backbone for the first steps, then train its top blocks."""
+    pytest.importorskip("pydicom")
+    import slimvision.data.generic_images as generic
+
+    root, _ = trained
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (50 + 10 * index, 70, 3)).astype(np.uint8)).save(pictures / f"t{index}.png")
+    monkeypatch.setattr(generic, "generic_folders", lambda: [("textures", pictures)])
+    flags = ["--image-size", "32", "--latent-dim", "4", "--epochs", "1", "--batch-size", "2", "--sample-every", "1",
+             "--holdout", str(root / "data"), "--skip-connections", "--mask-channel", "-q"]
+    assert main(["vae", "train", "--sources", "generic", "-o", str(tmp_path / "pre"), *flags]) == 0
+    assert main(["vae", "train", "--sources", "pydicom-mr", "-o", str(tmp_path / "tuned"), *flags,
+                 "--init-from", str(tmp_path / "pre" / "export"), "--freeze-batchnorm",
+                 "--freeze-backbone-steps", "1", "--unfreeze", "2"]) == 0
+    from slimvision.training.checkpoint import CheckpointStore
+
+    saved = CheckpointStore(tmp_path / "tuned" / "checkpoints").latest_extra()["config"]
+    assert saved["finetune"] == {"freeze_backbone_steps": 1, "unfreeze": 2, "backbone_lr_scale": 1.0}
+    monkeypatch.setattr(generic, "generic_folders", lambda: [("textures", tmp_path / "pre" / "samples")])
+    for picture in (tmp_path / "pre" / "samples").iterdir():
+        picture.write_bytes(b"broken")
+    capsys.readouterr()
+    assert exit_code(["vae", "train", "--sources", "generic", "-o", str(tmp_path / "x"), *flags]) == 2
+    error = capsys.readouterr().err
+    assert "no generic pictures to train on" in error and "skipped, it does not decode" in caplog.text

@@ -265,3 +265,33 @@ def test_training_on_a_crop_pool_with_frozen_batch_norms_and_intensity_jitter(tm
     assert any(not torch.equal(before[name], after[name]) for name in before if name.endswith(".weight"))
     for name, mean in norms.items():                                        # statistics untouched
         assert torch.equal(after[f"{name}.running_mean"], mean), name
+
+
+def test_the_backbone_stays_frozen_for_its_steps_then_only_its_top_blocks_train(tmp_path):
+    """The trainer's FineTuneSchedule on the VAE's encoder backbone: frozen (weights and batch-norm
+    statistics) for freeze_backbone_steps while the rest trains; then only the top ``unfreeze``
+    blocks join, and a resumed run picks up in the right stage."""
+    from slimvision.data.medical_sources import CropPool
+    from slimvision.training.trainer import FineTuneSchedule
+    from slimvision.training.vae import backbone_blocks
+
+    pool = CropPool({"discs": [(f"s{index}", image) for index, image in enumerate(_images(6, 40))]})
+    config = VAETrainingConfig(model=TINY, epochs=1, batch_size=3, sample_every=1,  # 2 steps an epoch
+                               finetune=FineTuneSchedule(freeze_backbone_steps=2, unfreeze=1))
+    torch.manual_seed(config.seed)                                          # the run's own start
+    vae = VariationalAutoencoder(TINY)
+    start = {name: value.clone() for name, value in vae.state_dict().items()}
+    frozen, _ = train_vae(config, pool, tmp_path / "run", pretrained=False, progress=False)
+    after = frozen.state_dict()
+    backbone = [name for name in start if name.startswith("encoder.backbone.")]
+    assert backbone and all(torch.equal(start[name], after[name]) for name in backbone)   # stats too
+    assert not torch.equal(start["encoder.to_latent.weight"], after["encoder.to_latent.weight"])  # the rest trains
+    longer, _ = train_vae(replace(config, epochs=3), pool, tmp_path / "run", pretrained=False, progress=False)
+    blocks = backbone_blocks(longer)
+    names = {id(module): name for name, module in longer.named_modules()}
+    top = names[id(blocks[-1])]                                             # encoder.backbone.blocks.N
+    final = longer.state_dict()
+    moved = {name for name in backbone if not torch.equal(after[name], final[name])}
+    assert moved and all(name.startswith(top + ".") for name in moved), sorted(moved)[:5]
+    with pytest.raises(ConfigError, match="backbone_lr_scale must stay 1"):
+        replace(config, finetune=FineTuneSchedule(backbone_lr_scale=0.5)).validate()

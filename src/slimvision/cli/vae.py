@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, bounded,
-                                     check_folder_output, fraction, max_pixels, non_negative_float, number_list,
-                                     positive_float, positive_int, seed)
+                                     check_folder_output, fraction, max_pixels, non_negative_float, non_negative_int,
+                                     number_list, positive_float, positive_int, seed)
 from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 
 _WINDOW = number_list("--window", -1e6, 1e6)  # raw values (CT: HU, -1024..3071) with room to spare
@@ -61,6 +61,13 @@ _TRAIN_FLAGS = (
                help="also redraw each training image's intensities: a random window, gamma and bias field"),
     ConfigFlag("--freeze-batchnorm", "freeze_batchnorm", switch=True,
                help="keep batch-norm statistics fixed while training (needed with --init-from)"),
+    ConfigFlag("--freeze-backbone-steps", "finetune.freeze_backbone_steps",
+               non_negative_int("--freeze-backbone-steps"),
+               "steps at the start with the encoder's backbone frozen (weights and batch-norm statistics); the "
+               "rest of the network trains"),
+    ConfigFlag("--unfreeze", "finetune.unfreeze", bounded("--unfreeze", int, -1, 10_000),
+               "backbone blocks (from the top; 17 in Lite0: the stem and 16 MBConv blocks) that train, at "
+               "--backbone-lr, after the frozen steps", note="-1: all, 0: none"),
     shared_flag("checkpoint_every", "epochs between checkpoints"),
     ConfigFlag("--sample-every", "sample_every", positive_int("--sample-every"), "epochs between sample grids"),
     shared_flag("device"),
@@ -88,7 +95,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--sources", default=None, metavar="NAMES",
                        help="train on real scans that ship in installed packages (slimvision.data.medical_sources): "
                             "comma-separated source names, 'train' (every source not held out) or 'all'; random "
-                            "crops at each slice's own resolution; without --holdout, the held-out sources are scored")
+                            "crops at each slice's own resolution; 'generic' adds the photos and textures that ship "
+                            "in installed packages, in grey (pretraining; never a medical image); without "
+                            "--holdout, the held-out sources are scored")
     train.add_argument("--holdout", type=Path, nargs="+", default=None, help="held-out files or folders to score")
     train.add_argument("--init-from", type=Path, default=None, metavar="EXPORT",
                        help="start from an exported VAE's weights (a folder with autoencoder.onnx, e.g. a shipped "
@@ -258,9 +267,15 @@ def run_train(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, intensity=intensity)
     image_size = config.model.image_size
     if args.sources is not None:
-        from slimvision.data.medical_sources import CropPool, held_out_sources, source_slices
+        from slimvision.data.generic_images import GENERIC, generic_slices
+        from slimvision.data.medical_sources import CropPool, source_slices
 
-        train = CropPool(source_slices(args.sources.split(","), split="train", intensity=intensity))
+        names = [name.strip() for name in args.sources.split(",") if name.strip()]
+        medical = [name for name in names if name != GENERIC]
+        found = source_slices(medical, split="train", intensity=intensity) if medical else {}
+        if GENERIC in names:
+            found.update(generic_slices(max_pixels=args.max_pixels))
+        train = CropPool(found)
         holdout = (load_slices(args.holdout, image_size, intensity=intensity, axis=args.axis,
                                max_pixels=args.max_pixels, max_voxels=args.max_voxels) if args.holdout else
                    _held_out_squares(image_size, intensity))

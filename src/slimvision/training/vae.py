@@ -37,7 +37,9 @@ from slimvision.io.medical import Intensity
 from slimvision.metrics import damage_scores, restoration_scores
 from slimvision.models.vae import VAEConfig, VariationalAutoencoder, build_vae
 from slimvision.training.checkpoint import read_json_rows
-from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
+from slimvision.training.trainer import (
+    CosineDecay, FineTuneSchedule, StagedUnfreezing, Trainer, TrainerConfig, check_same_config,
+)
 
 METRICS_FILE = "metrics.json"
 #: The benchmark's damage: 60% of the pixels removed.
@@ -67,6 +69,11 @@ class VAETrainingConfig(TrainingConfig):
         freeze_batchnorm: batch-norm layers keep their statistics (eval mode) while the rest
             trains; needed when warm-starting from an exported graph, whose batch norms were
             folded into the convolutions (:func:`warm_start_from_onnx`).
+        finetune: the trainer's :class:`~slimvision.training.trainer.FineTuneSchedule` for the
+            encoder's backbone (its stem and MBConv blocks, :func:`backbone_blocks`): frozen for
+            ``freeze_backbone_steps``, then its top ``unfreeze`` blocks train at ``backbone_lr``
+            (the VAE's own backbone rate, so ``backbone_lr_scale`` stays 1). The default trains
+            everything from the first step.
         checkpoint_every / sample_every: in epochs.
         device: "cpu", "cuda", "cuda:1", "mps"...
     """
@@ -84,6 +91,7 @@ class VAETrainingConfig(TrainingConfig):
     augment: bool = True
     intensity_augment: bool = False
     freeze_batchnorm: bool = False
+    finetune: FineTuneSchedule = field(default_factory=FineTuneSchedule)
     checkpoint_every: int = 5
     sample_every: int = 5
     log_every: int = 10
@@ -94,6 +102,10 @@ class VAETrainingConfig(TrainingConfig):
         self.require_at_least(1, "epochs", "sample_every")
         self.require_positive("lr", "backbone_lr")
         self.require_at_least(0, "beta", "l1_weight")
+        self.finetune.validate()
+        if self.finetune.backbone_lr_scale != 1.0:
+            raise ConfigError("VAETrainingConfig.finetune.backbone_lr_scale must stay 1: the VAE's backbone "
+                              "trains at backbone_lr (--backbone-lr)")
 
 
 def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
@@ -182,6 +194,13 @@ def _jitter_geometry(images: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return F.grid_sample(batch, grid, padding_mode="zeros", align_corners=False)[:, 0].numpy()
 
 
+def backbone_blocks(vae: VariationalAutoencoder) -> list[torch.nn.Module]:
+    """The encoder backbone's blocks, input first (its stem, then each MBConv block): what a
+    :class:`~slimvision.training.trainer.FineTuneSchedule` freezes and unfreezes from the top."""
+    backbone = vae.encoder.backbone
+    return [backbone.stem, *backbone.blocks]
+
+
 def _optimizer(vae: VariationalAutoencoder, config: VAETrainingConfig) -> torch.optim.Optimizer:
     backbone = list(vae.encoder.backbone.parameters())
     known = {id(p) for p in backbone}
@@ -234,6 +253,8 @@ def train_vae(config: VAETrainingConfig, images: np.ndarray | CropPool, run_dir:
         batches = step_batches(images, config, trainer.step)
         if config.cosine_decay:
             batches = CosineDecay(batches, optimizer, [config.backbone_lr, config.lr], trainer.step, total)
+        if config.finetune != FineTuneSchedule():
+            batches = StagedUnfreezing(batches, backbone_blocks(task.model), config.finetune, trainer.step)
         trainer.fit(batches, resume=False)
         epoch = math.ceil(stop / steps_per_epoch)
         _save_preview(task.model, preview, run_dir / "samples" / f"epoch-{epoch:04d}.png")
