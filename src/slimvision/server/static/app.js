@@ -206,12 +206,13 @@ function addStyleRow(sampleName = "") {
   for (const item of style.samples.styles) select.add(new Option(item.name.replace(/\.\w+$/, "").replace(/_/g, " "), item.name));
   row.source = null;
   const setThumb = (blob) => { $(".thumb", row).src = URL.createObjectURL(blob); };
-  select.addEventListener("change", async () => {
+  const loadSample = async () => {
     if (!select.value) return;
     $(".style-file", row).value = "";
     row.source = await sampleSource("styles", select.value)();
     setThumb(row.source.blob);
-  });
+  };
+  select.addEventListener("change", loadSample);
   $(".style-file", row).addEventListener("change", (event) => {
     const [file] = event.target.files;
     if (!file) return;
@@ -226,11 +227,12 @@ function addStyleRow(sampleName = "") {
     updateStyleButtons();
   });
   rows.append(row);
-  if (sampleName) {
-    select.value = sampleName;
-    select.dispatchEvent(new Event("change"));
-  }
   updateStyleButtons();
+  if (!sampleName) return Promise.resolve();
+  select.value = sampleName;
+  // The caller may wait for the sample: the page is not ready until its first style has loaded
+  // (else a click on Stylize or Start camera meanwhile finds no style).
+  return loadSample();
 }
 
 function updateStyleButtons() {
@@ -432,11 +434,12 @@ async function setUpStyle() {
 
   // Start with a sample photo and painting, so one click shows what the page does.
   const firstStyle = samples.styles.find((item) => item.name.startsWith("starry")) || samples.styles[0];
-  addStyleRow(firstStyle ? firstStyle.name : "");
+  const firstRow = addStyleRow(firstStyle ? firstStyle.name : "");
   if (samples.content.length) {
     contentSelect.value = samples.content[0].name;
     await setContent(await sampleSource("content", contentSelect.value)());
   }
+  await firstRow;
   form.dataset.state = "ready";
 }
 
