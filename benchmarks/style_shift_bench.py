@@ -52,22 +52,13 @@ def photos(count: int) -> list[tuple[str, np.ndarray]]:
     """``count`` colour photos the installed packages ship, each scaled to cover the frame plus margins."""
     import cv2
 
-    from slimvision.bench.style_fidelity import photo_folders
-    from slimvision.io.images import load_image
+    from slimvision.bench.style_fidelity import named_photos
 
-    found: dict[str, Path] = {}
-    for _, folder in photo_folders():
-        for path in folder.iterdir():
-            found.setdefault(path.name, path)
     chosen = []
-    for name in PREFERRED:
-        if name in found and len(chosen) < count:
-            image = load_image(found[name])
-            if image.ndim != 3:
-                continue
-            scale = max((WIDTH + 2 * MARGIN) / image.shape[1], (HEIGHT + 2 * MARGIN) / image.shape[0])
-            size = (round(image.shape[1] * scale) + 1, round(image.shape[0] * scale) + 1)
-            chosen.append((name, cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)))
+    for name, image in named_photos(PREFERRED, count):
+        scale = max((WIDTH + 2 * MARGIN) / image.shape[1], (HEIGHT + 2 * MARGIN) / image.shape[0])
+        size = (round(image.shape[1] * scale) + 1, round(image.shape[0] * scale) + 1)
+        chosen.append((name, cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)))
     if len(chosen) < count:
         raise SystemExit(f"found only {len(chosen)} of the photos {PREFERRED}; install scikit-image and opencv-doc")
     return chosen

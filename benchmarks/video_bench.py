@@ -85,19 +85,9 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- the clip
 def photos(count: int) -> list[tuple[str, np.ndarray]]:
     """``count`` colour photos from the installed packages, the preferred ones first."""
-    from slimvision.bench.style_fidelity import photo_folders
-    from slimvision.io.images import load_image
+    from slimvision.bench.style_fidelity import named_photos
 
-    found: dict[str, Path] = {}
-    for _, folder in photo_folders():
-        for path in folder.iterdir():
-            found.setdefault(path.name, path)
-    chosen = []
-    for name in PREFERRED:
-        if name in found and len(chosen) < count:
-            image = load_image(found[name])
-            if image.ndim == 3 and min(image.shape[:2]) >= 256:
-                chosen.append((name, image))
+    chosen = named_photos(PREFERRED, count, min_side=256)
     if len(chosen) < count:
         raise SystemExit(f"found only {len(chosen)} of the photos {PREFERRED}; install scikit-image")
     return chosen

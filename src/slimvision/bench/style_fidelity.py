@@ -258,6 +258,26 @@ def photo_folders() -> list[tuple[str, Path]]:
     return [(source, folder) for source, folder in folders if folder is not None and folder.is_dir()]
 
 
+def named_photos(names: Sequence[str], count: int, min_side: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Up to ``count`` colour photos found by file name in :func:`photo_folders`, in the order of
+    ``names`` (the first folder holding a name wins), each at least ``min_side`` px on its
+    shorter side: ``[(name, (H, W, 3) uint8)]``. The benchmarks that need the same real photos
+    on every machine (video, shift) take them so."""
+    from slimvision.io.images import load_image
+
+    found: dict[str, Path] = {}
+    for _, folder in photo_folders():
+        for path in folder.iterdir():
+            found.setdefault(path.name, path)
+    chosen = []
+    for name in names:
+        if name in found and len(chosen) < count:
+            image = load_image(found[name])
+            if image.ndim == 3 and min(image.shape[:2]) >= min_side:
+                chosen.append((name, image))
+    return chosen
+
+
 def machine_photos(count: int | None, side: int, seed: int = 0) -> list[LabelledImage]:
     """Colour photos the installed packages ship, labelled by source, as ``side`` px centre squares.
 
