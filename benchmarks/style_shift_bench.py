@@ -4,9 +4,9 @@
     python benchmarks/style_shift_bench.py --models fast --photos 1
 
 Issue 28 scores the real-time output by its SSIM against the same model painting each frame at
-full resolution. That reference is itself unstable under motion: the style transformer downsamples
-twice by 2 (strided convolutions; the fast model's phase planes are another 2x2), so it is
-equivariant only to shifts that are a multiple of its stride. A camera view moved by 1-3 px is
+full resolution. That reference is itself unstable under motion: the style transformers work at a
+quarter of the frame's resolution between their down- and upsampling layers, so they are
+equivariant only to shifts that are a multiple of 4 px. A camera view moved by 1-3 px is
 painted with other strokes. This benchmark measures that: each photo is scaled to cover a
 1280x720 frame with room to spare, the frame is painted, then the frame moved by (dx, dy) px
 (a crop of the same photo, no resampling) is painted, and the two paintings are compared by
