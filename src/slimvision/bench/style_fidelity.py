@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from slimvision.bench.fidelity import Case, CaseResult, LabelledImage, Metric
+from slimvision.data.style_images import photo_folders
 from slimvision.errors import ConfigError
 from slimvision.inference.style import artifact_for
 
@@ -242,20 +243,6 @@ def limit_per_family(images: Sequence[LabelledImage], per_family: int | None, se
 
 #: A default content photo is at least this many px on its shorter side (no icons or logos).
 MIN_PHOTO_SIDE = 256
-
-
-def photo_folders() -> list[tuple[str, Path]]:
-    """(source, folder) of every installed package that ships photos, in preference order: a
-    picture found twice (slimvision's samples copy scikit-image's) counts for the first source."""
-    from slimvision.assets import samples_dir
-    from slimvision.data.style_images import OPENCV_DOC_DATA, _package_folder
-
-    folders = [("scikit-image", _package_folder("skimage", "data")),
-               ("scikit-learn", _package_folder("sklearn", "datasets", "images")),
-               ("matplotlib", _package_folder("matplotlib", "mpl-data", "sample_data")),
-               ("opencv-doc", OPENCV_DOC_DATA if OPENCV_DOC_DATA.is_dir() else None),
-               ("slimvision", samples_dir() / "content")]
-    return [(source, folder) for source, folder in folders if folder is not None and folder.is_dir()]
 
 
 def named_photos(names: Sequence[str], count: int, min_side: int = 0) -> list[tuple[str, np.ndarray]]:

@@ -40,8 +40,8 @@ MEDICAL_STEMS = frozenset({"phantom", "retina", "microaneurysms", "ihc"})
 
 def generic_folders() -> list[tuple[str, Path]]:
     """(package, folder) of every installed package that ships pictures (see
-    :func:`slimvision.bench.style_fidelity.photo_folders`)."""
-    from slimvision.bench.style_fidelity import photo_folders
+    :func:`slimvision.data.style_images.photo_folders`)."""
+    from slimvision.data.style_images import photo_folders
 
     return photo_folders()
 

@@ -63,6 +63,19 @@ def _package_folder(package: str, *parts: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def photo_folders() -> list[tuple[str, Path]]:
+    """(source, folder) of every installed package that ships photos, in preference order: a
+    picture found twice (slimvision's samples copy scikit-image's) counts for the first source."""
+    from slimvision.assets import samples_dir
+
+    folders = [("scikit-image", _package_folder("skimage", "data")),
+               ("scikit-learn", _package_folder("sklearn", "datasets", "images")),
+               ("matplotlib", _package_folder("matplotlib", "mpl-data", "sample_data")),
+               ("opencv-doc", OPENCV_DOC_DATA if OPENCV_DOC_DATA.is_dir() else None),
+               ("slimvision", samples_dir() / "content")]
+    return [(source, folder) for source, folder in folders if folder is not None and folder.is_dir()]
+
+
 def find_style_sources(extra_folders: list[Path] | None = None) -> list[StyleSource]:
     """Every image file the installed packages (and ``extra_folders``) provide, sorted by name."""
     from slimvision.assets import samples_dir
