@@ -84,16 +84,12 @@ class Resized:
 
 
 def _write_s1045(folder: Path) -> None:
-    """matplotlib's s1045.ima.gz (raw 256 x 256 uint16, as matplotlib's own example reads it) as
-    ``folder``/s1045.png, a 16-bit PNG: the form a user would hand to denoise."""
-    import gzip
-
-    import matplotlib.cbook
+    """matplotlib's s1045 MRI as ``folder``/s1045.png, a 16-bit PNG: the form a user would hand to denoise."""
     from PIL import Image
 
-    with gzip.open(matplotlib.cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as handle:
-        mri = np.frombuffer(handle.read(), np.uint16).reshape(256, 256)
-    Image.fromarray(mri).save(folder / "s1045.png")
+    from slimvision.data.medical_sources import matplotlib_mri
+
+    Image.fromarray(matplotlib_mri()).save(folder / "s1045.png")
 
 
 def held_out_sources(vae: MedicalVAE, folder: Path, selection: bool = False) -> dict[str, list[np.ndarray]]:

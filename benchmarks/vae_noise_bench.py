@@ -38,7 +38,6 @@ runs once per slice and noise level; every rule reuses its output.
 from __future__ import annotations
 
 import argparse
-import gzip
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -186,12 +185,12 @@ def held_out(vae: MedicalVAE) -> dict[str, list[np.ndarray]]:
 
 def public_check(vae: MedicalVAE, folder: Path) -> dict[str, list[np.ndarray]]:
     """matplotlib's s1045 (as the 16-bit PNG a user would give), pydicom's CT_small and MR_small."""
-    import matplotlib.cbook
     from PIL import Image
     from pydicom.data import get_testdata_file
 
-    with gzip.open(matplotlib.cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as handle:
-        Image.fromarray(np.frombuffer(handle.read(), np.uint16).reshape(256, 256)).save(folder / "s1045.png")
+    from slimvision.data.medical_sources import matplotlib_mri
+
+    Image.fromarray(matplotlib_mri()).save(folder / "s1045.png")
     files = {"s1045": folder / "s1045.png", "CT_small": Path(get_testdata_file("CT_small.dcm")),
              "MR_small": Path(get_testdata_file("MR_small.dcm"))}
     return {name: [piece.pixels for piece in read_medical(path, intensity=vae.intensity)]

@@ -162,14 +162,21 @@ def resolve_sources(names: Iterable[str]) -> list[str]:
     return chosen
 
 
+def matplotlib_mri() -> np.ndarray:
+    """matplotlib's sample MRI slice ``s1045.ima.gz``: raw 256 x 256 uint16, read as matplotlib's
+    own example reads it (part of the public held-out check)."""
+    import matplotlib.cbook
+
+    with gzip.open(matplotlib.cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as handle:
+        return np.frombuffer(handle.read(), np.uint16).reshape(256, 256)
+
+
 def public_check_images() -> dict[str, np.ndarray]:
     """The public held-out check's three images, raw (as the files hold them)."""
     from pydicom.data import get_testdata_file
-    import matplotlib.cbook
     import pydicom
 
-    with gzip.open(matplotlib.cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as handle:
-        images = {PUBLIC_CHECK[0]: np.frombuffer(handle.read(), np.uint16).reshape(256, 256).astype(np.float32)}
+    images = {PUBLIC_CHECK[0]: matplotlib_mri().astype(np.float32)}
     for key in PUBLIC_CHECK[1:]:
         images[key] = pydicom.dcmread(get_testdata_file(key.split(":")[1])).pixel_array.astype(np.float32)
     return images
