@@ -137,7 +137,7 @@ class _Frame:
     vector: np.ndarray | None = None  # (100,) the style vector it is painted with
     weights: np.ndarray | None = None  # (rows, cols) float32 weight of the new painting per cell
     painting: np.ndarray | None = None  # (h, w, 3) float32 painting of ``small``
-    full: bool = False  # ``small`` is the whole frame at full resolution: the painting replaces the output
+    full: bool = False  # ``small`` is the whole frame at full resolution: the painting replaces the output (no weights)
 
 
 @dataclass
@@ -263,7 +263,7 @@ class RealtimeStylizer:
         self._pending[...] = 0
         self.stats.refined += 1
         _, vector = self._small(frame)
-        return _Frame(frame, to_float(frame), vector, np.ones((1, 1), np.float32), full=True)  # weights unused
+        return _Frame(frame, to_float(frame), vector, full=True)
 
     def paint_stage(self, item: _Frame) -> _Frame:
         """Stage 2 (frames independent: may run several at once): the transformer's painting."""
@@ -277,14 +277,13 @@ class RealtimeStylizer:
         frame = item.frame
         if self._output is not None and self._output.shape != frame.shape:
             self._output = None
+        if item.full and item.painting is not None and item.small is not None:
+            self._output = preserve_colour(item.painting, item.small) if self.preserve_color else item.painting
+            self._account(1.0)
+            return to_uint8(self._output)
         if item.painting is None or item.weights is None or item.small is None:
             self._account(0.0)
             assert self._output is not None, "the first frame is always painted"
-            return to_uint8(self._output)
-        if item.full:
-            content = item.small
-            self._output = preserve_colour(item.painting, content) if self.preserve_color else item.painting
-            self._account(1.0)
             return to_uint8(self._output)
         new = self.upsample(frame, item.small, item.painting)
         mask = self._mask(item.weights, frame.shape[0], frame.shape[1])
