@@ -31,3 +31,73 @@ def test_margin_settings_the_loss_does_not_use_fail_in_one_line_before_any_work(
         main(["train", "face-student", "--run-dir", str(run_dir), "--loss", "arcface", "--scale", "0"])
     assert "--scale must be more than 0" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def _face_config(*words):
+    from slimvision.cli.main import build_parser
+    from slimvision.cli.train import face_student_config
+
+    return face_student_config(build_parser().parse_args(["train", "face-student", *words]))
+
+
+def test_face_student_flags_turn_each_part_of_the_recipe_off_and_on(tmp_path):
+    run = ["--run-dir", str(tmp_path / "run")]
+    plain = _face_config(*run).resolved()
+    assert (plain.batch_norm, plain.target_space, plain.relational_weight, plain.hint_weight,
+            plain.distance_scale) == (True, "centred", 1.0, 1.0, True)
+    old = _face_config(*run, "--no-batch-norm", "--target-space", "raw", "--relational-weight", "0",
+                       "--hint-weight", "0", "--no-distance-scale").resolved()
+    assert (old.batch_norm, old.target_space, old.relational_weight, old.hint_weight,
+            old.distance_scale) == (False, "raw", 0.0, 0.0, False)
+    assert _face_config(*run, "--hint-weight", "auto", "--loss", "arcface").resolved().hint_weight == 0.0
+    assert _face_config(*run, "--hint-weight", "0.5").hint_weight == 0.5
+    assert _face_config(*run, "--batch-norm", "--distance-scale").batch_norm is True
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("words, message", [
+    (["--hint-weight", "sometimes"], "--hint-weight must be auto or a number, got 'sometimes'"),
+    (["--hint-weight", "-1"], "--hint-weight must be auto or at least 0, got '-1'"),
+    (["--batch-norm", "--no-batch-norm"], "argument --no-batch-norm: not allowed with argument --batch-norm"),
+    (["--distance-scale", "--no-distance-scale"], "not allowed with argument --distance-scale"),
+])
+def test_bad_face_student_switches_are_one_line_argparse_errors(tmp_path, capsys, words, message):
+    with pytest.raises(SystemExit):
+        main(["train", "face-student", "--run-dir", str(tmp_path / "run"), *words])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("words, message", [
+    (["--loss", "arcface", "--hint-weight", "1"], "hint_weight needs init='pruned-teacher'"),
+    (["--student", "mobilefacenet", "--init", "scratch", "--batch-norm"], "batch_norm is for the dlib student"),
+    (["--student", "mobilefacenet", "--init", "scratch", "--distance-scale"], "distance_scale scales the dlib"),
+])
+def test_face_student_settings_that_do_not_fit_fail_in_one_line_before_any_work(tmp_path, capsys, words, message):
+    run_dir = tmp_path / "run"
+    assert main(["train", "face-student", "--run-dir", str(run_dir), *words]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert not run_dir.exists()
+
+
+def test_a_face_student_run_saved_under_the_old_defaults_resumes_with_them(tmp_path):
+    """A folder whose checkpoint config lacks the recipe's keys (written before they existed) resumes
+    with the values the old code used, and the flags given still apply."""
+    import json
+
+    from slimvision.training.checkpoint import FORMAT
+    from slimvision.training.face_student import LEGACY_DEFAULTS, FaceStudentConfig
+
+    saved = FaceStudentConfig(**LEGACY_DEFAULTS, faces=6, steps=4).to_dict()
+    for key in LEGACY_DEFAULTS:
+        del saved[key]
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000004"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer.json").write_text(json.dumps(
+        {"format": FORMAT, "step": 4, "optimizers": {}, "extra": {"config": saved}, "history": {}}))
+    config = _face_config("--run-dir", str(tmp_path / "run"), "--steps", "8")
+    assert (config.faces, config.steps) == (6, 8)
+    assert {key: getattr(config, key) for key in LEGACY_DEFAULTS} == LEGACY_DEFAULTS
+    assert _face_config("--run-dir", str(tmp_path / "run"), "--distance-scale").distance_scale is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,10 @@ def test_each_flags_type_is_a_checked_type_of_its_fields_type(command):
         if spec.switch is not None or spec.convert is not None:
             continue
         field_type = _field_type(config, spec.keys[0])
+        words = [arg for arg in typing.get_args(field_type) if typing.get_origin(arg) is typing.Literal]
+        if words:  # ``float | Literal["auto"]``: a number type that also takes those words (cli.arguments.or_word)
+            assert set(getattr(spec.type, "words", ())) == {w for arg in words for w in typing.get_args(arg)}, spec.flag
+            (field_type,) = [arg for arg in typing.get_args(field_type) if arg not in words]
         if spec.choices is not None:
             assert all(isinstance(choice, field_type) for choice in spec.choices), spec.flag
         elif field_type in (int, float):

@@ -231,7 +231,8 @@ def test_a_batch_norm_student_trains_and_exports_in_dlibs_layout(cached_run, tmp
         return {}
 
     config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1,
-                               batch_norm=True, target_space="standardised", relational_weight=1.0, hint_weight=1.0)
+                               batch_norm=True, target_space="standardised", relational_weight=1.0, hint_weight=1.0,
+                               distance_scale=False)  # the exported student is then the trained one, folded
     report = train_face_student(config, run, canvas_maker=_no_canvases, export=export, progress=False)
     assert report["loss"]["target_space"] == "standardised" and report["loss"]["relational_weight"] == 1.0
     assert all(math.isfinite(value) for key in ("loss", "relational", "target_space_cosine", "hint")
@@ -290,7 +291,8 @@ def test_the_distance_scale_undoes_a_student_whose_distances_are_compressed(cach
         fit_distance_scale(np.ones((4, 128)), teacher[:4])
 
     run = _seeded_run(cached_run, tmp_path)
-    config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1)
+    config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1,
+                               distance_scale=False)
     plain = train_face_student(config, run, canvas_maker=_no_canvases, export=lambda s, d: {}, progress=False)
     assert "distance_scale" not in plain["loss"]
     before = load_file(str(run / "student" / "model.safetensors"))["embedding.weight"]
@@ -303,3 +305,47 @@ def test_the_distance_scale_undoes_a_student_whose_distances_are_compressed(cach
     assert torch.allclose(after, before * factor, rtol=1e-4)
     with pytest.raises(ConfigError, match="distance_scale"):
         FaceStudentConfig(student="mobilefacenet", init="scratch", distance_scale=True).validate()
+
+
+def _train_cli(run, *words):
+    """``slimvision train face-student`` in ``run``, its --json summary and the report it wrote."""
+    from slimvision.cli.main import main
+
+    assert main(["train", "face-student", "--run-dir", str(run), "-q", "--json", *words]) == 0
+    return json.loads((run / "report.json").read_text())
+
+
+def test_the_cli_trains_the_measured_recipe_by_default_and_resumes_it(cached_run, tmp_path, capsys):
+    run = _seeded_run(cached_run, tmp_path)  # the tiny faces: --faces 6 --samples-per-face 2 matches their cache
+    report = _train_cli(run, "--faces", "6", "--samples-per-face", "2", "--steps", "4", "--batch-size", "4")
+    saved = report["config"]  # the resolved settings, as the checkpoints hold them
+    assert (saved["batch_norm"], saved["target_space"], saved["relational_weight"], saved["hint_weight"],
+            saved["distance_scale"]) == (True, "centred", 1.0, 1.0, True)
+    assert report["steps_done"] == 4 and report["loss"]["distance_scale"] > 0
+    assert all(math.isfinite(value) for key in ("loss", "relational", "hint") for value in report["train_log"][key])
+    assert (run / "embedder.onnx").is_file()
+    again = _train_cli(run, "--steps", "5")  # no other flag: the run's own settings
+    assert again["resumed_from"] == 4 and again["steps_done"] == 5 and again["config"] == {**saved, "steps": 5}
+    capsys.readouterr()
+
+
+def test_a_run_trained_under_the_old_defaults_resumes_through_the_cli_as_it_was(cached_run, tmp_path, capsys):
+    from slimvision.training.checkpoint import TRAINER_FILE
+    from slimvision.training.face_student import LEGACY_DEFAULTS
+
+    run = _seeded_run(cached_run, tmp_path)
+    config = FaceStudentConfig(**LEGACY_DEFAULTS, faces=6, samples_per_face=2, steps=1, batch_size=4,
+                               checkpoint_every=1, log_every=1)
+    train_face_student(config, run, canvas_maker=_no_canvases, export=lambda s, d: {}, progress=False)
+    # As the code before the recipe's fields wrote it: none of those keys in the saved config.
+    (checkpoint,) = (run / "checkpoints").glob("step-*")
+    trainer = json.loads((checkpoint / TRAINER_FILE).read_text())
+    trainer["extra"]["config"] = {key: value for key, value in trainer["extra"]["config"].items()
+                                  if key not in LEGACY_DEFAULTS}
+    (checkpoint / TRAINER_FILE).write_text(json.dumps(trainer))
+
+    again = _train_cli(run, "--steps", "2")
+    assert again["resumed_from"] == 1 and again["steps_done"] == 2
+    assert {key: again["config"][key] for key in LEGACY_DEFAULTS} == LEGACY_DEFAULTS
+    assert "distance_scale" not in again["loss"] and "hint" not in again["train_log"]
+    capsys.readouterr()

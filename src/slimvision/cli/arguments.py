@@ -95,6 +95,32 @@ def bounded(
     return parse
 
 
+def or_word(parse: Callable[[str], Any], *words: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that takes one of ``words`` as it is (``auto``), else what ``parse`` takes.
+
+    Example:
+        >>> weight = or_word(bounded("--hint-weight", float, 0), "auto")
+        >>> weight("auto"), weight("0.5")
+        ('auto', 0.5)
+        >>> weight("-1")
+        Traceback (most recent call last):
+        argparse.ArgumentTypeError: --hint-weight must be auto or at least 0, got '-1'
+    """
+
+    def parse_or_word(text: str) -> Any:
+        if text in words:
+            return text
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace(" must be ", f" must be {' or '.join(words)} or ", 1)) \
+                from None
+
+    parse_or_word.__dict__.update(parse.__dict__)  # the number's bounds, for tests and help
+    parse_or_word.words = words  # type: ignore[attr-defined]
+    return parse_or_word
+
+
 # The limits every command shares. Counts and sizes are capped so that a typo (an extra zero or
 # three) is refused at once rather than after allocating gigabytes.
 MAX_COUNT = 10_000_000

@@ -93,6 +93,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config: str, flags: Sequen
     """
     parser.add_argument("--config", type=Path, metavar="RUN.json", dest=f"{_PREFIX}file",
                         help="a recipe: JSON of config fields (see recipes/); flags given beside it override it")
+    switched = [spec.key for spec in flags if spec.switch is not None]
+    # Switches that set one field to different values (--batch-norm / --no-batch-norm) exclude each other.
+    groups = {key: parser.add_mutually_exclusive_group() for key in set(switched) if switched.count(key) > 1}
     for spec in flags:
         shown = f"{spec.help} ({spec.note})" if spec.note else spec.help  # replaced by the one with the default
         options: dict[str, Any] = {"dest": _PREFIX + spec.flag, "default": argparse.SUPPRESS, "help": shown}
@@ -101,7 +104,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config: str, flags: Sequen
         else:
             metavar = spec.metavar or (None if spec.choices else spec.flag.lstrip("-").upper().replace("-", "_"))
             options.update(type=spec.type, choices=spec.choices, metavar=metavar)
-        action = parser.add_argument(spec.flag, **options)
+        action = groups.get(spec.key, parser).add_argument(spec.flag, **options)
         action.config_flag = spec  # type: ignore[attr-defined]
     parser.set_defaults(**{_PREFIX + "class": config, _PREFIX + "base": base or {},
                            _PREFIX + "flags": tuple(flags)})
@@ -121,8 +124,14 @@ def starting_values(reference: str, base: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def build_config(args: argparse.Namespace) -> Any:
+def build_config(args: argparse.Namespace, start: dict[str, Any] | None = None) -> Any:
     """The config a command line asks for: defaults < command base < ``--config`` recipe < flags.
+
+    Args:
+        args: the parsed command line.
+        start: values to start from instead of the defaults and the command's base, e.g. the
+            config a run folder was trained with, when the command resumes it (so a run keeps
+            its settings when the defaults change); the recipe and the flags still override it.
 
     Raises:
         InputError: the recipe cannot be read or is not a JSON object.
@@ -131,7 +140,7 @@ def build_config(args: argparse.Namespace) -> Any:
     namespace = vars(args)
     reference = namespace[_PREFIX + "class"]
     cls = config_class(reference)
-    values = starting_values(reference, namespace[_PREFIX + "base"])
+    values = copy.deepcopy(start) if start is not None else starting_values(reference, namespace[_PREFIX + "base"])
     recipe_path = namespace.get(_PREFIX + "file")
     if recipe_path is not None:
         _merge(values, read_recipe(recipe_path))

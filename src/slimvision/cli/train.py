@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, non_negative_float,
-                                     non_negative_int, positive_float, positive_int, seed)
+                                     non_negative_int, or_word, positive_float, positive_int, seed)
 from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 from slimvision.errors import ConfigError, SlimvisionError
 
@@ -310,22 +310,33 @@ _FACE_STUDENT_FLAGS = (
     ConfigFlag("--cosine-weight", "cosine_weight", non_negative_float("--cosine-weight", 1e6),
                "weight of 1 - cosine to the teacher's descriptor"),
     ConfigFlag("--target-space", "target_space", choices=("raw", "centred", "standardised"),
-               help="where the regression compares descriptors: raw, centred (less the teacher's mean descriptor, "
-                    "so the cosine sees identity, not the mean all faces share) or standardised (centred, each "
-                    "dimension over its std); the student outputs the teacher's descriptors in all three"),
+               help="where the regression compares descriptors: raw (the default before the measured recipe), "
+                    "centred (less the teacher's mean descriptor, so the cosine sees identity, not the mean all "
+                    "faces share) or standardised (centred, each dimension over its std); the student outputs the "
+                    "teacher's descriptors in all three"),
     ConfigFlag("--relational-weight", "relational_weight", non_negative_float("--relational-weight", 1e6),
                "weight of the relational term (RKD distances): each pair's distance in the batch against the "
                "teacher's", note="0: none"),
     ConfigFlag("--batch-norm", "batch_norm", switch=True,
                help="train the dlib student with a batch norm after every conv, started at the teacher's channel "
-                    "statistics and folded into the convs for export"),
-    ConfigFlag("--hint-weight", "hint_weight", non_negative_float("--hint-weight", 1e6),
+                    "statistics and folded into the convs for export (default auto: on for the dlib student, off "
+                    "for MobileFaceNet, which has its own)"),
+    ConfigFlag("--no-batch-norm", "batch_norm", switch=False,
+               help="train the dlib student without batch norms, as dlib's folded layout is (the default before "
+                    "the measured recipe; the pruned student then stays near the teacher's mean descriptor)"),
+    ConfigFlag("--hint-weight", "hint_weight", or_word(non_negative_float("--hint-weight", 1e6), "auto"),
                "weight of the level hints: the pruned student's feature map at the end of each residual level "
-               "against the teacher channels it holds (runs the teacher on every batch)", note="0: none"),
+               "against the teacher channels it holds (runs the teacher on every batch; only --init "
+               "pruned-teacher with --loss regression)",
+               note="auto: 1 for the dlib student from the pruned teacher with --loss regression, else 0; 0: none"),
     ConfigFlag("--distance-scale", "distance_scale", switch=True,
                help="after training, scale the dlib student's descriptors by the factor that best matches its pair "
                     "distances to the teacher's on training pictures (for the 0.6 threshold); a finished run rerun "
-                    "with it re-exports the scaled student"),
+                    "with it re-exports the scaled student (default auto: on for the dlib student, off for "
+                    "MobileFaceNet)"),
+    ConfigFlag("--no-distance-scale", "distance_scale", switch=False,
+               help="export the student as trained, without the distance scale; a finished run rerun with it "
+                    "re-exports the plain student"),
     ConfigFlag("--margin", "margin", bounded("--margin", float, 0, 1.5),
                "the margin loss's margin: radians for arcface and margin-distillation (its largest per-class "
                "margin), a cosine difference for cosface",
@@ -358,7 +369,14 @@ def _add_face_student(commands: argparse._SubParsersAction) -> None:
                     "(gan-face-generate) aligned by MTCNN and augmented (pose, light, blur, noise, JPEG, grey), "
                     "each face a pseudo-identity. The loss: regression to the teacher's descriptors, or a margin "
                     "softmax over the pseudo-identities beside it (--loss arcface, cosface, margin-distillation). "
-                    "No real photo is trained on. Resumes from RUN_DIR if it holds checkpoints. Writes "
+                    "The defaults are the recipe measured in docs/faces.md: batch norms while training (dlib "
+                    "student), the regression measured from the teacher's mean descriptor (--target-space "
+                    "centred), the relational term (--relational-weight 1), level hints (--hint-weight auto: with "
+                    "--loss regression) and the distance scale after training (dlib student); --no-batch-norm "
+                    "--target-space raw --relational-weight 0 --hint-weight 0 --no-distance-scale trains as the "
+                    "defaults before it did. No real photo is trained on. Resumes from RUN_DIR if it holds "
+                    "checkpoints, with the settings the run was trained with (flags given change them, where a "
+                    "resumed run may change them). Writes "
                     "RUN_DIR/student/ (safetensors + config), RUN_DIR/embedder.onnx (+ its card, which the face "
                     "pipeline reads) and RUN_DIR/report.json.")
     _add_run_options(parser, "the report")
@@ -366,9 +384,19 @@ def _add_face_student(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_face_student)
 
 
+def face_student_config(args: argparse.Namespace) -> Any:
+    """The ``FaceStudentConfig`` a ``train face-student`` command line asks for. A run folder that
+    holds checkpoints is resumed from the settings it was trained with (a run saved under older
+    defaults keeps them; ``FaceStudentConfig.from_saved``), with the recipe and the flags given
+    laid over them; a new run starts from the defaults."""
+    training = _training_module("face_student")
+    saved = training.saved_config(args.run_dir)
+    return build_config(args, start=None if saved is None else saved.to_dict())
+
+
 def run_face_student(args: argparse.Namespace) -> int:
     training = _training_module("face_student")
-    config = build_config(args)
+    config = face_student_config(args)
     from slimvision.cli.faces import face_canvas_maker
     from slimvision.export.faces import export_face_student
 

@@ -25,11 +25,17 @@ Losses (``loss``, :data:`LOSSES`; the heads are in :mod:`slimvision.training.fac
   ``regression_weight`` x the regression loss.
 
 What makes the half-width student learn at all (docs/faces.md, measured on held-out synthetic
-faces): ``batch_norm`` (dlib's network has its norms folded into its convs; without norms the
-pruned student stays at the teacher's mean descriptor), a ``target_space`` centred on the
-teacher's mean descriptor (the raw cosine of that mean to every face is about 0.94, so the raw
-loss rewards the mean), a ``relational_weight`` (RKD distances over each batch's pairs) and a
-``hint_weight`` (each level's features against the teacher channels the student holds).
+faces), and so the defaults: ``batch_norm`` (dlib's network has its norms folded into its convs;
+without norms the pruned student stays at the teacher's mean descriptor), a ``target_space``
+centred on the teacher's mean descriptor (the raw cosine of that mean to every face is about
+0.94, so the raw loss rewards the mean), a ``relational_weight`` (RKD distances over each batch's
+pairs), a ``hint_weight`` (each level's features against the teacher channels the student holds)
+and the ``distance_scale`` fitted after training. Those that only fit some students or losses
+default to ``"auto"`` (:data:`AUTO`), which :meth:`FaceStudentConfig.resolved` turns into the
+recipe's value where it applies and "off" elsewhere; a run saves the resolved values. The
+defaults before the recipe were plain regression (:data:`LEGACY_DEFAULTS`, which the students of
+that time collapsed under): a saved config that lacks one of those keys was trained with its
+old value, and :meth:`FaceStudentConfig.from_saved` reads it so.
 
 Why a margin loss keeps the regression term: the student replaces the teacher in a pipeline that
 compares descriptors by Euclidean distance at dlib's 0.6 threshold and against galleries the
@@ -48,6 +54,9 @@ sets the balance.
 
 Example:
     >>> config = FaceStudentConfig(faces=2000, steps=3000)
+    >>> resolved = config.resolved()  # "auto" settings for the dlib student and the regression loss
+    >>> resolved.batch_norm, resolved.hint_weight, resolved.distance_scale, resolved.target_space
+    (True, 1.0, True, 'centred')
     >>> report = train_face_student(config, "runs/face-half", canvases=maker, export=export_embedder)  # doctest: +SKIP
 """
 
@@ -58,7 +67,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -98,6 +107,15 @@ MAX_MARGIN = 1.5
 CANVASES_FILE, TARGETS_FILE = "canvases.npy", "targets.npy"
 #: Settings a resumed run may change (the step count, to train longer; intervals; the device).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "distance_scale")
+#: The value of a setting that only fits some students or losses: :meth:`FaceStudentConfig.resolved`
+#: makes it the measured recipe's value where it applies and "off" where it does not.
+AUTO = "auto"
+#: The defaults before the measured recipe became the defaults (issue 25): plain regression, no norms,
+#: no hints, no scale. A saved config that lacks one of these keys was written before the field
+#: existed, so its run was trained with this value (:meth:`FaceStudentConfig.from_saved`); the
+#: flags that give each back are in docs/faces.md.
+LEGACY_DEFAULTS: dict[str, Any] = {"target_space": "raw", "relational_weight": 0.0, "batch_norm": False,
+                                   "hint_weight": 0.0, "distance_scale": False}
 
 #: (H, W, 3) uint8 image -> its main face on a canvas, or None (``data.face_identities.FaceCanvasMaker``).
 CanvasMaker = Callable[[np.ndarray], "np.ndarray | None"]
@@ -134,26 +152,28 @@ class FaceStudentConfig(TrainingConfig):
         mse_weight / cosine_weight: the regression loss's two terms.
         target_space: where the regression loss compares the student's descriptors with the
             teacher's: "raw", "centred" (both less the teacher's mean descriptor over the run's
-            pictures, so the cosine sees identity rather than the shared mean) or "standardised"
-            (centred, each dimension over its std). The student's output is the teacher's
-            descriptor space in all three; only the loss moves.
+            pictures, so the cosine sees identity rather than the shared mean; the default) or
+            "standardised" (centred, each dimension over its std). The student's output is the
+            teacher's descriptor space in all three; only the loss moves.
         relational_weight: weight of the relational term (:func:`relational_term`, RKD-D): every
-            pair's distance in the batch against the teacher's; 0: none.
+            pair's distance in the batch against the teacher's; 0: none (default 1).
         batch_norm: train the dlib student with a batch norm after every conv (dlib's network has
             its norms folded into the convs, so the pruned student has none), each started at the
             statistics of the teacher channel it holds (``compress.prune_dlib.with_batch_norm``)
             and folded back into the convs for export: the exported student is dlib's layout.
+            "auto" (default): on for the dlib student, off for MobileFaceNet (which has its own).
         hint_weight: weight of the level hints (:class:`LevelHints`): the pruned student's
             feature map at the end of each residual level against the teacher channels it holds;
             0: none. Runs the teacher on every batch. Only with ``init="pruned-teacher"`` and the
-            regression loss.
+            regression loss. "auto" (default): 1 there, 0 otherwise.
         distance_scale: after training, multiply the dlib student's embedding layer by the one
             factor that best matches its pair distances to the teacher's on the first
             :data:`SCALE_PICTURES` training pictures (least squares; :func:`fit_distance_scale`).
             A student that orders faces like the teacher but at compressed distances then
             decides like it at the 0.6 threshold; its descriptors move off the teacher's by that
             factor (its galleries are its own anyway). Not part of training: a finished run
-            rerun with or without it exports the scaled or the plain student.
+            rerun with or without it exports the scaled or the plain student. "auto" (default):
+            on for the dlib student, off for MobileFaceNet (which has no such layer).
         augment: how each picture is drawn.
         finetune: which backbone blocks train when (the stem and the residual blocks are the
             backbone, the embedding layer the head); the default trains everything throughout.
@@ -174,11 +194,11 @@ class FaceStudentConfig(TrainingConfig):
     learning_rate: float = 1e-3
     mse_weight: float = 1.0
     cosine_weight: float = 1.0
-    target_space: str = "raw"
-    relational_weight: float = 0.0
-    batch_norm: bool = False
-    hint_weight: float = 0.0
-    distance_scale: bool = False
+    target_space: str = "centred"
+    relational_weight: float = 1.0
+    batch_norm: bool | Literal["auto"] = AUTO
+    hint_weight: float | Literal["auto"] = AUTO
+    distance_scale: bool | Literal["auto"] = AUTO
     augment: FaceAugment = field(default_factory=FaceAugment)
     finetune: FineTuneSchedule = field(default_factory=FineTuneSchedule)
     device: str = "cpu"
@@ -187,20 +207,23 @@ class FaceStudentConfig(TrainingConfig):
         super().validate()
         self.require_one_of("student", STUDENTS)
         self.require_one_of("init", INITS)
-        if self.student != "dlib" and self.distance_scale:
+        if self.student != "dlib" and self.distance_scale is True:
             raise ConfigError(f"FaceStudentConfig: distance_scale scales the dlib student's embedding layer "
-                              f"({self.student} has none to scale)")
-        if self.student != "dlib" and self.batch_norm:
-            raise ConfigError(f"FaceStudentConfig: batch_norm is for the dlib student ({self.student} has its own)")
+                              f"({self.student} has none to scale); leave it 'auto' or false")
+        if self.student != "dlib" and self.batch_norm is True:
+            raise ConfigError(f"FaceStudentConfig: batch_norm is for the dlib student ({self.student} has its own); "
+                              "leave it 'auto' or false")
         if self.student != "dlib" and self.init == "pruned-teacher":
             raise ConfigError(f"FaceStudentConfig: a {self.student} student cannot start from the teacher's channels "
                               "(another architecture); use init='scratch' (--init scratch)")
         self.require_one_of("loss", LOSSES)
         self.require_at_least(1, "faces", "samples_per_face", "steps")
-        self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight", "hint_weight")
-        if self.hint_weight and (self.init != "pruned-teacher" or self.loss != "regression"):
+        self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight")
+        if self.hint_weight != AUTO:
+            self.require_at_least(0, "hint_weight")
+        if self.hint_weight not in (AUTO, 0) and not self._hints_apply():
             raise ConfigError("FaceStudentConfig: hint_weight needs init='pruned-teacher' (the student's channels are "
-                              "the teacher's) and loss='regression'")
+                              "the teacher's) and loss='regression'; leave it 'auto' or 0")
         self.require_one_of("target_space", TARGET_SPACES)
         if not 0 < self.width <= 1:
             raise ConfigError(f"FaceStudentConfig.width must be in (0, 1], got {self.width}")
@@ -233,6 +256,37 @@ class FaceStudentConfig(TrainingConfig):
     def loss_margin(self) -> float:
         """The margin the loss uses: ``margin``, or the loss's own (:data:`MARGINS`) when None."""
         return MARGINS.get(self.loss, 0.0) if self.margin is None else float(self.margin)
+
+    def _hints_apply(self) -> bool:
+        return self.student == "dlib" and self.init == "pruned-teacher" and self.loss == "regression"
+
+    def resolved(self) -> FaceStudentConfig:
+        """A copy with every "auto" setting made concrete: the measured recipe (docs/faces.md)
+        where it applies, off where it does not. ``batch_norm`` and ``distance_scale``: on for the
+        dlib student, off for MobileFaceNet; ``hint_weight``: 1 for the dlib student from the pruned
+        teacher with the regression loss, else 0. What a run trains with and saves."""
+        dlib = self.student == "dlib"
+        concrete = {"batch_norm": dlib, "distance_scale": dlib, "hint_weight": 1.0 if self._hints_apply() else 0.0}
+        return self.replace(**{name: value for name, value in concrete.items() if getattr(self, name) == AUTO})
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> FaceStudentConfig:
+        """The config a run saved (its checkpoint's ``extra["config"]``, its report's ``config``):
+        a key it lacks takes its value from before the recipe became the defaults
+        (:data:`LEGACY_DEFAULTS`), because the run was trained with that; other keys as
+        :meth:`from_dict`."""
+        return cls.from_dict({**LEGACY_DEFAULTS, **data})
+
+
+def saved_config(run_dir: str | Path) -> FaceStudentConfig | None:
+    """The config the run in ``run_dir`` was trained with (its latest checkpoint's), read by
+    :meth:`FaceStudentConfig.from_saved`, or None when the folder holds no checkpoint with one.
+    ``slimvision train face-student`` starts from it when it resumes a run, so a run made under
+    older defaults resumes as it was trained."""
+    from slimvision.training.checkpoint import CheckpointStore
+
+    saved = CheckpointStore(Path(run_dir) / "checkpoints").latest_extra().get("config")
+    return FaceStudentConfig.from_saved(saved) if isinstance(saved, dict) else None
 
 
 def regression_terms(predicted: torch.Tensor, target: torch.Tensor, mse_weight: float,
@@ -565,11 +619,12 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
         CosineDecay, StagedUnfreezing, Trainer, TrainerConfig, check_same_config,
     )
 
-    config.validate()
+    config = config.resolved()  # what the run trains with and saves: no "auto" left
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_flush_denormal(True)  # dlib's weights make denormals: 10x slower without this
-    check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES)  # before any setup
+    check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES,  # before any setup
+                      saved_defaults=LEGACY_DEFAULTS)
     data_key = {"faces": config.faces, "seed": config.seed, "detection_side": DETECTION_SIDE}
     canvases = _cached(run_dir / CANVASES_FILE, data_key, lambda: make_canvases(config, canvas_maker, progress))
     kind = STUDENT_CHIPS[config.student]

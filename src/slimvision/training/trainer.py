@@ -188,14 +188,17 @@ class Trainer:
         return numbers
 
 
-def check_same_config(store: CheckpointStore, wanted: BaseConfig, may_change: Iterable[str] = ()) -> None:
+def check_same_config(store: CheckpointStore, wanted: BaseConfig, may_change: Iterable[str] = (),
+                      saved_defaults: dict[str, Any] | None = None) -> None:
     """Refuse to resume a run with settings other than those its latest checkpoint saved.
 
     The checkpoint's ``extra["config"]`` is compared with ``wanted`` key by key (nested configs
     as ``model.base_channels``); keys in ``may_change`` (e.g. the step count, to train longer)
     may differ. Nothing to compare (a new run, an older checkpoint without a config) passes. A key
     the checkpoint lacks because the field was added after it was saved passes while ``wanted``
-    keeps that field's default: the run resumes as it was trained.
+    keeps that field's default: the run resumes as it was trained. Where a field's default has
+    changed since, ``saved_defaults`` gives the value a saved config that lacks the (top-level)
+    key was trained with, and that value is what ``wanted`` must hold.
 
     Raises:
         ConfigError: one line naming the run folder and every differing key.
@@ -203,6 +206,7 @@ def check_same_config(store: CheckpointStore, wanted: BaseConfig, may_change: It
     saved = store.latest_extra().get("config")
     if not isinstance(saved, dict):
         return
+    saved = {**(saved_defaults or {}), **saved}
     allowed = set(may_change)
     changed = [key for key in _differing_keys(saved, wanted.to_dict(), _defaults(wanted))
                if key.split(".")[0] not in allowed]
