@@ -18,7 +18,12 @@ insightface's test images, docs/faces.md says how to get them):
 * the training log's last entry (means over its last ``log_every`` steps): total loss, the
   regression term, the margin term, and the distance/cosine to the teacher's descriptors.
 
-    python benchmarks/face_losses.py --photos PHOTOS [--run-root /tmp/losses] [--steps 200]
+    python benchmarks/face_losses.py --photos PHOTOS [--run-root /tmp/losses] [--steps 200] [--old-defaults]
+
+``--old-defaults`` trains every run with the trainer's settings from before the measured recipe
+became its default (plain regression: no batch norms, raw target space, no relational term, no
+hints, no distance scale), as the published ``faces_losses_200steps.json`` was; without it each
+loss trains with today's defaults (the recipe). The ``untrained`` row is never distance-scaled.
 
 Writes benchmarks/results/faces_losses.json.
 """
@@ -44,10 +49,16 @@ CACHE_FILES = ("canvases.npy", "canvases.json", "targets.npy", "targets.json")
 THRESHOLD = 0.6
 
 
+#: The trainer's defaults before the measured recipe became them (``face_student.LEGACY_DEFAULTS``).
+OLD_DEFAULTS = ["--no-batch-norm", "--target-space", "raw", "--relational-weight", "0", "--hint-weight", "0",
+                "--no-distance-scale"]
+
+
 def train_args(args: argparse.Namespace) -> list[str]:
     """The settings every run shares."""
     return ["--faces", str(args.faces), "--samples-per-face", str(args.samples_per_face),
-            "--batch-size", str(args.batch_size), "--seed", str(args.seed), "-q"]
+            "--batch-size", str(args.batch_size), "--seed", str(args.seed), "-q",
+            *(OLD_DEFAULTS if args.old_defaults else [])]
 
 
 def finished(run_dir: Path, steps: int) -> bool:
@@ -146,6 +157,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the faces, augmentations and batches (default 0)")
     parser.add_argument("--slimvision", type=Path, default=Path(sys.executable).with_name("slimvision"),
                         help="the slimvision command (default: the one beside this Python)")
+    parser.add_argument("--old-defaults", action="store_true",
+                        help="train with the trainer's defaults from before the measured recipe (plain regression), "
+                             "as faces_losses_200steps.json was")
     parser.add_argument("--output", type=Path, default=RESULTS / "faces_losses.json")
     return parser.parse_args(argv)
 
@@ -154,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runs = {loss: train(loss, ["--loss", loss], args.steps, args) for loss in LOSSES}
     # What every student started from: the pruned teacher, one step at a learning rate that moves nothing.
-    runs["untrained"] = train("untrained", ["--loss", "regression", "--lr", "1e-12"], 1, args)
+    untrained = ["--loss", "regression", "--lr", "1e-12"] + ([] if args.old_defaults else ["--no-distance-scale"])
+    runs["untrained"] = train("untrained", untrained, 1, args)
     faces, photos, teacher_graph = real_faces(args.photos)
     print(f"{len(faces)} faces in {len(photos)} photos", file=sys.stderr)
     teacher = embed_all(faces, teacher_graph)

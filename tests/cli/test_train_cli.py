@@ -101,3 +101,20 @@ def test_a_face_student_run_saved_under_the_old_defaults_resumes_with_them(tmp_p
     assert (config.faces, config.steps) == (6, 8)
     assert {key: getattr(config, key) for key in LEGACY_DEFAULTS} == LEGACY_DEFAULTS
     assert _face_config("--run-dir", str(tmp_path / "run"), "--distance-scale").distance_scale is True
+
+
+def test_a_flag_that_does_not_fit_a_resumed_face_student_run_names_the_run_folder(tmp_path, capsys):
+    import json
+
+    from slimvision.training.checkpoint import FORMAT
+    from slimvision.training.face_student import FaceStudentConfig
+
+    saved = FaceStudentConfig(faces=6, steps=4).resolved().to_dict()  # a run of today's defaults: hints on
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-00000004"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer.json").write_text(json.dumps(
+        {"format": FORMAT, "step": 4, "optimizers": {}, "extra": {"config": saved}, "history": {}}))
+    assert main(["train", "face-student", "--run-dir", str(tmp_path / "run"), "--loss", "arcface"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "resumes with the settings it was trained with" in err and "hint_weight" in err
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["checkpoints"]

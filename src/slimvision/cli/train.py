@@ -391,7 +391,13 @@ def face_student_config(args: argparse.Namespace) -> Any:
     laid over them; a new run starts from the defaults."""
     training = _training_module("face_student")
     saved = training.saved_config(args.run_dir)
-    return build_config(args, start=None if saved is None else saved.to_dict())
+    if saved is None:
+        return build_config(args)
+    try:
+        return build_config(args, start=saved.to_dict())
+    except ConfigError as exc:  # e.g. --loss arcface on a run that trained with the regression loss's hints
+        raise ConfigError(f"{args.run_dir} resumes with the settings it was trained with, which the flags given "
+                          f"do not fit ({exc}); use a new run folder for other settings") from None
 
 
 def run_face_student(args: argparse.Namespace) -> int:
