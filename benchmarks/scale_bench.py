@@ -121,9 +121,15 @@ def batch_at(args: argparse.Namespace, work: Path, spec: Any, size: int) -> dict
     make_images(photos, args.images, size)
     print(f" {args.images} images of {size}x{size}:", flush=True)
     runs: list[dict[str, Any]] = []
-    order = [("local", 1), ("ray", 1), ("local", 2), ("ray", 2)]
+    order = [("local", 1), ("ray", 1), ("ray-empty", 1), ("local", 2), ("ray", 2), ("ray-empty", 2)]
     for round_ in range(args.rounds):
         for engine, workers in (order if round_ % 2 == 0 else order[::-1]):
+            if engine == "ray-empty":
+                seconds = ray_floor_seconds(args.images, workers)
+                runs.append({"engine": engine, "workers": workers, "round": round_, "seconds": round(seconds, 2),
+                             "load": load()})
+                print(f"  ray x{workers} with empty actors (the engine's own floor): {seconds:.2f} s", flush=True)
+                continue
             dest = work / f"out-{engine}-{workers}-{round_}"
             summary = run_batch(spec, photos, dest, workers=workers,
                                 engine=ray_engine() if engine == "ray" else None, engine_name=engine)
@@ -137,13 +143,45 @@ def batch_at(args: argparse.Namespace, work: Path, spec: Any, size: int) -> dict
     return {"runs": runs, **batch_ratios(runs)}
 
 
+def ray_floor_seconds(count: int, workers: int) -> float:
+    """Seconds Ray Data takes to stream ``count`` rows through ``workers`` actors that do nothing:
+    what the engine costs a job before any model runs (its executor, the actors' processes and
+    their imports), with the same blocks, batch size and pool as ``batch_ray`` uses."""
+    import ray.data
+
+    from slimvision.inference.batch_ray import DEFAULT_BATCH_SIZE
+
+    class Empty:  # defined here so Ray pickles it by value (this file is not importable on a worker)
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return batch
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    started = time.perf_counter()
+    dataset = ray.data.from_items([{"source": str(index)} for index in range(count)],
+                                  override_num_blocks=max(1, -(-count // DEFAULT_BATCH_SIZE)))
+    rows = dataset.map_batches(Empty, batch_size=DEFAULT_BATCH_SIZE, batch_format="numpy", num_cpus=1,
+                               compute=ray.data.ActorPoolStrategy(size=workers))
+    done = sum(1 for _ in rows.iter_rows())
+    assert done == count, (done, count)
+    return time.perf_counter() - started
+
+
 def batch_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    median = {(engine, workers): statistics.median(run["images_per_s"] for run in runs
-                                                   if (run["engine"], run["workers"]) == (engine, workers))
+    def median_of(engine: str, workers: int, key: str) -> float:
+        return statistics.median(run[key] for run in runs if (run["engine"], run["workers"]) == (engine, workers))
+
+    median = {(engine, workers): median_of(engine, workers, "images_per_s")
               for engine in ("local", "ray") for workers in (1, 2)}
-    return {"median_images_per_s": {f"{engine}_x{workers}": round(rate, 3) for (engine, workers), rate in median.items()},
-            "ray_over_local": {f"x{w}": round(median[("ray", w)] / median[("local", w)], 3) for w in (1, 2)},
-            "two_over_one_worker": {e: round(median[(e, 2)] / median[(e, 1)], 3) for e in ("local", "ray")}}
+    ratios: dict[str, Any] = {
+        "median_images_per_s": {f"{engine}_x{workers}": round(rate, 3) for (engine, workers), rate in median.items()},
+        "ray_over_local": {f"x{w}": round(median[("ray", w)] / median[("local", w)], 3) for w in (1, 2)},
+        "two_over_one_worker": {e: round(median[(e, 2)] / median[(e, 1)], 3) for e in ("local", "ray")}}
+    if any(run["engine"] == "ray-empty" for run in runs):
+        # What part of a Ray job the engine itself takes before and around any model run.
+        floor = {w: median_of("ray-empty", w, "seconds") for w in (1, 2)}
+        ratios["ray_floor_s"] = {f"x{w}": round(floor[w], 2) for w in (1, 2)}
+        ratios["ray_floor_share"] = {f"x{w}": round(floor[w] / median_of("ray", w, "seconds"), 3) for w in (1, 2)}
+    return ratios
 
 
 # --------------------------------------------------------------------------- kill
