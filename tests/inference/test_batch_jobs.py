@@ -26,7 +26,10 @@ def grey_images(folder: Path, count: int, size: int = 48) -> list[Path]:
 
 
 def manifest_rows(dest: Path) -> list[dict]:
-    return [json.loads(line) for line in (dest / MANIFEST_NAME).read_text().splitlines()]
+    """The manifest's rows (its first line names the job)."""
+    lines = (dest / MANIFEST_NAME).read_text().splitlines()
+    assert "job" in json.loads(lines[0])
+    return [json.loads(line) for line in lines[1:]]
 
 
 def test_sources_from_a_folder_a_glob_and_lists(tmp_path):
@@ -80,7 +83,7 @@ def test_a_killed_run_is_finished_by_the_rerun_exactly_once(tmp_path, monkeypatc
     dest = tmp_path / "out"
     run_batch(DENOISE, tmp_path / "in", dest, workers=1)
     rows = (dest / MANIFEST_NAME).read_text().splitlines()
-    (dest / MANIFEST_NAME).write_text("\n".join(rows[:2]) + "\n" + rows[2][:25])  # torn mid-row
+    (dest / MANIFEST_NAME).write_text("\n".join(rows[:3]) + "\n" + rows[3][:25])  # the job, 2 rows, torn mid-row
     (dest / "slice3.png").unlink()
     stale = dest / f".slice3.{2**22 + 12345}-0badc0de.tmp.png"  # a PID no process has
     stale.write_bytes(b"half")
@@ -131,3 +134,34 @@ def test_vae_denoise_writes_16_bit_slices_in_their_own_values_as_the_vae_command
     assert np.array_equal(written, expected)  # one code path: what `slimvision vae denoise` writes
     assert written.max() > 255 and abs(float(written.mean()) - float(scan.mean())) < 0.02 * float(np.ptp(scan))
     assert int(scan.min()) - 1000 <= int(written.min()) and int(written.max()) <= int(scan.max()) + 1000  # its range
+
+
+def test_a_manifest_of_another_job_is_refused_and_its_outputs_kept(tmp_path):
+    """Another task, other options or another source of the same names into the same folder
+    would skip (or overwrite) the first job's outputs without a word."""
+    grey_images(tmp_path / "in", 2)
+    dest = tmp_path / "out"
+    run_batch(DENOISE, tmp_path / "in", dest)
+    first = (dest / "slice0.png").read_bytes()
+    for other, problem in [(TaskSpec("style", {"vector": [0.0] * 100}), "records a vae-denoise job"),
+                           (TaskSpec("vae-denoise", {"model": "other.onnx"}), r"different options \(model\)")]:
+        with pytest.raises(OutputError, match=problem) as caught:
+            run_batch(other, tmp_path / "in", dest)
+        assert str(dest / MANIFEST_NAME) in str(caught.value)
+    grey_images(tmp_path / "elsewhere", 1)  # slice0.png again, another file
+    with pytest.raises(OutputError, match="holds the output of"):
+        run_batch(DENOISE, tmp_path / "elsewhere", dest)
+    assert (dest / "slice0.png").read_bytes() == first
+    assert run_batch(DENOISE, tmp_path / "in", dest).skipped == 2  # the same job still resumes
+    assert run_batch(DENOISE, str(tmp_path / "in" / "*.png"), dest).skipped == 2  # however the source is spelled
+
+
+@pytest.mark.parametrize("content, problem", [(None, "is not a file"), ("[1, 2]\n", "is not a batch manifest")])
+def test_a_manifest_path_that_is_no_manifest_is_refused_before_any_output(tmp_path, content, problem):
+    grey_images(tmp_path / "in", 1)
+    manifest = tmp_path / "out" / MANIFEST_NAME
+    manifest.parent.mkdir()
+    manifest.mkdir() if content is None else manifest.write_text(content)
+    with pytest.raises(OutputError, match=problem):
+        run_batch(DENOISE, tmp_path / "in", tmp_path / "out")
+    assert [path.name for path in (tmp_path / "out").iterdir()] == [MANIFEST_NAME]

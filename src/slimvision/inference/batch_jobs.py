@@ -23,15 +23,17 @@ import csv
 import glob
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from slimvision.errors import InputError, OutputError, SlimvisionError
 from slimvision.inference.batch import available_cpus, map_in_order
-from slimvision.inference.batch_tasks import Task, TaskSpec, build_task, output_suffix
+from slimvision.inference.batch_tasks import OPTIONS, Task, TaskSpec, build_task, output_suffix
 from slimvision.io.atomic import check_outside_inputs, plan_outputs, remove_stale_temps, write_bytes_atomic, \
     write_text_atomic
 from slimvision.io.images import IMAGE_SUFFIXES, find_images
@@ -188,6 +190,11 @@ def split_done(jobs: Sequence[Job], rows: dict[str, Row]) -> tuple[list[Job], li
 class Manifest:
     """``DEST/manifest.jsonl``: one JSON row per finished job, appended by the driver only.
 
+    Its first line names the job (``{"job": {"task": ..., "options": ...}}``: the task and its
+    options, the style vector included), so a rerun with another task or other options into the
+    same folder is refused instead of skipping (or overwriting) the first job's outputs. A
+    manifest written before jobs were recorded has no such line and resumes as it did.
+
     Rows are appended in groups (:data:`SYNC_ROWS` rows or :data:`SYNC_SECONDS`, whichever comes
     first), each group flushed and fsynced once: a cluster finishing thousands of images a second
     is not held to one disk sync per image. A run killed at any moment leaves whole rows (and at
@@ -196,11 +203,32 @@ class Manifest:
     file is rewritten (atomically) with exactly one row per input.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, job: dict[str, Any] | None = None) -> None:
         self.path = folder / MANIFEST_NAME
+        self.job = job  # the job line this run writes (None: rows only)
 
     def exists(self) -> bool:
         return self.path.is_file()
+
+    def recorded_job(self) -> dict[str, Any] | None:
+        """The job the manifest's first line names (None: a manifest from before job lines)."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                first = handle.readline()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(self.path, f"cannot read the manifest ({error})") from None
+        try:
+            data = json.loads(first)
+        except ValueError:
+            return None
+        return data["job"] if isinstance(data, dict) and isinstance(data.get("job"), dict) else None
+
+    def start(self) -> None:
+        """A new manifest holding only the job line (atomic; replaces an old one)."""
+        write_text_atomic(self.path, self._job_line(), overwrite=True)
+
+    def _job_line(self) -> str:
+        return "" if self.job is None else json.dumps({"job": self.job}) + "\n"
 
     def load(self) -> dict[str, Row]:
         """The latest row of each input (rows that do not parse, a killed run's torn line, are skipped)."""
@@ -229,13 +257,58 @@ class Manifest:
     def compact(self) -> None:
         """Rewrite with one row per input (the latest), in input order; atomic."""
         rows = sorted(self.load().values(), key=lambda row: row.input)
-        write_text_atomic(self.path, "".join(json.dumps(asdict(row)) + "\n" for row in rows), overwrite=True)
+        recorded = None if self.job is not None else self.recorded_job()
+        job = self._job_line() or (json.dumps({"job": recorded}) + "\n" if recorded else "")
+        write_text_atomic(self.path, job + "".join(json.dumps(asdict(row)) + "\n" for row in rows), overwrite=True)
 
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
+
+
+def job_record(spec: TaskSpec) -> dict[str, Any]:
+    """What names a batch job in its manifest: the task and all its options, defaults filled in (as
+    JSON gives them back), so leaving an option out and giving its default are the same job."""
+    options = {name: spec.option(name) for name in sorted(OPTIONS[spec.kind])}
+    return {"task": spec.kind, "options": json.loads(json.dumps(options))}
+
+
+def _same_value(mine: Any, theirs: Any) -> bool:
+    """Equal, with lists of numbers (a style vector) equal within float noise: the same style
+    image's vector computed on another machine may differ in its last bits."""
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs) and mine \
+            and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in mine + theirs):
+        return all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for a, b in zip(mine, theirs))
+    return bool(mine == theirs)
+
+
+def _job_differences(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """'' when ``theirs`` (a manifest's job) is ``mine``, else what differs, in words."""
+    if mine["task"] != theirs.get("task"):
+        return f"a {theirs.get('task')} job"
+    options = theirs.get("options") if isinstance(theirs.get("options"), dict) else {}
+    differ = sorted(key for key in mine["options"].keys() | options.keys()
+                    if not _same_value(mine["options"].get(key), options.get(key)))
+    return f"a {mine['task']} job with different options ({', '.join(differ)})" if differ else ""
+
+
+def _check_owners(todo: Sequence[Job], rows: dict[str, Row]) -> None:
+    """Refuse to replace an output the manifest records for another input (another source's
+    file of the same name): the first job's result would be lost without a word."""
+    owners = {row.output: row.input for row in rows.values()}
+    for job in todo:
+        owner = owners.get(job.output)
+        if owner is None or owner == job.source or not Path(job.output).exists():
+            continue
+        try:
+            same = os.path.samefile(owner, job.source)
+        except OSError:
+            same = False
+        if not same:
+            raise OutputError(job.output, f"holds the output of {owner} (manifest.jsonl), not of {job.source}; "
+                                          "give another folder, or pass --overwrite to replace it")
 
 
 def _parse_row(line: str) -> Row | None:
@@ -301,14 +374,27 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
     if Path(str(source)).is_dir():
         check_outside_inputs(dest, [Path(str(source))], recursive=recursive)  # outputs would be inputs next run
     jobs = plan_jobs(files, root, dest, output_suffix(spec.kind))
-    manifest = Manifest(dest)
+    manifest = Manifest(dest, job_record(spec))
+    if manifest.path.exists() and not manifest.exists():
+        raise OutputError(manifest.path, "is not a file; the batch keeps its manifest there (give another folder)")
     resuming = manifest.exists()
+    if resuming and not overwrite:
+        recorded = manifest.recorded_job()
+        if recorded is None and manifest.path.stat().st_size and not manifest.load():
+            raise OutputError(manifest.path, "is not a batch manifest (no job line, no rows); refusing to replace it "
+                                             "(give another folder)")
+        other = "" if recorded is None else _job_differences(job_record(spec), recorded)
+        if other:
+            raise OutputError(manifest.path, f"records {other}; give another folder, or pass --overwrite to redo "
+                                             "every image here as this job")
     plan_outputs([Path(job.output) for job in jobs], overwrite=overwrite or resuming,
                  protected=[*(job.source for job in jobs), *protected],
                  duplicate_problem="two inputs would be written to this same output; rename one")
     if overwrite or not resuming:
         return jobs, [], manifest
-    todo, done = split_done(jobs, manifest.load())
+    rows = manifest.load()
+    todo, done = split_done(jobs, rows)
+    _check_owners(todo, rows)
     return todo, done, manifest
 
 
@@ -331,6 +417,8 @@ def run_batch(spec: TaskSpec, source: str | Path, dest: str | Path, *, workers: 
         on_plan(len(todo), len(done))
     Path(dest).mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest)  # a killed run's half-written outputs (their writer is gone)
+    if overwrite or not manifest.exists():
+        manifest.start()  # the job line first; --overwrite redoes every image as this job
     summary = Summary(skipped=len(done), engine=engine_name, workers=workers)
     started = time.perf_counter()
     pending: list[Row] = []
