@@ -165,3 +165,17 @@ def test_a_manifest_path_that_is_no_manifest_is_refused_before_any_output(tmp_pa
     with pytest.raises(OutputError, match=problem):
         run_batch(DENOISE, tmp_path / "in", tmp_path / "out")
     assert [path.name for path in (tmp_path / "out").iterdir()] == [MANIFEST_NAME]
+
+
+@pytest.mark.parametrize("pattern, dest, refused", [("in/**/*.png", "in/out", True), ("in/*/*.png", "in/out", True),
+                                                    ("in/*.png", "in/out", False), ("in/**/*.png", "out", False)])
+def test_outputs_the_source_pattern_would_match_are_refused(tmp_path, monkeypatch, pattern, dest, refused):
+    """A glob that would read the job's own outputs back next run (one folder deeper each time)."""
+    monkeypatch.chdir(tmp_path)
+    grey_images(tmp_path / "in", 1), grey_images(tmp_path / "in" / "sub", 1)
+    if refused:
+        with pytest.raises(OutputError, match="match the source pattern"):
+            run_batch(DENOISE, pattern, dest)
+        assert not (tmp_path / dest).exists()
+    else:
+        assert not run_batch(DENOISE, pattern, dest).failed

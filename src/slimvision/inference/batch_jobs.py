@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import json
 import logging
@@ -294,6 +295,25 @@ def _job_differences(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
     return f"a {mine['task']} job with different options ({', '.join(differ)})" if differ else ""
 
 
+def _check_outside_pattern(dest: Path, pattern: str, jobs: Sequence[Job]) -> None:
+    """Refuse outputs that the source pattern matches: the next run would take them as inputs
+    (``'photos/**/*.jpg' -o photos/styled`` reads its own results back, one folder deeper each run)."""
+    wanted = Path(os.path.abspath(pattern)).parts
+    for job in jobs:
+        if _pattern_matches(wanted, Path(os.path.abspath(job.output)).parts):
+            raise OutputError(dest, f"its outputs ({job.output}) match the source pattern {pattern}: the next run "
+                                    "would read them as inputs (give a folder outside it)")
+
+
+def _pattern_matches(pattern: Sequence[str], parts: Sequence[str]) -> bool:
+    """Whether a path's parts match a glob's parts as :func:`glob.glob` (recursive) would."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_pattern_matches(pattern[1:], parts[index:]) for index in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _pattern_matches(pattern[1:], parts[1:])
+
+
 def _check_owners(todo: Sequence[Job], rows: dict[str, Row]) -> None:
     """Refuse to replace an output the manifest records for another input (another source's
     file of the same name): the first job's result would be lost without a word."""
@@ -374,6 +394,8 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
     if Path(str(source)).is_dir():
         check_outside_inputs(dest, [Path(str(source))], recursive=recursive)  # outputs would be inputs next run
     jobs = plan_jobs(files, root, dest, output_suffix(spec.kind))
+    if not Path(str(source)).exists() and glob.has_magic(str(source)):
+        _check_outside_pattern(dest, str(source), jobs)
     manifest = Manifest(dest, job_record(spec))
     if manifest.path.exists() and not manifest.exists():
         raise OutputError(manifest.path, "is not a file; the batch keeps its manifest there (give another folder)")
