@@ -55,6 +55,21 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, 
     assert problem in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("argv, problem", [
+    (["batch", "faces-embed", "in", "-o", "out", "--model", "magenta-arbitrary-v1-fp32"], "not a face embedder"),
+    (["batch", "faces-embed", "in", "-o", "out", "--model", "nope"], "not a face embedder"),
+    (["batch", "vae-denoise", "in", "-o", "out", "--model", "in"], "not an exported VAE"),
+])
+def test_a_model_that_does_not_load_leaves_no_folder_and_no_manifest(tmp_path, capsys, monkeypatch, argv, problem):
+    """A manifest naming a job that never ran would refuse the corrected rerun as 'another job'."""
+    monkeypatch.chdir(tmp_path)
+    photos(tmp_path / "in", count=1)
+    assert exit_code(argv) == 2
+    assert problem in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+    assert exit_code(["batch", "vae-denoise", "in", "-o", "out", "-q"]) == 0
+
+
 def test_ray_addresses_accepted_by_the_parser():
     from slimvision.cli.main import build_parser
 

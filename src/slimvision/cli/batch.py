@@ -44,7 +44,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     faces = tasks.add_parser("faces-embed", help="every face's box, landmarks and descriptor, one JSON per image",
                              description="Detect, align and embed every face; one JSON file per image.")
     faces.add_argument("--model", default="face-embedder-dlib-resnet", metavar="NAME_OR_ONNX",
-                       help="face embedder: a registered name or an exported embedder.onnx")
+                       help="face embedder: a registered name or an exported embedder.onnx (or its folder)")
     faces.add_argument("--min-face", type=bounded("--min-face", float, 12, MAX_SIDE), default=40.0,
                        help="smallest face searched, px (default 40)")
     faces.add_argument("--min-score", type=fraction("--min-score"), default=0.9,
@@ -100,6 +100,9 @@ def _spec(args: argparse.Namespace) -> Any:
 
     limits = {"threads": args.threads, "max_pixels": args.max_pixels or DEFAULT_MAX_PIXELS}
     if args.command == "faces-embed":
+        from slimvision.inference.batch_tasks import face_model
+
+        face_model(args.model)  # refused here, before any folder is touched
         return TaskSpec("faces-embed", {"model": args.model, "min_face": args.min_face, "min_score": args.min_score},
                         **limits)
     if args.command == "vae-denoise":

@@ -207,6 +207,7 @@ class Manifest:
     def __init__(self, folder: Path, job: dict[str, Any] | None = None) -> None:
         self.path = folder / MANIFEST_NAME
         self.job = job  # the job line this run writes (None: rows only)
+        self.fresh = False  # start(): the first rows replace the file, after the job line
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -225,8 +226,10 @@ class Manifest:
         return data["job"] if isinstance(data, dict) and isinstance(data.get("job"), dict) else None
 
     def start(self) -> None:
-        """A new manifest holding only the job line (atomic; replaces an old one)."""
-        write_text_atomic(self.path, self._job_line(), overwrite=True)
+        """Begin a new manifest: the first rows appended replace the file (atomically), after the
+        job line. Until then nothing is written, so a run that records nothing (its model does not
+        load) leaves the folder as it was: no manifest naming a job that never ran."""
+        self.fresh = True
 
     def _job_line(self) -> str:
         return "" if self.job is None else json.dumps({"job": self.job}) + "\n"
@@ -248,6 +251,11 @@ class Manifest:
 
     def append(self, rows: Iterable[Row]) -> None:
         """Append rows, then flush and fsync once (a group of rows costs one disk sync)."""
+        if self.fresh:
+            write_text_atomic(self.path, self._job_line() + "".join(json.dumps(asdict(row)) + "\n" for row in rows),
+                              overwrite=True)
+            self.fresh = False
+            return
         with open(self.path, "a+", encoding="utf-8") as handle:
             if handle.tell() > 0 and not self._ends_with_newline():
                 handle.write("\n")  # end a killed run's torn line, so this row is not glued onto it
@@ -256,7 +264,10 @@ class Manifest:
             os.fsync(handle.fileno())
 
     def compact(self) -> None:
-        """Rewrite with one row per input (the latest), in input order; atomic."""
+        """Rewrite with one row per input (the latest), in input order; atomic. (Nothing to do for a
+        started manifest that has recorded no row: the file there, if any, is not this run's.)"""
+        if self.fresh:
+            return
         rows = sorted(self.load().values(), key=lambda row: row.input)
         recorded = None if self.job is not None else self.recorded_job()
         job = self._job_line() or (json.dumps({"job": recorded}) + "\n" if recorded else "")
@@ -437,8 +448,8 @@ def run_batch(spec: TaskSpec, source: str | Path, dest: str | Path, *, workers: 
     workers = max(1, min(workers or available_cpus(), max(len(todo), 1)))
     if on_plan is not None:
         on_plan(len(todo), len(done))
-    Path(dest).mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dest)  # a killed run's half-written outputs (their writer is gone)
+    if Path(dest).is_dir():  # else made by the first output or manifest row written
+        remove_stale_temps(dest)  # a killed run's half-written outputs (their writer is gone)
     if overwrite or not manifest.exists():
         manifest.start()  # the job line first; --overwrite redoes every image as this job
     summary = Summary(skipped=len(done), engine=engine_name, workers=workers)

@@ -124,16 +124,42 @@ class FacesEmbedTask:
         return (json.dumps(payload) + "\n").encode("utf-8")
 
 
+#: The pipeline every registered face embedder is loaded by.
+FACE_PIPELINE = "slimvision.inference.faces:FaceRecognizer"
+
+
+def face_model(model: str) -> str | Path:
+    """``--model`` of faces-embed checked: a registered face embedder's name, or the embedder graph
+    of an exported student (its ``embedder.onnx``, or the folder holding it).
+
+    Raises:
+        InputError: a graph path with no graph there.
+        ConfigError: a registered name that is not a face embedder (a style model, ...).
+    """
+    from slimvision.registry import ARTIFACTS
+
+    path = Path(model)
+    if model.endswith(".onnx") or path.is_dir():
+        graph = path / "embedder.onnx" if path.is_dir() else path
+        if not graph.is_file():
+            raise InputError(graph, "no embedder graph there (an exported face student's embedder.onnx)")
+        return graph
+    if model not in ARTIFACTS.names() or ARTIFACTS.spec(model).pipeline != FACE_PIPELINE:
+        embedders = [spec.name for spec in ARTIFACTS.specs("faces") if spec.pipeline == FACE_PIPELINE]
+        raise ConfigError(f"--model {model}: not a face embedder; choose from {', '.join(embedders)} "
+                          "or an exported embedder.onnx")
+    return model
+
+
 def face_recognizer(model: str, settings: SessionSettings, min_face: float, min_score: float) -> Any:
-    """A face pipeline by registered name, or from an exported embedder graph (a path to .onnx)."""
+    """A face pipeline by registered name, or from an exported embedder graph (its .onnx or folder)."""
     from slimvision.inference.faces import FaceRecognizer
     from slimvision.registry import ARTIFACTS
 
-    if model.endswith(".onnx"):
-        if not Path(model).is_file():
-            raise InputError(model, "no embedder graph there (an exported face student's embedder.onnx)")
-        return FaceRecognizer(settings, min_face_size=min_face, min_score=min_score, model=model)
-    return ARTIFACTS.create(model, settings=settings, min_face_size=min_face, min_score=min_score)
+    checked = face_model(model)
+    if isinstance(checked, Path):
+        return FaceRecognizer(settings, min_face_size=min_face, min_score=min_score, model=checked)
+    return ARTIFACTS.create(checked, settings=settings, min_face_size=min_face, min_score=min_score)
 
 
 class VaeDenoiseTask:
