@@ -50,11 +50,13 @@ def test_sources_from_a_folder_a_glob_and_lists(tmp_path):
 
 
 @pytest.mark.parametrize("source, problem", [("missing", "not found"), ("in/*.jpg", "matches no files"),
-                                             ("two.csv", "name the paths' column"), ("empty.csv", "lists no paths")])
+                                             ("two.csv", "name the paths' column"), ("empty.csv", "lists no paths"),
+                                             ("twice.csv", "lists the same file twice")])
 def test_bad_sources_are_one_line_errors_naming_them(tmp_path, source, problem):
     grey_images(tmp_path / "in", 1)
     (tmp_path / "two.csv").write_text("a,b\n1,2\n")
     (tmp_path / "empty.csv").write_text("path\n")
+    (tmp_path / "twice.csv").write_text("path\nin/slice0.png\n./in/slice0.png\n")
     with pytest.raises(InputError, match=problem) as caught:
         read_sources(str(tmp_path / source))
     assert str(tmp_path / source) in str(caught.value) and "\n" not in str(caught.value)

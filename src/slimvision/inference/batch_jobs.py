@@ -123,7 +123,14 @@ def _listed_paths(listing: Path) -> list[Path]:
     names = [name.strip() for name in names if name and name.strip()]
     if not names:
         raise InputError(listing, "lists no paths")
-    return [(Path(name) if Path(name).is_absolute() else listing.parent / name) for name in names]
+    paths = [(Path(name) if Path(name).is_absolute() else listing.parent / name) for name in names]
+    seen: dict[str, str] = {}
+    for name, path in zip(names, paths):
+        key = os.path.normpath(os.path.abspath(path))
+        if key in seen:
+            raise InputError(listing, f"lists the same file twice ({seen[key]!r} and {name!r}); list each input once")
+        seen[key] = name
+    return paths
 
 
 def _pick_column(columns: Sequence[str], listing: Path) -> str:
