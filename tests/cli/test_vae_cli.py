@@ -258,7 +258,7 @@ def test_training_on_packaged_sources_and_warm_starting_from_an_export(trained, 
     assert exit_code(["vae", "train", "--sources", "brainweb", "-o", str(tmp_path / "x"), *flags]) == 2
     assert "unknown medical source 'brainweb'" in capsys.readouterr().err
     assert exit_code(["vae", "train", "--sources", "pydicom-mr", "--mni152", "-o", str(tmp_path / "y"), *flags]) == 2
-    assert "one of: training DATA, --mni152, --sources" in capsys.readouterr().err
+    assert "one of: training DATA, --mni152, --sources (got --mni152 and --sources" in capsys.readouterr().err
 
 
 def test_pretraining_on_generic_pictures_then_fine_tuning_with_the_backbone_frozen_first(trained, tmp_path,

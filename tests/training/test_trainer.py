@@ -429,3 +429,6 @@ def test_staged_unfreezing_trains_the_head_first_then_the_top_blocks_at_a_lower_
         FineTuneSchedule(backbone_lr_scale=0).validate()
     assert FineTuneSchedule().trained_blocks(blocks) == blocks  # the default: everything trains throughout
     assert FineTuneSchedule(unfreeze=0).parameter_groups([], blocks, 0.1) == [{"params": [], "lr": 0.1}]
+    assert FineTuneSchedule(unfreeze=len(blocks)).trained_blocks(blocks) == blocks
+    with pytest.raises(ConfigError, match=f"the backbone has {len(blocks)} blocks"):  # not all of them, unsaid
+        FineTuneSchedule(unfreeze=len(blocks) + 1).trained_blocks(blocks)

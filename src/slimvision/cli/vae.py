@@ -252,8 +252,11 @@ def run_train(args: argparse.Namespace) -> int:
     from slimvision.export.vae import export_vae
     from slimvision.training.vae import metrics_history, train_vae
 
-    if sum((bool(args.data), args.mni152, args.sources is not None)) != 1:
-        raise ConfigError("give one of: training DATA, --mni152, --sources")
+    given = [name for name, on in (("training DATA", bool(args.data)), ("--mni152", args.mni152),
+                                   ("--sources", args.sources is not None)) if on]
+    if len(given) != 1:
+        raise ConfigError("give one of: training DATA, --mni152, --sources"
+                          + (f" (got {' and '.join(given)}: one source of slices per run)" if given else ""))
     check_outside_inputs(args.output, [*args.data, *(args.holdout or [])])  # samples are PNG slices too
     # The files this run replaces at its end may not be any it reads (--backbone-weights RUN/vae/...).
     plan_outputs([args.output / "vae" / "model.safetensors", args.output / "vae" / "config.json",

@@ -351,7 +351,15 @@ class FineTuneSchedule(BaseConfig):
             raise ConfigError(f"FineTuneSchedule.backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}")
 
     def trained_blocks(self, blocks: Sequence[nn.Module]) -> list[nn.Module]:
-        """The blocks that train once the frozen stage is over: the top ``unfreeze`` (all for -1)."""
+        """The blocks that train once the frozen stage is over: the top ``unfreeze`` (all for -1).
+
+        Raises:
+            ConfigError: ``unfreeze`` is more than the backbone's blocks (it would train them all
+                without a word, as -1 does).
+        """
+        if self.unfreeze > len(blocks):
+            raise ConfigError(f"unfreeze (--unfreeze) is {self.unfreeze}, but the backbone has {len(blocks)} blocks; "
+                              f"give 0-{len(blocks)}, or -1 for all of them")
         if self.unfreeze < 0:
             return list(blocks)
         return list(blocks)[len(blocks) - self.unfreeze:] if self.unfreeze else []
