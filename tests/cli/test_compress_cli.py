@@ -132,9 +132,9 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path, capsys
     pytest.importorskip("torch")
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    assert exit_code([*command, "--run-dir", blocker / "run"]) == 1
+    assert exit_code([*command, "--run-dir", blocker / "run"]) == 2  # refused as an argument, before any work
     error = one_line_error(capsys)
-    assert str(blocker) in error and "not a directory" in error
+    assert str(blocker) in error and "cannot be made" in error and "is a file" in error
     assert blocker.read_text() == "x"
 
 

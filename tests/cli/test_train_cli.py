@@ -118,3 +118,16 @@ def test_a_flag_that_does_not_fit_a_resumed_face_student_run_names_the_run_folde
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "resumes with the settings it was trained with" in err and "hint_weight" in err
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["checkpoints"]
+
+
+@pytest.mark.parametrize("command", [["train", "face-student"], ["train", "style-predictor"], ["compress", "gptq"]])
+@pytest.mark.parametrize("run_dir, message", [("photo.png", "photo.png: is a file"),
+                                              ("photo.png/run", "cannot be made: {tmp}/photo.png is a file")])
+def test_a_run_folder_that_is_a_file_is_a_one_line_argument_error(tmp_path, capsys, command, run_dir, message):
+    """It was 'error: photo.png: file exists' (exit 1) once the run had started."""
+    (tmp_path / "photo.png").write_bytes(b"a photo")
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--run-dir", str(tmp_path / run_dir)])
+    assert exit_.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err.strip().splitlines()[-1]
+    assert (tmp_path / "photo.png").read_bytes() == b"a photo"

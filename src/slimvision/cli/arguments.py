@@ -172,6 +172,29 @@ def port(what: str = "--port") -> Callable[[str], int]:
     return bounded(what, int, 0, 65_535)  # type: ignore[return-value]
 
 
+def run_folder() -> Callable[[str], Path]:
+    """An argparse ``type`` for a run folder (made if missing): a file there, or a file where one of
+    its parent folders would be made, is one line naming it, not an OSError after the settings
+    were read.
+
+    Example:
+        >>> run_folder()("runs/first")
+        PosixPath('runs/first')
+    """
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        for folder in (path, *path.parents):
+            if folder.exists():
+                if folder.is_dir():
+                    return path
+                where = "is a file" if folder == path else f"cannot be made: {folder} is a file"
+                raise argparse.ArgumentTypeError(f"{text}: {where}; give a folder (made if missing)")
+        return path
+
+    return parse
+
+
 def add_overwrite(parser: argparse.ArgumentParser, what: str = "outputs") -> None:
     """``--overwrite``: one spelling and one meaning everywhere (never replaces an input)."""
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what} already there (never an input)")

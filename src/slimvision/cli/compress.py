@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (
-    MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, non_negative_int, positive_float, positive_int, seed, threads,
+    MAX_SIDE, add_json, add_output, add_overwrite, add_quiet, non_negative_int, positive_float, positive_int, run_folder,
+    seed, threads,
 )
 
 _SIZE = re.compile(r"^(\d+)(?:x(\d+))?$")
@@ -155,7 +156,7 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
                     "(checked against torch) and writes RUN_DIR/report.json: R^2 and centred cosine against the "
                     "float teacher on held-out real files and held-out style families, and the paintings' SSIM. "
                     "About four minutes on 2 CPU cores.")
-    gptq.add_argument("--run-dir", type=Path, required=True, metavar="DIR",
+    gptq.add_argument("--run-dir", type=run_folder(), required=True, metavar="DIR",
                       help="folder for the graphs and report.json")
     gptq.add_argument("--group-size", type=positive_int("--group-size", 4096), default=64, metavar="N",
                       help="input channels per scale and zero point (default 64)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slimvision.cli.arguments import (MAX_SIDE, add_json, add_overwrite, add_quiet, bounded, non_negative_float,
-                                     non_negative_int, or_word, positive_float, positive_int, seed)
+                                     non_negative_int, or_word, positive_float, positive_int, run_folder, seed)
 from slimvision.cli.config_flags import ConfigFlag, add_config_flags, build_config, shared_flag
 from slimvision.errors import ConfigError, SlimvisionError
 
@@ -41,7 +41,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser, json_help: str) -> None:
     """What every distillation command takes besides its config: where it runs and how it reports."""
-    parser.add_argument("--run-dir", type=Path, required=True, help="folder for checkpoints, cache and results")
+    parser.add_argument("--run-dir", type=run_folder(), required=True, help="folder for checkpoints, cache and results")
     add_json(parser, json_help)
     add_quiet(parser)
 
