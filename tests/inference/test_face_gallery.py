@@ -220,6 +220,8 @@ def test_reading_never_creates_or_changes_a_file_and_other_files_are_refused(tmp
         with pytest.raises(GalleryError, match="other.db: is an SQLite database but not a slimvision gallery"):
             Gallery.open(tmp_path / "other.db", DLIB_RESNET_V1, mode=mode)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    with pytest.raises(GalleryError, match=r"cannot create the gallery \(.*other.db is a file\)"):
+        Gallery.open(tmp_path / "other.db" / "g.sqlite", DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
     assert files_in(tmp_path) == ["empty.sqlite", "other.db"]
     Gallery.open(tmp_path / "g.sqlite", DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))
     reader = Gallery.open(tmp_path / "g.sqlite", DLIB_RESNET_V1, mode="r")

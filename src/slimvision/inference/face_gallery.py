@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from slimvision.errors import SlimvisionError
-from slimvision.io.atomic import remove_stale_temps, temp_name
+from slimvision.io.atomic import _first_file_above, remove_stale_temps, temp_name
 
 SCHEMA_VERSION = 1
 METRICS = ("euclidean", "cosine")
@@ -351,7 +351,9 @@ class SQLiteGallery:
             temp = target.parent / temp_name(target)
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as error:
-            raise GalleryError(f"cannot create the gallery ({error.strerror or error})", self.path) from None
+            blocker = _first_file_above(target.parent)  # a file where a folder would be made
+            reason = f"{blocker} is a file" if blocker is not None else (error.strerror or str(error))
+            raise GalleryError(f"cannot create the gallery ({reason})", self.path) from None
         try:
             os.fchmod(descriptor, 0o600)  # whatever the umask: biometric data is the owner's only
             os.close(descriptor)
