@@ -227,6 +227,16 @@ def test_style_vector_then_reuse(content, image_files, tmp_path, capsys):
     assert "exists" in one_line_error(capsys)
 
 
+def test_a_vector_of_another_model_is_refused_naming_its_file(content, tmp_path, capsys):
+    vector = tmp_path / "other.npy"
+    np.save(vector, np.zeros(100, np.float32))
+    vector.with_suffix(".json").write_text(json.dumps({"format": "slimvision-style-vector", "model": "other-net"}))
+    assert run("stylize", content, "-s", vector, "-o", tmp_path / "out.png") == 2
+    error = one_line_error(capsys)
+    assert error.startswith(f"error: {vector}: style vector was computed by 'other-net'"), error
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_style_vector_blend_json(image_files, tmp_path, pipeline, capsys):
     out = tmp_path / "mix.npy"
     assert run("vector", image_files["style"], image_files["style2"], "--weights", "3,1", "-o", out, "--json") == 0

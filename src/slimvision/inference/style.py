@@ -559,9 +559,10 @@ class StyleTransferPipeline:
         else:
             vector = self._vector_from_file(Path(style), max_pixels)
         if vector.model is not None and not self._vector_fits(vector.model):
-            raise SlimvisionError(
-                f"style vector was computed by {vector.model!r}; this pipeline runs {self.artifact.name!r}"
-            )
+            problem = f"style vector was computed by {vector.model!r}; this pipeline runs {self.artifact.name!r}"
+            if isinstance(style, (str, Path)):
+                raise InputError(style, problem)  # naming the file the vector came from
+            raise SlimvisionError(problem)
         return vector
 
     def _vector_fits(self, model: str) -> bool:
