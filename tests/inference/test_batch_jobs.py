@@ -181,3 +181,13 @@ def test_outputs_the_source_pattern_would_match_are_refused(tmp_path, monkeypatc
         assert not (tmp_path / dest).exists()
     else:
         assert not run_batch(DENOISE, pattern, dest).failed
+
+
+def test_a_job_is_the_same_however_its_model_path_is_spelled(tmp_path, monkeypatch):
+    from slimvision.inference.batch_jobs import job_record
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vae").mkdir()
+    spelled = [job_record(TaskSpec("vae-denoise", {"model": name})) for name in ("vae", "./vae/", str(tmp_path / "vae"))]
+    assert spelled[0] == spelled[1] == spelled[2]
+    assert job_record(TaskSpec("vae-denoise")) == job_record(TaskSpec("vae-denoise", {"model": None}))

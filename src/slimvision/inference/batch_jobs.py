@@ -34,7 +34,7 @@ from typing import Any
 
 from slimvision.errors import InputError, OutputError, SlimvisionError
 from slimvision.inference.batch import available_cpus, map_in_order
-from slimvision.inference.batch_tasks import OPTIONS, Task, TaskSpec, build_task, output_suffix
+from slimvision.inference.batch_tasks import OPTIONS, Task, TaskSpec, build_task, face_model, output_suffix
 from slimvision.io.atomic import check_outside_inputs, plan_outputs, remove_stale_temps, write_bytes_atomic, \
     write_text_atomic
 from slimvision.io.images import IMAGE_SUFFIXES, find_images
@@ -291,6 +291,11 @@ def job_record(spec: TaskSpec) -> dict[str, Any]:
     """What names a batch job in its manifest: the task and all its options, defaults filled in (as
     JSON gives them back), so leaving an option out and giving its default are the same job."""
     options = {name: spec.option(name) for name in sorted(OPTIONS[spec.kind])}
+    model = options.get("model")
+    if spec.kind == "faces-embed":
+        model = face_model(model)  # a student's folder and its embedder.onnx are one model
+    if isinstance(model, (str, Path)) and Path(model).exists():  # a model file or folder, however spelled
+        options["model"] = os.path.abspath(model)
     return {"task": spec.kind, "options": json.loads(json.dumps(options))}
 
 
