@@ -158,15 +158,19 @@ def test_a_manifest_of_another_job_is_refused_and_its_outputs_kept(tmp_path):
     assert run_batch(DENOISE, str(tmp_path / "in" / "*.png"), dest).skipped == 2  # however the source is spelled
 
 
-@pytest.mark.parametrize("content, problem", [(None, "is not a file"), ("[1, 2]\n", "is not a batch manifest")])
+@pytest.mark.parametrize("content, problem", [(None, "is not a file"), ("[1, 2]\n", "is not a batch manifest"),
+                                              ("", "exists; pass --overwrite")])
 def test_a_manifest_path_that_is_no_manifest_is_refused_before_any_output(tmp_path, content, problem):
     grey_images(tmp_path / "in", 1)
     manifest = tmp_path / "out" / MANIFEST_NAME
     manifest.parent.mkdir()
     manifest.mkdir() if content is None else manifest.write_text(content)
+    if not content:  # an empty manifest records nothing: the folder's files are not this job's to replace
+        (tmp_path / "out" / "slice0.png").write_bytes(b"someone's file")
     with pytest.raises(OutputError, match=problem):
         run_batch(DENOISE, tmp_path / "in", tmp_path / "out")
-    assert [path.name for path in (tmp_path / "out").iterdir()] == [MANIFEST_NAME]
+    assert MANIFEST_NAME in [path.name for path in (tmp_path / "out").iterdir()]
+    assert content is None or manifest.read_text() == content
 
 
 @pytest.mark.parametrize("pattern, dest, refused", [("in/**/*.png", "in/out", True), ("in/*/*.png", "in/out", True),

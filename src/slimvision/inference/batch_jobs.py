@@ -422,10 +422,11 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
     manifest = Manifest(dest, job_record(spec))
     if manifest.path.exists() and not manifest.exists():
         raise OutputError(manifest.path, "is not a file; the batch keeps its manifest there (give another folder)")
-    resuming = manifest.exists()
+    # An empty manifest records nothing: the folder is new to this job (its files are not replaced).
+    resuming = manifest.exists() and manifest.path.stat().st_size > 0
     if resuming and not overwrite:
         recorded = manifest.recorded_job()
-        if recorded is None and manifest.path.stat().st_size and not manifest.load():
+        if recorded is None and not manifest.load():
             raise OutputError(manifest.path, "is not a batch manifest (no job line, no rows); refusing to replace it "
                                              "(give another folder)")
         other = "" if recorded is None else _job_differences(job_record(spec), recorded)
@@ -436,6 +437,7 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
                  protected=[*(job.source for job in jobs), *protected],
                  duplicate_problem="two inputs would be written to this same output; rename one")
     if overwrite or not resuming:
+        manifest.start()  # the job line first; --overwrite redoes every image as this job
         return jobs, [], manifest
     rows = manifest.load()
     todo, done = split_done(jobs, rows)
@@ -462,8 +464,6 @@ def run_batch(spec: TaskSpec, source: str | Path, dest: str | Path, *, workers: 
         on_plan(len(todo), len(done))
     if Path(dest).is_dir():  # else made by the first output or manifest row written
         remove_stale_temps(dest)  # a killed run's half-written outputs (their writer is gone)
-    if overwrite or not manifest.exists():
-        manifest.start()  # the job line first; --overwrite redoes every image as this job
     summary = Summary(skipped=len(done), engine=engine_name, workers=workers)
     started = time.perf_counter()
     pending: list[Row] = []
