@@ -306,6 +306,9 @@ def test_a_damaged_gallery_is_a_one_line_error_naming_the_file(tmp_path, damage,
         gallery.people()
         gallery.search(np.zeros(128))
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    with pytest.raises(GalleryError, match=message) as caught:  # what 'faces gallery migrate' reads (a traceback)
+        Gallery.open(path, DLIB_RESNET_V1, mode="r").store.export_faces()
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
 
 
 def test_a_gallery_others_may_read_is_named_in_a_warning_and_left_as_it_is(tmp_path, caplog):

@@ -484,14 +484,8 @@ class SQLiteGallery:
                 return np.zeros((0, self.embedder.dim), np.float32), np.zeros(0, np.int64), []
             rows = connection.execute("""SELECT faces.id, people.name, faces.vector FROM faces
                                           JOIN people ON people.id = faces.person ORDER BY faces.id""").fetchall()
-        size = 4 * self.embedder.dim
         for number, name, blob in rows:
-            if not isinstance(name, str):
-                raise self._damaged(f"the person of face {number} has no readable name")
-            if not isinstance(blob, bytes) or len(blob) != size:
-                length = f"{len(blob)}-byte" if isinstance(blob, bytes) else f"a {type(blob).__name__} instead of a"
-                raise self._damaged(f"face {number} of {name!r} holds {length} descriptor; "
-                                    f"{self.embedder.dim} float32 take {size} bytes")
+            self._check_face(number, name, blob)
         names = sorted({name for _, name, _ in rows})
         index = {name: position for position, name in enumerate(names)}
         matrix = np.frombuffer(b"".join(blob for _, _, blob in rows), np.float32).reshape(-1, self.embedder.dim)
@@ -509,9 +503,25 @@ class SQLiteGallery:
             if connection is None:
                 return {}
             photo = "faces.photo" if self._current_schema else "NULL"
-            rows = connection.execute(f"""SELECT people.name, faces.vector, faces.source, {photo} FROM faces
-                                           JOIN people ON people.id = faces.person ORDER BY faces.id""").fetchall()
-        return enrolments(rows, self.embedder.dim)
+            rows = connection.execute(f"""SELECT faces.id, people.name, faces.vector, faces.source, {photo}
+                                           FROM faces JOIN people ON people.id = faces.person
+                                           ORDER BY faces.id""").fetchall()
+        for number, name, blob, _, _ in rows:  # a damaged row is one line naming the file, not a traceback
+            self._check_face(number, name, blob)
+            if not np.isfinite(np.frombuffer(blob, np.float32)).all():
+                raise self._damaged(f"face {number} of {name!r} holds a descriptor that is not finite (NaN or "
+                                    "infinity)")
+        return enrolments([row[1:] for row in rows], self.embedder.dim)
+
+    def _check_face(self, number: int, name: object, blob: object) -> None:
+        """A face row's person name is text and its descriptor ``dim`` float32 (else: damaged)."""
+        size = 4 * self.embedder.dim
+        if not isinstance(name, str):
+            raise self._damaged(f"the person of face {number} has no readable name")
+        if not isinstance(blob, bytes) or len(blob) != size:
+            length = f"{len(blob)}-byte" if isinstance(blob, bytes) else f"a {type(blob).__name__} instead of a"
+            raise self._damaged(f"face {number} of {name!r} holds {length} descriptor; "
+                                f"{self.embedder.dim} float32 take {size} bytes")
 
     @_translated
     def find_photos(self, digests: list[str]) -> dict[str, str]:
