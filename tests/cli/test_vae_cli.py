@@ -139,6 +139,7 @@ def test_outputs_are_checked_whole_and_never_an_input(trained, tmp_path, capsys)
     assert main(["vae", "denoise", str(head), "-o", str(tmp_path / "x.png"), *model]) == 2
     error = capsys.readouterr().err.strip()
     assert "x.png: looks like a file name, but this run writes 3 outputs" in error and "\n" not in error
+    assert "must end with .nii or .nii.gz" in error  # not '.png', which it ends with
     assert not (tmp_path / "x.png").exists()
     assert main(["vae", "denoise", str(head), "-o", f"{tmp_path / 'x.png'}/", *model]) == 0
     assert len(list((tmp_path / "x.png").glob("head_slice-*.png"))) == 3

@@ -391,7 +391,9 @@ def run_denoise(args: argparse.Namespace) -> int:
         raise OutputError(args.output, "a single slice is written as one .png, or as .dcm for a DICOM input "
                                        "(or give a folder ending with '/')")
     if into_folder:
-        check_folder_output(args.output, args.output_is_folder, len(slices), file_suffixes=(".png",))
+        # Several slices never fit one .png: only a NIfTI input's volume is written whole as one file.
+        check_folder_output(args.output, args.output_is_folder, len(slices),
+                            file_suffixes=NIFTI_SUFFIXES if medical_kind(args.input) == "nifti" else ())
     targets = ([args.output] if not into_folder else
                [args.output / (f"{stem}.png" if len(slices) == 1 else f"{stem}_slice-{s.index:03d}.png")
                 for s in slices])
