@@ -195,3 +195,21 @@ def test_a_job_is_the_same_however_its_model_path_is_spelled(tmp_path, monkeypat
     spelled = [job_record(TaskSpec("vae-denoise", {"model": name})) for name in ("vae", "./vae/", str(tmp_path / "vae"))]
     assert spelled[0] == spelled[1] == spelled[2]
     assert job_record(TaskSpec("vae-denoise")) == job_record(TaskSpec("vae-denoise", {"model": None}))
+
+
+def test_vae_denoise_takes_a_folders_dicom_files_too(tmp_path):
+    """'batch vae-denoise scans/' said 'folder holds no images' for a folder of DICOM slices."""
+    pydicom_data = pytest.importorskip("pydicom.data", reason="pydicom (the medical extra) ships the test scan")
+    import shutil
+
+    files = grey_images(tmp_path / "in", 1)
+    shutil.copy(pydicom_data.get_testdata_file("CT_small.dcm"), tmp_path / "in" / "ct.dcm")
+    shutil.copy(tmp_path / "in" / "ct.dcm", tmp_path / "in" / "IM0001")  # DICOM without a suffix
+    (tmp_path / "in" / "notes.txt").write_text("not a scan")
+    assert read_sources(tmp_path / "in")[0] == files
+    found = read_sources(tmp_path / "in", medical=True)[0]
+    assert found == sorted([*files, tmp_path / "in" / "ct.dcm", tmp_path / "in" / "IM0001"])
+    summary = run_batch(DENOISE, tmp_path / "in", tmp_path / "out")
+    assert (summary.done, summary.failed) == (3, [])
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(["IM0001.png", MANIFEST_NAME, "ct.png",
+                                                                                 "slice0.png"])

@@ -86,10 +86,11 @@ class Summary:
 
 
 # --------------------------------------------------------------------------- sources
-def read_sources(source: str | Path, recursive: bool = False) -> tuple[list[Path], Path]:
+def read_sources(source: str | Path, recursive: bool = False, medical: bool = False) -> tuple[list[Path], Path]:
     """The input files named by ``source`` and the folder their outputs are named relative to.
 
-    ``source`` is a folder (its images; sub-folders with ``recursive``), a glob pattern
+    ``source`` is a folder (its images, or with ``medical`` its single-slice medical files: images
+    and DICOM; sub-folders with ``recursive``), a glob pattern
     (``"photos/**/*.jpg"``; ``**`` always recurses), or a ``.parquet`` / ``.csv`` list of paths
     (column ``path``, ``input``, ``source`` or ``file``, or its only column; relative paths are
     taken from the list's folder). Raises InputError naming the source when it yields nothing.
@@ -97,9 +98,10 @@ def read_sources(source: str | Path, recursive: bool = False) -> tuple[list[Path
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        files = find_images(path, recursive=recursive)
+        files = _medical_files(path, recursive) if medical else find_images(path, recursive=recursive)
         if not files:
-            raise InputError(path, "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+            kinds = ", ".join(sorted(IMAGE_SUFFIXES)) + (", DICOM" if medical else "")
+            raise InputError(path, f"folder holds no images ({kinds})")
         return files, path
     if path.suffix.lower() in (".parquet", ".csv") and path.is_file():
         files = _listed_paths(path)
@@ -112,6 +114,16 @@ def read_sources(source: str | Path, recursive: bool = False) -> tuple[list[Path
     else:
         raise InputError(path, "not found")
     return files, _common_folder(files)
+
+
+def _medical_files(folder: Path, recursive: bool) -> list[Path]:
+    """A folder's images and DICOM files (a suffix-less DICOM too), hidden ones skipped, sorted."""
+    from slimvision.io.medical import medical_kind
+
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(path for path in candidates
+                  if not any(part.startswith(".") for part in path.relative_to(folder).parts) and path.is_file()
+                  and (path.suffix.lower() in IMAGE_SUFFIXES or medical_kind(path) == "dicom"))
 
 
 def _listed_paths(listing: Path) -> list[Path]:
@@ -413,7 +425,7 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise OutputError(dest, "is a file; give a folder for the batch's outputs")
-    files, root = read_sources(source, recursive)
+    files, root = read_sources(source, recursive, medical=spec.kind == "vae-denoise")
     if Path(str(source)).is_dir():
         check_outside_inputs(dest, [Path(str(source))], recursive=recursive)  # outputs would be inputs next run
     jobs = plan_jobs(files, root, dest, output_suffix(spec.kind))
