@@ -70,6 +70,18 @@ def test_a_model_that_does_not_load_leaves_no_folder_and_no_manifest(tmp_path, c
     assert exit_code(["batch", "vae-denoise", "in", "-o", "out", "-q"]) == 0
 
 
+@pytest.mark.parametrize("argv", [["batch", "faces-embed", "in", "-o", "out", "--model", "bare.onnx"],
+                                  ["faces", "verify", "in/p0.png", "in/p0.png", "--model", "bare.onnx"]])
+def test_an_embedder_graph_without_its_card_is_refused(tmp_path, capsys, monkeypatch, argv):
+    """It was read as dlib's ResNet (the default card): its descriptors labelled dlib-resnet v1."""
+    monkeypatch.chdir(tmp_path)
+    photos(tmp_path / "in", count=1)
+    (tmp_path / "bare.onnx").write_bytes(b"any graph")
+    assert exit_code(argv) == 2
+    assert "bare.onnx: no card beside it (bare.card.json)" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_ray_addresses_accepted_by_the_parser():
     from slimvision.cli.main import build_parser
 

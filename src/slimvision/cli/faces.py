@@ -252,25 +252,17 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _recognizer(args: argparse.Namespace) -> Any:
-    from slimvision.errors import InputError
     from slimvision.graph.session import SessionSettings
+    from slimvision.inference.batch_tasks import face_model
     from slimvision.registry import ARTIFACTS
 
     settings = SessionSettings(threads=args.threads)
     options = {"min_face_size": args.min_face, "min_score": args.min_score, "threshold": getattr(args, "threshold", None)}
-    model = getattr(args, "model", DEFAULT_EMBEDDER)
-    path = Path(model)
-    if model.endswith(".onnx") or path.is_dir():
+    model = face_model(getattr(args, "model", DEFAULT_EMBEDDER))  # a face embedder's name, or a graph with its card
+    if isinstance(model, Path):
         from slimvision.inference.faces import FaceRecognizer
 
-        graph = path / "embedder.onnx" if path.is_dir() else path
-        if not graph.is_file():
-            raise InputError(graph, "no embedder graph there (an exported face student's embedder.onnx)")
-        return FaceRecognizer(settings, model=graph, **options)
-    spec = ARTIFACTS.spec(model)  # an unknown name is an error naming the close ones
-    if spec.pipeline != FACE_PIPELINE:
-        embedders = [other.name for other in ARTIFACTS.specs("faces") if other.pipeline == FACE_PIPELINE]
-        raise SlimvisionError(f"--model {model}: not a face embedder; choose from {', '.join(embedders)}")
+        return FaceRecognizer(settings, model=model, **options)
     return ARTIFACTS.create(model, settings=settings, **options)
 
 

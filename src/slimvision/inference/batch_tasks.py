@@ -133,9 +133,10 @@ def face_model(model: str) -> str | Path:
     of an exported student (its ``embedder.onnx``, or the folder holding it).
 
     Raises:
-        InputError: a graph path with no graph there.
+        InputError: a graph path with no graph there, or no card beside it.
         ConfigError: a registered name that is not a face embedder (a style model, ...).
     """
+    from slimvision.export.card import card_path
     from slimvision.registry import ARTIFACTS
 
     path = Path(model)
@@ -143,6 +144,9 @@ def face_model(model: str) -> str | Path:
         graph = path / "embedder.onnx" if path.is_dir() else path
         if not graph.is_file():
             raise InputError(graph, "no embedder graph there (an exported face student's embedder.onnx)")
+        if not card_path(graph).is_file():  # else read as dlib's ResNet: its descriptors mislabelled in galleries
+            raise InputError(graph, f"no card beside it ({card_path(graph).name}): an embedder graph is read with "
+                                    "its card (chip template, descriptor size, model record), never guessed")
         return graph
     if model not in ARTIFACTS.names() or ARTIFACTS.spec(model).pipeline != FACE_PIPELINE:
         embedders = [spec.name for spec in ARTIFACTS.specs("faces") if spec.pipeline == FACE_PIPELINE]
