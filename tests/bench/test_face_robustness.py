@@ -150,7 +150,24 @@ def test_model_picks_the_embedder_and_galleries_refuse_another(student_run, tmp_
     assert main(["faces", "enroll", str(people), "--gallery", gallery, "-q"]) == 0
     capsys.readouterr()
     assert main(["faces", "identify", hopper, "--gallery", gallery, "--model", str(student_run)]) != 0
-    assert "gallery holds dlib-resnet" in capsys.readouterr().err
+    assert "holds descriptors of dlib-resnet v1" in capsys.readouterr().err
+    # The student's descriptors never go into dlib's gallery (they were filed under dlib's record) ...
+    before = Path(gallery).read_bytes()
+    assert main(["faces", "gallery", "add", "--gallery", gallery, "ada", hopper, "--model", str(student_run)]) == 2
+    assert main(["faces", "enroll", str(people), "--gallery", gallery, "--model", str(student_run), "-q"]) == 2
+    assert "holds descriptors of dlib-resnet v1" in capsys.readouterr().err and Path(gallery).read_bytes() == before
+    # ... a new gallery takes the student's record, and the commands that compare nothing open it.
+    own = str(tmp_path / "student.sqlite")
+    assert main(["faces", "enroll", str(people), "--gallery", own, "--model", str(student_run), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["faces", "gallery", "list", "--gallery", own, "--json"]) == 0
+    assert [person["name"] for person in json.loads(capsys.readouterr().out)] == ["grace"]
+    assert main(["faces", "gallery", "migrate", own, str(tmp_path / "copy.sqlite")]) == 0
+    capsys.readouterr()
+    assert main(["faces", "identify", hopper, "--gallery", str(tmp_path / "copy.sqlite"), "--model",
+                 str(student_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"][hopper][0]["name"] == "grace"
+    assert main(["faces", "identify", hopper, "--gallery", own]) == 2  # dlib's descriptors against the student's
 
 
 def test_robustness_compares_students_with_the_reference(student_run, capsys):

@@ -337,19 +337,27 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if result.same_person else 1
 
 
-def _open_gallery(path: Path, create: bool = False, write: bool = False) -> Any:
+def _open_gallery(path: Path, create: bool = False, write: bool = False, recognizer: Any = None) -> Any:
     """The gallery at ``path``: read only unless ``write`` (an existing one) or ``create`` (made by its
-    first change). An empty file, another SQLite database or a damaged file is a one-line error."""
-    from slimvision.inference.face_gallery import DLIB_RESNET_V1, Gallery
+    first change). An empty file, another SQLite database or a damaged file is a one-line error, as
+    is a gallery of another model than ``recognizer``'s, whose record a new gallery takes. Without a
+    recognizer (list, rename, remove, migrate: no descriptor is compared) any model's gallery opens."""
+    from slimvision.inference.face_gallery import ANY_EMBEDDER, Gallery
 
-    return Gallery.open(path, DLIB_RESNET_V1, mode="c" if create else "w" if write else "r")
+    if recognizer is None and create:
+        raise ValueError("a gallery is created with the record of the model that fills it")
+    embedder = ANY_EMBEDDER if recognizer is None else recognizer.embedder
+    return Gallery.open(path, embedder, mode="c" if create else "w" if write else "r")
 
 
 def run_enroll(args: argparse.Namespace) -> int:
     from slimvision.inference.faces import enroll_folder
 
-    with _open_gallery(args.gallery, create=True) as gallery:  # refuses a file that is not a gallery at once
-        report = enroll_folder(_recognizer(args), gallery, args.folder, progress=not (args.quiet or args.json),
+    recognizer = _recognizer(args)
+    # A new gallery takes the model's record (a student's galleries are its own); a file that is not
+    # a gallery, or a gallery of another model, is refused before any photo is read.
+    with _open_gallery(args.gallery, create=True, recognizer=recognizer) as gallery:
+        report = enroll_folder(recognizer, gallery, args.folder, progress=not (args.quiet or args.json),
                                store_paths=args.store_paths)
     if args.json:
         print(json.dumps({"gallery": str(args.gallery), "added": report.added, "skipped": report.skipped,
@@ -366,9 +374,9 @@ def run_enroll(args: argparse.Namespace) -> int:
 
 
 def run_identify(args: argparse.Namespace) -> int:
-    with _open_gallery(args.gallery) as gallery:
+    recognizer = _recognizer(args)
+    with _open_gallery(args.gallery, recognizer=recognizer) as gallery:
         gallery.load()  # a damaged gallery is an error even for images without faces
-        recognizer = _recognizer(args)
         results, lines = {}, []
         for path, image in _images(args):
             faces = recognizer.identify(image, gallery, args.top_k)
@@ -459,9 +467,10 @@ def run_video(args: argparse.Namespace) -> int:
     frames, length = stream.frames, stream.length
     if args.max_frames is not None:
         frames, length = itertools.islice(frames, args.max_frames), min(length or args.max_frames, args.max_frames)
-    gallery = _open_gallery(args.gallery, create=False) if args.gallery else None
+    recognizer = _recognizer(args)
+    gallery = _open_gallery(args.gallery, recognizer=recognizer) if args.gallery else None
     gate = None if args.no_gate else MotionGate()
-    results = recognize_frames(frames, _recognizer(args), gate, gallery)
+    results = recognize_frames(frames, recognizer, gate, gallery)
     presence, events = PresenceEvents(stream.fps), []
     width, height = stream.size
     with contextlib.ExitStack() as stack:
@@ -663,7 +672,8 @@ def run_gallery_add(args: argparse.Namespace) -> int:
     from slimvision.io.images import load_image
     from slimvision.progress import progress_bar
 
-    with _open_gallery(args.gallery, create=True) as gallery:
+    recognizer = _recognizer(args)  # its descriptors go only into a gallery of its own model's
+    with _open_gallery(args.gallery, create=True, recognizer=recognizer) as gallery:
         digests = [read_photo_digest(photo) for photo in args.photos]
         known, seen = gallery.find_photos(digests), {}
         skipped, new = {}, []
@@ -674,7 +684,6 @@ def run_gallery_add(args: argparse.Namespace) -> int:
             else:
                 seen[digest] = photo
                 new.append((photo, digest))
-        recognizer = _recognizer(args) if new else None
         vectors = []
         with progress_bar(len(new), enabled=not (args.quiet or args.json) and len(new) > 1, desc="adding",
                           unit="photo", leave=False) as bar:

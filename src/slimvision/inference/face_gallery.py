@@ -90,6 +90,20 @@ class EmbedderInfo:
 
 #: dlib's ResNet: 128-d, Euclidean, one person below 0.6 (dlib's own calibration).
 DLIB_RESNET_V1 = EmbedderInfo("dlib-resnet", "1", 128, "euclidean", 0.6)
+#: Open an existing gallery ("r" or "w") with whatever model record it holds: for the commands that
+#: list, rename, remove or copy people and never compare descriptors (never to create one).
+ANY_EMBEDDER = EmbedderInfo("*", "*", 1, "euclidean", 1.0)  # a sentinel, compared by identity
+
+
+def stored_embedder(embedder: EmbedderInfo, stored: dict[str, str], path: str) -> EmbedderInfo:
+    """``embedder``, or for :data:`ANY_EMBEDDER` the model the gallery's record names (name, version, dim)."""
+    if embedder is not ANY_EMBEDDER:
+        return embedder
+    try:
+        return EmbedderInfo(stored["embedder.name"], stored["embedder.version"], int(stored["embedder.dim"]),
+                            embedder.metric, embedder.threshold)
+    except (KeyError, ValueError, TypeError) as error:
+        raise GalleryError(f"damaged gallery: its model record is unreadable ({error})", path) from None
 
 
 @dataclass(frozen=True)
@@ -211,6 +225,8 @@ class SQLiteGallery:
     def __init__(self, path: str | Path, embedder: EmbedderInfo, mode: str = "c") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if embedder is ANY_EMBEDDER and mode == "c":
+            raise ValueError("ANY_EMBEDDER opens existing galleries only (mode 'r' or 'w')")
         self.path, self.mode, self.embedder = str(path), mode, embedder
         self.connection: sqlite3.Connection | None = None  # None: a new gallery not created yet, or a reader
         self._brief = False  # a reader: one connection per call, so nothing is left open (see _reading)
@@ -309,6 +325,7 @@ class SQLiteGallery:
         if stored["schema"] != str(SCHEMA_VERSION):
             raise GalleryError(f"gallery schema {stored['schema']!r}, this slimvision reads {SCHEMA_VERSION}",
                                self.path)
+        embedder = stored_embedder(embedder, stored, self.path)
         mine = (stored.get("embedder.name"), stored.get("embedder.version"), stored.get("embedder.dim"))
         if mine != (embedder.name, embedder.version, str(embedder.dim)):
             raise GalleryError(f"holds descriptors of {mine[0]} v{mine[1]} ({mine[2]}-d); they cannot be compared "

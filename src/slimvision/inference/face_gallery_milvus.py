@@ -46,8 +46,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from slimvision.inference.face_gallery import (MODES, SCHEMA_VERSION, Duplicate, EmbedderInfo, Enrolment, GalleryError,
-                                               Person, _clean_name, _vector_digest, check_enrolment, enrolments)
+from slimvision.inference.face_gallery import (ANY_EMBEDDER, MODES, SCHEMA_VERSION, Duplicate, EmbedderInfo, Enrolment,
+                                               GalleryError, Person, _clean_name, _vector_digest, check_enrolment,
+                                               enrolments, stored_embedder)
 
 DEFAULT_COLLECTION = "faces"
 #: Vector indexes a gallery can be created with (``?index=``). Each is what the engine builds,
@@ -172,6 +173,8 @@ class MilvusGallery:
     def __init__(self, location: str, embedder: EmbedderInfo, mode: str = "c") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if embedder is ANY_EMBEDDER and mode == "c":
+            raise ValueError("ANY_EMBEDDER opens existing galleries only (mode 'r' or 'w')")
         self.path, self.mode, self.embedder = location, mode, embedder
         self.uri, self.collection, self.local, self.index = parse_location(location)
         self.meta = f"{self.collection}_meta"
@@ -258,6 +261,7 @@ class MilvusGallery:
         if stored.get("schema") != str(SCHEMA_VERSION):
             raise GalleryError(f"gallery schema {stored.get('schema')!r}, this slimvision reads {SCHEMA_VERSION}",
                                self.path)
+        embedder = stored_embedder(embedder, stored, self.path)
         mine = (stored.get("embedder.name"), stored.get("embedder.version"), stored.get("embedder.dim"))
         if mine != (embedder.name, embedder.version, str(embedder.dim)):
             raise GalleryError(f"holds descriptors of {mine[0]} v{mine[1]} ({mine[2]}-d); they cannot be compared "

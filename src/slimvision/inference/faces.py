@@ -173,12 +173,16 @@ class FaceRecognizer:
         return Verification(verdict.distance, verdict.similarity, verdict.threshold, verdict.same_person,
                             (faces[0].face, faces[1].face))
 
-    def identify(self, image: np.ndarray, gallery: Gallery, top_k: int = 3) -> list[RecognizedFace]:
-        """Every face of the image with its ``top_k`` nearest enrolled people (``name`` is None
-        for someone nobody in the gallery is near enough to)."""
+    def check_gallery(self, gallery: Gallery) -> None:
+        """Refuse a gallery of another model's descriptors (they cannot be compared with ours)."""
         if gallery.embedder.name != self.embedder.name or gallery.embedder.version != self.embedder.version:
             raise SlimvisionError(f"the gallery holds {gallery.embedder.name} v{gallery.embedder.version} descriptors; "
                                   f"this recognizer makes {self.embedder.name} v{self.embedder.version}")
+
+    def identify(self, image: np.ndarray, gallery: Gallery, top_k: int = 3) -> list[RecognizedFace]:
+        """Every face of the image with its ``top_k`` nearest enrolled people (``name`` is None
+        for someone nobody in the gallery is near enough to)."""
+        self.check_gallery(gallery)
         recognized = self(image)
         if not recognized:
             return []
@@ -256,10 +260,12 @@ def enroll_folder(recognizer: FaceRecognizer, gallery: Gallery, folder: str | Pa
     descriptors are written in one transaction at the end, so an interrupted enrolment leaves
     the gallery as it was; with nothing to add, nothing is written (and no gallery file made).
     The gallery records each photo's file name, or its absolute path with ``store_paths``.
+    A gallery of another model's descriptors is refused before any photo is read.
     """
     from slimvision.io.images import find_images, load_image
     from slimvision.progress import progress_bar
 
+    recognizer.check_gallery(gallery)  # else a student's descriptors would be filed under dlib's record
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a folder (expected one sub-folder of photos per person)")
