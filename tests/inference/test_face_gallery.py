@@ -311,6 +311,15 @@ def test_a_damaged_gallery_is_a_one_line_error_naming_the_file(tmp_path, damage,
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
 
 
+def test_a_migration_never_leaves_out_faces_of_no_person_without_a_word(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with Gallery.open(path, DLIB_RESNET_V1) as gallery:
+        gallery.add("ada", unit(np.random.default_rng(5), 3))
+    _corrupt(path, "UPDATE faces SET person = 999 WHERE id = 2")
+    with pytest.raises(GalleryError, match="1 face.* belong to no person .face 2 first"):
+        Gallery.open(path, DLIB_RESNET_V1, mode="r").store.export_faces()
+
+
 def test_a_gallery_others_may_read_is_named_in_a_warning_and_left_as_it_is(tmp_path, caplog):
     path = tmp_path / "g.sqlite"
     Gallery.open(path, DLIB_RESNET_V1).add("ada", np.zeros((1, 128)))

@@ -523,6 +523,10 @@ class SQLiteGallery:
             rows = connection.execute(f"""SELECT faces.id, people.name, faces.vector, faces.source, {photo}
                                            FROM faces JOIN people ON people.id = faces.person
                                            ORDER BY faces.id""").fetchall()
+            orphan = connection.execute("""SELECT MIN(faces.id), COUNT(*) FROM faces LEFT JOIN people
+                                           ON people.id = faces.person WHERE people.id IS NULL""").fetchone()
+        if orphan[1]:  # "every descriptor" would be a lie: say so rather than copy fewer
+            raise self._damaged(f"{orphan[1]} face(s) belong to no person (face {orphan[0]} first)")
         for number, name, blob, _, _ in rows:  # a damaged row is one line naming the file, not a traceback
             self._check_face(number, name, blob)
             if not np.isfinite(np.frombuffer(blob, np.float32)).all():
