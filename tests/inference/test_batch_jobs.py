@@ -62,6 +62,22 @@ def test_bad_sources_are_one_line_errors_naming_them(tmp_path, source, problem):
     assert str(tmp_path / source) in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_python_list_of_paths_is_a_source(tmp_path):
+    files = grey_images(tmp_path / "in", 2) + grey_images(tmp_path / "in" / "sub", 1)
+    found, root = read_sources([str(files[2]), files[0]])
+    assert found == [files[2], files[0]] and root == tmp_path / "in"
+    summary = run_batch(DENOISE, [files[0], files[2]], tmp_path / "out", workers=1)
+    assert summary.done == 2 and (tmp_path / "out" / "sub" / "slice0.png").is_file()
+    assert run_batch(DENOISE, [files[0], files[2]], tmp_path / "out", workers=1).skipped == 2  # resumes
+
+
+@pytest.mark.parametrize("paths, problem", [([], "lists no paths"), (["a.png", "./a.png"], "lists the same file twice")])
+def test_a_bad_python_list_is_one_line_naming_it(tmp_path, paths, problem):
+    with pytest.raises(InputError, match=problem) as caught:
+        read_sources([tmp_path / path for path in paths])
+    assert "the list of input paths" in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_a_bad_file_is_a_row_and_a_rerun_skips_what_is_done(tmp_path):
     grey_images(tmp_path / "in", 3)
     (tmp_path / "in" / "broken.png").write_bytes(b"not an image")

@@ -86,15 +86,36 @@ class Summary:
 
 
 # --------------------------------------------------------------------------- sources
-def read_sources(source: str | Path, recursive: bool = False, medical: bool = False) -> tuple[list[Path], Path]:
+#: What a batch reads: a folder, a glob pattern or a .parquet/.csv list file, or (from Python) the
+#: input paths themselves.
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: How a Python list of inputs is named in errors and in the manifest's job checks.
+PATH_LIST = "the list of input paths"
+
+
+def _is_named(source: Source) -> bool:
+    """True for a folder, pattern or list file given by name; False for a sequence of paths."""
+    return isinstance(source, (str, os.PathLike))
+
+
+def read_sources(source: Source, recursive: bool = False, medical: bool = False) -> tuple[list[Path], Path]:
     """The input files named by ``source`` and the folder their outputs are named relative to.
 
     ``source`` is a folder (its images, or with ``medical`` its single-slice medical files: images
     and DICOM; sub-folders with ``recursive``), a glob pattern
-    (``"photos/**/*.jpg"``; ``**`` always recurses), or a ``.parquet`` / ``.csv`` list of paths
+    (``"photos/**/*.jpg"``; ``**`` always recurses), a ``.parquet`` / ``.csv`` list of paths
     (column ``path``, ``input``, ``source`` or ``file``, or its only column; relative paths are
-    taken from the list's folder). Raises InputError naming the source when it yields nothing.
+    taken from the list's folder), or from Python a sequence of paths (relative ones from the
+    working directory). Raises InputError naming the source when it yields nothing.
+
+    Example:
+        >>> read_sources([])
+        Traceback (most recent call last):
+        slimvision.errors.InputError: the list of input paths: lists no paths
     """
+    if not _is_named(source):
+        files = _unique_paths([(str(name), Path(name)) for name in source], PATH_LIST)  # type: ignore[union-attr]
+        return files, _common_folder(files)
     text = str(source)
     path = Path(text)
     if path.is_dir():
@@ -133,16 +154,21 @@ def _listed_paths(listing: Path) -> list[Path]:
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise InputError(listing, f"cannot read the list of paths ({error})") from None
     names = [name.strip() for name in names if name and name.strip()]
-    if not names:
+    return _unique_paths([(name, Path(name) if Path(name).is_absolute() else listing.parent / name) for name in names],
+                         listing)
+
+
+def _unique_paths(named: Sequence[tuple[str, Path]], listing: str | Path) -> list[Path]:
+    """The paths of (name as listed, path) pairs; a list with none, or one file twice, is one line naming it."""
+    if not named:
         raise InputError(listing, "lists no paths")
-    paths = [(Path(name) if Path(name).is_absolute() else listing.parent / name) for name in names]
     seen: dict[str, str] = {}
-    for name, path in zip(names, paths):
+    for name, path in named:
         key = os.path.normpath(os.path.abspath(path))
         if key in seen:
             raise InputError(listing, f"lists the same file twice ({seen[key]!r} and {name!r}); list each input once")
         seen[key] = name
-    return paths
+    return [path for _, path in named]
 
 
 def _pick_column(columns: Sequence[str], listing: Path) -> str:
@@ -413,7 +439,7 @@ def run_local(spec: TaskSpec, jobs: Sequence[Job], workers: int) -> Iterator[Row
 Engine = Callable[[TaskSpec, Sequence[Job], int], Iterator[Row]]
 
 
-def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: bool = False,
+def prepare(spec: TaskSpec, source: Source, dest: str | Path, *, recursive: bool = False,
             overwrite: bool = False, protected: Iterable[str | Path] = ()) -> tuple[list[Job], list[Job], Manifest]:
     """Check the source and destination and plan the batch: (jobs to run, jobs already done, manifest).
 
@@ -426,10 +452,11 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
     if dest.exists() and not dest.is_dir():
         raise OutputError(dest, "is a file; give a folder for the batch's outputs")
     files, root = read_sources(source, recursive, medical=spec.kind == "vae-denoise")
-    if Path(str(source)).is_dir():
+    named = _is_named(source)
+    if named and Path(str(source)).is_dir():
         check_outside_inputs(dest, [Path(str(source))], recursive=recursive)  # outputs would be inputs next run
     jobs = plan_jobs(files, root, dest, output_suffix(spec.kind))
-    if not Path(str(source)).exists() and glob.has_magic(str(source)):
+    if named and not Path(str(source)).exists() and glob.has_magic(str(source)):
         _check_outside_pattern(dest, str(source), jobs)
     manifest = Manifest(dest, job_record(spec))
     if manifest.path.exists() and not manifest.exists():
@@ -457,7 +484,7 @@ def prepare(spec: TaskSpec, source: str | Path, dest: str | Path, *, recursive: 
     return todo, done, manifest
 
 
-def run_batch(spec: TaskSpec, source: str | Path, dest: str | Path, *, workers: int | None = None,
+def run_batch(spec: TaskSpec, source: Source, dest: str | Path, *, workers: int | None = None,
               engine: Engine | None = None, engine_name: str = "local", recursive: bool = False,
               overwrite: bool = False, protected: Iterable[str | Path] = (),
               on_row: Callable[[Row], None] | None = None,
