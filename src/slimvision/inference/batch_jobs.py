@@ -37,7 +37,7 @@ from slimvision.inference.batch import available_cpus, map_in_order
 from slimvision.inference.batch_tasks import OPTIONS, Task, TaskSpec, build_task, face_model, output_suffix
 from slimvision.io.atomic import check_outside_inputs, plan_outputs, remove_stale_temps, write_bytes_atomic, \
     write_text_atomic
-from slimvision.io.images import IMAGE_SUFFIXES, find_images
+from slimvision.io.images import IMAGE_SUFFIXES, find_files, find_images
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,8 @@ def _medical_files(folder: Path, recursive: bool) -> list[Path]:
     """A folder's images and DICOM files (a suffix-less DICOM too), hidden ones skipped, sorted."""
     from slimvision.io.medical import medical_kind
 
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(path for path in candidates
-                  if not any(part.startswith(".") for part in path.relative_to(folder).parts) and path.is_file()
-                  and (path.suffix.lower() in IMAGE_SUFFIXES or medical_kind(path) == "dicom"))
+    return find_files(folder, lambda path: path.suffix.lower() in IMAGE_SUFFIXES or medical_kind(path) == "dicom",
+                      recursive=recursive)
 
 
 def _listed_paths(listing: Path) -> list[Path]:
@@ -458,7 +456,8 @@ def prepare(spec: TaskSpec, source: Source, dest: str | Path, *, recursive: bool
     jobs = plan_jobs(files, root, dest, output_suffix(spec.kind))
     if named and not Path(str(source)).exists() and glob.has_magic(str(source)):
         _check_outside_pattern(dest, str(source), jobs)
-    manifest = Manifest(dest, job_record(spec))
+    record = job_record(spec)
+    manifest = Manifest(dest, record)
     if manifest.path.exists() and not manifest.exists():
         raise OutputError(manifest.path, "is not a file; the batch keeps its manifest there (give another folder)")
     # An empty manifest records nothing: the folder is new to this job (its files are not replaced).
@@ -468,7 +467,7 @@ def prepare(spec: TaskSpec, source: Source, dest: str | Path, *, recursive: bool
         if recorded is None and not manifest.load():
             raise OutputError(manifest.path, "is not a batch manifest (no job line, no rows); refusing to replace it "
                                              "(give another folder)")
-        other = "" if recorded is None else _job_differences(job_record(spec), recorded)
+        other = "" if recorded is None else _job_differences(record, recorded)
         if other:
             raise OutputError(manifest.path, f"records {other}; give another folder, or pass --overwrite to redo "
                                              "every image here as this job")

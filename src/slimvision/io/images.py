@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -662,17 +662,24 @@ def find_images(folder: str | Path, recursive: bool = False) -> list[Path]:
         >>> find_images("photos", recursive=True)  # doctest: +SKIP
         [PosixPath('photos/a.jpg'), PosixPath('photos/trip/b.PNG')]
     """
+    return find_files(folder, lambda path: path.suffix.lower() in IMAGE_SUFFIXES, recursive=recursive)
+
+
+def find_files(folder: str | Path, keep: Callable[[Path], bool], recursive: bool = False) -> list[Path]:
+    """The files in ``folder`` (sub-folders with ``recursive``) that ``keep`` takes, sorted by path.
+
+    Hidden files and folders (name starting with ".") are skipped, as :func:`find_images` says why.
+    ``keep`` is asked after the hidden check, and only about files (it may open them).
+
+    Raises:
+        InputError: ``folder`` does not exist or is not a folder.
+    """
     root = Path(folder)
     if not root.exists():
         raise InputError(root, "folder not found")
     if not root.is_dir():
         raise InputError(root, "is not a folder")
     candidates = root.rglob("*") if recursive else root.iterdir()
-    found = [
-        path
-        for path in candidates
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and path.is_file()
-    ]
-    return sorted(found)
+    return sorted(path for path in candidates
+                  if not any(part.startswith(".") for part in path.relative_to(root).parts)
+                  and path.is_file() and keep(path))

@@ -44,7 +44,7 @@ import numpy as np
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, ImageTooLargeError, InputError, MissingAssetError
-from slimvision.io.images import DEFAULT_MAX_PIXELS, pixel_count
+from slimvision.io.images import DEFAULT_MAX_PIXELS, find_files, pixel_count
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,7 @@ def medical_kind(path: Path) -> str | None:
 
 def find_medical_files(folder: str | Path) -> list[Path]:
     """Every readable medical image under ``folder`` (recursive, hidden files skipped), sorted."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(root, "folder not found" if not root.exists() else "is not a folder")
-    return sorted(path for path in root.rglob("*")
-                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
-                  and medical_kind(path) is not None)
+    return find_files(folder, lambda path: medical_kind(path) is not None, recursive=True)
 
 
 @dataclass(frozen=True)
