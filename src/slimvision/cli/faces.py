@@ -221,9 +221,8 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     add_overwrite(parser, "annotated images")
 
 
-#: The face pipeline's registered default (MTCNN, alignment, dlib's ResNet) and the pipeline class
-#: every face embedder is registered with (``slimvision models``).
-DEFAULT_EMBEDDER, FACE_PIPELINE = "face-embedder-dlib-resnet", "slimvision.inference.faces:FaceRecognizer"
+#: The face pipeline's registered default (MTCNN, alignment, dlib's ResNet).
+DEFAULT_EMBEDDER = "face-embedder-dlib-resnet"
 
 
 def face_canvas_maker(min_face: float = 40) -> Any:

@@ -45,12 +45,11 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
 def _check_face_model(name: str) -> None:
     """A registered face embedder (an unknown name is an error naming the close ones), before the server starts."""
-    from slimvision.cli.faces import FACE_PIPELINE
+    from slimvision.inference.batch_tasks import FACE_PIPELINE, face_embedders
     from slimvision.registry import ARTIFACTS
 
     if ARTIFACTS.spec(name).pipeline != FACE_PIPELINE:
-        embedders = [spec.name for spec in ARTIFACTS.specs("faces") if spec.pipeline == FACE_PIPELINE]
-        raise SlimvisionError(f"--face-model {name}: not a face embedder; choose from {', '.join(embedders)}")
+        raise SlimvisionError(f"--face-model {name}: not a face embedder; choose from {', '.join(face_embedders())}")
 
 
 def run_serve(args: argparse.Namespace) -> int:

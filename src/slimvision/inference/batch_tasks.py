@@ -128,6 +128,13 @@ class FacesEmbedTask:
 FACE_PIPELINE = "slimvision.inference.faces:FaceRecognizer"
 
 
+def face_embedders() -> list[str]:
+    """The registered face embedders' names (``slimvision models``)."""
+    from slimvision.registry import ARTIFACTS
+
+    return [spec.name for spec in ARTIFACTS.specs("faces") if spec.pipeline == FACE_PIPELINE]
+
+
 def face_model(model: str) -> str | Path:
     """``--model`` of faces-embed checked: a registered face embedder's name, or the embedder graph
     of an exported student (its ``embedder.onnx``, or the folder holding it).
@@ -149,8 +156,7 @@ def face_model(model: str) -> str | Path:
                                     "its card (chip template, descriptor size, model record), never guessed")
         return graph
     if model not in ARTIFACTS.names() or ARTIFACTS.spec(model).pipeline != FACE_PIPELINE:
-        embedders = [spec.name for spec in ARTIFACTS.specs("faces") if spec.pipeline == FACE_PIPELINE]
-        raise ConfigError(f"--model {model}: not a face embedder; choose from {', '.join(embedders)} "
+        raise ConfigError(f"--model {model}: not a face embedder; choose from {', '.join(face_embedders())} "
                           "or an exported embedder.onnx")
     return model
 
