@@ -10,9 +10,10 @@ from PIL import Image
 
 from slimvision.data.face_align import ARCFACE_CHIP, MTCNN_DLIB_CHIP, align_face
 from slimvision.data.face_identities import (
-    CANVAS, FaceAugment, FaceCanvasMaker, PseudoIdentities, augment_canvas, chip_from_canvas,
+    CANVAS, FaceAugment, FaceCanvasMaker, PseudoIdentities, augment_canvas, chip_from_canvas, photo_canvases,
+    photo_digests, photo_files,
 )
-from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.errors import ConfigError, InputError, SlimvisionError
 
 #: Grace Hopper's MTCNN landmarks in matplotlib's grace_hopper.jpg (eye centres, nose tip, mouth corners), as found.
 HOPPER_POINTS = np.array([[219.8, 191.8], [311.1, 186.6], [269.7, 239.8], [231.5, 281.1], [306.9, 276.1]])
@@ -47,6 +48,59 @@ def test_the_arcface_chip_from_the_canvas_matches_aligning_directly(hopper, canv
 
 def test_a_face_the_finder_misses_gives_no_canvas(hopper):
     assert FaceCanvasMaker(lambda image: None)(hopper) is None
+
+
+def _two_hoppers(hopper):
+    """One photo of two people: Hopper, and Hopper again to her right, with the landmarks of both."""
+    photo = np.concatenate([hopper, hopper[:, ::-1]], axis=1)
+    mirrored = HOPPER_POINTS.copy()
+    mirrored[:, 0] = 2 * hopper.shape[1] - 1 - mirrored[:, 0]
+    return photo, [HOPPER_POINTS, mirrored[[1, 0, 2, 4, 3]]]  # mirrored: left and right swap
+
+
+def test_every_face_of_a_photo_becomes_a_canvas(hopper, canvas, tmp_path):
+    photo, points = _two_hoppers(hopper)
+    Image.fromarray(photo).save(tmp_path / "group.png")
+    Image.fromarray(hopper).save(tmp_path / "b-one.png")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    maker = FaceCanvasMaker(lambda image: None,
+                            lambda image: points if image.shape[1] == photo.shape[1] else points[:1])
+    files = photo_files([tmp_path])
+    assert [path.name for path in files] == ["b-one.png", "group.png"]
+    canvases = photo_canvases(files, maker, progress=False)
+    assert canvases.shape == (3, CANVAS.size, CANVAS.size, 3)
+    assert np.array_equal(canvases[0], canvas) and np.array_equal(canvases[1], canvas)
+    # the second person is the mirror image of the first, aligned as such
+    assert np.abs(canvases[2].astype(float) - canvas[:, ::-1].astype(float)).mean() < 3
+
+
+def test_photos_are_named_in_order_each_once_and_keyed_by_content(hopper, tmp_path):
+    Image.fromarray(hopper).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(hopper).save(tmp_path / "sub" / "b.png")
+    files = photo_files([tmp_path / "sub" / "b.png", tmp_path])
+    assert [path.relative_to(tmp_path).as_posix() for path in files] == ["sub/b.png", "a.png"]
+    digests = photo_digests(files)
+    assert digests[0] == digests[1] and len(digests[0]) == 64  # the same picture twice: one content
+    (tmp_path / "sub" / "b.png").write_bytes(b"changed")
+    assert photo_digests(files)[0] != digests[0]
+
+
+def test_photo_sources_that_cannot_be_used_are_one_line_naming_them(hopper, tmp_path):
+    with pytest.raises(InputError, match="missing.*does not exist"):
+        photo_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: holds no images"):
+        photo_files([tmp_path / "empty"])
+    Image.fromarray(hopper).save(tmp_path / "face.png")
+    with pytest.raises(SlimvisionError, match="no face was found in the 1 photo"):
+        photo_canvases([tmp_path / "face.png"], FaceCanvasMaker(lambda image: None, lambda image: []), progress=False)
+    with pytest.raises(SlimvisionError, match="give it every_face"):
+        photo_canvases([tmp_path / "face.png"], FaceCanvasMaker(lambda image: None), progress=False)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(InputError, match="broken.jpg"):
+        photo_canvases([tmp_path / "broken.jpg"], FaceCanvasMaker(lambda image: None, lambda image: []),
+                       progress=False)
 
 
 def test_augmentations_are_fixed_by_their_seed_and_change_the_picture(canvas):

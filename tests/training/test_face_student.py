@@ -349,3 +349,57 @@ def test_a_run_trained_under_the_old_defaults_resumes_through_the_cli_as_it_was(
     assert {key: again["config"][key] for key in LEGACY_DEFAULTS} == LEGACY_DEFAULTS
     assert "distance_scale" not in again["loss"] and "hint" not in again["train_log"]
     capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def group_photos(tmp_path_factory):
+    """A folder with one "group photo": four synthetic faces, 192 px each, side by side in a 2 x 2 grid."""
+    from PIL import Image
+
+    from slimvision.data.face_identities import DETECTION_SIDE, synthetic_faces
+
+    faces = [Image.fromarray(face).resize((DETECTION_SIDE, DETECTION_SIDE), Image.Resampling.BICUBIC)
+             for face in synthetic_faces(4, seed=3)]
+    photo = Image.new("RGB", (2 * DETECTION_SIDE, 2 * DETECTION_SIDE))
+    for index, face in enumerate(faces):
+        photo.paste(face, (DETECTION_SIDE * (index % 2), DETECTION_SIDE * (index // 2)))
+    folder = tmp_path_factory.mktemp("photos") / "mine"
+    folder.mkdir()
+    photo.save(folder / "group.png")
+    return folder
+
+
+def test_the_faces_of_your_own_photos_train_a_student_alone_or_beside_the_synthetic_ones(group_photos, tmp_path,
+                                                                                          capsys):
+    from slimvision.cli.faces import face_canvas_maker
+
+    run = tmp_path / "photos-only"
+    report = _train_cli(run, "--faces", "0", "--photos", str(group_photos), "--samples-per-face", "2",
+                        "--steps", "2", "--batch-size", "4")
+    assert report["config"]["photos"] == [str(group_photos.resolve())] and report["config"]["faces"] == 0
+    assert 3 <= report["faces_aligned"] <= 4 and report["pictures"] == 2 * report["faces_aligned"]
+    stamp = json.loads((run / "canvases.json").read_text())
+    assert len(stamp["photos"]) == 1 and len(stamp["photos"][0]) == 64  # keyed by the photo's content
+    made = (run / "canvases.npy").stat().st_mtime_ns
+    again = _train_cli(run, "--steps", "3")  # the run's own photos, from the cache
+    assert again["resumed_from"] == 2 and again["steps_done"] == 3
+    assert (run / "canvases.npy").stat().st_mtime_ns == made
+    assert "faces from your photos" not in capsys.readouterr().out  # --json: the summary only
+
+    config = FaceStudentConfig(faces=6, photos=(str(group_photos),), samples_per_face=2, steps=1, batch_size=4,
+                               checkpoint_every=1, log_every=1)
+    both = train_face_student(config, tmp_path / "both", canvas_maker=face_canvas_maker(),
+                              export=lambda s, d: {}, progress=False)
+    assert both["faces_aligned"] >= report["faces_aligned"] + 4
+
+
+def test_photos_that_cannot_be_used_are_refused_before_anything_is_written(group_photos, tmp_path, capsys):
+    from slimvision.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", "face-student", "--run-dir", str(run), "-q", "--photos", str(tmp_path / "missing")]) != 0
+    error = capsys.readouterr().err.strip()
+    assert "missing: does not exist" in error and len(error.splitlines()) == 1
+    assert not run.exists()
+    with pytest.raises(ConfigError, match="faces is 0 and no photos"):
+        FaceStudentConfig(faces=0)

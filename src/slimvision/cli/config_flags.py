@@ -60,6 +60,8 @@ class ConfigFlag:
         spread: set the keys item by item from a sequence value.
         metavar: argparse's metavar.
         show_default: False where the help says the default better itself (an empty tuple meaning "all").
+        append: the option may be given again, each value one more item of the field's tuple
+            (``--photos a --photos b``); given on a resumed run, the list replaces the saved one.
     """
 
     flag: str
@@ -73,6 +75,7 @@ class ConfigFlag:
     spread: bool = False
     metavar: str | None = None
     show_default: bool = True
+    append: bool = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -104,6 +107,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config: str, flags: Sequen
         else:
             metavar = spec.metavar or (None if spec.choices else spec.flag.lstrip("-").upper().replace("-", "_"))
             options.update(type=spec.type, choices=spec.choices, metavar=metavar)
+            if spec.append:
+                options.update(action="append")
         action = groups.get(spec.key, parser).add_argument(spec.flag, **options)
         action.config_flag = spec  # type: ignore[attr-defined]
     parser.set_defaults(**{_PREFIX + "class": config, _PREFIX + "base": base or {},

@@ -227,7 +227,8 @@ DEFAULT_EMBEDDER = "face-embedder-dlib-resnet"
 
 def face_canvas_maker(min_face: float = 40) -> Any:
     """A :class:`~slimvision.data.face_identities.FaceCanvasMaker` that aligns each image's largest
-    face found by MTCNN (the face students' and the int8 calibration's synthetic faces)."""
+    face found by MTCNN (the face students' and the int8 calibration's synthetic faces), or every
+    face of at least ``min_face`` px (photos, ``train face-student --photos``)."""
     from slimvision.data.face_identities import FaceCanvasMaker
     from slimvision.graph.session import SessionSettings
     from slimvision.inference.face_detect import FaceDetector
@@ -240,7 +241,10 @@ def face_canvas_maker(min_face: float = 40) -> Any:
             return None
         return max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])).landmarks
 
-    return FaceCanvasMaker(largest_face_landmarks)
+    def every_face_landmarks(image: Any) -> list[Any]:
+        return [face.landmarks for face in detector.detect(image)]
+
+    return FaceCanvasMaker(largest_face_landmarks, every_face_landmarks)
 
 
 def _model_option(parser: argparse.ArgumentParser) -> None:

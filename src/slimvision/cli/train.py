@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,11 @@ def _style_data_flag() -> ConfigFlag:
     return ConfigFlag("--style-data", "style_data", choices=("files", "families"),
                       help="style samples: files (installed images, augmented; the shipped students) or "
                            "families (procedural families + real crops; see 'train style-data')")
+
+
+def _absolute_paths(paths: list[str]) -> tuple[str, ...]:
+    """Paths as the run saves them: absolute, so a run resumed from another folder finds them."""
+    return tuple(os.path.abspath(path) for path in paths)
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -293,8 +299,14 @@ _FACE_STUDENT_FLAGS = (
                "the student's channels as a fraction of the teacher's"),
     ConfigFlag("--init", "init", choices=("pruned-teacher", "scratch"),
                help="start from the teacher's most important channels, or from random weights"),
-    ConfigFlag("--faces", "faces", positive_int("--faces", 1_000_000),
-               "synthetic source faces drawn (each one found becomes a pseudo-identity)"),
+    ConfigFlag("--faces", "faces", non_negative_int("--faces", 1_000_000),
+               "synthetic source faces drawn (each one found becomes a pseudo-identity)",
+               note="0: the faces of --photos alone"),
+    ConfigFlag("--photos", "photos", str, append=True, convert=_absolute_paths, metavar="PATH",
+               help="your own photos, unlabelled: an image file or a folder (sub-folders too); every face of "
+                    "40 px or more found in them becomes a pseudo-identity beside the synthetic faces; "
+                    "repeat for more (real faces close the gap the synthetic ones leave, docs/faces.md)",
+               show_default=False),
     ConfigFlag("--samples-per-face", "samples_per_face", positive_int("--samples-per-face", 10_000),
                "augmented pictures of each face in the fixed training set"),
     shared_flag("steps"),
@@ -374,7 +386,8 @@ def _add_face_student(commands: argparse._SubParsersAction) -> None:
                     "centred), the relational term (--relational-weight 1), level hints (--hint-weight auto: with "
                     "--loss regression) and the distance scale after training (dlib student); --no-batch-norm "
                     "--target-space raw --relational-weight 0 --hint-weight 0 --no-distance-scale trains as the "
-                    "defaults before it did. No real photo is trained on. Resumes from RUN_DIR if it holds "
+                    "defaults before it did. --photos adds every face in your own photos (no names needed); no photo that "
+                    "ships with slimvision is trained on. Resumes from RUN_DIR if it holds "
                     "checkpoints, with the settings the run was trained with (flags given change them, where a "
                     "resumed run may change them). Writes "
                     "RUN_DIR/student/ (safetensors + config), RUN_DIR/embedder.onnx (+ its card, which the face "
@@ -400,6 +413,12 @@ def face_student_config(args: argparse.Namespace) -> Any:
                           f"do not fit ({exc}); use a new run folder for other settings") from None
 
 
+def _face_sources(config: Any) -> str:
+    if not config.photos:
+        return "synthetic faces"
+    return "faces from your photos" if config.faces == 0 else "faces (synthetic and from your photos)"
+
+
 def run_face_student(args: argparse.Namespace) -> int:
     training = _training_module("face_student")
     config = face_student_config(args)
@@ -415,6 +434,6 @@ def run_face_student(args: argparse.Namespace) -> int:
     else:
         print(f"student: {report['params']:,} parameters ({report['params'] / report['teacher_params']:.2f} of the "
               f"teacher's), trained {report['steps_done']} steps ({config.loss}) on {report['pictures']:,} pictures of "
-              f"{report['faces_aligned']:,} synthetic faces\nresults in {args.run_dir}/ (report.json, student/, "
+              f"{report['faces_aligned']:,} {_face_sources(config)}\nresults in {args.run_dir}/ (report.json, student/, "
               "embedder.onnx)")
     return 0

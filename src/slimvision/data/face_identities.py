@@ -23,9 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -33,7 +35,7 @@ from PIL import Image, ImageFilter
 from slimvision.config import BaseConfig
 from slimvision.data.face_align import ARCFACE_CHIP, MTCNN_DLIB_CHIP, MTCNN_TEMPLATE_5, ChipTemplate, align_face, \
     similarity_transform
-from slimvision.errors import ConfigError, SlimvisionError
+from slimvision.errors import ConfigError, InputError, SlimvisionError
 
 #: The canvas: dlib's chip geometry (100 px per unit of the template, as at 150 px with 0.25
 #: padding) at 256 px, so the 150 px chip is its middle, 53 px in from every edge. It is that
@@ -67,18 +69,27 @@ def chip_from_canvas(canvas: np.ndarray, kind: str = "dlib") -> np.ndarray:
 
 
 class FaceCanvasMaker:
-    """Aligns the main face of an image onto a canvas, with a landmark finder handed in.
+    """Aligns the faces of an image onto canvases, with landmark finders handed in.
 
     ``landmarks`` maps an (H, W, 3) uint8 image to the (5, 2) MTCNN landmarks of its largest
     face (eye centres, nose tip, mouth corners; image pixels), or None when it finds none.
+    ``every_face`` (optional) maps it to the landmarks of every face found, for photos that hold
+    several people (:func:`photo_canvases`).
     """
 
-    def __init__(self, landmarks: Callable[[np.ndarray], np.ndarray | None]) -> None:
-        self.landmarks = landmarks
+    def __init__(self, landmarks: Callable[[np.ndarray], np.ndarray | None],
+                 every_face: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None) -> None:
+        self.landmarks, self.every_face = landmarks, every_face
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         points = self.landmarks(image)
         return None if points is None else align_face(image, points, CANVAS)
+
+    def all_faces(self, image: np.ndarray) -> list[np.ndarray]:
+        """A canvas of every face found in ``image`` (none: an empty list)."""
+        if self.every_face is None:
+            raise SlimvisionError("this FaceCanvasMaker finds one face per image; give it every_face to align photos")
+        return [align_face(image, points, CANVAS) for points in self.every_face(image)]
 
 
 @dataclass
@@ -214,6 +225,63 @@ def synthetic_canvases(count: int, seed: int, canvas_maker: Callable[[np.ndarray
     if len(canvases) < wanted:
         raise SlimvisionError(f"the detector found {len(canvases)} of {len(faces)} synthetic faces; "
                               f"need at least {wanted}")
+    return np.stack(canvases)
+
+
+def photo_files(sources: Sequence[str | Path]) -> list[Path]:
+    """The image files of ``sources`` (image files, or folders searched with their sub-folders),
+    in the order given, each once.
+
+    Raises:
+        InputError: a source does not exist, or is a folder without images.
+    """
+    from slimvision.io.images import find_images
+
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = find_images(source, recursive=True)
+            if not found:
+                raise InputError(source, "holds no images (.jpg, .png, ...) to find faces in")
+            files += found
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise InputError(source, "does not exist (--photos takes image files or folders of them)")
+    return list(dict.fromkeys(files))
+
+
+def photo_digests(files: Sequence[Path]) -> list[str]:
+    """The sha256 of each file: what a run's cached canvases were made from, whatever the paths."""
+    digests = []
+    for path in files:
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        digests.append(digest.hexdigest())
+    return digests
+
+
+def photo_canvases(files: Sequence[Path], canvas_maker: FaceCanvasMaker, progress: bool = True) -> np.ndarray:
+    """(N, 256, 256, 3) canvases of every face ``canvas_maker`` finds in the photos ``files``
+    (:meth:`FaceCanvasMaker.all_faces`): unlabelled real faces, each one a pseudo-identity.
+
+    Raises:
+        InputError: a photo cannot be read (named).
+        SlimvisionError: no face was found in any of them.
+    """
+    from slimvision.io.images import load_image
+    from slimvision.progress import progress_bar
+
+    canvases: list[np.ndarray] = []
+    with progress_bar(len(files), enabled=progress, desc="aligning photo faces", unit="photo") as bar:
+        for path in files:
+            canvases += canvas_maker.all_faces(load_image(path))
+            bar.update()
+    if not canvases:
+        raise SlimvisionError(f"no face was found in the {len(files)} photo(s) given to --photos "
+                              f"(first: {files[0]}); faces must be at least the detector's smallest size")
     return np.stack(canvases)
 
 

@@ -9,8 +9,11 @@ pipeline, with the same 0.6 threshold.
 Data (:mod:`slimvision.data.face_identities`): ``faces`` synthetic faces from gan-face-generate,
 aligned onto canvases by a landmark finder the caller hands in (the detector lives in the
 inference layer), and ``samples_per_face`` augmented pictures of each (pose, light, blur, noise,
-JPEG, grey). No real photo is trained on: every real face that ships stays for the agreement
-check. The teacher's descriptors of the fixed set of pictures are computed once into the run
+JPEG, grey). No real photo that ships is trained on: every one stays for the agreement check.
+``photos`` adds the faces found in the user's own photos (no names needed; each face becomes a
+pseudo-identity beside the synthetic ones): the synthetic faces are less varied than real ones,
+which the students then see at compressed distances (docs/faces.md, "Synthetic faces are not
+enough"). The teacher's descriptors of the fixed set of pictures are computed once into the run
 folder (``targets.npy``), so epochs cost the student's time only.
 
 Losses (``loss``, :data:`LOSSES`; the heads are in :mod:`slimvision.training.face_losses`):
@@ -146,7 +149,11 @@ class FaceStudentConfig(TrainingConfig):
         regression_weight: the margin losses' weight of the regression loss (``mse_weight`` and
             ``cosine_weight`` inside it), which holds the student in the teacher's descriptor
             space (10: see the module docstring); 0: the margin alone.
-        faces: synthetic source faces drawn (those the detector finds become pseudo-identities).
+        faces: synthetic source faces drawn (those the detector finds become pseudo-identities);
+            0 with ``photos``: the photos' faces alone.
+        photos: image files or folders (searched with their sub-folders) of the user's own photos,
+            unlabelled; every face the detector finds in them becomes a pseudo-identity too. The
+            run's cached canvases are keyed by the files' contents (sha256), not their paths.
         samples_per_face: augmented pictures of each, the fixed training set.
         steps / learning_rate: Adam steps, cosine-decayed rate.
         mse_weight / cosine_weight: the regression loss's two terms.
@@ -189,6 +196,7 @@ class FaceStudentConfig(TrainingConfig):
     scale: float = 30.0
     regression_weight: float = 10.0
     faces: int = 2000
+    photos: tuple[str, ...] = ()
     samples_per_face: int = 8
     steps: int = 3000
     learning_rate: float = 1e-3
@@ -217,7 +225,10 @@ class FaceStudentConfig(TrainingConfig):
             raise ConfigError(f"FaceStudentConfig: a {self.student} student cannot start from the teacher's channels "
                               "(another architecture); use init='scratch' (--init scratch)")
         self.require_one_of("loss", LOSSES)
-        self.require_at_least(1, "faces", "samples_per_face", "steps")
+        self.require_at_least(0, "faces")
+        self.require_at_least(1, "samples_per_face", "steps")
+        if self.faces == 0 and not self.photos:
+            raise ConfigError("FaceStudentConfig: faces is 0 and no photos are given: no faces to train on")
         self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight")
         if self.hint_weight != AUTO:
             self.require_at_least(0, "hint_weight")
@@ -474,12 +485,30 @@ def build_margin_head(config: FaceStudentConfig, targets: np.ndarray, identities
 
 
 def make_canvases(config: FaceStudentConfig, canvas_maker: CanvasMaker, progress: bool = True) -> np.ndarray:
-    """(N, 256, 256, 3) canvases of the synthetic faces the landmark finder finds (N <= ``faces``)."""
-    from slimvision.data.face_identities import synthetic_canvases
+    """(N, 256, 256, 3) canvases: the synthetic faces the landmark finder finds (at most
+    ``faces``), then every face it finds in ``photos``."""
+    from slimvision.data.face_identities import photo_canvases, photo_files, synthetic_canvases
 
-    canvases = synthetic_canvases(config.faces, config.seed, canvas_maker, progress=progress)
-    log.info("%d of %d synthetic faces aligned", len(canvases), config.faces)
-    return canvases
+    parts = []
+    if config.faces:
+        parts.append(synthetic_canvases(config.faces, config.seed, canvas_maker, progress=progress))
+        log.info("%d of %d synthetic faces aligned", len(parts[-1]), config.faces)
+    if config.photos:
+        files = photo_files(config.photos)
+        parts.append(photo_canvases(files, canvas_maker, progress=progress))
+        log.info("%d faces aligned from %d photos", len(parts[-1]), len(files))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def data_fingerprint(config: FaceStudentConfig) -> dict[str, Any]:
+    """What a run's cached canvases are made from: a cache is reused only while this matches.
+    Photos enter by content, so a moved folder keeps its cache and an edited photo does not."""
+    key: dict[str, Any] = {"faces": config.faces, "seed": config.seed, "detection_side": DETECTION_SIDE}
+    if config.photos:  # absent otherwise, so the caches of runs made before photos existed stay valid
+        from slimvision.data.face_identities import photo_digests, photo_files
+
+        key["photos"] = photo_digests(photo_files(config.photos))
+    return key
 
 
 def _chips_tensor(chips: list[np.ndarray]) -> torch.Tensor:
@@ -621,11 +650,11 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
 
     config = config.resolved()  # what the run trains with and saves: no "auto" left
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_flush_denormal(True)  # dlib's weights make denormals: 10x slower without this
     check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES,  # before any setup
                       saved_defaults=LEGACY_DEFAULTS)
-    data_key = {"faces": config.faces, "seed": config.seed, "detection_side": DETECTION_SIDE}
+    data_key = data_fingerprint(config)  # a missing photo folder is refused before the run folder is made
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_flush_denormal(True)  # dlib's weights make denormals: 10x slower without this
     canvases = _cached(run_dir / CANVASES_FILE, data_key, lambda: make_canvases(config, canvas_maker, progress))
     kind = STUDENT_CHIPS[config.student]
     dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
