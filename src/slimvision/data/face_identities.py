@@ -1,9 +1,11 @@
 """Face training data without identity labels: aligned face canvases, augmented into pseudo-identities.
 
 No labelled face set ships offline. What does ship: ``gan-face-generate``'s DCGAN (unlimited 64 px
-synthetic faces, trained on DigiFace-1M; MIT) and a handful of real photos. A face student learns
-from its teacher's descriptors, so it needs faces, not names; for margin losses each source face
-and its augmentations form one class (a pseudo-identity).
+synthetic faces, trained on DigiFace-1M; MIT) and a handful of real photos, kept for the
+agreement check. A face student learns from its teacher's descriptors, so it needs faces, not
+names; for margin losses each source face and its augmentations form one class (a
+pseudo-identity). So a user's own photos, unlabelled, are training data too: every face in them
+becomes a canvas (:func:`photo_canvases`).
 
 A face is stored once as a *canvas*: the face aligned onto dlib's chip template with a wider
 margin (256 px, the 150 px chip in its middle), so that pose warps and crops never
