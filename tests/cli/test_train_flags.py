@@ -52,7 +52,7 @@ NOT_FLAGS = {
     "train face-student": {"checkpoint_every", "log_every", "augment.rotation", "augment.scale",
                            "augment.shift", "augment.mirror", "augment.light", "augment.gamma", "augment.blur",
                            "augment.blur_sigma", "augment.noise", "augment.noise_sigma", "augment.jpeg",
-                           "augment.jpeg_quality", "augment.grey"},
+                           "augment.jpeg_quality", "augment.grey", "augment.sharpen", "augment.sharpen_percent"},
 }
 
 #: Each shipped model's recipe, its command, and the config its run recorded (file, key inside).

@@ -118,6 +118,29 @@ def test_augmentations_are_fixed_by_their_seed_and_change_the_picture(canvas):
         FaceAugment(mirror=1.5).validate()
 
 
+def _detail(image):
+    grey = image.astype(float).mean(-1)
+    return np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]).mean()
+
+
+def test_sharpening_adds_detail_and_when_off_draws_nothing(canvas):
+    still = dict(rotation=0, scale=0, shift=0, mirror=0, light=0, gamma=0, blur=0, noise=0, jpeg=0, grey=0)
+    plain = augment_canvas(canvas, np.random.default_rng(5), FaceAugment(**still))
+    sharp = augment_canvas(canvas, np.random.default_rng(5), FaceAugment(**still, sharpen=1.0))
+    assert _detail(sharp) > 1.3 * _detail(plain)
+    # Off, it takes no number from the generator: the JPEG quality drawn after it is the same.
+    jpeg = dict(still, jpeg=1.0)
+    rng_off, rng_plain = np.random.default_rng(6), np.random.default_rng(6)
+    augment_canvas(canvas, rng_off, FaceAugment(**jpeg, sharpen=0.0, sharpen_percent=500))
+    augment_canvas(canvas, rng_plain, FaceAugment(**jpeg))
+    assert rng_off.random() == rng_plain.random()
+    # ... and stays out of the fingerprint that caches the teacher's descriptors of the pictures.
+    assert "sharpen" not in FaceAugment().fingerprint() and FaceAugment(sharpen=0.5).fingerprint()["sharpen"] == 0.5
+    for bad in (dict(sharpen=1.5), dict(sharpen_percent=20)):
+        with pytest.raises(ConfigError):
+            FaceAugment(**bad).validate()
+
+
 def test_pseudo_identities_cycle_through_the_faces(canvas):
     canvases = np.stack([canvas, canvas[:, ::-1]])
     data = PseudoIdentities(canvases, FaceAugment(), seed=1, kinds=("arcface",), length=6)

@@ -661,7 +661,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
                                length=config.samples_per_face * len(canvases))
     teacher = load_dlib_resnet(DLIB_FACE_RESNET.path()).eval().requires_grad_(False)
     targets = _cached(run_dir / TARGETS_FILE,
-                      {**data_key, "samples_per_face": config.samples_per_face, "augment": config.augment.to_dict()},
+                      {**data_key, "samples_per_face": config.samples_per_face, "augment": config.augment.fingerprint()},
                       lambda: teacher_targets(teacher, dataset, progress=progress))
     student, init_report = build_student(config, teacher)
     if config.batch_norm:
