@@ -104,10 +104,10 @@ class FaceAugment(BaseConfig):
     (sigma up to ``blur_sigma`` px at the 150 px chip), noise (sigma up to ``noise_sigma`` grey
     levels), JPEG (quality from ``jpeg_quality`` up to 95), greyscale. Sharpening (probability
     ``sharpen``, before JPEG as in a camera): an unsharp mask of radius 1-2.5 px and strength
-    50% up to ``sharpen_percent``. The synthetic faces are enlarged from 64 px and softer than
-    real photos (docs/faces.md, "Where the real pairs are lost"); a student that never saw the
-    teacher's answer to sharp detail gets it wrong on real faces. Off by default: when
-    ``sharpen`` is 0 no draw is made, so the pictures of every earlier run stay as they were.
+    50% up to ``sharpen_percent``. It was tried because the synthetic faces, enlarged from 64 px,
+    are softer than real photos; it did not close the students' gap on real faces (docs/faces.md,
+    "Where the real pairs are lost"), so it is off by default. Off, it makes no draw, so the
+    pictures of every earlier run stay as they were.
     """
 
     rotation: float = 12.0
@@ -278,9 +278,12 @@ def photo_digests(files: Sequence[Path]) -> list[str]:
     digests = []
     for path in files:
         digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with open(path, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
         digests.append(digest.hexdigest())
     return digests
 
