@@ -163,6 +163,46 @@ def test_face_int8_writes_a_graph_the_face_pipeline_reads_and_its_card(tmp_path,
     assert ".onnx" in capsys.readouterr().err
 
 
+def test_face_int8_quantizes_a_face_student_on_the_chips_its_card_asks_for(tmp_path, capsys):
+    pytest.importorskip("gan_face_generate", reason="the train extra installs gan-face-generate")
+    import numpy as np
+    import torch
+
+    from slimvision.cli.main import main
+    from slimvision.export.card import read_card
+    from slimvision.export.faces import export_face_student
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.faces import FaceRecognizer
+    from slimvision.models.faces.config import MobileFaceNetConfig
+    from slimvision.models.faces.mobilefacenet import MobileFaceNet
+    from slimvision.models.weights import save_model
+
+    torch.manual_seed(0)
+    small = MobileFaceNetConfig(stem_channels=16, bottlenecks=((2, 16, 1, 2), (2, 32, 1, 2), (2, 32, 1, 2)),
+                                feature_channels=64)
+    run = tmp_path / "mfn-run"
+    run.mkdir()
+    student = MobileFaceNet(small).eval()
+    save_model(student, run / "student")  # the card names the weights its graph came from
+    export_face_student(student, run)  # reads 112 px ArcFace chips
+    output = tmp_path / "student.int8.onnx"
+    assert main(["compress", "face-int8", "--model", str(run), "-o", str(output), "--calibration", "4", "-q"]) == 0
+    card = read_card(tmp_path / "student.int8.card.json")
+    assert f"--model {run}" in card.remake and "face student" in card.provenance["graph"]
+    assert card.parity["mean_cosine"] > 0.9
+    recognizer = FaceRecognizer(SessionSettings(threads=2), model=output)
+    assert recognizer.embedder.name == "mfn-run-embedder"  # the student's own gallery record, as its float graph
+    assert recognizer.network.run({recognizer.card.input.name: np.zeros((1, 3, 112, 112), np.float32)})[0].shape \
+        == (1, 128)
+    capsys.readouterr()
+    (run / "embedder.card.json").unlink()
+    assert main(["compress", "face-int8", "--model", str(run), "-o", str(tmp_path / "again.onnx"), "-q"]) != 0
+    assert "has no card beside it" in capsys.readouterr().err
+    assert main(["compress", "face-int8", "--model", str(tmp_path / "nothing"), "-o", str(tmp_path / "b.onnx"),
+                 "-q"]) != 0
+    assert "is not a face student's run folder" in capsys.readouterr().err
+
+
 def test_the_shipped_int8_face_embedder_agrees_with_the_float_one():
     pytest.importorskip("face_recognition_models", reason="needs the faces extra")
     import matplotlib

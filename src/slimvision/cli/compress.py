@@ -79,14 +79,21 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
 
 def _add_face_int8(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "face-int8", help="dlib's face ResNet as a static int8 graph, calibrated on synthetic face chips",
-        description="Builds dlib's face-recognition ResNet as an ONNX graph, quantizes it to int8 (static QDQ, "
+        "face-int8", help="dlib's face ResNet (or a trained face student) as a static int8 graph, calibrated on "
+                          "synthetic face chips",
+        description="Builds dlib's face-recognition ResNet as an ONNX graph (or takes a face student's, --model), "
+                    "quantizes it to int8 (static QDQ, "
                     "per-channel weights, activation ranges calibrated on augmented synthetic face chips from "
-                    "gan-face-generate, aligned by MTCNN: no real photo), and writes the graph with its card, "
+                    "gan-face-generate, aligned by MTCNN, cut as the model's card asks: no real photo), and writes "
+                    "the graph with its card, "
                     "whose parity is measured against the float graph on other synthetic chips. The descriptors "
-                    "keep dlib's gallery name: they stay within a few hundredths of the float ones (docs/faces.md). "
+                    "keep the float model's gallery name: for dlib's they stay within a few hundredths of the float "
+                    "ones (docs/faces.md). "
                     "Needs the train extra (gan-face-generate and torch draw the faces).")
     add_output(parser, "the int8 graph (.onnx); its card goes beside it", metavar="ONNX")
+    parser.add_argument("--model", type=Path, default=None, metavar="RUN_OR_ONNX",
+                        help="a face student to quantize: its run folder (slimvision train face-student) or its "
+                             "embedder.onnx, with the card beside it (default: dlib's ResNet)")
     parser.add_argument("--calibration", type=positive_int("--calibration", 100_000), default=128, metavar="N",
                         help="synthetic face chips to calibrate on (default 128)")
     parser.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax",
@@ -97,50 +104,78 @@ def _add_face_int8(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_face_int8)
 
 
-def synthetic_face_chips(count: int, seed: int, progress: bool = True) -> list[Any]:
-    """``count`` augmented dlib chips ((150, 150, 3) uint8) of synthetic faces, found and aligned by MTCNN."""
+def synthetic_face_chips(count: int, seed: int, progress: bool = True, kind: str = "dlib") -> list[Any]:
+    """``count`` augmented chips of synthetic faces, found and aligned by MTCNN: dlib's (150, 150, 3)
+    uint8 chips, or the 112 px ArcFace chips (``kind="arcface"``)."""
     from slimvision.cli.faces import face_canvas_maker
     from slimvision.data.face_identities import FaceAugment, PseudoIdentities, synthetic_canvases
 
     # Some synthetic faces are not found: draw a quarter more than needed.
     canvases = synthetic_canvases(count + count // 4 + 4, seed, face_canvas_maker(), keep=count, progress=progress)
-    data = PseudoIdentities(canvases, FaceAugment(), seed=seed)
-    return [data[index]["dlib"] for index in range(count)]
+    data = PseudoIdentities(canvases, FaceAugment(), seed=seed, kinds=(kind,))
+    return [data[index][kind] for index in range(count)]
+
+
+#: The chips synthetic faces are cut as (``data.face_identities.chip_from_canvas``), by the card's template.
+_CHIP_SIZES = {"dlib": 150, "arcface": 112}
+
+
+def _face_int8_source(model: Path | None) -> tuple[Path | None, Any]:
+    """The float graph to quantize (None: dlib's, built from its .dat) and its embedder card."""
+    from slimvision.errors import InputError
+    from slimvision.export.card import card_path
+    from slimvision.inference.face_embedder import EmbedderCard
+
+    if model is None:
+        return None, EmbedderCard.read(EmbedderCard.default_file())
+    graph = model / "embedder.onnx" if model.is_dir() else model
+    if not graph.is_file() or graph.suffix != ".onnx":
+        raise InputError(model, "is not a face student's run folder or an embedder .onnx graph")
+    if not card_path(graph).is_file():
+        raise InputError(graph, f"has no card beside it ({card_path(graph).name}): the chips it reads are unknown")
+    card = EmbedderCard.read(card_path(graph))
+    if _CHIP_SIZES.get(card.template) != card.chip_size:
+        raise InputError(card.path, f"reads {card.chip_size} px {card.template} chips; synthetic faces can be cut "
+                                    "as 150 px dlib or 112 px arcface chips only")
+    return graph, card
 
 
 def run_face_int8(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    import numpy as np
-
     from slimvision.assets import DLIB_FACE_RESNET
     from slimvision.compress.quantize import quantize_int8_static
     from slimvision.errors import OutputError
     from slimvision.export.card import card_path, read_card, write_card
-    from slimvision.inference.face_embedder import EmbedderCard
     from slimvision.inference.face_graph import dlib_resnet_graph
 
     if args.output.suffix != ".onnx":
         raise OutputError(args.output, "the int8 graph's name must end in .onnx")
     if args.output.exists() and not args.overwrite:
         raise OutputError(args.output, "exists; pass --overwrite to replace it")
-    chips = synthetic_face_chips(2 * args.calibration, args.seed, progress=not args.quiet)
-    feeds = [{"face_chip": chip.transpose(2, 0, 1)[None].astype(np.float32) / 255} for chip in chips]
+    graph, embedder = _face_int8_source(args.model)
+    chips = synthetic_face_chips(2 * args.calibration, args.seed, progress=not args.quiet, kind=embedder.template)
+    feeds = [{embedder.input.name: embedder.to_input(chip[None])} for chip in chips]
     with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / "dlib-resnet.onnx"
-        source.write_bytes(dlib_resnet_graph(DLIB_FACE_RESNET.path()))
-        shutil.copy(EmbedderCard.default_file(), card_path(source))
-        quantize_int8_static(source, feeds[:args.calibration], args.output, method=args.method,
+        if graph is None:  # dlib's: its ONNX graph is built from the .dat, its card ships with slimvision
+            graph = Path(folder) / "dlib-resnet.onnx"
+            graph.write_bytes(dlib_resnet_graph(DLIB_FACE_RESNET.path()))
+            shutil.copy(embedder.path, card_path(graph))
+        float_bytes = (DLIB_FACE_RESNET.path() if args.model is None else graph).stat().st_size
+        quantize_int8_static(graph, feeds[:args.calibration], args.output, method=args.method,
                              overwrite=args.overwrite, parity=feeds[args.calibration:])
     card = read_card(card_path(args.output))
     card.files = {"graph": args.output.name}
-    card.remake = (f"slimvision compress face-int8 -o {args.output.name} --calibration {args.calibration} "
+    model = "" if args.model is None else f" --model {args.model}"
+    card.remake = (f"slimvision compress face-int8 -o {args.output.name}{model} --calibration {args.calibration} "
                    f"--method {args.method} --seed {args.seed}")
-    card.provenance = {**card.provenance, "graph": "dlib's .dat built into an ONNX graph, then static int8 QDQ "
-                                                   "calibrated on synthetic face chips (gan-face-generate)"}
+    what = ("dlib's .dat built into an ONNX graph" if args.model is None
+            else f"the face student's graph ({embedder.card.name})")
+    card.provenance = {**card.provenance, "graph": f"{what}, then static int8 QDQ calibrated on synthetic face chips "
+                                                   "(gan-face-generate)"}
     write_card(card, card_path(args.output))
-    print(f"{args.output}: {args.output.stat().st_size / 1e6:.2f} MB (float {DLIB_FACE_RESNET.path().stat().st_size / 1e6:.1f} "
+    print(f"{args.output}: {args.output.stat().st_size / 1e6:.2f} MB (float {float_bytes / 1e6:.1f} "
           f"MB); against the float graph on {card.parity['samples']} other synthetic chips: max |diff| "
           f"{card.parity['max_abs_diff']:.4f}, mean cosine {card.parity['mean_cosine']:.5f}")
     return 0
