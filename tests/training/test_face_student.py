@@ -401,5 +401,10 @@ def test_photos_that_cannot_be_used_are_refused_before_anything_is_written(group
     error = capsys.readouterr().err.strip()
     assert "missing: does not exist" in error and len(error.splitlines()) == 1
     assert not run.exists()
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    assert main(["train", "face-student", "--run-dir", str(run), "-q", "--faces", "0",
+                 "--photos", str(tmp_path / "broken.jpg")]) != 0
+    assert "broken.jpg: not a recognised image" in capsys.readouterr().err
+    assert not run.exists()  # the run folder it made for the canvases is gone again
     with pytest.raises(ConfigError, match="faces is 0 and no photos"):
         FaceStudentConfig(faces=0)

@@ -228,7 +228,8 @@ class FaceStudentConfig(TrainingConfig):
         self.require_at_least(0, "faces")
         self.require_at_least(1, "samples_per_face", "steps")
         if self.faces == 0 and not self.photos:
-            raise ConfigError("FaceStudentConfig: faces is 0 and no photos are given: no faces to train on")
+            raise ConfigError("FaceStudentConfig: faces is 0 and no photos are given: no faces to train on "
+                              "(--faces 0 needs --photos)")
         self.require_at_least(0, "mse_weight", "cosine_weight", "relational_weight")
         if self.hint_weight != AUTO:
             self.require_at_least(0, "hint_weight")
@@ -653,9 +654,15 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     check_same_config(CheckpointStore(run_dir / "checkpoints"), config, RESUMABLE_CHANGES,  # before any setup
                       saved_defaults=LEGACY_DEFAULTS)
     data_key = data_fingerprint(config)  # a missing photo folder is refused before the run folder is made
+    new_folder = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_flush_denormal(True)  # dlib's weights make denormals: 10x slower without this
-    canvases = _cached(run_dir / CANVASES_FILE, data_key, lambda: make_canvases(config, canvas_maker, progress))
+    try:
+        canvases = _cached(run_dir / CANVASES_FILE, data_key, lambda: make_canvases(config, canvas_maker, progress))
+    except BaseException:  # a broken photo, no face found, Ctrl-C: leave no empty run folder behind
+        if new_folder and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     kind = STUDENT_CHIPS[config.student]
     dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
                                length=config.samples_per_face * len(canvases))
