@@ -257,19 +257,11 @@ def photo_files(sources: Sequence[str | Path]) -> list[Path]:
     Raises:
         InputError: a source does not exist, or is a folder without images.
     """
-    from slimvision.io.images import find_images
+    from slimvision.io.images import files_of, find_images
 
-    files: list[Path] = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            found = find_images(source, recursive=True)
-            if not found:
-                raise InputError(source, "holds no images (.jpg, .png, ...) to find faces in")
-            files += found
-        elif source.is_file():
-            files.append(source)
-        else:
-            raise InputError(source, "does not exist (--photos takes image files or folders of them)")
+    files = files_of(sources, lambda folder: find_images(folder, recursive=True),
+                     "holds no images (.jpg, .png, ...) to find faces in",
+                     missing="does not exist (--photos takes image files or folders of them)")
     return list(dict.fromkeys(files))
 
 

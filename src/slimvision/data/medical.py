@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slimvision.errors import InputError, MissingAssetError
-from slimvision.io.images import DEFAULT_MAX_PIXELS
+from slimvision.errors import MissingAssetError
+from slimvision.io.images import DEFAULT_MAX_PIXELS, files_of
 from slimvision.io.medical import (DEFAULT_MAX_VOXELS, Intensity, MedicalSlice, find_medical_files, read_medical,
                                    to_square)
 
@@ -109,17 +109,7 @@ def native_slices(sources: Sequence[str | Path], *, intensity: Intensity | None 
     (what ``slimvision vae denoise`` works on); errors as :func:`load_slices`."""
     from slimvision.progress import progress_bar
 
-    files: list[Path] = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            listed = find_medical_files(source)
-            if not listed:
-                raise InputError(source, "holds no medical images (PNG, JPEG, TIFF, DICOM, NIfTI)")
-            files += listed
-        elif source.exists():
-            files.append(source)
-        else:
-            raise InputError(source, "no such file or folder")
+    files = files_of(sources, find_medical_files, "holds no medical images (PNG, JPEG, TIFF, DICOM, NIfTI)")
     found: list[MedicalSlice] = []
     with progress_bar(len(files), enabled=progress, desc="reading", unit="file") as bar:
         for path in files:

@@ -665,6 +665,28 @@ def find_images(folder: str | Path, recursive: bool = False) -> list[Path]:
     return find_files(folder, lambda path: path.suffix.lower() in IMAGE_SUFFIXES, recursive=recursive)
 
 
+def files_of(sources: Iterable[str | Path], list_folder: Callable[[Path], list[Path]], empty: str,
+             missing: str = "no such file or folder") -> list[Path]:
+    """The files ``sources`` name, in order: a file as given, a folder as ``list_folder`` lists it.
+
+    Raises:
+        InputError: a folder ``list_folder`` finds nothing in (``empty`` says what was looked
+            for), or a source that does not exist (``missing``).
+    """
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            listed = list_folder(source)
+            if not listed:
+                raise InputError(source, empty)
+            files += listed
+        elif source.exists():
+            files.append(source)
+        else:
+            raise InputError(source, missing)
+    return files
+
+
 def find_files(folder: str | Path, keep: Callable[[Path], bool], recursive: bool = False) -> list[Path]:
     """The files in ``folder`` (sub-folders with ``recursive``) that ``keep`` takes, sorted by path.
 
