@@ -11,7 +11,7 @@ from PIL import Image
 from slimvision.data.face_align import ARCFACE_CHIP, MTCNN_DLIB_CHIP, align_face
 from slimvision.data.face_identities import (
     CANVAS, FaceAugment, FaceCanvasMaker, PseudoIdentities, augment_canvas, chip_from_canvas, photo_canvases,
-    photo_digests, photo_files,
+    photo_files, photo_stamps,
 )
 from slimvision.errors import ConfigError, InputError, SlimvisionError
 
@@ -74,16 +74,18 @@ def test_every_face_of_a_photo_becomes_a_canvas(hopper, canvas, tmp_path):
     assert np.abs(canvases[2].astype(float) - canvas[:, ::-1].astype(float)).mean() < 3
 
 
-def test_photos_are_named_in_order_each_once_and_keyed_by_content(hopper, tmp_path):
+def test_photos_are_named_in_order_each_once_and_stamped_by_name_size_and_time(hopper, tmp_path):
     Image.fromarray(hopper).save(tmp_path / "a.png")
     (tmp_path / "sub").mkdir()
     Image.fromarray(hopper).save(tmp_path / "sub" / "b.png")
     files = photo_files([tmp_path / "sub" / "b.png", tmp_path])
     assert [path.relative_to(tmp_path).as_posix() for path in files] == ["sub/b.png", "a.png"]
-    digests = photo_digests(files)
-    assert digests[0] == digests[1] and len(digests[0]) == 64  # the same picture twice: one content
+    stamps = photo_stamps(files)
+    assert [stamp[:2] for stamp in stamps] == [["b.png", files[0].stat().st_size], ["a.png", files[1].stat().st_size]]
     (tmp_path / "sub" / "b.png").write_bytes(b"changed")
-    assert photo_digests(files)[0] != digests[0]
+    assert photo_stamps(files)[0] != stamps[0] and photo_stamps(files)[1] == stamps[1]
+    with pytest.raises(InputError, match="gone.png: cannot be read"):
+        photo_stamps([tmp_path / "gone.png"])
 
 
 def test_photo_sources_that_cannot_be_used_are_one_line_naming_them(hopper, tmp_path):

@@ -153,7 +153,7 @@ class FaceStudentConfig(TrainingConfig):
             0 with ``photos``: the photos' faces alone.
         photos: image files or folders (searched with their sub-folders) of the user's own photos,
             unlabelled; every face the detector finds in them becomes a pseudo-identity too. The
-            run's cached canvases are keyed by the files' contents (sha256), not their paths.
+            run's cached canvases are keyed by the files' names, sizes and modification times.
         samples_per_face: augmented pictures of each, the fixed training set.
         steps / learning_rate: Adam steps, cosine-decayed rate.
         mse_weight / cosine_weight: the regression loss's two terms.
@@ -503,12 +503,12 @@ def make_canvases(config: FaceStudentConfig, canvas_maker: CanvasMaker, progress
 
 def data_fingerprint(config: FaceStudentConfig) -> dict[str, Any]:
     """What a run's cached canvases are made from: a cache is reused only while this matches.
-    Photos enter by content, so a moved folder keeps its cache and an edited photo does not."""
+    Photos enter by name, size and modification time (:func:`photo_stamps`)."""
     key: dict[str, Any] = {"faces": config.faces, "seed": config.seed, "detection_side": DETECTION_SIDE}
     if config.photos:  # absent otherwise, so the caches of runs made before photos existed stay valid
-        from slimvision.data.face_identities import photo_digests, photo_files
+        from slimvision.data.face_identities import photo_files, photo_stamps
 
-        key["photos"] = photo_digests(photo_files(config.photos))
+        key["photos"] = photo_stamps(photo_files(config.photos))
     return key
 
 
