@@ -12,8 +12,8 @@ inference layer), and ``samples_per_face`` augmented pictures of each (pose, lig
 JPEG, grey). No real photo that ships is trained on: every one stays for the agreement check.
 ``photos`` adds the faces found in the user's own photos (no names needed; each face becomes a
 pseudo-identity beside the synthetic ones): the synthetic faces are less varied than real ones,
-which the students then see at compressed distances (docs/faces.md, "Synthetic faces are not
-enough"). The teacher's descriptors of the fixed set of pictures are computed once into the run
+which the students then see at compressed distances (docs/faces.md, "Where the real pairs are
+lost"). The teacher's descriptors of the fixed set of pictures are computed once into the run
 folder (``targets.npy``), so epochs cost the student's time only.
 
 Losses (``loss``, :data:`LOSSES`; the heads are in :mod:`slimvision.training.face_losses`):
