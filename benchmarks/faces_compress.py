@@ -6,9 +6,9 @@ Each student is an exported embedder (``RUN_DIR/embedder.onnx`` with its card, f
 * **size**: bytes of the ONNX graph (the teacher's is built from dlib's 22 MB ``.dat``);
 * **speed**: median ms to embed a batch of 1 and of 8 chips in ONNX Runtime, the graphs taking
   turns within every round (``bench.search.time_graphs``), and the teacher / student ratio;
-* **agreement**: every pair of faces found in ``--photos`` (real photos none of the students was
-  trained on: by default the ones installed packages ship; pass a folder with face_recognition's
-  and insightface's sdist test images too, docs/faces.md says how to get them), the same/different
+* **agreement**: every pair of faces found in the real photos (none of the students was
+  trained on: the ones installed packages ship, and a folder with face_recognition's and
+  insightface's sdist test images given with ``--photos``, docs/faces.md says how to get them), the same/different
   decision at the 0.6 threshold, student against teacher, with every disagreement listed;
 * **robustness**: ``bench.face_robustness`` with the teacher as reference (JPEG, face width,
   blur, noise, grey, night IR), and the issue's check: at each JPEG quality >= 30 and in greyscale,
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", action="append", required=True, metavar="RUN_DIR_OR_ONNX",
                         help="a face student's run folder or embedder graph (repeat for several)")
     parser.add_argument("--photos", type=Path, nargs="*", default=None, metavar="PATH",
-                        help="real photos of people (files or folders); default: those installed packages ship")
+                        help="real photos of people (files or folders), beside those installed packages ship "
+                             "(a photo of the same file name counts once)")
     parser.add_argument("--repeats", type=int, default=21, help="timed rounds per workload (default 21)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1: one core)")
     parser.add_argument("--output", type=Path, default=RESULTS / "faces_compress.json")
@@ -97,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     models = [_recognizer("teacher", args.threads)] + [_recognizer(source, args.threads) for source in args.student]
     teacher_name, teacher, _ = models[0]
-    photos = [] if args.photos else installed_face_photos()
+    photos = installed_face_photos()  # always, and --photos beside them, as the other face benchmarks do
     for path in args.photos or []:
         photos += find_images(path) if path.is_dir() else [path]
+    photos = list({path.name: path for path in reversed(photos)}.values())[::-1]  # a photo copied in: once
     faces = find_faces(photos, teacher, min_width=40.0)
     labels = [face.label for face in faces]
     print(f"{len(faces)} faces in {len(photos)} photos, {len(faces) * (len(faces) - 1) // 2} pairs", file=sys.stderr)
