@@ -251,19 +251,10 @@ def plan_jobs(contents: list[Path], output: Path, tag: str, fmt: str, recursive:
     """
     from slimvision.inference.batch import FileJob
     from slimvision.io.atomic import check_outside_inputs
-    from slimvision.io.images import IMAGE_SUFFIXES, find_images
+    from slimvision.io.images import IMAGE_SUFFIXES, files_of, find_images
 
-    sources: list[Path] = []
-    for item in contents:
-        if item.is_dir():
-            found = find_images(item, recursive=recursive)
-            if not found:
-                raise InputError(item, "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
-            sources.extend(found)
-        elif item.exists():
-            sources.append(item)
-        else:
-            raise InputError(item, "file not found")
+    sources = files_of(contents, lambda folder: find_images(folder, recursive=recursive),
+                       "folder holds no images (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")", missing="file not found")
     single_file = len(contents) == 1 and not contents[0].is_dir()
     if single_file and output.suffix and not (output_is_folder or output.is_dir()):
         return [FileJob(sources[0], output)]
