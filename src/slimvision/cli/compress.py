@@ -116,12 +116,9 @@ def synthetic_face_chips(count: int, seed: int, progress: bool = True, kind: str
     return [data[index][kind] for index in range(count)]
 
 
-#: The chips synthetic faces are cut as (``data.face_identities.chip_from_canvas``), by the card's template.
-_CHIP_SIZES = {"dlib": 150, "arcface": 112}
-
-
 def _face_int8_source(model: Path | None) -> tuple[Path | None, Any]:
     """The float graph to quantize (None: dlib's, built from its .dat) and its embedder card."""
+    from slimvision.data.face_align import ARCFACE_CHIP, MTCNN_DLIB_CHIP
     from slimvision.errors import InputError
     from slimvision.export.card import card_path
     from slimvision.inference.face_embedder import EmbedderCard
@@ -134,7 +131,9 @@ def _face_int8_source(model: Path | None) -> tuple[Path | None, Any]:
     if not card_path(graph).is_file():
         raise InputError(graph, f"has no card beside it ({card_path(graph).name}): the chips it reads are unknown")
     card = EmbedderCard.read(card_path(graph))
-    if _CHIP_SIZES.get(card.template) != card.chip_size:
+    # The chips synthetic faces are cut as (data.face_identities.chip_from_canvas), by the card's template.
+    chip_sizes = {"dlib": MTCNN_DLIB_CHIP.size, "arcface": ARCFACE_CHIP.size}
+    if chip_sizes.get(card.template) != card.chip_size:
         raise InputError(card.path, f"reads {card.chip_size} px {card.template} chips; synthetic faces can be cut "
                                     "as 150 px dlib or 112 px arcface chips only")
     return graph, card
