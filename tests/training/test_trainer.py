@@ -432,3 +432,14 @@ def test_staged_unfreezing_trains_the_head_first_then_the_top_blocks_at_a_lower_
     assert FineTuneSchedule(unfreeze=len(blocks)).trained_blocks(blocks) == blocks
     with pytest.raises(ConfigError, match=f"the backbone has {len(blocks)} blocks"):  # not all of them, unsaid
         FineTuneSchedule(unfreeze=len(blocks) + 1).trained_blocks(blocks)
+
+
+def test_shuffled_batches_refuse_at_once_a_batch_the_samples_cannot_fill():
+    from itertools import islice
+
+    from slimvision.training.trainer import shuffled_batches
+
+    with pytest.raises(ConfigError, match="a batch of 5 needs at least as many samples; there are 4"):
+        shuffled_batches(4, 5, seed=0)  # before any iteration: it used to loop for ever, yielding nothing
+    batches = list(islice(shuffled_batches(5, 2, seed=0), 4))  # 2 per epoch, the fifth sample dropped
+    assert all(len(batch) == 2 for batch in batches) and len(set(batches[0] + batches[1])) == 4

@@ -633,6 +633,14 @@ def _cached(path: Path, fingerprint: dict[str, Any], make: Callable[[], np.ndarr
     return np.load(path, mmap_mode="r")
 
 
+def check_batch_fits(batch_size: int, dataset: Any, faces: int, run_dir: Path) -> None:
+    """One line (ConfigError) when the pictures cannot fill a batch: known only once the faces
+    are aligned (MTCNN may miss some), and a batch never filled would stall training silently."""
+    if batch_size > len(dataset):
+        raise ConfigError(f"{run_dir}: a batch of {batch_size} is more than the {len(dataset)} pictures of the "
+                          f"{faces} faces found; lower --batch-size or add faces (--faces, --samples-per-face)")
+
+
 def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas_maker: CanvasMaker,
                        export: Exporter, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the student in ``run_dir``; export it and return the run's report.
@@ -666,6 +674,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     kind = STUDENT_CHIPS[config.student]
     dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
                                length=config.samples_per_face * len(canvases))
+    check_batch_fits(config.batch_size, dataset, len(canvases), run_dir)
     teacher = load_dlib_resnet(DLIB_FACE_RESNET.path()).eval().requires_grad_(False)
     targets = _cached(run_dir / TARGETS_FILE,
                       {**data_key, "samples_per_face": config.samples_per_face, "augment": config.augment.fingerprint()},

@@ -285,7 +285,18 @@ def _progress(config: TrainerConfig, start: int) -> Any:
 
 def shuffled_batches(length: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     """Sample indices, ``batch_size`` at a time, epoch after epoch, each epoch in a new order
-    fixed by ``(seed, epoch)``; an epoch's last incomplete batch is dropped."""
+    fixed by ``(seed, epoch)``; an epoch's last incomplete batch is dropped.
+
+    Raises:
+        ConfigError: at once, if ``length`` samples cannot fill one batch (epochs of no batch
+            would loop for ever).
+    """
+    if not 0 < batch_size <= length:
+        raise ConfigError(f"a batch of {batch_size} needs at least as many samples; there are {length}")
+    return _shuffled_batches(length, batch_size, seed)
+
+
+def _shuffled_batches(length: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     epoch = 0
     while True:
         order = np.random.default_rng([seed, epoch]).permutation(length)
