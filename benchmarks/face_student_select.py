@@ -17,9 +17,11 @@ of pictures:
 
 ``--real PHOTOS`` scores the same students on the real pairs instead (after choosing; the JSON
 says which). Students are run in torch from ``RUN/student`` (the weights the export is made
-from).
+from); an ``.onnx`` embedder graph with its card (an int8 one from ``slimvision compress
+face-int8``) is run with ONNX Runtime on the same chips.
 
     python benchmarks/face_student_select.py RUN [RUN ...] [--output FILE]
+    python benchmarks/face_student_select.py RUN RUN/embedder.int8.onnx ...       # float vs int8
     python benchmarks/face_student_select.py RUN --real PHOTOS --output FILE   # the check, after choosing
 
 Writes benchmarks/results/faces_student_select.json by default.
@@ -78,7 +80,30 @@ def embed(model: Any, chips: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
+def embed_graph(graph: Path, chips: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Descriptors of dlib chips by an embedder graph, fed as its card asks (one ONNX Runtime thread)."""
+    import onnxruntime as ort
+
+    from slimvision.export.card import card_path
+    from slimvision.inference.face_embedder import EmbedderCard
+
+    card = EmbedderCard.read(card_path(graph))
+    if card.template != "dlib" or card.chip_size != chips.shape[1]:
+        raise SystemExit(f"{graph}: takes {card.template} chips of {card.chip_size} px; the held-out set is "
+                         f"dlib chips of {chips.shape[1]} px")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {card.input.name: card.to_input(chips[start:start + batch])})[0]
+                           for start in range(0, len(chips), batch)])
+
+
 def train_settings(run: Path) -> dict[str, Any]:
+    if run.suffix == ".onnx":
+        from slimvision.export.card import card_path, read_card
+
+        card = read_card(card_path(run))
+        return {"graph": card.provenance.get("graph", ""), "remake": card.remake}
     report = json.loads((run / "report.json").read_text())
     log = report["train_log"]
     return {"config": {key: report["config"][key] for key in (
@@ -89,7 +114,8 @@ def train_settings(run: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="run folders of slimvision train face-student")
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="run folders of slimvision train face-student, or embedder .onnx graphs with cards")
     parser.add_argument("--faces", type=int, default=200, help="held-out synthetic faces drawn (default 200)")
     parser.add_argument("--pictures", type=int, default=2, help="augmented pictures of each (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="their seed; the students train on seed 0 (default 1)")
@@ -111,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         what = {"set": "held-out synthetic", "faces": args.faces, "pictures_per_face": args.pictures,
                 "seed": args.seed, "chips": len(chips)}
         teacher = embed(teacher_net, chips)
-        students = {str(run): embed(load_model(run / "student"), chips) for run in args.runs}
+        students = {str(run): embed_graph(run, chips) if run.suffix == ".onnx" else
+                    embed(load_model(run / "student"), chips) for run in args.runs}
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from face_losses import embed_all, real_faces
@@ -120,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         what = {"set": "real photos (the public agreement check; scored after the choice, not used for it)",
                 "photos": photos, "faces": [face.label for face in faces]}
         teacher = embed_all(faces, graph)
-        students = {str(run): embed_all(faces, run / "embedder.onnx") for run in args.runs}
+        students = {str(run): embed_all(faces, run if run.suffix == ".onnx" else run / "embedder.onnx")
+                    for run in args.runs}
     report = {"scored_on": what, "threshold": THRESHOLD,
               "runs": {name: {**train_settings(Path(name)), "scores": pair_scores(teacher, ours)}
                        for name, ours in students.items()}}

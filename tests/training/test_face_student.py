@@ -408,3 +408,50 @@ def test_photos_that_cannot_be_used_are_refused_before_anything_is_written(group
     assert not run.exists()  # the run folder it made for the canvases is gone again
     with pytest.raises(ConfigError, match="faces is 0 and no photos"):
         FaceStudentConfig(faces=0)
+
+
+def test_an_int8_fine_tune_continues_the_run_keeps_its_gallery_and_resumes(cached_run, tmp_path, capsys):
+    from slimvision.cli.main import main
+    from slimvision.errors import InputError
+    from slimvision.export.card import read_card
+    from slimvision.export.faces import export_face_student
+    from slimvision.training.face_qat import FaceInt8TuneConfig, tune_for_int8
+
+    run = _seeded_run(cached_run, tmp_path)
+    config = FaceStudentConfig(faces=6, samples_per_face=2, steps=2, batch_size=4, checkpoint_every=2, log_every=1)
+    train_face_student(config, run, canvas_maker=_no_canvases, export=export_face_student, progress=False)
+    with pytest.raises(ConfigError, match="a batch of 13 is more than the 12 pictures of the 6 faces"):
+        tune_for_int8(run, FaceInt8TuneConfig(steps=2, batch_size=13), canvas_maker=_no_canvases,
+                      export=export_face_student, progress=False)
+    tune = FaceInt8TuneConfig(steps=2, checkpoint_every=2, log_every=1)  # the run's batch of 4
+    report = tune_for_int8(run, tune, canvas_maker=_no_canvases, export=export_face_student, progress=False)
+    assert report["steps_done"] == 2 and report["distance_scale"] > 0 and report["settings"]["batch_size"] == 4
+    assert all(math.isfinite(value) for value in report["train_log"]["loss"])
+    graph = run / "int8-tune" / "embedder.onnx"
+    assert report["graph"] == str(graph) and (run / "int8-tune" / "student" / "model.safetensors").is_file()
+    card = read_card(run / "int8-tune" / "embedder.card.json")
+    assert card.preprocessing["descriptor"]["gallery_name"] == "run-embedder"  # the float student's gallery
+    longer = tune_for_int8(run, tune.replace(steps=3, checkpoint_every=3), canvas_maker=_no_canvases,
+                           export=export_face_student, progress=False)
+    assert longer["resumed_from"] == 2 and longer["steps_done"] == 3
+    with pytest.raises(ConfigError, match="learning_rate"):
+        tune_for_int8(run, tune.replace(steps=4, learning_rate=1e-3), canvas_maker=_no_canvases,
+                      export=export_face_student, progress=False)
+    with pytest.raises(InputError, match="no trained face student"):
+        tune_for_int8(tmp_path / "empty", tune, canvas_maker=_no_canvases, export=export_face_student, progress=False)
+
+    capsys.readouterr()
+    assert main(["compress", "face-int8", "--model", str(run), "-o", str(tmp_path / "a.onnx"), "--calibration", "4",
+                 "--tune-steps", "3", "--tune-lr", "1e-3", "-q"]) != 0  # not the rate of the fine-tune above
+    assert f"delete {run / 'int8-tune'}" in capsys.readouterr().err and not (tmp_path / "a.onnx").exists()
+    shutil.rmtree(run / "int8-tune")
+    output = tmp_path / "tuned.int8.onnx"  # the command: fine-tune, then int8
+    assert main(["compress", "face-int8", "--model", str(run), "-o", str(output), "--calibration", "4",
+                 "--tune-steps", "3", "-q"]) == 0
+    card = read_card(tmp_path / "tuned.int8.card.json")
+    assert "--tune-steps 3" in card.remake and "int8-aware fine-tuning" in card.provenance["graph"]
+    assert card.preprocessing["descriptor"]["gallery_name"] == "run-embedder"
+    capsys.readouterr()
+    assert main(["compress", "face-int8", "--model", str(run / "embedder.onnx"), "-o", str(tmp_path / "b.onnx"),
+                 "--tune-steps", "3", "-q"]) != 0
+    assert "give its run folder" in capsys.readouterr().err

@@ -159,17 +159,21 @@ _ARCFACE_STUDENT_CHIP = {"size": 112, "padding": 0.0, "template": "arcface", "ch
                                                "(slimvision.data.face_align.ARCFACE_TEMPLATE_5), scaled to this size"}
 
 
-def export_face_student(student: torch.nn.Module, run_dir: Path) -> dict[str, Path]:
-    """A face student (an aligned chip in, 128-d descriptor out) as ``run_dir/embedder.onnx`` with the
-    card the face pipeline reads (``inference.face_embedder.EmbedderCard``), checked against torch.
+def export_face_student(student: torch.nn.Module, run_dir: Path, folder: Path | None = None) -> dict[str, Path]:
+    """A face student (an aligned chip in, 128-d descriptor out) as ``folder/embedder.onnx``
+    (default: ``run_dir``) with the card the face pipeline reads
+    (``inference.face_embedder.EmbedderCard``), checked against torch.
 
     The descriptor keeps the teacher's 0.6 Euclidean threshold (the student was trained towards
-    the teacher's descriptors), under its own gallery name, so galleries never mix the two.
+    the teacher's descriptors), under its own gallery name, so galleries never mix the two. The
+    name comes from ``run_dir``: a student fine-tuned from the run (for int8, ``folder``
+    ``RUN/int8-tune``) keeps the run's gallery, as its int8 graph does.
     """
     from slimvision.models.faces.mobilefacenet import MobileFaceNet
 
     run_dir = Path(run_dir)
-    path = run_dir / "embedder.onnx"
+    folder = Path(folder) if folder is not None else run_dir
+    path = folder / "embedder.onnx"
     size = student.config.input_size
     chip = ({**_DLIB_STUDENT_CHIP, "size": size} if not isinstance(student, MobileFaceNet) else
             {**_ARCFACE_STUDENT_CHIP, "size": size})
@@ -186,7 +190,7 @@ def export_face_student(student: torch.nn.Module, run_dir: Path) -> dict[str, Pa
     export_onnx(student, path, {"face_chip": torch.rand(2, 3, size, size)}, output_names=("descriptor",),
                 dynamic_axes={"face_chip": {0: "batch"}, "descriptor": {0: "batch"}},
                 preprocessing={"face_chip": ImageInput(layout="NCHW", size=(size, size))},
-                source_weights=run_dir / "student", overwrite=True, card=card)
+                source_weights=folder / "student", overwrite=True, card=card)
     return {"embedder": path}
 
 
