@@ -54,8 +54,15 @@ def pair_scores(teacher: np.ndarray, student: np.ndarray) -> dict[str, Any]:
             "agreement_teacher_different": round(float(agree[~same].mean()), 4) if (~same).any() else None,
             "pair_distance_median": {"teacher": round(float(np.median(theirs)), 4),
                                      "student": round(float(np.median(ours)), 4)},
-            "pair_distance_correlation": round(float(np.corrcoef(theirs, ours)[0, 1]), 4),
+            "pair_distance_correlation": _correlation(theirs, ours),
             "descriptor_drift_median": round(float(np.median(np.linalg.norm(teacher - student, axis=1))), 4)}
+
+
+def _correlation(theirs: np.ndarray, ours: np.ndarray) -> float | None:
+    """Pearson correlation of two distance lists; None (JSON null, not NaN) for fewer than 2 pairs."""
+    if len(theirs) < 2 or theirs.std() == 0 or ours.std() == 0:
+        return None
+    return round(float(np.corrcoef(theirs, ours)[0, 1]), 4)
 
 
 def held_out_chips(faces: int, pictures: int, seed: int) -> np.ndarray:
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, entry in report["runs"].items():
         s = entry["scores"]
         print(f"{name[-40:]:<40}{s['agreement']:>8.3f}{s['agreement_teacher_same'] or 0:>7.3f}"
-              f"{s['agreement_teacher_different'] or 0:>7.3f}{s['pair_distance_correlation']:>7.3f}"
+              f"{s['agreement_teacher_different'] or 0:>7.3f}{s['pair_distance_correlation'] or float('nan'):>7.3f}"
               f"{s['pair_distance_median']['student']:>8.3f}{s['descriptor_drift_median']:>7.3f}")
     print(f"written: {args.output}")
     return 0
