@@ -13,7 +13,9 @@ of pictures:
   face to one point agrees on all the first and none of the second);
 * **pair distance median** (teacher and student) and the **correlation** of the two distances
   over every pair: how much of the teacher's geometry the student keeps, threshold or not;
-* **descriptor drift**: median distance between a picture's student and teacher descriptors.
+* **descriptor drift**: median distance between a picture's student and teacher descriptors;
+* **decisions unlike the first**: pairs decided otherwise than by the first student listed (list
+  the float student first to count what its int8 graph moves).
 
 ``--real PHOTOS`` scores the same students on the real pairs instead (after choosing; the JSON
 says which). Students are run in torch from ``RUN/student`` (the weights the export is made
@@ -56,6 +58,14 @@ def pair_scores(teacher: np.ndarray, student: np.ndarray) -> dict[str, Any]:
                                      "student": round(float(np.median(ours)), 4)},
             "pair_distance_correlation": _correlation(theirs, ours),
             "descriptor_drift_median": round(float(np.median(np.linalg.norm(teacher - student, axis=1))), 4)}
+
+
+def decisions_moved(before: np.ndarray, after: np.ndarray) -> int:
+    """Pairs whose same/different decision at 0.6 differs between two embedders' descriptors
+    (for an int8 graph against its float student: what the rounding moved)."""
+    first, second = np.triu_indices(len(before), 1)
+    return int(((np.linalg.norm(before[first] - before[second], axis=1) <= THRESHOLD)
+                != (np.linalg.norm(after[first] - after[second], axis=1) <= THRESHOLD)).sum())
 
 
 def _correlation(theirs: np.ndarray, ours: np.ndarray) -> float | None:
@@ -156,19 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         teacher = embed_all(faces, graph)
         students = {str(run): embed_all(faces, run if run.suffix == ".onnx" else run / "embedder.onnx")
                     for run in args.runs}
+    first = next(iter(students.values()))
     report = {"scored_on": what, "threshold": THRESHOLD,
-              "runs": {name: {**train_settings(Path(name)), "scores": pair_scores(teacher, ours)}
+              "runs": {name: {**train_settings(Path(name)), "scores": pair_scores(teacher, ours),
+                              "decisions_unlike_the_first": decisions_moved(first, ours)}
                        for name, ours in students.items()}}
     from slimvision.io.atomic import write_text_atomic
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output, json.dumps(report, indent=2) + "\n", overwrite=True)
-    print(f"{'run':<40}{'agree':>8}{'same':>7}{'diff':>7}{'corr':>7}{'median':>8}{'drift':>7}")
+    print(f"{'run':<40}{'agree':>8}{'same':>7}{'diff':>7}{'corr':>7}{'median':>8}{'drift':>7}{'moved':>8}")
     for name, entry in report["runs"].items():
         s = entry["scores"]
         print(f"{name[-40:]:<40}{s['agreement']:>8.3f}{s['agreement_teacher_same'] or 0:>7.3f}"
               f"{s['agreement_teacher_different'] or 0:>7.3f}{s['pair_distance_correlation'] or float('nan'):>7.3f}"
-              f"{s['pair_distance_median']['student']:>8.3f}{s['descriptor_drift_median']:>7.3f}")
+              f"{s['pair_distance_median']['student']:>8.3f}{s['descriptor_drift_median']:>7.3f}"
+              f"{entry['decisions_unlike_the_first']:>8}")
     print(f"written: {args.output}")
     return 0
 
