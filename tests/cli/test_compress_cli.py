@@ -217,3 +217,15 @@ def test_the_shipped_int8_face_embedder_agrees_with_the_float_one():
     exact = ARTIFACTS.create("face-embedder-dlib-resnet", settings=settings).main_face(photo).descriptor
     int8 = ARTIFACTS.create("face-embedder-dlib-resnet-int8", settings=settings).main_face(photo).descriptor
     assert np.linalg.norm(exact - int8) < 0.1  # the threshold is 0.6
+
+
+def test_a_gptq_cards_remake_names_every_setting_off_its_default():
+    from slimvision.errors import ConfigError
+    from slimvision.training.style_predictor_gptq import PredictorGPTQConfig, remake_command
+
+    assert remake_command(PredictorGPTQConfig(), "runs/p") == "slimvision compress gptq --run-dir runs/p"
+    config = PredictorGPTQConfig(wide_budget_kb=280, grid="mse", act_order=False)
+    assert remake_command(config, "runs/p") == ("slimvision compress gptq --run-dir runs/p --wide-budget-kb 280 "
+                                                "--grid mse --no-act-order")
+    with pytest.raises(ConfigError, match="grid"):
+        PredictorGPTQConfig(grid="max").validate()

@@ -115,7 +115,7 @@ def test_a_dead_channel_gets_finite_codes_and_a_finite_sensitivity() -> None:
     assert all(np.isfinite(value) for value in sensitivity.values()), sensitivity
 
 
-@pytest.mark.parametrize("settings", [{"bits": 1}, {"bits": 9}, {"group_size": 0}, {"damping": 0.0}])
+@pytest.mark.parametrize("settings", [{"bits": 1}, {"bits": 9}, {"group_size": 0}, {"damping": 0.0}, {"grid": "max"}])
 def test_bad_settings_are_refused(settings) -> None:
     with pytest.raises(ConfigError):
         GPTQSettings(**settings)
@@ -294,3 +294,36 @@ def test_tune_scales_moves_an_8_bit_layer_no_further_than_a_4_bit_one_relative_t
     # code range, the 8-bit layer's tiny scales would move ~17x further, relatively, than the rest.
     assert {layer.name: layer.bits for layer in layers}["3"] == 8
     assert moved["3"] < 3 * max(moved[name] for name in moved if name != "3")
+
+
+def test_the_mse_grid_never_rounds_a_group_worse_and_clips_an_outlier() -> None:
+    from slimvision.compress.gptq import _clipped_group_grids, _decode, _group_grids
+
+    torch.manual_seed(0)
+    weight = torch.randn(16, 128, dtype=torch.float64)
+    weight[:, 5] *= 10.0  # one outlier input stretches every row's first group
+    energy = torch.rand(128, dtype=torch.float64) + 0.5
+
+    def rounded_error(scales, zeros):  # round to nearest on the grid, energy-weighted, per row and group
+        scales, zeros = scales.numpy(), zeros.numpy()
+        codes = np.clip(np.round(weight.numpy() / np.repeat(scales, 64, 1)) + np.repeat(zeros, 64, 1), 0, 15)
+        decoded = _decode(codes.astype(np.uint8), scales.astype(np.float16), zeros.astype(np.uint8), 64)
+        return ((weight.numpy() - decoded) ** 2 * energy.numpy()).reshape(16, 2, 64).sum(2)
+
+    plain, clipped = _group_grids(weight, 4, 64), _clipped_group_grids(weight, energy, 4, 64)
+    before, after = rounded_error(*plain), rounded_error(*clipped)
+    assert (after <= before * (1 + 1e-9)).all() and after.sum() < 0.97 * before.sum()
+    assert (clipped[0][:, 0] < plain[0][:, 0]).any()  # the outlier's group was clipped somewhere
+
+
+def test_gptq_on_the_mse_grid_tracks_the_float_outputs_at_least_as_well() -> None:
+    torch.manual_seed(1)
+    weight = torch.randn(32, 128, dtype=torch.float64)
+    weight[:, 3] *= 8.0
+    inputs = torch.randn(1000, 128, dtype=torch.float64) * torch.linspace(0.2, 2.0, 128, dtype=torch.float64)
+    errors = {}
+    for grid in ("minmax", "mse"):
+        codes, scales, zeros = solve_gptq(weight, inputs.T @ inputs, GPTQSettings(grid=grid))
+        decoded = torch.from_numpy(GroupQuantized("w", codes, scales, zeros, 4, 64, (32, 128)).dequantized()).double()
+        errors[grid] = float(((inputs @ (weight - decoded).T) ** 2).mean())
+    assert errors["mse"] < errors["minmax"]

@@ -234,6 +234,9 @@ def _add_gptq(commands: argparse._SubParsersAction) -> None:
                            "the budget goes to the most error per extra byte (default 0: every layer at 4 bits)")
     gptq.add_argument("--no-act-order", action="store_true",
                       help="quantize inputs in their order instead of by decreasing energy (worse; for comparison)")
+    gptq.add_argument("--grid", choices=("minmax", "mse"), default="minmax",
+                      help="each group's scale and zero point: its weights' range (minmax, default) or the range "
+                           "clipped where rounding errs least, weighted by input energy (mse)")
     add_json(gptq, "the report")
     add_quiet(gptq)
     gptq.set_defaults(run=run_gptq)
@@ -248,7 +251,7 @@ def run_gptq(args: argparse.Namespace) -> int:
         raise OutputError(args.run_dir, "is a file; give a folder for the quantized predictor")
     config = PredictorGPTQConfig(group_size=args.group_size, calibration=args.calibration,
                                  calibration_seed=args.seed, act_order=not args.no_act_order,
-                                 tune_steps=args.tune_steps, wide_budget_kb=args.wide_budget_kb)
+                                 tune_steps=args.tune_steps, wide_budget_kb=args.wide_budget_kb, grid=args.grid)
     config.validate()
     report = quantize_predictor(config, args.run_dir, progress=not args.quiet, export=export_predictor_int4)
     if args.json:

@@ -56,6 +56,11 @@ from torch import nn
 
 from slimvision.errors import ConfigError
 
+#: How a group's scale and zero point are chosen (:class:`GPTQSettings` ``grid``).
+GRIDS = ("minmax", "mse")
+#: The range shrink factors the "mse" grid tries (1.0 first: it is kept unless another rounds better).
+CLIP_FACTORS = tuple(1.0 - 0.025 * step for step in range(21))
+
 
 @dataclass(frozen=True)
 class GPTQSettings:
@@ -70,6 +75,9 @@ class GPTQSettings:
             when some inputs are nearly constant or dead on the calibration set.
         layer_bits: (layer name, bits) pairs that override ``bits`` for those layers (mixed
             precision: :func:`choose_wide_layers` picks which layers get more bits).
+        grid: how each group's scale and zero point are chosen: "minmax" (the group's range)
+            or "mse" (the range shrunk by the factor, of :data:`CLIP_FACTORS`, that rounds the
+            group with the least input-energy-weighted squared error; outliers clip).
     """
 
     bits: int = 4
@@ -77,8 +85,11 @@ class GPTQSettings:
     act_order: bool = True
     damping: float = 0.01
     layer_bits: tuple[tuple[str, int], ...] = ()
+    grid: str = "minmax"
 
     def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise ConfigError(f"GPTQ grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
         for bits in (self.bits, *(bits for _, bits in self.layer_bits)):
             if not 2 <= bits <= 8:
                 raise ConfigError(f"GPTQ bits must be 2-8, got {bits}")
@@ -260,7 +271,10 @@ def solve_gptq(weight: torch.Tensor, hessian: torch.Tensor, settings: GPTQSettin
     weight = weight.clone()
     columns = weight.shape[1]
     group = min(settings.group_size, columns)
-    scales, zeros = _group_grids(weight, settings.bits, group)
+    if settings.grid == "mse":
+        scales, zeros = _clipped_group_grids(weight, torch.diag(hessian), settings.bits, group)
+    else:
+        scales, zeros = _group_grids(weight, settings.bits, group)
     hessian = hessian.clone()
     dead = torch.diag(hessian) == 0  # inputs never non-zero on the calibration set: their weights cannot matter
     hessian[dead, dead] = 1.0
@@ -304,6 +318,31 @@ def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Ten
         scale = ((high - low) / qmax).half().double().clamp(min=FLOAT16_SMALLEST)
         scales[:, index] = scale
         zeros[:, index] = torch.clamp(torch.round(-low / scale), 0, qmax)
+    return scales, zeros
+
+
+def _clipped_group_grids(weight: torch.Tensor, energy: torch.Tensor, bits: int, group: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (row, group): :func:`_group_grids`' range shrunk by the :data:`CLIP_FACTORS` entry that
+    rounds the group's weights with the least squared error, each input weighted by its energy
+    (``H``'s diagonal: an input that is often large costs more when its weight is off)."""
+    qmax = 2 ** bits - 1
+    rows, columns = weight.shape
+    scales, zeros = _group_grids(weight, bits, group)
+    for index in range(scales.shape[1]):
+        cut = slice(index * group, (index + 1) * group)
+        part, weights = weight[:, cut], energy[cut].clamp(min=0.0)[None, :]
+        low, high = part.min(1).values.clamp(max=0.0), part.max(1).values.clamp(min=0.0)
+        best = torch.full((rows,), float("inf"), dtype=torch.float64)
+        for factor in CLIP_FACTORS:
+            scale = ((high - low) * factor / qmax).half().double().clamp(min=FLOAT16_SMALLEST)
+            zero = torch.clamp(torch.round(-low * factor / scale), 0, qmax)
+            code = torch.clamp(torch.round(part / scale[:, None]) + zero[:, None], 0, qmax)
+            decoded = ((code - zero[:, None]) * scale[:, None]).half().double()
+            error = ((part - decoded) ** 2 * weights).sum(1)
+            better = error < best
+            best = torch.where(better, error, best)
+            scales[better, index], zeros[better, index] = scale[better], zero[better]
     return scales, zeros
 
 

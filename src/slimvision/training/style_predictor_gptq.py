@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from slimvision.compress.gptq import GRIDS
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError
 
@@ -63,6 +64,8 @@ class PredictorGPTQConfig(BaseConfig):
         wide_budget_kb: extra kilobytes (1000 bytes) the graph may grow by to store some layers at
             8 bits instead of 4; which layers is measured (:func:`wide_layers`), 0 for none.
         sensitivity_images: calibration images the per-layer measurement runs on.
+        grid: each group's scale and zero point: "minmax" (its range) or "mse" (the range
+            clipped where that rounds with less error; ``compress.gptq.GPTQSettings.grid``).
     """
 
     bits: int = 4
@@ -81,6 +84,7 @@ class PredictorGPTQConfig(BaseConfig):
     tune_seed: int = 11
     wide_budget_kb: int = 0
     sensitivity_images: int = 64
+    grid: str = "minmax"
 
     def validate(self) -> None:
         super().validate()
@@ -100,6 +104,7 @@ class PredictorGPTQConfig(BaseConfig):
             raise ConfigError(f"{name}: held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
         if not 0.0 < self.damping < 1.0:
             raise ConfigError(f"{name}: damping must be in (0, 1), got {self.damping}")
+        self.require_one_of("grid", GRIDS)
 
 
 def calibration_batches(config: PredictorGPTQConfig) -> tuple[list[torch.Tensor], list[Any]]:
@@ -144,7 +149,7 @@ def remake_command(config: PredictorGPTQConfig, run_dir: str | Path) -> str:
     """The ``slimvision compress gptq`` command line that remakes this run (its card's remake)."""
     default = PredictorGPTQConfig()
     fields = {"--group-size": "group_size", "--calibration": "calibration", "--seed": "calibration_seed",
-              "--tune-steps": "tune_steps", "--wide-budget-kb": "wide_budget_kb"}
+              "--tune-steps": "tune_steps", "--wide-budget-kb": "wide_budget_kb", "--grid": "grid"}
     words = [f"{flag} {getattr(config, field)}" for flag, field in fields.items()
              if getattr(config, field) != getattr(default, field)]
     if not config.act_order:
@@ -235,7 +240,7 @@ def quantize_predictor(config: PredictorGPTQConfig, run_dir: str | Path, progres
     transformer = port_transformer()
     wide = wide_layers(model, batches, config, transformer) if config.wide_budget_kb else None
     settings = GPTQSettings(bits=config.bits, group_size=config.group_size, act_order=config.act_order,
-                            damping=config.damping,
+                            damping=config.damping, grid=config.grid,
                             layer_bits=tuple((name, 8) for name in (wide["layers"] if wide else ())))
     with progress_bar(0, enabled=progress, desc="GPTQ layers", unit="layer") as bar:
         def advance(done: int, total: int, name: str) -> None:
