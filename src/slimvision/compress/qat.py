@@ -1,4 +1,5 @@
-"""Quantization-aware fine-tuning for the static int8 graphs of :func:`~slimvision.compress.quantize.quantize_int8_static`.
+"""Quantization-aware fine-tuning for the static int8 graphs of
+:func:`~slimvision.compress.quantize.quantize_int8_static`.
 
 Post-training int8 rounds a network's weights and activations as ONNX Runtime's static QDQ
 quantizer does; a network trained in float has never seen that rounding, and a few decisions

@@ -104,7 +104,8 @@ def tune_for_int8(run_dir: str | Path, tune: FaceInt8TuneConfig, *, canvas_maker
     from slimvision.training.checkpoint import CheckpointStore
     from slimvision.training.face_student import (
         CANVASES_FILE, STUDENT_CHIPS, TARGETS_FILE, DescriptorRegressionTask, DescriptorSpace, _Batches,
-        _cached, _chips_tensor, check_batch_fits, data_fingerprint, make_canvases, teacher_targets, training_distance_scale,
+        _cached, _chips_tensor, check_batch_fits, data_fingerprint, make_canvases, teacher_targets,
+        training_distance_scale,
     )
     from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
