@@ -126,3 +126,50 @@ def test_vector_scores_of_a_constant_student_explain_nothing() -> None:
     teacher = np.random.default_rng(0).normal(size=(6, 5))
     scores = vector_scores(np.repeat(teacher.mean(axis=0, keepdims=True), 6, axis=0), teacher)
     assert scores["vector_r2"] == pytest.approx(0.0) and scores["vector_ccos"] == 0.0
+
+
+def test_a_predictor_graph_scored_in_the_bundle_and_bad_ones_refused(tmp_path, capsys) -> None:
+    import shutil
+
+    from slimvision.assets import FAST_STYLE_PREDICTOR_GPTQ48, FAST_STYLE_TRANSFORM_P53B_INT8
+    from slimvision.export.card import card_path
+
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    Image.fromarray(make_scene(64)).save(contents / "scene.png")
+    common = ["bench", "fidelity", "--split", "training", "--families", "spiral,dots", "--contents", contents,
+              "--content-side", 32, "--style-side", 64, "--styles-per-family", 1, "--seed", 1, "--json",
+              "--student", "slimvision-fast-v6"]
+    assert exit_code(common) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    graph = tmp_path / "mine.onnx"  # v6's own predictor, given as a graph: the same scores
+    shutil.copy(FAST_STYLE_PREDICTOR_GPTQ48.path(), graph)
+    shutil.copy(card_path(FAST_STYLE_PREDICTOR_GPTQ48.path()), card_path(graph))
+    assert exit_code([*common, "--student-predictor", graph]) == 0
+    swapped = json.loads(capsys.readouterr().out)
+    assert swapped["models"]["student"]["predictor"] == str(graph)
+    assert swapped["models"]["student predictor"]["predictor"] == str(graph)
+    for ours, theirs in zip(swapped["cases"], shipped["cases"]):
+        for name in ("student", "student predictor"):
+            assert ours["scores"][name]["ssim"] == pytest.approx(theirs["scores"][name]["ssim"], abs=1e-4)
+
+    from slimvision.assets import FAST_STYLE_PREDICTOR_GPTQ4
+
+    other = tmp_path / "other.onnx"  # v5's predictor (4 bits everywhere): other vectors, other paintings
+    shutil.copy(FAST_STYLE_PREDICTOR_GPTQ4.path(), other)
+    shutil.copy(card_path(FAST_STYLE_PREDICTOR_GPTQ4.path()), card_path(other))
+    assert exit_code([*common, "--student-predictor", other]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    assert any(abs(ours["scores"]["student"]["vector_ccos"] - theirs["scores"]["student"]["vector_ccos"]) > 1e-4
+               for ours, theirs in zip(changed["cases"], shipped["cases"]))
+
+    card_path(graph).unlink()
+    assert exit_code([*common, "--student-predictor", graph]) != 0
+    assert "has no card beside it" in one_line_error(capsys)
+    transformer = tmp_path / "t.onnx"  # a graph that is no predictor
+    shutil.copy(FAST_STYLE_TRANSFORM_P53B_INT8.path(), transformer)
+    shutil.copy(card_path(FAST_STYLE_TRANSFORM_P53B_INT8.path()), card_path(transformer))
+    assert exit_code([*common, "--student-predictor", transformer]) != 0
+    assert "is not a style predictor" in one_line_error(capsys)
+    assert exit_code([*common, "--student-predictor", tmp_path / "none.onnx"]) != 0
+    assert "no such predictor graph" in one_line_error(capsys)

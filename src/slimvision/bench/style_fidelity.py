@@ -84,10 +84,46 @@ def registered_style_model(name: str, threads: int | None = None) -> StyleModel:
     return StyleModel(name, name, name, pipeline.predict_vector, paint)
 
 
-def style_students(teacher: str, student: str, mixed: bool = True,
-                   threads: int | None = None) -> tuple[StyleModel, list[StyleModel]]:
+def predictor_graph(path: Path, threads: int | None = None) -> Predict:
+    """A style predictor graph beside its card (``slimvision compress gptq``'s
+    ``RUN/predictor.int4w.onnx``, or any NHWC 256 px predictor with 100-d vectors) as a
+    :data:`Predict`, run as the fast bundle runs its predictor (weights decoded to float).
+
+    Raises:
+        InputError: naming the file: missing, without its card, or not a style predictor.
+    """
+    from slimvision.errors import InputError
+    from slimvision.export.card import card_path, read_card
+    from slimvision.graph.precision import with_float_weights
+    from slimvision.graph.session import OnnxModel, SessionSettings
+    from slimvision.inference.style import STYLE_DIM
+    from slimvision.io.pixels import centre_square, to_float
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such predictor graph")
+    if not card_path(path).is_file():
+        raise InputError(path, f"has no card beside it ({card_path(path).name})")
+    card = read_card(card_path(path))
+    shape = card.inputs[0].shape if len(card.inputs) == 1 else None
+    if shape is None or shape[1:] != [256, 256, 3] or len(card.outputs) != 1 or card.outputs[0].shape[-1] != STYLE_DIM:
+        raise InputError(path, f"is not a style predictor: its card's input should be [1, 256, 256, 3] (NHWC) and its "
+                               f"output end in {STYLE_DIM}")
+    session = OnnxModel(with_float_weights(path), SessionSettings(threads=threads), "style predictor")
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        (vector,) = session.run({session.input_names[0]: to_float(centre_square(image, 256))[None]})
+        return vector.reshape(STYLE_DIM)
+
+    return predict
+
+
+def style_students(teacher: str, student: str, mixed: bool = True, threads: int | None = None,
+                   student_predictor: Path | None = None) -> tuple[StyleModel, list[StyleModel]]:
     """The teacher and the students to score: the student bundle and, with ``mixed``, each of
-    its halves beside the teacher's other half.
+    its halves beside the teacher's other half. ``student_predictor`` (a graph with its card)
+    takes the place of the student bundle's predictor: a predictor checked in the bundle before
+    it ships.
 
     Raises:
         ConfigError: the two do not share a style-vector space (their halves cannot be mixed,
@@ -100,6 +136,9 @@ def style_students(teacher: str, student: str, mixed: bool = True,
         raise ConfigError(f"{student!r} paints from {spaces[student]!r} style vectors and {teacher!r} from "
                           f"{spaces[teacher]!r}: a student is scored against the teacher it was distilled from")
     t, s = registered_style_model(teacher, threads), registered_style_model(student, threads)
+    if student_predictor is not None:
+        s = StyleModel(s.name, str(student_predictor), s.transformer, predictor_graph(student_predictor, threads),
+                       s.paint)
     students = [StyleModel("student", s.predictor, s.transformer, s.predict, s.paint)]
     if mixed:
         students += [StyleModel("student transformer", t.predictor, s.transformer, t.predict, s.paint),
@@ -386,6 +425,7 @@ class StyleFidelitySettings:
 
     teacher: str = field(default_factory=lambda: artifact_for("teacher"))  # --model teacher
     student: str = field(default_factory=lambda: artifact_for("fast"))  # --model fast
+    student_predictor: Path | None = None  # in place of the student's predictor
     mixed: bool = True
     styles: Path | None = None
     contents: Path | None = None
@@ -431,7 +471,7 @@ def run_style_fidelity(settings: StyleFidelitySettings, progress: bool = True) -
                                                     [:s.content_count])]
     else:
         contents = machine_photos(s.content_count or DEFAULT_PHOTOS, s.content_side, s.seed)
-    teacher, students = style_students(s.teacher, s.student, s.mixed, s.threads)
+    teacher, students = style_students(s.teacher, s.student, s.mixed, s.threads, s.student_predictor)
     adapter = StyleFidelity(teacher, students, styles)
     cases = pair_cases(contents, styles, s.pairs, s.seed)
     report = evaluate(cases, adapter, rank_by=s.rank_by, worst=s.worst, progress=progress, sheet=s.sheet,

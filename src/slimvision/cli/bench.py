@@ -57,6 +57,9 @@ def _add_fidelity(commands: argparse._SubParsersAction) -> None:
                                "magenta-arbitrary-v1-fp32)")
     fidelity.add_argument("--student", default=None,
                           help="registered style model scored (default: what --model fast runs)")
+    fidelity.add_argument("--student-predictor", type=Path, default=None, metavar="ONNX",
+                          help="a predictor graph with its card in place of the student's own (slimvision "
+                               "compress gptq's RUN/predictor.int4w.onnx): to check it inside the bundle")
     fidelity.add_argument("--no-mixed", dest="mixed", action="store_false",
                           help="score the student bundle only, not each half beside the teacher's other half")
     fidelity.add_argument("--styles", type=Path, default=None, metavar="DIR",
@@ -128,7 +131,7 @@ def run_fidelity_bench(args: argparse.Namespace) -> int:
     plan_outputs([path for path in (args.report, args.sheet) if path is not None], overwrite=args.overwrite)
     settings = StyleFidelitySettings(
         teacher=args.teacher or artifact_for("teacher"), student=args.student or artifact_for("fast"),
-        mixed=args.mixed, styles=args.styles, contents=args.contents,
+        student_predictor=args.student_predictor, mixed=args.mixed, styles=args.styles, contents=args.contents,
         families=_families(args.families), split=args.split, styles_per_family=args.styles_per_family, content_count=args.photos,
         pairs=args.pairs, content_side=args.content_side, style_side=args.style_side, seed=args.seed,
         rank_by=args.rank_by, worst=args.worst, sheet=args.sheet, sheet_side=args.sheet_side,
