@@ -110,7 +110,8 @@ style-students: $(VENV)/.dev
 
 # Remake the fast bundles' predictors: Magenta's own predictor with 4-bit weights (GPTQ and a
 # scale fine-tune, a few minutes on 2 cores; slimvision-fast-v4/v5), and with its most sensitive
-# layers at 8 bits within 280 kB (slimvision-fast-v6), copied into the package with cards and reports.
+# layers at 8 bits within 280 kB (slimvision-fast-v6; without the scale fine-tune: slimvision-fast-v7),
+# copied into the package with cards and reports.
 style-predictor-gptq: $(VENV)/.dev
 	$(BIN)/slimvision compress gptq --run-dir runs/pred-gptq4
 	$(BIN)/python -c "from slimvision.export.card import copy_graph; copy_graph('runs/pred-gptq4/predictor.int4w.onnx', \
@@ -120,6 +121,10 @@ style-predictor-gptq: $(VENV)/.dev
 	$(BIN)/python -c "from slimvision.export.card import copy_graph; copy_graph('runs/pred-gptq48/predictor.int4w.onnx', \
 	    'src/slimvision/weights/style/predictor-gptq48.int4w.onnx', overwrite=True)"
 	cp runs/pred-gptq48/report.json src/slimvision/weights/style/predictor-gptq48.report.json
+	$(BIN)/slimvision compress gptq --run-dir runs/pred-gptq48-t0 --wide-budget-kb 280 --tune-steps 0
+	$(BIN)/python -c "from slimvision.export.card import copy_graph; copy_graph('runs/pred-gptq48-t0/predictor.int4w.onnx', \
+	    'src/slimvision/weights/style/predictor-gptq48t0.int4w.onnx', overwrite=True)"
+	cp runs/pred-gptq48-t0/report.json src/slimvision/weights/style/predictor-gptq48t0.report.json
 
 # dlib's face ResNet as a static int8 graph, calibrated on synthetic face chips (about a minute).
 face-int8: $(VENV)/.dev

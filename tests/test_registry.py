@@ -126,7 +126,7 @@ def test_the_model_aliases_are_read_from_the_registrations():
     from slimvision.errors import ConfigError
     from slimvision.inference.style import ARTIFACT_BY_MODEL, artifact_for, models_by_alias
 
-    assert models_by_alias() == ARTIFACT_BY_MODEL == {("fast", "fp32"): "slimvision-fast-v6",
+    assert models_by_alias() == ARTIFACT_BY_MODEL == {("fast", "fp32"): "slimvision-fast-v7",
                                                       ("teacher", "fp32"): "magenta-arbitrary-v1-fp32",
                                                       ("teacher", "int8"): "magenta-arbitrary-v1-int8"}
     teacher = ARTIFACTS.spec("magenta-arbitrary-v1-int8")

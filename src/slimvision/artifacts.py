@@ -160,13 +160,23 @@ register("slimvision-fast-v5", "style", "interactive",
 
 register("slimvision-fast-v6", "style", "interactive",
          "style transfer, the teacher's predictor at 4 bits with its most sensitive layers at 8 + v5's transformer "
-         "with int8-stored weights (--model fast, the web page's default)",
+         "with int8-stored weights (the fast bundle before slimvision-fast-v7)",
          _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ48, assets.FAST_STYLE_TRANSFORM_P53B_INT8), STYLE_PIPELINE,
          artifact="slimvision-fast-v6",
-         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+         options={**_STUDENT, "bytes_per_pixel": 145,
                   "description": "Magenta's MobileNetV2 style predictor with its 1x1 convs and head stored at 4 bits "
                                  "(GPTQ), 21 of them at 8 bits where rounding moved the painting most (float16 "
                                  "elsewhere) + v5's phase-plane transformer with int8-stored weights (float compute)"})
+register("slimvision-fast-v7", "style", "interactive",
+         "style transfer, v6 with its predictor's 4- and 8-bit weights as GPTQ leaves them (no scale fine-tune) "
+         "(--model fast, the web page's default)",
+         _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ48_T0, assets.FAST_STYLE_TRANSFORM_P53B_INT8), STYLE_PIPELINE,
+         artifact="slimvision-fast-v7",
+         options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,
+                  "description": "Magenta's MobileNetV2 style predictor with its 1x1 convs and head stored at 4 bits "
+                                 "(GPTQ, no fine-tune after it), 21 of them at 8 bits where rounding moved the "
+                                 "painting most (float16 elsewhere) + v5's phase-plane transformer with int8-stored "
+                                 "weights (float compute)"})
 
 # --------------------------------------------------------------------------- faces
 register("face-detector-mtcnn", "faces", "realtime",

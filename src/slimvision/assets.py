@@ -245,6 +245,19 @@ FAST_STYLE_PREDICTOR_GPTQ48 = PackagedFile(
 )
 
 
+#: The fast bundle's predictor since slimvision-fast-v7: v6's recipe without the scale fine-tune
+#: (GPTQ alone), which painted closer to the teacher on the training split in every measure:
+#: ``slimvision compress gptq --run-dir runs/pred-gptq48-t0 --tune-steps 0 --wide-budget-kb 280``.
+FAST_STYLE_PREDICTOR_GPTQ48_T0 = PackagedFile(
+    distribution="slimvision",
+    version="0.1.0",
+    package="slimvision",
+    resource="weights/style/predictor-gptq48t0.int4w.onnx",
+    sha256="0250ec06da3e1bedfe35685cbafc00877df3574a81107e8e737616dff9f9ab5c",
+    licence="Apache-2.0 (Magenta's Apache-2.0 weights, quantized to 4 and 8 bits)",
+)
+
+
 #: transform-phase53b with its weights stored as int8 per output channel (computed in float, as
 #: the fp16-stored graph is): the export of the same run, 0.25 MB instead of 0.43.
 FAST_STYLE_TRANSFORM_P53B_INT8 = PackagedFile(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from slimvision.assets import (FAST_STYLE_PREDICTOR, FAST_STYLE_PREDICTOR_GPTQ4, FAST_STYLE_PREDICTOR_GPTQ48,
+                               FAST_STYLE_PREDICTOR_GPTQ48_T0,
                                FAST_STYLE_PREDICTOR_V1, FAST_STYLE_TRANSFORM, FAST_STYLE_TRANSFORM_P53,
                                FAST_STYLE_TRANSFORM_P53B_INT8, file_sha256, samples_dir)
 from slimvision.errors import SlimvisionError
@@ -21,7 +22,8 @@ def test_the_predictor_students_ship_small_and_unchanged(packaged):
 
 
 @pytest.mark.parametrize("packaged", [FAST_STYLE_TRANSFORM, FAST_STYLE_TRANSFORM_P53, FAST_STYLE_PREDICTOR_GPTQ4,
-                                      FAST_STYLE_PREDICTOR_GPTQ48, FAST_STYLE_TRANSFORM_P53B_INT8])
+                                      FAST_STYLE_PREDICTOR_GPTQ48, FAST_STYLE_PREDICTOR_GPTQ48_T0,
+                                      FAST_STYLE_TRANSFORM_P53B_INT8])
 def test_the_fast_bundles_ship_unchanged(packaged):
     assert file_sha256(packaged.path()) == packaged.sha256
 
@@ -81,4 +83,5 @@ def test_models_command_lists_sizes_and_provenance(capsys):
     assert "slimvision-fast-v3" in text and "predictor-patch4.fp16w.onnx" in text
     assert "slimvision-fast-v5" in text and "predictor-gptq4.int4w.onnx" in text and "transform-phase53" in text
     assert "slimvision-fast-v6" in text and "predictor-gptq48.int4w.onnx" in text and "transform-phase53b.int8w" in text
-    assert artifact_for("fast", "fp32") == "slimvision-fast-v6"
+    assert "slimvision-fast-v7" in text and "predictor-gptq48t0.int4w.onnx" in text
+    assert artifact_for("fast", "fp32") == "slimvision-fast-v7"

@@ -165,7 +165,7 @@ def test_a_form_field_where_a_file_belongs(client):
 # ----------------------------------------------------------------------- style
 def test_style_models_and_their_graphs(client):
     listing = client.get("/api/style/models").json()
-    assert listing["default"] == "slimvision-fast-v6"
+    assert listing["default"] == "slimvision-fast-v7"
     fast = next(model for model in listing["models"] if model["name"] == listing["default"])
     assert fast["kind"] == "fast" and fast["style_dim"] == 100 and fast["size_multiple"] == 4
     for part in ("predictor", "transform"):
@@ -196,7 +196,7 @@ def test_stylize_matches_the_python_pipeline(client):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png" and float(response.headers["x-inference-ms"]) > 0
     served = np.asarray(Image.open(io.BytesIO(response.content)))
-    expected = StyleTransferPipeline("slimvision-fast-v6")(content, [style], strength=0.8, preserve_color=True)
+    expected = StyleTransferPipeline("slimvision-fast-v7")(content, [style], strength=0.8, preserve_color=True)
     np.testing.assert_array_equal(served, expected)
 
 

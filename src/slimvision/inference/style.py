@@ -79,7 +79,7 @@ class StyleArtifact:
     and the files (:meth:`from_spec` checks them). The preprocessing comes from the graphs' cards.
 
     Example:
-        >>> style_artifact("slimvision-fast-v6").alias, style_artifact("slimvision-fast-v6").precision
+        >>> style_artifact("slimvision-fast-v7").alias, style_artifact("slimvision-fast-v7").precision
         ('fast', 'fp32')
     """
 
@@ -245,7 +245,7 @@ def artifact_for(model: str, precision: str | None = None) -> str:
 
     Example:
         >>> artifact_for("fast"), artifact_for("teacher", "int8")
-        ('slimvision-fast-v6', 'magenta-arbitrary-v1-int8')
+        ('slimvision-fast-v7', 'magenta-arbitrary-v1-int8')
         >>> artifact_for("magenta-arbitrary-v1-int8")
         'magenta-arbitrary-v1-int8'
     """

@@ -36,7 +36,7 @@ resolution, in order).
 
 Example:
     >>> from slimvision.registry import ARTIFACTS  # doctest: +SKIP
-    >>> pipe = ARTIFACTS.create("slimvision-fast-v6")  # doctest: +SKIP
+    >>> pipe = ARTIFACTS.create("slimvision-fast-v7")  # doctest: +SKIP
     >>> stylizer = RealtimeStylizer(pipe, pipe.target_vector("starry.npy").values)  # doctest: +SKIP
     >>> outputs = [stylizer(frame) for frame in iter_frames("clip.mp4")]  # doctest: +SKIP
 """
