@@ -21,18 +21,14 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from slimvision.config import BaseConfig
 from slimvision.errors import ConfigError, InputError
-
-log = logging.getLogger(__name__)
 
 #: The sub-folder of a student's run folder that the fine-tune writes.
 TUNE_FOLDER = "int8-tune"
@@ -98,14 +94,12 @@ def tune_for_int8(run_dir: str | Path, tune: FaceInt8TuneConfig, *, canvas_maker
         ConfigError: a fine-tune with other settings was started in it before.
     """
     from slimvision.compress.qat import calibrate, prepare, strip, weight_levels
-    from slimvision.data.face_identities import PseudoIdentities
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.weights import load_model, save_model
     from slimvision.training.checkpoint import CheckpointStore
     from slimvision.training.face_student import (
-        CANVASES_FILE, STUDENT_CHIPS, TARGETS_FILE, DescriptorRegressionTask, DescriptorSpace, _Batches,
-        _cached, _chips_tensor, check_batch_fits, data_fingerprint, make_canvases, teacher_targets,
-        training_distance_scale,
+        CANVASES_FILE, DescriptorRegressionTask, DescriptorSpace, _Batches, _cached, _chips_tensor,
+        data_fingerprint, make_canvases, run_pictures, training_distance_scale,
     )
     from slimvision.training.trainer import CosineDecay, Trainer, TrainerConfig, check_same_config
 
@@ -123,14 +117,7 @@ def tune_for_int8(run_dir: str | Path, tune: FaceInt8TuneConfig, *, canvas_maker
     torch.set_flush_denormal(True)  # dlib's weights make denormals
     data_key = data_fingerprint(config)
     canvases = _cached(run_dir / CANVASES_FILE, data_key, lambda: make_canvases(config, canvas_maker, progress))
-    kind = STUDENT_CHIPS[config.student]
-    dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
-                               length=config.samples_per_face * len(canvases))
-    check_batch_fits(batch_size, dataset, len(canvases), run_dir)
-    targets = np.asarray(_cached(run_dir / TARGETS_FILE,
-                                 {**data_key, "samples_per_face": config.samples_per_face,
-                                  "augment": config.augment.fingerprint()},
-                                 lambda: teacher_targets(_teacher(), dataset, progress=progress)))
+    kind, dataset, targets = run_pictures(config, canvases, run_dir, data_key, batch_size, _teacher, progress)
     student = load_model(run_dir / "student")
     prepare(student, levels)
     count = min(CALIBRATION_PICTURES, len(dataset))

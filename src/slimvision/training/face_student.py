@@ -641,6 +641,29 @@ def check_batch_fits(batch_size: int, dataset: Any, faces: int, run_dir: Path) -
                           f"{faces} faces found; lower --batch-size or add faces (--faces, --samples-per-face)")
 
 
+def run_pictures(config: FaceStudentConfig, canvases: np.ndarray, run_dir: Path, data_key: dict[str, Any],
+                 batch_size: int, teacher: Callable[[], nn.Module], progress: bool
+                 ) -> tuple[str, Any, np.ndarray]:
+    """(chip kind, pictures, teacher descriptors) of a run: ``samples_per_face`` augmented chips
+    of each canvas, as the student takes them, and the teacher's descriptors of their dlib chips,
+    cached in the run folder (``teacher()`` is called only when the cache is remade). The
+    training run and its int8 fine-tune (``training.face_qat``) read the same ones.
+
+    Raises:
+        ConfigError: the pictures cannot fill one batch of ``batch_size``.
+    """
+    from slimvision.data.face_identities import PseudoIdentities
+
+    kind = STUDENT_CHIPS[config.student]
+    dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
+                               length=config.samples_per_face * len(canvases))
+    check_batch_fits(batch_size, dataset, len(canvases), run_dir)
+    targets = _cached(run_dir / TARGETS_FILE,
+                      {**data_key, "samples_per_face": config.samples_per_face, "augment": config.augment.fingerprint()},
+                      lambda: teacher_targets(teacher(), dataset, progress=progress))
+    return kind, dataset, np.asarray(targets)
+
+
 def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas_maker: CanvasMaker,
                        export: Exporter, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the student in ``run_dir``; export it and return the run's report.
@@ -648,7 +671,6 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     Writes ``run_dir/student/`` (safetensors + config), what ``export`` writes, and ``report.json``.
     """
     from slimvision.assets import DLIB_FACE_RESNET
-    from slimvision.data.face_identities import PseudoIdentities
     from slimvision.io.atomic import write_text_atomic
     from slimvision.models.faces.dlib_port import load_dlib_resnet
     from slimvision.models.weights import save_model
@@ -671,14 +693,9 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
         if new_folder and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
-    kind = STUDENT_CHIPS[config.student]
-    dataset = PseudoIdentities(canvases, config.augment, seed=config.seed, kinds=(kind,),
-                               length=config.samples_per_face * len(canvases))
-    check_batch_fits(config.batch_size, dataset, len(canvases), run_dir)
     teacher = load_dlib_resnet(DLIB_FACE_RESNET.path()).eval().requires_grad_(False)
-    targets = _cached(run_dir / TARGETS_FILE,
-                      {**data_key, "samples_per_face": config.samples_per_face, "augment": config.augment.fingerprint()},
-                      lambda: teacher_targets(teacher, dataset, progress=progress))
+    kind, dataset, targets = run_pictures(config, canvases, run_dir, data_key, config.batch_size, lambda: teacher,
+                                          progress)
     student, init_report = build_student(config, teacher)
     if config.batch_norm:
         student = add_batch_norm(student, teacher, init_report, dataset, config)
@@ -686,7 +703,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
     blocks, head = backbone_and_head(student)
     loss_report: dict[str, Any] = {"loss": config.loss, "target_space": config.target_space,
                                    "relational_weight": config.relational_weight}
-    space = DescriptorSpace.of(config.target_space, np.asarray(targets)).to(config.device)
+    space = DescriptorSpace.of(config.target_space, targets).to(config.device)
     hints = None
     if config.hint_weight:
         teacher.to(config.device)
@@ -697,7 +714,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
             student, config.mse_weight, config.cosine_weight, space, config.relational_weight, hints,
             config.hint_weight)
     else:
-        margin_head, about = build_margin_head(config, np.asarray(targets), dataset.identities(), len(canvases))
+        margin_head, about = build_margin_head(config, targets, dataset.identities(), len(canvases))
         margin_head.to(config.device)
         loss_report.update(about)
         task = MarginTask(student, margin_head, config.regression_weight, config.mse_weight, config.cosine_weight,
@@ -709,7 +726,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
                                     checkpoint_every=config.checkpoint_every, progress=progress),
                       run_dir=run_dir / "checkpoints", extra={"config": config.to_dict()})
     start = trainer.resume()
-    batches = CosineDecay(_Batches(dataset, np.asarray(targets), kind, config.batch_size, config.seed, config.device),
+    batches = CosineDecay(_Batches(dataset, targets, kind, config.batch_size, config.seed, config.device),
                           optimizer, config.finetune.base_rates(config.learning_rate, blocks), start, config.steps)
     batches = StagedUnfreezing(batches, blocks, config.finetune, start)
     trainer.fit(batches, resume=False)
@@ -721,7 +738,7 @@ def train_face_student(config: FaceStudentConfig, run_dir: str | Path, *, canvas
 
         student = fold_batch_norm(student)  # dlib's layout: the norms inside the convs
     if config.distance_scale:
-        factor = training_distance_scale(student, dataset, np.asarray(targets))
+        factor = training_distance_scale(student, dataset, targets)
         with torch.no_grad():
             student.embedding.weight.mul_(factor)
         loss_report["distance_scale"] = round(factor, 6)
