@@ -96,8 +96,7 @@ def predictor_graph(path: Path, threads: int | None = None) -> Predict:
     from slimvision.export.card import card_path, read_card
     from slimvision.graph.precision import with_float_weights
     from slimvision.graph.session import OnnxModel, SessionSettings
-    from slimvision.inference.style import STYLE_DIM
-    from slimvision.io.pixels import centre_square, to_float
+    from slimvision.inference.style import STYLE_DIM, predict_style_vector
 
     path = Path(path)
     if not path.is_file():
@@ -110,12 +109,7 @@ def predictor_graph(path: Path, threads: int | None = None) -> Predict:
         raise InputError(path, f"is not a style predictor: its card's input should be [1, 256, 256, 3] (NHWC) and its "
                                f"output end in {STYLE_DIM}")
     session = OnnxModel(with_float_weights(path), SessionSettings(threads=threads), "style predictor")
-
-    def predict(image: np.ndarray) -> np.ndarray:
-        (vector,) = session.run({session.input_names[0]: to_float(centre_square(image, 256))[None]})
-        return vector.reshape(STYLE_DIM)
-
-    return predict
+    return lambda image: predict_style_vector(session, image, shape[1])
 
 
 def style_students(teacher: str, student: str, mixed: bool = True, threads: int | None = None,

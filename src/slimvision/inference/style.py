@@ -239,6 +239,14 @@ ARTIFACT_BY_PRECISION = {precision: name for (model, precision), name in ARTIFAC
 DEFAULT_ARTIFACT = ARTIFACT_BY_PRECISION["fp32"]
 
 
+def predict_style_vector(predictor: OnnxModel, image: np.ndarray, size: int) -> np.ndarray:
+    """Raw (100,) style vector of an (H, W, 3) uint8 image by an NHWC predictor session that
+    takes ``size`` px squares in [0, 1] (its centre square, resized)."""
+    batch = to_float(centre_square(image, size))[None]  # (1, size, size, 3)
+    (vector,) = predictor.run({predictor.input_names[0]: batch})
+    return vector.reshape(STYLE_DIM)
+
+
 def artifact_for(model: str, precision: str | None = None) -> str:
     """The artifact behind ``--model`` and ``--precision``: an alias at a precision (fp32 when
     None), or a registered style model's name (its own precision; another one is an error).
@@ -527,10 +535,7 @@ class StyleTransferPipeline:
     # -- style vectors
     def predict_vector(self, image: np.ndarray) -> np.ndarray:
         """Raw (100,) style vector of an (H, W, 3) uint8 image."""
-        square = centre_square(image, self.artifact.style_size)
-        batch = to_float(square)[None]  # (1, 256, 256, 3)
-        (vector,) = self.predictor.run({self.predictor.input_names[0]: batch})
-        return vector.reshape(STYLE_DIM)
+        return predict_style_vector(self.predictor, image, self.artifact.style_size)
 
     def style_vector(self, image: np.ndarray, source: str | Path | None = None) -> StyleVector:
         """Style vector of a style image, with provenance (model, source file and its hash)."""
