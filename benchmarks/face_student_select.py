@@ -98,20 +98,18 @@ def embed(model: Any, chips: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def embed_graph(graph: Path, chips: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Descriptors of dlib chips by an embedder graph, fed as its card asks (one ONNX Runtime thread)."""
-    import onnxruntime as ort
-
+    """Descriptors of dlib chips by an embedder graph, fed as its card asks (the face pipeline's
+    network and card, checked against each other; one ONNX Runtime thread)."""
     from slimvision.export.card import card_path
-    from slimvision.inference.face_embedder import EmbedderCard
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.faces import FaceRecognizer
 
-    card = EmbedderCard.read(card_path(graph))
+    recognizer = FaceRecognizer(SessionSettings(threads=1), model=graph, card=card_path(graph))
+    card = recognizer.card
     if card.template != "dlib" or card.chip_size != chips.shape[1]:
         raise SystemExit(f"{graph}: takes {card.template} chips of {card.chip_size} px; the held-out set is "
                          f"dlib chips of {chips.shape[1]} px")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {card.input.name: card.to_input(chips[start:start + batch])})[0]
+    return np.concatenate([recognizer.network.run({card.input.name: card.to_input(chips[start:start + batch])})[0]
                            for start in range(0, len(chips), batch)])
 
 
