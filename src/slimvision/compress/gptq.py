@@ -302,8 +302,10 @@ def solve_gptq(weight: torch.Tensor, hessian: torch.Tensor, settings: GPTQSettin
 FLOAT16_SMALLEST = 2.0 ** -24
 
 
-def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per (row, group): an asymmetric grid that contains 0 (scale rounded to float16, integer zero point)."""
+def _group_grids(weight: torch.Tensor, bits: int, group: int, factor: float = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (row, group): an asymmetric grid that contains 0 (scale rounded to float16, integer zero
+    point), over the group's range times ``factor`` (below 1: the extremes clip)."""
     qmax = 2 ** bits - 1
     rows, columns = weight.shape
     groups = -(-columns // group)
@@ -311,7 +313,7 @@ def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Ten
     zeros = torch.empty(rows, groups, dtype=torch.float64)
     for index in range(groups):
         part = weight[:, index * group:(index + 1) * group]
-        low, high = part.min(1).values.clamp(max=0.0), part.max(1).values.clamp(min=0.0)
+        low, high = part.min(1).values.clamp(max=0.0) * factor, part.max(1).values.clamp(min=0.0) * factor
         # Stored as float16. A group of (near-)zero weights (a dead channel) would round to a scale
         # of 0, and its codes to 0 / 0 = NaN, which GPTQ's error feedback then spreads along the
         # row: the smallest float16 above 0 keeps every such weight at its zero point instead.
@@ -323,27 +325,25 @@ def _group_grids(weight: torch.Tensor, bits: int, group: int) -> tuple[torch.Ten
 
 def _clipped_group_grids(weight: torch.Tensor, energy: torch.Tensor, bits: int, group: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per (row, group): :func:`_group_grids`' range shrunk by the :data:`CLIP_FACTORS` entry that
-    rounds the group's weights with the least squared error, each input weighted by its energy
-    (``H``'s diagonal: an input that is often large costs more when its weight is off)."""
+    """Per (row, group): the :func:`_group_grids` grid, over the range times the :data:`CLIP_FACTORS`
+    entry, that rounds the group's weights with the least squared error, each input weighted by
+    its energy (``H``'s diagonal: an input that is often large costs more when its weight is off)."""
     qmax = 2 ** bits - 1
-    rows, columns = weight.shape
-    scales, zeros = _group_grids(weight, bits, group)
-    for index in range(scales.shape[1]):
-        cut = slice(index * group, (index + 1) * group)
-        part, weights = weight[:, cut], energy[cut].clamp(min=0.0)[None, :]
-        low, high = part.min(1).values.clamp(max=0.0), part.max(1).values.clamp(min=0.0)
-        best = torch.full((rows,), float("inf"), dtype=torch.float64)
-        for factor in CLIP_FACTORS:
-            scale = ((high - low) * factor / qmax).half().double().clamp(min=FLOAT16_SMALLEST)
-            zero = torch.clamp(torch.round(-low * factor / scale), 0, qmax)
-            code = torch.clamp(torch.round(part / scale[:, None]) + zero[:, None], 0, qmax)
-            decoded = ((code - zero[:, None]) * scale[:, None]).half().double()
-            error = ((part - decoded) ** 2 * weights).sum(1)
-            better = error < best
-            best = torch.where(better, error, best)
-            scales[better, index], zeros[better, index] = scale[better], zero[better]
-    return scales, zeros
+    which = torch.arange(weight.shape[1]) // group  # each input's group
+    weights = energy.clamp(min=0.0)[None, :]
+    chosen, best = None, None
+    for factor in CLIP_FACTORS:
+        scales, zeros = _group_grids(weight, bits, group, factor)
+        scale, zero = scales[:, which], zeros[:, which]
+        decoded = ((torch.clamp(torch.round(weight / scale) + zero, 0, qmax) - zero) * scale).half().double()
+        error = torch.zeros_like(scales).index_add_(1, which, (weight - decoded) ** 2 * weights)
+        if chosen is None:
+            chosen, best = (scales, zeros), error
+            continue
+        better = error < best
+        best = torch.where(better, error, best)
+        chosen[0][better], chosen[1][better] = scales[better], zeros[better]
+    return chosen
 
 
 def _per_input(per_group: np.ndarray, group: int, columns: int) -> np.ndarray:
