@@ -107,6 +107,15 @@ def pipeline_fp32(cache_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def pipeline_fast(cache_dir: Path):
+    """What ``--model fast`` (and no --model) runs."""
+    from slimvision.graph.session import SessionSettings
+    from slimvision.inference.style import StyleTransferPipeline, artifact_for
+
+    return StyleTransferPipeline(artifact_for("fast"), settings=SessionSettings(threads=2))
+
+
+@pytest.fixture(scope="session")
 def content_image() -> np.ndarray:
     image = make_content()
     image.setflags(write=False)

@@ -169,7 +169,7 @@ register("slimvision-fast-v6", "style", "interactive",
                                  "elsewhere) + v5's phase-plane transformer with int8-stored weights (float compute)"})
 register("slimvision-fast-v7", "style", "interactive",
          "style transfer, v6 with its predictor's 4- and 8-bit weights as GPTQ leaves them (no scale fine-tune) "
-         "(--model fast, the web page's default)",
+         "(--model fast: the default of every style command and of the web page)",
          _style_files(assets.FAST_STYLE_PREDICTOR_GPTQ48_T0, assets.FAST_STYLE_TRANSFORM_P53B_INT8), STYLE_PIPELINE,
          artifact="slimvision-fast-v7",
          options={**_STUDENT, "alias": "fast", "bytes_per_pixel": 145,

@@ -52,15 +52,32 @@ def test_console_entry_flushes_its_output_before_the_fast_exit(content, image_fi
     assert again.returncode == 2 and again.stderr.startswith("error: ") and again.stdout == ""
 
 
-def test_stylize_one_file(content, image_files, tmp_path, pipeline_fp32, capsys):
+def test_stylize_one_file(content, image_files, tmp_path, pipeline_fast, capsys):
+    """No --model: the fast bundle, which meets issue 24's fidelity targets (docs/compress.md)."""
     out = tmp_path / "result.png"
     assert run("stylize", content, "-s", image_files["style"], "-o", out, "--threads", "2") == 0
     result = read_png(out)
     assert result.shape == (96, 128, 3)
-    expected = pipeline_fp32(read_png(content), image_files["style"])
+    expected = pipeline_fast(read_png(content), image_files["style"])
     assert np.abs(result.astype(int) - expected).max() <= 1
     assert f"-> {out}" in capsys.readouterr().out
     assert listing(tmp_path) == ["photo.png", "result.png"]
+
+
+def test_the_teacher_is_one_word_away_and_int8_alone_means_the_teacher(content, image_files, tmp_path,
+                                                                      pipeline, pipeline_fp32, capsys):
+    teacher, int8 = tmp_path / "teacher.png", tmp_path / "int8.png"
+    assert run("stylize", content, "-s", image_files["style"], "--model", "teacher", "-o", teacher,
+               "--threads", "2", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["artifact"] == "magenta-arbitrary-v1-fp32"
+    expected = pipeline_fp32(read_png(content), image_files["style"])
+    assert np.abs(read_png(teacher).astype(int) - expected).max() <= 1
+    # The only int8 graph is the teacher's: --precision int8 without --model runs it, not an error.
+    assert run("stylize", content, "-s", image_files["style"], "--precision", "int8", "-o", int8,
+               "--threads", "2", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["artifact"] == "magenta-arbitrary-v1-int8"
+    expected = pipeline(read_png(content), image_files["style"])
+    assert np.abs(read_png(int8).astype(int) - expected).max() <= 1
 
 
 def test_stylize_a_folder(tmp_path, image_files, capsys):
@@ -116,7 +133,7 @@ def test_precision_int8_runs_the_shipped_graph(content, image_files, tmp_path, p
 def test_two_styles_with_weights(content, image_files, tmp_path, pipeline_fp32):
     out = tmp_path / "blend.png"
     assert run("stylize", content, "-s", image_files["style"], "-s", image_files["style2"],
-               "--weights", "0.7,0.3", "-o", out, "--threads", "2") == 0
+               "--weights", "0.7,0.3", "-o", out, "--threads", "2", "--model", "teacher") == 0
     expected = pipeline_fp32(read_png(content), [image_files["style"], image_files["style2"]], weights=[0.7, 0.3])
     assert np.abs(read_png(out).astype(int) - expected).max() <= 1
     only_first = pipeline_fp32(read_png(content), image_files["style"])
@@ -239,7 +256,8 @@ def test_a_vector_of_another_model_is_refused_naming_its_file(content, tmp_path,
 
 def test_style_vector_blend_json(image_files, tmp_path, pipeline, capsys):
     out = tmp_path / "mix.npy"
-    assert run("vector", image_files["style"], image_files["style2"], "--weights", "3,1", "-o", out, "--json") == 0
+    assert run("vector", image_files["style"], image_files["style2"], "--weights", "3,1", "-o", out, "--json",
+               "--model", "teacher") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["output"] == str(out) and summary["model"] == "magenta-arbitrary-v1"
     first = pipeline.predict_vector(read_png(image_files["style"]))
@@ -274,7 +292,8 @@ def test_max_side_too_small(content, image_files, tmp_path, capsys):
 
 def test_preserve_color(content, image_files, tmp_path, pipeline_fp32):
     out = tmp_path / "kept.png"
-    assert run("stylize", content, "-s", image_files["style"], "--preserve-color", "-o", out, "--threads", "2") == 0
+    assert run("stylize", content, "-s", image_files["style"], "--preserve-color", "-o", out, "--threads", "2",
+               "--model", "teacher") == 0
     expected = pipeline_fp32(read_png(content), image_files["style"], preserve_color=True)
     assert np.abs(read_png(out).astype(int) - expected).max() <= 1
 
@@ -510,7 +529,7 @@ def test_small_memory_budget_tiles_large_images(tmp_path, image_files, pipeline_
     content = save_png(make_scene()[:200, :200].copy(), tmp_path / "big.png")
     out = tmp_path / "out.png"
     assert run("stylize", content, "-s", image_files["style"], "--memory-budget", "6",
-               "-o", out, "--threads", "2") == 0
+               "-o", out, "--threads", "2", "--model", "teacher") == 0
     tiled = read_png(out)
     assert tiled.shape == (200, 200, 3)
     untiled = pipeline_fp32(read_png(content), image_files["style"])
@@ -575,7 +594,9 @@ def test_style_vector_takes_model(image_files, tmp_path, capsys):
     """--model on every style command: a vector for the fast students comes from their predictor."""
     fast, teacher = tmp_path / "fast.npy", tmp_path / "teacher.npy"
     assert run("vector", image_files["style"], "--model", "fast", "-o", fast) == 0
-    assert run("vector", image_files["style"], "-o", teacher) == 0
+    assert run("vector", image_files["style"], "--model", "teacher", "-o", teacher) == 0
+    assert run("vector", image_files["style"], "-o", tmp_path / "default.npy") == 0  # the default is fast
+    np.testing.assert_array_equal(np.load(tmp_path / "default.npy"), np.load(fast))
     sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in (fast, teacher)]
     assert sidecars[0]["predictor"] != sidecars[1]["predictor"]
     assert not np.array_equal(np.load(fast), np.load(teacher))

@@ -14,7 +14,7 @@ from slimvision.errors import SlimvisionError
 from slimvision.graph.precision import dequantize_qdq_proto, float_graph_key, with_float_weights
 from slimvision.io.images import load_image
 from tests.conftest import plain_session, transform_feeds
-from slimvision.inference.style import DEFAULT_ARTIFACT, StyleTransferPipeline, StyleVector
+from slimvision.inference.style import StyleTransferPipeline, StyleVector, artifact_for
 
 
 
@@ -100,8 +100,8 @@ def test_float_and_int8_paint_the_same_picture(pipeline, pipeline_fp32):
     assert similarity > 0.85, similarity  # 0.905 here
 
 
-def test_default_artifact_is_the_float_variant_and_vectors_mix(pipeline, pipeline_fp32, style_image):
-    assert DEFAULT_ARTIFACT == "magenta-arbitrary-v1-fp32" == pipeline_fp32.artifact.name
+def test_the_teacher_defaults_to_the_float_variant_and_vectors_mix(pipeline, pipeline_fp32, style_image):
+    assert artifact_for("teacher") == "magenta-arbitrary-v1-fp32" == pipeline_fp32.artifact.name
     assert pipeline.artifact.precision == "int8" and pipeline_fp32.artifact.precision == "fp32"
     from_int8 = pipeline.style_vector(style_image)
     from_fp32 = pipeline_fp32.style_vector(style_image)

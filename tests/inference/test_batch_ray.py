@@ -126,9 +126,10 @@ def test_a_killed_ray_batch_is_finished_by_the_rerun_exactly_once(tmp_path, loca
 
 
 def _vector() -> list[float]:
-    """The style vector of the killed run (starry_night with the teacher), as the CLI computes it."""
+    """The style vector of the killed run (starry_night with the default model), as the CLI computes it."""
     from slimvision.graph.session import SessionSettings
+    from slimvision.inference.style import artifact_for
     from slimvision.registry import ARTIFACTS
 
-    pipe = ARTIFACTS.create("magenta-arbitrary-v1-fp32", settings=SessionSettings())
+    pipe = ARTIFACTS.create(artifact_for(), settings=SessionSettings())
     return [float(value) for value in pipe.target_vector([STYLES / "starry_night.jpg"]).values]

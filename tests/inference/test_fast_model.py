@@ -73,6 +73,12 @@ def test_model_choice_errors_name_what_exists():
         artifact_for("fast", "int8")
 
 
+def test_no_model_named_runs_the_fast_bundle_and_int8_alone_the_teacher():
+    assert artifact_for() == artifact_for(None, "fp32") == artifact_for("fast") == "slimvision-fast-v7"
+    assert artifact_for(precision="int8") == "magenta-arbitrary-v1-int8"  # the only int8 graph
+    assert StyleTransferPipeline().artifact.name == "slimvision-fast-v7"  # builds no session yet
+
+
 def test_models_command_lists_sizes_and_provenance(capsys):
     from slimvision.cli.main import main
 

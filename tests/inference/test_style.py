@@ -474,8 +474,8 @@ def test_tile_size_for_budget_is_monotone_and_a_multiple_of_four():
 def test_too_small_budget_is_an_error(budget):
     with pytest.raises(SlimvisionError, match="too small"):
         tile_size_for_budget(budget, size_multiple=SIZE_MULTIPLE)
-    with pytest.raises(SlimvisionError, match="too small"):
-        StyleTransferPipeline(memory_budget_mb=budget)
+    with pytest.raises(SlimvisionError, match="too small"):  # the float teacher: 330 bytes per pixel
+        StyleTransferPipeline("magenta-arbitrary-v1-fp32", memory_budget_mb=budget)
 
 
 def test_too_small_budget_error_states_the_true_minimum():

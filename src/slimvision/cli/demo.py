@@ -121,11 +121,13 @@ def _figure(folder: Path, path: Path, caption: str, width: int | None = None) ->
 def _style(folder: Path, slimvision: Runner) -> Section:
     from slimvision.assets import samples_dir
 
-    section = Section("style", "Style transfer", "Every bundled photo (rows) painted in every bundled style "
-                      "(columns) by Magenta's arbitrary-style teacher, plus Starry Night keeping the photo's "
-                      "colours and a half-and-half blend of two styles.", "")
+    section = Section("style", "Style transfer", "", "")
     out = folder / "style"
     summary = json.loads(slimvision(section, "style", "demo", "-o", out, "--json"))
+    section.intro = (f"Every bundled photo (rows) painted in every bundled style (columns) by {summary['artifact']}, "
+                     "the default style model: Magenta's arbitrary-style teacher compressed to 2 MB, about twice "
+                     "as fast ('--model teacher' paints with the teacher itself). Plus Starry Night keeping the "
+                     "photo's colours and a half-and-half blend of two styles.")
     sources = {row: next((samples_dir() / "content").glob(f"{row}.*")) for row in summary["rows"]}
     photos = {row: _copy(source, out / "photos" / source.name) for row, source in sources.items()}
     head = "".join(f"<th>{html.escape(column.replace('_', ' '))}</th>" for column in summary["columns"])

@@ -33,7 +33,7 @@ TASKS = tuple(SUFFIXES)
 #: The options each task takes (anything else is an error naming the key).
 OPTIONS: dict[str, dict[str, Any]] = {
     "style": {"vector": None, "strength": 1.0, "preserve_color": False, "max_side": None,
-              "artifact": "magenta-arbitrary-v1-fp32"},
+              "artifact": None},  # None: the default style model, named in the job record (see option())
     "faces-embed": {"model": "face-embedder-dlib-resnet", "min_face": 40.0, "min_score": 0.9},
     "vae-denoise": {"model": None},
 }
@@ -59,7 +59,14 @@ class TaskSpec:
             raise ConfigError(f"batch task {self.kind}: unknown option(s) {unknown}")
 
     def option(self, name: str) -> Any:
-        return self.options.get(name, OPTIONS[self.kind][name])
+        value = self.options.get(name, OPTIONS[self.kind][name])
+        if self.kind == "style" and name == "artifact" and value is None:
+            # Resolved by name, so a job's manifest says which model painted it even after the
+            # default moves (a rerun under another default is then refused, not mixed in).
+            from slimvision.inference.style import artifact_for
+
+            value = artifact_for()
+        return value
 
 
 class Task(Protocol):
