@@ -108,12 +108,16 @@ register("magenta-arbitrary-v1-int8", "style", "interactive",
          options={**_TEACHER_OPTIONS, "precision": "int8", "bytes_per_pixel": 260,
                   "description": "MobileNetV2 style predictor (2.6 MB) + int8 transformer (0.39 MB), "
                                  "bit-exact with the shipped graph"})
+# The float teacher computes both halves in float: the reference the students were made against
+# (distillation and GPTQ run the predictor's int8-valued weights in float too). The shipped int8
+# predictor rounds its activations, and on flat high-contrast styles that alone moves the vector
+# (R² 0.95 against the same weights in float on stripes; docs/compress.md).
 register("magenta-arbitrary-v1-fp32", "style", "interactive",
          "style transfer, Magenta's teacher computed in float (--model teacher)", _TEACHER, STYLE_PIPELINE,
          artifact="magenta-arbitrary-v1-fp32",
-         options={**_TEACHER_OPTIONS, "precision": "fp32", "bytes_per_pixel": 330,
-                  "description": "int8 style predictor + transformer with int8-valued weights computed in float "
-                                 "(faster on CPUs without VNNI; skips activation rounding)"})
+         options={**_TEACHER_OPTIONS, "precision": "fp32", "float_predictor": True, "bytes_per_pixel": 330,
+                  "description": "Magenta's style predictor + transformer with their int8-valued weights computed "
+                                 "in float (faster on CPUs without VNNI; no activation rounding)"})
 register("slimvision-fast-predictor-v1", "style", "interactive",
          "style transfer, first distilled predictor + the teacher's transformer in float",
          _style_files(assets.FAST_STYLE_PREDICTOR_V1, assets.STYLE_TEACHER_TRANSFORM), STYLE_PIPELINE,

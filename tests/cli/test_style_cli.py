@@ -254,14 +254,14 @@ def test_a_vector_of_another_model_is_refused_naming_its_file(content, tmp_path,
     assert not (tmp_path / "out.png").exists()
 
 
-def test_style_vector_blend_json(image_files, tmp_path, pipeline, capsys):
+def test_style_vector_blend_json(image_files, tmp_path, pipeline_fp32, capsys):
     out = tmp_path / "mix.npy"
     assert run("vector", image_files["style"], image_files["style2"], "--weights", "3,1", "-o", out, "--json",
                "--model", "teacher") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["output"] == str(out) and summary["model"] == "magenta-arbitrary-v1"
-    first = pipeline.predict_vector(read_png(image_files["style"]))
-    second = pipeline.predict_vector(read_png(image_files["style2"]))
+    first = pipeline_fp32.predict_vector(read_png(image_files["style"]))
+    second = pipeline_fp32.predict_vector(read_png(image_files["style2"]))
     np.testing.assert_allclose(np.load(out), 0.75 * first + 0.25 * second, atol=1e-5)
 
 
@@ -599,6 +599,7 @@ def test_style_vector_takes_model(image_files, tmp_path, capsys):
     np.testing.assert_array_equal(np.load(tmp_path / "default.npy"), np.load(fast))
     sidecars = [json.loads(path.with_suffix(".json").read_text()) for path in (fast, teacher)]
     assert sidecars[0]["predictor"] != sidecars[1]["predictor"]
+    assert (sidecars[0]["artifact"], sidecars[1]["artifact"]) == ("slimvision-fast-v7", "magenta-arbitrary-v1-fp32")
     assert not np.array_equal(np.load(fast), np.load(teacher))
     # The same vector as the fast pipeline's own predictor gives, named by the space it lives in
     # (the students were distilled into the teacher's, so either model paints with it).

@@ -105,8 +105,11 @@ def test_the_teacher_defaults_to_the_float_variant_and_vectors_mix(pipeline, pip
     assert pipeline.artifact.precision == "int8" and pipeline_fp32.artifact.precision == "fp32"
     from_int8 = pipeline.style_vector(style_image)
     from_fp32 = pipeline_fp32.style_vector(style_image)
-    # One predictor serves both: vectors are identical and accepted by either pipeline.
-    np.testing.assert_array_equal(from_int8.values, from_fp32.values)
+    # One predictor file serves both: the float teacher runs it without rounding its activations
+    # (what the students were made against), so the vectors differ a little, in one space.
+    assert not np.array_equal(from_int8.values, from_fp32.values)
+    cosine = from_int8.values @ from_fp32.values / np.linalg.norm(from_int8.values) / np.linalg.norm(from_fp32.values)
+    assert cosine > 0.99, cosine
     assert from_int8.model == from_fp32.model == "magenta-arbitrary-v1"
     assert pipeline_fp32.resolve_style(StyleVector(from_int8.values, {"model": "magenta-arbitrary-v1-int8"}))
     assert pipeline.resolve_style(StyleVector(from_int8.values, {"model": "magenta-arbitrary-v1-fp32"}))

@@ -94,8 +94,9 @@ class StyleArtifact:
     #: Peak ONNX Runtime working memory of one transformer run per content pixel, measured at
     #: 2048x2048 (ORT 1.32, peak RSS minus the idle process), plus ~10% headroom.
     bytes_per_pixel: int = 330
-    #: The predictor file stores compressed weights for float compute (fp16 behind Casts, or int8
-    #: behind DequantizeLinear; see ``compress.quantize``): load it as a float graph.
+    #: Run the predictor as a float graph: its file stores compressed weights for float compute
+    #: (fp16 behind Casts, or int8 behind DequantizeLinear; see ``compress.quantize``), or it is
+    #: an int8 QDQ graph whose activations should not be rounded (the float teacher).
     float_predictor: bool = False
     description: str = ""
     #: The ``--model`` word that picks this artifact at its precision ("teacher", "fast"); "" for none.
@@ -402,7 +403,8 @@ def blend(vectors: Sequence[StyleVector], weights: Sequence[float] | None = None
     models = {v.model for v in vectors}
     provenance = {
         "model": models.pop() if len(models) == 1 else None,
-        "blend": [{"weight": float(wi), "source": v.provenance.get("source")} for wi, v in zip(w, vectors)],
+        "blend": [{"weight": float(wi), "source": v.provenance.get("source"), "artifact": v.provenance.get("artifact")}
+                  for wi, v in zip(w, vectors)],
         "created": _now(),
         "slimvision": __version__,
     }
@@ -551,6 +553,9 @@ class StyleTransferPipeline:
         """Style vector of a style image, with provenance (model, source file and its hash)."""
         provenance: dict[str, Any] = {
             "model": self.artifact.vector_space or self.artifact.name,
+            # Which artifact ran the predictor file: the int8 and float teachers share the file but
+            # not its arithmetic (the float one does not round activations).
+            "artifact": self.artifact.name,
             "predictor": self.artifact.predictor.provenance(),
             "preprocessing": self.artifact.preprocessing()["style_image"],
             "created": _now(),
