@@ -89,6 +89,7 @@ def test_the_json_report_has_the_documented_fields(tmp_path, capsys) -> None:
     assert {"teacher", "models", "settings", "inputs", "metrics", "students", "rank_by", "cases", "summary",
             "groups", "worst", "sheet"} <= set(report)
     assert report["students"] == ["student", "student transformer", "student predictor"]
+    assert report["teacher_arithmetic"] == {"predictor": "float", "transformer": "fp32"}  # the float teacher
     assert len(report["cases"]) == 2 and set(report["groups"]) == {"style family", "content source"}
     assert {"mean", "worst", "worst_case", "set"} <= set(report["summary"]["student"])
     assert set(report["summary"]["student"]["set"]) == {"vector_r2", "vector_ccos"}

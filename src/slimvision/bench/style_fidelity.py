@@ -471,7 +471,14 @@ def run_style_fidelity(settings: StyleFidelitySettings, progress: bool = True) -
     report = evaluate(cases, adapter, rank_by=s.rank_by, worst=s.worst, progress=progress, sheet=s.sheet,
                       sheet_side=s.sheet_side, overwrite=s.overwrite)
     settings_json = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(s).items()}
+    from slimvision.inference.style import style_artifact
+
+    reference = style_artifact(s.teacher)
     return {"teacher": s.teacher,
+            # The float teacher's predictor rounded its activations as shipped until issue 24's last
+            # change; reports say which arithmetic they were scored against.
+            "teacher_arithmetic": {"predictor": "float" if reference.float_predictor else reference.precision,
+                                   "transformer": reference.precision},
             "models": {"teacher": teacher.describe(), **{m.name: m.describe() for m in students}},
             "settings": settings_json,
             "inputs": {"styles": [image.label for image in styles], "contents": [image.label for image in contents]},
