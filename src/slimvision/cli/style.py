@@ -133,7 +133,8 @@ def _precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=[*aliases, *names], default=None, metavar="MODEL",
                         help="fast (default): the compressed bundle, about 2x the teacher's speed and "
                              "0.93 SSIM to its paintings on held-out styles; teacher: Magenta's MobileNetV2 "
-                             "predictor and transformer as shipped (the default with --precision int8); or "
+                             "predictor and transformer, computed in float, or with --precision int8 the "
+                             "shipped int8 graphs (then the default); or "
                              "any registered style model by name, at its own precision: "
                              f"{', '.join(names)} (see 'slimvision models')")
     parser.add_argument("--precision", choices=["fp32", "int8"], default=None,
