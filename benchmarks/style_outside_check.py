@@ -151,11 +151,10 @@ def score(model: str, styles: Path, contents: Path, seeds: list[int], threads: i
     summary = report["summary"]["student"]
     result = {"model": name, **_ssim_summary(cases), "worst_pair": summary["worst_case"]["ssim"],
               "vector_r2": summary["set"]["vector_r2"], "vector_ccos": summary["set"]["vector_ccos"]}
-    kinds = sorted({case["kind"] for case in cases})
-    result["kind_mean_ssim"] = {kind: _ssim_summary([c for c in cases if c["kind"] == kind])["ssim_mean"]
-                                for kind in kinds}
-    result["kind_worst_ssim"] = {kind: _ssim_summary([c for c in cases if c["kind"] == kind])["ssim_worst"]
-                                 for kind in kinds}
+    by_kind = {kind: _ssim_summary([c for c in cases if c["kind"] == kind])
+               for kind in sorted({case["kind"] for case in cases})}
+    result["kind_mean_ssim"] = {kind: summary["ssim_mean"] for kind, summary in by_kind.items()}
+    result["kind_worst_ssim"] = {kind: summary["ssim_worst"] for kind, summary in by_kind.items()}
     # Each draw alone (with the murals): its own vector R², centred on its own teacher mean.
     images = folder_images(styles, settings.style_side, "styles")
     teacher, student = (registered_style_model(n, threads) for n in (settings.teacher, name))

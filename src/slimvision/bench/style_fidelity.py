@@ -40,7 +40,7 @@ import numpy as np
 from slimvision.bench.fidelity import Case, CaseResult, LabelledImage, Metric
 from slimvision.data.style_images import photo_folders
 from slimvision.errors import ConfigError
-from slimvision.inference.style import artifact_for
+from slimvision.inference.style import artifact_for, style_artifact
 
 #: Predictor: (H, W, 3) uint8 style image -> (100,) style vector.
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -73,7 +73,6 @@ def registered_style_model(name: str, threads: int | None = None) -> StyleModel:
     """Both halves of a registered style artifact, run by its own pipeline."""
     from slimvision.artifacts import ARTIFACTS
     from slimvision.graph.session import SessionSettings
-    from slimvision.inference.style import style_artifact
 
     style_artifact(name)  # UnknownNameError (with close names) for a name that is no style model
     pipeline = ARTIFACTS.create(name, settings=SessionSettings(threads=threads))
@@ -123,8 +122,6 @@ def style_students(teacher: str, student: str, mixed: bool = True, threads: int 
         ConfigError: the two do not share a style-vector space (their halves cannot be mixed,
             their vectors not compared).
     """
-    from slimvision.inference.style import style_artifact
-
     spaces = {name: style_artifact(name).vector_space or name for name in (teacher, student)}
     if spaces[teacher] != spaces[student]:
         raise ConfigError(f"{student!r} paints from {spaces[student]!r} style vectors and {teacher!r} from "
@@ -471,8 +468,6 @@ def run_style_fidelity(settings: StyleFidelitySettings, progress: bool = True) -
     report = evaluate(cases, adapter, rank_by=s.rank_by, worst=s.worst, progress=progress, sheet=s.sheet,
                       sheet_side=s.sheet_side, overwrite=s.overwrite)
     settings_json = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(s).items()}
-    from slimvision.inference.style import style_artifact
-
     reference = style_artifact(s.teacher)
     return {"teacher": s.teacher,
             # The float teacher's predictor rounded its activations as shipped until issue 24's last
